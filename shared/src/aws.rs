@@ -1,0 +1,35 @@
+//! Building AWS SDK clients from [`Config`], once per cold start.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+
+use crate::config::Config;
+
+/// Loads the shared SDK configuration. `AWS_ENDPOINT_URL` is honoured by the
+/// SDK itself; when it is set and no credentials are configured we supply
+/// dummy static ones, so a local emulator works with no other setup.
+pub async fn sdk_config(cfg: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let region = cfg.aws_region.clone().unwrap_or_else(|| "us-east-1".to_owned());
+    loader = loader.region(Region::new(region));
+    if let Some(endpoint) = &cfg.aws_endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+        let has_creds = std::env::var_os("AWS_ACCESS_KEY_ID").is_some() || std::env::var_os("AWS_PROFILE").is_some();
+        if !has_creds {
+            loader = loader.credentials_provider(Credentials::new("test", "test", None, None, "batchq-local"));
+        }
+    }
+    loader.load().await
+}
+
+pub fn dynamo_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}
+
+/// S3 client; path-style addressing when talking to an emulator endpoint.
+pub fn s3_client(sdk: &aws_config::SdkConfig, cfg: &Config) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(cfg.aws_endpoint_url.is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}

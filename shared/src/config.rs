@@ -1,0 +1,484 @@
+//! Configuration from environment variables, parsed once per cold start.
+//!
+//! Every variable is listed in [`VARS`] with its default and meaning; the
+//! README's configuration table is checked against that list by a test, and
+//! the SAM template's environment names are checked against it too.
+//! With nothing but `AWS_ENDPOINT_URL`, `OPENAI_BASE_URL` and `OPENAI_API_KEY`
+//! set, every default yields a working local system.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::job::ProviderKind;
+
+/// One environment variable batchq reads.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    pub name: &'static str,
+    /// Default as written in the README (empty: unset by default).
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+macro_rules! env_vars {
+    ($($ident:ident = $name:literal, $default:literal, $desc:literal;)*) => {
+        $(pub const $ident: &str = $name;)*
+        /// Every environment variable batchq reads, in README order.
+        pub const VARS: &[EnvVar] = &[$(EnvVar { name: $name, default: $default, description: $desc }),*];
+    };
+}
+
+env_vars! {
+    AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL", "",
+        "AWS SDK's own variable: send S3 and DynamoDB calls to this endpoint (a local emulator). When set and no AWS credentials are configured, batchq uses dummy static credentials and path-style S3 addressing.";
+    AWS_REGION = "AWS_REGION", "us-east-1",
+        "AWS SDK's own variable. batchq falls back to us-east-1 when the SDK finds no region.";
+    REQUESTS_TABLE = "BATCHQ_REQUESTS_TABLE", "batchq-requests",
+        "DynamoDB table holding request state, body and result items.";
+    JOBS_TABLE = "BATCHQ_JOBS_TABLE", "batchq-jobs",
+        "DynamoDB table holding jobs, queue groups and counters.";
+    BUCKET = "BATCHQ_BUCKET", "batchq",
+        "S3 bucket for batch input files, result files and large bodies.";
+    PROVIDER = "BATCHQ_PROVIDER", "openai",
+        "Provider API: `openai` (any OpenAI-compatible batch API) or `azure_openai`.";
+    OPENAI_BASE_URL = "OPENAI_BASE_URL", "https://api.openai.com/v1",
+        "Base URL of the OpenAI-compatible API (the official SDKs' name).";
+    OPENAI_API_KEY = "OPENAI_API_KEY", "",
+        "Provider API key (the official SDKs' name). For local use; in AWS prefer the secret ARN.";
+    OPENAI_API_KEY_SECRET_ARN = "BATCHQ_OPENAI_API_KEY_SECRET_ARN", "",
+        "Secrets Manager secret holding the provider key, read once per cold start. Wins over OPENAI_API_KEY.";
+    OPENAI_ORG_ID = "OPENAI_ORG_ID", "",
+        "Optional `OpenAI-Organization` header.";
+    OPENAI_PROJECT_ID = "OPENAI_PROJECT_ID", "",
+        "Optional `OpenAI-Project` header.";
+    AZURE_OPENAI_ENDPOINT = "AZURE_OPENAI_ENDPOINT", "",
+        "Azure OpenAI resource endpoint, e.g. `https://NAME.openai.azure.com` (with BATCHQ_PROVIDER=azure_openai).";
+    AZURE_OPENAI_API_KEY = "AZURE_OPENAI_API_KEY", "",
+        "Azure OpenAI key (sent as `api-key`). Falls back to OPENAI_API_KEY.";
+    OPENAI_API_VERSION = "OPENAI_API_VERSION", "2024-10-21",
+        "Azure OpenAI `api-version` query parameter.";
+    COMPLETION_WINDOW = "BATCHQ_COMPLETION_WINDOW", "24h",
+        "`completion_window` sent when creating a batch.";
+    HTTP_CONNECT_TIMEOUT_SECS = "BATCHQ_HTTP_CONNECT_TIMEOUT_SECS", "10",
+        "Provider connect timeout.";
+    HTTP_READ_TIMEOUT_SECS = "BATCHQ_HTTP_READ_TIMEOUT_SECS", "120",
+        "Provider read timeout: the longest wait for the next bytes of a response.";
+    HTTP_MAX_RETRIES = "BATCHQ_HTTP_MAX_RETRIES", "5",
+        "Retries of a provider call on 429, 5xx and connection errors before giving up.";
+    MAX_LINES_PER_BATCH = "BATCHQ_MAX_LINES_PER_BATCH", "50000",
+        "Most requests in one provider batch (OpenAI's limit is 50,000).";
+    MAX_BYTES_PER_BATCH = "BATCHQ_MAX_BYTES_PER_BATCH", "200000000",
+        "Largest input file in bytes (OpenAI's limit is 200 MB).";
+    SUBMIT_MIN_REQUESTS = "BATCHQ_SUBMIT_MIN_REQUESTS", "1000",
+        "A queue group is submitted once it holds this many requests…";
+    SUBMIT_MAX_AGE_SECS = "BATCHQ_SUBMIT_MAX_AGE_SECS", "900",
+        "…or once its oldest request has waited this long.";
+    MAX_ATTEMPTS = "BATCHQ_MAX_ATTEMPTS", "3",
+        "Provider batches a request may be tried in before it ends failed.";
+    JOB_LEASE_SECS = "BATCHQ_JOB_LEASE_SECS", "960",
+        "How long a submit run owns a job before another run may resume it (longer than the function timeout).";
+    BATCH_DEADLINE_SECS = "BATCHQ_BATCH_DEADLINE_SECS", "93600",
+        "A provider batch still unfinished this long after submission is cancelled and its requests handled as expired.";
+    DELETE_PROVIDER_FILES = "BATCHQ_DELETE_PROVIDER_FILES", "true",
+        "Delete input, output and error files at the provider once their copies are safe in S3.";
+    MAX_BODY_BYTES = "BATCHQ_MAX_BODY_BYTES", "4194304",
+        "Largest accepted request body (serialized JSON).";
+    INLINE_BODY_MAX_BYTES = "BATCHQ_INLINE_BODY_MAX_BYTES", "16384",
+        "Bodies up to this size are stored in DynamoDB; larger ones in S3 under bodies/.";
+    INLINE_RESULT_MAX_BYTES = "BATCHQ_INLINE_RESULT_MAX_BYTES", "16384",
+        "Responses up to this size are stored in DynamoDB; larger ones in S3 under responses/.";
+    S3_PART_BYTES = "BATCHQ_S3_PART_BYTES", "8388608",
+        "Part size of multipart uploads to S3 (at least 5 MiB); also the streaming writer's buffer bound.";
+    LOG = "BATCHQ_LOG", "info",
+        "Log filter (tracing `EnvFilter` syntax, e.g. `info,batchq_core=debug`).";
+    LOG_FORMAT = "BATCHQ_LOG_FORMAT", "json in Lambda, text elsewhere",
+        "`json` or `text`.";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("environment variable {var}={value:?} is invalid: {expected}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// Where the provider key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// From the environment (local use).
+    Literal(String),
+    /// A Secrets Manager secret ARN, read once per cold start.
+    SecretArn(String),
+    /// No key configured; provider calls will fail with 401.
+    None,
+}
+
+impl std::fmt::Debug for ApiKeySource {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal(_) => f.write_str("Literal(<redacted>)"),
+            Self::SecretArn(arn) => write!(f, "SecretArn({arn})"),
+            Self::None => f.write_str("None"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// For OpenAI: the `/v1` base. For Azure: the resource endpoint.
+    pub base_url: String,
+    pub api_key: ApiKeySource,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub api_version: String,
+    pub completion_window: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_lines_per_batch: u64,
+    pub max_bytes_per_batch: u64,
+    pub max_body_bytes: u64,
+    pub inline_body_max_bytes: u64,
+    pub inline_result_max_bytes: u64,
+    pub s3_part_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub submit_min_requests: u64,
+    pub submit_max_age: Duration,
+    pub max_attempts: u32,
+    pub job_lease: Duration,
+    pub batch_deadline: Duration,
+    pub delete_provider_files: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub aws_endpoint_url: Option<String>,
+    pub aws_region: Option<String>,
+    pub requests_table: String,
+    pub jobs_table: String,
+    pub bucket: String,
+    pub provider: ProviderConfig,
+    pub limits: Limits,
+    pub policy: Policy,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+/// Smallest part S3 accepts in a multipart upload (except the last).
+pub const S3_MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// The value if set and not blank.
+    fn get(&self, var: &'static str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+        &self,
+        var: &'static str,
+        default: T,
+        min: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => match raw.trim().parse::<T>() {
+                Ok(v) if v >= min => Ok(v),
+                _ => Err(ConfigError {
+                    var,
+                    value: raw,
+                    expected: format!("a whole number of at least {min}"),
+                }),
+            },
+        }
+    }
+
+    fn seconds(&self, var: &'static str, default: u64, min: u64) -> Result<Duration, ConfigError> {
+        self.number(var, default, min).map(Duration::from_secs)
+    }
+
+    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError {
+                    var,
+                    value: raw,
+                    expected: "true or false".into(),
+                }),
+            },
+        }
+    }
+}
+
+fn check_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "http://".len();
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            var,
+            value: url.to_owned(),
+            expected: "an http:// or https:// URL".into(),
+        })
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup };
+
+        let aws_endpoint_url = env.get(AWS_ENDPOINT_URL);
+        if let Some(url) = &aws_endpoint_url {
+            check_url(AWS_ENDPOINT_URL, url)?;
+        }
+
+        let kind_raw = env.string(PROVIDER, "openai");
+        let kind = ProviderKind::parse(kind_raw.trim()).ok_or_else(|| ConfigError {
+            var: PROVIDER,
+            value: kind_raw.clone(),
+            expected: "openai or azure_openai".into(),
+        })?;
+
+        let (base_url, literal_key) = match kind {
+            ProviderKind::OpenAi => {
+                let url = env.string(OPENAI_BASE_URL, "https://api.openai.com/v1");
+                check_url(OPENAI_BASE_URL, &url)?;
+                (url, env.get(OPENAI_API_KEY))
+            }
+            ProviderKind::AzureOpenAi => {
+                let url = env.get(AZURE_OPENAI_ENDPOINT).ok_or_else(|| ConfigError {
+                    var: AZURE_OPENAI_ENDPOINT,
+                    value: String::new(),
+                    expected: "the Azure OpenAI resource endpoint (required with BATCHQ_PROVIDER=azure_openai)".into(),
+                })?;
+                check_url(AZURE_OPENAI_ENDPOINT, &url)?;
+                (url, env.get(AZURE_OPENAI_API_KEY).or_else(|| env.get(OPENAI_API_KEY)))
+            }
+        };
+        let api_key = match (env.get(OPENAI_API_KEY_SECRET_ARN), literal_key) {
+            (Some(arn), _) => {
+                if !arn.starts_with("arn:") {
+                    return Err(ConfigError {
+                        var: OPENAI_API_KEY_SECRET_ARN,
+                        value: arn,
+                        expected: "a Secrets Manager ARN (arn:aws:secretsmanager:…)".into(),
+                    });
+                }
+                ApiKeySource::SecretArn(arn)
+            }
+            (None, Some(key)) => ApiKeySource::Literal(key),
+            (None, None) => ApiKeySource::None,
+        };
+
+        let completion_window = env.string(COMPLETION_WINDOW, "24h");
+        let provider = ProviderConfig {
+            kind,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            organization: env.get(OPENAI_ORG_ID),
+            project: env.get(OPENAI_PROJECT_ID),
+            api_version: env.string(OPENAI_API_VERSION, "2024-10-21"),
+            completion_window,
+            connect_timeout: env.seconds(HTTP_CONNECT_TIMEOUT_SECS, 10, 1)?,
+            read_timeout: env.seconds(HTTP_READ_TIMEOUT_SECS, 120, 1)?,
+            max_retries: env.number(HTTP_MAX_RETRIES, 5u32, 0)?,
+        };
+
+        let limits = Limits {
+            max_lines_per_batch: env.number(MAX_LINES_PER_BATCH, 50_000u64, 1)?,
+            max_bytes_per_batch: env.number(MAX_BYTES_PER_BATCH, 200_000_000u64, 1024)?,
+            max_body_bytes: env.number(MAX_BODY_BYTES, 4 * 1024 * 1024u64, 64)?,
+            inline_body_max_bytes: env.number(INLINE_BODY_MAX_BYTES, 16 * 1024u64, 0)?,
+            inline_result_max_bytes: env.number(INLINE_RESULT_MAX_BYTES, 16 * 1024u64, 0)?,
+            s3_part_bytes: env.number(S3_PART_BYTES, 8 * 1024 * 1024u64, S3_MIN_PART_BYTES)?,
+        };
+        // DynamoDB items stop at 400 KB; leave room for the other attributes.
+        for (var, v) in [
+            (INLINE_BODY_MAX_BYTES, limits.inline_body_max_bytes),
+            (INLINE_RESULT_MAX_BYTES, limits.inline_result_max_bytes),
+        ] {
+            if v > 300 * 1024 {
+                return Err(ConfigError {
+                    var,
+                    value: v.to_string(),
+                    expected: "at most 307200 (DynamoDB items are limited to 400 KB)".into(),
+                });
+            }
+        }
+
+        let policy = Policy {
+            submit_min_requests: env.number(SUBMIT_MIN_REQUESTS, 1000u64, 1)?,
+            submit_max_age: env.seconds(SUBMIT_MAX_AGE_SECS, 900, 0)?,
+            max_attempts: env.number(MAX_ATTEMPTS, 3u32, 1)?,
+            job_lease: env.seconds(JOB_LEASE_SECS, 960, 1)?,
+            batch_deadline: env.seconds(BATCH_DEADLINE_SECS, 93_600, 60)?,
+            delete_provider_files: env.boolean(DELETE_PROVIDER_FILES, true)?,
+        };
+
+        let in_lambda = (lookup)("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let log_format = match env.get(LOG_FORMAT).as_deref().map(str::trim) {
+            None => {
+                if in_lambda {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                }
+            }
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: LOG_FORMAT,
+                    value: other.to_owned(),
+                    expected: "json or text".into(),
+                })
+            }
+        };
+
+        Ok(Self {
+            aws_endpoint_url,
+            aws_region: env.get(AWS_REGION),
+            requests_table: env.string(REQUESTS_TABLE, "batchq-requests"),
+            jobs_table: env.string(JOBS_TABLE, "batchq-jobs"),
+            bucket: env.string(BUCKET, "batchq"),
+            provider,
+            limits,
+            policy,
+            log_filter: env.string(LOG, "info"),
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn three_variables_are_enough_for_a_local_system() {
+        let c = parse(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:8089/v1/"),
+            ("OPENAI_API_KEY", "sk-fake"),
+        ])
+        .unwrap();
+        assert_eq!(c.aws_endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(c.provider.base_url, "http://127.0.0.1:8089/v1");
+        assert_eq!(c.provider.api_key, ApiKeySource::Literal("sk-fake".into()));
+        assert_eq!(c.requests_table, "batchq-requests");
+        assert_eq!(c.limits.max_lines_per_batch, 50_000);
+        assert_eq!(c.policy.max_attempts, 3);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn malformed_number_names_the_variable() {
+        let e = parse(&[("BATCHQ_MAX_ATTEMPTS", "three")]).unwrap_err();
+        assert_eq!(e.var, "BATCHQ_MAX_ATTEMPTS");
+        assert!(e.to_string().contains("BATCHQ_MAX_ATTEMPTS=\"three\""), "{e}");
+        assert_eq!(
+            parse(&[("BATCHQ_MAX_ATTEMPTS", "0")]).unwrap_err().var,
+            "BATCHQ_MAX_ATTEMPTS"
+        );
+    }
+
+    #[test]
+    fn malformed_values_of_each_kind_are_rejected_by_name() {
+        for (var, bad) in [
+            ("BATCHQ_PROVIDER", "anthropic"),
+            ("OPENAI_BASE_URL", "api.openai.com"),
+            ("AWS_ENDPOINT_URL", "localhost:5000"),
+            ("BATCHQ_DELETE_PROVIDER_FILES", "maybe"),
+            ("BATCHQ_S3_PART_BYTES", "1024"),
+            ("BATCHQ_INLINE_BODY_MAX_BYTES", "500000"),
+            ("BATCHQ_LOG_FORMAT", "xml"),
+            ("BATCHQ_OPENAI_API_KEY_SECRET_ARN", "my-secret"),
+        ] {
+            let e = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_arn_wins_over_literal_key_and_is_never_printed() {
+        let c = parse(&[
+            ("OPENAI_API_KEY", "sk-live-secret"),
+            (
+                "BATCHQ_OPENAI_API_KEY_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:k",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(c.provider.api_key, ApiKeySource::SecretArn(_)));
+        let c = parse(&[("OPENAI_API_KEY", "sk-live-secret")]).unwrap();
+        assert!(!format!("{c:?}").contains("sk-live-secret"));
+    }
+
+    #[test]
+    fn azure_needs_its_endpoint() {
+        let e = parse(&[("BATCHQ_PROVIDER", "azure_openai")]).unwrap_err();
+        assert_eq!(e.var, "AZURE_OPENAI_ENDPOINT");
+        let c = parse(&[
+            ("BATCHQ_PROVIDER", "azure_openai"),
+            ("AZURE_OPENAI_ENDPOINT", "https://x.openai.azure.com"),
+            ("AZURE_OPENAI_API_KEY", "k"),
+        ])
+        .unwrap();
+        assert_eq!(c.provider.kind, ProviderKind::AzureOpenAi);
+        assert_eq!(c.provider.api_version, "2024-10-21");
+    }
+
+    #[test]
+    fn lambda_logs_json_by_default() {
+        let c = parse(&[("AWS_LAMBDA_FUNCTION_NAME", "batchq-submit")]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_once() {
+        let mut names: Vec<&str> = VARS.iter().map(|v| v.name).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate names in VARS");
+    }
+}

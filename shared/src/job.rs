@@ -1,0 +1,478 @@
+//! Jobs: one batchq job owns at most one provider batch, and the claimed
+//! requests inside it. Its status machine follows the protocol in
+//! `docs/lifecycle.md`: the row is written before anything leaves AWS, and
+//! each step records how far it got so a crashed run can be resumed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::TransitionError;
+use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId};
+use crate::money::Money;
+use crate::request::{Endpoint, QueueGroup, Usage};
+use crate::time::Timestamp;
+
+/// batchq's own view of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Row written, requests being claimed; nothing has left AWS yet.
+    Preparing,
+    /// Input JSONL written to S3.
+    Staged,
+    /// Input file uploaded to the provider (file id recorded).
+    Uploaded,
+    /// Provider batch exists; mirrors the provider's in-flight statuses.
+    Validating,
+    InProgress,
+    Finalizing,
+    Cancelling,
+    /// The provider batch ended (completed, expired or cancelled); result
+    /// files are being copied to S3 and ingested.
+    Ingesting,
+    /// Terminal: every request of the job reached a terminal state or went
+    /// back to the queue, and totals are final.
+    Done,
+    /// Terminal: the job could not run (provider validation failure, input
+    /// rejected, batch lost); its requests were failed or re-queued first.
+    Failed,
+}
+
+use JobStatus as J;
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 10] = [
+        J::Preparing,
+        J::Staged,
+        J::Uploaded,
+        J::Validating,
+        J::InProgress,
+        J::Finalizing,
+        J::Cancelling,
+        J::Ingesting,
+        J::Done,
+        J::Failed,
+    ];
+
+    /// Every allowed transition, and only those. A status write that is not
+    /// listed is refused before it reaches the store; every write that is
+    /// listed is conditioned on the `from` status in the store.
+    ///
+    /// The provider can jump states between two polls (a fast batch goes from
+    /// validating to completed unseen), so in-flight states may move to any
+    /// later in-flight state, to `Ingesting` when the batch ended, or to
+    /// `Failed`.
+    pub const TRANSITIONS: &'static [(JobStatus, JobStatus)] = &[
+        (J::Preparing, J::Staged),
+        (J::Preparing, J::Done), // nothing could be claimed: an empty job closes at once
+        (J::Preparing, J::Failed),
+        (J::Staged, J::Uploaded),
+        (J::Staged, J::Failed),
+        // After create (or after finding a batch created by a crashed run).
+        (J::Uploaded, J::Validating),
+        (J::Uploaded, J::InProgress),
+        (J::Uploaded, J::Finalizing),
+        (J::Uploaded, J::Cancelling),
+        (J::Uploaded, J::Ingesting),
+        (J::Uploaded, J::Failed),
+        (J::Validating, J::InProgress),
+        (J::Validating, J::Finalizing),
+        (J::Validating, J::Cancelling),
+        (J::Validating, J::Ingesting),
+        (J::Validating, J::Failed),
+        (J::InProgress, J::Finalizing),
+        (J::InProgress, J::Cancelling),
+        (J::InProgress, J::Ingesting),
+        (J::InProgress, J::Failed),
+        (J::Finalizing, J::Cancelling),
+        (J::Finalizing, J::Ingesting),
+        (J::Finalizing, J::Failed),
+        (J::Cancelling, J::Ingesting),
+        (J::Cancelling, J::Failed),
+        (J::Ingesting, J::Done),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            J::Preparing => "preparing",
+            J::Staged => "staged",
+            J::Uploaded => "uploaded",
+            J::Validating => "validating",
+            J::InProgress => "in_progress",
+            J::Finalizing => "finalizing",
+            J::Cancelling => "cancelling",
+            J::Ingesting => "ingesting",
+            J::Done => "done",
+            J::Failed => "failed",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, J::Done | J::Failed)
+    }
+
+    /// Before the provider batch exists: a submit run owns the job (lease).
+    pub fn is_pre_submit(self) -> bool {
+        matches!(self, J::Preparing | J::Staged | J::Uploaded)
+    }
+
+    /// The provider batch exists and has not ended: poll watches it.
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, J::Validating | J::InProgress | J::Finalizing | J::Cancelling)
+    }
+
+    pub fn can_transition_to(self, next: JobStatus) -> bool {
+        Self::TRANSITIONS.contains(&(self, next))
+    }
+
+    pub fn check_transition(self, next: JobStatus) -> Result<(), TransitionError> {
+        if self.can_transition_to(next) {
+            Ok(())
+        } else {
+            Err(TransitionError {
+                entity: "job",
+                from: self.as_str().to_owned(),
+                to: next.as_str().to_owned(),
+            })
+        }
+    }
+
+    /// The job status that mirrors a provider batch status. Terminal provider
+    /// outcomes that carry results map to `Ingesting`; `failed` maps to
+    /// `Failed`, which poll only writes after releasing the job's requests.
+    /// An unknown provider status maps to `None`: keep the current status.
+    pub fn mirroring(provider: &ProviderBatchStatus) -> Option<JobStatus> {
+        Some(match provider {
+            ProviderBatchStatus::Validating => J::Validating,
+            ProviderBatchStatus::InProgress => J::InProgress,
+            ProviderBatchStatus::Finalizing => J::Finalizing,
+            ProviderBatchStatus::Cancelling => J::Cancelling,
+            ProviderBatchStatus::Completed | ProviderBatchStatus::Expired | ProviderBatchStatus::Cancelled => {
+                J::Ingesting
+            }
+            ProviderBatchStatus::Failed => J::Failed,
+            ProviderBatchStatus::Unknown(_) => return None,
+        })
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown job status {s:?}"))
+    }
+}
+
+/// A provider batch's status as the provider reports it. Values we do not
+/// know are kept, not rejected: providers add statuses over time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderBatchStatus {
+    Validating,
+    InProgress,
+    Finalizing,
+    Completed,
+    Failed,
+    Expired,
+    Cancelling,
+    Cancelled,
+    Unknown(String),
+}
+
+impl ProviderBatchStatus {
+    pub const KNOWN: [ProviderBatchStatus; 8] = [
+        Self::Validating,
+        Self::InProgress,
+        Self::Finalizing,
+        Self::Completed,
+        Self::Failed,
+        Self::Expired,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Validating => "validating",
+            Self::InProgress => "in_progress",
+            Self::Finalizing => "finalizing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+            Self::Unknown(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or_else(|| Self::Unknown(s.to_owned()))
+    }
+
+    /// The provider will not change this batch any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Expired | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for ProviderBatchStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ProviderBatchStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderBatchStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Self::parse(&s))
+    }
+}
+
+/// Which provider API a job was submitted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    #[serde(rename = "azure_openai")]
+    AzureOpenAi,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::AzureOpenAi => "azure_openai",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "openai" => Some(Self::OpenAi),
+            "azure_openai" | "azure" => Some(Self::AzureOpenAi),
+            _ => None,
+        }
+    }
+}
+
+/// The provider's `request_counts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+/// Usage and money of a job, accumulated at ingest (each result file counted once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostTotals {
+    pub usage: Usage,
+    pub batch_cost: Money,
+    pub realtime_cost: Money,
+    /// Results whose model had no known price (their cost is not in the sums).
+    pub unpriced_requests: u64,
+}
+
+impl CostTotals {
+    pub fn saved(&self) -> Money {
+        self.realtime_cost - self.batch_cost
+    }
+}
+
+/// One batch-level error reported by the provider (validation failures).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+    /// 1-based line in the input file, when the error is about one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+}
+
+/// A job row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub provider: ProviderKind,
+    pub endpoint: Endpoint,
+    pub model: ModelName,
+    pub status: JobStatus,
+    /// The provider's last reported status, once the batch exists.
+    pub provider_status: Option<ProviderBatchStatus>,
+    /// S3 key of the input JSONL (deterministic from the id).
+    pub input_key: String,
+    pub input_lines: u64,
+    pub input_bytes: u64,
+    pub provider_file_id: Option<ProviderFileId>,
+    pub provider_batch_id: Option<ProviderBatchId>,
+    pub output_file_id: Option<ProviderFileId>,
+    pub error_file_id: Option<ProviderFileId>,
+    pub request_counts: RequestCounts,
+    pub errors: Vec<JobError>,
+    pub totals: CostTotals,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub submitted_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// A submit run that owns a pre-submit job holds it until this time; a
+    /// later run may resume the job after it.
+    pub lease_until: Option<Timestamp>,
+    /// Optimistic-concurrency version: every save is conditioned on the
+    /// stored version (and status) being the ones this copy was read with.
+    pub version: u64,
+}
+
+impl Job {
+    /// A fresh job in `Preparing`, with its input key fixed from its id.
+    pub fn new(id: JobId, provider: ProviderKind, group: &QueueGroup, now: Timestamp, lease_until: Timestamp) -> Self {
+        let input_key = crate::store::keys::job_input(&id);
+        Self {
+            id,
+            provider,
+            endpoint: group.endpoint,
+            model: group.model.clone(),
+            status: JobStatus::Preparing,
+            provider_status: None,
+            input_key,
+            input_lines: 0,
+            input_bytes: 0,
+            provider_file_id: None,
+            provider_batch_id: None,
+            output_file_id: None,
+            error_file_id: None,
+            request_counts: RequestCounts::default(),
+            errors: Vec::new(),
+            totals: CostTotals::default(),
+            created_at: now,
+            updated_at: now,
+            submitted_at: None,
+            finished_at: None,
+            lease_until: Some(lease_until),
+            version: 0,
+        }
+    }
+
+    pub fn queue_group(&self) -> QueueGroup {
+        QueueGroup {
+            endpoint: self.endpoint,
+            model: self.model.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed_pairs() -> Vec<(&'static str, &'static str)> {
+        let in_flight_after_upload = ["validating", "in_progress", "finalizing", "cancelling"];
+        let mut v = vec![
+            ("preparing", "staged"),
+            ("preparing", "done"),
+            ("preparing", "failed"),
+            ("staged", "uploaded"),
+            ("staged", "failed"),
+            ("ingesting", "done"),
+        ];
+        for to in in_flight_after_upload {
+            v.push(("uploaded", to));
+        }
+        v.push(("uploaded", "ingesting"));
+        v.push(("uploaded", "failed"));
+        // In-flight states only move forward (validating < in_progress < finalizing < cancelling).
+        for (i, from) in in_flight_after_upload.iter().enumerate() {
+            for to in &in_flight_after_upload[i + 1..] {
+                v.push((from, to));
+            }
+            v.push((from, "ingesting"));
+            v.push((from, "failed"));
+        }
+        v
+    }
+
+    #[test]
+    fn every_job_status_pair_is_allowed_exactly_when_listed() {
+        let allowed = allowed_pairs();
+        assert_eq!(allowed.len(), JobStatus::TRANSITIONS.len());
+        for from in JobStatus::ALL {
+            for to in JobStatus::ALL {
+                let expected = allowed.contains(&(from.as_str(), to.as_str()));
+                assert_eq!(
+                    from.can_transition_to(to),
+                    expected,
+                    "{from} -> {to} should be {}",
+                    if expected { "allowed" } else { "forbidden" }
+                );
+                assert_eq!(from.check_transition(to).is_ok(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_job_statuses_have_no_way_out() {
+        for from in [JobStatus::Done, JobStatus::Failed] {
+            assert!(from.is_terminal());
+            for to in JobStatus::ALL {
+                assert!(!from.can_transition_to(to));
+            }
+        }
+    }
+
+    #[test]
+    fn no_job_status_transitions_to_itself() {
+        for s in JobStatus::ALL {
+            assert!(
+                !s.can_transition_to(s),
+                "{s} -> {s}: progress updates are not transitions"
+            );
+        }
+    }
+
+    #[test]
+    fn job_status_round_trips_through_its_string() {
+        for s in JobStatus::ALL {
+            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn provider_statuses_parse_and_unknown_ones_are_kept() {
+        for k in ProviderBatchStatus::KNOWN {
+            assert_eq!(ProviderBatchStatus::parse(k.as_str()), k);
+        }
+        let u: ProviderBatchStatus = serde_json::from_str("\"paused\"").unwrap();
+        assert_eq!(u, ProviderBatchStatus::Unknown("paused".into()));
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"paused\"");
+        assert!(!u.is_terminal());
+        assert_eq!(JobStatus::mirroring(&u), None);
+    }
+
+    #[test]
+    fn every_provider_status_mirrors_to_a_reachable_job_status() {
+        for p in ProviderBatchStatus::KNOWN {
+            let j = JobStatus::mirroring(&p).unwrap();
+            // Reachable from a freshly created batch.
+            assert!(JobStatus::Uploaded.can_transition_to(j), "{p} -> {j}");
+            assert_eq!(p.is_terminal(), matches!(j, JobStatus::Ingesting | JobStatus::Failed));
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! JSONL framing: splitting a byte stream into lines without holding more
+//! than one line (bounded) in memory, and writing batch input lines.
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::ids::RequestKey;
+use crate::request::Endpoint;
+use crate::store::{ByteStream, StoreError};
+
+/// One line of a JSONL stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A line's bytes without the line terminator. `number` is 1-based.
+    Data { number: u64, bytes: Bytes },
+    /// A line longer than the reader's limit; its bytes were skipped.
+    TooLong { number: u64, bytes: u64 },
+}
+
+/// Reads lines from a byte stream. Blank lines are skipped (but counted, so
+/// line numbers match the file). A last line without a newline is returned.
+pub struct LineReader {
+    stream: ByteStream,
+    buf: BytesMut,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    max_line: usize,
+    line_no: u64,
+    eof: bool,
+    /// Inside an over-long line: bytes dropped so far.
+    discarding: Option<u64>,
+}
+
+impl LineReader {
+    pub fn new(stream: ByteStream, max_line: usize) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            scanned: 0,
+            max_line,
+            line_no: 0,
+            eof: false,
+            discarding: None,
+        }
+    }
+
+    /// Lines read so far (including blank and over-long ones).
+    pub fn lines_read(&self) -> u64 {
+        self.line_no
+    }
+
+    pub async fn next_line(&mut self) -> Result<Option<Line>, StoreError> {
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+                let end = self.scanned + pos;
+                let mut line = self.buf.split_to(end + 1);
+                self.scanned = 0;
+                line.truncate(end);
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
+                self.line_no += 1;
+                if let Some(dropped) = self.discarding.take() {
+                    return Ok(Some(Line::TooLong {
+                        number: self.line_no,
+                        bytes: dropped + line.len() as u64,
+                    }));
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if line.len() > self.max_line {
+                    return Ok(Some(Line::TooLong {
+                        number: self.line_no,
+                        bytes: line.len() as u64,
+                    }));
+                }
+                return Ok(Some(Line::Data {
+                    number: self.line_no,
+                    bytes: line.freeze(),
+                }));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.max_line {
+                *self.discarding.get_or_insert(0) += self.buf.len() as u64;
+                self.buf.clear();
+                self.scanned = 0;
+            }
+            if self.eof {
+                if self.buf.is_empty() && self.discarding.is_none() {
+                    return Ok(None);
+                }
+                // Last line without a terminating newline.
+                self.line_no += 1;
+                let line = self.buf.split().freeze();
+                self.scanned = 0;
+                if let Some(dropped) = self.discarding.take() {
+                    return Ok(Some(Line::TooLong {
+                        number: self.line_no,
+                        bytes: dropped + line.len() as u64,
+                    }));
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                return Ok(Some(Line::Data {
+                    number: self.line_no,
+                    bytes: line,
+                }));
+            }
+            match self.stream.next().await {
+                Some(chunk) => self.buf.extend_from_slice(&chunk?),
+                None => self.eof = true,
+            }
+        }
+    }
+}
+
+/// Appends one batch input line:
+/// `{"custom_id":KEY,"method":"POST","url":URL,"body":BODY}\n`.
+/// `body_json` is already-serialized JSON, copied as is (no re-parse); the key
+/// and url need no escaping (hex digits and a fixed path).
+pub fn write_input_line(out: &mut Vec<u8>, key: &RequestKey, endpoint: Endpoint, body_json: &str) {
+    out.extend_from_slice(b"{\"custom_id\":\"");
+    out.extend_from_slice(key.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"method\":\"POST\",\"url\":\"");
+    out.extend_from_slice(endpoint.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"body\":");
+    out.extend_from_slice(body_json.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// Size in bytes of the line [`write_input_line`] writes.
+pub fn input_line_len(endpoint: Endpoint, body_bytes: u64) -> u64 {
+    // {"custom_id":"<32>","method":"POST","url":"<url>","body":<body>}\n
+    (14 + 32 + 25 + endpoint.as_str().len() + 9 + 2) as u64 + body_bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{CustomId, TenantId};
+
+    fn stream_of(chunks: Vec<&'static [u8]>) -> ByteStream {
+        futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))).boxed()
+    }
+
+    async fn collect(chunks: Vec<&'static [u8]>, max: usize) -> Vec<Line> {
+        let mut r = LineReader::new(stream_of(chunks), max);
+        let mut v = Vec::new();
+        while let Some(l) = r.next_line().await.unwrap() {
+            v.push(l);
+        }
+        v
+    }
+
+    fn data(n: u64, s: &'static str) -> Line {
+        Line::Data {
+            number: n,
+            bytes: Bytes::from_static(s.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_chunks_are_joined() {
+        let v = collect(vec![b"{\"a\"", b":1}\n{\"b\":2}\r\n\n", b"{\"c\":3}"], 100).await;
+        assert_eq!(
+            v,
+            vec![data(1, "{\"a\":1}"), data(2, "{\"b\":2}"), data(4, "{\"c\":3}")]
+        );
+    }
+
+    #[tokio::test]
+    async fn over_long_lines_are_reported_and_skipped() {
+        let v = collect(
+            vec![b"short\n", b"0123456789", b"0123456789\nok\n", b"0123456789abc"],
+            8,
+        )
+        .await;
+        assert_eq!(
+            v,
+            vec![
+                data(1, "short"),
+                Line::TooLong { number: 2, bytes: 20 },
+                data(3, "ok"),
+                Line::TooLong { number: 4, bytes: 13 },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_stream_has_no_lines() {
+        assert!(collect(vec![], 8).await.is_empty());
+        assert!(collect(vec![b"\n\n"], 8).await.is_empty());
+    }
+
+    #[test]
+    fn input_line_is_valid_json_of_the_predicted_length() {
+        let key = RequestKey::derive(&TenantId::parse("t").unwrap(), &CustomId::parse("c").unwrap());
+        let body = r#"{"messages":[{"content":"hi \"there\"","role":"user"}],"model":"gpt-4o-mini"}"#;
+        let mut out = Vec::new();
+        write_input_line(&mut out, &key, Endpoint::ChatCompletions, body);
+        assert_eq!(
+            out.len() as u64,
+            input_line_len(Endpoint::ChatCompletions, body.len() as u64)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["custom_id"], key.as_str());
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["url"], "/v1/chat/completions");
+        assert_eq!(v["body"]["model"], "gpt-4o-mini");
+    }
+}

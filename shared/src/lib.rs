@@ -1,0 +1,16 @@
+//! batchq core: the domain model and its state machines, configuration, the
+//! storage and provider ports, and their AWS and HTTP adapters. The Lambda
+//! functions and the CLI are thin shells around this crate.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod jsonl;
+pub mod money;
+pub mod request;
+pub mod store;
+pub mod time;
+
+pub use error::{TransitionError, ValidationError};

@@ -1,0 +1,404 @@
+//! Requests: one caller request, its status machine, and what batchq stores
+//! about it.
+//!
+//! A request is stored as three items (see `docs/storage.md`): a small, often
+//! rewritten *state* ([`Request`]), a write-once *body* ([`RequestBody`]) and a
+//! write-once *result* ([`RequestResult`]). Keeping the large parts apart means
+//! a status change costs one write unit, not one per KB of prompt.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{TransitionError, ValidationError};
+use crate::ids::{ContentHash, CustomId, JobId, ModelName, RequestKey, TenantId};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// Where a request is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Waiting for a submit run to put it in a job.
+    Queued,
+    /// Part of exactly one job (the request's `job_id`); the provider may be working on it.
+    Claimed,
+    /// Terminal: the provider answered 2xx and the result is stored.
+    Completed,
+    /// Terminal: a non-retryable error, or retries exhausted.
+    Failed,
+    /// Terminal: the caller cancelled it while it was still queued.
+    Cancelled,
+}
+
+impl RequestStatus {
+    pub const ALL: [RequestStatus; 5] = [
+        Self::Queued,
+        Self::Claimed,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// Every allowed transition, and only those. The store refuses any write
+    /// not listed here, and conditions every write on the `from` status.
+    pub const TRANSITIONS: [(RequestStatus, RequestStatus); 5] = [
+        (Self::Queued, Self::Claimed),    // submit claims it for a job
+        (Self::Queued, Self::Cancelled),  // caller cancels before submission
+        (Self::Claimed, Self::Completed), // ingest stores a 2xx result
+        (Self::Claimed, Self::Failed),    // non-retryable error or attempts exhausted
+        (Self::Claimed, Self::Queued),    // retryable outcome: back to the queue, attempts + 1
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Claimed => "claimed",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn can_transition_to(self, next: RequestStatus) -> bool {
+        Self::TRANSITIONS.contains(&(self, next))
+    }
+
+    pub fn check_transition(self, next: RequestStatus) -> Result<(), TransitionError> {
+        if self.can_transition_to(next) {
+            Ok(())
+        } else {
+            Err(TransitionError {
+                entity: "request",
+                from: self.as_str().to_owned(),
+                to: next.as_str().to_owned(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RequestStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown request status {s:?}"))
+    }
+}
+
+/// The provider endpoints batchq accepts. One batch file serves one endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Endpoint {
+    #[serde(rename = "/v1/chat/completions")]
+    ChatCompletions,
+    #[serde(rename = "/v1/embeddings")]
+    Embeddings,
+    #[serde(rename = "/v1/completions")]
+    Completions,
+    #[serde(rename = "/v1/responses")]
+    Responses,
+    #[serde(rename = "/v1/moderations")]
+    Moderations,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 5] = [
+        Self::ChatCompletions,
+        Self::Embeddings,
+        Self::Completions,
+        Self::Responses,
+        Self::Moderations,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/v1/chat/completions",
+            Self::Embeddings => "/v1/embeddings",
+            Self::Completions => "/v1/completions",
+            Self::Responses => "/v1/responses",
+            Self::Moderations => "/v1/moderations",
+        }
+    }
+
+    pub fn parse(url: &str) -> Result<Self, ValidationError> {
+        Self::ALL.into_iter().find(|e| e.as_str() == url).ok_or_else(|| {
+            let supported: Vec<&str> = Self::ALL.iter().map(|e| e.as_str()).collect();
+            ValidationError::new(
+                "url",
+                "unsupported",
+                format!("url {url:?} is not supported; use one of {}", supported.join(", ")),
+            )
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The queue a request waits in: one provider batch file holds one endpoint
+/// and one model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueGroup {
+    pub endpoint: Endpoint,
+    pub model: ModelName,
+}
+
+impl QueueGroup {
+    /// Stable string form used as a store key: `"{endpoint} {model}"`
+    /// (a space cannot start an endpoint path, so the split is unambiguous).
+    pub fn key(&self) -> String {
+        format!("{} {}", self.endpoint.as_str(), self.model.as_str())
+    }
+
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (endpoint, model) = key.split_once(' ')?;
+        Some(Self {
+            endpoint: Endpoint::parse(endpoint).ok()?,
+            model: ModelName::parse(model).ok()?,
+        })
+    }
+}
+
+/// Token usage of one response, from its `usage` object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+    }
+}
+
+/// The last error a request saw (from the provider's error file or a failed batch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestError {
+    pub code: String,
+    pub message: String,
+    /// HTTP status inside the result line, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+}
+
+/// The state item of a request: small, and the only part that changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub key: RequestKey,
+    pub tenant: TenantId,
+    pub custom_id: CustomId,
+    pub endpoint: Endpoint,
+    pub model: ModelName,
+    pub status: RequestStatus,
+    /// Number of provider batches this request has been claimed into.
+    pub attempts: u32,
+    /// The job holding the request while claimed, and the one that finished it.
+    pub job_id: Option<JobId>,
+    pub content_hash: ContentHash,
+    /// Size of the serialized body, used to plan batch files without reading bodies.
+    pub body_bytes: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_error: Option<RequestError>,
+}
+
+impl Request {
+    pub fn queue_group(&self) -> QueueGroup {
+        QueueGroup {
+            endpoint: self.endpoint,
+            model: self.model.clone(),
+        }
+    }
+}
+
+/// A request that passed validation and is about to be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRequest {
+    pub key: RequestKey,
+    pub tenant: TenantId,
+    pub custom_id: CustomId,
+    pub endpoint: Endpoint,
+    pub model: ModelName,
+    /// The `body` object, serialized once (compact, keys sorted).
+    pub body_json: String,
+    pub content_hash: ContentHash,
+}
+
+impl NewRequest {
+    /// Builds a request from already-validated parts and computes its key and hash.
+    pub fn new(tenant: TenantId, custom_id: CustomId, endpoint: Endpoint, model: ModelName, body_json: String) -> Self {
+        let key = RequestKey::derive(&tenant, &custom_id);
+        let content_hash = ContentHash::of_parts(&[b"POST", endpoint.as_str().as_bytes(), body_json.as_bytes()]);
+        Self {
+            key,
+            tenant,
+            custom_id,
+            endpoint,
+            model,
+            body_json,
+            content_hash,
+        }
+    }
+
+    pub fn queue_group(&self) -> QueueGroup {
+        QueueGroup {
+            endpoint: self.endpoint,
+            model: self.model.clone(),
+        }
+    }
+
+    pub fn body_bytes(&self) -> u64 {
+        self.body_json.len() as u64
+    }
+}
+
+/// What enqueueing one request did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// A new row was written.
+    Created(Request),
+    /// The same (tenant, custom_id) with the same content was already there.
+    Existing(Request),
+    /// The same (tenant, custom_id) exists with different content.
+    Conflict(Request),
+}
+
+/// Where a stored body or response lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Small enough to sit in the DynamoDB item.
+    Inline(String),
+    /// Too large for the item; the JSON is in S3 under this key.
+    S3 { key: String, bytes: u64 },
+}
+
+/// The write-once body item of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestBody {
+    pub key: RequestKey,
+    pub content_hash: ContentHash,
+    pub payload: Payload,
+}
+
+/// The write-once result item of a request: the provider's answer for the
+/// attempt that finished it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestResult {
+    pub key: RequestKey,
+    pub job_id: JobId,
+    /// HTTP status inside the result line (`response.status_code`), if any.
+    pub status_code: Option<u16>,
+    /// The provider's `response.body`, when there was one.
+    pub response: Option<Payload>,
+    pub error: Option<RequestError>,
+    pub usage: Option<Usage>,
+    /// What the request cost at batch prices, when the model's price is known.
+    pub batch_cost: Option<Money>,
+    /// What it would have cost through the real-time API.
+    pub realtime_cost: Option<Money>,
+    pub recorded_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_status_pair_is_allowed_exactly_when_listed() {
+        let allowed = [
+            ("queued", "claimed"),
+            ("queued", "cancelled"),
+            ("claimed", "completed"),
+            ("claimed", "failed"),
+            ("claimed", "queued"),
+        ];
+        for from in RequestStatus::ALL {
+            for to in RequestStatus::ALL {
+                let expected = allowed.contains(&(from.as_str(), to.as_str()));
+                assert_eq!(
+                    from.can_transition_to(to),
+                    expected,
+                    "{from} -> {to} should be {}",
+                    if expected { "allowed" } else { "forbidden" }
+                );
+                assert_eq!(from.check_transition(to).is_ok(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_request_statuses_have_no_way_out() {
+        for from in RequestStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in RequestStatus::ALL {
+                assert!(!from.can_transition_to(to), "{from} -> {to} must be forbidden");
+            }
+        }
+    }
+
+    #[test]
+    fn forbidden_request_transition_names_both_statuses() {
+        let e = RequestStatus::Completed
+            .check_transition(RequestStatus::Queued)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "illegal request transition completed -> queued");
+    }
+
+    #[test]
+    fn request_status_round_trips_through_its_string() {
+        for s in RequestStatus::ALL {
+            assert_eq!(s.as_str().parse::<RequestStatus>().unwrap(), s);
+        }
+        assert!("running".parse::<RequestStatus>().is_err());
+    }
+
+    #[test]
+    fn endpoint_parse_lists_supported_urls_on_error() {
+        assert_eq!(Endpoint::parse("/v1/embeddings").unwrap(), Endpoint::Embeddings);
+        let e = Endpoint::parse("/v1/images/generations").unwrap_err();
+        assert_eq!(e.field, "url");
+        assert!(e.message.contains("/v1/chat/completions"));
+    }
+
+    #[test]
+    fn queue_group_key_round_trips_models_with_spaces_and_slashes() {
+        let g = QueueGroup {
+            endpoint: Endpoint::ChatCompletions,
+            model: ModelName::parse("ft:gpt-4o-mini:org/custom name").unwrap(),
+        };
+        assert_eq!(QueueGroup::from_key(&g.key()).unwrap(), g);
+    }
+
+    #[test]
+    fn new_request_hash_depends_on_endpoint_and_body() {
+        let t = TenantId::parse("t").unwrap();
+        let c = CustomId::parse("c").unwrap();
+        let m = ModelName::parse("m").unwrap();
+        let a = NewRequest::new(t.clone(), c.clone(), Endpoint::ChatCompletions, m.clone(), "{}".into());
+        let b = NewRequest::new(t.clone(), c.clone(), Endpoint::Completions, m.clone(), "{}".into());
+        let d = NewRequest::new(t, c, Endpoint::ChatCompletions, m, "{\"a\":1}".into());
+        assert_eq!(a.key, b.key);
+        assert_ne!(a.content_hash, b.content_hash);
+        assert_ne!(a.content_hash, d.content_hash);
+    }
+}

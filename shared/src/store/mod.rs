@@ -1,0 +1,302 @@
+//! Storage ports: what the core needs from its stores, as small traits. The
+//! AWS adapters ([`dynamo`], [`s3`]) implement them; tests run the adapters
+//! against a local emulator through the real SDK.
+
+pub mod dynamo;
+pub mod keys;
+pub mod s3;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use thiserror::Error;
+
+use crate::error::TransitionError;
+use crate::ids::{JobId, RequestKey, TenantId};
+use crate::job::Job;
+use crate::request::{InsertOutcome, NewRequest, QueueGroup, Request, RequestError, RequestResult, RequestStatus};
+use crate::time::Timestamp;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A conditional write found the row in another state; nothing was written.
+    #[error("{entity} {id}: expected {expected}, found {}", actual.as_deref().unwrap_or("no row"))]
+    ConditionFailed {
+        entity: &'static str,
+        id: String,
+        expected: String,
+        /// The stored status (or version) that made the condition fail, when known.
+        actual: Option<String>,
+    },
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error(transparent)]
+    IllegalTransition(#[from] TransitionError),
+    /// A stored item could not be read back into the domain type.
+    #[error("{entity} {id} is corrupt: {reason}")]
+    Corrupt {
+        entity: &'static str,
+        id: String,
+        reason: String,
+    },
+    /// The request is too large for what the store can hold.
+    #[error("{what} is too large: {bytes} bytes (limit {limit})")]
+    TooLarge { what: &'static str, bytes: u64, limit: u64 },
+    /// The backend failed (network, throttling after retries, service error).
+    #[error("{op} failed: {message}")]
+    Backend { op: &'static str, message: String },
+}
+
+impl StoreError {
+    pub fn backend(op: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Backend {
+            op,
+            message: err.to_string(),
+        }
+    }
+
+    pub fn is_condition_failed(&self) -> bool {
+        matches!(self, Self::ConditionFailed { .. })
+    }
+}
+
+/// One page of a listing, with the cursor for the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque; `None` when this was the last page.
+    pub next: Option<String>,
+}
+
+/// A queue group with waiting requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueGroupStats {
+    pub group: QueueGroup,
+    pub queued: u64,
+}
+
+/// Requests per status for one tenant, kept exact by updating counters in
+/// the same transaction as the status change they count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub by_status: HashMap<RequestStatus, i64>,
+}
+
+impl StatusCounts {
+    pub fn get(&self, s: RequestStatus) -> i64 {
+        self.by_status.get(&s).copied().unwrap_or(0)
+    }
+}
+
+/// A status change of one request, conditioned on its current state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestUpdate {
+    pub key: RequestKey,
+    /// Counters are kept per tenant and per queue group.
+    pub tenant: TenantId,
+    pub group: QueueGroup,
+    /// The status the row must have (the write is conditioned on it).
+    pub from: RequestStatus,
+    pub to: RequestStatus,
+    /// The job the row must belong to (for changes of a claimed request).
+    pub expected_job: Option<JobId>,
+    /// The job to claim the request for (`queued -> claimed`).
+    pub claim_for: Option<JobId>,
+    /// Count one more attempt (set when a request is claimed).
+    pub count_attempt: bool,
+    pub last_error: Option<RequestError>,
+    /// The result to store, in the same atomic write (ingest).
+    pub result: Option<RequestResult>,
+    /// The request's creation time: a re-queued request keeps its place.
+    pub created_at: Timestamp,
+    pub now: Timestamp,
+}
+
+impl RequestUpdate {
+    fn base(req: &Request, to: RequestStatus, now: Timestamp) -> Self {
+        Self {
+            key: req.key.clone(),
+            tenant: req.tenant.clone(),
+            group: req.queue_group(),
+            from: req.status,
+            to,
+            expected_job: None,
+            claim_for: None,
+            count_attempt: false,
+            last_error: None,
+            result: None,
+            created_at: req.created_at,
+            now,
+        }
+    }
+
+    /// `queued -> claimed` for `job`, counting an attempt.
+    pub fn claim(req: &Request, job: &JobId, now: Timestamp) -> Self {
+        Self {
+            claim_for: Some(job.clone()),
+            count_attempt: true,
+            ..Self::base(req, RequestStatus::Claimed, now)
+        }
+    }
+
+    /// `queued -> cancelled`.
+    pub fn cancel(req: &Request, now: Timestamp) -> Self {
+        Self::base(req, RequestStatus::Cancelled, now)
+    }
+
+    /// `claimed(job) -> completed | failed` with the stored result.
+    pub fn finish(req: &Request, job: &JobId, to: RequestStatus, result: RequestResult, now: Timestamp) -> Self {
+        Self {
+            expected_job: Some(job.clone()),
+            last_error: result.error.clone(),
+            result: Some(result),
+            ..Self::base(req, to, now)
+        }
+    }
+
+    /// `claimed(job) -> failed` without a result line (e.g. the batch failed validation).
+    pub fn fail(req: &Request, job: &JobId, error: RequestError, now: Timestamp) -> Self {
+        Self {
+            expected_job: Some(job.clone()),
+            last_error: Some(error),
+            ..Self::base(req, RequestStatus::Failed, now)
+        }
+    }
+
+    /// `claimed(job) -> queued`: a retryable outcome; the attempt stays counted.
+    pub fn requeue(req: &Request, job: &JobId, error: Option<RequestError>, now: Timestamp) -> Self {
+        Self {
+            expected_job: Some(job.clone()),
+            last_error: error,
+            ..Self::base(req, RequestStatus::Queued, now)
+        }
+    }
+}
+
+/// How a conditional change ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// This call made the change.
+    Now,
+    /// The row already was in the target state (a replay); nothing written.
+    Already,
+}
+
+/// The queue and request rows.
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Stores each request unless a row with its key exists. Atomic per
+    /// request: a request's state and body are written together or not at all.
+    async fn insert(&self, requests: Vec<NewRequest>, now: Timestamp) -> Result<Vec<InsertOutcome>, StoreError>;
+
+    /// Reads a request's state (strongly consistent).
+    async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError>;
+
+    /// Reads a request's state and, when stored, its result.
+    async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError>;
+
+    /// The serialized bodies of these requests (large ones fetched from S3).
+    async fn bodies(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, String>, StoreError>;
+
+    /// Queued requests of one group, oldest first. The index behind this is
+    /// eventually consistent: a listed request may already be taken, which
+    /// the conditional claim detects.
+    async fn queued(&self, group: &QueueGroup, cursor: Option<String>, limit: u32)
+        -> Result<Page<Request>, StoreError>;
+
+    /// Queue groups holding queued requests, with their counts.
+    async fn queue_groups(&self) -> Result<Vec<QueueGroupStats>, StoreError>;
+
+    /// Requests whose latest job is `job`, any status.
+    async fn by_job(&self, job: &JobId, cursor: Option<String>, limit: u32) -> Result<Page<Request>, StoreError>;
+
+    /// Applies one conditional status change (and its counters and result) atomically.
+    async fn apply(&self, update: RequestUpdate) -> Result<Applied, StoreError>;
+
+    /// Applies many changes; each succeeds or fails on its own condition.
+    /// Results come back in input order.
+    async fn apply_many(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError>;
+
+    /// Per-status counts for a tenant.
+    async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
+}
+
+/// The job rows.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Writes a new job; fails with `ConditionFailed` if the id exists.
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError>;
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Saves `next` in place of `prev`, conditioned on the stored row still
+    /// having `prev`'s status and version. A status change must be an allowed
+    /// transition. Returns the saved job (version + 1).
+    async fn save_job(&self, prev: &Job, next: Job) -> Result<Job, StoreError>;
+
+    /// Jobs that are not terminal, oldest first.
+    async fn open_jobs(&self) -> Result<Vec<Job>, StoreError>;
+
+    /// All jobs, newest first.
+    async fn list_jobs(&self, cursor: Option<String>, limit: u32) -> Result<Page<Job>, StoreError>;
+}
+
+/// Metadata of a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub bytes: u64,
+}
+
+/// A stream of an object's bytes, in chunks as they arrive.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// The object store (S3).
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Writes a small object in one call.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
+
+    /// Reads a whole (small) object; `None` if it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
+    /// Size of an object; `None` if it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+
+    /// Streams an object's bytes without holding it in memory.
+    async fn open(&self, key: &str) -> Result<(ObjectInfo, ByteStream), StoreError>;
+
+    /// Starts a streaming write; nothing is visible under `key` until `finish`.
+    async fn writer(&self, key: &str, content_type: &str) -> Result<Box<dyn ObjectWriter>, StoreError>;
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// A short-lived GET URL for an object.
+    async fn presign_get(&self, key: &str, ttl: std::time::Duration) -> Result<String, StoreError>;
+}
+
+/// A streaming object writer with a bounded buffer.
+#[async_trait]
+pub trait ObjectWriter: Send {
+    async fn write(&mut self, data: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes the object visible and returns its size.
+    async fn finish(self: Box<Self>) -> Result<ObjectInfo, StoreError>;
+
+    /// Discards everything written so far.
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Accounting, for tests and benchmarks.
+    fn stats(&self) -> WriterStats;
+}
+
+/// What a streaming writer did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub bytes_written: u64,
+    pub parts_uploaded: u64,
+    /// Largest amount of data ever held in the writer's buffer.
+    pub max_buffered: u64,
+}
