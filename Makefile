@@ -36,3 +36,8 @@ clippy:
 clean: ## Remove build outputs and the virtualenv
 	cargo clean
 	rm -rf $(VENV) .tmp
+
+.PHONY: demo
+demo: ## Run the whole pipeline locally end to end
+	@echo "make demo is not built yet: it needs the provider client, the handlers and the batchq CLI (issues 3-5)." >&2
+	@exit 1

@@ -2,6 +2,7 @@
 //! storage and provider ports, and their AWS and HTTP adapters. The Lambda
 //! functions and the CLI are thin shells around this crate.
 
+pub mod app;
 pub mod aws;
 pub mod config;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod jsonl;
 pub mod money;
 pub mod request;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 
 pub use error::{TransitionError, ValidationError};

@@ -1,1 +1,22 @@
-fn main() {}
+//! batchq-enqueue Lambda: API Gateway HTTP API requests (enqueue, status, cancel, stats).
+//!
+//! Thin shell: configuration and clients are built once per cold start; the
+//! work lives in `batchq-core`.
+
+use batchq_core::app::App;
+use batchq_core::config::Config;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = Config::from_env()?;
+    batchq_core::telemetry::init(&config);
+    let app = App::from_config(config).await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&app, event))).await
+}
+
+async fn handle(_app: &App, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    tracing::warn!(request_id = %event.context.request_id, "batchq-enqueue handler is not implemented yet");
+    Err("batchq-enqueue is not implemented yet".into())
+}
