@@ -10,6 +10,7 @@ pub mod ids;
 pub mod job;
 pub mod jsonl;
 pub mod money;
+pub mod provider;
 pub mod request;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,540 @@
+//! HTTP client for the OpenAI Files + Batch API and Azure OpenAI's variant.
+//!
+//! Resilience: connect and read timeouts; retries with exponential backoff
+//! and full jitter on 429, 5xx and transport errors, honouring
+//! `retry-after-ms` / `Retry-After`; a bounded number of attempts ending in
+//! [`ProviderError::RetriesExhausted`]. Batch creation is never retried
+//! blind: before each retry the client looks for the batch the lost attempt
+//! may have created.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::types::{ApiErrorBody, Batch, BatchPage, FileObject, METADATA_JOB_ID};
+use super::{CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
+use crate::config::{ApiKeySource, ProviderConfig};
+use crate::ids::{ProviderBatchId, ProviderFileId};
+use crate::job::ProviderKind;
+use crate::request::Endpoint;
+use crate::store::{ByteStream, StoreError};
+
+/// Longest wait batchq accepts from a `Retry-After` header.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    kind: ProviderKind,
+    /// OpenAI: the `/v1` base. Azure: `{endpoint}/openai`.
+    base: String,
+    api_version: Option<String>,
+    completion_window: String,
+    max_retries: u32,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+}
+
+impl std::fmt::Debug for OpenAiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiClient")
+            .field("kind", &self.kind)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the provider key: from the environment, or once from Secrets
+/// Manager (a plain string, or JSON with `OPENAI_API_KEY` / `api_key`).
+pub async fn resolve_api_key(cfg: &ProviderConfig, sdk: &aws_config::SdkConfig) -> Result<String, ProviderError> {
+    match &cfg.api_key {
+        ApiKeySource::Literal(k) => Ok(k.clone()),
+        ApiKeySource::None => Err(ProviderError::Key(
+            "no provider key configured: set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN".into(),
+        )),
+        ApiKeySource::SecretArn(arn) => {
+            let client = aws_sdk_secretsmanager::Client::new(sdk);
+            let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
+                ProviderError::Key(format!(
+                    "reading secret {arn}: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                ))
+            })?;
+            let raw = out
+                .secret_string()
+                .ok_or_else(|| ProviderError::Key(format!("secret {arn} has no string value")))?;
+            parse_secret(raw).ok_or_else(|| ProviderError::Key(format!("secret {arn} holds no usable key")))
+        }
+    }
+}
+
+fn parse_secret(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+        ["OPENAI_API_KEY", "api_key", "apiKey", "key"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+            .map(str::to_owned)
+            .filter(|k| !k.is_empty())
+    } else if raw.is_empty() {
+        None
+    } else {
+        Some(raw.to_owned())
+    }
+}
+
+impl OpenAiClient {
+    /// Builds a client for `cfg` with an already-resolved key.
+    pub fn new(cfg: &ProviderConfig, api_key: &str) -> Result<Self, ProviderError> {
+        let mut headers = HeaderMap::new();
+        let key_err = |_| ProviderError::Key("the key contains characters not allowed in a header".into());
+        match cfg.kind {
+            ProviderKind::OpenAi => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(key_err)?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+                if let Some(org) = &cfg.organization {
+                    if let Ok(v) = HeaderValue::from_str(org) {
+                        headers.insert("OpenAI-Organization", v);
+                    }
+                }
+                if let Some(project) = &cfg.project {
+                    if let Ok(v) = HeaderValue::from_str(project) {
+                        headers.insert("OpenAI-Project", v);
+                    }
+                }
+            }
+            ProviderKind::AzureOpenAi => {
+                let mut v = HeaderValue::from_str(api_key).map_err(key_err)?;
+                v.set_sensitive(true);
+                headers.insert("api-key", v);
+            }
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .user_agent(concat!("batchq/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Transport {
+                op: "client",
+                message: e.to_string(),
+            })?;
+        let (base, api_version) = match cfg.kind {
+            ProviderKind::OpenAi => (cfg.base_url.trim_end_matches('/').to_owned(), None),
+            ProviderKind::AzureOpenAi => (
+                format!("{}/openai", cfg.base_url.trim_end_matches('/')),
+                Some(cfg.api_version.clone()),
+            ),
+        };
+        Ok(Self {
+            http,
+            kind: cfg.kind,
+            base,
+            api_version,
+            completion_window: cfg.completion_window.clone(),
+            max_retries: cfg.max_retries,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(30),
+        })
+    }
+
+    /// Resolves the key (Secrets Manager if configured) and builds the client.
+    pub async fn from_config(cfg: &ProviderConfig, sdk: &aws_config::SdkConfig) -> Result<Self, ProviderError> {
+        let key = resolve_api_key(cfg, sdk).await?;
+        Self::new(cfg, &key)
+    }
+
+    /// Changes the backoff (tests use milliseconds).
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_cap = cap;
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        match &self.api_version {
+            None => format!("{}{path}", self.base),
+            Some(v) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                format!("{}{path}{sep}api-version={v}", self.base)
+            }
+        }
+    }
+
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(MAX_RETRY_AFTER);
+        }
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.backoff_cap);
+        // Full jitter: anywhere in [0, exp].
+        Duration::from_micros(fastrand::u64(0..=exp.as_micros() as u64))
+    }
+
+    /// Sends one request and classifies the answer. No retries.
+    async fn send_once(&self, op: &'static str, req: RequestBuilder) -> Result<Response, ProviderError> {
+        let resp = req.send().await.map_err(|e| ProviderError::Transport {
+            op,
+            message: describe_transport(&e),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = retry_after(resp.headers());
+        let body = resp.text().await.unwrap_or_default();
+        let parsed: ApiErrorBody = serde_json::from_str(&body).unwrap_or_default();
+        let err = parsed.error.unwrap_or_default();
+        let message = err
+            .message
+            .unwrap_or_else(|| body.chars().take(300).collect::<String>());
+        let code = err.code.map(|c| match c {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Unauthorized { op, message },
+            StatusCode::NOT_FOUND => ProviderError::NotFound {
+                op,
+                what: "resource",
+                id: message,
+            },
+            s if s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT || s.is_server_error() => {
+                ProviderError::Retryable {
+                    op,
+                    status: s.as_u16(),
+                    message,
+                    retry_after,
+                }
+            }
+            s => ProviderError::Api {
+                op,
+                status: s.as_u16(),
+                code,
+                message,
+            },
+        })
+    }
+
+    /// Sends with retries; `build` makes a fresh request for every attempt.
+    async fn send(&self, op: &'static str, build: impl Fn() -> RequestBuilder) -> Result<Response, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            match self.send_once(op, build()).await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_retryable() => {
+                    if attempt >= self.max_retries {
+                        return Err(ProviderError::RetriesExhausted {
+                            op,
+                            attempts: attempt + 1,
+                            last: Box::new(e),
+                        });
+                    }
+                    let wait = self.delay(attempt, retry_after_of(&e));
+                    tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(op: &'static str, resp: Response) -> Result<T, ProviderError> {
+        let bytes = resp.bytes().await.map_err(|e| ProviderError::Transport {
+            op,
+            message: describe_transport(&e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ProviderError::Decode {
+            op,
+            message: e.to_string(),
+        })
+    }
+
+    fn not_found(e: ProviderError, what: &'static str, id: &str) -> ProviderError {
+        match e {
+            ProviderError::NotFound { op, .. } => ProviderError::NotFound {
+                op,
+                what,
+                id: id.to_owned(),
+            },
+            other => other,
+        }
+    }
+
+    async fn upload_once(
+        &self,
+        source: &dyn UploadSource,
+        stats: &Arc<[AtomicU64; 3]>,
+    ) -> Result<FileObject, ProviderError> {
+        let (len, stream) = source.open().await?;
+        let counters = stats.clone();
+        let counted = stream.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            counters[0].fetch_add(n, Ordering::Relaxed);
+            counters[1].fetch_add(1, Ordering::Relaxed);
+            counters[2].fetch_max(n, Ordering::Relaxed);
+        });
+        let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(counted), len)
+            .file_name(source.filename().to_owned())
+            .mime_str("application/jsonl")
+            .map_err(|e| ProviderError::Decode {
+                op: "upload file",
+                message: e.to_string(),
+            })?;
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .part("file", part);
+        let resp = self
+            .send_once("upload file", self.http.post(self.url("/files")).multipart(form))
+            .await?;
+        Self::json("upload file", resp).await
+    }
+}
+
+fn retry_after_of(e: &ProviderError) -> Option<Duration> {
+    match e {
+        ProviderError::Retryable { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+/// `retry-after-ms` (milliseconds, OpenAI's) wins over `Retry-After` (seconds).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_micros((ms * 1000.0) as u64));
+        }
+    }
+    get("retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_millis((s * 1000.0) as u64))
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    // reqwest's Display includes the URL, never headers.
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+#[async_trait]
+impl Provider for OpenAiClient {
+    fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    fn endpoint_url(&self, endpoint: Endpoint) -> &'static str {
+        match self.kind {
+            ProviderKind::OpenAi => endpoint.as_str(),
+            // Azure OpenAI's batch API names endpoints without the /v1 prefix.
+            ProviderKind::AzureOpenAi => &endpoint.as_str()[3..],
+        }
+    }
+
+    async fn upload_file(&self, source: &dyn UploadSource) -> Result<(FileObject, UploadStats), ProviderError> {
+        let op = "upload file";
+        let mut attempt = 0;
+        loop {
+            let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+            match self.upload_once(source, &counters).await {
+                Ok(file) => {
+                    let stats = UploadStats {
+                        bytes_sent: counters[0].load(Ordering::Relaxed),
+                        chunks: counters[1].load(Ordering::Relaxed),
+                        max_chunk: counters[2].load(Ordering::Relaxed),
+                        attempts: attempt + 1,
+                    };
+                    return Ok((file, stats));
+                }
+                Err(e) if e.is_retryable() => {
+                    // A lost upload response can leave an unused file at the
+                    // provider; it costs storage, not money, and expires.
+                    if attempt >= self.max_retries {
+                        return Err(ProviderError::RetriesExhausted {
+                            op,
+                            attempts: attempt + 1,
+                            last: Box::new(e),
+                        });
+                    }
+                    tokio::time::sleep(self.delay(attempt, retry_after_of(&e))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn file_content(&self, id: &ProviderFileId) -> Result<ByteStream, ProviderError> {
+        let url = self.url(&format!("/files/{id}/content"));
+        let resp = self
+            .send("download file", || self.http.get(&url))
+            .await
+            .map_err(|e| Self::not_found(e, "file", id.as_str()))?;
+        Ok(resp
+            .bytes_stream()
+            .map_err(|e| StoreError::backend("provider file content", describe_transport(&e)))
+            .boxed())
+    }
+
+    async fn delete_file(&self, id: &ProviderFileId) -> Result<(), ProviderError> {
+        let url = self.url(&format!("/files/{id}"));
+        self.send("delete file", || self.http.delete(&url))
+            .await
+            .map_err(|e| Self::not_found(e, "file", id.as_str()))?;
+        Ok(())
+    }
+
+    async fn create_batch(&self, req: &CreateBatch, check_first: bool) -> Result<Batch, ProviderError> {
+        let op = "create batch";
+        let body = json!({
+            "input_file_id": req.input_file_id.as_str(),
+            "endpoint": self.endpoint_url(req.endpoint),
+            "completion_window": self.completion_window,
+            "metadata": { METADATA_JOB_ID: req.job_id.as_str() },
+        });
+        let url = self.url("/batches");
+        let mut attempt = 0;
+        loop {
+            if check_first || attempt > 0 {
+                if let Some(existing) = self.find_batch(req).await? {
+                    tracing::info!(job_id = %req.job_id, batch_id = %existing.id, "found the batch an earlier attempt created");
+                    return Ok(existing);
+                }
+            }
+            let result = self
+                .send_once(op, self.http.request(Method::POST, &url).json(&body))
+                .await;
+            match result {
+                Ok(resp) => return Self::json(op, resp).await,
+                Err(e) if e.is_retryable() => {
+                    if attempt >= self.max_retries {
+                        // One last look: the final attempt may have succeeded.
+                        if let Some(existing) = self.find_batch(req).await? {
+                            return Ok(existing);
+                        }
+                        return Err(ProviderError::RetriesExhausted {
+                            op,
+                            attempts: attempt + 1,
+                            last: Box::new(e),
+                        });
+                    }
+                    tokio::time::sleep(self.delay(attempt, retry_after_of(&e))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn retrieve_batch(&self, id: &ProviderBatchId) -> Result<Batch, ProviderError> {
+        let url = self.url(&format!("/batches/{id}"));
+        let resp = self
+            .send("retrieve batch", || self.http.get(&url))
+            .await
+            .map_err(|e| Self::not_found(e, "batch", id.as_str()))?;
+        Self::json("retrieve batch", resp).await
+    }
+
+    async fn cancel_batch(&self, id: &ProviderBatchId) -> Result<Batch, ProviderError> {
+        let url = self.url(&format!("/batches/{id}/cancel"));
+        let resp = self
+            .send("cancel batch", || self.http.post(&url))
+            .await
+            .map_err(|e| Self::not_found(e, "batch", id.as_str()))?;
+        Self::json("cancel batch", resp).await
+    }
+
+    async fn list_batches(&self, after: Option<&str>, limit: u32) -> Result<BatchPage, ProviderError> {
+        let mut path = format!("/batches?limit={}", limit.clamp(1, 100));
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let url = self.url(&path);
+        let resp = self.send("list batches", || self.http.get(&url)).await?;
+        Self::json("list batches", resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_ms_wins_and_seconds_are_understood() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150.5"));
+        assert_eq!(retry_after(&h), Some(Duration::from_micros(150_500)));
+        let mut bad = HeaderMap::new();
+        bad.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&bad), None);
+    }
+
+    #[test]
+    fn secrets_may_be_plain_or_json() {
+        assert_eq!(parse_secret("sk-abc\n").as_deref(), Some("sk-abc"));
+        assert_eq!(parse_secret(r#"{"OPENAI_API_KEY":"sk-1"}"#).as_deref(), Some("sk-1"));
+        assert_eq!(parse_secret(r#"{"api_key":"sk-2"}"#).as_deref(), Some("sk-2"));
+        assert_eq!(parse_secret(r#"{"other":"x"}"#), None);
+        assert_eq!(parse_secret("  "), None);
+    }
+
+    #[test]
+    fn azure_urls_carry_the_api_version_and_short_endpoints() {
+        let cfg = crate::config::Config::from_lookup(&|k| match k {
+            "BATCHQ_PROVIDER" => Some("azure_openai".into()),
+            "AZURE_OPENAI_ENDPOINT" => Some("https://res.openai.azure.com/".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = OpenAiClient::new(&cfg.provider, "k").unwrap();
+        assert_eq!(
+            c.url("/batches?limit=5"),
+            "https://res.openai.azure.com/openai/batches?limit=5&api-version=2024-10-21"
+        );
+        assert_eq!(c.endpoint_url(Endpoint::ChatCompletions), "/chat/completions");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_respects_the_cap_and_retry_after() {
+        let cfg = crate::config::Config::from_lookup(&|_| None).unwrap();
+        let c = OpenAiClient::new(&cfg.provider, "k")
+            .unwrap()
+            .with_backoff(Duration::from_millis(100), Duration::from_millis(800));
+        for attempt in 0..10 {
+            let d = c.delay(attempt, None);
+            let bound = Duration::from_millis((100u64 << attempt.min(16)).min(800));
+            assert!(d <= bound, "attempt {attempt}: {d:?} > {bound:?}");
+        }
+        assert_eq!(c.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(c.delay(0, Some(Duration::from_secs(600))), MAX_RETRY_AFTER);
+    }
+}
