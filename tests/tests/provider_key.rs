@@ -1,0 +1,53 @@
+//! The provider key is read from Secrets Manager (on the emulator).
+
+use batchq_core::config::{ApiKeySource, Config};
+use batchq_core::provider::openai::resolve_api_key;
+use batchq_core::provider::ProviderError;
+use batchq_tests::{emulator_endpoint, unique};
+
+async fn config_with_secret(secret_value: Option<&str>) -> (Config, aws_config::SdkConfig) {
+    let endpoint = emulator_endpoint();
+    let cfg = Config::from_lookup(&|k| match k {
+        "AWS_ENDPOINT_URL" => Some(endpoint.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let sdk = batchq_core::aws::sdk_config(&cfg).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let mut cfg = cfg;
+    let arn = match secret_value {
+        Some(v) => sm
+            .create_secret()
+            .name(unique("openai-key"))
+            .secret_string(v)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap(),
+        None => "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf".to_owned(),
+    };
+    cfg.provider.api_key = ApiKeySource::SecretArn(arn);
+    (cfg, sdk)
+}
+
+#[tokio::test]
+async fn key_is_read_from_a_plain_secret() {
+    let (cfg, sdk) = config_with_secret(Some("sk-from-secret")).await;
+    assert_eq!(resolve_api_key(&cfg.provider, &sdk).await.unwrap(), "sk-from-secret");
+}
+
+#[tokio::test]
+async fn key_is_read_from_a_json_secret() {
+    let (cfg, sdk) = config_with_secret(Some(r#"{"OPENAI_API_KEY":"sk-json"}"#)).await;
+    assert_eq!(resolve_api_key(&cfg.provider, &sdk).await.unwrap(), "sk-json");
+}
+
+#[tokio::test]
+async fn missing_secret_is_a_key_error_naming_the_arn() {
+    let (cfg, sdk) = config_with_secret(None).await;
+    match resolve_api_key(&cfg.provider, &sdk).await {
+        Err(ProviderError::Key(msg)) => assert!(msg.contains("missing-AbCdEf"), "{msg}"),
+        other => panic!("expected a key error, got {other:?}"),
+    }
+}
