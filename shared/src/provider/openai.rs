@@ -40,6 +40,8 @@ pub struct OpenAiClient {
     max_retries: u32,
     backoff_base: Duration,
     backoff_cap: Duration,
+    /// Every wait before a retry, when recording is on (tests).
+    waits: Option<Arc<std::sync::Mutex<Vec<Duration>>>>,
 }
 
 impl std::fmt::Debug for OpenAiClient {
@@ -144,6 +146,7 @@ impl OpenAiClient {
             max_retries: cfg.max_retries,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            waits: None,
         })
     }
 
@@ -158,6 +161,20 @@ impl OpenAiClient {
         self.backoff_base = base;
         self.backoff_cap = cap;
         self
+    }
+
+    /// Records every wait before a retry into `log` (tests check that
+    /// `Retry-After` was honoured without timing anything).
+    pub fn record_waits(mut self, log: Arc<std::sync::Mutex<Vec<Duration>>>) -> Self {
+        self.waits = Some(log);
+        self
+    }
+
+    async fn pause(&self, d: Duration) {
+        if let Some(log) = &self.waits {
+            log.lock().expect("wait log").push(d);
+        }
+        tokio::time::sleep(d).await;
     }
 
     fn url(&self, path: &str) -> String {
@@ -243,7 +260,7 @@ impl OpenAiClient {
                     }
                     let wait = self.delay(attempt, retry_after_of(&e));
                     tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
-                    tokio::time::sleep(wait).await;
+                    self.pause(wait).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -383,7 +400,7 @@ impl Provider for OpenAiClient {
                             last: Box::new(e),
                         });
                     }
-                    tokio::time::sleep(self.delay(attempt, retry_after_of(&e))).await;
+                    self.pause(self.delay(attempt, retry_after_of(&e))).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -428,11 +445,17 @@ impl Provider for OpenAiClient {
                     return Ok(existing);
                 }
             }
-            let result = self
+            // A body cut off after the status line is as lost as a dropped
+            // connection: the batch may exist, so it takes the retry path.
+            let result = match self
                 .send_once(op, self.http.request(Method::POST, &url).json(&body))
-                .await;
+                .await
+            {
+                Ok(resp) => Self::json::<Batch>(op, resp).await,
+                Err(e) => Err(e),
+            };
             match result {
-                Ok(resp) => return Self::json(op, resp).await,
+                Ok(batch) => return Ok(batch),
                 Err(e) if e.is_retryable() => {
                     if attempt >= self.max_retries {
                         // One last look: the final attempt may have succeeded.
@@ -445,7 +468,7 @@ impl Provider for OpenAiClient {
                             last: Box::new(e),
                         });
                     }
-                    tokio::time::sleep(self.delay(attempt, retry_after_of(&e))).await;
+                    self.pause(self.delay(attempt, retry_after_of(&e))).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
