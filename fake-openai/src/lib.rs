@@ -52,6 +52,10 @@ pub struct Faults {
     pub http_429: HashMap<String, u32>,
     /// The next N calls to a route answer 500.
     pub http_500: HashMap<String, u32>,
+    /// A steady rate: every k-th call to a route answers 429 (k = 2 is 50%).
+    pub http_429_every: HashMap<String, u32>,
+    /// Every k-th call to a route answers 500.
+    pub http_500_every: HashMap<String, u32>,
     /// `retry-after-ms` sent with 429s (`Retry-After` gets it rounded up to seconds).
     pub retry_after_ms: u64,
     /// Delay before answering, per route.
@@ -163,6 +167,8 @@ struct Inner {
     log: Vec<LogEntry>,
     ledger: Vec<Submission>,
     next: u64,
+    /// Calls per route so far, for the `*_every` rates.
+    route_calls: HashMap<String, u32>,
 }
 
 struct Shared {
@@ -286,9 +292,17 @@ async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>, req: Reque
         early
     } else {
         let mut inner = shared.inner.lock().expect("lock");
+        let calls = {
+            let c = inner.route_calls.entry(route.to_owned()).or_insert(0);
+            *c += 1;
+            *c
+        };
         let f = &mut inner.config.faults;
-        if let Some(n) = f.http_429.get_mut(route).filter(|n| **n > 0) {
-            *n -= 1;
+        let every = |m: &HashMap<String, u32>| m.get(route).is_some_and(|k| *k > 0 && calls.is_multiple_of(*k));
+        let rate_429 = every(&f.http_429_every);
+        let rate_500 = every(&f.http_500_every);
+        let next_429 = f.http_429.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some();
+        if next_429 || rate_429 {
             let ms = f.retry_after_ms;
             let mut r = api_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -301,8 +315,7 @@ async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>, req: Reque
             r.headers_mut()
                 .insert("retry-after", ms.div_ceil(1000).to_string().parse().expect("header"));
             Some(r)
-        } else if let Some(n) = f.http_500.get_mut(route).filter(|n| **n > 0) {
-            *n -= 1;
+        } else if f.http_500.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() || rate_500 {
             Some(api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The server had an error while processing your request. Sorry about that!",
@@ -1255,6 +1268,7 @@ impl FakeServer {
                 log: Vec::new(),
                 ledger: Vec::new(),
                 next: 0,
+                route_calls: HashMap::new(),
             }),
             dir,
             owns_dir,

@@ -514,3 +514,104 @@ async fn upload_429_then_success_reopens_the_source() {
     assert_eq!(stats.attempts, 2);
     assert_eq!(fake.file_digest(&file.id).unwrap().0, data.len() as u64);
 }
+
+#[tokio::test]
+async fn a_steady_rate_of_429s_and_500s_is_absorbed_by_retries() {
+    let fake = fake().await;
+    let client = client_for(&fake, &[]);
+    let batch = submit(&client, input(1, "/v1/chat/completions").0).await;
+    fake.set_faults(Faults {
+        http_429_every: [("retrieve".to_owned(), 2)].into(),
+        http_500_every: [("list".to_owned(), 3)].into(),
+        retry_after_ms: 1,
+        ..Faults::default()
+    });
+    for _ in 0..6 {
+        client.retrieve_batch(&batch.batch_id()).await.unwrap();
+        client.list_batches(None, 5).await.unwrap();
+    }
+    let retrieves: Vec<u16> = fake.calls("retrieve").iter().map(|e| e.status).collect();
+    // Every second call is refused; each refused call is retried at once.
+    let expected: Vec<u16> = (1..=11).map(|i| if i % 2 == 0 { 429 } else { 200 }).collect();
+    assert_eq!(retrieves, expected);
+    let lists: Vec<u16> = fake.calls("list").iter().map(|e| e.status).collect();
+    assert!(lists.contains(&500) && lists.iter().filter(|s| **s == 200).count() == 6);
+}
+
+#[tokio::test]
+async fn slow_responses_past_the_read_timeout_are_retried_then_reported() {
+    let fake = fake().await;
+    let client = client_for(
+        &fake,
+        &[("BATCHQ_HTTP_READ_TIMEOUT_SECS", "1"), ("BATCHQ_HTTP_MAX_RETRIES", "1")],
+    );
+    fake.set_faults(Faults {
+        delay_ms: [("list".to_owned(), 1_500)].into(),
+        ..Faults::default()
+    });
+    match client.list_batches(None, 1).await {
+        Err(ProviderError::RetriesExhausted { attempts: 2, last, .. }) => {
+            assert!(matches!(*last, ProviderError::Transport { .. }), "{last:?}");
+        }
+        other => panic!("expected RetriesExhausted after timeouts, got {other:?}"),
+    }
+    // A delay under the timeout is just slow.
+    fake.set_faults(Faults {
+        delay_ms: [("list".to_owned(), 200)].into(),
+        ..Faults::default()
+    });
+    client.list_batches(None, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_method_url_and_missing_fields_fail_validation_by_line() {
+    let fake = fake().await;
+    let client = client_for(&fake, &[]);
+    let lines = [
+        json!({"custom_id": "a", "method": "GET", "url": "/v1/chat/completions", "body": {"model": "m"}}),
+        json!({"custom_id": "b", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m"}}),
+        json!({"method": "POST", "url": "/v1/chat/completions", "body": {"model": "m"}}),
+        json!({"custom_id": "d", "method": "POST", "url": "/v1/chat/completions"}),
+        json!({"custom_id": "e", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m"}}),
+    ];
+    let data: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+    let batch = submit(&client, data).await;
+    let failed = client.retrieve_batch(&batch.batch_id()).await.unwrap();
+    let errs: Vec<(String, Option<u64>)> = failed.job_errors().into_iter().map(|e| (e.code, e.line)).collect();
+    assert_eq!(
+        errs,
+        vec![
+            ("invalid_method".into(), Some(1)),
+            ("invalid_url".into(), Some(2)),
+            ("missing_required_parameter".into(), Some(3)),
+            ("missing_required_parameter".into(), Some(4)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn files_over_the_line_or_byte_limit_fail_validation() {
+    for (cfg, code) in [
+        (
+            FakeConfig {
+                max_lines: 3,
+                ..FakeConfig::default()
+            },
+            "too_many_requests",
+        ),
+        (
+            FakeConfig {
+                max_bytes: 500,
+                ..FakeConfig::default()
+            },
+            "file_too_large",
+        ),
+    ] {
+        let fake = FakeServer::start(cfg).await.unwrap();
+        let client = client_for(&fake, &[]);
+        let batch = submit(&client, input(4, "/v1/chat/completions").0).await;
+        let failed = client.retrieve_batch(&batch.batch_id()).await.unwrap();
+        assert_eq!(failed.status, ProviderBatchStatus::Failed);
+        assert_eq!(failed.job_errors()[0].code, code);
+    }
+}
