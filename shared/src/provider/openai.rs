@@ -244,6 +244,22 @@ impl OpenAiClient {
         })
     }
 
+    /// After a retryable failure of attempt `attempt` (0-based): waits and
+    /// returns `Ok` if another attempt is allowed, else the typed give-up.
+    async fn backoff_or_give_up(&self, op: &'static str, attempt: u32, e: ProviderError) -> Result<(), ProviderError> {
+        if attempt >= self.max_retries {
+            return Err(ProviderError::RetriesExhausted {
+                op,
+                attempts: attempt + 1,
+                last: Box::new(e),
+            });
+        }
+        let wait = self.delay(attempt, retry_after_of(&e));
+        tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
+        self.pause(wait).await;
+        Ok(())
+    }
+
     /// Sends with retries; `build` makes a fresh request for every attempt.
     async fn send(&self, op: &'static str, build: impl Fn() -> RequestBuilder) -> Result<Response, ProviderError> {
         let mut attempt = 0;
@@ -251,16 +267,7 @@ impl OpenAiClient {
             match self.send_once(op, build()).await {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_retryable() => {
-                    if attempt >= self.max_retries {
-                        return Err(ProviderError::RetriesExhausted {
-                            op,
-                            attempts: attempt + 1,
-                            last: Box::new(e),
-                        });
-                    }
-                    let wait = self.delay(attempt, retry_after_of(&e));
-                    tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
-                    self.pause(wait).await;
+                    self.backoff_or_give_up(op, attempt, e).await?;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -393,14 +400,7 @@ impl Provider for OpenAiClient {
                 Err(e) if e.is_retryable() => {
                     // A lost upload response can leave an unused file at the
                     // provider; it costs storage, not money, and expires.
-                    if attempt >= self.max_retries {
-                        return Err(ProviderError::RetriesExhausted {
-                            op,
-                            attempts: attempt + 1,
-                            last: Box::new(e),
-                        });
-                    }
-                    self.pause(self.delay(attempt, retry_after_of(&e))).await;
+                    self.backoff_or_give_up(op, attempt, e).await?;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -457,18 +457,13 @@ impl Provider for OpenAiClient {
             match result {
                 Ok(batch) => return Ok(batch),
                 Err(e) if e.is_retryable() => {
-                    if attempt >= self.max_retries {
+                    if let Err(give_up) = self.backoff_or_give_up(op, attempt, e).await {
                         // One last look: the final attempt may have succeeded.
-                        if let Some(existing) = self.find_batch(req).await? {
-                            return Ok(existing);
-                        }
-                        return Err(ProviderError::RetriesExhausted {
-                            op,
-                            attempts: attempt + 1,
-                            last: Box::new(e),
-                        });
+                        return match self.find_batch(req).await? {
+                            Some(existing) => Ok(existing),
+                            None => Err(give_up),
+                        };
                     }
-                    self.pause(self.delay(attempt, retry_after_of(&e))).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
