@@ -4,6 +4,10 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::pipeline::{Core, Ingester, Poller, Submitter};
+use crate::pricing::PriceBook;
+use crate::provider::openai::OpenAiClient;
+use crate::provider::{Provider, ProviderError};
 use crate::store::dynamo::DynamoStore;
 use crate::store::s3::S3Store;
 use crate::store::ObjectStore;
@@ -16,6 +20,7 @@ pub struct App {
     pub store: Arc<DynamoStore>,
     pub objects: Arc<S3Store>,
     pub clock: Arc<dyn Clock>,
+    pub sdk: aws_config::SdkConfig,
 }
 
 impl App {
@@ -41,6 +46,34 @@ impl App {
             store,
             objects: s3,
             clock: Arc::new(SystemClock),
+            sdk,
         }
+    }
+
+    /// The configured provider client; reads the key (from Secrets Manager
+    /// when configured) once.
+    pub async fn provider(&self) -> Result<Arc<dyn Provider>, ProviderError> {
+        Ok(Arc::new(OpenAiClient::from_config(&self.config.provider, &self.sdk).await?))
+    }
+
+    /// The price table costs are computed with.
+    pub fn prices(&self) -> Arc<PriceBook> {
+        Arc::new(PriceBook::bundled())
+    }
+
+    pub fn core(&self) -> Core {
+        Core::from_app(self)
+    }
+
+    pub fn ingester(&self) -> Ingester {
+        Ingester::new(self.core(), self.prices())
+    }
+
+    pub fn submitter(&self, provider: Arc<dyn Provider>) -> Submitter {
+        Submitter::new(self.core(), provider)
+    }
+
+    pub fn poller(&self, provider: Arc<dyn Provider>) -> Poller {
+        Poller::new(self.core(), provider, self.ingester())
     }
 }

@@ -80,6 +80,8 @@ env_vars! {
         "How long a submit run owns a job before another run may resume it (longer than the function timeout).";
     BATCH_DEADLINE_SECS = "BATCHQ_BATCH_DEADLINE_SECS", "93600",
         "A provider batch still unfinished this long after submission is cancelled and its requests handled as expired.";
+    TOKEN_LIMIT_HOLD_SECS = "BATCHQ_TOKEN_LIMIT_HOLD_SECS", "1800",
+        "After a batch fails with `token_limit_exceeded`, new batches of that model wait this long.";
     DELETE_PROVIDER_FILES = "BATCHQ_DELETE_PROVIDER_FILES", "true",
         "Delete input, output and error files at the provider once their copies are safe in S3.";
     MAX_BODY_BYTES = "BATCHQ_MAX_BODY_BYTES", "4194304",
@@ -158,6 +160,7 @@ pub struct Policy {
     pub max_attempts: u32,
     pub job_lease: Duration,
     pub batch_deadline: Duration,
+    pub token_limit_hold: Duration,
     pub delete_provider_files: bool,
 }
 
@@ -345,6 +348,7 @@ impl Config {
             max_attempts: env.number(MAX_ATTEMPTS, 3u32, 1)?,
             job_lease: env.seconds(JOB_LEASE_SECS, 960, 1)?,
             batch_deadline: env.seconds(BATCH_DEADLINE_SECS, 93_600, 60)?,
+            token_limit_hold: env.seconds(TOKEN_LIMIT_HOLD_SECS, 1800, 0)?,
             delete_provider_files: env.boolean(DELETE_PROVIDER_FILES, true)?,
         };
 

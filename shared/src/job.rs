@@ -336,6 +336,13 @@ pub struct Job {
     /// A submit run that owns a pre-submit job holds it until this time; a
     /// later run may resume the job after it.
     pub lease_until: Option<Timestamp>,
+    /// When poll finished copying the provider's result files to S3 (and
+    /// deleting them at the provider, when configured).
+    pub copied_at: Option<Timestamp>,
+    /// The output file's lines are applied and its totals added (once).
+    pub ingested_output: bool,
+    /// The error file's lines are applied and its totals added (once).
+    pub ingested_errors: bool,
     /// Optimistic-concurrency version: every save is conditioned on the
     /// stored version (and status) being the ones this copy was read with.
     pub version: u64,
@@ -367,6 +374,9 @@ impl Job {
             submitted_at: None,
             finished_at: None,
             lease_until: Some(lease_until),
+            copied_at: None,
+            ingested_output: false,
+            ingested_errors: false,
             version: 0,
         }
     }

@@ -5,7 +5,6 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 use crate::ids::RequestKey;
-use crate::request::Endpoint;
 use crate::store::{ByteStream, StoreError};
 
 /// One line of a JSONL stream.
@@ -119,27 +118,28 @@ impl LineReader {
 /// Appends one batch input line:
 /// `{"custom_id":KEY,"method":"POST","url":URL,"body":BODY}\n`.
 /// `body_json` is already-serialized JSON, copied as is (no re-parse); the key
-/// and url need no escaping (hex digits and a fixed path).
-pub fn write_input_line(out: &mut Vec<u8>, key: &RequestKey, endpoint: Endpoint, body_json: &str) {
+/// and url need no escaping (hex digits and the provider's fixed endpoint path).
+pub fn write_input_line(out: &mut Vec<u8>, key: &RequestKey, url: &str, body_json: &str) {
     out.extend_from_slice(b"{\"custom_id\":\"");
     out.extend_from_slice(key.as_str().as_bytes());
     out.extend_from_slice(b"\",\"method\":\"POST\",\"url\":\"");
-    out.extend_from_slice(endpoint.as_str().as_bytes());
+    out.extend_from_slice(url.as_bytes());
     out.extend_from_slice(b"\",\"body\":");
     out.extend_from_slice(body_json.as_bytes());
     out.extend_from_slice(b"}\n");
 }
 
 /// Size in bytes of the line [`write_input_line`] writes.
-pub fn input_line_len(endpoint: Endpoint, body_bytes: u64) -> u64 {
+pub fn input_line_len(url: &str, body_bytes: u64) -> u64 {
     // {"custom_id":"<32>","method":"POST","url":"<url>","body":<body>}\n
-    (14 + 32 + 25 + endpoint.as_str().len() + 9 + 2) as u64 + body_bytes
+    (14 + 32 + 25 + url.len() + 9 + 2) as u64 + body_bytes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::{CustomId, TenantId};
+    use crate::request::Endpoint;
 
     fn stream_of(chunks: Vec<&'static [u8]>) -> ByteStream {
         futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))).boxed()
@@ -199,10 +199,10 @@ mod tests {
         let key = RequestKey::derive(&TenantId::parse("t").unwrap(), &CustomId::parse("c").unwrap());
         let body = r#"{"messages":[{"content":"hi \"there\"","role":"user"}],"model":"gpt-4o-mini"}"#;
         let mut out = Vec::new();
-        write_input_line(&mut out, &key, Endpoint::ChatCompletions, body);
+        write_input_line(&mut out, &key, Endpoint::ChatCompletions.as_str(), body);
         assert_eq!(
             out.len() as u64,
-            input_line_len(Endpoint::ChatCompletions, body.len() as u64)
+            input_line_len(Endpoint::ChatCompletions.as_str(), body.len() as u64)
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["custom_id"], key.as_str());

@@ -1,7 +1,5 @@
-//! batchq-poll Lambda: EventBridge schedule: check open batches, copy finished result files to S3.
-//!
-//! Thin shell: configuration and clients are built once per cold start; the
-//! work lives in `batchq-core`.
+//! batchq-poll: thin shell; configuration, clients and the provider key are
+//! loaded once per cold start.
 
 use batchq_core::app::App;
 use batchq_core::config::Config;
@@ -13,10 +11,6 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&app, event))).await
-}
-
-async fn handle(_app: &App, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::warn!(request_id = %event.context.request_id, "batchq-poll handler is not implemented yet");
-    Err("batchq-poll is not implemented yet".into())
+    let poller = app.poller(app.provider().await?);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| batchq_poll::handle(&poller, event))).await
 }

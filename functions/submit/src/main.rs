@@ -1,7 +1,5 @@
-//! batchq-submit Lambda: EventBridge schedule: claim queued requests, write and upload input files, create batches.
-//!
-//! Thin shell: configuration and clients are built once per cold start; the
-//! work lives in `batchq-core`.
+//! batchq-submit: thin shell; configuration, clients and the provider key
+//! are loaded once per cold start.
 
 use batchq_core::app::App;
 use batchq_core::config::Config;
@@ -13,10 +11,6 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&app, event))).await
-}
-
-async fn handle(_app: &App, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::warn!(request_id = %event.context.request_id, "batchq-submit handler is not implemented yet");
-    Err("batchq-submit is not implemented yet".into())
+    let submitter = app.submitter(app.provider().await?);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| batchq_submit::handle(&submitter, event))).await
 }

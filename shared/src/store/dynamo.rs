@@ -127,6 +127,10 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn flag(&self, name: &str) -> bool {
+        self.item.get(name).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
+    }
+
     fn req_s(&self, name: &str) -> Result<&'a str, StoreError> {
         self.opt_s(name)?
             .ok_or_else(|| self.corrupt(format!("{name} is missing")))
@@ -340,10 +344,17 @@ fn job_to_item(j: &Job) -> Item {
     item.insert("unpriced_requests".into(), n(t.unpriced_requests));
     item.insert("created_at".into(), n(j.created_at.millis()));
     item.insert("updated_at".into(), n(j.updated_at.millis()));
+    if j.ingested_output {
+        item.insert("ingested_output".into(), AttributeValue::Bool(true));
+    }
+    if j.ingested_errors {
+        item.insert("ingested_errors".into(), AttributeValue::Bool(true));
+    }
     for (name, v) in [
         ("submitted_at", j.submitted_at),
         ("finished_at", j.finished_at),
         ("lease_until", j.lease_until),
+        ("copied_at", j.copied_at),
     ] {
         if let Some(v) = v {
             item.insert(name.into(), n(v.millis()));
@@ -397,6 +408,9 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         submitted_at: ts("submitted_at")?,
         finished_at: ts("finished_at")?,
         lease_until: ts("lease_until")?,
+        copied_at: ts("copied_at")?,
+        ingested_output: r.flag("ingested_output"),
+        ingested_errors: r.flag("ingested_errors"),
         version: r.req_n("version")?,
     })
 }
@@ -418,6 +432,7 @@ fn tenant_counter_pk(t: &TenantId) -> String {
 }
 
 const QUEUE_COUNTER_PK: &str = "counter#queue";
+const HOLD_PK: &str = "hold#queue";
 
 /// Counter deltas of one transaction, merged per counter item.
 #[derive(Default)]
@@ -647,6 +662,9 @@ impl DynamoStore {
         }
         if u.count_attempt {
             set.push("attempts = attempts + :one");
+            values.insert(":one".into(), n(1));
+        } else if u.refund_attempt {
+            set.push("attempts = attempts - :one");
             values.insert(":one".into(), n(1));
         }
         if let Some(e) = &u.last_error {
@@ -1110,6 +1128,47 @@ impl RequestStore for DynamoStore {
             .transpose()
     }
 
+    async fn get_many(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError> {
+        let mut out = HashMap::with_capacity(keys.len());
+        let unique: Vec<&RequestKey> = keys.iter().collect::<HashSet<_>>().into_iter().collect();
+        for chunk in unique.chunks(100) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|k| HashMap::from([(PK.to_owned(), s(k.as_str())), (SK.to_owned(), s(SK_STATE))]))
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys set");
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.requests_table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::backend("dynamodb BatchGetItem", err_msg(e)))?;
+                for item in res
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.requests_table)
+                    .unwrap_or_default()
+                {
+                    let r = request_from_item(&item)?;
+                    out.insert(r.key.clone(), r);
+                }
+                if let Some(ka) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.requests_table)) {
+                    pending = ka.keys;
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError> {
         // `result` < `state` and `body` sorts before both: one query reads the two small items.
         let values = HashMap::from([(":pk".to_owned(), s(key.as_str())), (":r".to_owned(), s(SK_RESULT))]);
@@ -1448,6 +1507,37 @@ impl JobStore for DynamoStore {
             })
             .await?;
         items.iter().map(job_from_item).collect()
+    }
+
+    async fn hold_group(&self, group: &QueueGroup, until: Timestamp, reason: &str) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            (PK.to_owned(), s(HOLD_PK)),
+            (SK.to_owned(), s(group.key())),
+            ("until".to_owned(), n(until.millis())),
+            ("reason".to_owned(), s(reason)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.jobs_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("dynamodb PutItem", err_msg(e)))?;
+        Ok(())
+    }
+
+    async fn holds(&self) -> Result<HashMap<QueueGroup, Timestamp>, StoreError> {
+        let values = HashMap::from([(":pk".to_owned(), s(HOLD_PK))]);
+        let items = self
+            .query_all(QuerySpec::new(&self.jobs_table, None, "pk = :pk", values))
+            .await?;
+        let mut out = HashMap::new();
+        for item in &items {
+            let r = Reader::new(item, "hold");
+            let group = r.parse(SK, |v| QueueGroup::from_key(v).ok_or_else(|| format!("bad queue group {v:?}")))?;
+            out.insert(group, Timestamp::from_millis(r.req_n("until")?));
+        }
+        Ok(out)
     }
 
     async fn list_jobs(&self, cursor: Option<String>, limit: u32) -> Result<Page<Job>, StoreError> {

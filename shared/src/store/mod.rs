@@ -106,6 +106,9 @@ pub struct RequestUpdate {
     pub claim_for: Option<JobId>,
     /// Count one more attempt (set when a request is claimed).
     pub count_attempt: bool,
+    /// Take back the attempt counted at claim time: the provider refused the
+    /// whole batch for reasons that are not the request's (a full queue).
+    pub refund_attempt: bool,
     pub last_error: Option<RequestError>,
     /// The result to store, in the same atomic write (ingest).
     pub result: Option<RequestResult>,
@@ -125,6 +128,7 @@ impl RequestUpdate {
             expected_job: None,
             claim_for: None,
             count_attempt: false,
+            refund_attempt: false,
             last_error: None,
             result: None,
             created_at: req.created_at,
@@ -173,6 +177,15 @@ impl RequestUpdate {
             ..Self::base(req, RequestStatus::Queued, now)
         }
     }
+
+    /// `claimed(job) -> queued` without using up an attempt: the batch never
+    /// ran (the provider's enqueued-token limit for the model was full).
+    pub fn requeue_free(req: &Request, job: &JobId, error: Option<RequestError>, now: Timestamp) -> Self {
+        Self {
+            refund_attempt: req.attempts > 0,
+            ..Self::requeue(req, job, error, now)
+        }
+    }
 }
 
 /// How a conditional change ended when it did not fail.
@@ -193,6 +206,10 @@ pub trait RequestStore: Send + Sync {
 
     /// Reads a request's state (strongly consistent).
     async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError>;
+
+    /// Reads the states of many requests (strongly consistent); unknown keys
+    /// are absent from the map.
+    async fn get_many(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError>;
 
     /// Reads a request's state and, when stored, its result.
     async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError>;
@@ -241,6 +258,13 @@ pub trait JobStore: Send + Sync {
 
     /// All jobs, newest first.
     async fn list_jobs(&self, cursor: Option<String>, limit: u32) -> Result<Page<Job>, StoreError>;
+
+    /// Holds back new submissions of a queue group until `until` (the
+    /// provider's queue for the model is full). A later hold replaces it.
+    async fn hold_group(&self, group: &QueueGroup, until: Timestamp, reason: &str) -> Result<(), StoreError>;
+
+    /// Groups held back, with the time each hold ends (expired holds included).
+    async fn holds(&self) -> Result<HashMap<QueueGroup, Timestamp>, StoreError>;
 }
 
 /// Metadata of a stored object.

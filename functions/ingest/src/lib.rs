@@ -1,0 +1,36 @@
+//! batchq-ingest Lambda: on S3 `ObjectCreated` notifications for
+//! `results/`, stream-parses each result file into per-request results. The
+//! work lives in `batchq_core::pipeline::ingest`.
+
+use aws_lambda_events::event::s3::S3Event;
+use batchq_core::events::created_objects;
+use batchq_core::pipeline::{Ingester, PipelineError};
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::{json, Value};
+
+/// Handles one S3 notification. Objects that are not result files of a
+/// known job (or are in another bucket) are reported and skipped; any other
+/// failure fails the invocation so Lambda retries it (a replay is harmless).
+pub async fn handle(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
+    let mut reports = Vec::new();
+    let mut skipped = Vec::new();
+    for obj in created_objects(&event.payload) {
+        if obj.bucket != bucket {
+            tracing::warn!(bucket = %obj.bucket, key = %obj.key, "object in another bucket skipped");
+            skipped.push(json!({"bucket": obj.bucket, "key": obj.key, "reason": "not batchq's bucket"}));
+            continue;
+        }
+        match ingester.ingest_key(&obj.key).await {
+            Ok(report) => reports.push(serde_json::to_value(report)?),
+            Err(PipelineError::Rejected(reason)) => {
+                tracing::warn!(key = %obj.key, reason, "object skipped");
+                skipped.push(json!({"bucket": obj.bucket, "key": obj.key, "reason": reason}));
+            }
+            Err(e) => {
+                tracing::error!(key = %obj.key, error = %e, "ingest failed; the invocation will be retried");
+                return Err(Box::new(e));
+            }
+        }
+    }
+    Ok(json!({"ingested": reports, "skipped": skipped}))
+}

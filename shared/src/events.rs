@@ -1,0 +1,113 @@
+//! The event shapes the scheduled and S3-triggered functions receive, reduced
+//! to what the pipeline needs.
+
+use aws_lambda_events::event::s3::S3Event;
+use serde_json::Value;
+
+/// What a scheduled invocation asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Submit every queued group now, due or not.
+    pub force: bool,
+}
+
+impl Scheduled {
+    /// Accepts an EventBridge scheduled event (`detail-type: "Scheduled
+    /// Event"`, optional `detail.force`), a rule with a constant input
+    /// `{"force": true}`, or an empty payload (a manual invoke).
+    pub fn parse(event: &Value) -> Result<Self, String> {
+        let flags = match event {
+            Value::Null => return Ok(Self::default()),
+            Value::Object(map) if map.contains_key("detail-type") => match map.get("detail") {
+                None | Some(Value::Null) => return Ok(Self::default()),
+                Some(d @ Value::Object(_)) => d,
+                Some(_) => return Err("detail: expected an object".into()),
+            },
+            Value::Object(_) => event,
+            _ => return Err("expected a JSON object (an EventBridge event or {\"force\": bool})".into()),
+        };
+        match flags.get("force") {
+            None | Some(Value::Null) => Ok(Self::default()),
+            Some(Value::Bool(force)) => Ok(Self { force: *force }),
+            Some(_) => Err("force: expected true or false".into()),
+        }
+    }
+}
+
+/// One object an S3 notification names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedObject {
+    pub bucket: String,
+    /// The key, URL-decoded (S3 notifications encode keys, spaces as `+`).
+    pub key: String,
+}
+
+/// The created objects of an S3 event notification (other event kinds are skipped).
+pub fn created_objects(event: &S3Event) -> Vec<CreatedObject> {
+    event
+        .records
+        .iter()
+        .filter(|r| r.event_name.as_deref().is_none_or(|n| n.starts_with("ObjectCreated")))
+        .filter_map(|r| {
+            Some(CreatedObject {
+                bucket: r.s3.bucket.name.clone()?,
+                key: decode_key(r.s3.object.key.as_deref()?),
+            })
+        })
+        .collect()
+}
+
+/// Decodes an S3 event key: `+` is a space, `%XX` a byte.
+pub fn decode_key(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scheduled_events_and_manual_payloads_give_the_force_flag() {
+        let scheduled = json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-25T12:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/batchq-submit"], "detail": {}});
+        assert_eq!(Scheduled::parse(&scheduled).unwrap(), Scheduled { force: false });
+        let mut forced = scheduled.clone();
+        forced["detail"] = json!({"force": true});
+        assert!(Scheduled::parse(&forced).unwrap().force);
+        assert!(Scheduled::parse(&json!({"force": true})).unwrap().force);
+        assert!(!Scheduled::parse(&json!({})).unwrap().force);
+        assert!(!Scheduled::parse(&Value::Null).unwrap().force);
+        assert!(Scheduled::parse(&json!({"force": "yes"})).unwrap_err().contains("force"));
+        assert!(Scheduled::parse(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn s3_keys_are_url_decoded() {
+        assert_eq!(decode_key("results/job_1/output.jsonl"), "results/job_1/output.jsonl");
+        assert_eq!(decode_key("a+b%2Fc%3D"), "a b/c=");
+        assert_eq!(decode_key("100%"), "100%");
+        assert_eq!(decode_key("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,55 @@
+//! Closing a job once its result files are in: requests the provider
+//! returned nothing for go back to the queue, then the job is `done`.
+
+use super::{Core, CrashPoint, PipelineError};
+use crate::job::{Job, JobStatus};
+use crate::request::RequestError;
+
+impl Core {
+    /// Closes `job` if every result file it expects is copied and counted.
+    /// Returns the closed job, or `None` when it is not ready (or another
+    /// runner changed it first). Safe to call any number of times.
+    pub async fn try_close(&self, job: &Job) -> Result<Option<Job>, PipelineError> {
+        if job.status != JobStatus::Ingesting || job.copied_at.is_none() {
+            return Ok(None);
+        }
+        let output_pending = job.output_file_id.is_some() && !job.ingested_output;
+        let errors_pending = job.error_file_id.is_some() && !job.ingested_errors;
+        if output_pending || errors_pending {
+            return Ok(None);
+        }
+        let now = self.now();
+        let leftovers = self.claimed_by(&job.id).await?;
+        if !leftovers.is_empty() {
+            tracing::warn!(job = %job.id, count = leftovers.len(), "the provider returned no result for some requests; retrying them");
+            let error = RequestError {
+                code: "missing_result".into(),
+                message: "the provider's result files had no line for this request".into(),
+                status_code: None,
+            };
+            let updates = leftovers
+                .iter()
+                .map(|r| self.retry_or_fail(r, &job.id, error.clone(), now))
+                .collect();
+            self.apply_all(updates).await?;
+        }
+        self.crash(CrashPoint::CloseAfterLeftovers)?;
+        let mut next = job.clone();
+        next.status = JobStatus::Done;
+        next.finished_at = Some(now);
+        next.updated_at = now;
+        next.lease_until = None;
+        let closed = self.save_job(job, next).await?;
+        if let Some(j) = &closed {
+            tracing::info!(
+                job = %j.id,
+                input_tokens = j.totals.usage.input_tokens,
+                output_tokens = j.totals.usage.output_tokens,
+                batch_cost = %j.totals.batch_cost,
+                saved = %j.totals.saved(),
+                "job done"
+            );
+        }
+        Ok(closed)
+    }
+}

@@ -1,0 +1,628 @@
+//! ingest: turns a result file copied to S3 into per-request results.
+//!
+//! The file is read line by line (never whole). Lines are applied in chunks:
+//! one batched read of the requests' states, then one conditional write per
+//! request, so a line changes a request only while it is still claimed by
+//! this job — a replayed line changes nothing, and a line for a request that
+//! is not in this job is reported, not applied.
+//!
+//! Outcomes: a 2xx response completes the request with its body, usage and
+//! cost. A retryable outcome (`batch_expired`, `batch_cancelled`, HTTP 408,
+//! 429 or 5xx inside the file) puts it back in the queue, or ends it failed
+//! with that error once its attempts are used up. Anything else (a 4xx) ends
+//! it failed at once.
+//!
+//! A file's usage and cost totals are computed from the whole file and added
+//! to the job in one conditional write that also marks the file as counted,
+//! so replaying a file never counts it twice.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{Core, CrashPoint, PipelineError};
+use crate::ids::{JobId, RequestKey};
+use crate::job::{CostTotals, Job, JobStatus};
+use crate::jsonl::{Line, LineReader};
+use crate::pricing::PriceBook;
+use crate::request::{Payload, Request, RequestError, RequestResult, RequestStatus, Usage};
+use crate::store::keys::{self, ResultFile};
+use crate::store::RequestUpdate;
+
+/// Longest result line read; longer ones are reported and skipped.
+pub const MAX_RESULT_LINE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Lines applied per chunk (one batched read, one or more transactions).
+const CHUNK_LINES: usize = 100;
+
+/// Which of a job's two result files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Output,
+    Errors,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Output => "output",
+            Self::Errors => "errors",
+        }
+    }
+
+    pub fn key(self, job: &JobId) -> String {
+        match self {
+            Self::Output => keys::job_output(job),
+            Self::Errors => keys::job_errors(job),
+        }
+    }
+
+    fn counted(self, job: &Job) -> bool {
+        match self {
+            Self::Output => job.ingested_output,
+            Self::Errors => job.ingested_errors,
+        }
+    }
+
+    fn mark(self, job: &mut Job) {
+        match self {
+            Self::Output => job.ingested_output = true,
+            Self::Errors => job.ingested_errors = true,
+        }
+    }
+}
+
+/// What ingesting one file did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub key: String,
+    pub job_id: String,
+    /// Non-blank lines read.
+    pub lines: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub requeued: u64,
+    /// Lines whose request had already taken them (a replay).
+    pub replayed: u64,
+    /// Lines naming a request that is not in this job (reported, not applied).
+    pub not_in_job: u64,
+    /// Lines that are not valid result lines.
+    pub malformed: u64,
+    /// Lines over [`MAX_RESULT_LINE_BYTES`].
+    pub too_long: u64,
+    /// Second and later lines for the same request in this file (ignored).
+    pub duplicates: u64,
+    /// This run added the file's totals to the job (false on a replay).
+    pub counted: bool,
+    /// This run closed the job.
+    pub closed: bool,
+    /// Why nothing was done, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub totals: CostTotals,
+}
+
+/// The ingest step, wired to its ports.
+#[derive(Clone)]
+pub struct Ingester {
+    core: Core,
+    prices: Arc<PriceBook>,
+}
+
+/// One parsed result line.
+struct ResultLine {
+    number: u64,
+    key: RequestKey,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Success {
+        status_code: u16,
+        body: String,
+        usage: Option<Usage>,
+        model: Option<String>,
+    },
+    Error {
+        error: RequestError,
+        body: Option<String>,
+        retryable: bool,
+    },
+}
+
+// ---- wire shapes of a result line: {"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}
+
+#[derive(Deserialize)]
+struct WireLine<'a> {
+    #[serde(borrow, default)]
+    custom_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    response: Option<WireResponse<'a>>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct WireResponse<'a> {
+    #[serde(default)]
+    status_code: Option<u16>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The parts of a response body batchq reads; the rest is stored as is.
+#[derive(Deserialize, Default)]
+struct BodyMeta {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<BodyError>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    // chat completions, completions, embeddings
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<CachedDetails>,
+    completion_tokens_details: Option<ReasoningDetails>,
+    // responses
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    input_tokens_details: Option<CachedDetails>,
+    output_tokens_details: Option<ReasoningDetails>,
+}
+
+#[derive(Deserialize, Default)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ReasoningDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct BodyError {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+impl WireUsage {
+    fn to_usage(&self) -> Usage {
+        let cached = |d: &Option<CachedDetails>| d.as_ref().and_then(|d| d.cached_tokens);
+        let reasoning = |d: &Option<ReasoningDetails>| d.as_ref().and_then(|d| d.reasoning_tokens);
+        Usage {
+            input_tokens: self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
+            cached_input_tokens: cached(&self.prompt_tokens_details)
+                .or(cached(&self.input_tokens_details))
+                .unwrap_or(0),
+            output_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
+            reasoning_tokens: reasoning(&self.completion_tokens_details)
+                .or(reasoning(&self.output_tokens_details))
+                .unwrap_or(0),
+        }
+    }
+}
+
+fn code_string(v: &Option<serde_json::Value>) -> Option<String> {
+    match v {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Error codes in the error file that mean "not run, try again".
+const RETRYABLE_CODES: [&str; 4] = ["batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"];
+
+/// Parses one result line; `Err` carries a reason (never the line's content).
+fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
+    let wire: WireLine<'_> = serde_json::from_slice(bytes).map_err(|e| format!("not a result line: {e}"))?;
+    let custom_id = wire.custom_id.ok_or("no custom_id")?;
+    let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| "custom_id is not one of batchq's".to_owned())?;
+    let response = wire.response.filter(|r| r.status_code.is_some());
+    let outcome = match (response, wire.error) {
+        (Some(resp), _) => {
+            let status_code = resp.status_code.unwrap_or(0);
+            let body = resp.body.map(|b| b.get().to_owned());
+            let meta: BodyMeta = resp
+                .body
+                .and_then(|b| serde_json::from_str(b.get()).ok())
+                .unwrap_or_default();
+            if (200..300).contains(&status_code) {
+                Outcome::Success {
+                    status_code,
+                    body: body.unwrap_or_else(|| "null".to_owned()),
+                    usage: meta.usage.as_ref().map(WireUsage::to_usage),
+                    model: meta.model,
+                }
+            } else {
+                let err = meta.error.unwrap_or_default();
+                let code = code_string(&err.code)
+                    .or(err.kind)
+                    .unwrap_or_else(|| format!("http_{status_code}"));
+                Outcome::Error {
+                    error: RequestError {
+                        code,
+                        message: err.message.unwrap_or_else(|| format!("HTTP {status_code}")),
+                        status_code: Some(status_code),
+                    },
+                    body,
+                    retryable: matches!(status_code, 408 | 429) || status_code >= 500,
+                }
+            }
+        }
+        (None, Some(err)) => {
+            let code = code_string(&err.code).unwrap_or_else(|| "unknown".to_owned());
+            Outcome::Error {
+                retryable: RETRYABLE_CODES.contains(&code.as_str()),
+                error: RequestError {
+                    code,
+                    message: err.message.unwrap_or_default(),
+                    status_code: None,
+                },
+                body: None,
+            }
+        }
+        (None, None) => return Err("line has neither a response nor an error".into()),
+    };
+    Ok(ResultLine { number, key, outcome })
+}
+
+impl Ingester {
+    pub fn new(core: Core, prices: Arc<PriceBook>) -> Self {
+        Self { core, prices }
+    }
+
+    /// Ingests the object under `key` (as named by an S3 event). Keys that
+    /// are not result files of a known job are rejected.
+    pub async fn ingest_key(&self, key: &str) -> Result<IngestReport, PipelineError> {
+        let Some(file) = keys::parse_result_key(key) else {
+            return Err(PipelineError::Rejected(format!("{key} is not a result file")));
+        };
+        let (job_id, kind) = match file {
+            ResultFile::Output(j) => (j, FileKind::Output),
+            ResultFile::Errors(j) => (j, FileKind::Errors),
+        };
+        let Some(job) = self.core.jobs.get_job(&job_id).await? else {
+            return Err(PipelineError::Rejected(format!("{key}: no job {job_id}")));
+        };
+        self.ingest_file(job, kind).await
+    }
+
+    /// Ingests one result file of `job`.
+    pub async fn ingest_file(&self, job: Job, kind: FileKind) -> Result<IngestReport, PipelineError> {
+        let key = kind.key(&job.id);
+        let mut report = IngestReport {
+            key: key.clone(),
+            job_id: job.id.to_string(),
+            ..Default::default()
+        };
+        match job.status {
+            JobStatus::Ingesting => {}
+            JobStatus::Done | JobStatus::Failed => {
+                report.note = Some(format!("job is {}; nothing to do", job.status));
+                return Ok(report);
+            }
+            other => {
+                return Err(PipelineError::Rejected(format!(
+                    "{key}: job {} is {other}, not ingesting",
+                    job.id
+                )))
+            }
+        }
+        if kind.counted(&job) {
+            report.note = Some("file already ingested".into());
+            report.closed = self.core.try_close(&job).await?.is_some();
+            return Ok(report);
+        }
+
+        let (_, stream) = self.core.objects.open(&key).await?;
+        let mut reader = LineReader::new(stream, MAX_RESULT_LINE_BYTES);
+        let mut totals = CostTotals::default();
+        let mut chunk = Vec::with_capacity(CHUNK_LINES);
+        let mut chunks_applied = 0u64;
+        let mut seen = HashSet::new();
+        while let Some(line) = reader.next_line().await? {
+            report.lines += 1;
+            match line {
+                Line::Data { number, bytes } => match parse_line(number, &bytes) {
+                    Ok(l) if !seen.insert(l.key.clone()) => {
+                        report.duplicates += 1;
+                        tracing::warn!(key, line = number, request = %l.key, "second result line for one request ignored");
+                    }
+                    Ok(l) => chunk.push(l),
+                    Err(reason) => {
+                        report.malformed += 1;
+                        tracing::warn!(key, line = number, reason, "malformed result line skipped");
+                    }
+                },
+                Line::TooLong { number, bytes } => {
+                    report.too_long += 1;
+                    tracing::warn!(key, line = number, bytes, "result line over the size limit skipped");
+                }
+            }
+            if chunk.len() >= CHUNK_LINES {
+                self.apply_chunk(&job, std::mem::take(&mut chunk), &mut totals, &mut report)
+                    .await?;
+                chunks_applied += 1;
+                if chunks_applied == 1 {
+                    self.core.crash(CrashPoint::IngestMidFile)?;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            self.apply_chunk(&job, chunk, &mut totals, &mut report).await?;
+        }
+        report.totals = totals;
+        self.core.crash(CrashPoint::IngestBeforeTotals)?;
+
+        let Some(job) = self.add_totals(&job.id, kind, &totals, &mut report).await? else {
+            return Ok(report);
+        };
+        self.core.crash(CrashPoint::IngestAfterTotals)?;
+        report.closed = self.core.try_close(&job).await?.is_some();
+        tracing::info!(
+            key,
+            lines = report.lines,
+            completed = report.completed,
+            failed = report.failed,
+            requeued = report.requeued,
+            replayed = report.replayed,
+            not_in_job = report.not_in_job,
+            malformed = report.malformed,
+            "result file ingested"
+        );
+        Ok(report)
+    }
+
+    /// Adds a file's totals to its job once: the write is conditioned on the
+    /// job's version and marks the file as counted.
+    async fn add_totals(
+        &self,
+        job_id: &JobId,
+        kind: FileKind,
+        totals: &CostTotals,
+        report: &mut IngestReport,
+    ) -> Result<Option<Job>, PipelineError> {
+        for _ in 0..20 {
+            let Some(job) = self.core.jobs.get_job(job_id).await? else {
+                return Ok(None);
+            };
+            if kind.counted(&job) || job.status != JobStatus::Ingesting {
+                return Ok(Some(job));
+            }
+            let mut next = job.clone();
+            next.totals.usage.add(&totals.usage);
+            next.totals.batch_cost += totals.batch_cost;
+            next.totals.realtime_cost += totals.realtime_cost;
+            next.totals.unpriced_requests += totals.unpriced_requests;
+            next.updated_at = self.core.now();
+            kind.mark(&mut next);
+            match self.core.jobs.save_job(&job, next).await {
+                Ok(saved) => {
+                    report.counted = true;
+                    return Ok(Some(saved));
+                }
+                Err(e) if e.is_condition_failed() => continue, // another writer; read again
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PipelineError::Rejected(format!(
+            "job {job_id}: could not add the {} file's totals after repeated conflicts",
+            kind.as_str()
+        )))
+    }
+
+    async fn apply_chunk(
+        &self,
+        job: &Job,
+        lines: Vec<ResultLine>,
+        totals: &mut CostTotals,
+        report: &mut IngestReport,
+    ) -> Result<(), PipelineError> {
+        let keys: Vec<RequestKey> = lines.iter().map(|l| l.key.clone()).collect();
+        let states = self.core.requests.get_many(&keys).await?;
+        let now = self.core.now();
+        let mut updates = Vec::with_capacity(lines.len());
+        for line in lines {
+            let Some(req) = states.get(&line.key) else {
+                report.not_in_job += 1;
+                tracing::warn!(job = %job.id, line = line.number, request = %line.key, "result line for an unknown request");
+                continue;
+            };
+            if req.job_id.as_ref() != Some(&job.id) {
+                report.not_in_job += 1;
+                tracing::warn!(job = %job.id, line = line.number, request = %req.key, "result line for a request not in this job");
+                continue;
+            }
+            // Totals come from the file, for every line of this job, whether
+            // this run or an earlier one applied it; they are added once.
+            let (result, cost_model) = self.result_of(job, req, &line, now);
+            if let (Some(usage), true) = (result.usage, result.error.is_none()) {
+                totals.usage.add(&usage);
+                match (result.batch_cost, result.realtime_cost) {
+                    (Some(b), Some(r)) => {
+                        totals.batch_cost += b;
+                        totals.realtime_cost += r;
+                    }
+                    _ => {
+                        totals.unpriced_requests += 1;
+                        tracing::debug!(model = cost_model, "no price for model");
+                    }
+                }
+            }
+            if req.status != RequestStatus::Claimed {
+                report.replayed += 1;
+                continue;
+            }
+            let update = match &line.outcome {
+                Outcome::Success { .. } => {
+                    report.completed += 1;
+                    RequestUpdate::finish(req, &job.id, RequestStatus::Completed, result, now)
+                }
+                Outcome::Error { error, retryable, .. } => {
+                    if *retryable && req.attempts < self.core.config.policy.max_attempts {
+                        report.requeued += 1;
+                        RequestUpdate::requeue(req, &job.id, Some(error.clone()), now)
+                    } else {
+                        report.failed += 1;
+                        RequestUpdate::finish(req, &job.id, RequestStatus::Failed, result, now)
+                    }
+                }
+            };
+            updates.push(update);
+        }
+        let applied = self.core.apply_all(updates).await?;
+        report.replayed += applied.already;
+        Ok(())
+    }
+
+    /// The stored result of a line, with its cost when the model is priced.
+    fn result_of<'a>(&self, job: &'a Job, req: &Request, line: &'a ResultLine, now: crate::time::Timestamp) -> (RequestResult, &'a str) {
+        let mut result = RequestResult {
+            key: req.key.clone(),
+            job_id: job.id.clone(),
+            status_code: None,
+            response: None,
+            error: None,
+            usage: None,
+            batch_cost: None,
+            realtime_cost: None,
+            recorded_at: now,
+        };
+        let mut model = job.model.as_str();
+        match &line.outcome {
+            Outcome::Success {
+                status_code,
+                body,
+                usage,
+                model: billed,
+            } => {
+                result.status_code = Some(*status_code);
+                result.response = Some(Payload::Inline(body.clone()));
+                result.usage = *usage;
+                if let Some(m) = billed.as_deref() {
+                    model = m;
+                }
+                if let Some(u) = usage {
+                    if let Some(cost) = self.prices.cost(job.provider, model, u) {
+                        result.batch_cost = Some(cost.batch);
+                        result.realtime_cost = Some(cost.realtime);
+                    }
+                }
+            }
+            Outcome::Error { error, body, .. } => {
+                result.status_code = error.status_code;
+                result.error = Some(error.clone());
+                result.response = body.clone().map(Payload::Inline);
+            }
+        }
+        (result, model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn line(json: &str) -> Result<ResultLine, String> {
+        parse_line(1, json.as_bytes())
+    }
+
+    #[test]
+    fn a_2xx_line_keeps_its_body_verbatim_and_reads_chat_usage() {
+        let l = line(&format!(
+            r#"{{"id":"b1","custom_id":"{KEY}","response":{{"status_code":200,"request_id":"r","body":{{"model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{{"cached_tokens":4}},"completion_tokens_details":{{"reasoning_tokens":2}}}}}}}},"error":null}}"#
+        ))
+        .unwrap();
+        let Outcome::Success { status_code, body, usage, model } = l.outcome else {
+            panic!("expected success")
+        };
+        assert_eq!(status_code, 200);
+        assert!(body.starts_with(r#"{"model":"gpt-4o-mini-2024-07-18","choices":[]"#));
+        assert_eq!(
+            usage.unwrap(),
+            Usage {
+                input_tokens: 12,
+                cached_input_tokens: 4,
+                output_tokens: 5,
+                reasoning_tokens: 2
+            }
+        );
+        assert_eq!(model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    }
+
+    #[test]
+    fn responses_api_usage_is_read_from_its_own_field_names() {
+        let l = line(&format!(
+            r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"usage":{{"input_tokens":7,"output_tokens":3,"input_tokens_details":{{"cached_tokens":1}},"output_tokens_details":{{"reasoning_tokens":2}}}}}}}}}}"#
+        ))
+        .unwrap();
+        let Outcome::Success { usage, .. } = l.outcome else { panic!() };
+        assert_eq!(
+            usage.unwrap(),
+            Usage {
+                input_tokens: 7,
+                cached_input_tokens: 1,
+                output_tokens: 3,
+                reasoning_tokens: 2
+            }
+        );
+    }
+
+    #[test]
+    fn expired_and_server_errors_are_retryable_but_a_400_is_not() {
+        let expired = line(&format!(
+            r#"{{"custom_id":"{KEY}","response":null,"error":{{"code":"batch_expired","message":"late"}}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(expired.outcome, Outcome::Error { retryable: true, ref error, .. } if error.code == "batch_expired"));
+        let e500 = line(&format!(
+            r#"{{"custom_id":"{KEY}","response":{{"status_code":500,"body":{{"error":{{"message":"oops","type":"server_error"}}}}}},"error":null}}"#
+        ))
+        .unwrap();
+        assert!(matches!(e500.outcome, Outcome::Error { retryable: true, ref error, .. } if error.status_code == Some(500) && error.code == "server_error"));
+        let e400 = line(&format!(
+            r#"{{"custom_id":"{KEY}","response":{{"status_code":400,"body":{{"error":{{"message":"bad","type":"invalid_request_error","code":"invalid_value"}}}}}},"error":null}}"#
+        ))
+        .unwrap();
+        assert!(matches!(e400.outcome, Outcome::Error { retryable: false, ref error, .. } if error.code == "invalid_value" && error.message == "bad"));
+    }
+
+    #[test]
+    fn lines_that_are_not_result_lines_are_refused_without_echoing_content() {
+        for bad in [
+            "not json",
+            "{}",
+            r#"{"custom_id":"someone-elses-id","response":{"status_code":200,"body":{}}}"#,
+            &format!(r#"{{"custom_id":"{KEY}"}}"#),
+            &format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":"200"}}}}"#),
+        ] {
+            let err = line(bad).err().unwrap_or_else(|| panic!("{bad} should be refused"));
+            assert!(!err.contains("someone-elses-id"), "{err}");
+        }
+    }
+}

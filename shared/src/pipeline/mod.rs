@@ -1,0 +1,179 @@
+//! The pipeline behind the scheduled and event-driven functions: submit
+//! (queue → provider batch), poll (provider batch → result files in S3) and
+//! ingest (result files → per-request results).
+//!
+//! Every step is written for at-least-once delivery: it may run twice for
+//! one event, concurrently with itself, or stop between any two calls. Each
+//! write is conditioned on the state the step read, so a re-run finishes the
+//! work instead of repeating it (see `../shared/design/lifecycle.md` and the
+//! README's lifecycle section):
+//!
+//! * submit writes the job row before anything leaves AWS, claims requests
+//!   with conditional writes, and resumes a job left half-way (after its
+//!   lease) from the state it reached; before creating a provider batch on a
+//!   resume it looks for one the lost attempt already created.
+//! * poll mirrors the provider's status; on a finished batch it first records
+//!   `ingesting`, then copies the result files to S3, which fires ingest.
+//! * ingest applies each line only to a request still claimed by that job and
+//!   adds a file's totals to the job once, marking the file as counted in the
+//!   same conditional write.
+//!
+//! [`CrashPoint`] names the step boundaries; tests abort a step at each of
+//! them and re-run it.
+
+mod close;
+pub mod crash;
+pub mod ingest;
+pub mod poll;
+pub mod submit;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::ids::JobId;
+use crate::job::Job;
+use crate::provider::ProviderError;
+use crate::request::{Request, RequestError, RequestStatus};
+use crate::store::{JobStore, ObjectStore, Page, RequestStore, RequestUpdate, StoreError};
+use crate::time::{Clock, Timestamp};
+
+pub use crash::{CrashPoint, CrashPoints, NoCrashes};
+pub use ingest::{IngestReport, Ingester};
+pub use poll::{PollReport, Poller};
+pub use submit::{SubmitOptions, SubmitReport, Submitter};
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// A test stopped the step here (see [`CrashPoints`]).
+    #[error("crash injected at {0}")]
+    Crashed(CrashPoint),
+    /// The event cannot be handled (not one of ours); retrying will not help.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// The ports every step uses.
+#[derive(Clone)]
+pub struct Core {
+    pub requests: Arc<dyn RequestStore>,
+    pub jobs: Arc<dyn JobStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+    pub crash: Arc<dyn CrashPoints>,
+}
+
+impl Core {
+    pub fn from_app(app: &crate::app::App) -> Self {
+        Self {
+            requests: app.store.clone(),
+            jobs: app.store.clone(),
+            objects: app.objects.clone(),
+            clock: app.clock.clone(),
+            config: app.config.clone(),
+            crash: Arc::new(NoCrashes),
+        }
+    }
+
+    /// The same ports with crash injection (tests).
+    pub fn with_crashes(mut self, crash: Arc<dyn CrashPoints>) -> Self {
+        self.crash = crash;
+        self
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn crash(&self, point: CrashPoint) -> Result<(), PipelineError> {
+        if self.crash.should_crash(point) {
+            tracing::warn!(%point, "injected crash");
+            return Err(PipelineError::Crashed(point));
+        }
+        Ok(())
+    }
+
+    /// Every request still claimed by `job`, read page by page.
+    pub(crate) async fn claimed_by(&self, job: &JobId) -> Result<Vec<Request>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let Page { items, next } = self.requests.by_job(job, cursor, 1000).await?;
+            out.extend(
+                items
+                    .into_iter()
+                    .filter(|r| r.status == RequestStatus::Claimed && r.job_id.as_ref() == Some(job)),
+            );
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The update for a retryable outcome of `req` in `job`: back to the
+    /// queue, or, once its attempts are used up, failed with `error`.
+    pub(crate) fn retry_or_fail(&self, req: &Request, job: &JobId, error: RequestError, now: Timestamp) -> RequestUpdate {
+        if req.attempts >= self.config.policy.max_attempts {
+            RequestUpdate::fail(req, job, error, now)
+        } else {
+            RequestUpdate::requeue(req, job, Some(error), now)
+        }
+    }
+
+    /// Applies updates in chunks; a condition that fails (another runner got
+    /// there first) is logged and skipped, anything else is an error.
+    pub(crate) async fn apply_all(&self, updates: Vec<RequestUpdate>) -> Result<AppliedCounts, StoreError> {
+        let mut counts = AppliedCounts::default();
+        for chunk in chunks(updates, 100) {
+            for r in self.requests.apply_many(chunk).await? {
+                match r {
+                    Ok(crate::store::Applied::Now) => counts.now += 1,
+                    Ok(crate::store::Applied::Already) => counts.already += 1,
+                    Err(e) if e.is_condition_failed() => {
+                        tracing::info!(error = %e, "request moved on meanwhile; skipped");
+                        counts.skipped += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Saves `next` over `prev`; `None` when another runner changed the job
+    /// first (the caller stops: the other runner owns it now).
+    pub(crate) async fn save_job(&self, prev: &Job, next: Job) -> Result<Option<Job>, StoreError> {
+        match self.jobs.save_job(prev, next).await {
+            Ok(j) => Ok(Some(j)),
+            Err(e) if e.is_condition_failed() => {
+                tracing::info!(job = %prev.id, error = %e, "job changed by another runner; leaving it to them");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// How a batch of conditional updates went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedCounts {
+    pub now: u64,
+    pub already: u64,
+    pub skipped: u64,
+}
+
+pub(crate) fn chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::with_capacity(items.len().div_ceil(size));
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        out.push(it.by_ref().take(size).collect());
+    }
+    out
+}

@@ -1,0 +1,491 @@
+//! poll: follows every open job's provider batch.
+//!
+//! * in flight: mirror the provider's status and counts; past the batch
+//!   deadline, cancel it (its finished part is still delivered).
+//! * completed, expired or cancelled: record `ingesting` with the result file
+//!   ids, then copy the files to `results/{job}/…` in S3 (which fires ingest),
+//!   delete them at the provider when configured, and record `copied_at`.
+//! * failed: record the provider's errors; requests named by a line error end
+//!   failed, the others go back to the queue (without using up an attempt
+//!   when the batch never ran: a full enqueued-token queue, which also holds
+//!   the model's submissions back for a while).
+//! * gone (404) or past the deadline even after cancelling: the requests are
+//!   handled as expired and the job fails.
+//!
+//! Jobs in `ingesting` are looked at too: copies are finished, ready jobs are
+//! closed, and a file whose ingest never finished (a lost event, a function
+//! that gave up) is ingested here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ingest::{FileKind, Ingester};
+use super::{Core, CrashPoint, PipelineError};
+use crate::ids::{ProviderFileId, RequestKey};
+use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
+use crate::jsonl::{Line, LineReader};
+use crate::provider::{Batch, Provider, ProviderError};
+use crate::request::RequestError;
+use crate::store::{keys, RequestUpdate};
+
+/// After the deadline a cancelled batch gets this long to reach a final
+/// state before batchq stops waiting for it.
+const CANCEL_GRACE: Duration = Duration::from_secs(6 * 3600);
+
+/// What a poll run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PollReport {
+    /// Open jobs looked at.
+    pub checked: u64,
+    /// Jobs whose status changed: (job, from, to).
+    pub changed: Vec<StatusChange>,
+    /// Result files copied to S3 (keys).
+    pub copied: Vec<String>,
+    /// Jobs closed in this run.
+    pub closed: Vec<String>,
+    /// Result files ingested by poll itself (their ingest never finished).
+    pub ingested_late: Vec<String>,
+    /// Jobs that could not be handled this time (they are retried next run).
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusChange {
+    pub job_id: String,
+    pub from: JobStatus,
+    pub to: JobStatus,
+    pub provider_status: Option<String>,
+}
+
+/// The poll step, wired to its ports.
+#[derive(Clone)]
+pub struct Poller {
+    core: Core,
+    provider: Arc<dyn Provider>,
+    ingester: Ingester,
+}
+
+impl Poller {
+    pub fn new(core: Core, provider: Arc<dyn Provider>, ingester: Ingester) -> Self {
+        Self {
+            core,
+            provider,
+            ingester,
+        }
+    }
+
+    pub async fn run(&self) -> Result<PollReport, PipelineError> {
+        let mut report = PollReport::default();
+        for job in self.core.jobs.open_jobs().await? {
+            let res = if job.status.is_in_flight() {
+                report.checked += 1;
+                self.check_batch(job.clone(), &mut report).await
+            } else if job.status == JobStatus::Ingesting {
+                report.checked += 1;
+                self.continue_ingesting(job.clone(), &mut report).await
+            } else {
+                continue; // before submission: submit's business
+            };
+            match res {
+                Ok(()) => {}
+                Err(e @ PipelineError::Crashed(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "poll could not handle the job; next run retries");
+                    report.errors.push(format!("{}: {e}", job.id));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn save(&self, job: &Job, next: Job, report: &mut PollReport) -> Result<Option<Job>, PipelineError> {
+        let from = job.status;
+        let saved = self.core.save_job(job, next).await?;
+        if let Some(j) = &saved {
+            if j.status != from {
+                report.changed.push(StatusChange {
+                    job_id: j.id.to_string(),
+                    from,
+                    to: j.status,
+                    provider_status: j.provider_status.as_ref().map(|s| s.as_str().to_owned()),
+                });
+            }
+        }
+        Ok(saved)
+    }
+
+    async fn check_batch(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
+        let Some(batch_id) = job.provider_batch_id.clone() else {
+            return Err(PipelineError::Rejected(format!("job {} is in flight without a batch id", job.id)));
+        };
+        let batch = match self.provider.retrieve_batch(&batch_id).await {
+            Ok(b) => b,
+            Err(ProviderError::NotFound { .. }) => {
+                return self
+                    .give_up(
+                        job,
+                        "batch_not_found",
+                        format!("the provider no longer knows batch {batch_id}"),
+                        report,
+                    )
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.core.now();
+        let mut next = job.clone();
+        next.updated_at = now;
+        next.provider_status = Some(batch.status.clone());
+        if batch.request_counts.total > 0 {
+            next.request_counts = batch.request_counts;
+        }
+        match &batch.status {
+            ProviderBatchStatus::Completed | ProviderBatchStatus::Expired | ProviderBatchStatus::Cancelled => {
+                next.status = JobStatus::Ingesting;
+                next.output_file_id = batch.output_file_id.clone();
+                next.error_file_id = batch.error_file_id.clone();
+                if batch.status == ProviderBatchStatus::Expired {
+                    next.errors.push(JobError {
+                        code: "batch_expired".into(),
+                        message: "the batch did not finish within its completion window".into(),
+                        line: None,
+                    });
+                }
+                let Some(job) = self.save(&job, next, report).await? else {
+                    return Ok(());
+                };
+                self.core.crash(CrashPoint::PollAfterMarkIngesting)?;
+                self.continue_ingesting(job, report).await
+            }
+            ProviderBatchStatus::Failed => self.batch_failed(job, next, &batch, report).await,
+            ProviderBatchStatus::Unknown(s) => {
+                tracing::warn!(job = %job.id, status = %s, "unknown provider batch status; recorded, nothing else done");
+                if job.provider_status != next.provider_status {
+                    self.save(&job, next, report).await?;
+                }
+                Ok(())
+            }
+            in_flight => {
+                if let Some(st) = JobStatus::mirroring(in_flight).filter(|s| job.status.can_transition_to(*s)) {
+                    next.status = st;
+                }
+                let deadline = job
+                    .submitted_at
+                    .unwrap_or(job.created_at)
+                    .plus(self.core.config.policy.batch_deadline);
+                if now >= deadline.plus(CANCEL_GRACE) {
+                    return self
+                        .give_up(
+                            job,
+                            "batch_deadline_exceeded",
+                            format!("batch {batch_id} did not end within the deadline, even after cancelling"),
+                            report,
+                        )
+                        .await;
+                }
+                if now >= deadline && *in_flight != ProviderBatchStatus::Cancelling {
+                    tracing::warn!(job = %job.id, batch = %batch_id, "batch past its deadline; cancelling");
+                    match self.provider.cancel_batch(&batch_id).await {
+                        Ok(b) => {
+                            next.provider_status = Some(b.status.clone());
+                            if let Some(st) =
+                                JobStatus::mirroring(&b.status).filter(|s| s.is_in_flight() && next.status.can_transition_to(*s))
+                            {
+                                next.status = st;
+                            }
+                            next.errors.push(JobError {
+                                code: "batch_deadline_exceeded".into(),
+                                message: "cancelled: unfinished past the configured deadline".into(),
+                                line: None,
+                            });
+                        }
+                        Err(ProviderError::NotFound { .. }) => {
+                            return self
+                                .give_up(
+                                    job,
+                                    "batch_not_found",
+                                    format!("the provider no longer knows batch {batch_id}"),
+                                    report,
+                                )
+                                .await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let changed = next.status != job.status
+                    || next.provider_status != job.provider_status
+                    || next.request_counts != job.request_counts
+                    || next.errors != job.errors;
+                if changed {
+                    self.save(&job, next, report).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A batch that failed (validation, or the provider's token queue was full).
+    async fn batch_failed(
+        &self,
+        job: Job,
+        mut next: Job,
+        batch: &Batch,
+        report: &mut PollReport,
+    ) -> Result<(), PipelineError> {
+        let now = self.core.now();
+        let errors = batch.job_errors();
+        let token_limit = batch.is_token_limit_exceeded();
+        if token_limit {
+            let until = now.plus(self.core.config.policy.token_limit_hold);
+            self.core
+                .jobs
+                .hold_group(&job.queue_group(), until, "token_limit_exceeded")
+                .await?;
+            tracing::warn!(job = %job.id, model = %job.model, until = %until.to_rfc3339(), "provider token queue full; holding the model back");
+        }
+        let line_errors: HashMap<u64, &JobError> = errors.iter().filter_map(|e| e.line.map(|l| (l, e))).collect();
+        let by_key = self.keys_of_lines(&job, &line_errors).await?;
+        let summary = errors
+            .first()
+            .map(|e| RequestError {
+                code: e.code.clone(),
+                message: e.message.clone(),
+                status_code: None,
+            })
+            .unwrap_or_else(|| RequestError {
+                code: "batch_failed".into(),
+                message: "the provider failed the batch without saying why".into(),
+                status_code: None,
+            });
+        let updates: Vec<RequestUpdate> = self
+            .core
+            .claimed_by(&job.id)
+            .await?
+            .iter()
+            .map(|req| match by_key.get(&req.key) {
+                // The provider named this line: the request itself is at fault.
+                Some(e) => RequestUpdate::fail(
+                    req,
+                    &job.id,
+                    RequestError {
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                        status_code: None,
+                    },
+                    now,
+                ),
+                // The batch never ran, and not because of this request.
+                None if token_limit || !by_key.is_empty() => {
+                    RequestUpdate::requeue_free(req, &job.id, Some(summary.clone()), now)
+                }
+                None => self.core.retry_or_fail(req, &job.id, summary.clone(), now),
+            })
+            .collect();
+        self.core.apply_all(updates).await?;
+        self.core.crash(CrashPoint::PollAfterFailedRequests)?;
+        next.status = JobStatus::Failed;
+        next.errors = errors;
+        next.finished_at = Some(now);
+        if self.save(&job, next, report).await?.is_some() {
+            self.delete_provider_files(&[job.provider_file_id.clone()]).await;
+        }
+        Ok(())
+    }
+
+    /// Maps input line numbers (1-based) to the requests on those lines, by
+    /// reading the job's input file back from S3.
+    async fn keys_of_lines(
+        &self,
+        job: &Job,
+        lines: &HashMap<u64, &JobError>,
+    ) -> Result<HashMap<RequestKey, JobError>, PipelineError> {
+        let mut out = HashMap::new();
+        if lines.is_empty() {
+            return Ok(out);
+        }
+        let (_, stream) = self.core.objects.open(&job.input_key).await?;
+        let mut reader = LineReader::new(stream, usize::MAX);
+        while let Some(line) = reader.next_line().await? {
+            let Line::Data { number, bytes } = line else { continue };
+            let Some(e) = lines.get(&number) else { continue };
+            // Lines are written as {"custom_id":"<key>",…}: the key sits at a fixed offset.
+            let key = bytes
+                .get(14..46)
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| RequestKey::parse(k).ok());
+            match key {
+                Some(k) => {
+                    out.insert(k, (*e).clone());
+                }
+                None => tracing::warn!(job = %job.id, line = number, "input line without a readable custom_id"),
+            }
+            if out.len() == lines.len() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The provider lost the batch, or it never ended: every request still in
+    /// the job is handled as expired, and the job fails.
+    async fn give_up(&self, job: Job, code: &str, message: String, report: &mut PollReport) -> Result<(), PipelineError> {
+        tracing::warn!(job = %job.id, code, "giving up on the provider batch");
+        let now = self.core.now();
+        let error = RequestError {
+            code: code.to_owned(),
+            message: message.clone(),
+            status_code: None,
+        };
+        let updates = self
+            .core
+            .claimed_by(&job.id)
+            .await?
+            .iter()
+            .map(|r| self.core.retry_or_fail(r, &job.id, error.clone(), now))
+            .collect();
+        self.core.apply_all(updates).await?;
+        self.core.crash(CrashPoint::PollAfterFailedRequests)?;
+        let mut next = job.clone();
+        next.status = JobStatus::Failed;
+        next.errors.push(JobError {
+            code: code.to_owned(),
+            message,
+            line: None,
+        });
+        next.finished_at = Some(now);
+        next.updated_at = now;
+        self.save(&job, next, report).await?;
+        Ok(())
+    }
+
+    /// Copies missing result files, records the copies, closes the job when
+    /// everything is counted, and ingests files whose ingest never finished.
+    async fn continue_ingesting(&self, mut job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
+        if job.copied_at.is_none() {
+            let files = [
+                (job.output_file_id.clone(), keys::job_output(&job.id), FileKind::Output),
+                (job.error_file_id.clone(), keys::job_errors(&job.id), FileKind::Errors),
+            ];
+            for (id, key, kind) in files {
+                let Some(id) = id else { continue };
+                if self.core.objects.head(&key).await?.is_none() {
+                    self.copy_file(&id, &key).await?;
+                    report.copied.push(key);
+                }
+                if kind == FileKind::Output {
+                    self.core.crash(CrashPoint::PollAfterCopyOutput)?;
+                }
+            }
+            self.delete_provider_files(&[
+                job.provider_file_id.clone(),
+                job.output_file_id.clone(),
+                job.error_file_id.clone(),
+            ])
+            .await;
+            self.core.crash(CrashPoint::PollAfterCopies)?;
+            let now = self.core.now();
+            let mut next = job.clone();
+            next.copied_at = Some(now);
+            next.updated_at = now;
+            match self.save(&job, next, report).await? {
+                Some(saved) => job = saved,
+                // Ingest counted a file meanwhile: read the job again.
+                None => match self.core.jobs.get_job(&job.id).await? {
+                    Some(fresh) if fresh.copied_at.is_none() && fresh.status == JobStatus::Ingesting => {
+                        let mut next = fresh.clone();
+                        next.copied_at = Some(now);
+                        next.updated_at = now;
+                        match self.save(&fresh, next, report).await? {
+                            Some(saved) => job = saved,
+                            None => return Ok(()),
+                        }
+                    }
+                    Some(fresh) => job = fresh,
+                    None => return Ok(()),
+                },
+            }
+        }
+        if let Some(closed) = self.core.try_close(&job).await? {
+            report.closed.push(closed.id.to_string());
+            report.changed.push(StatusChange {
+                job_id: closed.id.to_string(),
+                from: job.status,
+                to: closed.status,
+                provider_status: closed.provider_status.as_ref().map(|s| s.as_str().to_owned()),
+            });
+            return Ok(());
+        }
+        // Ingest normally runs from the S3 event within seconds; a file still
+        // uncounted a lease later lost its event or its ingest gave up.
+        let now = self.core.now();
+        let stale = job
+            .copied_at
+            .is_some_and(|c| now.since(c) >= self.core.config.policy.job_lease);
+        if job.status == JobStatus::Ingesting && stale {
+            for kind in [FileKind::Output, FileKind::Errors] {
+                let expected = match kind {
+                    FileKind::Output => job.output_file_id.is_some() && !job.ingested_output,
+                    FileKind::Errors => job.error_file_id.is_some() && !job.ingested_errors,
+                };
+                if expected {
+                    tracing::warn!(job = %job.id, file = kind.as_str(), "result file never finished ingesting; ingesting it now");
+                    let r = self.ingester.ingest_file(job.clone(), kind).await?;
+                    report.ingested_late.push(r.key.clone());
+                    if r.closed {
+                        report.closed.push(job.id.to_string());
+                    }
+                    match self.core.jobs.get_job(&job.id).await? {
+                        Some(fresh) => job = fresh,
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams a provider file into S3 without holding it in memory.
+    async fn copy_file(&self, id: &ProviderFileId, key: &str) -> Result<(), PipelineError> {
+        let mut stream = self.provider.file_content(id).await?;
+        let mut writer = self.core.objects.writer(key, "application/jsonl").await?;
+        let res = pump(&mut stream, writer.as_mut()).await;
+        match res {
+            Ok(()) => {
+                let info = writer.finish().await?;
+                tracing::info!(file = %id, key, bytes = info.bytes, "result file copied to S3");
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "could not abort the result copy");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes files at the provider when configured; failures are logged,
+    /// not fatal (the files are safe in S3 either way).
+    async fn delete_provider_files(&self, ids: &[Option<ProviderFileId>]) {
+        if !self.core.config.policy.delete_provider_files {
+            return;
+        }
+        for id in ids.iter().flatten() {
+            match self.provider.delete_file(id).await {
+                Ok(()) | Err(ProviderError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(file = %id, error = %e, "could not delete the provider file; it stays there"),
+            }
+        }
+    }
+}
+
+async fn pump(stream: &mut crate::store::ByteStream, writer: &mut dyn crate::store::ObjectWriter) -> Result<(), PipelineError> {
+    use futures::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        writer.write(&chunk?).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! submit: turns queued requests into provider batches.
+//!
+//! For each queue group (endpoint, model) that is due — enough requests, an
+//! old enough request, or `force` — a job row is written first (`preparing`,
+//! with a lease), then queued requests are claimed for it oldest first with
+//! conditional writes until the provider's line or byte limit, their lines
+//! are streamed to `inputs/{job}.jsonl` (`staged`), the file is uploaded
+//! (`uploaded`) and the batch created with the job id in its metadata.
+//!
+//! A run first resumes jobs another run left before the batch was recorded
+//! and whose lease has run out, from the state they reached. A resume that
+//! reaches batch creation first asks the provider whether the lost attempt
+//! created one, so a job never has two provider batches.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Core, CrashPoint, PipelineError};
+use crate::ids::{JobId, RequestKey};
+use crate::job::{Job, JobStatus};
+use crate::jsonl::{input_line_len, write_input_line};
+use crate::provider::rules::{InputFileRules, Refusal};
+use crate::provider::{CreateBatch, ObjectSource, Provider};
+use crate::request::{QueueGroup, RequestError, RequestStatus};
+use crate::store::{ObjectWriter, RequestUpdate};
+
+/// What a submit run is asked to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubmitOptions {
+    /// Submit every group with queued requests, due or not.
+    pub force: bool,
+}
+
+/// What a submit run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SubmitReport {
+    /// Jobs that reached the provider (or closed empty) in this run.
+    pub jobs: Vec<JobSummary>,
+    /// Jobs of earlier runs that this run finished submitting.
+    pub resumed: Vec<JobSummary>,
+    /// Groups with queued requests that are not due yet.
+    pub waiting: Vec<GroupNote>,
+    /// Groups held back after the provider's token limit was reached.
+    pub held: Vec<GroupNote>,
+    /// Requests claimed into new jobs.
+    pub claimed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    pub job_id: String,
+    pub group: String,
+    pub status: JobStatus,
+    pub requests: u64,
+    pub bytes: u64,
+    pub provider_batch_id: Option<String>,
+}
+
+impl JobSummary {
+    fn of(job: &Job) -> Self {
+        Self {
+            job_id: job.id.to_string(),
+            group: job.queue_group().key(),
+            status: job.status,
+            requests: job.input_lines,
+            bytes: job.input_bytes,
+            provider_batch_id: job.provider_batch_id.as_ref().map(|b| b.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupNote {
+    pub group: String,
+    pub queued: u64,
+    pub note: String,
+}
+
+/// The submit step, wired to its ports.
+#[derive(Clone)]
+pub struct Submitter {
+    core: Core,
+    provider: Arc<dyn Provider>,
+}
+
+impl Submitter {
+    pub fn new(core: Core, provider: Arc<dyn Provider>) -> Self {
+        Self { core, provider }
+    }
+
+    pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
+        let mut report = SubmitReport::default();
+        self.resume_stalled(&mut report).await?;
+
+        let now = self.core.now();
+        let holds = self.core.jobs.holds().await?;
+        for stats in self.core.requests.queue_groups().await? {
+            if let Some(until) = holds.get(&stats.group).filter(|u| **u > now) {
+                report.held.push(GroupNote {
+                    group: stats.group.key(),
+                    queued: stats.queued,
+                    note: format!(
+                        "the provider's enqueued-token limit was reached; held until {}",
+                        until.to_rfc3339()
+                    ),
+                });
+                continue;
+            }
+            self.submit_group(&stats.group, stats.queued, opts.force, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Finishes jobs an earlier run left before their batch was recorded.
+    async fn resume_stalled(&self, report: &mut SubmitReport) -> Result<(), PipelineError> {
+        for job in self.core.jobs.open_jobs().await? {
+            let now = self.core.now();
+            if !job.status.is_pre_submit() || job.lease_until.is_some_and(|l| l > now) {
+                continue;
+            }
+            // Take the lease: of two runs resuming the same job, one wins.
+            let mut next = job.clone();
+            next.lease_until = Some(now.plus(self.core.config.policy.job_lease));
+            next.updated_at = now;
+            let Some(job) = self.core.save_job(&job, next).await? else {
+                continue;
+            };
+            tracing::info!(job = %job.id, status = %job.status, "resuming a job left half-way");
+            if let Some(job) = self.advance(job, None, true).await? {
+                report.resumed.push(JobSummary::of(&job));
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit_group(
+        &self,
+        group: &QueueGroup,
+        queued: u64,
+        force: bool,
+        report: &mut SubmitReport,
+    ) -> Result<(), PipelineError> {
+        let policy = &self.core.config.policy;
+        let mut remaining = queued;
+        loop {
+            let now = self.core.now();
+            if !force {
+                let oldest = self.core.requests.queued(group, None, 1).await?.items.into_iter().next();
+                let Some(oldest) = oldest else { return Ok(()) };
+                let waited = now.since(oldest.created_at);
+                if remaining < policy.submit_min_requests && waited < policy.submit_max_age {
+                    report.waiting.push(GroupNote {
+                        group: group.key(),
+                        queued: remaining,
+                        note: format!(
+                            "waiting for {} requests or for the oldest to wait {}s (it has waited {}s)",
+                            policy.submit_min_requests,
+                            policy.submit_max_age.as_secs(),
+                            waited.as_secs()
+                        ),
+                    });
+                    return Ok(());
+                }
+            }
+
+            let job = Job::new(
+                JobId::generate(),
+                self.provider.kind(),
+                group,
+                now,
+                now.plus(policy.job_lease),
+            );
+            self.core.jobs.create_job(&job).await?;
+            self.core.crash(CrashPoint::SubmitAfterJobCreated)?;
+
+            let (claimed, full) = self.claim(&job).await?;
+            self.core.crash(CrashPoint::SubmitAfterClaim)?;
+            report.claimed += claimed.len() as u64;
+            remaining = remaining.saturating_sub(claimed.len() as u64);
+            let empty = claimed.is_empty();
+            if let Some(job) = self.advance(job, Some(claimed), false).await? {
+                if !empty {
+                    report.jobs.push(JobSummary::of(&job));
+                }
+            }
+            if empty || !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Claims queued requests of the job's group, oldest first, until the
+    /// file would break the provider's limits. Returns the claimed keys in
+    /// file order and whether the file is full (more may be waiting).
+    async fn claim(&self, job: &Job) -> Result<(Vec<RequestKey>, bool), PipelineError> {
+        let limits = &self.core.config.limits;
+        let url = self.provider.endpoint_url(job.endpoint);
+        let group = job.queue_group();
+        let mut rules = InputFileRules::new(url, limits.max_lines_per_batch, limits.max_bytes_per_batch);
+        let mut claimed = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.core.requests.queued(&group, cursor.take(), 200).await?;
+            let now = self.core.now();
+            let (mut lines, mut bytes) = (rules.lines(), rules.bytes());
+            let mut picked = Vec::new();
+            let mut full = false;
+            for req in page.items {
+                if req.status != RequestStatus::Queued {
+                    continue;
+                }
+                let len = input_line_len(url, req.body_bytes);
+                if len > limits.max_bytes_per_batch {
+                    tracing::error!(request = %req.key, bytes = len, "request can never fit an input file; left queued");
+                    continue;
+                }
+                if lines + 1 > limits.max_lines_per_batch || bytes + len > limits.max_bytes_per_batch {
+                    full = true;
+                    break;
+                }
+                lines += 1;
+                bytes += len;
+                picked.push((RequestUpdate::claim(&req, &job.id, now), req, len));
+            }
+            let updates = picked.iter().map(|(u, _, _)| u.clone()).collect();
+            let results = self.core.requests.apply_many(updates).await?;
+            let mut refused = Vec::new();
+            for ((_, req, len), res) in picked.into_iter().zip(results) {
+                match res {
+                    Ok(_) => match rules.admit(&req.key, url, &req.model, len) {
+                        Ok(()) => claimed.push(req.key),
+                        Err(Refusal::Full) | Err(Refusal::Invalid(_)) => {
+                            // Cannot happen within one group; give the request back untouched.
+                            let mut claimed_req = req.clone();
+                            claimed_req.status = RequestStatus::Claimed;
+                            claimed_req.attempts += 1;
+                            refused.push(RequestUpdate::requeue_free(&claimed_req, &job.id, None, now));
+                        }
+                    },
+                    Err(e) if e.is_condition_failed() => {
+                        tracing::debug!(request = %req.key, "taken by another run");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !refused.is_empty() {
+                self.core.apply_all(refused).await?;
+            }
+            if full {
+                return Ok((claimed, true));
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok((claimed, false)),
+            }
+        }
+    }
+
+    /// Moves a pre-submit job forward from whatever state it is in. `claimed`
+    /// is the fresh run's list; a resume reads the job's requests instead.
+    /// Returns the job as saved, or `None` when another runner took it over.
+    async fn advance(
+        &self,
+        mut job: Job,
+        mut claimed: Option<Vec<RequestKey>>,
+        resumed: bool,
+    ) -> Result<Option<Job>, PipelineError> {
+        let policy = &self.core.config.policy;
+        loop {
+            let now = self.core.now();
+            let mut next = job.clone();
+            next.updated_at = now;
+            match job.status {
+                JobStatus::Preparing => {
+                    let keys = match claimed.take() {
+                        Some(keys) => keys,
+                        None => {
+                            let mut reqs = self.core.claimed_by(&job.id).await?;
+                            reqs.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
+                            reqs.into_iter().map(|r| r.key).collect()
+                        }
+                    };
+                    let (lines, bytes) = if keys.is_empty() {
+                        (0, 0)
+                    } else {
+                        self.write_input(&job, &keys).await?
+                    };
+                    if lines == 0 {
+                        next.status = JobStatus::Done;
+                        next.finished_at = Some(now);
+                        next.lease_until = None;
+                        return Ok(self.core.save_job(&job, next).await?);
+                    }
+                    self.core.crash(CrashPoint::SubmitAfterInputWritten)?;
+                    next.status = JobStatus::Staged;
+                    next.input_lines = lines;
+                    next.input_bytes = bytes;
+                    next.request_counts.total = lines;
+                    next.lease_until = Some(now.plus(policy.job_lease));
+                }
+                JobStatus::Staged => {
+                    let source = ObjectSource {
+                        objects: self.core.objects.clone(),
+                        key: job.input_key.clone(),
+                        filename: format!("{}.jsonl", job.id),
+                    };
+                    let (file, stats) = self.provider.upload_file(&source).await?;
+                    tracing::info!(job = %job.id, file = %file.id, bytes = stats.bytes_sent, "input file uploaded");
+                    self.core.crash(CrashPoint::SubmitAfterUpload)?;
+                    next.status = JobStatus::Uploaded;
+                    next.provider_file_id = Some(file.file_id());
+                    next.lease_until = Some(now.plus(policy.job_lease));
+                }
+                JobStatus::Uploaded => {
+                    let Some(file_id) = job.provider_file_id.clone() else {
+                        return Err(PipelineError::Rejected(format!("job {} is uploaded without a file id", job.id)));
+                    };
+                    let req = CreateBatch {
+                        job_id: job.id.clone(),
+                        input_file_id: file_id,
+                        endpoint: job.endpoint,
+                        // Margin for clock skew between us and the provider.
+                        not_before: job.created_at.unix_seconds() - 3600,
+                    };
+                    let batch = self.provider.create_batch(&req, resumed).await?;
+                    tracing::info!(job = %job.id, batch = %batch.id, status = %batch.status, "provider batch created");
+                    self.core.crash(CrashPoint::SubmitAfterCreate)?;
+                    // Terminal statuses are left for poll to handle; the job is in flight now.
+                    next.status = JobStatus::mirroring(&batch.status)
+                        .filter(|s| s.is_in_flight())
+                        .unwrap_or(JobStatus::Validating);
+                    next.provider_status = Some(batch.status.clone());
+                    next.provider_batch_id = Some(batch.batch_id());
+                    next.submitted_at = Some(now);
+                    next.lease_until = None;
+                    if batch.request_counts.total > 0 {
+                        next.request_counts = batch.request_counts;
+                    }
+                    return Ok(self.core.save_job(&job, next).await?);
+                }
+                _ => return Ok(Some(job)),
+            }
+            match self.core.save_job(&job, next).await? {
+                Some(saved) => job = saved,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Streams the claimed requests' lines to the job's input object.
+    /// Requests whose body cannot be found end failed (they could never be
+    /// sent) and are left out. Returns (lines, bytes) written.
+    async fn write_input(&self, job: &Job, keys: &[RequestKey]) -> Result<(u64, u64), PipelineError> {
+        let url = self.provider.endpoint_url(job.endpoint);
+        let mut writer = self.core.objects.writer(&job.input_key, "application/jsonl").await?;
+        match self.stream_lines(job, url, keys, writer.as_mut()).await {
+            Ok(lines) => {
+                let info = writer.finish().await?;
+                Ok((lines, info.bytes))
+            }
+            Err(e) => {
+                if !matches!(e, PipelineError::Crashed(_)) {
+                    if let Err(abort) = writer.abort().await {
+                        tracing::warn!(job = %job.id, error = %abort, "could not abort the input upload");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn stream_lines(
+        &self,
+        job: &Job,
+        url: &str,
+        keys: &[RequestKey],
+        writer: &mut dyn ObjectWriter,
+    ) -> Result<u64, PipelineError> {
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let mut lines = 0u64;
+        let mut missing = Vec::new();
+        for (i, chunk) in keys.chunks(100).enumerate() {
+            let bodies = self.core.requests.bodies(chunk).await?;
+            for key in chunk {
+                match bodies.get(key) {
+                    Some(body) => {
+                        write_input_line(&mut buf, key, url, body);
+                        lines += 1;
+                    }
+                    None => missing.push(key.clone()),
+                }
+            }
+            writer.write(&buf).await?;
+            buf.clear();
+            if i == 0 {
+                self.core.crash(CrashPoint::SubmitMidInputWrite)?;
+            }
+        }
+        if !missing.is_empty() {
+            tracing::error!(job = %job.id, count = missing.len(), "claimed requests without a stored body; failing them");
+            let now = self.core.now();
+            let reqs = self.core.requests.get_many(&missing).await?;
+            let error = RequestError {
+                code: "body_missing".into(),
+                message: "the request's body could not be read from storage".into(),
+                status_code: None,
+            };
+            let updates = reqs
+                .values()
+                .map(|r| RequestUpdate::fail(r, &job.id, error.clone(), now))
+                .collect();
+            self.core.apply_all(updates).await?;
+        }
+        Ok(lines)
+    }
+}
