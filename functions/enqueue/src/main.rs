@@ -1,22 +1,19 @@
-//! batchq-enqueue Lambda: API Gateway HTTP API requests (enqueue, status, cancel, stats).
+//! batchq-enqueue Lambda: the HTTP API (enqueue one or many, status and
+//! result, cancel, jobs, stats) behind API Gateway.
 //!
-//! Thin shell: configuration and clients are built once per cold start; the
-//! work lives in `batchq-core`.
+//! Thin shell: configuration, clients and the API core are built once per
+//! cold start; the work lives in `batchq_core::api`.
 
+use batchq_core::api::Api;
 use batchq_core::app::App;
 use batchq_core::config::Config;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::Value;
+use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handle(&app, event))).await
-}
-
-async fn handle(_app: &App, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::warn!(request_id = %event.context.request_id, "batchq-enqueue handler is not implemented yet");
-    Err("batchq-enqueue is not implemented yet".into())
+    let api = Api::from_app(&app);
+    lambda_http::run(service_fn(|event: Request| batchq_enqueue::handle(&api, event))).await
 }

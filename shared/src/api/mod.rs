@@ -1,0 +1,400 @@
+//! The HTTP API, independent of any web framework: [`Api::handle`] takes an
+//! [`ApiRequest`] (method, raw path, raw query, content type, body bytes) and
+//! the caller's tenant, and returns an [`ApiResponse`] (status, headers, JSON).
+//! The Lambda function (`functions/enqueue`) and the local server adapt their
+//! own request types to these and back; nothing here knows about either.
+//!
+//! | route | method | does |
+//! |---|---|---|
+//! | `/v1/requests` | POST | enqueue one request (a batch input line) |
+//! | `/v1/requests/bulk` | POST | enqueue a JSONL file of them, one outcome per line |
+//! | `/v1/requests/{custom_id}` | GET | status and, once finished, the result |
+//! | `/v1/requests/{custom_id}` | DELETE | cancel a queued request |
+//! | `/v1/jobs` | GET | provider batches, newest first, paged |
+//! | `/v1/jobs/{id}` | GET | one provider batch with its progress |
+//! | `/v1/stats` | GET | counts by status, queue age, open jobs |
+//!
+//! The README's "API reference" documents the JSON of each.
+//!
+//! Logging: one line per request with the route, status and duration. Bodies
+//! (prompts) and responses (completions) are never logged.
+
+pub mod error;
+pub mod parse;
+pub mod query;
+pub mod views;
+
+mod jobs;
+mod requests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::config::Limits;
+use crate::ids::TenantId;
+use crate::store::{JobStore, ObjectStore, RequestStore};
+use crate::time::Clock;
+
+pub use error::ApiError;
+
+/// Largest request payload read at all, in bytes: API Gateway's own limit
+/// (10 MB), so a bulk file that API Gateway passes is never cut short here.
+pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
+/// Most lines in one `POST /v1/requests/bulk`.
+pub const MAX_BULK_LINES: usize = 10_000;
+/// How long a presigned result URL stays valid.
+pub const RESULT_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// Lines handed to one `RequestStore::insert` call during a bulk enqueue.
+pub const INSERT_CHUNK: usize = 250;
+/// `GET /v1/jobs` page size: default and maximum.
+pub const JOBS_PAGE_DEFAULT: u32 = 50;
+pub const JOBS_PAGE_MAX: u32 = 200;
+
+/// An HTTP method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Other(String),
+}
+
+impl Method {
+    /// Methods are case-sensitive (RFC 9110); `get` is not `GET`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            "OPTIONS" => Self::Options,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One HTTP request, as any front end hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// The raw (still percent-encoded) path, without query: `/v1/requests/a%3Ab`.
+    pub path: String,
+    /// The raw query string without `?` (empty when none).
+    pub query: String,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: String::new(),
+            content_type: None,
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::Get, path)
+    }
+
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self::new(Method::Delete, path)
+    }
+
+    /// A POST with a body and its content type.
+    pub fn post(path: impl Into<String>, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Self {
+            content_type: Some(content_type.to_owned()),
+            body: body.into(),
+            ..Self::new(Method::Post, path)
+        }
+    }
+
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = query.into();
+        self
+    }
+}
+
+/// The answer: a status, extra headers, and a JSON body
+/// (`Content-Type: application/json` always).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    /// Headers besides `Content-Type` (`Allow` on 405, `Location` on 202).
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    pub const CONTENT_TYPE: &'static str = "application/json";
+
+    pub fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The body as sent on the wire.
+    pub fn body_string(&self) -> String {
+        self.body.to_string()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<ApiError> for ApiResponse {
+    fn from(e: ApiError) -> Self {
+        let resp = ApiResponse::json(e.status(), e.body());
+        match &e {
+            ApiError::MethodNotAllowed { allowed, .. } => resp.with_header("Allow", allowed.join(", ")),
+            ApiError::Unavailable => resp.with_header("Retry-After", "1"),
+            _ => resp,
+        }
+    }
+}
+
+/// Limits the API enforces, besides the body limit from configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Largest accepted `body` object, as compact JSON (`BATCHQ_MAX_BODY_BYTES`).
+    pub max_body_bytes: u64,
+    /// Largest request payload read (bulk or single).
+    pub max_payload_bytes: usize,
+    pub max_bulk_lines: usize,
+    pub result_url_ttl: Duration,
+}
+
+impl ApiLimits {
+    pub fn from_config(limits: &Limits) -> Self {
+        Self {
+            max_body_bytes: limits.max_body_bytes,
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
+            max_bulk_lines: MAX_BULK_LINES,
+            result_url_ttl: RESULT_URL_TTL,
+        }
+    }
+}
+
+/// The API core: the stores it reads and writes, a clock, and its limits.
+/// Build it once per process; it is cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    pub requests: Arc<dyn RequestStore>,
+    pub jobs: Arc<dyn JobStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: ApiLimits,
+}
+
+impl Api {
+    pub fn new(
+        requests: Arc<dyn RequestStore>,
+        jobs: Arc<dyn JobStore>,
+        objects: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        limits: &Limits,
+    ) -> Self {
+        Self {
+            requests,
+            jobs,
+            objects,
+            clock,
+            limits: ApiLimits::from_config(limits),
+        }
+    }
+
+    /// The API over an [`App`]'s stores and clock.
+    pub fn from_app(app: &App) -> Self {
+        Self::new(
+            app.store.clone(),
+            app.store.clone(),
+            app.objects.clone(),
+            app.clock.clone(),
+            &app.config.limits,
+        )
+    }
+
+    /// Answers one request for `tenant`. Never fails: every error becomes
+    /// its response (4xx for bad input, 5xx for storage failures).
+    pub async fn handle(&self, tenant: &TenantId, req: ApiRequest) -> ApiResponse {
+        let started = Instant::now();
+        let route = Route::parse(&req.path);
+        let label = route.as_ref().map(Route::label).unwrap_or("(unknown)");
+        let resp = match route {
+            Ok(route) => self.dispatch(tenant, route, &req).await,
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(ApiResponse::from);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if resp.status >= 500 {
+            tracing::warn!(method = %req.method, route = label, status = resp.status, elapsed_ms, tenant = %tenant, "api request failed");
+        } else {
+            tracing::info!(method = %req.method, route = label, status = resp.status, elapsed_ms, tenant = %tenant, "api request");
+        }
+        resp
+    }
+
+    async fn dispatch(&self, tenant: &TenantId, route: Route, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        use Method::{Delete, Get, Post};
+        match (&route, &req.method) {
+            (Route::Requests, Post) => self.create(tenant, req).await,
+            (Route::Bulk, Post) => self.bulk(tenant, req).await,
+            (Route::Request(id), Get) => self.get_request(tenant, id, req).await,
+            (Route::Bulk, Get) => self.get_request(tenant, "bulk", req).await,
+            (Route::Request(id), Delete) => self.cancel(tenant, id, req).await,
+            (Route::Bulk, Delete) => self.cancel(tenant, "bulk", req).await,
+            (Route::Jobs, Get) => self.list_jobs(req).await,
+            (Route::Job(id), Get) => self.get_job(id, req).await,
+            (Route::Stats, Get) => self.stats(tenant, req).await,
+            _ => Err(ApiError::MethodNotAllowed {
+                method: req.method.to_string(),
+                allowed: route.allowed(),
+            }),
+        }
+    }
+}
+
+/// The routes. Path segments are percent-decoded here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Requests,
+    /// `/v1/requests/bulk`: POST enqueues a file; GET and DELETE address the
+    /// request whose custom_id is `bulk`.
+    Bulk,
+    Request(String),
+    Jobs,
+    Job(String),
+    Stats,
+}
+
+impl Route {
+    fn parse(raw_path: &str) -> Result<Self, ApiError> {
+        // One trailing slash is forgiven: `/v1/jobs/` is `/v1/jobs`.
+        let path = match raw_path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => raw_path,
+        };
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let id = |raw: &str, field: &str| -> Result<String, ApiError> {
+            query::percent_decode(raw, false).ok_or_else(|| {
+                ApiError::bad_request(
+                    Some(field),
+                    "invalid_path",
+                    format!("the {field} in the path is not validly percent-encoded"),
+                )
+            })
+        };
+        match segments.as_slice() {
+            ["v1", "requests"] => Ok(Self::Requests),
+            ["v1", "requests", "bulk"] => Ok(Self::Bulk),
+            ["v1", "requests", raw] if !raw.is_empty() => Ok(Self::Request(id(raw, "custom_id")?)),
+            ["v1", "jobs"] => Ok(Self::Jobs),
+            ["v1", "jobs", raw] if !raw.is_empty() => Ok(Self::Job(id(raw, "job_id")?)),
+            ["v1", "stats"] => Ok(Self::Stats),
+            _ => Err(ApiError::NotFound {
+                code: "no_such_route",
+                message: format!(
+                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}} and /v1/stats",
+                    raw_path.chars().take(100).collect::<String>()
+                ),
+            }),
+        }
+    }
+
+    fn allowed(&self) -> &'static [&'static str] {
+        match self {
+            Self::Requests => &["POST"],
+            Self::Bulk => &["POST", "GET", "DELETE"],
+            Self::Request(_) => &["GET", "DELETE"],
+            Self::Jobs | Self::Job(_) | Self::Stats => &["GET"],
+        }
+    }
+
+    /// The route template, for logs (ids are not logged per request).
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Requests => "/v1/requests",
+            Self::Bulk => "/v1/requests/bulk",
+            Self::Request(_) => "/v1/requests/{custom_id}",
+            Self::Jobs => "/v1/jobs",
+            Self::Job(_) => "/v1/jobs/{id}",
+            Self::Stats => "/v1/stats",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_routes_with_decoded_ids() {
+        assert_eq!(Route::parse("/v1/requests").unwrap(), Route::Requests);
+        assert_eq!(Route::parse("/v1/requests/").unwrap(), Route::Requests);
+        assert_eq!(Route::parse("/v1/requests/bulk").unwrap(), Route::Bulk);
+        assert_eq!(Route::parse("/v1/requests/a%3Ab").unwrap(), Route::Request("a:b".into()));
+        assert_eq!(Route::parse("/v1/jobs/job_1").unwrap(), Route::Job("job_1".into()));
+        assert_eq!(Route::parse("/v1/stats").unwrap(), Route::Stats);
+        for unknown in ["/", "", "/v1", "/v2/requests", "/v1/requests//x", "/v1/requests/a/b", "/v1/jobs//"] {
+            assert_eq!(Route::parse(unknown).unwrap_err().status(), 404, "{unknown}");
+        }
+        assert_eq!(Route::parse("/v1/requests/%zz").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn method_not_allowed_answers_with_an_allow_header() {
+        let resp = ApiResponse::from(ApiError::MethodNotAllowed {
+            method: "PUT".into(),
+            allowed: Route::Request("x".into()).allowed(),
+        });
+        assert_eq!(resp.status, 405);
+        assert_eq!(resp.header("allow"), Some("GET, DELETE"));
+    }
+}

@@ -1,0 +1,334 @@
+//! The request routes: enqueue one, enqueue a JSONL file, read one, cancel one.
+
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::parse::{self, ParsedLine};
+use super::query::Query;
+use super::views::{self, ResponseBody};
+use super::{Api, ApiRequest, ApiResponse};
+use crate::ids::{CustomId, RequestKey, TenantId};
+use crate::request::{InsertOutcome, NewRequest, Payload, Request, RequestResult, RequestStatus};
+use crate::store::{RequestUpdate, StoreError};
+
+impl Api {
+    /// `POST /v1/requests`: 202 created, 200 when the same request is
+    /// already there, 409 when the custom_id holds a different one.
+    pub(super) async fn create(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        Query::parse(&req.query, &[])?;
+        parse::check_content_type(req.content_type.as_deref(), parse::JSON_TYPES)?;
+        self.check_payload_size(req)?;
+        let value = parse::decode_document(&req.body)?;
+        let line = parse::parse_line(value, self.limits.max_body_bytes)?;
+        let new = new_request(tenant, line);
+        let outcome = self
+            .requests
+            .insert(vec![new], self.clock.now())
+            .await?
+            .pop()
+            .ok_or(ApiError::Internal)?;
+        match outcome {
+            InsertOutcome::Created(r) => {
+                tracing::info!(key = %r.key, url = %r.endpoint, model = %r.model, body_bytes = r.body_bytes, "request queued");
+                Ok(ApiResponse::json(202, Value::Object(views::request(&r)))
+                    .with_header("Location", format!("/v1/requests/{}", r.custom_id)))
+            }
+            InsertOutcome::Existing(r) => Ok(ApiResponse::json(200, Value::Object(views::request(&r)))),
+            InsertOutcome::Conflict(r) => Err(conflict(&r)),
+        }
+    }
+
+    /// `POST /v1/requests/bulk`: one outcome per non-blank line. Bad lines
+    /// are rejected with their number; good ones are stored all the same.
+    pub(super) async fn bulk(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        Query::parse(&req.query, &[])?;
+        parse::check_content_type(req.content_type.as_deref(), parse::JSONL_TYPES)?;
+        self.check_payload_size(req)?;
+        let lines = parse::bulk_lines(&req.body);
+        if lines.is_empty() {
+            return Err(ApiError::bad_request(
+                None,
+                "empty_body",
+                "the bulk body has no lines; send one JSON request object per line",
+            ));
+        }
+        if lines.len() > self.limits.max_bulk_lines {
+            return Err(ApiError::too_large(
+                None,
+                "too_many_lines",
+                format!(
+                    "the bulk body has {} lines; at most {} are accepted per call",
+                    lines.len(),
+                    self.limits.max_bulk_lines
+                ),
+            ));
+        }
+
+        let mut outcomes: Vec<LineOutcome> = Vec::with_capacity(lines.len());
+        let mut good: Vec<(usize, NewRequest)> = Vec::new();
+        for line in &lines {
+            let value = match parse::decode_line(line.bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    outcomes.push(LineOutcome::rejected(line.number, None, e));
+                    continue;
+                }
+            };
+            let label = parse::custom_id_of(&value);
+            match parse::parse_line(value, self.limits.max_body_bytes) {
+                Ok(parsed) => {
+                    good.push((outcomes.len(), new_request(tenant, parsed)));
+                    outcomes.push(LineOutcome::pending(line.number));
+                }
+                Err(e) => outcomes.push(LineOutcome::rejected(line.number, label, e)),
+            }
+        }
+
+        if good.is_empty() {
+            let first = outcomes.first().and_then(|o| o.error.as_ref().map(|e| (o.line, e)));
+            let (n, e) = first.ok_or(ApiError::Internal)?;
+            let err = ApiError::BadRequest {
+                code: "no_valid_lines",
+                message: format!("all {} lines were rejected; line {n}: {e}", outcomes.len()),
+                field: e.field().map(|f| format!("line {n}: {f}")),
+            };
+            let mut body = err.body();
+            body["results"] = Value::Array(outcomes.iter().map(LineOutcome::to_json).collect());
+            return Ok(ApiResponse::json(400, body));
+        }
+
+        let now = self.clock.now();
+        let mut rest = good;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(super::INSERT_CHUNK));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let (slots, news): (Vec<usize>, Vec<NewRequest>) = chunk.into_iter().unzip();
+            let results = self.requests.insert(news, now).await?;
+            if results.len() != slots.len() {
+                tracing::error!(sent = slots.len(), got = results.len(), "insert answered a different number of outcomes");
+                return Err(ApiError::Internal);
+            }
+            for (slot, result) in slots.into_iter().zip(results) {
+                outcomes[slot].settle(result);
+            }
+        }
+
+        let mut summary = json!({"lines": outcomes.len(), "created": 0, "existing": 0, "conflict": 0, "rejected": 0});
+        for o in &outcomes {
+            let n = summary[o.outcome].as_u64().unwrap_or(0);
+            summary[o.outcome] = json!(n + 1);
+        }
+        tracing::info!(
+            lines = outcomes.len(),
+            created = summary["created"].as_u64(),
+            rejected = summary["rejected"].as_u64(),
+            "bulk enqueue"
+        );
+        Ok(ApiResponse::json(
+            200,
+            json!({
+                "summary": summary,
+                "results": outcomes.iter().map(LineOutcome::to_json).collect::<Vec<_>>(),
+            }),
+        ))
+    }
+
+    /// `GET /v1/requests/{custom_id}`.
+    pub(super) async fn get_request(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        Query::parse(&req.query, &[])?;
+        let custom_id = CustomId::parse(raw_id)?;
+        let key = RequestKey::derive(tenant, &custom_id);
+        let (request, result) = self
+            .requests
+            .get_with_result(&key)
+            .await?
+            .filter(|(r, _)| r.tenant == *tenant)
+            .ok_or_else(|| unknown(&custom_id))?;
+
+        let mut view = views::request(&request);
+        let job_status = match (&request.status, &request.job_id) {
+            (RequestStatus::Claimed, Some(job_id)) => self.jobs.get_job(job_id).await?.map(|j| j.status.as_str()),
+            _ => None,
+        };
+        view.insert("job_status".into(), json!(job_status));
+        let result_view = match result {
+            Some(r) => {
+                let body = self.response_body(&r).await?;
+                views::result(&r, body)
+            }
+            None => Value::Null,
+        };
+        view.insert("result".into(), result_view);
+        Ok(ApiResponse::json(200, Value::Object(view)))
+    }
+
+    /// `DELETE /v1/requests/{custom_id}`: queued → cancelled. Cancelling a
+    /// cancelled request again is a no-op (200); a request already taken by
+    /// a job cannot be cancelled (409).
+    pub(super) async fn cancel(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        Query::parse(&req.query, &[])?;
+        let custom_id = CustomId::parse(raw_id)?;
+        let key = RequestKey::derive(tenant, &custom_id);
+        let request = self
+            .requests
+            .get(&key)
+            .await?
+            .filter(|r| r.tenant == *tenant)
+            .ok_or_else(|| unknown(&custom_id))?;
+        match request.status {
+            RequestStatus::Cancelled => return Ok(ApiResponse::json(200, Value::Object(views::request(&request)))),
+            RequestStatus::Queued => {}
+            _ => return Err(not_cancellable(&request)),
+        }
+        match self
+            .requests
+            .apply(RequestUpdate::cancel(&request, self.clock.now()))
+            .await
+        {
+            Ok(_) => {}
+            // Lost a race (a submit claimed it, or another cancel won): the
+            // state read below says which.
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = self.requests.get(&key).await?.ok_or(ApiError::Internal)?;
+        if now.status == RequestStatus::Cancelled {
+            tracing::info!(key = %now.key, "request cancelled");
+            Ok(ApiResponse::json(200, Value::Object(views::request(&now))))
+        } else {
+            Err(not_cancellable(&now))
+        }
+    }
+
+    fn check_payload_size(&self, req: &ApiRequest) -> Result<(), ApiError> {
+        if req.body.len() > self.limits.max_payload_bytes {
+            return Err(ApiError::too_large(
+                None,
+                "payload_too_large",
+                format!(
+                    "the payload is {} bytes; at most {} are accepted",
+                    req.body.len(),
+                    self.limits.max_payload_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The stored response: embedded when inline, else a presigned URL.
+    async fn response_body(&self, r: &RequestResult) -> Result<ResponseBody, ApiError> {
+        Ok(match &r.response {
+            None => ResponseBody::None,
+            Some(Payload::Inline(text)) => match serde_json::from_str::<Value>(text) {
+                Ok(v) => ResponseBody::Inline(v),
+                Err(_) => {
+                    // Stored by ingest from the provider's file; never expected.
+                    tracing::warn!(key = %r.key, "stored inline response is not JSON; returned as a string");
+                    ResponseBody::Inline(Value::String(text.clone()))
+                }
+            },
+            Some(Payload::S3 { key, bytes }) => {
+                let ttl = self.limits.result_url_ttl;
+                let url = self.objects.presign_get(key, ttl).await?;
+                ResponseBody::Url {
+                    url,
+                    bytes: *bytes,
+                    expires_at: self.clock.now().plus(ttl),
+                }
+            }
+        })
+    }
+}
+
+fn new_request(tenant: &TenantId, line: ParsedLine) -> NewRequest {
+    NewRequest::new(tenant.clone(), line.custom_id, line.endpoint, line.model, line.body_json)
+}
+
+fn unknown(custom_id: &CustomId) -> ApiError {
+    ApiError::not_found(format!("no request with custom_id {custom_id:?}"))
+}
+
+fn conflict(existing: &Request) -> ApiError {
+    ApiError::Conflict {
+        code: "conflict",
+        message: format!(
+            "custom_id {:?} is already used by a request with different content (url, body); use a new custom_id",
+            existing.custom_id.as_str()
+        ),
+        field: Some("custom_id".into()),
+    }
+}
+
+fn not_cancellable(r: &Request) -> ApiError {
+    let job = r.job_id.as_ref().map(|j| format!(" (job {j})")).unwrap_or_default();
+    ApiError::Conflict {
+        code: "not_cancellable",
+        message: format!(
+            "request {:?} is {}{job}; only queued requests can be cancelled",
+            r.custom_id.as_str(),
+            r.status
+        ),
+        field: None,
+    }
+}
+
+/// What happened to one line of a bulk enqueue.
+struct LineOutcome {
+    line: usize,
+    custom_id: Option<CustomId>,
+    /// `created`, `existing`, `conflict`, `rejected`, or `pending` before the insert.
+    outcome: &'static str,
+    status: Option<RequestStatus>,
+    error: Option<ApiError>,
+}
+
+impl LineOutcome {
+    fn pending(line: usize) -> Self {
+        Self {
+            line,
+            custom_id: None,
+            outcome: "pending",
+            status: None,
+            error: None,
+        }
+    }
+
+    fn rejected(line: usize, custom_id: Option<CustomId>, error: ApiError) -> Self {
+        Self {
+            line,
+            custom_id,
+            outcome: "rejected",
+            status: None,
+            error: Some(error),
+        }
+    }
+
+    fn settle(&mut self, result: InsertOutcome) {
+        let (outcome, r) = match result {
+            InsertOutcome::Created(r) => ("created", r),
+            InsertOutcome::Existing(r) => ("existing", r),
+            InsertOutcome::Conflict(r) => {
+                self.error = Some(conflict(&r));
+                ("conflict", r)
+            }
+        };
+        self.outcome = outcome;
+        self.status = Some(r.status);
+        self.custom_id = Some(r.custom_id);
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "line": self.line,
+            "custom_id": self.custom_id,
+            "outcome": self.outcome,
+            "status": self.status.map(|s| s.as_str()),
+            "error": self.error.as_ref().map(ApiError::to_json),
+        })
+    }
+}
