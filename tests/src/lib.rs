@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+pub mod pipeline;
+
 use batchq_core::config::Config;
 use batchq_core::store::dynamo::DynamoStore;
 use batchq_core::store::s3::S3Store;

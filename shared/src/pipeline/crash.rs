@@ -15,6 +15,8 @@ pub enum CrashPoint {
     SubmitMidInputWrite,
     /// submit: the input file is in S3, the job still says `preparing`.
     SubmitAfterInputWritten,
+    /// submit: the job says `staged`, nothing is uploaded.
+    SubmitAfterStaged,
     /// submit: the file is at the provider, its id not recorded.
     SubmitAfterUpload,
     /// submit: the provider batch exists, its id not recorded.
@@ -38,11 +40,12 @@ pub enum CrashPoint {
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 14] = [
+    pub const ALL: [CrashPoint; 15] = [
         Self::SubmitAfterJobCreated,
         Self::SubmitAfterClaim,
         Self::SubmitMidInputWrite,
         Self::SubmitAfterInputWritten,
+        Self::SubmitAfterStaged,
         Self::SubmitAfterUpload,
         Self::SubmitAfterCreate,
         Self::PollAfterMarkIngesting,
@@ -61,6 +64,7 @@ impl CrashPoint {
             Self::SubmitAfterClaim => "submit.after_claim",
             Self::SubmitMidInputWrite => "submit.mid_input_write",
             Self::SubmitAfterInputWritten => "submit.after_input_written",
+            Self::SubmitAfterStaged => "submit.after_staged",
             Self::SubmitAfterUpload => "submit.after_upload",
             Self::SubmitAfterCreate => "submit.after_create",
             Self::PollAfterMarkIngesting => "poll.after_mark_ingesting",

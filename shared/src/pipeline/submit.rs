@@ -346,6 +346,9 @@ impl Submitter {
                 Some(saved) => job = saved,
                 None => return Ok(None),
             }
+            if job.status == JobStatus::Staged {
+                self.core.crash(CrashPoint::SubmitAfterStaged)?;
+            }
         }
     }
 

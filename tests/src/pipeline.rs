@@ -1,0 +1,384 @@
+//! A whole batchq on loopback: private tables and bucket on the emulator, the
+//! fake provider, the pipeline steps wired to them, and the real Lambda
+//! handler functions fed with real event shapes. The clock is manual so
+//! leases and deadlines pass when a test says so.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::s3::S3Event;
+use batchq_core::config::Config;
+use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
+use batchq_core::job::Job;
+use batchq_core::pipeline::{CrashPoints, Core, Ingester, NoCrashes, Poller, Submitter};
+use batchq_core::pricing::PriceBook;
+use batchq_core::provider::openai::OpenAiClient;
+use batchq_core::provider::Provider;
+use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
+use batchq_core::store::dynamo::DynamoStore;
+use batchq_core::store::{JobStore, ObjectStore, RequestStore};
+use batchq_core::time::{Clock, ManualClock, SystemClock};
+use fake_openai::{FakeConfig, FakeHandle, FakeServer};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+use crate::TestEnv;
+
+const SCHEDULED_EVENT: &str = include_str!("../fixtures/events/eventbridge-scheduled.json");
+const S3_EVENT: &str = include_str!("../fixtures/events/s3-object-created.json");
+
+pub struct Pipeline {
+    pub env: TestEnv,
+    pub fake: FakeHandle,
+    pub clock: Arc<ManualClock>,
+    pub provider: Arc<dyn Provider>,
+    pub store: Arc<DynamoStore>,
+    pub prices: Arc<PriceBook>,
+    /// Result objects already announced to ingest: key → ETag.
+    delivered: Mutex<HashMap<String, String>>,
+}
+
+impl Pipeline {
+    /// Defaults suited to tests: every queued group is due at once.
+    pub async fn start(fake: FakeConfig, tweak: impl FnOnce(&mut Config)) -> Self {
+        let env = TestEnv::with(|c| {
+            c.policy.submit_min_requests = 1;
+            tweak(c)
+        })
+        .await;
+        let fake = FakeServer::start(fake).await.expect("start fake provider");
+        let mut provider_cfg = env.config.provider.clone();
+        provider_cfg.base_url = fake.base_url();
+        let provider = OpenAiClient::new(&provider_cfg, "sk-fake")
+            .expect("provider client")
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(50));
+        let objects: Arc<dyn ObjectStore> = env.s3.clone();
+        let store = Arc::new(DynamoStore::new(
+            env.dynamo.clone(),
+            &env.config.requests_table,
+            &env.config.jobs_table,
+            objects,
+            env.config.limits.inline_body_max_bytes,
+            env.config.limits.inline_result_max_bytes,
+        ));
+        Self {
+            env,
+            fake,
+            clock: Arc::new(ManualClock::new(SystemClock.now())),
+            provider: Arc::new(provider),
+            store,
+            prices: Arc::new(PriceBook::bundled()),
+            delivered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.env.config
+    }
+
+    pub fn core_with(&self, crash: Arc<dyn CrashPoints>) -> Core {
+        let config = self.env.config.clone();
+        Core {
+            requests: self.store.clone(),
+            jobs: self.store.clone(),
+            objects: self.env.s3.clone(),
+            clock: self.clock.clone(),
+            config: Arc::new(config),
+            crash,
+        }
+    }
+
+    pub fn core(&self) -> Core {
+        self.core_with(Arc::new(NoCrashes))
+    }
+
+    pub fn submitter_with(&self, crash: Arc<dyn CrashPoints>) -> Submitter {
+        Submitter::new(self.core_with(crash), self.provider.clone())
+    }
+
+    pub fn ingester_with(&self, crash: Arc<dyn CrashPoints>) -> Ingester {
+        Ingester::new(self.core_with(crash), self.prices.clone())
+    }
+
+    pub fn poller_with(&self, crash: Arc<dyn CrashPoints>) -> Poller {
+        Poller::new(
+            self.core_with(crash.clone()),
+            self.provider.clone(),
+            self.ingester_with(crash),
+        )
+    }
+
+    pub fn submitter(&self) -> Submitter {
+        self.submitter_with(Arc::new(NoCrashes))
+    }
+
+    pub fn poller(&self) -> Poller {
+        self.poller_with(Arc::new(NoCrashes))
+    }
+
+    pub fn ingester(&self) -> Ingester {
+        self.ingester_with(Arc::new(NoCrashes))
+    }
+
+    /// Lets leases run out, so a later run may resume what a crashed one left.
+    pub fn pass_lease(&self) {
+        self.clock
+            .advance(self.env.config.policy.job_lease + Duration::from_secs(1));
+    }
+
+    /// Stores requests directly (the API has its own tests).
+    pub async fn enqueue(&self, requests: &[NewRequest]) {
+        for chunk in requests.chunks(100) {
+            self.store
+                .insert(chunk.to_vec(), self.clock.now())
+                .await
+                .expect("insert requests");
+        }
+    }
+
+    /// The EventBridge scheduled event as the schedule delivers it.
+    pub fn scheduled_event(&self) -> LambdaEvent<Value> {
+        LambdaEvent::new(serde_json::from_str(SCHEDULED_EVENT).unwrap(), Context::default())
+    }
+
+    /// Runs the submit Lambda handler on a scheduled event.
+    pub async fn submit_via_handler(&self, submitter: &Submitter) -> Result<Value, String> {
+        batchq_submit::handle(submitter, self.scheduled_event())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the poll Lambda handler on a scheduled event.
+    pub async fn poll_via_handler(&self, poller: &Poller) -> Result<Value, String> {
+        batchq_poll::handle(poller, self.scheduled_event())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The S3 notification S3 sends for an object under `key`.
+    pub fn s3_event(&self, key: &str, size: u64, etag: &str) -> S3Event {
+        let mut v: Value = serde_json::from_str(S3_EVENT).unwrap();
+        let rec = &mut v["Records"][0]["s3"];
+        rec["bucket"]["name"] = Value::from(self.env.config.bucket.clone());
+        rec["bucket"]["arn"] = Value::from(format!("arn:aws:s3:::{}", self.env.config.bucket));
+        rec["object"]["key"] = Value::from(key);
+        rec["object"]["size"] = Value::from(size);
+        rec["object"]["eTag"] = Value::from(etag.trim_matches('"'));
+        serde_json::from_value(v).expect("S3 event fixture parses")
+    }
+
+    /// Result objects whose ObjectCreated event has not been delivered yet
+    /// (a re-copy makes a new object, hence a new event, as in S3).
+    pub async fn new_result_events(&self) -> Vec<S3Event> {
+        let out = self
+            .env
+            .s3_client
+            .list_objects_v2()
+            .bucket(&self.env.config.bucket)
+            .prefix("results/")
+            .send()
+            .await
+            .expect("list results");
+        let mut delivered = self.delivered.lock().unwrap();
+        let mut events = Vec::new();
+        for obj in out.contents() {
+            let (Some(key), Some(etag)) = (obj.key(), obj.e_tag()) else { continue };
+            if delivered.get(key).map(String::as_str) == Some(etag) {
+                continue;
+            }
+            delivered.insert(key.to_owned(), etag.to_owned());
+            events.push(self.s3_event(key, obj.size().unwrap_or(0) as u64, etag));
+        }
+        events
+    }
+
+    /// Runs the ingest Lambda handler on one S3 event.
+    pub async fn ingest_via_handler(&self, ingester: &Ingester, event: S3Event) -> Result<Value, String> {
+        batchq_ingest::handle(
+            ingester,
+            &self.env.config.bucket,
+            LambdaEvent::new(event, Context::default()),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Delivers every new result object's event to ingest.
+    pub async fn deliver(&self, ingester: &Ingester) -> Result<(), String> {
+        for ev in self.new_result_events().await {
+            self.ingest_via_handler(ingester, ev).await?;
+        }
+        Ok(())
+    }
+
+    /// Current states of these requests.
+    pub async fn states(&self, keys: &[RequestKey]) -> HashMap<RequestKey, Request> {
+        self.store.get_many(keys).await.expect("read states")
+    }
+
+    pub async fn result(&self, key: &RequestKey) -> (Request, Option<RequestResult>) {
+        self.store
+            .get_with_result(key)
+            .await
+            .expect("read request")
+            .expect("request exists")
+    }
+
+    /// A stored response body as JSON (inline or from S3).
+    pub async fn response_json(&self, payload: &Payload) -> Value {
+        match payload {
+            Payload::Inline(s) => serde_json::from_str(s).expect("stored response is JSON"),
+            Payload::S3 { key, .. } => {
+                let bytes = self.env.s3.get(key).await.unwrap().expect("response object");
+                serde_json::from_slice(&bytes).expect("stored response is JSON")
+            }
+        }
+    }
+
+    pub async fn all_jobs(&self) -> Vec<Job> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.store.list_jobs(cursor, 100).await.expect("list jobs");
+            out.extend(page.items);
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn job(&self, id: &JobId) -> Job {
+        self.store.get_job(id).await.unwrap().expect("job exists")
+    }
+
+    /// One round of the schedule: submit, poll, deliver new result files.
+    pub async fn round(&self) {
+        self.submitter().run(Default::default()).await.expect("submit");
+        self.poller().run().await.expect("poll");
+        self.deliver(&self.ingester()).await.expect("ingest");
+    }
+
+    /// Rounds until every request is terminal (or `max` rounds passed).
+    pub async fn settle(&self, keys: &[RequestKey], max: usize) {
+        for _ in 0..max {
+            if self.all_terminal(keys).await {
+                return;
+            }
+            self.round().await;
+        }
+    }
+
+    pub async fn all_terminal(&self, keys: &[RequestKey]) -> bool {
+        self.states(keys).await.values().all(|r| r.status.is_terminal())
+    }
+
+    /// Every item of both tables, for "nothing changed" comparisons.
+    pub async fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for table in [&self.env.config.requests_table, &self.env.config.jobs_table] {
+            let mut start = None;
+            loop {
+                let page = self
+                    .env
+                    .dynamo
+                    .scan()
+                    .table_name(table)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .expect("scan");
+                for item in page.items() {
+                    let pk = format!("{:?}", item.get("pk"));
+                    let sk = format!("{:?}", item.get("sk"));
+                    let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
+                    out.insert(format!("{table}|{pk}|{sk}"), format!("{sorted:?}"));
+                }
+                match page.last_evaluated_key {
+                    Some(k) => start = Some(k),
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A chat-completion request of the default tenant.
+pub fn chat(i: usize, model: &str) -> NewRequest {
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "Classify the sentiment of the review as positive, negative or mixed."},
+            {"role": "user", "content": format!("Review #{i}: the battery lasts {} hours and the screen is fine.", i % 40)}
+        ],
+        "max_tokens": 5
+    });
+    new_request(&format!("chat-{i}"), Endpoint::ChatCompletions, model, body)
+}
+
+/// An embeddings request of the default tenant.
+pub fn embedding(i: usize, model: &str) -> NewRequest {
+    let body = serde_json::json!({"model": model, "input": format!("Article {i}: quarterly results beat expectations.")});
+    new_request(&format!("emb-{i}"), Endpoint::Embeddings, model, body)
+}
+
+pub fn new_request(custom_id: &str, endpoint: Endpoint, model: &str, body: Value) -> NewRequest {
+    NewRequest::new(
+        TenantId::default_tenant(),
+        CustomId::parse(custom_id).unwrap(),
+        endpoint,
+        ModelName::parse(model).unwrap(),
+        serde_json::to_string(&body).unwrap(),
+    )
+}
+
+/// What the fake provider answers for a request (its deterministic body).
+pub fn expected_response(req: &NewRequest) -> Value {
+    let body: Value = serde_json::from_str(&req.body_json).unwrap();
+    let answer = fake_openai::respond(req.endpoint.as_str(), req.key.as_str(), &body);
+    // Through text, as the stored copy went: floats parse back the same way.
+    serde_json::from_str(&answer.to_string()).unwrap()
+}
+
+pub fn keys(requests: &[NewRequest]) -> Vec<RequestKey> {
+    requests.iter().map(|r| r.key.clone()).collect()
+}
+
+/// Checks the lifecycle invariants over a finished run:
+/// every request terminal; each provider batch carried a request at most once
+/// per attempt; completed results are exactly what the provider produced;
+/// the jobs' usage totals equal the sum over completed results (counted once).
+pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
+    let keys = keys(requests);
+    let states = p.states(&keys).await;
+    assert_eq!(states.len(), requests.len(), "every request still exists");
+    let submitted = p.fake.submitted_counts();
+    let mut completed_usage = batchq_core::request::Usage::default();
+    for req in requests {
+        let st = &states[&req.key];
+        assert!(st.status.is_terminal(), "{} ended {}", req.custom_id, st.status);
+        let sent = submitted.get(req.key.as_str()).copied().unwrap_or(0);
+        assert!(
+            sent <= st.attempts,
+            "{} reached the provider {sent} times in {} attempts",
+            req.custom_id,
+            st.attempts
+        );
+        if st.status == RequestStatus::Completed {
+            assert_eq!(sent, st.attempts, "{}: a completed request's every attempt was one batch", req.custom_id);
+            let (_, result) = p.result(&req.key).await;
+            let result = result.expect("a completed request has a result");
+            let body = p.response_json(result.response.as_ref().expect("response")).await;
+            assert_eq!(body, expected_response(req), "{} got someone else's answer", req.custom_id);
+            completed_usage.add(&result.usage.expect("usage"));
+        }
+    }
+    let mut job_usage = batchq_core::request::Usage::default();
+    for job in p.all_jobs().await {
+        assert!(job.status.is_terminal(), "job {} left {}", job.id, job.status);
+        job_usage.add(&job.totals.usage);
+    }
+    assert_eq!(job_usage, completed_usage, "job totals count every completed result exactly once");
+}

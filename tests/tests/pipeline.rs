@@ -1,0 +1,419 @@
+//! The pipeline's behaviour against the emulator and the fake provider:
+//! grouping and limits, retries, expired and failed batches, replays.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use batchq_core::job::JobStatus;
+use batchq_core::pipeline::crash::CrashOnce;
+use batchq_core::pipeline::{CrashPoint, NoCrashes, SubmitOptions};
+use batchq_core::request::RequestStatus;
+use batchq_core::store::ObjectStore;
+use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, Pipeline};
+use fake_openai::{FakeConfig, Faults};
+
+#[tokio::test]
+async fn queued_requests_end_completed_with_the_providers_exact_answer() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let mut reqs: Vec<_> = (0..60).map(|i| chat(i, "gpt-4o-mini")).collect();
+    reqs.extend((0..40).map(|i| embedding(i, "text-embedding-3-small")));
+    p.enqueue(&reqs).await;
+
+    p.settle(&keys(&reqs), 4).await;
+
+    assert_invariants(&p, &reqs).await;
+    let states = p.states(&keys(&reqs)).await;
+    assert!(states.values().all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+    let jobs = p.all_jobs().await;
+    assert_eq!(jobs.len(), 2, "one job per (endpoint, model)");
+    for job in &jobs {
+        assert_eq!(job.status, JobStatus::Done);
+        assert!(job.totals.usage.input_tokens > 0);
+        assert!(job.totals.batch_cost.picodollars() > 0, "both models are priced");
+        assert_eq!(
+            job.totals.realtime_cost.picodollars(),
+            2 * job.totals.batch_cost.picodollars(),
+            "the Batch API is half price for these models"
+        );
+        assert!(job.ingested_output && job.copied_at.is_some());
+    }
+    assert_eq!(p.fake.file_count(), 0, "provider files are deleted once copied to S3");
+}
+
+#[tokio::test]
+async fn a_group_larger_than_the_line_limit_is_split_into_several_batches() {
+    let p = Pipeline::start(FakeConfig::default(), |c| c.limits.max_lines_per_batch = 40).await;
+    let reqs: Vec<_> = (0..100).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+
+    let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
+
+    let sizes: Vec<u64> = report.jobs.iter().map(|j| j.requests).collect();
+    assert_eq!(sizes, vec![40, 40, 20]);
+    let subs = p.fake.submissions();
+    assert_eq!(subs.len(), 3);
+    let all: HashSet<&String> = subs.iter().flat_map(|s| &s.custom_ids).collect();
+    assert_eq!(all.len(), 100, "every request in exactly one batch");
+    p.settle(&keys(&reqs), 3).await;
+    assert_invariants(&p, &reqs).await;
+}
+
+#[tokio::test]
+async fn a_group_waits_until_it_is_big_enough_or_old_enough() {
+    let p = Pipeline::start(FakeConfig::default(), |c| c.policy.submit_min_requests = 50).await;
+    let reqs: Vec<_> = (0..10).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+
+    let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
+    assert!(report.jobs.is_empty());
+    assert_eq!(report.waiting.len(), 1);
+    assert!(p.fake.submissions().is_empty());
+
+    p.clock.advance(p.config().policy.submit_max_age);
+    let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
+    assert_eq!(report.jobs.len(), 1, "the oldest request has waited long enough");
+    assert_eq!(report.jobs[0].requests, 10);
+}
+
+#[tokio::test]
+async fn force_submits_a_group_that_is_not_due() {
+    let p = Pipeline::start(FakeConfig::default(), |c| c.policy.submit_min_requests = 50).await;
+    let reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    let report = p.submitter().run(SubmitOptions { force: true }).await.unwrap();
+    assert_eq!(report.jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn failing_lines_are_retried_up_to_max_attempts_then_fail_with_the_providers_error() {
+    let faults = Faults {
+        fail_prefix: None,
+        fail_percent: 30,
+        fail_status: Some(500),
+        ..Faults::default()
+    };
+    let p = Pipeline::start(
+        FakeConfig {
+            faults,
+            ..FakeConfig::default()
+        },
+        |c| c.policy.max_attempts = 3,
+    )
+    .await;
+    let reqs: Vec<_> = (0..80).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+
+    p.settle(&keys(&reqs), 6).await;
+
+    assert_invariants(&p, &reqs).await;
+    let states = p.states(&keys(&reqs)).await;
+    let failed: Vec<_> = states.values().filter(|r| r.status == RequestStatus::Failed).collect();
+    assert!(!failed.is_empty(), "the fake fails the same ids every time");
+    for r in &failed {
+        assert_eq!(r.attempts, 3, "{} failed before its attempts were used up", r.custom_id);
+        let err = r.last_error.as_ref().unwrap();
+        assert_eq!(err.status_code, Some(500));
+        assert_eq!(err.code, "server_error");
+    }
+    assert!(states.values().any(|r| r.status == RequestStatus::Completed));
+}
+
+#[tokio::test]
+async fn a_400_inside_the_result_file_fails_the_request_at_once() {
+    let faults = Faults {
+        fail_prefix: Some(String::new()),
+        fail_status: Some(400),
+        ..Faults::default()
+    };
+    let p = Pipeline::start(
+        FakeConfig {
+            faults,
+            ..FakeConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.settle(&keys(&reqs), 3).await;
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(r.status, RequestStatus::Failed);
+        assert_eq!(r.attempts, 1, "a 400 is not retried");
+        assert_eq!(r.last_error.as_ref().unwrap().status_code, Some(400));
+    }
+    let (_, result) = p.result(&reqs[0].key).await;
+    let result = result.unwrap();
+    assert!(result.response.is_some(), "the provider's error body is kept");
+    assert_eq!(result.usage, None);
+}
+
+#[tokio::test]
+async fn an_expired_batch_keeps_its_finished_part_and_requeues_the_rest_which_completes_later() {
+    let p = Pipeline::start(
+        FakeConfig {
+            faults: Faults {
+                stay_validating_polls: 1,
+                ..Faults::default()
+            },
+            ..FakeConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..40).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap(); // validating
+    let batch = p.fake.submissions()[0].batch_id.clone();
+    assert!(p.fake.expire(&batch));
+    p.fake.set_faults(Faults::default());
+    p.poller().run().await.unwrap();
+    p.deliver(&p.ingester()).await.unwrap();
+
+    let states = p.states(&keys(&reqs)).await;
+    let done = states.values().filter(|r| r.status == RequestStatus::Completed).count();
+    let requeued: Vec<_> = states.values().filter(|r| r.status == RequestStatus::Queued).collect();
+    assert!(done > 0 && !requeued.is_empty(), "about half finished before the expiry");
+    assert_eq!(done + requeued.len(), 40);
+    for r in &requeued {
+        assert_eq!(r.attempts, 1);
+        assert_eq!(r.last_error.as_ref().unwrap().code, "batch_expired");
+    }
+    let first_job = p.all_jobs().await.into_iter().find(|j| j.status == JobStatus::Done).unwrap();
+    assert_eq!(first_job.provider_status.as_ref().unwrap().as_str(), "expired");
+
+    p.settle(&keys(&reqs), 3).await;
+    assert_invariants(&p, &reqs).await;
+    let states = p.states(&keys(&reqs)).await;
+    assert!(states.values().all(|r| r.status == RequestStatus::Completed));
+    for r in &requeued {
+        assert_eq!(states[&r.key].attempts, 2, "completed in the second batch");
+    }
+}
+
+#[tokio::test]
+async fn requests_that_expire_in_every_attempt_end_failed_with_batch_expired() {
+    let p = Pipeline::start(
+        FakeConfig {
+            faults: Faults {
+                stay_validating_polls: 1,
+                ..Faults::default()
+            },
+            ..FakeConfig::default()
+        },
+        |c| c.policy.max_attempts = 2,
+    )
+    .await;
+    let reqs: Vec<_> = (0..40).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    for _ in 0..2 {
+        p.submitter().run(SubmitOptions::default()).await.unwrap();
+        p.poller().run().await.unwrap();
+        let batch = p.fake.submissions().last().unwrap().batch_id.clone();
+        assert!(p.fake.expire(&batch));
+        p.poller().run().await.unwrap();
+        p.deliver(&p.ingester()).await.unwrap();
+    }
+    assert!(p.all_terminal(&keys(&reqs)).await);
+    assert_invariants(&p, &reqs).await;
+    let states = p.states(&keys(&reqs)).await;
+    let failed: Vec<_> = states.values().filter(|r| r.status == RequestStatus::Failed).collect();
+    assert!(!failed.is_empty());
+    for r in failed {
+        assert_eq!(r.attempts, 2);
+        assert_eq!(r.last_error.as_ref().unwrap().code, "batch_expired");
+        let (_, result) = p.result(&r.key).await;
+        assert_eq!(result.unwrap().error.unwrap().code, "batch_expired");
+    }
+}
+
+#[tokio::test]
+async fn a_full_token_queue_requeues_without_using_an_attempt_and_holds_the_model_back() {
+    let p = Pipeline::start(
+        FakeConfig {
+            faults: Faults {
+                token_limit_exceeded: true,
+                ..Faults::default()
+            },
+            ..FakeConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..10).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+
+    let states = p.states(&keys(&reqs)).await;
+    for r in states.values() {
+        assert_eq!(r.status, RequestStatus::Queued);
+        assert_eq!(r.attempts, 0, "the batch never ran");
+        assert_eq!(r.last_error.as_ref().unwrap().code, "token_limit_exceeded");
+    }
+    let job = &p.all_jobs().await[0];
+    assert_eq!(job.status, JobStatus::Failed);
+
+    p.fake.set_faults(Faults::default());
+    let report = p.submitter().run(SubmitOptions { force: true }).await.unwrap();
+    assert!(report.jobs.is_empty(), "the model is held back");
+    assert_eq!(report.held.len(), 1);
+
+    p.clock.advance(p.config().policy.token_limit_hold);
+    p.settle(&keys(&reqs), 3).await;
+    let states = p.states(&keys(&reqs)).await;
+    assert!(states.values().all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_rest_for_free() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let reqs: Vec<_> = (0..8).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    // Stop once the input file is staged, and spoil line 3 (another model)
+    // the way a provider-side rule we do not check would refuse it.
+    let crash = Arc::new(CrashOnce::new(CrashPoint::SubmitAfterStaged));
+    assert!(p.submitter_with(crash.clone()).run(SubmitOptions::default()).await.is_err());
+    let job = p.all_jobs().await.remove(0);
+    let input = p.env.s3.get(&job.input_key).await.unwrap().unwrap();
+    let text = String::from_utf8(input.to_vec()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let spoiled_key = lines[2][14..46].to_owned();
+    lines[2] = lines[2].replace("\"model\":\"gpt-4o-mini\"", "\"model\":\"gpt-4o\"");
+    p.env
+        .s3
+        .put(&job.input_key, format!("{}\n", lines.join("\n")).into(), "application/jsonl")
+        .await
+        .unwrap();
+    p.pass_lease();
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+
+    let job = p.job(&job.id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.errors[0].line, Some(3));
+    for r in p.states(&keys(&reqs)).await.values() {
+        if r.key.as_str() == spoiled_key {
+            assert_eq!(r.status, RequestStatus::Failed, "the line the provider named");
+            assert_eq!(r.last_error.as_ref().unwrap().code, job.errors[0].code);
+        } else {
+            assert_eq!(r.status, RequestStatus::Queued);
+            assert_eq!(r.attempts, 0, "not their fault: the attempt is given back");
+        }
+    }
+    p.settle(&keys(&reqs), 3).await;
+    let done = p.states(&keys(&reqs)).await.values().filter(|r| r.status == RequestStatus::Completed).count();
+    assert_eq!(done, 7);
+}
+
+#[tokio::test]
+async fn a_batch_the_provider_forgot_is_handled_as_expired() {
+    let p = Pipeline::start(
+        FakeConfig {
+            faults: Faults {
+                vanish_after_polls: Some(0),
+                stay_validating_polls: 5,
+                ..Faults::default()
+            },
+            ..FakeConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..6).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+
+    let job = &p.all_jobs().await[0];
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.errors.last().unwrap().code, "batch_not_found");
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(r.status, RequestStatus::Queued);
+        assert_eq!(r.last_error.as_ref().unwrap().code, "batch_not_found");
+    }
+    p.fake.set_faults(Faults::default());
+    p.settle(&keys(&reqs), 3).await;
+    assert!(p.all_terminal(&keys(&reqs)).await);
+}
+
+#[tokio::test]
+async fn a_batch_past_its_deadline_is_cancelled_and_its_finished_part_kept() {
+    let p = Pipeline::start(
+        FakeConfig {
+            step_ms: 3_600_000,
+            ..FakeConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..30).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+    assert!(p.all_jobs().await[0].status.is_in_flight());
+
+    p.clock.advance(p.config().policy.batch_deadline);
+    p.poller().run().await.unwrap();
+    assert_eq!(p.fake.calls("cancel").len(), 1);
+    p.poller().run().await.unwrap();
+    p.deliver(&p.ingester()).await.unwrap();
+
+    let job = &p.all_jobs().await[0];
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    assert!(job.errors.iter().any(|e| e.code == "batch_deadline_exceeded"));
+    let states = p.states(&keys(&reqs)).await;
+    assert!(states.values().all(|r| r.status != RequestStatus::Claimed));
+}
+
+#[tokio::test]
+async fn replaying_a_result_file_changes_nothing() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let reqs: Vec<_> = (0..30).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.settle(&keys(&reqs), 3).await;
+    let job = p.all_jobs().await.remove(0);
+    let before = p.snapshot().await;
+
+    let report = p
+        .ingester_with(Arc::new(NoCrashes))
+        .ingest_file(job.clone(), batchq_core::pipeline::ingest::FileKind::Output)
+        .await
+        .unwrap();
+    assert!(!report.counted);
+    let event = p.s3_event(&batchq_core::store::keys::job_output(&job.id), 1, "x");
+    p.ingest_via_handler(&p.ingester(), event).await.unwrap();
+
+    assert_eq!(p.snapshot().await, before);
+    assert_eq!(p.job(&job.id).await.totals, job.totals);
+}
+
+#[tokio::test]
+async fn a_result_line_for_a_request_of_another_job_is_reported_not_applied() {
+    let p = Pipeline::start(FakeConfig::default(), |c| c.limits.max_lines_per_batch = 10).await;
+    let reqs: Vec<_> = (0..20).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+    let jobs = p.all_jobs().await;
+    assert_eq!(jobs.len(), 2);
+    // Put job A's output file under job B's key before B's own copy lands.
+    let (a, b) = (&jobs[0], &jobs[1]);
+    let a_out = p.env.s3.get(&batchq_core::store::keys::job_output(&a.id)).await.unwrap().unwrap();
+    let b_state = p.job(&b.id).await;
+    assert_eq!(b_state.status, JobStatus::Ingesting);
+    p.env
+        .s3
+        .put(&batchq_core::store::keys::job_output(&b.id), a_out, "application/jsonl")
+        .await
+        .unwrap();
+    let report = p
+        .ingester()
+        .ingest_file(b_state, batchq_core::pipeline::ingest::FileKind::Output)
+        .await
+        .unwrap();
+    assert_eq!(report.not_in_job, 10);
+    assert_eq!(report.completed, 0);
+    let b_after = p.job(&b.id).await;
+    assert_eq!(b_after.totals.usage.input_tokens, 0, "nothing of A's was counted for B");
+}
