@@ -55,10 +55,23 @@ async fn stored(t: &ApiEnv, custom_id: &str) -> Request {
 
 /// A job in `preparing` that has claimed `custom_id`.
 async fn claim(t: &ApiEnv, custom_id: &str, at: Timestamp) -> (Job, Request) {
-    let job = Job::new(JobId::generate(), ProviderKind::OpenAi, &chat_group(), at, at.plus(Duration::from_secs(960)));
+    let job = Job::new(
+        JobId::generate(),
+        ProviderKind::OpenAi,
+        &chat_group(),
+        at,
+        at.plus(Duration::from_secs(960)),
+    );
     t.env.store.create_job(&job).await.unwrap();
     let req = stored(t, custom_id).await;
-    assert_eq!(t.env.store.apply(RequestUpdate::claim(&req, &job.id, at)).await.unwrap(), Applied::Now);
+    assert_eq!(
+        t.env
+            .store
+            .apply(RequestUpdate::claim(&req, &job.id, at))
+            .await
+            .unwrap(),
+        Applied::Now
+    );
     (job, stored(t, custom_id).await)
 }
 
@@ -121,8 +134,7 @@ async fn posting_a_request_through_api_gateway_queues_it_with_202() {
     assert_eq!(req.tenant, TenantId::default_tenant());
     let bodies = t.env.store.bodies(std::slice::from_ref(&req.key)).await.unwrap();
     assert_eq!(
-        bodies[&req.key],
-        r#"{"messages":[{"content":"Hello","role":"user"}],"model":"gpt-4o-mini"}"#,
+        bodies[&req.key], r#"{"messages":[{"content":"Hello","role":"user"}],"model":"gpt-4o-mini"}"#,
         "the body is stored compact with sorted keys"
     );
 }
@@ -206,7 +218,11 @@ async fn bulk_through_api_gateway_answers_one_outcome_per_line() {
         let outcome = |i: usize| results[i]["outcome"].as_str().unwrap();
         let first_time = name == "post-bulk.json";
         let expected = if first_time { "created" } else { "existing" };
-        assert_eq!((outcome(0), outcome(1), outcome(2)), (expected, expected, "rejected"), "{name}");
+        assert_eq!(
+            (outcome(0), outcome(1), outcome(2)),
+            (expected, expected, "rejected"),
+            "{name}"
+        );
         assert_eq!(results[2]["line"], 3);
         assert_eq!(results[2]["custom_id"], "fixture-bulk-3");
         assert_eq!(results[2]["error"]["field"], "url");
@@ -226,15 +242,15 @@ async fn bulk_mixes_created_existing_conflict_and_rejected_lines() {
     assert_eq!(post(&t, &chat_line("old-diff", "a")).await.status, 202);
 
     let lines = vec![
-        chat_line("new-1", "x").to_string(),                              // 1 created
-        chat_line("old-same", "a").to_string(),                           // 2 existing
-        chat_line("old-diff", "b").to_string(),                           // 3 conflict
-        String::new(),                                                    // 4 blank: skipped
+        chat_line("new-1", "x").to_string(),                                 // 1 created
+        chat_line("old-same", "a").to_string(),                              // 2 existing
+        chat_line("old-diff", "b").to_string(),                              // 3 conflict
+        String::new(),                                                       // 4 blank: skipped
         r#"{"custom_id": "broken", "url": "/v1/chat/completions", "#.into(), // 5 truncated JSON
-        chat_line("new-1", "x").to_string(),                              // 6 same id again, same content
-        chat_line("new-1", "other").to_string(),                          // 7 same id again, other content
+        chat_line("new-1", "x").to_string(),                                 // 6 same id again, same content
+        chat_line("new-1", "other").to_string(),                             // 7 same id again, other content
         json!({"custom_id": "no-model", "url": "/v1/chat/completions", "body": {}}).to_string(), // 8
-        chat_line("new-2", "y").to_string() + "\r",                       // 9 CRLF line end
+        chat_line("new-2", "y").to_string() + "\r",                          // 9 CRLF line end
     ];
     let a = t.call(post_bulk(&lines)).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -272,7 +288,9 @@ async fn bulk_mixes_created_existing_conflict_and_rejected_lines() {
 async fn bulk_larger_than_one_insert_chunk_stores_every_line() {
     let t = ApiEnv::new().await;
     let n = batchq_core::api::INSERT_CHUNK + 30;
-    let lines: Vec<String> = (0..n).map(|i| chat_line(&format!("many-{i}"), "x").to_string()).collect();
+    let lines: Vec<String> = (0..n)
+        .map(|i| chat_line(&format!("many-{i}"), "x").to_string())
+        .collect();
     let a = t.call(post_bulk(&lines)).await;
     assert_eq!(a.status, 200, "{}", a.body["summary"]);
     assert_eq!(a.body["summary"]["created"], n);
@@ -331,7 +349,11 @@ async fn a_completed_request_embeds_its_response_as_json_with_costs() {
     let a = t.call(ApiRequest::get("/v1/requests/done-1")).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["status"], "completed");
-    assert_eq!(a.body["job_status"], Value::Null, "only a claimed request shows its job's status");
+    assert_eq!(
+        a.body["job_status"],
+        Value::Null,
+        "only a claimed request shows its job's status"
+    );
     let r = &a.body["result"];
     assert_eq!(r["job_id"], job.id.as_str());
     assert_eq!(r["status_code"], 200);
@@ -377,7 +399,9 @@ async fn a_large_response_is_offered_as_a_presigned_url_valid_15_minutes() {
 async fn a_custom_id_in_the_path_may_be_percent_encoded() {
     let t = ApiEnv::new().await;
     assert_eq!(post(&t, &chat_line("team:42", "hi")).await.status, 202);
-    let a = t.lambda(&event("GET", "/v1/requests/team%3A42", None, None, false)).await;
+    let a = t
+        .lambda(&event("GET", "/v1/requests/team%3A42", None, None, false))
+        .await;
     assert_eq!((a.status, a.body["custom_id"].as_str()), (200, Some("team:42")));
 }
 
@@ -389,11 +413,31 @@ async fn an_unknown_request_is_404_and_tenants_do_not_see_each_other() {
 
     let created = t.call_as("team-a", post_json(&chat_line("shared-name", "hi"))).await;
     assert_eq!(created.status, 202);
-    assert_eq!(t.call_as("team-a", ApiRequest::get("/v1/requests/shared-name")).await.status, 200);
-    assert_eq!(t.call_as("team-b", ApiRequest::get("/v1/requests/shared-name")).await.status, 404);
-    assert_eq!(t.call_as("team-b", ApiRequest::delete("/v1/requests/shared-name")).await.status, 404);
+    assert_eq!(
+        t.call_as("team-a", ApiRequest::get("/v1/requests/shared-name"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        t.call_as("team-b", ApiRequest::get("/v1/requests/shared-name"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        t.call_as("team-b", ApiRequest::delete("/v1/requests/shared-name"))
+            .await
+            .status,
+        404
+    );
     // The same custom_id is free for another tenant.
-    assert_eq!(t.call_as("team-b", post_json(&chat_line("shared-name", "other"))).await.status, 202);
+    assert_eq!(
+        t.call_as("team-b", post_json(&chat_line("shared-name", "other")))
+            .await
+            .status,
+        202
+    );
 }
 
 // ------------------------------------------------------------------ cancel
@@ -429,7 +473,10 @@ async fn a_claimed_or_finished_request_cannot_be_cancelled() {
     assert_eq!(a.status, 409);
     let (field, code, message) = a.error();
     assert_eq!((field, code), (None, "not_cancellable"));
-    assert!(message.contains("claimed") && message.contains(job.id.as_str()), "{message}");
+    assert!(
+        message.contains("claimed") && message.contains(job.id.as_str()),
+        "{message}"
+    );
     assert_eq!(stored(&t, "busy").await.status, RequestStatus::Claimed);
 
     assert_eq!(post(&t, &chat_line("finished", "hi")).await.status, 202);
@@ -499,7 +546,13 @@ impl RequestStore for ClaimsFirst {
 async fn a_cancel_that_loses_the_race_to_submit_is_409() {
     let t = ApiEnv::new().await;
     assert_eq!(post(&t, &chat_line("racy", "hi")).await.status, 202);
-    let job = Job::new(JobId::generate(), ProviderKind::OpenAi, &chat_group(), ts(0), ts(960_000));
+    let job = Job::new(
+        JobId::generate(),
+        ProviderKind::OpenAi,
+        &chat_group(),
+        ts(0),
+        ts(960_000),
+    );
     t.env.store.create_job(&job).await.unwrap();
 
     let inner = Arc::new(DynamoStore::new(
@@ -563,7 +616,9 @@ async fn jobs_are_listed_newest_first_in_pages() {
     let mut cursor = first.body["next_cursor"].as_str().map(str::to_owned);
     let mut pages = 1;
     while let Some(c) = cursor {
-        let page = t.call(ApiRequest::get("/v1/jobs").with_query(format!("limit=2&cursor={c}"))).await;
+        let page = t
+            .call(ApiRequest::get("/v1/jobs").with_query(format!("limit=2&cursor={c}")))
+            .await;
         assert_eq!(page.status, 200, "{}", page.body);
         seen.extend(
             page.body["jobs"]
@@ -624,10 +679,16 @@ async fn a_job_shows_its_progress_and_costs() {
     assert_eq!(b["provider"], "openai");
     assert_eq!(b["provider_status"], "in_progress");
     assert_eq!(b["provider_batch_id"], "batch_abc");
-    assert_eq!((b["url"].as_str(), b["model"].as_str()), (Some("/v1/chat/completions"), Some("gpt-4o-mini")));
+    assert_eq!(
+        (b["url"].as_str(), b["model"].as_str()),
+        (Some("/v1/chat/completions"), Some("gpt-4o-mini"))
+    );
     assert_eq!(b["input"], json!({"lines": 3, "bytes": 456}));
     assert_eq!(b["request_counts"], json!({"total": 3, "completed": 1, "failed": 1}));
-    assert_eq!(b["errors"], json!([{"code": "invalid_request", "message": "line 2 is bad", "line": 2}]));
+    assert_eq!(
+        b["errors"],
+        json!([{"code": "invalid_request", "message": "line 2 is bad", "line": 2}])
+    );
     assert_eq!(b["totals"]["batch_cost"], "0.000045");
     assert_eq!(b["totals"]["realtime_cost"], "0.00009");
     assert_eq!(b["totals"]["saved"], "0.000045");
@@ -676,7 +737,10 @@ async fn stats_count_requests_by_status_and_show_the_queues_age() {
     assert_eq!(chat["oldest_queued_at"], rfc(20_000));
     assert_eq!(chat["oldest_age_seconds"], 80);
     let embeddings = groups.iter().find(|g| g["url"] == "/v1/embeddings").unwrap();
-    assert_eq!((embeddings["queued"].as_u64(), embeddings["oldest_age_seconds"].as_u64()), (Some(1), Some(60)));
+    assert_eq!(
+        (embeddings["queued"].as_u64(), embeddings["oldest_age_seconds"].as_u64()),
+        (Some(1), Some(60))
+    );
     assert_eq!(a.body["jobs"], json!({"open": 1, "by_status": {"preparing": 1}}));
     assert_eq!(a.body["generated_at"], rfc(100_000));
 }

@@ -47,7 +47,9 @@ pub enum ApiError {
     #[error("{message}")]
     UnsupportedMediaType { message: String },
     /// 503: the storage backend failed; retrying is safe.
-    #[error("batchq's storage is unavailable right now; retry later (re-sending a request with the same custom_id is safe)")]
+    #[error(
+        "batchq's storage is unavailable right now; retry later (re-sending a request with the same custom_id is safe)"
+    )]
     Unavailable,
     /// 500: a bug or corrupt data; details are in the log only.
     #[error("internal error; it has been logged")]

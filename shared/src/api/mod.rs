@@ -379,10 +379,21 @@ mod tests {
         assert_eq!(Route::parse("/v1/requests").unwrap(), Route::Requests);
         assert_eq!(Route::parse("/v1/requests/").unwrap(), Route::Requests);
         assert_eq!(Route::parse("/v1/requests/bulk").unwrap(), Route::Bulk);
-        assert_eq!(Route::parse("/v1/requests/a%3Ab").unwrap(), Route::Request("a:b".into()));
+        assert_eq!(
+            Route::parse("/v1/requests/a%3Ab").unwrap(),
+            Route::Request("a:b".into())
+        );
         assert_eq!(Route::parse("/v1/jobs/job_1").unwrap(), Route::Job("job_1".into()));
         assert_eq!(Route::parse("/v1/stats").unwrap(), Route::Stats);
-        for unknown in ["/", "", "/v1", "/v2/requests", "/v1/requests//x", "/v1/requests/a/b", "/v1/jobs//"] {
+        for unknown in [
+            "/",
+            "",
+            "/v1",
+            "/v2/requests",
+            "/v1/requests//x",
+            "/v1/requests/a/b",
+            "/v1/jobs//",
+        ] {
             assert_eq!(Route::parse(unknown).unwrap_err().status(), 404, "{unknown}");
         }
         assert_eq!(Route::parse("/v1/requests/%zz").unwrap_err().status(), 400);

@@ -166,10 +166,7 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
         return Err(ApiError::bad_request(
             Some(&name),
             "unknown_field",
-            format!(
-                "unknown field {name:?}; a request has only {}",
-                LINE_FIELDS.join(", ")
-            ),
+            format!("unknown field {name:?}; a request has only {}", LINE_FIELDS.join(", ")),
         ));
     }
 
@@ -186,10 +183,7 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
             return Err(ApiError::bad_request(
                 Some("method"),
                 "unsupported",
-                format!(
-                    "method must be \"POST\" (batch requests are POSTs), not {:?}",
-                    echo(&m)
-                ),
+                format!("method must be \"POST\" (batch requests are POSTs), not {:?}", echo(&m)),
             ))
         }
         Some(other) => return Err(wrong_type("method", "the string \"POST\"", &other)),
@@ -402,7 +396,11 @@ mod tests {
             (json!([1, 2]), "not_an_object", None),
             (chat(json!({"bdy": {}})), "unknown_field", Some("bdy")),
             (chat(json!({"custom_id": 7})), "wrong_type", Some("custom_id")),
-            (chat(json!({"custom_id": "a b"})), "invalid_characters", Some("custom_id")),
+            (
+                chat(json!({"custom_id": "a b"})),
+                "invalid_characters",
+                Some("custom_id"),
+            ),
             (chat(json!({"custom_id": ""})), "empty", Some("custom_id")),
             (chat(json!({"method": "GET"})), "unsupported", Some("method")),
             (chat(json!({"method": true})), "wrong_type", Some("method")),

@@ -62,7 +62,10 @@ impl Query {
                     if known.is_empty() {
                         format!("unknown query parameter {shown:?}; this route takes none")
                     } else {
-                        format!("unknown query parameter {shown:?}; this route takes {}", known.join(", "))
+                        format!(
+                            "unknown query parameter {shown:?}; this route takes {}",
+                            known.join(", ")
+                        )
                     },
                 ));
             }
@@ -132,7 +135,9 @@ pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
             "cursor is not one this API issued; pass next_cursor from the previous page unchanged",
         )
     };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim_end_matches('=')).map_err(|_| bad())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim_end_matches('='))
+        .map_err(|_| bad())?;
     if bytes.len() <= CURSOR_CHECK {
         return Err(bad());
     }

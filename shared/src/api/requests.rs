@@ -89,7 +89,7 @@ impl Api {
             let (n, e) = first.ok_or(ApiError::Internal)?;
             let err = ApiError::BadRequest {
                 code: "no_valid_lines",
-                message: format!("all {} lines were rejected; line {n}: {e}", outcomes.len()),
+                message: format!("no line could be enqueued ({} rejected); line {n}: {e}", outcomes.len()),
                 field: e.field().map(|f| format!("line {n}: {f}")),
             };
             let mut body = err.body();
@@ -105,7 +105,11 @@ impl Api {
             let (slots, news): (Vec<usize>, Vec<NewRequest>) = chunk.into_iter().unzip();
             let results = self.requests.insert(news, now).await?;
             if results.len() != slots.len() {
-                tracing::error!(sent = slots.len(), got = results.len(), "insert answered a different number of outcomes");
+                tracing::error!(
+                    sent = slots.len(),
+                    got = results.len(),
+                    "insert answered a different number of outcomes"
+                );
                 return Err(ApiError::Internal);
             }
             for (slot, result) in slots.into_iter().zip(results) {
@@ -170,7 +174,12 @@ impl Api {
     /// `DELETE /v1/requests/{custom_id}`: queued → cancelled. Cancelling a
     /// cancelled request again is a no-op (200); a request already taken by
     /// a job cannot be cancelled (409).
-    pub(super) async fn cancel(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn cancel(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let custom_id = CustomId::parse(raw_id)?;
         let key = RequestKey::derive(tenant, &custom_id);
@@ -246,7 +255,13 @@ impl Api {
 }
 
 fn new_request(tenant: &TenantId, line: ParsedLine) -> NewRequest {
-    NewRequest::new(tenant.clone(), line.custom_id, line.endpoint, line.model, line.body_json)
+    NewRequest::new(
+        tenant.clone(),
+        line.custom_id,
+        line.endpoint,
+        line.model,
+        line.body_json,
+    )
 }
 
 fn unknown(custom_id: &CustomId) -> ApiError {

@@ -179,10 +179,7 @@ mod tests {
         assert_eq!(v["usage"]["input_tokens"], 10);
         assert_eq!(v["recorded_at"], "1970-01-01T00:00:00.000Z");
 
-        let unpriced = RequestResult {
-            batch_cost: None,
-            ..r
-        };
+        let unpriced = RequestResult { batch_cost: None, ..r };
         let v = result(&unpriced, ResponseBody::None);
         assert_eq!(v["cost"], json!({"batch": null, "realtime": "0.0015", "saved": null}));
         assert_eq!(v["response"], Value::Null);

@@ -110,7 +110,9 @@ impl ApiEnv {
     /// Sends an API Gateway v2 event (JSON text) through the Lambda handler.
     pub async fn lambda(&self, event: &Value) -> Answer {
         let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
-        let resp = batchq_enqueue::handle(&self.api, request).await.expect("the handler never fails");
+        let resp = batchq_enqueue::handle(&self.api, request)
+            .await
+            .expect("the handler never fails");
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
@@ -159,7 +161,13 @@ pub fn fixture(name: &str) -> Value {
 /// An HTTP API v2 event for `method path?query`, built on the realistic
 /// POST fixture: headers, request context and stage stay as API Gateway
 /// sends them; `body` is sent as text, or base64-encoded when `base64`.
-pub fn event(method: &str, path_and_query: &str, content_type: Option<&str>, body: Option<&[u8]>, base64: bool) -> Value {
+pub fn event(
+    method: &str,
+    path_and_query: &str,
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+    base64: bool,
+) -> Value {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let mut e = fixture("post-request.json");
     let route = format!("{method} {path}");
