@@ -10,6 +10,8 @@ use batchq_core::api::{Api, ApiRequest, ApiResponse, Method};
 use batchq_core::ids::TenantId;
 use bytes::Bytes;
 use lambda_http::http::header::CONTENT_TYPE;
+use lambda_http::http::request::Parts;
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use lambda_http::Error;
@@ -30,16 +32,11 @@ pub fn tenant_of(_event: &Request) -> TenantId {
 }
 
 /// An API Gateway event as the core's request. The path is the raw path as
-/// the caller sent it (still percent-encoded; the HTTP API's `$default`
-/// stage adds no prefix); a base64-encoded body arrives decoded.
+/// the caller sent it (still percent-encoded), without the stage: the HTTP
+/// API's `$default` stage adds no prefix, a named stage (`/prod/v1/...`) is
+/// stripped; a base64-encoded body arrives decoded.
 pub fn to_api_request(event: Request) -> ApiRequest {
     let (parts, body) = event.into_parts();
-    let raw_path = parts.extensions.raw_http_path();
-    let path = if raw_path.is_empty() {
-        parts.uri.path().to_owned()
-    } else {
-        raw_path.to_owned()
-    };
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)
@@ -51,10 +48,30 @@ pub fn to_api_request(event: Request) -> ApiRequest {
     };
     ApiRequest {
         method: Method::parse(parts.method.as_str()),
-        path,
+        path: api_path(&parts),
         query: parts.uri.query().unwrap_or_default().to_owned(),
         content_type,
         body,
+    }
+}
+
+fn api_path(parts: &Parts) -> String {
+    let raw = parts.extensions.raw_http_path();
+    let path = if raw.is_empty() { parts.uri.path() } else { raw };
+    let stage = match parts.extensions.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
+        _ => None,
+    };
+    match stage {
+        Some(stage) if stage != "$default" => {
+            let prefix = format!("/{stage}");
+            match path.strip_prefix(&prefix) {
+                Some("") => "/".to_owned(),
+                Some(rest) if rest.starts_with('/') => rest.to_owned(),
+                _ => path.to_owned(),
+            }
+        }
+        _ => path.to_owned(),
     }
 }
 
@@ -74,4 +91,85 @@ pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
         *fallback.status_mut() = lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR;
         fallback
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(stage: &str, raw_path: &str, query: &str, body: Option<(&str, bool)>) -> Request {
+        let mut e = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": raw_path,
+            "rawQueryString": query,
+            "headers": {"content-type": "application/x-ndjson", "host": "x.execute-api.us-east-1.amazonaws.com"},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "x", "domainName": "x.execute-api.us-east-1.amazonaws.com",
+                "http": {"method": "POST", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "t"},
+                "requestId": "r", "routeKey": "$default", "stage": stage, "time": "25/Nov/2026:12:00:00 +0000", "timeEpoch": 0
+            },
+            "isBase64Encoded": false
+        });
+        if let Some((b, base64)) = body {
+            e["body"] = b.into();
+            e["isBase64Encoded"] = base64.into();
+        }
+        lambda_http::request::from_str(&e.to_string()).unwrap()
+    }
+
+    #[test]
+    fn an_http_api_event_becomes_the_cores_request() {
+        let r = to_api_request(event(
+            "$default",
+            "/v1/requests/a%3Ab",
+            "limit=2&cursor=x%3D",
+            Some(("{}", false)),
+        ));
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.path, "/v1/requests/a%3Ab", "the raw path, still encoded");
+        assert_eq!(r.query, "limit=2&cursor=x%3D");
+        assert_eq!(r.content_type.as_deref(), Some("application/x-ndjson"));
+        assert_eq!(&r.body[..], b"{}");
+    }
+
+    #[test]
+    fn a_base64_body_arrives_decoded_and_no_body_is_empty() {
+        // "{\"a\":1}\n\xff" in base64: bytes pass through untouched.
+        let r = to_api_request(event("$default", "/v1/requests/bulk", "", Some(("eyJhIjoxfQr/", true))));
+        assert_eq!(&r.body[..], b"{\"a\":1}\n\xff");
+        let r = to_api_request(event("$default", "/v1/stats", "", None));
+        assert!(r.body.is_empty());
+        assert_eq!(r.query, "");
+    }
+
+    #[test]
+    fn a_named_stage_prefix_is_stripped_from_the_path() {
+        assert_eq!(
+            to_api_request(event("prod", "/prod/v1/stats", "", None)).path,
+            "/v1/stats"
+        );
+        assert_eq!(to_api_request(event("prod", "/prod", "", None)).path, "/");
+        // A custom domain mapping sends the path without the stage.
+        assert_eq!(to_api_request(event("prod", "/v1/stats", "", None)).path, "/v1/stats");
+        assert_eq!(
+            to_api_request(event("prod", "/production/x", "", None)).path,
+            "/production/x"
+        );
+    }
+
+    #[test]
+    fn responses_carry_status_json_and_extra_headers() {
+        let resp = to_lambda_response(
+            ApiResponse::json(405, json!({"error": {"code": "method_not_allowed"}})).with_header("Allow", "GET"),
+        );
+        assert_eq!(resp.status().as_u16(), 405);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.headers()["allow"], "GET");
+        match resp.body() {
+            Body::Text(t) => assert_eq!(t, r#"{"error":{"code":"method_not_allowed"}}"#),
+            other => panic!("{other:?}"),
+        }
+    }
 }
