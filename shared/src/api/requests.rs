@@ -117,15 +117,18 @@ impl Api {
             }
         }
 
-        let mut summary = json!({"lines": outcomes.len(), "created": 0, "existing": 0, "conflict": 0, "rejected": 0});
-        for o in &outcomes {
-            let n = summary[o.outcome].as_u64().unwrap_or(0);
-            summary[o.outcome] = json!(n + 1);
-        }
+        let count = |o: Outcome| outcomes.iter().filter(|l| l.outcome == o).count();
+        let summary = json!({
+            "lines": outcomes.len(),
+            "created": count(Outcome::Created),
+            "existing": count(Outcome::Existing),
+            "conflict": count(Outcome::Conflict),
+            "rejected": count(Outcome::Rejected),
+        });
         tracing::info!(
             lines = outcomes.len(),
-            created = summary["created"].as_u64(),
-            rejected = summary["rejected"].as_u64(),
+            created = count(Outcome::Created),
+            rejected = count(Outcome::Rejected),
             "bulk enqueue"
         );
         Ok(ApiResponse::json(
@@ -293,11 +296,33 @@ fn not_cancellable(r: &Request) -> ApiError {
 }
 
 /// What happened to one line of a bulk enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Valid, not yet handed to the store.
+    Pending,
+    Created,
+    Existing,
+    Conflict,
+    Rejected,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Created => "created",
+            Self::Existing => "existing",
+            Self::Conflict => "conflict",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// One line's outcome, as reported back.
 struct LineOutcome {
     line: usize,
     custom_id: Option<CustomId>,
-    /// `created`, `existing`, `conflict`, `rejected`, or `pending` before the insert.
-    outcome: &'static str,
+    outcome: Outcome,
     status: Option<RequestStatus>,
     error: Option<ApiError>,
 }
@@ -307,7 +332,7 @@ impl LineOutcome {
         Self {
             line,
             custom_id: None,
-            outcome: "pending",
+            outcome: Outcome::Pending,
             status: None,
             error: None,
         }
@@ -317,7 +342,7 @@ impl LineOutcome {
         Self {
             line,
             custom_id,
-            outcome: "rejected",
+            outcome: Outcome::Rejected,
             status: None,
             error: Some(error),
         }
@@ -325,11 +350,11 @@ impl LineOutcome {
 
     fn settle(&mut self, result: InsertOutcome) {
         let (outcome, r) = match result {
-            InsertOutcome::Created(r) => ("created", r),
-            InsertOutcome::Existing(r) => ("existing", r),
+            InsertOutcome::Created(r) => (Outcome::Created, r),
+            InsertOutcome::Existing(r) => (Outcome::Existing, r),
             InsertOutcome::Conflict(r) => {
                 self.error = Some(conflict(&r));
-                ("conflict", r)
+                (Outcome::Conflict, r)
             }
         };
         self.outcome = outcome;
@@ -341,7 +366,7 @@ impl LineOutcome {
         json!({
             "line": self.line,
             "custom_id": self.custom_id,
-            "outcome": self.outcome,
+            "outcome": self.outcome.as_str(),
             "status": self.status.map(|s| s.as_str()),
             "error": self.error.as_ref().map(ApiError::to_json),
         })
