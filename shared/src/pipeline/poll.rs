@@ -119,7 +119,10 @@ impl Poller {
 
     async fn check_batch(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
         let Some(batch_id) = job.provider_batch_id.clone() else {
-            return Err(PipelineError::Rejected(format!("job {} is in flight without a batch id", job.id)));
+            return Err(PipelineError::Rejected(format!(
+                "job {} is in flight without a batch id",
+                job.id
+            )));
         };
         let batch = match self.provider.retrieve_batch(&batch_id).await {
             Ok(b) => b,
@@ -191,8 +194,8 @@ impl Poller {
                     match self.provider.cancel_batch(&batch_id).await {
                         Ok(b) => {
                             next.provider_status = Some(b.status.clone());
-                            if let Some(st) =
-                                JobStatus::mirroring(&b.status).filter(|s| s.is_in_flight() && next.status.can_transition_to(*s))
+                            if let Some(st) = JobStatus::mirroring(&b.status)
+                                .filter(|s| s.is_in_flight() && next.status.can_transition_to(*s))
                             {
                                 next.status = st;
                             }
@@ -290,7 +293,8 @@ impl Poller {
         next.errors = errors;
         next.finished_at = Some(now);
         if self.save(&job, next, report).await?.is_some() {
-            self.delete_provider_files(&[job.provider_file_id.clone()]).await;
+            self.delete_provider_files(std::slice::from_ref(&job.provider_file_id))
+                .await;
         }
         Ok(())
     }
@@ -331,7 +335,13 @@ impl Poller {
 
     /// The provider lost the batch, or it never ended: every request still in
     /// the job is handled as expired, and the job fails.
-    async fn give_up(&self, job: Job, code: &str, message: String, report: &mut PollReport) -> Result<(), PipelineError> {
+    async fn give_up(
+        &self,
+        job: Job,
+        code: &str,
+        message: String,
+        report: &mut PollReport,
+    ) -> Result<(), PipelineError> {
         tracing::warn!(job = %job.id, code, "giving up on the provider batch");
         let now = self.core.now();
         let error = RequestError {
@@ -482,7 +492,10 @@ impl Poller {
     }
 }
 
-async fn pump(stream: &mut crate::store::ByteStream, writer: &mut dyn crate::store::ObjectWriter) -> Result<(), PipelineError> {
+async fn pump(
+    stream: &mut crate::store::ByteStream,
+    writer: &mut dyn crate::store::ObjectWriter,
+) -> Result<(), PipelineError> {
     use futures::StreamExt;
     while let Some(chunk) = stream.next().await {
         writer.write(&chunk?).await?;

@@ -1,0 +1,145 @@
+//! The crash matrix: each step is stopped at each of its named boundaries
+//! (as if the function were killed there), then re-run — twice, concurrently,
+//! as at-least-once delivery may do — and the run is driven to the end. The
+//! lifecycle invariants must hold every time: every request ends in exactly
+//! one terminal state, no request reaches the provider twice in one attempt,
+//! no job makes two provider batches, and usage is counted once.
+
+use std::sync::Arc;
+
+use batchq_core::pipeline::crash::CrashOnce;
+use batchq_core::pipeline::CrashPoint;
+use batchq_core::request::NewRequest;
+use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, Pipeline};
+use fake_openai::{FakeConfig, Faults};
+
+/// A workload that passes every boundary: two groups, a group split into two
+/// files, files longer than one ingest chunk, and an error file with
+/// retryable lines (so requests go round more than once).
+fn workload() -> Vec<NewRequest> {
+    let mut reqs: Vec<_> = (0..150).map(|i| chat(i, "gpt-4o-mini")).collect();
+    reqs.extend((0..30).map(|i| embedding(i, "text-embedding-3-small")));
+    reqs
+}
+
+fn crashed(result: &Result<serde_json::Value, String>, point: CrashPoint) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(e) if e.contains(&format!("crash injected at {point}")) => true,
+        Err(e) => panic!("step failed for another reason: {e}"),
+    }
+}
+
+async fn crash_then_rerun_twice(point: CrashPoint) {
+    let token_limit_first = point == CrashPoint::PollAfterFailedRequests;
+    let faults = Faults {
+        fail_percent: 15,
+        fail_status: Some(503),
+        token_limit_exceeded: token_limit_first,
+        ..Faults::default()
+    };
+    let p = Pipeline::start(
+        FakeConfig {
+            faults,
+            ..FakeConfig::default()
+        },
+        |c| {
+            c.limits.max_lines_per_batch = 120;
+            c.policy.max_attempts = 3;
+        },
+    )
+    .await;
+    let reqs = workload();
+    p.enqueue(&reqs).await;
+    let crash = Arc::new(CrashOnce::new(point));
+    let submitter = p.submitter_with(crash.clone());
+    let poller = p.poller_with(crash.clone());
+    let ingester = p.ingester_with(crash.clone());
+
+    for round in 0..12 {
+        let (fresh_a, fresh_b) = (p.submitter(), p.submitter());
+        let r = p.submit_via_handler(&submitter).await;
+        if crashed(&r, point) {
+            p.pass_lease();
+            let (a, b) = tokio::join!(p.submit_via_handler(&fresh_a), p.submit_via_handler(&fresh_b));
+            a.expect("re-run after the crash");
+            b.expect("concurrent re-run after the crash");
+        }
+
+        let (fresh_a, fresh_b) = (p.poller(), p.poller());
+        let r = p.poll_via_handler(&poller).await;
+        if crashed(&r, point) {
+            let (a, b) = tokio::join!(p.poll_via_handler(&fresh_a), p.poll_via_handler(&fresh_b));
+            a.expect("re-run after the crash");
+            b.expect("concurrent re-run after the crash");
+        }
+
+        let (fresh_a, fresh_b) = (p.ingester(), p.ingester());
+        for event in p.new_result_events().await {
+            let r = p.ingest_via_handler(&ingester, event.clone()).await;
+            if crashed(&r, point) {
+                // Lambda retries the same event; S3 may deliver it twice more.
+                let (a, b) = tokio::join!(
+                    p.ingest_via_handler(&fresh_a, event.clone()),
+                    p.ingest_via_handler(&fresh_b, event)
+                );
+                a.expect("redelivery after the crash");
+                b.expect("concurrent redelivery after the crash");
+            }
+        }
+        // A closing crash can leave a job whose files are all counted: the
+        // next poll closes it.
+        if token_limit_first && round == 0 {
+            p.fake.set_faults(Faults {
+                fail_percent: 15,
+                fail_status: Some(503),
+                ..Faults::default()
+            });
+            p.clock.advance(p.config().policy.token_limit_hold);
+        }
+        if p.all_terminal(&keys(&reqs)).await && p.all_jobs().await.iter().all(|j| j.status.is_terminal()) {
+            break;
+        }
+    }
+    assert!(crash.fired(), "{point} was never reached: this run proves nothing");
+    assert_invariants(&p, &reqs).await;
+}
+
+macro_rules! crash_tests {
+    ($($name:ident => $point:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            crash_then_rerun_twice(CrashPoint::$point).await;
+        }
+    )*};
+}
+
+crash_tests! {
+    crash_after_the_job_row_is_written_loses_nothing => SubmitAfterJobCreated,
+    crash_after_claiming_requests_submits_them_once => SubmitAfterClaim,
+    crash_while_streaming_the_input_file_submits_it_once => SubmitMidInputWrite,
+    crash_after_the_input_file_is_written_submits_it_once => SubmitAfterInputWritten,
+    crash_after_staging_uploads_and_submits_once => SubmitAfterStaged,
+    crash_after_upload_before_recording_the_file_submits_once => SubmitAfterUpload,
+    crash_after_create_before_recording_the_batch_creates_one_provider_batch => SubmitAfterCreate,
+    crash_after_marking_ingesting_still_copies_the_results => PollAfterMarkIngesting,
+    crash_between_the_two_result_copies_still_ingests_both => PollAfterCopyOutput,
+    crash_after_the_copies_before_recording_them_closes_the_job => PollAfterCopies,
+    crash_after_handling_a_failed_batchs_requests_fails_the_job_once => PollAfterFailedRequests,
+    crash_in_the_middle_of_a_result_file_applies_every_line_once => IngestMidFile,
+    crash_before_adding_a_files_totals_counts_them_once => IngestBeforeTotals,
+    crash_after_adding_totals_closes_the_job_without_counting_again => IngestAfterTotals,
+    crash_while_closing_a_job_closes_it_once => CloseAfterLeftovers,
+}
+
+#[test]
+fn every_crash_point_has_a_test() {
+    let source = include_str!("crash_matrix.rs");
+    for point in CrashPoint::ALL {
+        let name = format!("{point:?}");
+        assert!(
+            source.matches(&format!("=> {name},")).count() == 1,
+            "crash point {name} has no test in the matrix"
+        );
+    }
+}
