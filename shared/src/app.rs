@@ -53,7 +53,9 @@ impl App {
     /// The configured provider client; reads the key (from Secrets Manager
     /// when configured) once.
     pub async fn provider(&self) -> Result<Arc<dyn Provider>, ProviderError> {
-        Ok(Arc::new(OpenAiClient::from_config(&self.config.provider, &self.sdk).await?))
+        Ok(Arc::new(
+            OpenAiClient::from_config(&self.config.provider, &self.sdk).await?,
+        ))
     }
 
     /// The price table costs are computed with.

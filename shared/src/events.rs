@@ -99,7 +99,9 @@ mod tests {
         assert!(Scheduled::parse(&json!({"force": true})).unwrap().force);
         assert!(!Scheduled::parse(&json!({})).unwrap().force);
         assert!(!Scheduled::parse(&Value::Null).unwrap().force);
-        assert!(Scheduled::parse(&json!({"force": "yes"})).unwrap_err().contains("force"));
+        assert!(Scheduled::parse(&json!({"force": "yes"}))
+            .unwrap_err()
+            .contains("force"));
         assert!(Scheduled::parse(&json!([1])).is_err());
     }
 

@@ -23,7 +23,9 @@ async fn queued_requests_end_completed_with_the_providers_exact_answer() {
 
     assert_invariants(&p, &reqs).await;
     let states = p.states(&keys(&reqs)).await;
-    assert!(states.values().all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+    assert!(states
+        .values()
+        .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
     let jobs = p.all_jobs().await;
     assert_eq!(jobs.len(), 2, "one job per (endpoint, model)");
     for job in &jobs {
@@ -173,13 +175,21 @@ async fn an_expired_batch_keeps_its_finished_part_and_requeues_the_rest_which_co
     let states = p.states(&keys(&reqs)).await;
     let done = states.values().filter(|r| r.status == RequestStatus::Completed).count();
     let requeued: Vec<_> = states.values().filter(|r| r.status == RequestStatus::Queued).collect();
-    assert!(done > 0 && !requeued.is_empty(), "about half finished before the expiry");
+    assert!(
+        done > 0 && !requeued.is_empty(),
+        "about half finished before the expiry"
+    );
     assert_eq!(done + requeued.len(), 40);
     for r in &requeued {
         assert_eq!(r.attempts, 1);
         assert_eq!(r.last_error.as_ref().unwrap().code, "batch_expired");
     }
-    let first_job = p.all_jobs().await.into_iter().find(|j| j.status == JobStatus::Done).unwrap();
+    let first_job = p
+        .all_jobs()
+        .await
+        .into_iter()
+        .find(|j| j.status == JobStatus::Done)
+        .unwrap();
     assert_eq!(first_job.provider_status.as_ref().unwrap().as_str(), "expired");
 
     p.settle(&keys(&reqs), 3).await;
@@ -262,7 +272,9 @@ async fn a_full_token_queue_requeues_without_using_an_attempt_and_holds_the_mode
     p.clock.advance(p.config().policy.token_limit_hold);
     p.settle(&keys(&reqs), 3).await;
     let states = p.states(&keys(&reqs)).await;
-    assert!(states.values().all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+    assert!(states
+        .values()
+        .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
 }
 
 #[tokio::test]
@@ -273,7 +285,11 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
     // Stop once the input file is staged, and spoil line 3 (another model)
     // the way a provider-side rule we do not check would refuse it.
     let crash = Arc::new(CrashOnce::new(CrashPoint::SubmitAfterStaged));
-    assert!(p.submitter_with(crash.clone()).run(SubmitOptions::default()).await.is_err());
+    assert!(p
+        .submitter_with(crash.clone())
+        .run(SubmitOptions::default())
+        .await
+        .is_err());
     let job = p.all_jobs().await.remove(0);
     let input = p.env.s3.get(&job.input_key).await.unwrap().unwrap();
     let text = String::from_utf8(input.to_vec()).unwrap();
@@ -282,7 +298,11 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
     lines[2] = lines[2].replace("\"model\":\"gpt-4o-mini\"", "\"model\":\"gpt-4o\"");
     p.env
         .s3
-        .put(&job.input_key, format!("{}\n", lines.join("\n")).into(), "application/jsonl")
+        .put(
+            &job.input_key,
+            format!("{}\n", lines.join("\n")).into(),
+            "application/jsonl",
+        )
         .await
         .unwrap();
     p.pass_lease();
@@ -302,7 +322,12 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
         }
     }
     p.settle(&keys(&reqs), 3).await;
-    let done = p.states(&keys(&reqs)).await.values().filter(|r| r.status == RequestStatus::Completed).count();
+    let done = p
+        .states(&keys(&reqs))
+        .await
+        .values()
+        .filter(|r| r.status == RequestStatus::Completed)
+        .count();
     assert_eq!(done, 7);
 }
 
@@ -399,7 +424,13 @@ async fn a_result_line_for_a_request_of_another_job_is_reported_not_applied() {
     assert_eq!(jobs.len(), 2);
     // Put job A's output file under job B's key before B's own copy lands.
     let (a, b) = (&jobs[0], &jobs[1]);
-    let a_out = p.env.s3.get(&batchq_core::store::keys::job_output(&a.id)).await.unwrap().unwrap();
+    let a_out = p
+        .env
+        .s3
+        .get(&batchq_core::store::keys::job_output(&a.id))
+        .await
+        .unwrap()
+        .unwrap();
     let b_state = p.job(&b.id).await;
     assert_eq!(b_state.status, JobStatus::Ingesting);
     p.env

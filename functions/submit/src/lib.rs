@@ -30,4 +30,3 @@ pub async fn handle(submitter: &Submitter, event: LambdaEvent<Value>) -> Result<
         }
     }
 }
-

@@ -12,5 +12,8 @@ async fn main() -> Result<(), Error> {
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
     let submitter = app.submitter(app.provider().await?);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| batchq_submit::handle(&submitter, event))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        batchq_submit::handle(&submitter, event)
+    }))
+    .await
 }

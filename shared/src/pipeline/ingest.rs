@@ -233,7 +233,12 @@ fn code_string(v: &Option<serde_json::Value>) -> Option<String> {
 }
 
 /// Error codes in the error file that mean "not run, try again".
-const RETRYABLE_CODES: [&str; 4] = ["batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"];
+const RETRYABLE_CODES: [&str; 4] = [
+    "batch_expired",
+    "batch_cancelled",
+    "server_error",
+    "rate_limit_exceeded",
+];
 
 /// Parses one result line; `Err` carries a reason (never the line's content).
 fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
@@ -499,7 +504,13 @@ impl Ingester {
     }
 
     /// The stored result of a line, with its cost when the model is priced.
-    fn result_of<'a>(&self, job: &'a Job, req: &Request, line: &'a ResultLine, now: crate::time::Timestamp) -> (RequestResult, &'a str) {
+    fn result_of<'a>(
+        &self,
+        job: &'a Job,
+        req: &Request,
+        line: &'a ResultLine,
+        now: crate::time::Timestamp,
+    ) -> (RequestResult, &'a str) {
         let mut result = RequestResult {
             key: req.key.clone(),
             job_id: job.id.clone(),
@@ -558,7 +569,13 @@ mod tests {
             r#"{{"id":"b1","custom_id":"{KEY}","response":{{"status_code":200,"request_id":"r","body":{{"model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{{"cached_tokens":4}},"completion_tokens_details":{{"reasoning_tokens":2}}}}}}}},"error":null}}"#
         ))
         .unwrap();
-        let Outcome::Success { status_code, body, usage, model } = l.outcome else {
+        let Outcome::Success {
+            status_code,
+            body,
+            usage,
+            model,
+        } = l.outcome
+        else {
             panic!("expected success")
         };
         assert_eq!(status_code, 200);
@@ -581,7 +598,9 @@ mod tests {
             r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"usage":{{"input_tokens":7,"output_tokens":3,"input_tokens_details":{{"cached_tokens":1}},"output_tokens_details":{{"reasoning_tokens":2}}}}}}}}}}"#
         ))
         .unwrap();
-        let Outcome::Success { usage, .. } = l.outcome else { panic!() };
+        let Outcome::Success { usage, .. } = l.outcome else {
+            panic!()
+        };
         assert_eq!(
             usage.unwrap(),
             Usage {
@@ -599,17 +618,23 @@ mod tests {
             r#"{{"custom_id":"{KEY}","response":null,"error":{{"code":"batch_expired","message":"late"}}}}"#
         ))
         .unwrap();
-        assert!(matches!(expired.outcome, Outcome::Error { retryable: true, ref error, .. } if error.code == "batch_expired"));
+        assert!(
+            matches!(expired.outcome, Outcome::Error { retryable: true, ref error, .. } if error.code == "batch_expired")
+        );
         let e500 = line(&format!(
             r#"{{"custom_id":"{KEY}","response":{{"status_code":500,"body":{{"error":{{"message":"oops","type":"server_error"}}}}}},"error":null}}"#
         ))
         .unwrap();
-        assert!(matches!(e500.outcome, Outcome::Error { retryable: true, ref error, .. } if error.status_code == Some(500) && error.code == "server_error"));
+        assert!(
+            matches!(e500.outcome, Outcome::Error { retryable: true, ref error, .. } if error.status_code == Some(500) && error.code == "server_error")
+        );
         let e400 = line(&format!(
             r#"{{"custom_id":"{KEY}","response":{{"status_code":400,"body":{{"error":{{"message":"bad","type":"invalid_request_error","code":"invalid_value"}}}}}},"error":null}}"#
         ))
         .unwrap();
-        assert!(matches!(e400.outcome, Outcome::Error { retryable: false, ref error, .. } if error.code == "invalid_value" && error.message == "bad"));
+        assert!(
+            matches!(e400.outcome, Outcome::Error { retryable: false, ref error, .. } if error.code == "invalid_value" && error.message == "bad")
+        );
     }
 
     #[test]

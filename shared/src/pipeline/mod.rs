@@ -119,7 +119,13 @@ impl Core {
 
     /// The update for a retryable outcome of `req` in `job`: back to the
     /// queue, or, once its attempts are used up, failed with `error`.
-    pub(crate) fn retry_or_fail(&self, req: &Request, job: &JobId, error: RequestError, now: Timestamp) -> RequestUpdate {
+    pub(crate) fn retry_or_fail(
+        &self,
+        req: &Request,
+        job: &JobId,
+        error: RequestError,
+        now: Timestamp,
+    ) -> RequestUpdate {
         if req.attempts >= self.config.policy.max_attempts {
             RequestUpdate::fail(req, job, error, now)
         } else {

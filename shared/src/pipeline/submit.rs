@@ -147,7 +147,14 @@ impl Submitter {
         loop {
             let now = self.core.now();
             if !force {
-                let oldest = self.core.requests.queued(group, None, 1).await?.items.into_iter().next();
+                let oldest = self
+                    .core
+                    .requests
+                    .queued(group, None, 1)
+                    .await?
+                    .items
+                    .into_iter()
+                    .next();
                 let Some(oldest) = oldest else { return Ok(()) };
                 let waited = now.since(oldest.created_at);
                 if remaining < policy.submit_min_requests && waited < policy.submit_max_age {
@@ -315,7 +322,10 @@ impl Submitter {
                 }
                 JobStatus::Uploaded => {
                     let Some(file_id) = job.provider_file_id.clone() else {
-                        return Err(PipelineError::Rejected(format!("job {} is uploaded without a file id", job.id)));
+                        return Err(PipelineError::Rejected(format!(
+                            "job {} is uploaded without a file id",
+                            job.id
+                        )));
                     };
                     let req = CreateBatch {
                         job_id: job.id.clone(),

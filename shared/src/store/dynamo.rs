@@ -128,7 +128,11 @@ impl<'a> Reader<'a> {
     }
 
     fn flag(&self, name: &str) -> bool {
-        self.item.get(name).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
+        self.item
+            .get(name)
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false)
     }
 
     fn req_s(&self, name: &str) -> Result<&'a str, StoreError> {
@@ -1534,7 +1538,9 @@ impl JobStore for DynamoStore {
         let mut out = HashMap::new();
         for item in &items {
             let r = Reader::new(item, "hold");
-            let group = r.parse(SK, |v| QueueGroup::from_key(v).ok_or_else(|| format!("bad queue group {v:?}")))?;
+            let group = r.parse(SK, |v| {
+                QueueGroup::from_key(v).ok_or_else(|| format!("bad queue group {v:?}"))
+            })?;
             out.insert(group, Timestamp::from_millis(r.req_n("until")?));
         }
         Ok(out)
