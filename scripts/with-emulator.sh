@@ -8,6 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${BATCHQ_VENV:-$root/.venv}"
 moto="$venv/bin/moto_server"
+patched="$root/scripts/moto_server.py"
 if [ ! -x "$moto" ]; then
   echo "with-emulator: $moto not found; run 'make venv' (make test does it for you)" >&2
   exit 2
@@ -16,7 +17,7 @@ fi
 mkdir -p "$root/.tmp"
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 log="$root/.tmp/moto-$port.log"
-"$moto" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+"$venv/bin/python" "$patched" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 
 stop() {
