@@ -15,6 +15,13 @@ A Query on a table's own key also walks and sorts every item of the table;
 here it looks at the items under the queried partition key only (the result
 is the same: moto filters on that key anyway).
 
+moto_server answers requests on several threads, and moto's DynamoDB
+backend takes no lock: two conditional writes to one item can both pass
+their condition and the later one silently overwrites the earlier (and an
+`attempts + 1` can be lost). DynamoDB never does that, and batchq's
+correctness rests on it, so every DynamoDB request is served under one lock
+here (a test saw a request claimed by two concurrent submit runs before).
+
 Everything else is stock moto. Usage: python moto_server.py -H HOST -p PORT
 """
 
@@ -33,6 +40,7 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 
 
 def transact_write_items(self, transact_items):
@@ -153,6 +161,17 @@ def query(self, *args, **kwargs):
 
 Table.all_items = all_items
 Table.query = query
+
+_dynamodb_lock = threading.Lock()
+_call_action = DynamoHandler.call_action
+
+
+def call_action(self):
+    with _dynamodb_lock:
+        return _call_action(self)
+
+
+DynamoHandler.call_action = call_action
 
 if __name__ == "__main__":
     from moto.server import main

@@ -106,7 +106,15 @@ impl TestEnv {
 }
 
 async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
-    let mut n = 0;
+    scan_all(client, table).await.len()
+}
+
+/// Every item of a table (tests only: a full scan).
+pub async fn scan_all(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = Vec::new();
     let mut start = None;
     loop {
         let out = client
@@ -116,10 +124,10 @@ async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
             .send()
             .await
             .expect("scan");
-        n += out.items().len();
+        items.extend(out.items.unwrap_or_default());
         match out.last_evaluated_key {
             Some(k) => start = Some(k),
-            None => return n,
+            None => return items,
         }
     }
 }

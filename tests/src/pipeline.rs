@@ -73,6 +73,18 @@ impl Pipeline {
         }
     }
 
+    /// A pipeline whose fake provider starts with `faults`.
+    pub async fn with_faults(faults: fake_openai::Faults, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start(
+            FakeConfig {
+                faults,
+                ..FakeConfig::default()
+            },
+            tweak,
+        )
+        .await
+    }
+
     pub fn config(&self) -> &Config {
         &self.env.config
     }
@@ -280,27 +292,11 @@ impl Pipeline {
     pub async fn snapshot(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for table in [&self.env.config.requests_table, &self.env.config.jobs_table] {
-            let mut start = None;
-            loop {
-                let page = self
-                    .env
-                    .dynamo
-                    .scan()
-                    .table_name(table)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .expect("scan");
-                for item in page.items() {
-                    let pk = format!("{:?}", item.get("pk"));
-                    let sk = format!("{:?}", item.get("sk"));
-                    let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
-                    out.insert(format!("{table}|{pk}|{sk}"), format!("{sorted:?}"));
-                }
-                match page.last_evaluated_key {
-                    Some(k) => start = Some(k),
-                    None => break,
-                }
+            for item in crate::scan_all(&self.env.dynamo, table).await {
+                let pk = format!("{:?}", item.get("pk"));
+                let sk = format!("{:?}", item.get("sk"));
+                let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
+                out.insert(format!("{table}|{pk}|{sk}"), format!("{sorted:?}"));
             }
         }
         out
@@ -360,6 +356,7 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
     // Batches that failed never ran: they are no attempt of their requests
     // (a full token queue gives the attempt back).
     let mut ran: HashMap<String, u32> = HashMap::new();
+    let mut batches_of: HashMap<String, Vec<String>> = HashMap::new();
     let mut failed_batches = 0;
     for sub in p.fake.submissions() {
         let batch = p
@@ -372,7 +369,14 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
             continue;
         }
         for id in sub.custom_ids {
-            *ran.entry(id).or_default() += 1;
+            *ran.entry(id.clone()).or_default() += 1;
+            batches_of.entry(id).or_default().push(format!(
+                "{} (job {}, file {}, {})",
+                batch.id,
+                batch.job_id_metadata().unwrap_or("?"),
+                sub.input_file_id,
+                batch.status
+            ));
         }
     }
     let mut completed_usage = batchq_core::request::Usage::default();
@@ -388,9 +392,10 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
         let sent = ran.get(req.key.as_str()).copied().unwrap_or(0);
         assert!(
             sent <= st.attempts,
-            "{} was in {sent} provider batches that ran, in {} attempts",
+            "{} was in {sent} provider batches that ran, in {} attempts: {:?}",
             req.custom_id,
-            st.attempts
+            st.attempts,
+            batches_of.get(req.key.as_str())
         );
         if st.status == RequestStatus::Completed {
             if failed_batches == 0 {

@@ -11,7 +11,7 @@ use batchq_core::pipeline::crash::CrashOnce;
 use batchq_core::pipeline::CrashPoint;
 use batchq_core::request::NewRequest;
 use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, Pipeline};
-use fake_openai::{FakeConfig, Faults};
+use fake_openai::Faults;
 
 /// A workload that passes every boundary: two groups, a group split into two
 /// files, files longer than one ingest chunk, and an error file with
@@ -38,16 +38,10 @@ async fn crash_then_rerun_twice(point: CrashPoint) {
         token_limit_exceeded: token_limit_first,
         ..Faults::default()
     };
-    let p = Pipeline::start(
-        FakeConfig {
-            faults,
-            ..FakeConfig::default()
-        },
-        |c| {
-            c.limits.max_lines_per_batch = 120;
-            c.policy.max_attempts = 3;
-        },
-    )
+    let p = Pipeline::with_faults(faults, |c| {
+        c.limits.max_lines_per_batch = 120;
+        c.policy.max_attempts = 3;
+    })
     .await;
     let reqs = workload();
     p.enqueue(&reqs).await;

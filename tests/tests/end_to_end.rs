@@ -6,31 +6,15 @@ mod api_support;
 
 use std::collections::HashMap;
 
-use api_support::{event, post_event};
+use api_support::{event, lambda_answer, post_event, Answer};
 use batchq_core::api::Api;
 use batchq_core::ids::{CustomId, RequestKey, TenantId};
 use batchq_tests::pipeline::Pipeline;
 use fake_openai::FakeConfig;
 use serde_json::{json, Value};
 
-struct Call {
-    status: u16,
-    body: Value,
-}
-
-async fn call(api: &Api, ev: &Value) -> Call {
-    let request = lambda_http::request::from_str(&ev.to_string()).expect("a valid API Gateway v2 event");
-    let resp = batchq_enqueue::handle(api, request)
-        .await
-        .expect("the handler never fails");
-    let text = match resp.body() {
-        lambda_http::Body::Text(s) => s.clone(),
-        other => panic!("expected a text body, got {other:?}"),
-    };
-    Call {
-        status: resp.status().as_u16(),
-        body: serde_json::from_str(&text).expect("JSON body"),
-    }
+async fn call(api: &Api, ev: &Value) -> Answer {
+    lambda_answer(api, ev).await
 }
 
 fn api_of(p: &Pipeline) -> Api {

@@ -94,14 +94,7 @@ async fn failing_lines_are_retried_up_to_max_attempts_then_fail_with_the_provide
         fail_status: Some(500),
         ..Faults::default()
     };
-    let p = Pipeline::start(
-        FakeConfig {
-            faults,
-            ..FakeConfig::default()
-        },
-        |c| c.policy.max_attempts = 3,
-    )
-    .await;
+    let p = Pipeline::with_faults(faults, |c| c.policy.max_attempts = 3).await;
     let reqs: Vec<_> = (0..80).map(|i| chat(i, "gpt-4o-mini")).collect();
     p.enqueue(&reqs).await;
 
@@ -127,14 +120,7 @@ async fn a_400_inside_the_result_file_fails_the_request_at_once() {
         fail_status: Some(400),
         ..Faults::default()
     };
-    let p = Pipeline::start(
-        FakeConfig {
-            faults,
-            ..FakeConfig::default()
-        },
-        |_| {},
-    )
-    .await;
+    let p = Pipeline::with_faults(faults, |_| {}).await;
     let reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();
     p.enqueue(&reqs).await;
     p.settle(&keys(&reqs), 3).await;
@@ -151,13 +137,10 @@ async fn a_400_inside_the_result_file_fails_the_request_at_once() {
 
 #[tokio::test]
 async fn an_expired_batch_keeps_its_finished_part_and_requeues_the_rest_which_completes_later() {
-    let p = Pipeline::start(
-        FakeConfig {
-            faults: Faults {
-                stay_validating_polls: 1,
-                ..Faults::default()
-            },
-            ..FakeConfig::default()
+    let p = Pipeline::with_faults(
+        Faults {
+            stay_validating_polls: 1,
+            ..Faults::default()
         },
         |_| {},
     )
@@ -203,13 +186,10 @@ async fn an_expired_batch_keeps_its_finished_part_and_requeues_the_rest_which_co
 
 #[tokio::test]
 async fn requests_that_expire_in_every_attempt_end_failed_with_batch_expired() {
-    let p = Pipeline::start(
-        FakeConfig {
-            faults: Faults {
-                stay_validating_polls: 1,
-                ..Faults::default()
-            },
-            ..FakeConfig::default()
+    let p = Pipeline::with_faults(
+        Faults {
+            stay_validating_polls: 1,
+            ..Faults::default()
         },
         |c| c.policy.max_attempts = 2,
     )
@@ -239,13 +219,10 @@ async fn requests_that_expire_in_every_attempt_end_failed_with_batch_expired() {
 
 #[tokio::test]
 async fn a_full_token_queue_requeues_without_using_an_attempt_and_holds_the_model_back() {
-    let p = Pipeline::start(
-        FakeConfig {
-            faults: Faults {
-                token_limit_exceeded: true,
-                ..Faults::default()
-            },
-            ..FakeConfig::default()
+    let p = Pipeline::with_faults(
+        Faults {
+            token_limit_exceeded: true,
+            ..Faults::default()
         },
         |_| {},
     )
@@ -333,14 +310,11 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
 
 #[tokio::test]
 async fn a_batch_the_provider_forgot_is_handled_as_expired() {
-    let p = Pipeline::start(
-        FakeConfig {
-            faults: Faults {
-                vanish_after_polls: Some(0),
-                stay_validating_polls: 5,
-                ..Faults::default()
-            },
-            ..FakeConfig::default()
+    let p = Pipeline::with_faults(
+        Faults {
+            vanish_after_polls: Some(0),
+            stay_validating_polls: 5,
+            ..Faults::default()
         },
         |_| {},
     )

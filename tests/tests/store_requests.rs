@@ -458,3 +458,35 @@ async fn apply_many_settles_each_update_on_its_own_condition() {
     assert!(env.store.queue_groups().await.unwrap().is_empty());
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_of_one_request_have_exactly_one_winner() {
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let req = insert_one(
+        &env,
+        new_request("acme", "contended", Endpoint::ChatCompletions, "gpt-4o-mini", "hi"),
+        ts(0),
+    )
+    .await;
+    let jobs: Vec<JobId> = (0..16).map(|_| JobId::generate()).collect();
+    let tasks: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let (env, req, job) = (env.clone(), req.clone(), job.clone());
+            tokio::spawn(async move { env.store.apply(RequestUpdate::claim(&req, &job, ts(1))).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Applied::Now) => winners += 1,
+            Ok(Applied::Already) => panic!("no two claims are for the same job"),
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners, 1, "a conditional claim admits one job");
+    let stored = env.store.get(&req.key).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 1, "no lost or doubled increment");
+    assert!(jobs.contains(stored.job_id.as_ref().unwrap()));
+}

@@ -126,16 +126,7 @@ impl Poller {
         };
         let batch = match self.provider.retrieve_batch(&batch_id).await {
             Ok(b) => b,
-            Err(ProviderError::NotFound { .. }) => {
-                return self
-                    .give_up(
-                        job,
-                        "batch_not_found",
-                        format!("the provider no longer knows batch {batch_id}"),
-                        report,
-                    )
-                    .await;
-            }
+            Err(ProviderError::NotFound { .. }) => return self.vanished(job, report).await,
             Err(e) => return Err(e.into()),
         };
         let now = self.core.now();
@@ -205,16 +196,7 @@ impl Poller {
                                 line: None,
                             });
                         }
-                        Err(ProviderError::NotFound { .. }) => {
-                            return self
-                                .give_up(
-                                    job,
-                                    "batch_not_found",
-                                    format!("the provider no longer knows batch {batch_id}"),
-                                    report,
-                                )
-                                .await;
-                        }
+                        Err(ProviderError::NotFound { .. }) => return self.vanished(job, report).await,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -331,6 +313,15 @@ impl Poller {
             }
         }
         Ok(out)
+    }
+
+    /// The provider answers 404 for the job's batch.
+    async fn vanished(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
+        let message = format!(
+            "the provider no longer knows batch {}",
+            job.provider_batch_id.as_ref().map(|b| b.as_str()).unwrap_or("?")
+        );
+        self.give_up(job, "batch_not_found", message, report).await
     }
 
     /// The provider lost the batch, or it never ended: every request still in

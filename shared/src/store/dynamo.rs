@@ -630,6 +630,46 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Reads the `sk` item of each request (strongly consistent), 100 keys a
+    /// call, retrying unprocessed keys with backoff. Missing items are absent.
+    async fn batch_get(&self, keys: &[RequestKey], sk: &str) -> Result<Vec<Item>, StoreError> {
+        let unique: Vec<&RequestKey> = keys.iter().collect::<HashSet<_>>().into_iter().collect();
+        let mut out = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(100) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|k| HashMap::from([(PK.to_owned(), s(k.as_str())), (SK.to_owned(), s(sk))]))
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys set");
+                let res = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.requests_table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::backend("dynamodb BatchGetItem", err_msg(e)))?;
+                out.extend(
+                    res.responses
+                        .unwrap_or_default()
+                        .remove(&self.requests_table)
+                        .unwrap_or_default(),
+                );
+                if let Some(ka) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.requests_table)) {
+                    pending = ka.keys;
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn body_payload(&self, r: &NewRequest) -> Result<Payload, StoreError> {
         if r.body_bytes() <= self.inline_body_max {
             return Ok(Payload::Inline(r.body_json.clone()));
@@ -1134,41 +1174,9 @@ impl RequestStore for DynamoStore {
 
     async fn get_many(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError> {
         let mut out = HashMap::with_capacity(keys.len());
-        let unique: Vec<&RequestKey> = keys.iter().collect::<HashSet<_>>().into_iter().collect();
-        for chunk in unique.chunks(100) {
-            let mut pending: Vec<Item> = chunk
-                .iter()
-                .map(|k| HashMap::from([(PK.to_owned(), s(k.as_str())), (SK.to_owned(), s(SK_STATE))]))
-                .collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .expect("keys set");
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.requests_table, ka)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::backend("dynamodb BatchGetItem", err_msg(e)))?;
-                for item in res
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.requests_table)
-                    .unwrap_or_default()
-                {
-                    let r = request_from_item(&item)?;
-                    out.insert(r.key.clone(), r);
-                }
-                if let Some(ka) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.requests_table)) {
-                    pending = ka.keys;
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-            }
+        for item in self.batch_get(keys, SK_STATE).await? {
+            let r = request_from_item(&item)?;
+            out.insert(r.key.clone(), r);
         }
         Ok(out)
     }
@@ -1198,54 +1206,21 @@ impl RequestStore for DynamoStore {
 
     async fn bodies(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, String>, StoreError> {
         let mut out = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(100) {
-            let mut pending: Vec<Item> = chunk
-                .iter()
-                .map(|k| HashMap::from([(PK.to_owned(), s(k.as_str())), (SK.to_owned(), s(SK_BODY))]))
-                .collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .expect("keys set");
-                let res = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.requests_table, ka)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::backend("dynamodb BatchGetItem", err_msg(e)))?;
-                for item in res
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.requests_table)
-                    .unwrap_or_default()
-                {
-                    let r = Reader::new(&item, "body");
-                    let key = r.parse(PK, |v| RequestKey::parse(v).map_err(|e| e.message))?;
-                    let json = match payload_from(&r, "body")? {
-                        Some(Payload::Inline(j)) => j,
-                        Some(Payload::S3 { key: s3key, .. }) => {
-                            let bytes = self.objects.get(&s3key).await?.ok_or_else(|| StoreError::NotFound {
-                                entity: "body object",
-                                id: s3key.clone(),
-                            })?;
-                            String::from_utf8(bytes.to_vec()).map_err(|_| r.corrupt("body is not UTF-8".into()))?
-                        }
-                        None => return Err(r.corrupt("body item has no body".into())),
-                    };
-                    out.insert(key, json);
+        for item in self.batch_get(keys, SK_BODY).await? {
+            let r = Reader::new(&item, "body");
+            let key = r.parse(PK, |v| RequestKey::parse(v).map_err(|e| e.message))?;
+            let json = match payload_from(&r, "body")? {
+                Some(Payload::Inline(j)) => j,
+                Some(Payload::S3 { key: s3key, .. }) => {
+                    let bytes = self.objects.get(&s3key).await?.ok_or_else(|| StoreError::NotFound {
+                        entity: "body object",
+                        id: s3key.clone(),
+                    })?;
+                    String::from_utf8(bytes.to_vec()).map_err(|_| r.corrupt("body is not UTF-8".into()))?
                 }
-                if let Some(mut unprocessed) = res.unprocessed_keys {
-                    if let Some(ka) = unprocessed.remove(&self.requests_table) {
-                        pending = ka.keys;
-                        attempt += 1;
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
-                }
-            }
+                None => return Err(r.corrupt("body item has no body".into())),
+            };
+            out.insert(key, json);
         }
         Ok(out)
     }

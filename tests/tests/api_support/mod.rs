@@ -109,29 +109,7 @@ impl ApiEnv {
 
     /// Sends an API Gateway v2 event (JSON text) through the Lambda handler.
     pub async fn lambda(&self, event: &Value) -> Answer {
-        let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
-        let resp = batchq_enqueue::handle(&self.api, request)
-            .await
-            .expect("the handler never fails");
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
-            .collect();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let text = match resp.body() {
-            lambda_http::Body::Text(s) => s.clone(),
-            other => panic!("expected a text body, got {other:?}"),
-        };
-        Answer {
-            status: resp.status().as_u16(),
-            body: serde_json::from_str(&text).expect("the body is JSON"),
-            content_type,
-            headers,
-        }
+        lambda_answer(&self.api, event).await
     }
 
     pub async fn snapshot(&self) -> Snapshot {
@@ -148,6 +126,34 @@ impl ApiEnv {
             job_items: self.env.job_items().await,
             objects: listed.contents().len(),
         }
+    }
+}
+
+/// Sends an API Gateway v2 event (JSON text) through the enqueue Lambda
+/// handler over `api`, as API Gateway would.
+pub async fn lambda_answer(api: &Api, event: &Value) -> Answer {
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
+    let resp = batchq_enqueue::handle(api, request)
+        .await
+        .expect("the handler never fails");
+    let headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = match resp.body() {
+        lambda_http::Body::Text(s) => s.clone(),
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    Answer {
+        status: resp.status().as_u16(),
+        body: serde_json::from_str(&text).expect("the body is JSON"),
+        content_type,
+        headers,
     }
 }
 
