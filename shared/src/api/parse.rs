@@ -383,6 +383,15 @@ mod tests {
     }
 
     #[test]
+    fn canonical_body_keeps_every_number_exactly_as_sent() {
+        // Seeds past u64, and decimals with more digits than an f64 holds,
+        // reach the provider as the caller wrote them.
+        let text = r#"{"seed":123456789012345678901234567890,"temperature":0.1000000000000000055511151231257827,"n":-0,"top_p":1e-7}"#;
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(canonical_json(&v), r#"{"n":-0,"seed":123456789012345678901234567890,"temperature":0.1000000000000000055511151231257827,"top_p":1e-7}"#);
+    }
+
+    #[test]
     fn canonical_body_ignores_key_order_and_whitespace() {
         let a: Value = serde_json::from_str(r#"{"b": [1, {"y": 2, "x": 1}], "a": "é\n"}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":"é\n","b":[1,{"x":1,"y":2}]}"#).unwrap();
