@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV   ?= .venv
-# Pinned emulator: S3 + DynamoDB in one process (see docs/testing.md).
+# Pinned emulator: S3 + DynamoDB in one process, started via scripts/moto_server.py (see README, Development).
 MOTO_SPEC := moto[server]==5.2.5
 
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --workspace --no-fail-fast" || echo "cargo test --workspace --no-fail-fast")
