@@ -38,6 +38,5 @@ clean: ## Remove build outputs and the virtualenv
 	rm -rf $(VENV) .tmp
 
 .PHONY: demo
-demo: ## Run the whole pipeline locally end to end
-	@echo "make demo is not built yet: it needs the provider client, the handlers and the batchq CLI (issues 3-5)." >&2
-	@exit 1
+demo: venv ## Run the whole pipeline locally end to end (emulator + fake provider) and print what it did
+	scripts/demo.sh

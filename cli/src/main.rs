@@ -1,0 +1,182 @@
+//! `batchq`: the operator's command line, built on the same `batchq-core`
+//! code as the Lambda functions. It reads the same environment variables
+//! with the same defaults, so
+//! `AWS_ENDPOINT_URL=… OPENAI_BASE_URL=… OPENAI_API_KEY=… batchq init && batchq serve`
+//! is a complete local system.
+//!
+//! Output is for people by default; `--json` prints one JSON document on
+//! stdout instead. Errors go to stderr with a non-zero exit: 1 for a failure,
+//! 2 when `enqueue` rejected lines.
+
+mod commands;
+mod output;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "batchq", version, about = "Queue LLM requests into provider batch APIs at half price")]
+struct Cli {
+    /// Print one JSON document on stdout instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the tables and the bucket (idempotent).
+    Init,
+    /// Serve the HTTP API locally and run submit, poll and ingest on a schedule.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// How often submit runs.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        submit_every: Duration,
+        /// How often poll runs (new result files are ingested right after).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        poll_every: Duration,
+    },
+    /// Run submit once now.
+    Submit {
+        /// Submit every queued group, due or not.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run poll once now (and ingest the result files it copies).
+    Poll,
+    /// Ingest one result file now: `s3://BUCKET/results/JOB/output.jsonl`.
+    Ingest { url: String },
+    /// Enqueue a batch-format JSONL file (one request per line).
+    Enqueue {
+        file: PathBuf,
+        /// Send to a running API (e.g. `http://127.0.0.1:8080`) instead of writing to the store directly.
+        #[arg(long)]
+        api: Option<String>,
+    },
+    /// Wait until nothing is queued or in flight and every job is closed.
+    Wait {
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Export results as OpenAI batch output lines (JSONL).
+    Results {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only this job's results.
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Show one request: status, attempts, result.
+    Status { custom_id: String },
+    /// Requests by status, queue age, open jobs.
+    Stats,
+    /// Provider batches, newest first.
+    Jobs {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// Parses `90`, `90s`, `15m`, `2h`, `500ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 2h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    }
+}
+
+/// A command's failure, already phrased for the user.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("batchq: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("batchq: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let config = batchq_core::config::Config::from_env()?;
+    let quiet_logs = !matches!(cli.command, Command::Serve { .. });
+    output::init_logs(&config, quiet_logs);
+    let ctx = commands::Ctx::new(config, cli.json).await;
+    match cli.command {
+        Command::Init => commands::init(&ctx).await,
+        Command::Serve {
+            addr,
+            submit_every,
+            poll_every,
+        } => serve::serve(&ctx, addr, submit_every, poll_every).await,
+        Command::Submit { force } => commands::submit(&ctx, force).await,
+        Command::Poll => commands::poll(&ctx).await,
+        Command::Ingest { url } => commands::ingest(&ctx, &url).await,
+        Command::Enqueue { file, api } => commands::enqueue(&ctx, &file, api.as_deref()).await,
+        Command::Wait { timeout } => commands::wait(&ctx, timeout).await,
+        Command::Results { out, job } => commands::results(&ctx, out.as_deref(), job.as_deref()).await,
+        Command::Status { custom_id } => commands::status(&ctx, &custom_id).await,
+        Command::Stats => commands::stats(&ctx).await,
+        Command::Jobs { limit } => commands::jobs(&ctx, limit).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

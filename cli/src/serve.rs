@@ -1,0 +1,158 @@
+//! `batchq serve`: the enqueue function's HTTP API on a local port (same
+//! routes, same code, same JSON), plus the local stand-ins for EventBridge
+//! (submit and poll on intervals) and for the S3 notification (each result
+//! file poll copies is ingested right away; one that fails is retried on the
+//! next tick). Ctrl-C stops accepting requests, lets a running step finish,
+//! and exits; a step cut short would be finished by the next run anyway.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, Request, Response, StatusCode};
+use axum::Router;
+use batchq_core::api::{Api, ApiRequest, Method};
+use batchq_core::ids::TenantId;
+use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
+use tokio::sync::watch;
+
+use crate::commands::Ctx;
+use crate::Failure;
+
+/// Largest request body read (the API refuses more than 10 MiB anyway).
+const MAX_BODY: usize = 12 * 1024 * 1024;
+
+pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_every: Duration) -> Result<(), Failure> {
+    let provider = ctx.provider().await?;
+    let submitter = ctx.app.submitter(provider.clone());
+    let poller = ctx.app.poller(provider);
+    let ingester = ctx.app.ingester();
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("batchq: stopping (finishing the running step)…");
+        let _ = stop_tx.send(true);
+    });
+    let app = Router::new().fallback(handle).with_state(ctx.api.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    // The line scripts wait for: the address actually bound (port 0 picks one).
+    println!("batchq serving http://{bound}");
+    eprintln!(
+        "batchq: submit every {}s, poll every {}s; Ctrl-C stops",
+        submit_every.as_secs_f32(),
+        poll_every.as_secs_f32()
+    );
+
+    schedule(submitter, poller, ingester, submit_every, poll_every, stop_rx).await;
+    server
+        .await
+        .map_err(|e| format!("server task: {e}"))?
+        .map_err(|e| format!("server: {e}"))?;
+    Ok(())
+}
+
+async fn schedule(
+    submitter: Submitter,
+    poller: Poller,
+    ingester: Ingester,
+    submit_every: Duration,
+    poll_every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut submit_tick = tokio::time::interval(submit_every);
+    let mut poll_tick = tokio::time::interval(poll_every);
+    submit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut to_ingest: BTreeSet<String> = BTreeSet::new();
+    loop {
+        // Only the waits race the stop signal; a step, once started, finishes.
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = submit_tick.tick() => {
+                match submitter.run(SubmitOptions::default()).await {
+                    Ok(r) => {
+                        for j in r.jobs.iter().chain(&r.resumed) {
+                            tracing::info!(job = %j.job_id, group = %j.group, requests = j.requests, "submitted");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "submit failed; the next tick retries"),
+                }
+            }
+            _ = poll_tick.tick() => {
+                match poller.run().await {
+                    Ok(r) => {
+                        for c in &r.changed {
+                            tracing::info!(job = %c.job_id, from = %c.from, to = %c.to, "job status");
+                        }
+                        to_ingest.extend(r.copied);
+                    }
+                    Err(e) => tracing::error!(error = %e, "poll failed; the next tick retries"),
+                }
+                for key in std::mem::take(&mut to_ingest) {
+                    match ingester.ingest_key(&key).await {
+                        Ok(r) => tracing::info!(key, completed = r.completed, failed = r.failed, requeued = r.requeued, "ingested"),
+                        Err(e) => {
+                            tracing::error!(key, error = %e, "ingest failed; retried next tick");
+                            to_ingest.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Any request: hand it to the API core as the Lambda handler does.
+async fn handle(State(api): State<Api>, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = match to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
+                &[],
+                r#"{"error":{"code":"too_large","message":"the request body is too large","field":"body"}}"#.into(),
+            )
+        }
+    };
+    let request = ApiRequest {
+        method: Method::parse(parts.method.as_str()),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        body,
+    };
+    let resp = api.handle(&TenantId::default_tenant(), request).await;
+    json_response(resp.status, &resp.headers, resp.body_string())
+}
+
+fn json_response(status: u16, headers: &[(&'static str, String)], body: String) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    builder.body(Body::from(body)).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::from(r#"{"error":{"code":"internal","message":"internal error","field":null}}"#));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# make demo: the whole pipeline on this machine, end to end.
+#
+# Starts a private AWS emulator (moto) and the fake provider, runs
+# `batchq init` and `batchq serve`, enqueues the sample workload
+# (demo/workload.py: review sentiment + article summaries), waits with
+# progress, prints per-job results and the savings, and stops every process
+# it started — also on Ctrl-C or failure.
+#
+# Against the real OpenAI Batch API instead of the fake:
+#   OPENAI_API_KEY=sk-... BATCHQ_PROVIDER=openai make demo
+# (a small workload, 20 requests, costs well under one cent; batches may take
+# up to 24 h, usually minutes).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv="${BATCHQ_VENV:-$root/.venv}"
+bin="$root/target/debug"
+mkdir -p .tmp
+work=$(mktemp -d "$root/.tmp/demo.XXXXXX")
+pids=()
+
+stop_all() {
+  local code=$?
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$code" -ne 0 ]; then
+    echo "demo: failed (exit $code); logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say() { printf '\n== %s\n' "$*"; }
+
+# Waits until FILE has a line matching PATTERN and prints the match's group.
+wait_for_line() {
+  local file=$1 pattern=$2 pid=$3
+  for _ in $(seq 1 300); do
+    if line=$(grep -m1 -oE "$pattern" "$file" 2>/dev/null); then
+      echo "$line"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "demo: process $pid exited early; its output:" >&2
+      cat "$file" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "demo: timed out waiting for '$pattern' in $file" >&2
+  return 1
+}
+
+real_provider=false
+if [ -n "${OPENAI_API_KEY:-}" ] && [ "${BATCHQ_PROVIDER:-}" = "openai" ]; then
+  real_provider=true
+fi
+
+say "building batchq and the fake provider"
+cargo build --quiet -p batchq-cli -p fake-openai
+
+say "starting the local AWS emulator (moto: S3 + DynamoDB)"
+port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+"$venv/bin/python" scripts/moto_server.py -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
+echo "emulator on $AWS_ENDPOINT_URL"
+
+if $real_provider; then
+  say "using the real OpenAI Batch API (OPENAI_API_KEY is set, BATCHQ_PROVIDER=openai)"
+  reviews=15 articles=5 timeout=26h
+else
+  say "starting the fake provider (OpenAI Files + Batch API, offline)"
+  "$bin/fake-openai" --port 0 --step-ms 1500 >"$work/fake.out" 2>"$work/fake.log" &
+  pids+=($!)
+  fake=$(wait_for_line "$work/fake.out" 'http://[0-9.:]+' "${pids[-1]}")
+  export OPENAI_BASE_URL="$fake/v1" OPENAI_API_KEY=sk-fake BATCHQ_PROVIDER=openai
+  echo "fake provider on $OPENAI_BASE_URL"
+  reviews=2000 articles=1000 timeout=10m
+fi
+
+# Local tables and bucket of their own; groups are submitted a few seconds
+# after their first request instead of the production 15 minutes.
+export BATCHQ_REQUESTS_TABLE=batchq-demo-requests BATCHQ_JOBS_TABLE=batchq-demo-jobs BATCHQ_BUCKET=batchq-demo
+export BATCHQ_SUBMIT_MAX_AGE_SECS="${BATCHQ_SUBMIT_MAX_AGE_SECS:-5}"
+export BATCHQ_LOG="${BATCHQ_LOG:-warn}"
+
+say "batchq init"
+"$bin/batchq" init
+
+say "batchq serve"
+"$bin/batchq" serve --addr 127.0.0.1:0 --submit-every 2s --poll-every 1s >"$work/serve.out" 2>"$work/serve.log" &
+pids+=($!)
+api=$(wait_for_line "$work/serve.out" 'http://[0-9.:]+' "${pids[-1]}")
+echo "API on $api"
+
+say "enqueueing $reviews review classifications and $articles article summaries"
+"$venv/bin/python" demo/workload.py "$reviews" "$articles" >"$work/workload.jsonl"
+"$bin/batchq" enqueue "$work/workload.jsonl" --api "$api"
+
+say "waiting for the batches"
+"$bin/batchq" wait --timeout "$timeout"
+
+say "jobs"
+"$bin/batchq" jobs
+
+say "results"
+"$bin/batchq" results --out "$work/results.jsonl"
+"$bin/batchq" jobs --json >"$work/jobs.json"
+"$venv/bin/python" - "$work/jobs.json" "$work/results.jsonl" <<'PY'
+import json, sys
+from decimal import Decimal
+jobs = json.load(open(sys.argv[1]))["jobs"]
+lines = [json.loads(l) for l in open(sys.argv[2])]
+per_model = {}
+batch = realtime = Decimal(0)
+for j in jobs:
+    per_model.setdefault(j["model"], 0)
+    per_model[j["model"]] += j["request_counts"]["completed"]
+    t = j["totals"]
+    batch += Decimal(t["batch_cost"])
+    realtime += Decimal(t["realtime_cost"])
+for model, n in sorted(per_model.items()):
+    print(f"completed with {model}: {n}")
+ok = sum(1 for l in lines if l["response"] and 200 <= l["response"]["status_code"] < 300)
+print(f"result lines exported: {len(lines)} ({ok} successful), in OpenAI batch output format")
+saved = realtime - batch
+pct = (saved / realtime * 100) if realtime else Decimal(0)
+print(f"savings: paid ${batch:.6f} instead of ${realtime:.6f} in real time: saved ${saved:.6f} ({pct:.0f}%)")
+PY
+
+say "stats"
+"$bin/batchq" stats
+echo
+echo "demo: done; stopping the server, the fake provider and the emulator"
