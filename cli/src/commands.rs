@@ -61,7 +61,10 @@ impl Ctx {
     pub async fn call(&self, req: ApiRequest) -> Result<Value, Failure> {
         let resp: ApiResponse = self.api.handle(&self.tenant, req).await;
         if resp.status >= 400 {
-            let msg = resp.body["error"]["message"].as_str().unwrap_or("request failed").to_owned();
+            let msg = resp.body["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed")
+                .to_owned();
             return Err(Failure { message: msg, code: 1 });
         }
         Ok(resp.body)
@@ -72,16 +75,22 @@ pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
     ctx.app.store.create_tables().await?;
     let bucket = &ctx.app.config.bucket;
     let s3 = ctx.app.objects.client();
-    let created_bucket = match s3.create_bucket().bucket(bucket).send().await {
-        Ok(_) => true,
-        Err(e) => {
-            let owned = e.as_service_error().is_some_and(|se| {
-                se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists()
-            });
-            if !owned {
-                return Err(format!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)).into());
+    // us-east-1 answers 200 to creating a bucket one already owns, so ask first.
+    let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+    let created_bucket = if exists {
+        false
+    } else {
+        match s3.create_bucket().bucket(bucket).send().await {
+            Ok(_) => true,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_bucket_already_owned_by_you()) =>
+            {
+                false
             }
-            false
+            Err(e) => {
+                return Err(format!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)).into())
+            }
         }
     };
     let cfg = &ctx.app.config;
@@ -531,7 +540,11 @@ pub async fn status(ctx: &Ctx, custom_id: &str) -> Result<(), Failure> {
                 text(&v["attempts"]),
                 text(&v["job_id"])
             ),
-            format!("  created {}  updated {}", text(&v["created_at"]), text(&v["updated_at"])),
+            format!(
+                "  created {}  updated {}",
+                text(&v["created_at"]),
+                text(&v["updated_at"])
+            ),
         ];
         if !v["last_error"].is_null() {
             out.push(format!(

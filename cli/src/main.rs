@@ -20,7 +20,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "batchq", version, about = "Queue LLM requests into provider batch APIs at half price")]
+#[command(
+    name = "batchq",
+    version,
+    about = "Queue LLM requests into provider batch APIs at half price"
+)]
 struct Cli {
     /// Print one JSON document on stdout instead of human output.
     #[arg(long, global = true)]
@@ -93,7 +97,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .map(|i| s.split_at(i))
         .unwrap_or((s, "s"));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 2h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 2h"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),

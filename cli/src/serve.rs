@@ -151,7 +151,9 @@ fn json_response(status: u16, headers: &[(&'static str, String)], body: String) 
         builder = builder.header(*name, value.as_str());
     }
     builder.body(Body::from(body)).unwrap_or_else(|_| {
-        let mut r = Response::new(Body::from(r#"{"error":{"code":"internal","message":"internal error","field":null}}"#));
+        let mut r = Response::new(Body::from(
+            r#"{"error":{"code":"internal","message":"internal error","field":null}}"#,
+        ));
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         r
     })
