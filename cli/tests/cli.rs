@@ -259,11 +259,12 @@ async fn one_shot_steps_and_every_read_command_print_json() {
         // results to stdout with --json: the JSONL itself.
         let res = env.run(&["results", "--json", "--job", &job_id]);
         assert!(res.status.success());
-        let n = String::from_utf8_lossy(&res.stdout)
+        let parsed: Vec<Value> = String::from_utf8_lossy(&res.stdout)
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).expect("JSONL"))
-            .count();
-        assert_eq!(n, 5);
+            .collect();
+        assert_eq!(parsed.len(), 5);
+        assert!(parsed.iter().all(|l| l["response"]["status_code"] == 200));
 
         let wait = json_of(&env.run(&["wait", "--timeout", "5s", "--json"]));
         assert_eq!(wait["stats"]["requests"]["by_status"]["queued"], 0);
