@@ -52,6 +52,9 @@ pub struct Faults {
     pub http_429: HashMap<String, u32>,
     /// The next N calls to a route answer 500.
     pub http_500: HashMap<String, u32>,
+    /// The next N calls to a route answer 400 `invalid_request_error` (a
+    /// refusal that retrying does not fix).
+    pub http_400: HashMap<String, u32>,
     /// A steady rate: every k-th call to a route answers 429 (k = 2 is 50%).
     pub http_429_every: HashMap<String, u32>,
     /// Every k-th call to a route answers 500.
@@ -315,6 +318,13 @@ async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>, req: Reque
             r.headers_mut()
                 .insert("retry-after", ms.div_ceil(1000).to_string().parse().expect("header"));
             Some(r)
+        } else if f.http_400.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() {
+            Some(api_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid request: the server refused this call.",
+                Some("invalid_request_error"),
+                None,
+            ))
         } else if f.http_500.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() || rate_500 {
             Some(api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,

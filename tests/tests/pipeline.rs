@@ -366,25 +366,121 @@ async fn a_batch_past_its_deadline_is_cancelled_and_its_finished_part_kept() {
 }
 
 #[tokio::test]
-async fn replaying_a_result_file_changes_nothing() {
-    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
-    let reqs: Vec<_> = (0..30).map(|i| chat(i, "gpt-4o-mini")).collect();
+async fn replaying_a_result_file_while_its_job_is_still_ingesting_changes_nothing() {
+    // Some lines fail retryably, so the job has an output and an error file:
+    // after the output file is ingested the job waits for the other one.
+    let faults = Faults {
+        fail_percent: 30,
+        fail_status: Some(500),
+        ..Faults::default()
+    };
+    let p = Pipeline::with_faults(faults, |_| {}).await;
+    let reqs: Vec<_> = (0..40).map(|i| chat(i, "gpt-4o-mini")).collect();
     p.enqueue(&reqs).await;
-    p.settle(&keys(&reqs), 3).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
     let job = p.all_jobs().await.remove(0);
-    let before = p.snapshot().await;
-
-    let report = p
-        .ingester_with(Arc::new(NoCrashes))
-        .ingest_file(job.clone(), batchq_core::pipeline::ingest::FileKind::Output)
+    assert!(job.output_file_id.is_some() && job.error_file_id.is_some());
+    let output = batchq_core::store::keys::job_output(&job.id);
+    let first = p
+        .ingest_via_handler(&p.ingester(), p.s3_event(&output, 1, "a"))
         .await
         .unwrap();
-    assert!(!report.counted);
-    let event = p.s3_event(&batchq_core::store::keys::job_output(&job.id), 1, "x");
-    p.ingest_via_handler(&p.ingester(), event).await.unwrap();
+    assert!(first["ingested"][0]["counted"].as_bool().unwrap());
+    let counted = p.job(&job.id).await;
+    assert_eq!(counted.status, JobStatus::Ingesting, "the error file is still to come");
+    let before = p.snapshot().await;
 
+    let again = p
+        .ingest_via_handler(&p.ingester(), p.s3_event(&output, 1, "a"))
+        .await
+        .unwrap();
+    let forced = p
+        .ingester_with(Arc::new(NoCrashes))
+        .ingest_file(counted.clone(), batchq_core::pipeline::ingest::FileKind::Output)
+        .await
+        .unwrap();
+
+    assert_eq!(again["ingested"][0]["counted"], false);
+    assert!(!forced.counted);
+    assert_eq!(p.snapshot().await, before, "a replay wrote something");
+    assert_eq!(p.job(&job.id).await.totals, counted.totals);
+
+    // Re-reading a counted file line by line (as a crashed first run would
+    // have) applies nothing either.
+    let mut uncounted = counted.clone();
+    uncounted.ingested_output = false;
+    let reread = p
+        .ingester()
+        .ingest_file(uncounted, batchq_core::pipeline::ingest::FileKind::Output)
+        .await
+        .unwrap();
+    assert_eq!(reread.completed + reread.failed + reread.requeued, 0, "{reread:?}");
+    assert!(reread.replayed > 0);
+    assert!(!reread.counted, "the job row says the file is counted");
     assert_eq!(p.snapshot().await, before);
-    assert_eq!(p.job(&job.id).await.totals, job.totals);
+}
+
+#[tokio::test]
+async fn a_job_the_provider_refuses_to_create_fails_and_releases_its_requests() {
+    let faults = Faults {
+        http_400: [("create".to_owned(), 1)].into(),
+        ..Faults::default()
+    };
+    let p = Pipeline::with_faults(faults, |_| {}).await;
+    let mut reqs: Vec<_> = (0..10).map(|i| chat(i, "gpt-4o-mini")).collect();
+    reqs.extend((0..5).map(|i| embedding(i, "text-embedding-3-small")));
+    p.enqueue(&reqs).await;
+
+    let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
+
+    assert_eq!(report.abandoned.len(), 1, "{report:?}");
+    assert_eq!(report.jobs.len(), 1, "the other group is still submitted");
+    let failed_job = p
+        .all_jobs()
+        .await
+        .into_iter()
+        .find(|j| j.status == JobStatus::Failed)
+        .unwrap();
+    assert_eq!(failed_job.errors[0].code, "submit_failed");
+    for r in p.states(&keys(&reqs[..10])).await.values() {
+        assert_eq!(r.status, RequestStatus::Queued);
+        assert_eq!(r.last_error.as_ref().unwrap().code, "submit_failed");
+    }
+    p.settle(&keys(&reqs), 3).await;
+    assert_invariants(&p, &reqs).await;
+}
+
+#[tokio::test]
+async fn a_claimed_request_whose_stored_body_is_lost_fails_and_the_rest_are_submitted() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let mut reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();
+    let big = batchq_tests::pipeline::new_request(
+        "big-1",
+        batchq_core::request::Endpoint::ChatCompletions,
+        "gpt-4o-mini",
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(40_000)}]}),
+    );
+    reqs.push(big.clone());
+    p.enqueue(&reqs).await;
+    let body_key = batchq_core::store::keys::body(&big.key, &big.content_hash);
+    assert!(
+        p.env.s3.head(&body_key).await.unwrap().is_some(),
+        "a 40 KB body lives in S3"
+    );
+    p.env.s3.delete(&body_key).await.unwrap();
+
+    p.settle(&keys(&reqs), 3).await;
+
+    let states = p.states(&keys(&reqs)).await;
+    let lost = &states[&big.key];
+    assert_eq!(lost.status, RequestStatus::Failed);
+    assert_eq!(lost.last_error.as_ref().unwrap().code, "body_missing");
+    assert_eq!(
+        states.values().filter(|r| r.status == RequestStatus::Completed).count(),
+        5
+    );
+    assert_eq!(p.fake.submissions()[0].custom_ids.len(), 5);
 }
 
 #[tokio::test]

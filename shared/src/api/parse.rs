@@ -388,7 +388,10 @@ mod tests {
         // reach the provider as the caller wrote them.
         let text = r#"{"seed":123456789012345678901234567890,"temperature":0.1000000000000000055511151231257827,"n":-0,"top_p":1e-7}"#;
         let v: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"n":-0,"seed":123456789012345678901234567890,"temperature":0.1000000000000000055511151231257827,"top_p":1e-7}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"n":-0,"seed":123456789012345678901234567890,"temperature":0.1000000000000000055511151231257827,"top_p":1e-7}"#
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use super::{Core, CrashPoint, PipelineError};
 use crate::ids::{JobId, RequestKey};
-use crate::job::{CostTotals, Job, JobStatus};
+use crate::job::{CostTotals, Job, JobStatus, ProviderBatchStatus};
 use crate::jsonl::{Line, LineReader};
 use crate::pricing::PriceBook;
 use crate::request::{Payload, Request, RequestError, RequestResult, RequestStatus, Usage};
@@ -232,10 +232,13 @@ fn code_string(v: &Option<serde_json::Value>) -> Option<String> {
     }
 }
 
-/// Error codes in the error file that mean "not run, try again".
-const RETRYABLE_CODES: [&str; 4] = [
+/// Error codes in the error file that mean "not run, try again". Any other
+/// code from an expired or cancelled batch is retried too (the request did
+/// not get its chance); see `Ingester::apply_chunk`.
+const RETRYABLE_CODES: [&str; 5] = [
     "batch_expired",
     "batch_cancelled",
+    "request_timeout",
     "server_error",
     "rate_limit_exceeded",
 ];
@@ -486,8 +489,14 @@ impl Ingester {
                     report.completed += 1;
                     RequestUpdate::finish(req, &job.id, RequestStatus::Completed, result, now)
                 }
-                Outcome::Error { error, retryable, .. } => {
-                    if *retryable && req.attempts < self.core.config.policy.max_attempts {
+                Outcome::Error { error, retryable, body } => {
+                    let cut_short = body.is_none()
+                        && error.status_code.is_none()
+                        && matches!(
+                            job.provider_status,
+                            Some(ProviderBatchStatus::Expired | ProviderBatchStatus::Cancelled)
+                        );
+                    if (*retryable || cut_short) && req.attempts < self.core.config.policy.max_attempts {
                         report.requeued += 1;
                         RequestUpdate::requeue(req, &job.id, Some(error.clone()), now)
                     } else {

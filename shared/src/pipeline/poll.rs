@@ -31,6 +31,24 @@ use crate::provider::{Batch, Provider, ProviderError};
 use crate::request::RequestError;
 use crate::store::{keys, RequestUpdate};
 
+/// Most provider errors kept on a job row (a 50,000-line file can fail with
+/// one error per line; DynamoDB items hold 400 KB).
+const MAX_JOB_ERRORS: usize = 100;
+
+/// The first errors, and one saying how many more there were.
+fn capped(mut errors: Vec<JobError>) -> Vec<JobError> {
+    if errors.len() > MAX_JOB_ERRORS {
+        let more = errors.len() - MAX_JOB_ERRORS;
+        errors.truncate(MAX_JOB_ERRORS);
+        errors.push(JobError {
+            code: "more_errors".into(),
+            message: format!("{more} more errors not kept"),
+            line: None,
+        });
+    }
+    errors
+}
+
 /// After the deadline a cancelled batch gets this long to reach a final
 /// state before batchq stops waiting for it.
 const CANCEL_GRACE: Duration = Duration::from_secs(6 * 3600);
@@ -170,7 +188,8 @@ impl Poller {
                     .submitted_at
                     .unwrap_or(job.created_at)
                     .plus(self.core.config.policy.batch_deadline);
-                if now >= deadline.plus(CANCEL_GRACE) {
+                // A finalizing batch has run: its results are coming, never give it up.
+                if now >= deadline.plus(CANCEL_GRACE) && *in_flight != ProviderBatchStatus::Finalizing {
                     return self
                         .give_up(
                             job,
@@ -272,7 +291,7 @@ impl Poller {
         self.core.apply_all(updates).await?;
         self.core.crash(CrashPoint::PollAfterFailedRequests)?;
         next.status = JobStatus::Failed;
-        next.errors = errors;
+        next.errors = capped(errors);
         next.finished_at = Some(now);
         if self.save(&job, next, report).await?.is_some() {
             self.delete_provider_files(std::slice::from_ref(&job.provider_file_id))

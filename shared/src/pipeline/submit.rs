@@ -45,6 +45,10 @@ pub struct SubmitReport {
     pub held: Vec<GroupNote>,
     /// Requests claimed into new jobs.
     pub claimed: u64,
+    /// Jobs or groups that could not be handled this time (retried by a later run).
+    pub errors: Vec<String>,
+    /// Jobs ended `failed` because a permanent error stopped their submission.
+    pub abandoned: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,10 +111,89 @@ impl Submitter {
                 });
                 continue;
             }
-            self.submit_group(&stats.group, stats.queued, opts.force, &mut report)
-                .await?;
+            if let Err(e) = self
+                .submit_group(&stats.group, stats.queued, opts.force, &mut report)
+                .await
+            {
+                if matches!(e, PipelineError::Crashed(_)) {
+                    return Err(e);
+                }
+                tracing::error!(group = %stats.group.key(), error = %e, "could not submit the group; a later run retries");
+                report.errors.push(format!("{}: {e}", stats.group.key()));
+            }
         }
         Ok(report)
+    }
+
+    /// Whether an error will repeat on every retry: the job cannot be
+    /// submitted as it is, so it is failed and its requests released.
+    fn is_permanent(e: &PipelineError) -> bool {
+        use crate::provider::ProviderError as P;
+        use crate::store::StoreError as S;
+        match e {
+            PipelineError::Rejected(_) => true,
+            PipelineError::Provider(P::Api { .. } | P::NotFound { .. } | P::Decode { .. }) => true,
+            PipelineError::Store(S::Corrupt { .. } | S::TooLarge { .. } | S::IllegalTransition(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// Moves a job forward; a permanent failure fails the job and releases
+    /// its requests (back to the queue, or failed once their attempts are
+    /// used up), anything else is left for a later run to resume.
+    async fn advance_or_abandon(
+        &self,
+        job: Job,
+        claimed: Option<Vec<RequestKey>>,
+        resumed: bool,
+        report: &mut SubmitReport,
+    ) -> Result<Option<Job>, PipelineError> {
+        let id = job.id.clone();
+        match self.advance(job, claimed, resumed).await {
+            Ok(j) => Ok(j),
+            Err(e) if Self::is_permanent(&e) => {
+                tracing::error!(job = %id, error = %e, "the job cannot be submitted; failing it and releasing its requests");
+                self.abandon(&id, &e).await?;
+                report.abandoned.push(format!("{id}: {e}"));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn abandon(&self, id: &JobId, cause: &PipelineError) -> Result<(), PipelineError> {
+        let Some(job) = self.core.jobs.get_job(id).await? else {
+            return Ok(());
+        };
+        if !job.status.is_pre_submit() {
+            return Ok(());
+        }
+        let now = self.core.now();
+        let error = RequestError {
+            code: "submit_failed".into(),
+            message: format!("the batch could not be submitted: {cause}"),
+            status_code: None,
+        };
+        let updates = self
+            .core
+            .claimed_by(&job.id)
+            .await?
+            .iter()
+            .map(|r| self.core.retry_or_fail(r, &job.id, error.clone(), now))
+            .collect();
+        self.core.apply_all(updates).await?;
+        let mut next = job.clone();
+        next.status = JobStatus::Failed;
+        next.errors.push(crate::job::JobError {
+            code: "submit_failed".into(),
+            message: cause.to_string(),
+            line: None,
+        });
+        next.finished_at = Some(now);
+        next.updated_at = now;
+        next.lease_until = None;
+        self.core.save_job(&job, next).await?;
+        Ok(())
     }
 
     /// Finishes jobs an earlier run left before their batch was recorded.
@@ -128,8 +211,15 @@ impl Submitter {
                 continue;
             };
             tracing::info!(job = %job.id, status = %job.status, "resuming a job left half-way");
-            if let Some(job) = self.advance(job, None, true).await? {
-                report.resumed.push(JobSummary::of(&job));
+            let id = job.id.clone();
+            match self.advance_or_abandon(job, None, true, report).await {
+                Ok(Some(job)) => report.resumed.push(JobSummary::of(&job)),
+                Ok(None) => {}
+                Err(e @ PipelineError::Crashed(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(job = %id, error = %e, "could not resume the job; a later run retries");
+                    report.errors.push(format!("{id}: {e}"));
+                }
             }
         }
         Ok(())
@@ -187,7 +277,7 @@ impl Submitter {
             report.claimed += claimed.len() as u64;
             remaining = remaining.saturating_sub(claimed.len() as u64);
             let empty = claimed.is_empty();
-            if let Some(job) = self.advance(job, Some(claimed), false).await? {
+            if let Some(job) = self.advance_or_abandon(job, Some(claimed), false, report).await? {
                 if !empty {
                     report.jobs.push(JobSummary::of(&job));
                 }
@@ -334,6 +424,16 @@ impl Submitter {
                         // Margin for clock skew between us and the provider.
                         not_before: job.created_at.unix_seconds() - 3600,
                     };
+                    // Renew the lease first: a run that lost it (it was slower than
+                    // the lease) stops here instead of creating a second batch.
+                    let mut renewed = job.clone();
+                    renewed.lease_until = Some(now.plus(policy.job_lease));
+                    renewed.updated_at = now;
+                    let Some(renewed) = self.core.save_job(&job, renewed).await? else {
+                        return Ok(None);
+                    };
+                    job = renewed;
+                    next = job.clone();
                     let batch = self.provider.create_batch(&req, resumed).await?;
                     tracing::info!(job = %job.id, batch = %batch.id, status = %batch.status, "provider batch created");
                     self.core.crash(CrashPoint::SubmitAfterCreate)?;

@@ -1211,13 +1211,16 @@ impl RequestStore for DynamoStore {
             let key = r.parse(PK, |v| RequestKey::parse(v).map_err(|e| e.message))?;
             let json = match payload_from(&r, "body")? {
                 Some(Payload::Inline(j)) => j,
-                Some(Payload::S3 { key: s3key, .. }) => {
-                    let bytes = self.objects.get(&s3key).await?.ok_or_else(|| StoreError::NotFound {
-                        entity: "body object",
-                        id: s3key.clone(),
-                    })?;
-                    String::from_utf8(bytes.to_vec()).map_err(|_| r.corrupt("body is not UTF-8".into()))?
-                }
+                Some(Payload::S3 { key: s3key, .. }) => match self.objects.get(&s3key).await? {
+                    Some(bytes) => {
+                        String::from_utf8(bytes.to_vec()).map_err(|_| r.corrupt("body is not UTF-8".into()))?
+                    }
+                    // Absent from the answer: the caller decides what a lost body means.
+                    None => {
+                        tracing::error!(request = %key, object = %s3key, "request body object is missing");
+                        continue;
+                    }
+                },
                 None => return Err(r.corrupt("body item has no body".into())),
             };
             out.insert(key, json);
@@ -1316,20 +1319,29 @@ impl RequestStore for DynamoStore {
             }
         }
 
+        // A generous size estimate per update: its inline result plus keys and attributes.
+        let unit_bytes = |i: usize| -> usize {
+            let result = match updates[i].result.as_ref().and_then(|r| r.response.as_ref()) {
+                Some(Payload::Inline(json)) => json.len(),
+                _ => 0,
+            };
+            2048 + result
+        };
         let mut pending: VecDeque<(usize, Vec<TransactWriteItem>)> = units.into();
         while !pending.is_empty() {
             let shard = shard_of(&updates[pending[0].0].key);
             let mut chunk = Vec::new();
             let mut deltas = CounterDeltas::default();
             let mut count = 0;
+            let mut bytes = 0;
             while let Some((i, actions)) = pending.front() {
                 let mut more = CounterDeltas::default();
                 more.for_transition(&updates[*i], shard);
-                if !chunk.is_empty()
-                    && count + actions.len() + deltas.len() + deltas.new_items_in(&more) > TXN_MAX_ACTIONS
-                {
+                let too_many = count + actions.len() + deltas.len() + deltas.new_items_in(&more) > TXN_MAX_ACTIONS;
+                if !chunk.is_empty() && (too_many || bytes + unit_bytes(*i) > TXN_MAX_BYTES) {
                     break;
                 }
+                bytes += unit_bytes(*i);
                 count += actions.len();
                 deltas.merge(more);
                 chunk.push(pending.pop_front().expect("front exists"));
