@@ -130,12 +130,12 @@ impl Submitter {
     fn is_permanent(e: &PipelineError) -> bool {
         use crate::provider::ProviderError as P;
         use crate::store::StoreError as S;
-        match e {
-            PipelineError::Rejected(_) => true,
-            PipelineError::Provider(P::Api { .. } | P::NotFound { .. } | P::Decode { .. }) => true,
-            PipelineError::Store(S::Corrupt { .. } | S::TooLarge { .. } | S::IllegalTransition(_)) => true,
-            _ => false,
-        }
+        matches!(
+            e,
+            PipelineError::Rejected(_)
+                | PipelineError::Provider(P::Api { .. } | P::NotFound { .. } | P::Decode { .. })
+                | PipelineError::Store(S::Corrupt { .. } | S::TooLarge { .. } | S::IllegalTransition(_))
+        )
     }
 
     /// Moves a job forward; a permanent failure fails the job and releases
