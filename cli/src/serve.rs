@@ -50,7 +50,14 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
             .await
     });
     // The line scripts wait for: the address actually bound (port 0 picks one).
-    println!("batchq serving http://{bound}");
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({"serving": format!("http://{bound}"), "submit_every_ms": submit_every.as_millis() as u64, "poll_every_ms": poll_every.as_millis() as u64})
+        );
+    } else {
+        println!("batchq serving http://{bound}");
+    }
     eprintln!(
         "batchq: submit every {}s, poll every {}s; Ctrl-C stops",
         submit_every.as_secs_f32(),

@@ -104,16 +104,22 @@ struct Server {
 
 impl Server {
     fn start(env: &Env) -> Self {
+        Self::start_with(env, &[])
+    }
+
+    fn start_with(env: &Env, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--submit-every",
+            "300ms",
+            "--poll-every",
+            "300ms",
+        ];
+        args.extend_from_slice(extra);
         let mut child = env
-            .command(&[
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--submit-every",
-                "300ms",
-                "--poll-every",
-                "300ms",
-            ])
+            .command(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -122,11 +128,14 @@ impl Server {
         BufReader::new(child.stdout.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("batchq serving ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
+        let url = match line.trim().strip_prefix("batchq serving ") {
+            Some(url) => url.to_owned(),
+            None => {
+                let v: Value = serde_json::from_str(line.trim())
+                    .unwrap_or_else(|e| panic!("first line is neither text nor JSON ({e}): {line:?}"));
+                v["serving"].as_str().expect("serving URL").to_owned()
+            }
+        };
         Self { child, url }
     }
 
@@ -299,4 +308,35 @@ async fn failures_go_to_stderr_with_a_non_zero_exit() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_json_announces_itself_as_json_and_answers_the_api() {
+    let env = Env::new().await;
+    tokio::task::spawn_blocking(move || {
+        let mut server = Server::start_with(&env, &["--json"]);
+        let body: Value = http::blocking_get_json(&format!("{}/v1/stats", server.url));
+        assert_eq!(body["requests"]["total"], 0);
+        assert!(server.interrupt().success());
+    })
+    .await
+    .unwrap();
+}
+
+mod http {
+    use serde_json::Value;
+
+    /// A minimal HTTP/1.1 GET over a std TcpStream (the test has no blocking HTTP client).
+    pub fn blocking_get_json(url: &str) -> Value {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        let body = resp.split("\r\n\r\n").nth(1).unwrap();
+        serde_json::from_str(body).unwrap()
+    }
 }

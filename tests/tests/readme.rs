@@ -36,3 +36,21 @@ fn readme_documents_every_variable_with_its_default() {
         assert_eq!(default, expected, "README default of {name}");
     }
 }
+
+#[test]
+fn readme_quick_start_is_clone_make_demo_make_test() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("## Quick start")
+        .nth(1)
+        .expect("README has a Quick start section");
+    let block = section
+        .split("```bash\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the quick start has a bash block");
+    let commands: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    assert!(commands[0].starts_with("git clone "), "{commands:?}");
+    assert_eq!(&commands[1..], ["make demo", "make test"]);
+}

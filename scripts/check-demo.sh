@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# CI check of `make demo`: it exits 0, prints the requests completed per
+# model and the savings, and leaves none of the processes it started running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+make --no-print-directory demo 2>&1 | tee "$out"
+grep -qE '^completed with gpt-4o-mini: 2000$' "$out" || { echo "check-demo: no per-model count for gpt-4o-mini" >&2; exit 1; }
+grep -qE '^completed with gpt-4.1-mini: 1000$' "$out" || { echo "check-demo: no per-model count for gpt-4.1-mini" >&2; exit 1; }
+grep -qE '^savings: paid \$[0-9.]+ instead of \$[0-9.]+ in real time: saved \$[0-9.]+ \(50%\)$' "$out" \
+  || { echo "check-demo: no savings line" >&2; exit 1; }
+sleep 1
+left=$(pgrep -af 'scripts/moto_server.py|target/debug/fake-openai|target/debug/batchq serve' || true)
+if [ -n "$left" ]; then
+  echo "check-demo: processes left running after make demo:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+echo "check-demo: make demo passed and left nothing running"
