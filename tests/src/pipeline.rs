@@ -94,6 +94,7 @@ impl Pipeline {
         Core {
             requests: self.store.clone(),
             jobs: self.store.clone(),
+            savings: self.store.clone(),
             objects: self.env.s3.clone(),
             clock: self.clock.clone(),
             config: Arc::new(config),
@@ -428,6 +429,31 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
     assert_eq!(
         job_usage, completed_usage,
         "job totals count every completed result exactly once"
+    );
+    let savings = batchq_core::store::SavingsStore::savings(
+        p.store.as_ref(),
+        &batchq_core::ids::TenantId::default_tenant(),
+        "0000-00-00",
+        "9999-12-31",
+    )
+    .await
+    .expect("read savings");
+    let mut saved_usage = batchq_core::request::Usage::default();
+    let mut saved_cost = batchq_core::money::Money::default();
+    for row in &savings {
+        saved_usage.add(&row.totals.usage);
+        saved_cost += row.totals.batch_cost;
+    }
+    let job_cost = jobs
+        .iter()
+        .fold(batchq_core::money::Money::default(), |acc, j| acc + j.totals.batch_cost);
+    assert_eq!(
+        saved_usage, completed_usage,
+        "the running savings totals count every result once"
+    );
+    assert_eq!(
+        saved_cost, job_cost,
+        "the running savings totals match the jobs' totals"
     );
 
     // No job created two provider batches, and every batch is a job's.

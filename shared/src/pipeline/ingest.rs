@@ -17,20 +17,21 @@
 //! so replaying a file never counts it twice.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Core, CrashPoint, PipelineError};
+use crate::ids::TenantId;
 use crate::ids::{JobId, RequestKey};
 use crate::job::{CostTotals, Job, JobStatus, ProviderBatchStatus};
 use crate::jsonl::{Line, LineReader};
 use crate::pricing::PriceBook;
 use crate::request::{Payload, Request, RequestError, RequestResult, RequestStatus, Usage};
 use crate::store::keys::{self, ResultFile};
-use crate::store::RequestUpdate;
+use crate::store::{RequestUpdate, SavingsRow, SavingsTotals};
 
 /// Longest result line read; longer ones are reported and skipped.
 pub const MAX_RESULT_LINE_BYTES: usize = 32 * 1024 * 1024;
@@ -105,6 +106,9 @@ pub struct IngestReport {
     pub note: Option<String>,
     pub totals: CostTotals,
 }
+
+/// Per-tenant savings of one file, added to the running totals once.
+type TenantTotals = BTreeMap<TenantId, SavingsTotals>;
 
 /// The ingest step, wired to its ports.
 #[derive(Clone)]
@@ -348,6 +352,7 @@ impl Ingester {
         let (_, stream) = self.core.objects.open(&key).await?;
         let mut reader = LineReader::new(stream, MAX_RESULT_LINE_BYTES);
         let mut totals = CostTotals::default();
+        let mut by_tenant = TenantTotals::new();
         let mut chunk = Vec::with_capacity(CHUNK_LINES);
         let mut chunks_applied = 0u64;
         let mut seen = HashSet::new();
@@ -371,8 +376,14 @@ impl Ingester {
                 }
             }
             if chunk.len() >= CHUNK_LINES {
-                self.apply_chunk(&job, std::mem::take(&mut chunk), &mut totals, &mut report)
-                    .await?;
+                self.apply_chunk(
+                    &job,
+                    std::mem::take(&mut chunk),
+                    &mut totals,
+                    &mut by_tenant,
+                    &mut report,
+                )
+                .await?;
                 chunks_applied += 1;
                 if chunks_applied == 1 {
                     self.core.crash(CrashPoint::IngestMidFile)?;
@@ -380,9 +391,26 @@ impl Ingester {
             }
         }
         if !chunk.is_empty() {
-            self.apply_chunk(&job, chunk, &mut totals, &mut report).await?;
+            self.apply_chunk(&job, chunk, &mut totals, &mut by_tenant, &mut report)
+                .await?;
         }
         report.totals = totals;
+        // The running per-tenant, per-day totals first: each counts this file
+        // once by itself, so a crash before the job's totals re-adds nothing.
+        let day = job.submitted_at.unwrap_or(job.created_at).utc_date();
+        let rows = by_tenant
+            .into_iter()
+            .map(|(tenant, totals)| SavingsRow {
+                tenant,
+                day: day.clone(),
+                model: job.model.clone(),
+                totals,
+            })
+            .collect();
+        self.core
+            .savings
+            .add_savings(&format!("{}/{}", job.id, kind.as_str()), rows)
+            .await?;
         self.core.crash(CrashPoint::IngestBeforeTotals)?;
 
         let Some(job) = self.add_totals(&job.id, kind, &totals, &mut report).await? else {
@@ -447,6 +475,7 @@ impl Ingester {
         job: &Job,
         lines: Vec<ResultLine>,
         totals: &mut CostTotals,
+        by_tenant: &mut TenantTotals,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
         let keys: Vec<RequestKey> = lines.iter().map(|l| l.key.clone()).collect();
@@ -469,13 +498,19 @@ impl Ingester {
             let (result, cost_model) = self.result_of(job, req, &line, now);
             if let (Some(usage), true) = (result.usage, result.error.is_none()) {
                 totals.usage.add(&usage);
+                let tenant = by_tenant.entry(req.tenant.clone()).or_default();
+                tenant.requests += 1;
+                tenant.usage.add(&usage);
                 match (result.batch_cost, result.realtime_cost) {
                     (Some(b), Some(r)) => {
                         totals.batch_cost += b;
                         totals.realtime_cost += r;
+                        tenant.batch_cost += b;
+                        tenant.realtime_cost += r;
                     }
                     _ => {
                         totals.unpriced_requests += 1;
+                        tenant.unpriced_requests += 1;
                         tracing::debug!(model = cost_model, "no price for model");
                     }
                 }

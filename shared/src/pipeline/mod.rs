@@ -36,7 +36,7 @@ use crate::ids::JobId;
 use crate::job::Job;
 use crate::provider::ProviderError;
 use crate::request::{Request, RequestError, RequestStatus};
-use crate::store::{JobStore, ObjectStore, Page, RequestStore, RequestUpdate, StoreError};
+use crate::store::{JobStore, ObjectStore, Page, RequestStore, RequestUpdate, SavingsStore, StoreError};
 use crate::time::{Clock, Timestamp};
 
 pub use crash::{CrashPoint, CrashPoints, NoCrashes};
@@ -63,6 +63,7 @@ pub enum PipelineError {
 pub struct Core {
     pub requests: Arc<dyn RequestStore>,
     pub jobs: Arc<dyn JobStore>,
+    pub savings: Arc<dyn SavingsStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
@@ -74,6 +75,7 @@ impl Core {
         Self {
             requests: app.store.clone(),
             jobs: app.store.clone(),
+            savings: app.store.clone(),
             objects: app.objects.clone(),
             clock: app.clock.clone(),
             config: app.config.clone(),

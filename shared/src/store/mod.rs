@@ -14,9 +14,12 @@ use futures::stream::BoxStream;
 use thiserror::Error;
 
 use crate::error::TransitionError;
-use crate::ids::{JobId, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::Job;
-use crate::request::{InsertOutcome, NewRequest, QueueGroup, Request, RequestError, RequestResult, RequestStatus};
+use crate::money::Money;
+use crate::request::{
+    InsertOutcome, NewRequest, QueueGroup, Request, RequestError, RequestResult, RequestStatus, Usage,
+};
 use crate::time::Timestamp;
 
 #[derive(Debug, Error)]
@@ -265,6 +268,54 @@ pub trait JobStore: Send + Sync {
 
     /// Groups held back, with the time each hold ends (expired holds included).
     async fn holds(&self) -> Result<HashMap<QueueGroup, Timestamp>, StoreError>;
+}
+
+/// Money and tokens of completed requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavingsTotals {
+    /// Completed requests counted (priced or not).
+    pub requests: u64,
+    pub usage: Usage,
+    pub batch_cost: Money,
+    pub realtime_cost: Money,
+    /// Completed requests whose model has no price: in `requests` and
+    /// `usage`, not in the costs.
+    pub unpriced_requests: u64,
+}
+
+impl SavingsTotals {
+    pub fn add(&mut self, other: &SavingsTotals) {
+        self.requests += other.requests;
+        self.usage.add(&other.usage);
+        self.batch_cost += other.batch_cost;
+        self.realtime_cost += other.realtime_cost;
+        self.unpriced_requests += other.unpriced_requests;
+    }
+
+    pub fn saved(&self) -> Money {
+        self.realtime_cost - self.batch_cost
+    }
+}
+
+/// The totals of one tenant, day (UTC, `YYYY-MM-DD`) and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavingsRow {
+    pub tenant: TenantId,
+    pub day: String,
+    pub model: ModelName,
+    pub totals: SavingsTotals,
+}
+
+/// Running savings totals, kept at ingest.
+#[async_trait]
+pub trait SavingsStore: Send + Sync {
+    /// Adds each row to its running total, once per `source` (a result
+    /// file): a total that already counted `source` is left as it is, so a
+    /// replay or a re-run after a crash never counts twice.
+    async fn add_savings(&self, source: &str, rows: Vec<SavingsRow>) -> Result<(), StoreError>;
+
+    /// The totals of `tenant` for days `from..=to` (`YYYY-MM-DD`), by day then model.
+    async fn savings(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<SavingsRow>, StoreError>;
 }
 
 /// Metadata of a stored object.
