@@ -40,3 +40,45 @@ clean: ## Remove build outputs and the virtualenv
 .PHONY: demo
 demo: venv ## Run the whole pipeline locally end to end (emulator + fake provider) and print what it did
 	scripts/demo.sh
+
+# ---------------------------------------------------------------- AWS (README, Deploy)
+# Pinned deploy tools from PyPI, installed into .venv on first use. The SAM CLI
+# gets its own virtualenv inside it (.venv/sam): its many exact pins must not
+# move the emulator's.
+CARGO_LAMBDA_SPEC   := cargo-lambda==1.9.2
+ZIG_SPEC            := ziglang==0.17.0
+CFN_LINT_SPEC       := cfn-lint==1.58.0
+SAM_TRANSLATOR_SPEC := aws-sam-translator==1.115.0
+SAM_CLI_SPEC        := aws-sam-cli==1.170.0
+# arm64 (default) or x86_64; `make build` falls back to x86_64 by itself,
+# and `make deploy` follows the last build unless ARCH is given.
+ARCH ?=
+
+.PHONY: build deploy lint-infra
+
+$(VENV)/.lambda-tools: Makefile
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(CARGO_LAMBDA_SPEC)' '$(ZIG_SPEC)'
+	@touch $@
+
+$(VENV)/.infra-lint: Makefile
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(CFN_LINT_SPEC)' '$(SAM_TRANSLATOR_SPEC)'
+	@touch $@
+
+$(VENV)/sam/.installed: Makefile
+	@test -x $(VENV)/sam/bin/python || $(PYTHON) -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install --quiet --disable-pip-version-check '$(SAM_CLI_SPEC)'
+	@touch $@
+
+build: $(VENV)/.lambda-tools ## Build the four Lambda bootstraps (cargo lambda --release --arm64) and print their sizes
+	VENV=$(VENV) ARCH=$(or $(ARCH),arm64) infra/build.sh
+
+deploy: $(VENV)/.lambda-tools $(VENV)/sam/.installed ## sam build + sam deploy (guided the first time; needs AWS credentials)
+	VENV=$(VENV) ARCH=$(ARCH) infra/deploy.sh
+
+lint-infra: $(VENV)/.infra-lint ## cfn-lint infra/template.yaml, as written and as SAM translates it
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	@mkdir -p .tmp
+	$(VENV)/bin/python infra/sam_translate.py infra/template.yaml .tmp/template.sam.json
+	$(VENV)/bin/cfn-lint .tmp/template.sam.json

@@ -1,0 +1,1354 @@
+//! infra/template.yaml, checked against the code it deploys.
+//!
+//! cfn-lint (`make lint-infra`) checks the template's structure; these tests
+//! check what only the code knows: the environment names the functions read,
+//! the binaries and how they are built, the schedules and event wiring, the
+//! IAM grants each function's code path needs (and nothing more), and the
+//! tables `DynamoStore::create_tables` builds. Short-form CloudFormation tags
+//! (`!Ref`, `!GetAtt`, `!Sub`, …) are read generically into their long form.
+//!
+//! Everything here is offline except `tables_equal_what_create_tables_builds`,
+//! which compares with the tables the real adapter creates in the emulator.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use batchq_core::config::VARS;
+use batchq_core::store::dynamo::schema;
+use batchq_core::store::keys;
+use serde_json::{json, Map, Value};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The four functions: logical id, Cargo binary, crate directory.
+const FUNCTIONS: [(&str, &str, &str); 4] = [
+    ("EnqueueFunction", "batchq-enqueue", "functions/enqueue"),
+    ("SubmitFunction", "batchq-submit", "functions/submit"),
+    ("PollFunction", "batchq-poll", "functions/poll"),
+    ("IngestFunction", "batchq-ingest", "functions/ingest"),
+];
+
+const PSEUDO_PARAMETERS: [&str; 8] = [
+    "AWS::AccountId",
+    "AWS::NotificationARNs",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+];
+
+// ---------------------------------------------------------------- reading the template
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+/// A YAML value as CloudFormation's JSON long form: `!Ref X` becomes
+/// `{"Ref": "X"}`, `!GetAtt A.B` `{"Fn::GetAtt": ["A", "B"]}`, any other
+/// `!Name v` `{"Fn::Name": v}` (`!Condition` stays `Condition`).
+fn to_json(v: yaml_serde::Value) -> Value {
+    use yaml_serde::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                json!(n.as_f64().expect("a YAML number is i64, u64 or f64"))
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => yaml_serde::to_string(&other).expect("key").trim().to_owned(),
+                };
+                out.insert(key, to_json(v));
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            let name = t.tag.to_string().trim_start_matches('!').to_owned();
+            let mut inner = to_json(t.value);
+            if name == "GetAtt" {
+                if let Value::String(s) = &inner {
+                    let (res, attr) = s.split_once('.').expect("!GetAtt Resource.Attribute");
+                    inner = json!([res, attr]);
+                }
+            }
+            let key = match name.as_str() {
+                "Ref" | "Condition" => name,
+                _ => format!("Fn::{name}"),
+            };
+            json!({ key: inner })
+        }
+    }
+}
+
+fn parse_template(text: &str) -> Value {
+    to_json(yaml_serde::from_str(text).expect("infra/template.yaml is YAML"))
+}
+
+struct Template {
+    root: Value,
+}
+
+impl Template {
+    fn load() -> Self {
+        Self::from_text(&read("infra/template.yaml"))
+    }
+
+    fn from_text(text: &str) -> Self {
+        Self {
+            root: parse_template(text),
+        }
+    }
+
+    fn section(&self, name: &str) -> &Map<String, Value> {
+        self.root[name]
+            .as_object()
+            .unwrap_or_else(|| panic!("template has no {name} section"))
+    }
+
+    fn resources(&self) -> &Map<String, Value> {
+        self.section("Resources")
+    }
+
+    fn resource(&self, id: &str) -> &Value {
+        self.resources()
+            .get(id)
+            .unwrap_or_else(|| panic!("template has no resource {id}"))
+    }
+
+    fn props(&self, id: &str) -> &Value {
+        &self.resource(id)["Properties"]
+    }
+
+    fn of_type<'a>(&'a self, ty: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.resources().iter().filter(move |(_, r)| r["Type"] == ty)
+    }
+
+    fn global(&self, key: &str) -> &Value {
+        &self.root["Globals"]["Function"][key]
+    }
+
+    /// A function property, falling back to Globals.Function.
+    fn fn_prop(&self, id: &str, key: &str) -> &Value {
+        match &self.props(id)[key] {
+            Value::Null => self.global(key),
+            v => v,
+        }
+    }
+
+    /// A function's environment: Globals merged with its own (its own wins).
+    fn env(&self, id: &str) -> BTreeMap<String, Value> {
+        let mut vars = BTreeMap::new();
+        for source in [
+            &self.global("Environment")["Variables"],
+            &self.props(id)["Environment"]["Variables"],
+        ] {
+            if let Some(m) = source.as_object() {
+                vars.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        vars
+    }
+
+    /// A literal, or a `!Ref` to a parameter resolved to its default.
+    fn resolve_default(&self, v: &Value) -> Value {
+        if let Some(name) = v["Ref"].as_str() {
+            if let Some(p) = self.section("Parameters").get(name) {
+                return p["Default"].clone();
+            }
+        }
+        v.clone()
+    }
+
+    fn parameter(&self, name: &str) -> &Value {
+        self.section("Parameters")
+            .get(name)
+            .unwrap_or_else(|| panic!("template has no parameter {name}"))
+    }
+}
+
+fn as_u64(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().expect("a whole number"),
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("{s:?} is not a whole number")),
+        other => panic!("{other} is not a number"),
+    }
+}
+
+fn get_att(id: &str, attr: &str) -> Value {
+    json!({"Fn::GetAtt": [id, attr]})
+}
+
+fn reference(id: &str) -> Value {
+    json!({ "Ref": id })
+}
+
+/// One value or a list of them, as strings.
+fn one_or_many(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+// ---------------------------------------------------------------- environment
+
+/// Names set in the template that `config::VARS` does not list.
+fn unknown_env_names(t: &Template) -> Vec<String> {
+    let known: BTreeSet<&str> = VARS.iter().map(|v| v.name).collect();
+    let mut unknown = Vec::new();
+    for (id, _, _) in FUNCTIONS {
+        for name in t.env(id).keys() {
+            if !known.contains(name.as_str()) {
+                unknown.push(format!("{id}: {name}"));
+            }
+        }
+    }
+    unknown.sort();
+    unknown.dedup();
+    unknown
+}
+
+#[test]
+fn every_environment_name_is_one_the_code_reads() {
+    let t = Template::load();
+    assert_eq!(
+        unknown_env_names(&t),
+        Vec::<String>::new(),
+        "names not in batchq_core::config::VARS (a typo or a renamed variable)"
+    );
+    for (id, _, _) in FUNCTIONS {
+        let env = t.env(id);
+        // Lambda sets AWS_REGION itself and refuses it; AWS_ENDPOINT_URL
+        // would point the functions at an emulator.
+        for forbidden in [
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "OPENAI_API_KEY",
+            "AZURE_OPENAI_API_KEY",
+        ] {
+            assert!(!env.contains_key(forbidden), "{id} must not set {forbidden}");
+        }
+        assert_eq!(env["BATCHQ_REQUESTS_TABLE"], reference("RequestsTable"), "{id}");
+        assert_eq!(env["BATCHQ_JOBS_TABLE"], reference("JobsTable"), "{id}");
+        assert_eq!(
+            env["BATCHQ_BUCKET"],
+            t.props("DataBucket")["BucketName"],
+            "{id}: BATCHQ_BUCKET must be the bucket's name expression"
+        );
+        assert_eq!(
+            env["BATCHQ_LOG_FORMAT"], "json",
+            "{id}: the log metric filters read JSON lines"
+        );
+        let talks_to_provider = matches!(id, "SubmitFunction" | "PollFunction");
+        assert_eq!(
+            env.get("BATCHQ_OPENAI_API_KEY_SECRET_ARN"),
+            talks_to_provider.then(|| reference("ProviderKeySecret")).as_ref(),
+            "{id}: only submit and poll read the provider key"
+        );
+        assert_eq!(
+            env.contains_key("BATCHQ_PROVIDER"),
+            talks_to_provider,
+            "{id}: provider settings belong to submit and poll"
+        );
+    }
+}
+
+#[test]
+fn a_misspelt_environment_name_is_caught() {
+    let text = read("infra/template.yaml");
+    assert!(text.contains("BATCHQ_JOBS_TABLE:"));
+    let drifted = Template::from_text(&text.replacen("BATCHQ_JOBS_TABLE:", "BATCHQ_JOB_TABLE:", 1));
+    let unknown = unknown_env_names(&drifted);
+    assert!(
+        unknown.iter().any(|u| u.ends_with(": BATCHQ_JOB_TABLE")),
+        "the check must flag a name the code does not read: {unknown:?}"
+    );
+    let renamed =
+        Template::from_text(&text.replacen("BATCHQ_SUBMIT_MIN_REQUESTS:", "BATCHQ_SUBMIT_MINIMUM_REQUESTS:", 1));
+    assert_eq!(
+        unknown_env_names(&renamed),
+        ["SubmitFunction: BATCHQ_SUBMIT_MINIMUM_REQUESTS"]
+    );
+}
+
+// ---------------------------------------------------------------- functions
+
+#[test]
+fn functions_run_the_workspace_binaries_on_provided_al2023() {
+    let t = Template::load();
+    let serverless: BTreeSet<&str> = t
+        .of_type("AWS::Serverless::Function")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(serverless, FUNCTIONS.iter().map(|f| f.0).collect());
+    assert_eq!(t.of_type("AWS::Lambda::Function").count(), 0);
+
+    let arch = t.parameter("Architecture");
+    assert_eq!(arch["Default"], "arm64");
+    assert_eq!(arch["AllowedValues"], json!(["arm64", "x86_64"]));
+
+    let workspace = read("Cargo.toml");
+    for (id, binary, dir) in FUNCTIONS {
+        assert_eq!(t.fn_prop(id, "Runtime"), "provided.al2023", "{id}");
+        assert_eq!(t.fn_prop(id, "Handler"), "bootstrap", "{id}");
+        assert_eq!(
+            t.fn_prop(id, "Architectures"),
+            &json!([reference("Architecture")]),
+            "{id}"
+        );
+
+        // SAM's Rust build: cargo lambda in CodeUri (the workspace root, where
+        // target/lambda/<binary>/bootstrap appears), the binary by name.
+        let meta = &t.resource(id)["Metadata"];
+        assert_eq!(meta["BuildMethod"], "rust-cargolambda", "{id}");
+        assert_eq!(meta["BuildProperties"]["Binary"], binary, "{id}");
+        assert_eq!(
+            t.props(id)["CodeUri"],
+            "..",
+            "{id}: CodeUri is the workspace root, relative to infra/"
+        );
+        assert!(workspace.contains(&format!("\"{dir}\"")), "{dir} is a workspace member");
+        let manifest = read(&format!("{dir}/Cargo.toml"));
+        let bin = manifest.split("[[bin]]").nth(1).expect("the crate declares its binary");
+        assert!(
+            bin.contains(&format!("name = \"{binary}\"")),
+            "{dir}/Cargo.toml builds no binary {binary}"
+        );
+
+        // The function must not get SAM-generated permissions: its role is ours.
+        assert!(t.props(id)["Role"]["Fn::GetAtt"].is_array(), "{id} names its role");
+        assert!(t.props(id)["Policies"].is_null(), "{id}: grants go in its role");
+    }
+}
+
+#[test]
+fn timeouts_fit_the_job_lease_and_api_gateway() {
+    let t = Template::load();
+    let timeout = |id: &str| as_u64(t.fn_prop(id, "Timeout"));
+    let lease_default = VARS.iter().find(|v| v.name == "BATCHQ_JOB_LEASE_SECS").unwrap().default;
+    for (id, _, _) in FUNCTIONS {
+        let lease = t
+            .env(id)
+            .get("BATCHQ_JOB_LEASE_SECS")
+            .map(as_u64)
+            .unwrap_or_else(|| lease_default.parse().unwrap());
+        // A submit run must never outlive its lease, and poll must not
+        // ingest a file itself while an ingest of it may still be running.
+        for holder in ["SubmitFunction", "IngestFunction"] {
+            assert!(
+                lease > timeout(holder),
+                "{id}: BATCHQ_JOB_LEASE_SECS={lease} must exceed {holder}'s timeout {}",
+                timeout(holder)
+            );
+        }
+        assert!(timeout(id) <= 900, "{id}: Lambda's maximum is 900 s");
+    }
+    assert!(
+        timeout("EnqueueFunction") < 30,
+        "an HTTP API integration gets 30 s at most"
+    );
+    assert!(as_u64(&t.props("HttpApiIntegration")["TimeoutInMillis"]) <= 30_000);
+    // Defaults: one submit and one poll at a time (see the template's comments).
+    assert_eq!(t.parameter("SubmitReservedConcurrency")["Default"], 1);
+    assert_eq!(t.parameter("PollReservedConcurrency")["Default"], 1);
+}
+
+// ---------------------------------------------------------------- schedules and events
+
+/// An EventBridge schedule expression: `rate(N unit)` (singular unit for 1,
+/// plural otherwise) or `cron(...)` with six fields, one of day-of-month and
+/// day-of-week being `?`.
+fn valid_schedule(expr: &str) -> bool {
+    if let Some(inner) = expr.strip_prefix("rate(").and_then(|s| s.strip_suffix(')')) {
+        let Some((n, unit)) = inner.split_once(' ') else {
+            return false;
+        };
+        let Ok(n) = n.parse::<u64>() else { return false };
+        if n == 0 || inner.starts_with('0') {
+            return false;
+        }
+        let units: &[&str] = if n == 1 {
+            &["minute", "hour", "day"]
+        } else {
+            &["minutes", "hours", "days"]
+        };
+        return units.contains(&unit);
+    }
+    if let Some(inner) = expr.strip_prefix("cron(").and_then(|s| s.strip_suffix(')')) {
+        let fields: Vec<&str> = inner.split(' ').collect();
+        return fields.len() == 6 && (fields[2] == "?") != (fields[4] == "?");
+    }
+    false
+}
+
+#[test]
+fn the_schedule_check_knows_the_grammar() {
+    for good in [
+        "rate(1 minute)",
+        "rate(5 minutes)",
+        "rate(2 hours)",
+        "cron(0/5 * * * ? *)",
+    ] {
+        assert!(valid_schedule(good), "{good}");
+    }
+    for bad in [
+        "rate(1 minutes)",
+        "rate(5 minute)",
+        "rate(1 days)",
+        "rate(0 minutes)",
+        "rate(05 minutes)",
+        "rate(5 weeks)",
+        "rate(5minutes)",
+        "cron(0/5 * * * *)",
+        "cron(0 12 * * * *)",
+        "every 5 minutes",
+    ] {
+        assert!(!valid_schedule(bad), "{bad}");
+    }
+}
+
+#[test]
+fn schedules_drive_submit_and_poll_with_valid_expressions() {
+    let t = Template::load();
+    for (id, _, _) in FUNCTIONS {
+        let events = t.props(id)["Events"].as_object().cloned().unwrap_or_default();
+        let schedules: Vec<&Value> = events.values().filter(|e| e["Type"] == "Schedule").collect();
+        let expected = matches!(id, "SubmitFunction" | "PollFunction");
+        assert_eq!(schedules.len(), usize::from(expected), "{id}: schedules");
+        assert_eq!(events.len(), schedules.len(), "{id}: only schedule events");
+        for s in schedules {
+            let expr = t.resolve_default(&s["Properties"]["Schedule"]);
+            let expr = expr.as_str().expect("a schedule expression");
+            assert!(valid_schedule(expr), "{id}: invalid schedule expression {expr:?}");
+            assert_ne!(s["Properties"]["State"], "DISABLED", "{id}");
+            if let Some(param) = s["Properties"]["Schedule"]["Ref"].as_str() {
+                assert!(
+                    t.parameter(param)["AllowedPattern"].is_string(),
+                    "{param}: a bad override must be refused at deploy time"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn result_files_notify_ingest_through_the_known_pattern() {
+    let t = Template::load();
+    let bucket = t.resource("DataBucket");
+    let configs = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+        .as_array()
+        .expect("the bucket notifies a function");
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    let c = &configs[0];
+    assert_eq!(c["Event"], "s3:ObjectCreated:*");
+    assert_eq!(c["Function"], get_att("IngestFunction", "Arn"));
+    assert_eq!(
+        c["Filter"]["S3Key"]["Rules"],
+        json!([{"Name": "prefix", "Value": keys::RESULTS_PREFIX}]),
+        "ingest must see exactly the result files poll writes"
+    );
+    let job = batchq_core::ids::JobId::generate();
+    for key in [keys::job_output(&job), keys::job_errors(&job)] {
+        assert!(key.starts_with(keys::RESULTS_PREFIX) && keys::parse_result_key(&key).is_some());
+    }
+
+    // The notification needs the permission first; the permission and the
+    // functions name the bucket by its built name, so nothing refers back.
+    assert_eq!(bucket["DependsOn"], "IngestS3Permission");
+    let perm = t.props("IngestS3Permission");
+    assert_eq!(perm["Principal"], "s3.amazonaws.com");
+    assert_eq!(perm["Action"], "lambda:InvokeFunction");
+    assert_eq!(perm["FunctionName"], get_att("IngestFunction", "Arn"));
+    assert_eq!(perm["SourceAccount"], reference("AWS::AccountId"));
+    let name = t.props("DataBucket")["BucketName"]["Fn::Sub"]
+        .as_array()
+        .expect("the bucket's name is built with !Sub [template, vars]");
+    assert_eq!(
+        perm["SourceArn"],
+        json!({"Fn::Sub": [format!("arn:${{AWS::Partition}}:s3:::{}", name[0].as_str().unwrap()), name[1]]}),
+        "the permission's SourceArn must be the bucket's ARN"
+    );
+    for (id, _, _) in FUNCTIONS {
+        let role = t.props(id)["Role"]["Fn::GetAtt"][0].as_str().unwrap().to_owned();
+        assert!(
+            !mentions(&t.resource(id)["Properties"], "DataBucket"),
+            "{id} must not refer to DataBucket"
+        );
+        if id == "IngestFunction" {
+            assert!(
+                !mentions(t.resource(&role), "DataBucket"),
+                "{role} must not refer to DataBucket (circular dependency); use IngestBucketAccess"
+            );
+        }
+    }
+}
+
+/// Whether `v` refers to resource `id` (Ref, GetAtt or inside a Sub string).
+fn mentions(v: &Value, id: &str) -> bool {
+    let mut found = false;
+    walk(v, &mut |node| {
+        if let Some(r) = node["Ref"].as_str() {
+            found |= r == id;
+        }
+        if let Some(r) = node["Fn::GetAtt"][0].as_str() {
+            found |= r == id;
+        }
+        if let Some(s) = sub_string(node) {
+            found |= sub_names(s).iter().any(|n| n.split('.').next() == Some(id));
+        }
+    });
+    found
+}
+
+/// Calls `f` on every node of `v`, depth first.
+fn walk(v: &Value, f: &mut dyn FnMut(&Value)) {
+    f(v);
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| walk(i, f)),
+        Value::Object(m) => m.values().for_each(|i| walk(i, f)),
+        _ => {}
+    }
+}
+
+/// The template string of a `Fn::Sub` node.
+fn sub_string(node: &Value) -> Option<&str> {
+    match &node["Fn::Sub"] {
+        Value::String(s) => Some(s),
+        Value::Array(a) => a.first().and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// The `${Name}` / `${Name.Attr}` placeholders of a Sub string (`${!x}` is a literal).
+fn sub_names(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("unclosed ${ in a Sub string");
+        let name = &after[..end];
+        if !name.starts_with('!') {
+            out.push(name.to_owned());
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// Route keys ("METHOD /path") of README's API reference table.
+fn documented_routes() -> BTreeSet<String> {
+    let readme = read("README.md");
+    let section = readme
+        .split("## API reference")
+        .nth(1)
+        .expect("README has an API reference");
+    section
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| `/"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let path = cells[1].trim_matches('`');
+            let path = path.split('?').next().unwrap();
+            format!("{} {path}", cells[2])
+        })
+        .collect()
+}
+
+#[test]
+fn the_http_api_routes_every_documented_route_to_enqueue() {
+    let t = Template::load();
+    let documented = documented_routes();
+    assert!(documented.len() >= 7, "{documented:?}");
+    let mut routes = BTreeSet::new();
+    for (id, route) in t.of_type("AWS::ApiGatewayV2::Route") {
+        let p = &route["Properties"];
+        routes.insert(p["RouteKey"].as_str().unwrap().to_owned());
+        assert_eq!(p["ApiId"], reference("HttpApi"), "{id}");
+        assert_eq!(
+            p["Target"],
+            json!({"Fn::Sub": "integrations/${HttpApiIntegration}"}),
+            "{id}"
+        );
+        assert_eq!(
+            p["AuthorizationType"],
+            json!({"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}),
+            "{id}: IAM by default, JWT when configured; never NONE"
+        );
+        assert_eq!(
+            p["AuthorizerId"],
+            json!({"Fn::If": ["UseJwt", reference("JwtAuthorizer"), reference("AWS::NoValue")]}),
+            "{id}"
+        );
+    }
+    let mut expected = documented.clone();
+    expected.insert("$default".into());
+    assert_eq!(
+        routes, expected,
+        "routes of the HTTP API vs README's API reference (+ $default)"
+    );
+
+    let integration = t.props("HttpApiIntegration");
+    assert_eq!(integration["IntegrationType"], "AWS_PROXY");
+    assert_eq!(integration["IntegrationUri"], get_att("EnqueueFunction", "Arn"));
+    assert_eq!(
+        integration["PayloadFormatVersion"], "2.0",
+        "batchq-enqueue reads API Gateway v2 events"
+    );
+    let perm = t.props("EnqueueApiPermission");
+    assert_eq!(perm["Principal"], "apigateway.amazonaws.com");
+    assert_eq!(perm["FunctionName"], get_att("EnqueueFunction", "Arn"));
+    assert_eq!(t.resource("JwtAuthorizer")["Condition"], "UseJwt");
+    assert_eq!(
+        t.props("HttpApiStage")["StageName"],
+        "$default",
+        "the function strips named stages only"
+    );
+}
+
+// ---------------------------------------------------------------- references
+
+#[test]
+fn every_reference_resolves() {
+    let t = Template::load();
+    let resources: BTreeSet<&str> = t.resources().keys().map(String::as_str).collect();
+    let parameters: BTreeSet<&str> = t.section("Parameters").keys().map(String::as_str).collect();
+    let conditions: BTreeSet<&str> = t.section("Conditions").keys().map(String::as_str).collect();
+    let mut problems = Vec::new();
+
+    let mut check = |where_: &str, v: &Value| {
+        walk(v, &mut |node| {
+            if let Some(r) = node["Ref"].as_str() {
+                if !(resources.contains(r) || parameters.contains(r) || PSEUDO_PARAMETERS.contains(&r)) {
+                    problems.push(format!("{where_}: !Ref {r}"));
+                }
+            }
+            if let Some(r) = node["Fn::GetAtt"][0].as_str() {
+                if !resources.contains(r) {
+                    problems.push(format!("{where_}: !GetAtt {r}"));
+                }
+            }
+            if let Some(s) = sub_string(node) {
+                let local: BTreeSet<String> = node["Fn::Sub"][1]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                for name in sub_names(s) {
+                    let base = name.split('.').next().unwrap();
+                    let ok = if name.contains('.') && !name.starts_with("AWS::") {
+                        resources.contains(base)
+                    } else {
+                        local.contains(&name)
+                            || resources.contains(base)
+                            || parameters.contains(base)
+                            || PSEUDO_PARAMETERS.contains(&base)
+                    };
+                    if !ok {
+                        problems.push(format!("{where_}: ${{{name}}} in !Sub"));
+                    }
+                }
+            }
+            if let Some(c) = node["Fn::If"][0].as_str() {
+                if !conditions.contains(c) {
+                    problems.push(format!("{where_}: !If {c}"));
+                }
+            }
+            if let Some(c) = node["Condition"].as_str() {
+                if !conditions.contains(c) {
+                    problems.push(format!("{where_}: Condition {c}"));
+                }
+            }
+        });
+    };
+    for section in ["Globals", "Conditions", "Outputs"] {
+        check(section, &t.root[section]);
+    }
+    let mut dangling_deps = Vec::new();
+    for (id, r) in t.resources() {
+        check(id, r);
+        for dep in one_or_many(&r["DependsOn"]) {
+            if !resources.contains(dep.as_str().unwrap_or("")) {
+                dangling_deps.push(format!("{id}: DependsOn {dep}"));
+            }
+        }
+    }
+    problems.extend(dangling_deps);
+    assert_eq!(problems, Vec::<String>::new(), "references to nothing");
+}
+
+// ---------------------------------------------------------------- IAM
+
+/// Every policy statement in the template: (where, statement).
+fn all_statements(t: &Template) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (id, r) in t.resources() {
+        let p = &r["Properties"];
+        let mut docs = Vec::new();
+        match r["Type"].as_str().unwrap_or("") {
+            "AWS::IAM::Role" => {
+                docs.push(p["AssumeRolePolicyDocument"].clone());
+                docs.extend(
+                    one_or_many(&p["Policies"])
+                        .into_iter()
+                        .map(|pol| pol["PolicyDocument"].clone()),
+                );
+            }
+            "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" | "AWS::S3::BucketPolicy" | "AWS::SQS::QueuePolicy" => {
+                docs.push(p["PolicyDocument"].clone())
+            }
+            _ => {}
+        }
+        for d in docs {
+            for s in one_or_many(&d["Statement"]) {
+                out.push((id.clone(), s));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_iam_statement_allows_a_wildcard_action() {
+    let t = Template::load();
+    let statements = all_statements(&t);
+    assert!(statements.len() > 20);
+    for (id, s) in &statements {
+        assert!(s["NotAction"].is_null() && s["NotResource"].is_null(), "{id}: {s}");
+        let wildcard = one_or_many(&s["Action"])
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.contains('*')));
+        if wildcard {
+            // The one exception: the bucket policy's Deny of plain HTTP,
+            // which must cover every action to mean anything.
+            assert_eq!(id, "DataBucketPolicy", "wildcard action in {id}: {s}");
+            assert_eq!(s["Effect"], "Deny", "{s}");
+            assert_eq!(s["Action"], "s3:*", "{s}");
+            assert_eq!(s["Condition"], json!({"Bool": {"aws:SecureTransport": "false"}}), "{s}");
+        }
+        if s["Effect"] == "Allow" {
+            assert!(
+                !one_or_many(&s["Resource"]).contains(&json!("*")),
+                "{id}: an Allow on every resource: {s}"
+            );
+        }
+    }
+}
+
+/// A policy resource reduced to the template's logical names:
+/// `!GetAtt T.Arn` -> `T`, `!Sub ${T.Arn}/index/x` -> `T/index/x`.
+fn resource_name(v: &Value) -> String {
+    if let Some(id) = v["Ref"].as_str() {
+        return id.to_owned();
+    }
+    if v["Fn::GetAtt"][1] == "Arn" {
+        return v["Fn::GetAtt"][0].as_str().unwrap().to_owned();
+    }
+    if let Some(s) = v["Fn::Sub"].as_str() {
+        let mut out = s.to_owned();
+        for name in sub_names(s) {
+            let short = name.strip_suffix(".Arn").unwrap_or(&name);
+            out = out.replace(&format!("${{{name}}}"), short);
+        }
+        return out;
+    }
+    match v.as_str() {
+        Some(s) => s.to_owned(),
+        None => panic!("unexpected policy resource {v}"),
+    }
+}
+
+/// (action, resource) pairs a function's role allows, from the role's
+/// inline policies and every AWS::IAM::Policy attached to it.
+fn grants_of(t: &Template, function: &str) -> BTreeSet<(String, String)> {
+    let role = t.props(function)["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{function}: Role is !GetAtt SomeRole.Arn"))
+        .to_owned();
+    let role_props = t.props(&role);
+    assert_eq!(t.resource(&role)["Type"], "AWS::IAM::Role");
+    assert!(
+        role_props["ManagedPolicyArns"].is_null() && role_props["PermissionsBoundary"].is_null(),
+        "{role}: every grant must be visible in this template"
+    );
+    assert_eq!(
+        role_props["AssumeRolePolicyDocument"]["Statement"],
+        json!([{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
+        "{role}"
+    );
+    let mut docs: Vec<Value> = one_or_many(&role_props["Policies"])
+        .into_iter()
+        .map(|p| p["PolicyDocument"].clone())
+        .collect();
+    for (_, p) in t.of_type("AWS::IAM::Policy") {
+        if one_or_many(&p["Properties"]["Roles"]).contains(&reference(&role)) {
+            docs.push(p["Properties"]["PolicyDocument"].clone());
+        }
+    }
+    let mut grants = BTreeSet::new();
+    for d in docs {
+        for s in one_or_many(&d["Statement"]) {
+            assert_eq!(s["Effect"], "Allow", "{role}: {s}");
+            assert!(
+                s["Condition"].is_null(),
+                "{role}: conditions are not modelled here: {s}"
+            );
+            for a in one_or_many(&s["Action"]) {
+                for r in one_or_many(&s["Resource"]) {
+                    grants.insert((a.as_str().unwrap().to_owned(), resource_name(&r)));
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// (IAM action, resources) pairs of one function.
+type Grants = &'static [(&'static str, &'static [&'static str])];
+
+/// What each function's code path calls, traced from its handler through
+/// the pipeline/API core to the store adapters (shared/src/store/dynamo.rs,
+/// s3.rs) and the provider client:
+///
+/// * enqueue (`api::*`): insert = TransactWriteItems of Put state + Put body
+///   (requests) + Update counters (jobs), GetItem of an existing request,
+///   S3 PutObject of large bodies; get_with_result = Query on the requests
+///   table; get_job = GetItem; cancel = Update state + counters, GetItem;
+///   list_jobs = Query jobs-index; stats = Query counters (jobs table),
+///   queue-index, open-index; a large response = presigned GetObject.
+/// * submit (`pipeline::submit`): open_jobs, holds and queue_groups (jobs
+///   table and open-index), queued (queue-index), claims/fails/give-backs
+///   (Update state + counters, GetItem to classify), create/save_job (Put,
+///   GetItem on a lost condition), bodies/get_many (BatchGetItem, large
+///   bodies from S3 where a missing one must read as 404), claimed_by on a
+///   resume (job-index), the input file (PutObject/multipart, abort, read
+///   back for the upload), the provider key.
+/// * poll (`pipeline::poll`): open-index, save_job/hold_group (Put), get_job,
+///   claimed_by (job-index), fail/requeue (Update + counters, GetItem), the
+///   input file read back for validation errors, HeadObject of result copies
+///   (404 needs ListBucket), the copies (PutObject/multipart, abort), and a
+///   late ingest: result file read, BatchGetItem, Update state + Put result,
+///   large responses to S3; the provider key.
+/// * ingest (`pipeline::ingest`): get_job/save_job, the result file,
+///   BatchGetItem of states, Update state + Put result + counters, GetItem
+///   to classify, large responses to S3, try_close (job-index). No key.
+const EXPECTED_GRANTS: [(&str, Grants); 4] = [
+    (
+        "EnqueueFunction",
+        &[
+            ("logs:CreateLogStream", &["EnqueueLogGroup"]),
+            ("logs:PutLogEvents", &["EnqueueLogGroup"]),
+            ("dynamodb:GetItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:PutItem", &["RequestsTable"]),
+            ("dynamodb:UpdateItem", &["RequestsTable", "JobsTable"]),
+            (
+                "dynamodb:Query",
+                &[
+                    "RequestsTable",
+                    "RequestsTable/index/queue-index",
+                    "JobsTable",
+                    "JobsTable/index/jobs-index",
+                    "JobsTable/index/open-index",
+                ],
+            ),
+            ("s3:PutObject", &["DataBucket/bodies/*"]),
+            ("s3:GetObject", &["DataBucket/responses/*"]),
+        ],
+    ),
+    (
+        "SubmitFunction",
+        &[
+            ("logs:CreateLogStream", &["SubmitLogGroup"]),
+            ("logs:PutLogEvents", &["SubmitLogGroup"]),
+            ("dynamodb:BatchGetItem", &["RequestsTable"]),
+            ("dynamodb:GetItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:PutItem", &["JobsTable"]),
+            ("dynamodb:UpdateItem", &["RequestsTable", "JobsTable"]),
+            (
+                "dynamodb:Query",
+                &[
+                    "RequestsTable/index/queue-index",
+                    "RequestsTable/index/job-index",
+                    "JobsTable",
+                    "JobsTable/index/open-index",
+                ],
+            ),
+            ("s3:GetObject", &["DataBucket/bodies/*", "DataBucket/inputs/*"]),
+            ("s3:PutObject", &["DataBucket/inputs/*"]),
+            ("s3:AbortMultipartUpload", &["DataBucket/inputs/*"]),
+            ("s3:ListBucket", &["DataBucket"]),
+            ("secretsmanager:GetSecretValue", &["ProviderKeySecret"]),
+            ("sqs:SendMessage", &["SubmitDlq"]),
+        ],
+    ),
+    (
+        "PollFunction",
+        &[
+            ("logs:CreateLogStream", &["PollLogGroup"]),
+            ("logs:PutLogEvents", &["PollLogGroup"]),
+            ("dynamodb:BatchGetItem", &["RequestsTable"]),
+            ("dynamodb:GetItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:PutItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:UpdateItem", &["RequestsTable", "JobsTable"]),
+            (
+                "dynamodb:Query",
+                &["RequestsTable/index/job-index", "JobsTable/index/open-index"],
+            ),
+            ("s3:GetObject", &["DataBucket/inputs/*", "DataBucket/results/*"]),
+            ("s3:PutObject", &["DataBucket/results/*", "DataBucket/responses/*"]),
+            ("s3:AbortMultipartUpload", &["DataBucket/results/*"]),
+            ("s3:ListBucket", &["DataBucket"]),
+            ("secretsmanager:GetSecretValue", &["ProviderKeySecret"]),
+            ("sqs:SendMessage", &["PollDlq"]),
+        ],
+    ),
+    (
+        "IngestFunction",
+        &[
+            ("logs:CreateLogStream", &["IngestLogGroup"]),
+            ("logs:PutLogEvents", &["IngestLogGroup"]),
+            ("dynamodb:BatchGetItem", &["RequestsTable"]),
+            ("dynamodb:GetItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:PutItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:UpdateItem", &["RequestsTable", "JobsTable"]),
+            ("dynamodb:Query", &["RequestsTable/index/job-index"]),
+            ("s3:GetObject", &["DataBucket/results/*"]),
+            ("s3:PutObject", &["DataBucket/responses/*"]),
+            ("sqs:SendMessage", &["IngestDlq"]),
+        ],
+    ),
+];
+
+#[test]
+fn each_function_may_do_exactly_what_its_code_does() {
+    let t = Template::load();
+    for (function, expected) in EXPECTED_GRANTS {
+        let expected: BTreeSet<(String, String)> = expected
+            .iter()
+            .flat_map(|(a, rs)| rs.iter().map(move |r| (a.to_string(), r.to_string())))
+            .collect();
+        let actual = grants_of(&t, function);
+        let missing: Vec<_> = expected.difference(&actual).collect();
+        let extra: Vec<_> = actual.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{function}: missing grants {missing:?}; grants its code does not need {extra:?}"
+        );
+    }
+    // Index names in the grants are the ones the adapter queries.
+    for index in [
+        schema::QUEUE_INDEX,
+        schema::JOB_INDEX,
+        schema::JOBS_INDEX,
+        schema::OPEN_INDEX,
+    ] {
+        let used = EXPECTED_GRANTS
+            .iter()
+            .flat_map(|(_, g)| g.iter().flat_map(|(_, rs)| rs.iter()))
+            .any(|r| r.ends_with(&format!("/index/{index}")));
+        assert!(used, "no function may query {index}");
+    }
+}
+
+#[test]
+fn a_grant_the_code_does_not_need_is_caught() {
+    let text = read("infra/template.yaml");
+    let needle = "Action: [dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:Query]";
+    assert!(
+        text.contains(needle),
+        "the enqueue role's jobs statement moved; update this test"
+    );
+    let widened = text.replacen(
+        needle,
+        "Action: [dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:Query, dynamodb:DeleteItem]",
+        1,
+    );
+    let grants = grants_of(&Template::from_text(&widened), "EnqueueFunction");
+    assert!(grants.contains(&("dynamodb:DeleteItem".into(), "JobsTable".into())));
+    let (_, expected) = EXPECTED_GRANTS[0];
+    assert!(!expected.iter().any(|(a, _)| *a == "dynamodb:DeleteItem"));
+}
+
+/// The AWS SDK operations the adapters call, as written in their source,
+/// and the IAM action each needs (a listed operation may be unused). If an
+/// adapter starts calling another operation, the grants above were derived
+/// from code paths that have changed: trace which functions reach it and
+/// update the roles.
+const ADAPTER_OPERATIONS: [(&str, &str, &str); 17] = [
+    (
+        "shared/src/store/dynamo.rs",
+        "transact_write_items",
+        "per action: PutItem / UpdateItem",
+    ),
+    (
+        "shared/src/store/dynamo.rs",
+        "update_item",
+        "dynamodb:UpdateItem on the jobs table (savings rows), which every role has",
+    ),
+    ("shared/src/store/dynamo.rs", "get_item", "dynamodb:GetItem"),
+    ("shared/src/store/dynamo.rs", "batch_get_item", "dynamodb:BatchGetItem"),
+    ("shared/src/store/dynamo.rs", "put_item", "dynamodb:PutItem"),
+    ("shared/src/store/dynamo.rs", "query", "dynamodb:Query"),
+    (
+        "shared/src/store/dynamo.rs",
+        "create_table",
+        "none: batchq init and tests only",
+    ),
+    (
+        "shared/src/store/dynamo.rs",
+        "describe_table",
+        "none: batchq init and tests only",
+    ),
+    ("shared/src/store/s3.rs", "put_object", "s3:PutObject"),
+    ("shared/src/store/s3.rs", "get_object", "s3:GetObject (also presigned)"),
+    (
+        "shared/src/store/s3.rs",
+        "head_object",
+        "s3:GetObject (+ s3:ListBucket for 404)",
+    ),
+    (
+        "shared/src/store/s3.rs",
+        "delete_object",
+        "none: ObjectStore::delete has no caller in a handler",
+    ),
+    ("shared/src/store/s3.rs", "create_multipart_upload", "s3:PutObject"),
+    ("shared/src/store/s3.rs", "upload_part", "s3:PutObject"),
+    ("shared/src/store/s3.rs", "complete_multipart_upload", "s3:PutObject"),
+    (
+        "shared/src/store/s3.rs",
+        "abort_multipart_upload",
+        "s3:AbortMultipartUpload",
+    ),
+    (
+        "shared/src/provider/openai.rs",
+        "get_secret_value",
+        "secretsmanager:GetSecretValue",
+    ),
+];
+
+/// `client.<op>(` calls in a source file (`client` ending a path or field
+/// expression; whitespace and line breaks between the parts allowed).
+fn sdk_calls(source: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = source.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    for (at, _) in source.match_indices("client") {
+        if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+            continue;
+        }
+        let dot = skip_ws(at + "client".len());
+        if bytes.get(dot) != Some(&b'.') {
+            continue;
+        }
+        let start = skip_ws(dot + 1);
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let name = &source[start..end];
+        if end > start && bytes.get(skip_ws(end)) == Some(&b'(') && name != "clone" {
+            out.insert(name.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_adapters_call_only_the_operations_the_grants_were_derived_from() {
+    let mut known: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (file, op, _) in ADAPTER_OPERATIONS {
+        known.entry(file).or_default().insert(op);
+    }
+    for (file, known) in known {
+        let called = sdk_calls(&read(file));
+        assert!(called.contains("get_item") || called.contains("put_object") || called.contains("get_secret_value"));
+        let new: Vec<&String> = called.iter().filter(|op| !known.contains(op.as_str())).collect();
+        assert!(
+            new.is_empty(),
+            "{file} now calls {new:?}: find which functions reach it, add the IAM action to their roles \
+             in infra/template.yaml and to EXPECTED_GRANTS, then list it in ADAPTER_OPERATIONS"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- storage
+
+/// The tables as `DynamoStore::create_tables` defines them, in the
+/// template's terms: attribute definitions, key schema, GSIs.
+fn expected_tables() -> Vec<(&'static str, Value)> {
+    let (pk, sk) = (schema::PK, schema::SK);
+    let key =
+        |h: &str, r: &str| json!([{"AttributeName": h, "KeyType": "HASH"}, {"AttributeName": r, "KeyType": "RANGE"}]);
+    let gsi = |name: &str, h: &str, r: &str| json!({"IndexName": name, "KeySchema": key(h, r), "Projection": {"ProjectionType": "ALL"}});
+    let attrs = |list: &[(&str, &str)]| -> Value {
+        list.iter()
+            .map(|(n, t)| json!({"AttributeName": n, "AttributeType": t}))
+            .collect()
+    };
+    vec![
+        (
+            "RequestsTable",
+            json!({
+                "AttributeDefinitions": attrs(&[(pk, "S"), (sk, "S"), ("queue", "S"), ("queue_order", "S"), ("job_id", "S")]),
+                "KeySchema": key(pk, sk),
+                "GlobalSecondaryIndexes": [
+                    gsi(schema::QUEUE_INDEX, "queue", "queue_order"),
+                    gsi(schema::JOB_INDEX, "job_id", pk),
+                ],
+            }),
+        ),
+        (
+            "JobsTable",
+            json!({
+                "AttributeDefinitions": attrs(&[(pk, "S"), (sk, "S"), ("kind", "S"), ("open", "S"), ("created_at", "N")]),
+                "KeySchema": key(pk, sk),
+                "GlobalSecondaryIndexes": [
+                    gsi(schema::JOBS_INDEX, "kind", "created_at"),
+                    gsi(schema::OPEN_INDEX, "open", "created_at"),
+                ],
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn tables_match_the_schema_and_are_on_demand_recoverable_and_encrypted() {
+    let t = Template::load();
+    assert_eq!(t.of_type("AWS::DynamoDB::Table").count(), 2);
+    for (id, expected) in expected_tables() {
+        let p = t.props(id);
+        for field in ["AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes"] {
+            assert_eq!(p[field], expected[field], "{id}.{field}");
+        }
+        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{id}");
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+            "{id}"
+        );
+        assert_eq!(p["SSESpecification"]["SSEEnabled"], true, "{id}");
+        assert!(
+            p["TableName"].is_null(),
+            "{id}: names come from the stack (BATCHQ_*_TABLE)"
+        );
+        // The code writes no expiry attribute; a TTL on one would do nothing.
+        assert!(
+            p["TimeToLiveSpecification"].is_null(),
+            "{id}: declare TTL only on an attribute the code writes"
+        );
+        assert_eq!(t.resource(id)["DeletionPolicy"], "Retain", "{id}");
+    }
+}
+
+/// The tables the real adapter creates (in the emulator) equal the template's.
+#[tokio::test]
+async fn tables_equal_what_create_tables_builds() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement};
+    let env = batchq_tests::TestEnv::new().await;
+    let t = Template::load();
+    let keys_json = |ks: &[KeySchemaElement]| -> Value {
+        ks.iter()
+            .map(|k| json!({"AttributeName": k.attribute_name(), "KeyType": k.key_type().as_str()}))
+            .collect()
+    };
+    let attrs_sorted = |list: Vec<Value>| -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(Value::to_string).collect();
+        v.sort();
+        v
+    };
+    for (id, table) in [
+        ("RequestsTable", &env.config.requests_table),
+        ("JobsTable", &env.config.jobs_table),
+    ] {
+        let d = env.dynamo.describe_table().table_name(table).send().await.unwrap();
+        let d = d.table().unwrap();
+        let p = t.props(id);
+        assert_eq!(keys_json(d.key_schema()), p["KeySchema"], "{id}: key schema");
+        let built: Vec<Value> = d
+            .attribute_definitions()
+            .iter()
+            .map(|a: &AttributeDefinition| {
+                json!({"AttributeName": a.attribute_name(), "AttributeType": a.attribute_type().as_str()})
+            })
+            .collect();
+        assert_eq!(
+            attrs_sorted(built),
+            attrs_sorted(one_or_many(&p["AttributeDefinitions"])),
+            "{id}: attribute definitions"
+        );
+        let mut built: Vec<String> = d
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                json!({
+                    "IndexName": g.index_name(),
+                    "KeySchema": keys_json(g.key_schema()),
+                    "Projection": {"ProjectionType": g.projection().and_then(|p| p.projection_type()).map(|p| p.as_str())},
+                })
+                .to_string()
+            })
+            .collect();
+        built.sort();
+        assert_eq!(
+            built,
+            attrs_sorted(one_or_many(&p["GlobalSecondaryIndexes"])),
+            "{id}: global secondary indexes"
+        );
+        if let Some(mode) = d.billing_mode_summary().and_then(|b| b.billing_mode()) {
+            assert_eq!(p["BillingMode"], mode.as_str(), "{id}: billing mode");
+        }
+    }
+}
+
+#[test]
+fn the_bucket_is_private_encrypted_tls_only_and_expires_what_it_may() {
+    let t = Template::load();
+    let p = t.props("DataBucket");
+    assert_eq!(
+        p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(p["PublicAccessBlockConfiguration"][flag], true, "{flag}");
+    }
+    let policy = t.props("DataBucketPolicy");
+    assert_eq!(policy["Bucket"], reference("DataBucket"));
+    let deny = &policy["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(
+        deny["Resource"],
+        json!([get_att("DataBucket", "Arn"), {"Fn::Sub": "${DataBucket.Arn}/*"}])
+    );
+
+    let rules = p["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    let prefixes: BTreeSet<&str> = rules.iter().filter_map(|r| r["Prefix"].as_str()).collect();
+    assert_eq!(
+        prefixes,
+        BTreeSet::from(["inputs/", "results/", "responses/"]),
+        "bodies/ must never expire: a queued request needs its body until a batch takes it"
+    );
+    assert!(rules
+        .iter()
+        .any(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].is_number() && r["Prefix"].is_null()));
+    // Poll reads an input file again when its batch fails validation, up to
+    // the batch deadline after submission.
+    let deadline_secs: u64 = VARS
+        .iter()
+        .find(|v| v.name == "BATCHQ_BATCH_DEADLINE_SECS")
+        .unwrap()
+        .default
+        .parse()
+        .unwrap();
+    let min_days = as_u64(&t.parameter("InputRetentionDays")["MinValue"]);
+    assert!(
+        min_days * 86_400 > deadline_secs,
+        "inputs/ may expire before poll is done with it"
+    );
+}
+
+// ---------------------------------------------------------------- failures, logs, alarms
+
+#[test]
+fn asynchronous_failures_land_in_a_dlq_that_raises_an_alarm() {
+    let t = Template::load();
+    let alarms: Vec<&Value> = t
+        .of_type("AWS::CloudWatch::Alarm")
+        .map(|(_, a)| &a["Properties"])
+        .collect();
+    let alarm_on = |metric: &str, dim: &Value| {
+        alarms
+            .iter()
+            .any(|a| a["MetricName"] == metric && one_or_many(&a["Dimensions"]).iter().any(|d| d["Value"] == *dim))
+    };
+    for (id, _, _) in FUNCTIONS {
+        assert!(alarm_on("Errors", &reference(id)), "{id}: no Errors alarm");
+        if id == "EnqueueFunction" {
+            assert!(
+                t.props(id)["EventInvokeConfig"].is_null(),
+                "the API is invoked synchronously"
+            );
+            continue;
+        }
+        let dlq = id.replace("Function", "Dlq");
+        assert_eq!(
+            t.props(id)["EventInvokeConfig"]["DestinationConfig"]["OnFailure"],
+            json!({"Type": "SQS", "Destination": get_att(&dlq, "Arn")}),
+            "{id}"
+        );
+        assert_eq!(t.resource(&dlq)["Type"], "AWS::SQS::Queue");
+        assert!(
+            alarm_on("ApproximateNumberOfMessagesVisible", &get_att(&dlq, "QueueName")),
+            "{dlq}: no depth alarm"
+        );
+    }
+    for a in &alarms {
+        assert_eq!(a["AlarmActions"], json!([reference("AlarmTopic")]), "{a}");
+        assert_eq!(a["TreatMissingData"], "notBreaching", "{a}");
+    }
+}
+
+#[test]
+fn logs_have_retention_and_metric_filters_match_the_code() {
+    let t = Template::load();
+    for (id, _, _) in FUNCTIONS {
+        let group = t.props(id)["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} logs to a group of this template"))
+            .to_owned();
+        assert_eq!(t.resource(&group)["Type"], "AWS::Logs::LogGroup");
+        assert_eq!(
+            t.props(&group)["RetentionInDays"],
+            reference("LogRetentionDays"),
+            "{group}"
+        );
+    }
+    let mut code = String::new();
+    for dir in [
+        "shared/src",
+        "shared/src/pipeline",
+        "shared/src/store",
+        "shared/src/api",
+    ] {
+        for entry in std::fs::read_dir(format!("{ROOT}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                code.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    for (id, f) in t.of_type("AWS::Logs::MetricFilter") {
+        let pattern = f["Properties"]["FilterPattern"].as_str().unwrap();
+        if let Some(msg) = pattern
+            .strip_prefix("{ $.message = \"")
+            .and_then(|s| s.strip_suffix("\" }"))
+        {
+            assert!(
+                code.contains(&format!("\"{msg}\"")),
+                "{id}: no log line {msg:?} in shared/src any more; the alarm would never fire"
+            );
+        } else {
+            assert_eq!(pattern, "{ $.level = \"ERROR\" }", "{id}");
+        }
+    }
+}
