@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use api_support::{event, lambda_answer, post_event, Answer};
 use batchq_core::api::Api;
 use batchq_core::ids::{CustomId, RequestKey, TenantId};
+use batchq_core::store::ObjectStore;
 use batchq_tests::pipeline::Pipeline;
 use fake_openai::FakeConfig;
 use serde_json::{json, Value};
@@ -19,6 +20,7 @@ async fn call(api: &Api, ev: &Value) -> Answer {
 
 fn api_of(p: &Pipeline) -> Api {
     Api::new(
+        p.store.clone(),
         p.store.clone(),
         p.store.clone(),
         p.env.s3.clone(),
@@ -191,4 +193,124 @@ async fn the_same_scheduled_and_s3_events_delivered_twice_change_nothing_the_sec
     }
     let jobs = p.all_jobs().await;
     assert!(jobs.iter().all(|j| j.status == batchq_core::job::JobStatus::Done));
+}
+
+/// USD per 1M tokens as a decimal string → picodollars per token, by hand.
+fn pico_per_token(price: &str) -> i128 {
+    let (int, frac) = price.split_once('.').unwrap_or((price, ""));
+    assert!(frac.len() <= 6, "{price}");
+    let frac = format!("{frac:0<6}");
+    int.parse::<i128>().unwrap() * 1_000_000 + frac.parse::<i128>().unwrap()
+}
+
+#[tokio::test]
+async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the_price_file() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let api = api_of(&p);
+    // Long shared instructions (cached input once past 1,024 tokens) on every
+    // third request; o4-mini without an output cap (reasoning tokens).
+    let long_instructions = "Follow the style guide: be brief, neutral and precise. ".repeat(150);
+    let mut reqs = Vec::new();
+    for i in 0..200 {
+        for (model, cap) in [("gpt-4o-mini", Some(20)), ("gpt-4.1-mini", Some(40)), ("o4-mini", None)] {
+            let system = if i % 3 == 0 {
+                long_instructions.as_str()
+            } else {
+                "Classify the review."
+            };
+            let mut body = json!({"model": model, "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": format!("Review {i}: solid build, weak battery.")}
+            ]});
+            if let Some(cap) = cap {
+                body["max_tokens"] = json!(cap);
+            }
+            reqs.push(batchq_tests::pipeline::new_request(
+                &format!("{model}-{i}"),
+                batchq_core::request::Endpoint::ChatCompletions,
+                model,
+                body,
+            ));
+        }
+    }
+    p.enqueue(&reqs).await;
+    p.settle(&batchq_tests::pipeline::keys(&reqs), 4).await;
+
+    // Independently: the fake's usage for each request, priced from the file.
+    let prices: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/prices.json")).unwrap(),
+    )
+    .unwrap();
+    let mut expected: HashMap<String, (i128, i128, u64)> = HashMap::new();
+    let mut saw_cached = false;
+    let mut saw_reasoning = false;
+    for req in &reqs {
+        let body: Value = serde_json::from_str(&req.body_json).unwrap();
+        let answer = fake_openai::respond(req.endpoint.as_str(), req.key.as_str(), &body);
+        let u = &answer["usage"];
+        let input = u["prompt_tokens"].as_u64().unwrap() as i128;
+        let output = u["completion_tokens"].as_u64().unwrap() as i128;
+        let cached = u["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0) as i128;
+        saw_cached |= cached > 0;
+        saw_reasoning |= u["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap_or(0) > 0;
+        let model = req.model.as_str();
+        let price = &prices["providers"]["openai"][model];
+        let cost = |tier: &str| {
+            let t = &price[tier];
+            let inp = pico_per_token(t["input"].as_str().unwrap());
+            let cached_price = t["cached_input"].as_str().map(pico_per_token).unwrap_or(inp);
+            let out = pico_per_token(t["output"].as_str().unwrap());
+            (input - cached) * inp + cached * cached_price + output * out
+        };
+        let e = expected.entry(model.to_owned()).or_default();
+        e.0 += cost("batch");
+        e.1 += cost("realtime");
+        e.2 += 1;
+    }
+    assert!(
+        saw_cached && saw_reasoning,
+        "the workload exercises cached and reasoning tokens"
+    );
+
+    let report = call(&api, &event("GET", "/v1/savings?group_by=model", None, None, false)).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let groups = report.body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    let money = |v: &Value| {
+        batchq_core::money::Money::parse_decimal(v.as_str().unwrap())
+            .unwrap()
+            .picodollars()
+    };
+    let (mut all_batch, mut all_realtime) = (0i128, 0i128);
+    for g in groups {
+        let model = g["model"].as_str().unwrap();
+        let (batch, realtime, n) = expected[model];
+        assert_eq!(money(&g["batch_cost_usd"]), batch, "{model} batch cost");
+        assert_eq!(money(&g["realtime_cost_usd"]), realtime, "{model} real-time cost");
+        assert_eq!(money(&g["saved_usd"]), realtime - batch, "{model} saving");
+        assert_eq!(g["requests"], n);
+        all_batch += batch;
+        all_realtime += realtime;
+    }
+    assert_eq!(money(&report.body["total"]["saved_usd"]), all_realtime - all_batch);
+    let by_day = call(&api, &event("GET", "/v1/savings?group_by=day", None, None, false)).await;
+    assert_eq!(by_day.body["total"], report.body["total"]);
+    let stats = call(&api, &event("GET", "/v1/stats", None, None, false)).await;
+    assert_eq!(stats.body["savings"], report.body["total"]);
+
+    // Replaying every result file leaves every total unchanged.
+    let before = p.snapshot().await;
+    for job in p.all_jobs().await {
+        for kind in ["output", "errors"] {
+            let key = format!("results/{}/{kind}.jsonl", job.id);
+            if p.env.s3.head(&key).await.unwrap().is_some() {
+                p.ingest_via_handler(&p.ingester(), p.s3_event(&key, 1, "replay"))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(p.snapshot().await, before);
+    let again = call(&api, &event("GET", "/v1/savings?group_by=model", None, None, false)).await;
+    assert_eq!(again.body, report.body);
 }

@@ -61,6 +61,7 @@ impl Api {
         let groups = self.requests.queue_groups().await?;
         let oldest = try_join_all(groups.iter().map(|g| self.requests.queued(&g.group, None, 1))).await?;
         let open = self.jobs.open_jobs().await?;
+        let savings = self.savings_total(tenant).await?;
 
         let mut queue_groups = Vec::with_capacity(groups.len());
         let mut oldest_age: Option<u64> = None;
@@ -100,6 +101,7 @@ impl Api {
                     "open": open.len(),
                     "by_status": by_status,
                 },
+                "savings": super::savings::totals_view(&savings),
                 "generated_at": views::time(now),
             }),
         ))

@@ -26,6 +26,7 @@ pub mod views;
 
 mod jobs;
 mod requests;
+mod savings;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::config::Limits;
 use crate::ids::TenantId;
-use crate::store::{JobStore, ObjectStore, RequestStore};
+use crate::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
 use crate::time::Clock;
 
 pub use error::ApiError;
@@ -228,6 +229,7 @@ impl ApiLimits {
 pub struct Api {
     pub requests: Arc<dyn RequestStore>,
     pub jobs: Arc<dyn JobStore>,
+    pub savings: Arc<dyn SavingsStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub clock: Arc<dyn Clock>,
     pub limits: ApiLimits,
@@ -237,6 +239,7 @@ impl Api {
     pub fn new(
         requests: Arc<dyn RequestStore>,
         jobs: Arc<dyn JobStore>,
+        savings: Arc<dyn SavingsStore>,
         objects: Arc<dyn ObjectStore>,
         clock: Arc<dyn Clock>,
         limits: &Limits,
@@ -244,6 +247,7 @@ impl Api {
         Self {
             requests,
             jobs,
+            savings,
             objects,
             clock,
             limits: ApiLimits::from_config(limits),
@@ -253,6 +257,7 @@ impl Api {
     /// The API over an [`App`]'s stores and clock.
     pub fn from_app(app: &App) -> Self {
         Self::new(
+            app.store.clone(),
             app.store.clone(),
             app.store.clone(),
             app.objects.clone(),
@@ -293,6 +298,7 @@ impl Api {
             (Route::Jobs, Get) => self.list_jobs(req).await,
             (Route::Job(id), Get) => self.get_job(id, req).await,
             (Route::Stats, Get) => self.stats(tenant, req).await,
+            (Route::Savings, Get) => self.savings_report(tenant, req).await,
             _ => Err(ApiError::MethodNotAllowed {
                 method: req.method.to_string(),
                 allowed: route.allowed(),
@@ -312,6 +318,7 @@ enum Route {
     Jobs,
     Job(String),
     Stats,
+    Savings,
 }
 
 impl Route {
@@ -338,10 +345,11 @@ impl Route {
             ["v1", "jobs"] => Ok(Self::Jobs),
             ["v1", "jobs", raw] if !raw.is_empty() => Ok(Self::Job(id(raw, "job_id")?)),
             ["v1", "stats"] => Ok(Self::Stats),
+            ["v1", "savings"] => Ok(Self::Savings),
             _ => Err(ApiError::NotFound {
                 code: "no_such_route",
                 message: format!(
-                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}} and /v1/stats",
+                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats and /v1/savings",
                     raw_path.chars().take(100).collect::<String>()
                 ),
             }),
@@ -353,7 +361,7 @@ impl Route {
             Self::Requests => &["POST"],
             Self::Bulk => &["POST", "GET", "DELETE"],
             Self::Request(_) => &["GET", "DELETE"],
-            Self::Jobs | Self::Job(_) | Self::Stats => &["GET"],
+            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings => &["GET"],
         }
     }
 
@@ -366,6 +374,7 @@ impl Route {
             Self::Jobs => "/v1/jobs",
             Self::Job(_) => "/v1/jobs/{id}",
             Self::Stats => "/v1/stats",
+            Self::Savings => "/v1/savings",
         }
     }
 }

@@ -92,7 +92,14 @@ impl ApiEnv {
             env.config.limits.inline_result_max_bytes,
         ));
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
-        let api = Api::new(store.clone(), store, objects, clock.clone(), &env.config.limits);
+        let api = Api::new(
+            store.clone(),
+            store.clone(),
+            store,
+            objects,
+            clock.clone(),
+            &env.config.limits,
+        );
         Self { env, api, clock }
     }
 

@@ -1,0 +1,181 @@
+//! `GET /v1/savings`: what the tenant's completed requests cost at batch
+//! prices, what they would have cost in real time, and the difference, per
+//! day or per model. Every amount is an exact decimal string in US dollars.
+//!
+//! The figures come from running totals kept at ingest (one per tenant,
+//! day and model); a job's requests count on the UTC day the job was
+//! submitted.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::query::Query;
+use super::views;
+use super::{Api, ApiRequest, ApiResponse};
+use crate::ids::TenantId;
+use crate::store::SavingsTotals;
+
+/// Bounds used when `from` / `to` are not given: every day.
+const FIRST_DAY: &str = "0000-01-01";
+const LAST_DAY: &str = "9999-12-31";
+
+/// The JSON of one group (or the total).
+pub fn totals_view(t: &SavingsTotals) -> Value {
+    json!({
+        "requests": t.requests,
+        "unpriced_requests": t.unpriced_requests,
+        "tokens": views::usage(&t.usage),
+        "batch_cost_usd": t.batch_cost.to_decimal_string(),
+        "realtime_cost_usd": t.realtime_cost.to_decimal_string(),
+        "saved_usd": t.saved().to_decimal_string(),
+    })
+}
+
+/// Checks a `YYYY-MM-DD` day (a real calendar day).
+fn day(q: &Query, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = q.get(name) else { return Ok(None) };
+    let bad = || {
+        ApiError::bad_request(
+            Some(name),
+            "invalid_date",
+            format!(
+                "{name} must be a day as YYYY-MM-DD, not {:?}",
+                raw.chars().take(40).collect::<String>()
+            ),
+        )
+    };
+    let b = raw.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| raw[r].parse::<u32>().map_err(|_| bad());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if d == 0 || d > days || raw[0..4].contains(['+', '-']) {
+        return Err(bad());
+    }
+    Ok(Some(raw.to_owned()))
+}
+
+impl Api {
+    /// `GET /v1/savings?from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=day|model`.
+    pub(super) async fn savings_report(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+        let q = Query::parse(&req.query, &["from", "to", "group_by"])?;
+        let from = day(&q, "from")?;
+        let to = day(&q, "to")?;
+        if let (Some(f), Some(t)) = (&from, &to) {
+            if f > t {
+                return Err(ApiError::bad_request(
+                    Some("from"),
+                    "invalid_range",
+                    format!("from ({f}) is after to ({t})"),
+                ));
+            }
+        }
+        let group_by = match q.get("group_by").unwrap_or("day") {
+            g @ ("day" | "model") => g,
+            other => {
+                return Err(ApiError::bad_request(
+                    Some("group_by"),
+                    "invalid_value",
+                    format!(
+                        "group_by must be day or model, not {:?}",
+                        other.chars().take(40).collect::<String>()
+                    ),
+                ))
+            }
+        };
+        let rows = self
+            .savings
+            .savings(
+                tenant,
+                from.as_deref().unwrap_or(FIRST_DAY),
+                to.as_deref().unwrap_or(LAST_DAY),
+            )
+            .await?;
+        let mut groups: BTreeMap<String, SavingsTotals> = BTreeMap::new();
+        let mut total = SavingsTotals::default();
+        for row in &rows {
+            let key = if group_by == "day" {
+                row.day.clone()
+            } else {
+                row.model.to_string()
+            };
+            groups.entry(key).or_default().add(&row.totals);
+            total.add(&row.totals);
+        }
+        let groups: Vec<Value> = groups
+            .iter()
+            .map(|(key, t)| {
+                let mut v = totals_view(t);
+                v[group_by] = Value::String(key.clone());
+                v
+            })
+            .collect();
+        Ok(ApiResponse::json(
+            200,
+            json!({
+                "tenant": tenant,
+                "from": from,
+                "to": to,
+                "group_by": group_by,
+                "groups": groups,
+                "total": totals_view(&total),
+            }),
+        ))
+    }
+
+    /// All-time totals of a tenant (for `GET /v1/stats`).
+    pub(super) async fn savings_total(&self, tenant: &TenantId) -> Result<SavingsTotals, ApiError> {
+        let mut total = SavingsTotals::default();
+        for row in self.savings.savings(tenant, FIRST_DAY, LAST_DAY).await? {
+            total.add(&row.totals);
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(raw: &str) -> Query {
+        Query::parse(raw, &["from"]).unwrap()
+    }
+
+    #[test]
+    fn days_must_be_real_calendar_days() {
+        assert_eq!(
+            day(&q("from=2026-11-25"), "from").unwrap().as_deref(),
+            Some("2026-11-25")
+        );
+        assert_eq!(
+            day(&q("from=2024-02-29"), "from").unwrap().as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(day(&q(""), "from").unwrap(), None);
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-11-31",
+            "26-11-25",
+            "2026-1-25",
+            "2026/11/25",
+            "today",
+            "+026-11-25",
+        ] {
+            let e = day(&q(&format!("from={bad}")), "from").unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+            assert_eq!(e.field(), Some("from"));
+        }
+    }
+}
