@@ -621,6 +621,75 @@ pub async fn jobs(ctx: &Ctx, limit: u32) -> Result<(), Failure> {
     Ok(())
 }
 
+pub async fn savings(ctx: &Ctx, from: Option<&str>, to: Option<&str>, group_by: &str) -> Result<(), Failure> {
+    let mut query = format!("group_by={group_by}");
+    for (name, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            query.push_str(&format!("&{name}={}", percent_encode(v)));
+        }
+    }
+    let v = ctx.call(ApiRequest::get("/v1/savings").with_query(query)).await?;
+    emit(ctx.json, &v, || savings_table(&v, group_by));
+    Ok(())
+}
+
+/// A table of the groups, a total line, and (per day) a bar of the saving.
+fn savings_table(v: &Value, group_by: &str) -> String {
+    let groups = v["groups"].as_array().cloned().unwrap_or_default();
+    if groups.is_empty() {
+        return "no completed requests in this period".into();
+    }
+    let saved = |g: &Value| -> i128 {
+        g["saved_usd"]
+            .as_str()
+            .and_then(batchq_core::money::Money::parse_decimal)
+            .map(|m| m.picodollars())
+            .unwrap_or(0)
+    };
+    let max = groups.iter().map(saved).max().unwrap_or(0);
+    let mut out = vec![format!(
+        "{:<24} {:>9} {:>16} {:>16} {:>16}  {}",
+        group_by,
+        "requests",
+        "batch cost",
+        "real-time cost",
+        "saved",
+        if group_by == "day" { "saved per day" } else { "" }
+    )];
+    for g in &groups {
+        let bar = if group_by == "day" && max > 0 {
+            "#".repeat((saved(g).max(0) * 30 / max) as usize)
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "{:<24} {:>9} {:>16} {:>16} {:>16}  {}",
+            text(&g[group_by]),
+            text(&g["requests"]),
+            usd(&g["batch_cost_usd"]),
+            usd(&g["realtime_cost_usd"]),
+            usd(&g["saved_usd"]),
+            bar
+        ));
+    }
+    let t = &v["total"];
+    out.push(format!(
+        "{:<24} {:>9} {:>16} {:>16} {:>16}",
+        "total",
+        text(&t["requests"]),
+        usd(&t["batch_cost_usd"]),
+        usd(&t["realtime_cost_usd"]),
+        usd(&t["saved_usd"])
+    ));
+    if t["unpriced_requests"].as_u64().unwrap_or(0) > 0 {
+        out.push(format!(
+            "{} requests used models without a known price; their cost is not included",
+            text(&t["unpriced_requests"])
+        ));
+    }
+    out.join("\n")
+}
+
 /// Percent-encodes a custom_id for a path segment (`:` and the like).
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

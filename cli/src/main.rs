@@ -88,6 +88,17 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// What batching saved: batch vs real-time cost per day or model, with a bar per day.
+    Savings {
+        /// First day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_parser = ["day", "model"], default_value = "day")]
+        group_by: String,
+    },
 }
 
 /// Parses `90`, `90s`, `15m`, `2h`, `500ms`.
@@ -163,6 +174,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { custom_id } => commands::status(&ctx, &custom_id).await,
         Command::Stats => commands::stats(&ctx).await,
         Command::Jobs { limit } => commands::jobs(&ctx, limit).await,
+        Command::Savings { from, to, group_by } => {
+            commands::savings(&ctx, from.as_deref(), to.as_deref(), &group_by).await
+        }
     }
 }
 

@@ -262,6 +262,14 @@ async fn one_shot_steps_and_every_read_command_print_json() {
         assert_eq!(status["status"], "completed");
         assert!(status["result"]["cost"]["saved"].is_string());
 
+        let savings = json_of(&env.run(&["savings", "--json", "--group-by", "model"]));
+        assert_eq!(savings["groups"][0]["model"], "gpt-4o-mini");
+        assert_eq!(savings["total"]["requests"], 5);
+        let table = env.run(&["savings"]);
+        assert!(table.status.success());
+        let table = String::from_utf8_lossy(&table.stdout);
+        assert!(table.contains("saved per day") && table.contains('#'), "{table}");
+
         let init_again = env.run(&["init", "--json"]);
         assert_eq!(json_of(&init_again)["bucket_created"], false, "init is idempotent");
 
