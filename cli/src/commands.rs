@@ -35,15 +35,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub async fn new(config: Config, json: bool) -> Self {
-        let app = App::from_config(config).await;
+    pub async fn new(config: Config, json: bool) -> Result<Self, Failure> {
+        let app = App::from_config(config).await.with_configured_prices().await?;
         let api = Api::from_app(&app);
-        Self {
+        Ok(Self {
             app,
             api,
             tenant: TenantId::default_tenant(),
             json,
-        }
+        })
     }
 
     pub async fn provider(&self) -> Result<Arc<dyn Provider>, Failure> {

@@ -157,7 +157,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = batchq_core::config::Config::from_env()?;
     let quiet_logs = !matches!(cli.command, Command::Serve { .. });
     output::init_logs(&config, quiet_logs);
-    let ctx = commands::Ctx::new(config, cli.json).await;
+    let ctx = commands::Ctx::new(config, cli.json).await?;
     match cli.command {
         Command::Init => commands::init(&ctx).await,
         Command::Serve {

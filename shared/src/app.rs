@@ -21,6 +21,9 @@ pub struct App {
     pub objects: Arc<S3Store>,
     pub clock: Arc<dyn Clock>,
     pub sdk: aws_config::SdkConfig,
+    /// The price table costs are computed with (bundled unless
+    /// `BATCHQ_PRICING_FILE` names another; see [`App::with_configured_prices`]).
+    pub prices: Arc<PriceBook>,
 }
 
 impl App {
@@ -47,7 +50,45 @@ impl App {
             objects: s3,
             clock: Arc::new(SystemClock),
             sdk,
+            prices: Arc::new(PriceBook::bundled()),
         }
+    }
+
+    /// Loads `BATCHQ_PRICING_FILE` (a local path or `s3://BUCKET/KEY`) in
+    /// place of the bundled table; an unreadable or invalid file is an error
+    /// naming it, so a cold start fails loudly rather than pricing wrongly.
+    pub async fn with_configured_prices(mut self) -> Result<Self, String> {
+        let Some(source) = self.config.pricing_file.clone() else {
+            return Ok(self);
+        };
+        let text = match source.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, key) = rest
+                    .split_once('/')
+                    .ok_or_else(|| format!("BATCHQ_PRICING_FILE={source:?}: expected s3://BUCKET/KEY"))?;
+                let out = self
+                    .objects
+                    .client()
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {e}"))?
+                    .into_bytes();
+                String::from_utf8(bytes.to_vec()).map_err(|_| format!("BATCHQ_PRICING_FILE={source:?}: not UTF-8"))?
+            }
+            None => std::fs::read_to_string(&source).map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {e}"))?,
+        };
+        let book = PriceBook::from_json(&text).map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {e}"))?;
+        tracing::info!(source, as_of = book.as_of(), "price table loaded");
+        self.prices = Arc::new(book);
+        Ok(self)
     }
 
     /// The configured provider client; reads the key (from Secrets Manager
@@ -58,17 +99,13 @@ impl App {
         ))
     }
 
-    /// The price table costs are computed with.
-    pub fn prices(&self) -> Arc<PriceBook> {
-        Arc::new(PriceBook::bundled())
-    }
 
     pub fn core(&self) -> Core {
         Core::from_app(self)
     }
 
     pub fn ingester(&self) -> Ingester {
-        Ingester::new(self.core(), self.prices())
+        Ingester::new(self.core(), self.prices.clone())
     }
 
     pub fn submitter(&self, provider: Arc<dyn Provider>) -> Submitter {

@@ -92,6 +92,8 @@ env_vars! {
         "Responses up to this size are stored in DynamoDB; larger ones in S3 under responses/.";
     S3_PART_BYTES = "BATCHQ_S3_PART_BYTES", "8388608",
         "Part size of multipart uploads to S3 (at least 5 MiB); also the streaming writer's buffer bound.";
+    PRICING_FILE = "BATCHQ_PRICING_FILE", "",
+        "A price table replacing the bundled one (same format as `shared/data/prices.json`): a local path or `s3://BUCKET/KEY`, read once at start.";
     LOG = "BATCHQ_LOG", "info",
         "Log filter (tracing `EnvFilter` syntax, e.g. `info,batchq_core=debug`).";
     LOG_FORMAT = "BATCHQ_LOG_FORMAT", "json in Lambda, text elsewhere",
@@ -180,6 +182,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub limits: Limits,
     pub policy: Policy,
+    /// `BATCHQ_PRICING_FILE`: a local path or `s3://BUCKET/KEY`.
+    pub pricing_file: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -381,6 +385,7 @@ impl Config {
             provider,
             limits,
             policy,
+            pricing_file: env.get(PRICING_FILE),
             log_filter: env.string(LOG, "info"),
             log_format,
         })
