@@ -8,6 +8,7 @@
 //! stdout instead. Errors go to stderr with a non-zero exit: 1 for a failure,
 //! 2 when `enqueue` rejected lines.
 
+mod analyze;
 mod commands;
 mod output;
 mod serve;
@@ -88,6 +89,13 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Report the batchable share of spend in a log of past real-time calls (JSONL) and the projected monthly saving.
+    Analyze {
+        file: PathBuf,
+        /// A call is batchable when it can wait at least this long (e.g. 24h, 2d, 90m).
+        #[arg(long, default_value = "24h", value_parser = analyze::parse_min_wait)]
+        min_wait: Duration,
+    },
     /// What batching saved: batch vs real-time cost per day or model, with a bar per day.
     Savings {
         /// First day, YYYY-MM-DD (UTC).
@@ -154,6 +162,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Reads only the file and a price table: no AWS, no other configuration.
+    if let Command::Analyze { file, min_wait } = &cli.command {
+        return analyze::analyze(file, *min_wait, cli.json);
+    }
     let config = batchq_core::config::Config::from_env()?;
     let quiet_logs = !matches!(cli.command, Command::Serve { .. });
     output::init_logs(&config, quiet_logs);
@@ -174,6 +186,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { custom_id } => commands::status(&ctx, &custom_id).await,
         Command::Stats => commands::stats(&ctx).await,
         Command::Jobs { limit } => commands::jobs(&ctx, limit).await,
+        Command::Analyze { file, min_wait } => analyze::analyze(&file, min_wait, cli.json),
         Command::Savings { from, to, group_by } => {
             commands::savings(&ctx, from.as_deref(), to.as_deref(), &group_by).await
         }

@@ -2,6 +2,7 @@
 //! storage and provider ports, and their AWS and HTTP adapters. The Lambda
 //! functions and the CLI are thin shells around this crate.
 
+pub mod analyze;
 pub mod api;
 pub mod app;
 pub mod aws;

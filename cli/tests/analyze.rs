@@ -1,0 +1,248 @@
+//! `batchq analyze` as a subprocess on the shipped sample log
+//! (`demo/usage-sample.jsonl`). The expected figures were computed apart from
+//! batchq's code, by `demo/usage_sample.py --figures` (Python integers and its
+//! own copy of the prices). No emulator and no AWS: the environment is
+//! emptied, and a malformed batchq setting is set that every other command
+//! would refuse.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn sample() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo/usage-sample.jsonl")
+}
+
+fn batchq(args: &[&str]) -> Output {
+    batchq_with(args, &[])
+}
+
+fn batchq_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_batchq"))
+        .args(args)
+        .env_clear()
+        .env("BATCHQ_MAX_ATTEMPTS", "three")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run batchq")
+}
+
+fn analyze_json(extra: &[&str]) -> Value {
+    let file = sample();
+    let mut args = vec!["analyze", file.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let out = batchq(&args);
+    assert!(
+        out.status.success(),
+        "batchq analyze failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.trim_end().lines().count(), 1, "one JSON document: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn group<'a>(v: &'a Value, category: &str) -> &'a Value {
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["category"] == category)
+        .unwrap_or_else(|| panic!("no group {category}"))
+}
+
+#[test]
+fn the_sample_log_reports_its_batchable_share_and_monthly_saving_as_exact_strings() {
+    let v = analyze_json(&[]);
+    assert_eq!(v["min_wait_seconds"], 86_400);
+    assert_eq!(v["lines_read"], 204);
+    assert_eq!(v["period"]["from"], "2026-11-02T00:00:00.000Z");
+    assert_eq!(v["period"]["to"], "2026-11-09T00:00:00.000Z");
+    assert_eq!(v["period"]["seconds"], 7 * 86_400);
+
+    let t = &v["totals"];
+    assert_eq!(t["calls"], 1_597_087);
+    assert_eq!(t["realtime_cost_usd"], "296.75602709");
+    assert_eq!(t["batch_cost_usd"], "160.012906345");
+    assert_eq!(t["batchable"]["realtime_cost_usd"], "217.07886329");
+    assert_eq!(t["batchable"]["saving_usd"], "108.502567645");
+    assert_eq!(t["batchable_share_percent"], "73.15");
+    // 108.502567645 × 30 / 7, to the picodollar.
+    assert_eq!(t["projected_monthly_saving_usd"], "465.011004192857");
+    assert_eq!(t["calls_without_tolerance"], 20);
+
+    let categories: Vec<&str> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        categories,
+        [
+            "ad-hoc",
+            "nightly-summaries",
+            "search-indexing",
+            "support-chat",
+            "translations",
+            "weekly-report"
+        ]
+    );
+    let nightly = group(&v, "nightly-summaries");
+    assert_eq!(nightly["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(nightly["priced_as"], "gpt-4o-mini");
+    assert_eq!(nightly["calls"], 218_956);
+    assert_eq!(nightly["tokens"]["input"], 700_813_605_u64);
+    assert_eq!(nightly["realtime_cost_usd"], "158.98996035");
+    assert_eq!(nightly["batchable_share_percent"], "100.00");
+    assert_eq!(nightly["projected_monthly_saving_usd"], "340.692772178571");
+    let chat = group(&v, "support-chat");
+    assert_eq!(chat["batchable"]["calls"], 0);
+    assert_eq!(chat["batchable_share_percent"], "0.00");
+    // o3 gives no cached-input discount in a batch: less than half is saved.
+    let report = group(&v, "weekly-report");
+    assert_eq!(report["realtime_cost_usd"], "2.312264");
+    assert_eq!(report["batchable"]["saving_usd"], "1.119268");
+
+    assert_eq!(v["unpriced"][0]["model"], "acme-llm-70b");
+    assert_eq!(v["unpriced"][0]["reason"], "unknown_model");
+    assert_eq!(v["unpriced"][0]["calls"], 200);
+    assert_eq!(v["already_batched"]["calls"], 40_000);
+    assert_eq!(v["malformed_lines"], 1);
+    assert_eq!(v["malformed"][0]["line"], 113);
+    assert!(v["malformed"][0]["error"].as_str().unwrap().contains("EOF"));
+}
+
+#[test]
+fn the_minimum_wait_decides_what_counts_as_batchable() {
+    // An hour is enough for the translations (priority "low").
+    let v = analyze_json(&["--min-wait", "1h"]);
+    assert_eq!(group(&v, "translations")["batchable"]["calls"], 39_687);
+    assert_eq!(v["totals"]["batchable"]["saving_usd"], "114.461476495");
+    assert_eq!(v["totals"]["batchable_share_percent"], "77.17");
+    assert_eq!(v["totals"]["projected_monthly_saving_usd"], "490.549184978571");
+
+    // Nothing in the sample can wait three days.
+    let v = analyze_json(&["--min-wait", "3d"]);
+    assert_eq!(v["min_wait_seconds"], 3 * 86_400);
+    assert_eq!(v["totals"]["batchable"]["calls"], 0);
+    assert_eq!(v["totals"]["batchable_share_percent"], "0.00");
+    assert_eq!(v["totals"]["projected_monthly_saving_usd"], "0.00");
+}
+
+#[test]
+fn people_get_a_table_per_category_and_model_with_totals_and_the_projection() {
+    let file = sample();
+    let out = batchq(&["analyze", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |category: &str| {
+        text.lines()
+            .find(|l| l.starts_with(category))
+            .unwrap_or_else(|| panic!("no {category} row in:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("category"),
+        [
+            "category",
+            "model",
+            "calls",
+            "batchable",
+            "real-time",
+            "batch",
+            "share",
+            "saving",
+            "per",
+            "30",
+            "days"
+        ]
+    );
+    assert_eq!(
+        row("nightly-summaries"),
+        [
+            "nightly-summaries",
+            "gpt-4o-mini-2024-07-18",
+            "218,956",
+            "218,956",
+            "$158.99",
+            "$79.49",
+            "100.00%",
+            "$79.49",
+            "$340.69"
+        ]
+    );
+    assert_eq!(
+        row("total"),
+        [
+            "total",
+            "1,597,087",
+            "1,481,872",
+            "$296.76",
+            "$160.01",
+            "73.15%",
+            "$108.50",
+            "$465.01"
+        ]
+    );
+    assert!(
+        text.contains("Batchable share of spend: 73.15% ($217.08 of $296.76 real-time spend)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("$108.50 over 7 days; projected: $465.01 per 30 days"),
+        "{text}"
+    );
+    assert!(
+        text.contains("experiments / acme-llm-70b: 200 calls on 4 lines"),
+        "{text}"
+    );
+    assert!(text.contains("line 113: "), "{text}");
+}
+
+#[test]
+fn a_missing_log_fails_on_stderr() {
+    let out = batchq(&["analyze", "/nonexistent/usage.jsonl", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot open /nonexistent/usage.jsonl"), "{err}");
+}
+
+#[test]
+fn a_local_price_table_named_by_batchq_pricing_file_is_used_and_s3_is_refused() {
+    let dir = std::env::temp_dir().join(format!("batchq-analyze-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("prices.json");
+    // Only the embeddings model, at round prices.
+    std::fs::write(
+        &table,
+        r#"{"source": "https://example.com/prices", "as_of": "2026-11-01", "providers": {"openai": {
+            "text-embedding-3-small": {"realtime": {"input": "0.04"}, "batch": {"input": "0.01"}}}}}"#,
+    )
+    .unwrap();
+    let file = sample();
+    let out = batchq_with(
+        &["analyze", file.to_str().unwrap(), "--json"],
+        &[("BATCHQ_PRICING_FILE", table.to_str().unwrap())],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["prices"]["as_of"], "2026-11-01");
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1);
+    // 2,788,831,947 tokens at $0.04/M and $0.01/M.
+    assert_eq!(v["totals"]["realtime_cost_usd"], "111.55327788");
+    assert_eq!(v["totals"]["batchable"]["saving_usd"], "83.66495841");
+    assert_eq!(v["unpriced"].as_array().unwrap().len(), 6);
+
+    let out = batchq_with(
+        &["analyze", file.to_str().unwrap()],
+        &[("BATCHQ_PRICING_FILE", "s3://bucket/prices.json")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("local file only"));
+}
