@@ -74,7 +74,12 @@ impl App {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                    .map_err(|e| {
+                        format!(
+                            "BATCHQ_PRICING_FILE={source:?}: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(e)
+                        )
+                    })?;
                 let bytes = out
                     .body
                     .collect()
@@ -98,7 +103,6 @@ impl App {
             OpenAiClient::from_config(&self.config.provider, &self.sdk).await?,
         ))
     }
-
 
     pub fn core(&self) -> Core {
         Core::from_app(self)

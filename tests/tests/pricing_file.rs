@@ -42,7 +42,10 @@ async fn a_local_price_file_replaces_the_bundled_table() {
 #[tokio::test]
 async fn a_price_file_in_s3_replaces_the_bundled_table() {
     let env = TestEnv::new().await;
-    env.s3.put("config/prices.json", TABLE.into(), "application/json").await.unwrap();
+    env.s3
+        .put("config/prices.json", TABLE.into(), "application/json")
+        .await
+        .unwrap();
     let mut config = env.config.clone();
     config.pricing_file = Some(format!("s3://{}/config/prices.json", env.config.bucket));
     let app = App::from_config(config).await.with_configured_prices().await.unwrap();
@@ -52,7 +55,11 @@ async fn a_price_file_in_s3_replaces_the_bundled_table() {
 #[tokio::test]
 async fn without_a_price_file_the_bundled_table_is_used() {
     let env = TestEnv::new().await;
-    let app = App::from_config(env.config.clone()).await.with_configured_prices().await.unwrap();
+    let app = App::from_config(env.config.clone())
+        .await
+        .with_configured_prices()
+        .await
+        .unwrap();
     // gpt-4o-mini batch input: 0.075 USD per 1M tokens.
     assert_eq!(input_price(&app), Some(Money::from_picodollars(75_000)));
 }
@@ -67,12 +74,25 @@ async fn a_missing_or_broken_price_file_is_an_error_naming_the_variable() {
     ] {
         let mut config = env.config.clone();
         config.pricing_file = Some(source.clone());
-        let err = App::from_config(config).await.with_configured_prices().await.err().unwrap();
+        let err = App::from_config(config)
+            .await
+            .with_configured_prices()
+            .await
+            .err()
+            .unwrap();
         assert!(err.starts_with("BATCHQ_PRICING_FILE="), "{source}: {err}");
     }
-    env.s3.put("bad.json", r#"{"source": "x"}"#.into(), "application/json").await.unwrap();
+    env.s3
+        .put("bad.json", r#"{"source": "x"}"#.into(), "application/json")
+        .await
+        .unwrap();
     let mut config = env.config.clone();
     config.pricing_file = Some(format!("s3://{}/bad.json", env.config.bucket));
-    let err = App::from_config(config).await.with_configured_prices().await.err().unwrap();
+    let err = App::from_config(config)
+        .await
+        .with_configured_prices()
+        .await
+        .err()
+        .unwrap();
     assert!(err.contains("BATCHQ_PRICING_FILE") && err.contains("as_of"), "{err}");
 }

@@ -18,22 +18,17 @@ impl Core {
         if output_pending || errors_pending {
             return Ok(None);
         }
-        let now = self.now();
-        let leftovers = self.claimed_by(&job.id).await?;
-        if !leftovers.is_empty() {
-            tracing::warn!(job = %job.id, count = leftovers.len(), "the provider returned no result for some requests; retrying them");
-            let error = RequestError {
-                code: "missing_result".into(),
-                message: "the provider's result files had no line for this request".into(),
-                status_code: None,
-            };
-            let updates = leftovers
-                .iter()
-                .map(|r| self.retry_or_fail(r, &job.id, error.clone(), now))
-                .collect();
-            self.apply_all(updates).await?;
+        let error = RequestError {
+            code: "missing_result".into(),
+            message: "the provider's result files had no line for this request".into(),
+            status_code: None,
+        };
+        let released = self.release_claims(&job.id, error).await?;
+        if released > 0 {
+            tracing::warn!(job = %job.id, count = released, "the provider returned no result for some requests; retrying them");
         }
         self.crash(CrashPoint::CloseAfterLeftovers)?;
+        let now = self.now();
         let mut next = job.clone();
         next.status = JobStatus::Done;
         next.finished_at = Some(now);

@@ -135,6 +135,21 @@ impl Core {
         }
     }
 
+    /// Releases every request still claimed by `job` after a retryable
+    /// failure of the whole batch: back to the queue, or failed with `error`
+    /// once their attempts are used up. Returns how many were released.
+    pub(crate) async fn release_claims(&self, job: &JobId, error: RequestError) -> Result<usize, StoreError> {
+        let now = self.now();
+        let claimed = self.claimed_by(job).await?;
+        let n = claimed.len();
+        let updates = claimed
+            .iter()
+            .map(|r| self.retry_or_fail(r, job, error.clone(), now))
+            .collect();
+        self.apply_all(updates).await?;
+        Ok(n)
+    }
+
     /// Applies updates in chunks; a condition that fails (another runner got
     /// there first) is logged and skipped, anything else is an error.
     pub(crate) async fn apply_all(&self, updates: Vec<RequestUpdate>) -> Result<AppliedCounts, StoreError> {

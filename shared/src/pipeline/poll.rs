@@ -353,21 +353,14 @@ impl Poller {
         report: &mut PollReport,
     ) -> Result<(), PipelineError> {
         tracing::warn!(job = %job.id, code, "giving up on the provider batch");
-        let now = self.core.now();
         let error = RequestError {
             code: code.to_owned(),
             message: message.clone(),
             status_code: None,
         };
-        let updates = self
-            .core
-            .claimed_by(&job.id)
-            .await?
-            .iter()
-            .map(|r| self.core.retry_or_fail(r, &job.id, error.clone(), now))
-            .collect();
-        self.core.apply_all(updates).await?;
+        self.core.release_claims(&job.id, error).await?;
         self.core.crash(CrashPoint::PollAfterFailedRequests)?;
+        let now = self.core.now();
         let mut next = job.clone();
         next.status = JobStatus::Failed;
         next.errors.push(JobError {

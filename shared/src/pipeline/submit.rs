@@ -168,20 +168,13 @@ impl Submitter {
         if !job.status.is_pre_submit() {
             return Ok(());
         }
-        let now = self.core.now();
         let error = RequestError {
             code: "submit_failed".into(),
             message: format!("the batch could not be submitted: {cause}"),
             status_code: None,
         };
-        let updates = self
-            .core
-            .claimed_by(&job.id)
-            .await?
-            .iter()
-            .map(|r| self.core.retry_or_fail(r, &job.id, error.clone(), now))
-            .collect();
-        self.core.apply_all(updates).await?;
+        self.core.release_claims(&job.id, error).await?;
+        let now = self.core.now();
         let mut next = job.clone();
         next.status = JobStatus::Failed;
         next.errors.push(crate::job::JobError {

@@ -398,12 +398,7 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         },
         errors: r.json::<Vec<JobError>>("errors")?.unwrap_or_default(),
         totals: CostTotals {
-            usage: Usage {
-                input_tokens: r.req_n("input_tokens")?,
-                cached_input_tokens: r.req_n("cached_input_tokens")?,
-                output_tokens: r.req_n("output_tokens")?,
-                reasoning_tokens: r.req_n("reasoning_tokens")?,
-            },
+            usage: usage_of(&r)?,
             batch_cost: Money::from_picodollars(r.req_n("batch_cost")?),
             realtime_cost: Money::from_picodollars(r.req_n("realtime_cost")?),
             unpriced_requests: r.req_n("unpriced_requests")?,
@@ -417,6 +412,17 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         ingested_output: r.flag("ingested_output"),
         ingested_errors: r.flag("ingested_errors"),
         version: r.req_n("version")?,
+    })
+}
+
+/// Token counts stored as `input_tokens`, `cached_input_tokens`,
+/// `output_tokens` and `reasoning_tokens` (job and savings items).
+fn usage_of(r: &Reader<'_>) -> Result<Usage, StoreError> {
+    Ok(Usage {
+        input_tokens: r.req_n("input_tokens")?,
+        cached_input_tokens: r.req_n("cached_input_tokens")?,
+        output_tokens: r.req_n("output_tokens")?,
+        reasoning_tokens: r.req_n("reasoning_tokens")?,
     })
 }
 
@@ -1648,12 +1654,7 @@ impl SavingsStore for DynamoStore {
                     model: r.parse("model", |v| ModelName::parse(v).map_err(|e| e.message))?,
                     totals: SavingsTotals {
                         requests: r.req_n("requests")?,
-                        usage: Usage {
-                            input_tokens: r.req_n("input_tokens")?,
-                            cached_input_tokens: r.req_n("cached_input_tokens")?,
-                            output_tokens: r.req_n("output_tokens")?,
-                            reasoning_tokens: r.req_n("reasoning_tokens")?,
-                        },
+                        usage: usage_of(&r)?,
                         batch_cost: Money::from_picodollars(r.req_n("batch_cost")?),
                         realtime_cost: Money::from_picodollars(r.req_n("realtime_cost")?),
                         unpriced_requests: r.req_n("unpriced_requests")?,
