@@ -22,6 +22,7 @@ cd "$root"
 
 bins=(batchq-enqueue batchq-submit batchq-poll batchq-ingest)
 arch=${ARCH:-arm64}
+fell_back=
 say() { printf 'build: %s\n' "$*"; }
 warn() { printf '\nbuild: WARNING: %s\n' "$*" >&2; }
 
@@ -50,6 +51,7 @@ if [ "$arch" = arm64 ]; then
     fi
   fi
   if [ "$arch" = x86_64 ]; then
+    fell_back="the aarch64 target could not be had: these are x86_64 binaries; deploy them with 'make deploy ARCH=x86_64' (template parameter Architecture=x86_64)"
     cat >&2 <<EOF
 build: building x86_64 binaries instead. They run on Lambda only with the
 build: template parameter Architecture=x86_64 (Graviton arm64 is ~20% cheaper
@@ -95,4 +97,7 @@ for bin in "${bins[@]}"; do
   fi
   printf '%-16s %-8s %12d %9s  %s\n' "$bin" "$arch" "$bytes" "$(awk -v b="$bytes" 'BEGIN{printf "%.1f", b/1048576}')" "$path"
 done
+if [ -n "$fell_back" ]; then
+  warn "$fell_back"
+fi
 exit $status

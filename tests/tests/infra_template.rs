@@ -263,6 +263,19 @@ fn every_environment_name_is_one_the_code_reads() {
             talks_to_provider,
             "{id}: provider settings belong to submit and poll"
         );
+        // The price table: read at start by the two functions that price results.
+        let name = t.props("DataBucket")["BucketName"]["Fn::Sub"].clone();
+        let pricing = json!({"Fn::If": [
+            "HasPricingFile",
+            {"Fn::Sub": [format!("s3://{}/config/${{PricingFile}}", name[0].as_str().unwrap()), name[1]]},
+            reference("AWS::NoValue"),
+        ]});
+        let prices_results = matches!(id, "IngestFunction" | "PollFunction");
+        assert_eq!(
+            env.get("BATCHQ_PRICING_FILE"),
+            prices_results.then_some(&pricing),
+            "{id}: BATCHQ_PRICING_FILE"
+        );
     }
 }
 
@@ -548,24 +561,67 @@ fn sub_names(s: &str) -> Vec<String> {
     out
 }
 
-/// Route keys ("METHOD /path") of README's API reference table.
+/// Route keys ("METHOD /path") of README's API reference: its table and
+/// the routes named in its headings.
 fn documented_routes() -> BTreeSet<String> {
     let readme = read("README.md");
     let section = readme
         .split("## API reference")
         .nth(1)
         .expect("README has an API reference");
-    section
+    let mut routes = BTreeSet::new();
+    for line in section.lines().take_while(|l| !l.starts_with("## ")) {
+        if line.starts_with("| `/") {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let path = cells[1].trim_matches('`').split('?').next().unwrap();
+            routes.insert(format!("{} {path}", cells[2]));
+        } else if line.starts_with("### ") {
+            for span in line.split('`').skip(1).step_by(2) {
+                let Some((method, path)) = span.split_once(' ') else {
+                    continue;
+                };
+                if ["GET", "POST", "DELETE"].contains(&method) && path.starts_with("/v1/") {
+                    routes.insert(format!("{method} {}", path.split('?').next().unwrap()));
+                }
+            }
+        }
+    }
+    routes
+}
+
+/// The paths the API core routes (`Route::parse` in shared/src/api/mod.rs),
+/// with every path parameter written `{}`.
+fn routed_paths() -> BTreeSet<String> {
+    let code = read("shared/src/api/mod.rs");
+    let paths: BTreeSet<String> = code
         .lines()
-        .take_while(|l| !l.starts_with("## "))
-        .filter(|l| l.starts_with("| `/"))
+        .map(str::trim)
+        .filter(|l| l.starts_with("[\"v1\"") && l.contains("=> Ok(Self::"))
         .map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let path = cells[1].trim_matches('`');
-            let path = path.split('?').next().unwrap();
-            format!("{} {path}", cells[2])
+            let inner = &l[1..l.find(']').unwrap()];
+            let segments: Vec<String> = inner
+                .split(", ")
+                .map(|seg| match seg.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                    Some(literal) => literal.to_owned(),
+                    None => "{}".to_owned(),
+                })
+                .collect();
+            format!("/{}", segments.join("/"))
         })
-        .collect()
+        .collect();
+    assert!(
+        paths.len() >= 7,
+        "Route::parse changed shape; update routed_paths: {paths:?}"
+    );
+    paths
+}
+
+/// `/v1/requests/{custom_id}` -> `/v1/requests/{}`.
+fn path_shape(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[test]
@@ -599,6 +655,16 @@ fn the_http_api_routes_every_documented_route_to_enqueue() {
     assert_eq!(
         routes, expected,
         "routes of the HTTP API vs README's API reference (+ $default)"
+    );
+    let shapes: BTreeSet<String> = routes
+        .iter()
+        .filter_map(|r| r.split_once(' '))
+        .map(|(_, path)| path_shape(path))
+        .collect();
+    assert_eq!(
+        shapes,
+        routed_paths(),
+        "paths of the HTTP API vs the paths the API core routes"
     );
 
     let integration = t.props("HttpApiIntegration");
@@ -840,10 +906,13 @@ type Grants = &'static [(&'static str, &'static [&'static str])];
 ///   input file read back for validation errors, HeadObject of result copies
 ///   (404 needs ListBucket), the copies (PutObject/multipart, abort), and a
 ///   late ingest: result file read, BatchGetItem, Update state + Put result,
-///   large responses to S3; the provider key.
+///   large responses to S3; the provider key; the price table (below).
 /// * ingest (`pipeline::ingest`): get_job/save_job, the result file,
 ///   BatchGetItem of states, Update state + Put result + counters, GetItem
-///   to classify, large responses to S3, try_close (job-index). No key.
+///   to classify, savings totals (conditional ADD on the jobs table), large
+///   responses to S3, try_close (job-index). No key.
+/// * ingest and poll read `BATCHQ_PRICING_FILE` at start when the
+///   PricingFile parameter names one: `config/<name>` in the bucket.
 const EXPECTED_GRANTS: [(&str, Grants); 4] = [
     (
         "EnqueueFunction",
@@ -906,7 +975,10 @@ const EXPECTED_GRANTS: [(&str, Grants); 4] = [
                 "dynamodb:Query",
                 &["RequestsTable/index/job-index", "JobsTable/index/open-index"],
             ),
-            ("s3:GetObject", &["DataBucket/inputs/*", "DataBucket/results/*"]),
+            (
+                "s3:GetObject",
+                &["DataBucket/inputs/*", "DataBucket/results/*", "DataBucket/config/*"],
+            ),
             ("s3:PutObject", &["DataBucket/results/*", "DataBucket/responses/*"]),
             ("s3:AbortMultipartUpload", &["DataBucket/results/*"]),
             ("s3:ListBucket", &["DataBucket"]),
@@ -924,7 +996,7 @@ const EXPECTED_GRANTS: [(&str, Grants); 4] = [
             ("dynamodb:PutItem", &["RequestsTable", "JobsTable"]),
             ("dynamodb:UpdateItem", &["RequestsTable", "JobsTable"]),
             ("dynamodb:Query", &["RequestsTable/index/job-index"]),
-            ("s3:GetObject", &["DataBucket/results/*"]),
+            ("s3:GetObject", &["DataBucket/results/*", "DataBucket/config/*"]),
             ("s3:PutObject", &["DataBucket/responses/*"]),
             ("sqs:SendMessage", &["IngestDlq"]),
         ],
@@ -986,7 +1058,7 @@ fn a_grant_the_code_does_not_need_is_caught() {
 /// adapter starts calling another operation, the grants above were derived
 /// from code paths that have changed: trace which functions reach it and
 /// update the roles.
-const ADAPTER_OPERATIONS: [(&str, &str, &str); 17] = [
+const ADAPTER_OPERATIONS: [(&str, &str, &str); 18] = [
     (
         "shared/src/store/dynamo.rs",
         "transact_write_items",
@@ -1032,14 +1104,19 @@ const ADAPTER_OPERATIONS: [(&str, &str, &str); 17] = [
         "s3:AbortMultipartUpload",
     ),
     (
+        "shared/src/app.rs",
+        "get_object",
+        "s3:GetObject on BATCHQ_PRICING_FILE (config/* for ingest and poll)",
+    ),
+    (
         "shared/src/provider/openai.rs",
         "get_secret_value",
         "secretsmanager:GetSecretValue",
     ),
 ];
 
-/// `client.<op>(` calls in a source file (`client` ending a path or field
-/// expression; whitespace and line breaks between the parts allowed).
+/// `client.<op>(` and `client().<op>(` calls in a source file (whitespace
+/// and line breaks between the parts allowed).
 fn sdk_calls(source: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let bytes = source.as_bytes();
@@ -1053,7 +1130,10 @@ fn sdk_calls(source: &str) -> BTreeSet<String> {
         if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
             continue;
         }
-        let dot = skip_ws(at + "client".len());
+        let mut dot = skip_ws(at + "client".len());
+        if source[dot..].starts_with("()") {
+            dot = skip_ws(dot + 2); // `objects.client().get_object()`
+        }
         if bytes.get(dot) != Some(&b'.') {
             continue;
         }
@@ -1070,15 +1150,39 @@ fn sdk_calls(source: &str) -> BTreeSet<String> {
     out
 }
 
+/// Every `.rs` file under `dir` (relative to the workspace root).
+fn rust_files(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("{ROOT}/{dir}")).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = format!("{dir}/{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            out.extend(rust_files(&rel));
+        } else if rel.ends_with(".rs") {
+            out.push(rel);
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn the_adapters_call_only_the_operations_the_grants_were_derived_from() {
     let mut known: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (file, op, _) in ADAPTER_OPERATIONS {
         known.entry(file).or_default().insert(op);
     }
-    for (file, known) in known {
+    let files = rust_files("shared/src");
+    for file in known.keys() {
+        assert!(
+            files.iter().any(|f| f == file),
+            "{file} moved; update ADAPTER_OPERATIONS"
+        );
+    }
+    let empty = BTreeSet::new();
+    for file in &files {
         let called = sdk_calls(&read(file));
-        assert!(called.contains("get_item") || called.contains("put_object") || called.contains("get_secret_value"));
+        let known = known.get(file.as_str()).unwrap_or(&empty);
         let new: Vec<&String> = called.iter().filter(|op| !known.contains(op.as_str())).collect();
         assert!(
             new.is_empty(),
@@ -1350,5 +1454,45 @@ fn logs_have_retention_and_metric_filters_match_the_code() {
         } else {
             assert_eq!(pattern, "{ $.level = \"ERROR\" }", "{id}");
         }
+    }
+}
+
+/// README's Deploy section lists every template parameter with its default.
+#[test]
+fn the_readme_documents_every_parameter_with_its_default() {
+    let t = Template::load();
+    let readme = read("README.md");
+    let section = readme.split("\n## Deploy").nth(1).expect("README has a Deploy section");
+    let section = section.split("\n## ").next().unwrap();
+    let table = section
+        .split("| parameter | default | meaning |")
+        .nth(1)
+        .expect("the Deploy section has a parameters table");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cells[1].trim_matches('`').to_owned(),
+                cells[2].trim_matches('`').to_owned(),
+            )
+        })
+        .collect();
+    let documented: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    let declared: Vec<&str> = t.section("Parameters").keys().map(String::as_str).collect();
+    assert_eq!(
+        documented.iter().copied().collect::<BTreeSet<_>>(),
+        declared.iter().copied().collect::<BTreeSet<_>>(),
+        "README parameters table vs the template's Parameters"
+    );
+    for (name, default) in &rows {
+        let expected = match &t.parameter(name)["Default"] {
+            Value::String(s) if s.is_empty() => "(empty)".to_owned(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        assert_eq!(default, &expected, "README default of {name}");
     }
 }
