@@ -739,7 +739,7 @@ fn every_reference_resolves() {
             }
         });
     };
-    for section in ["Globals", "Conditions", "Outputs"] {
+    for section in ["Globals", "Rules", "Conditions", "Outputs"] {
         check(section, &t.root[section]);
     }
     let mut dangling_deps = Vec::new();
