@@ -1496,3 +1496,33 @@ fn the_readme_documents_every_parameter_with_its_default() {
         assert_eq!(default, &expected, "README default of {name}");
     }
 }
+
+#[test]
+fn failed_jobs_and_an_old_queue_raise_alarms() {
+    let t = Template::load();
+    let alarm = |metric: &str| {
+        t.of_type("AWS::CloudWatch::Alarm")
+            .map(|(_, a)| &a["Properties"])
+            .find(|a| a["MetricName"] == metric)
+            .unwrap_or_else(|| panic!("no alarm on {metric}"))
+            .clone()
+    };
+    assert_eq!(alarm("JobsFailed")["Statistic"], "Sum");
+    let age = alarm("OldestQueuedAgeSeconds");
+    assert_eq!(age["Statistic"], "Maximum");
+    assert_eq!(age["Threshold"], reference("OldestQueuedAgeAlarmSeconds"));
+    // Their metrics come from log lines the code writes (checked against the
+    // code by logs_have_retention_and_metric_filters_match_the_code).
+    let filters: Vec<String> = t
+        .of_type("AWS::Logs::MetricFilter")
+        .map(|(_, f)| {
+            f["Properties"]["MetricTransformations"][0]["MetricName"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for metric in ["JobsFailed", "OldestQueuedAgeSeconds"] {
+        assert!(filters.iter().any(|m| m == metric), "no metric filter feeds {metric}");
+    }
+}

@@ -72,6 +72,12 @@ async fn a_group_waits_until_it_is_big_enough_or_old_enough() {
     assert!(p.fake.submissions().is_empty());
 
     p.clock.advance(p.config().policy.submit_max_age);
+    let polled = p.poller().run().await.unwrap();
+    assert_eq!(
+        polled.oldest_queued_age_seconds,
+        Some(p.config().policy.submit_max_age.as_secs()),
+        "poll reports the queue's age (the queue-age alarm reads it)"
+    );
     let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
     assert_eq!(report.jobs.len(), 1, "the oldest request has waited long enough");
     assert_eq!(report.jobs[0].requests, 10);

@@ -68,6 +68,8 @@ pub struct PollReport {
     pub ingested_late: Vec<String>,
     /// Jobs that could not be handled this time (they are retried next run).
     pub errors: Vec<String>,
+    /// How long the oldest queued request has waited (none queued: `None`).
+    pub oldest_queued_age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,13 +118,35 @@ impl Poller {
                 }
             }
         }
+        report.oldest_queued_age_seconds = self.oldest_queued_age().await?;
+        if let Some(age) = report.oldest_queued_age_seconds {
+            // The queue-age alarm reads this line (infra/template.yaml).
+            tracing::info!(oldest_queued_age_seconds = age, "queue age");
+        }
         Ok(report)
+    }
+
+    /// Age of the oldest queued request over all groups.
+    async fn oldest_queued_age(&self) -> Result<Option<u64>, PipelineError> {
+        let now = self.core.now();
+        let mut oldest: Option<u64> = None;
+        for g in self.core.requests.queue_groups().await? {
+            if let Some(first) = self.core.requests.queued(&g.group, None, 1).await?.items.first() {
+                let age = now.since(first.created_at).as_secs();
+                oldest = Some(oldest.map_or(age, |o| o.max(age)));
+            }
+        }
+        Ok(oldest)
     }
 
     async fn save(&self, job: &Job, next: Job, report: &mut PollReport) -> Result<Option<Job>, PipelineError> {
         let from = job.status;
         let saved = self.core.save_job(job, next).await?;
         if let Some(j) = &saved {
+            if j.status == JobStatus::Failed && from != JobStatus::Failed {
+                // The failed-jobs alarm reads this line (infra/template.yaml).
+                tracing::warn!(job = %j.id, model = %j.model, "job failed");
+            }
             if j.status != from {
                 report.changed.push(StatusChange {
                     job_id: j.id.to_string(),

@@ -185,7 +185,10 @@ impl Submitter {
         next.finished_at = Some(now);
         next.updated_at = now;
         next.lease_until = None;
-        self.core.save_job(&job, next).await?;
+        if self.core.save_job(&job, next).await?.is_some() {
+            // The failed-jobs alarm reads this line (infra/template.yaml).
+            tracing::warn!(job = %job.id, model = %job.model, "job failed");
+        }
         Ok(())
     }
 
