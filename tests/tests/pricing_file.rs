@@ -72,27 +72,25 @@ async fn a_missing_or_broken_price_file_is_an_error_naming_the_variable() {
         format!("s3://{}/no/such/key.json", env.config.bucket),
         "s3://only-a-bucket".to_owned(),
     ] {
-        let mut config = env.config.clone();
-        config.pricing_file = Some(source.clone());
-        let err = App::from_config(config)
-            .await
-            .with_configured_prices()
-            .await
-            .err()
-            .unwrap();
+        let err = start_error(&env, &source).await;
         assert!(err.starts_with("BATCHQ_PRICING_FILE="), "{source}: {err}");
     }
     env.s3
         .put("bad.json", r#"{"source": "x"}"#.into(), "application/json")
         .await
         .unwrap();
+    let err = start_error(&env, &format!("s3://{}/bad.json", env.config.bucket)).await;
+    assert!(err.contains("BATCHQ_PRICING_FILE") && err.contains("as_of"), "{err}");
+}
+
+/// The error a start with `BATCHQ_PRICING_FILE=source` fails with.
+async fn start_error(env: &TestEnv, source: &str) -> String {
     let mut config = env.config.clone();
-    config.pricing_file = Some(format!("s3://{}/bad.json", env.config.bucket));
-    let err = App::from_config(config)
+    config.pricing_file = Some(source.to_owned());
+    App::from_config(config)
         .await
         .with_configured_prices()
         .await
         .err()
-        .unwrap();
-    assert!(err.contains("BATCHQ_PRICING_FILE") && err.contains("as_of"), "{err}");
+        .expect("the start fails")
 }

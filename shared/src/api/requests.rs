@@ -147,9 +147,7 @@ impl Api {
         raw_id: &str,
         req: &ApiRequest,
     ) -> Result<ApiResponse, ApiError> {
-        Query::parse(&req.query, &[])?;
-        let custom_id = CustomId::parse(raw_id)?;
-        let key = RequestKey::derive(tenant, &custom_id);
+        let (custom_id, key) = addressed(tenant, raw_id, req)?;
         let (request, result) = self
             .requests
             .get_with_result(&key)
@@ -183,9 +181,7 @@ impl Api {
         raw_id: &str,
         req: &ApiRequest,
     ) -> Result<ApiResponse, ApiError> {
-        Query::parse(&req.query, &[])?;
-        let custom_id = CustomId::parse(raw_id)?;
-        let key = RequestKey::derive(tenant, &custom_id);
+        let (custom_id, key) = addressed(tenant, raw_id, req)?;
         let request = self
             .requests
             .get(&key)
@@ -371,4 +367,13 @@ impl LineOutcome {
             "error": self.error.as_ref().map(ApiError::to_json),
         })
     }
+}
+
+/// The request a `/v1/requests/{custom_id}` route addresses: the route takes
+/// no query parameters, and the key is derived from the tenant and the id.
+fn addressed(tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<(CustomId, RequestKey), ApiError> {
+    Query::parse(&req.query, &[])?;
+    let custom_id = CustomId::parse(raw_id)?;
+    let key = RequestKey::derive(tenant, &custom_id);
+    Ok((custom_id, key))
 }
