@@ -35,13 +35,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub async fn new(config: Config, json: bool) -> Result<Self, Failure> {
+    pub async fn new(config: Config, json: bool, tenant: TenantId) -> Result<Self, Failure> {
         let app = App::from_config(config).await.with_configured_prices().await?;
         let api = Api::from_app(&app);
         Ok(Self {
             app,
             api,
-            tenant: TenantId::default_tenant(),
+            tenant,
             json,
         })
     }
@@ -316,15 +316,17 @@ async fn send_bulk(ctx: &Ctx, http: &reqwest::Client, api_url: Option<&str>, bod
         }
         Some(base) => {
             let url = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
-            let resp = http
-                .post(&url)
-                .header("content-type", "application/x-ndjson")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| format!("POST {url}: {e}"))?;
+            let mut post = http.post(&url).header("content-type", "application/x-ndjson").body(body);
+            if let Some(key) = std::env::var("BATCHQ_API_KEY").ok().filter(|k| !k.trim().is_empty()) {
+                post = post.bearer_auth(key.trim());
+            }
+            let resp = post.send().await.map_err(|e| format!("POST {url}: {e}"))?;
             let status = resp.status();
             let v: Value = resp.json().await.map_err(|e| format!("POST {url}: {e}"))?;
+            // Refused as a whole (no key, a wrong key, over quota): nothing to report per line.
+            if matches!(status.as_u16(), 401 | 403 | 429) {
+                return Err(format!("POST {url}: HTTP {status}: {}", v["error"]["message"]).into());
+            }
             if status.is_server_error() {
                 return Err(format!("POST {url}: HTTP {status}: {}", v["error"]["message"]).into());
             }
@@ -442,7 +444,7 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
             let mut ids = Vec::new();
             let mut cursor = None;
             loop {
-                let page = ctx.app.store.list_jobs(cursor, 100).await?;
+                let page = ctx.app.store.list_jobs(None, cursor, 100).await?;
                 ids.extend(page.items.into_iter().map(|j| j.id));
                 match page.next {
                     Some(n) => cursor = Some(n),

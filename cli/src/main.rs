@@ -30,6 +30,11 @@ struct Cli {
     /// Print one JSON document on stdout instead of human output.
     #[arg(long, global = true)]
     json: bool,
+    /// The tenant the request commands (enqueue, results, status, stats,
+    /// savings) act for when they use the store directly. Operator use: the
+    /// store trusts this process. Over `--api`, the key decides the tenant.
+    #[arg(long, global = true, env = "BATCHQ_TENANT", default_value = "default")]
+    tenant: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +68,7 @@ enum Command {
     Enqueue {
         file: PathBuf,
         /// Send to a running API (e.g. `http://127.0.0.1:8080`) instead of writing to the store directly.
+        /// An API key for it is read from BATCHQ_API_KEY (sent as a bearer token).
         #[arg(long)]
         api: Option<String>,
     },
@@ -169,7 +175,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = batchq_core::config::Config::from_env()?;
     let quiet_logs = !matches!(cli.command, Command::Serve { .. });
     output::init_logs(&config, quiet_logs);
-    let ctx = commands::Ctx::new(config, cli.json).await?;
+    let tenant = batchq_core::ids::TenantId::parse(cli.tenant.clone()).map_err(|e| format!("--tenant: {}", e.message))?;
+    let ctx = commands::Ctx::new(config, cli.json, tenant).await?;
     match cli.command {
         Command::Init => commands::init(&ctx).await,
         Command::Serve {

@@ -4,6 +4,11 @@
 //! file poll copies is ingested right away; one that fails is retried on the
 //! next tick). Ctrl-C stops accepting requests, lets a running step finish,
 //! and exits; a step cut short would be finished by the next run anyway.
+//!
+//! Callers authenticate with `Authorization: Bearer KEY`, keys from
+//! `BATCHQ_API_KEYS` (`tenant:key,...`), and act as that key's tenant.
+//! Without keys every caller is the `default` tenant, so the server then
+//! refuses to listen anywhere but on a loopback address.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -13,7 +18,8 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
-use batchq_core::api::{Api, ApiRequest, Method};
+use batchq_core::api::{Api, ApiRequest, ApiResponse, Method};
+use batchq_core::auth::ApiKeys;
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
 use tokio::sync::watch;
@@ -25,6 +31,14 @@ use crate::Failure;
 const MAX_BODY: usize = 12 * 1024 * 1024;
 
 pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_every: Duration) -> Result<(), Failure> {
+    let keys = ctx.app.config.api_keys.clone();
+    if keys.is_empty() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {addr} without authentication: set BATCHQ_API_KEYS=tenant:key,... \
+             (every caller would otherwise act as the default tenant), or listen on 127.0.0.1"
+        )
+        .into());
+    }
     let provider = ctx.provider().await?;
     let submitter = ctx.app.submitter(provider.clone());
     let poller = ctx.app.poller(provider);
@@ -40,7 +54,10 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         eprintln!("batchq: stopping (finishing the running step)…");
         let _ = stop_tx.send(true);
     });
-    let app = Router::new().fallback(handle).with_state(ctx.api.clone());
+    let app = Router::new().fallback(handle).with_state(Front {
+        api: ctx.api.clone(),
+        keys: keys.clone(),
+    });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -57,6 +74,12 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         );
     } else {
         println!("batchq serving http://{bound}");
+    }
+    if keys.is_empty() {
+        eprintln!("batchq: no BATCHQ_API_KEYS: every caller is the default tenant (loopback only)");
+    } else {
+        let tenants: Vec<String> = keys.tenants().iter().map(|t| t.to_string()).collect();
+        eprintln!("batchq: bearer keys required; tenants: {}", tenants.join(", "));
     }
     eprintln!(
         "batchq: submit every {}s, poll every {}s; Ctrl-C stops",
@@ -123,9 +146,32 @@ async fn schedule(
     }
 }
 
-/// Any request: hand it to the API core as the Lambda handler does.
-async fn handle(State(api): State<Api>, req: Request<Body>) -> Response<Body> {
+#[derive(Clone)]
+struct Front {
+    api: Api,
+    keys: ApiKeys,
+}
+
+/// Any request: authenticate it, then hand it to the API core as the
+/// Lambda handler does. An unauthenticated request's body is never read.
+async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let tenant = if front.keys.is_empty() {
+        TenantId::default_tenant()
+    } else {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        match front.keys.authenticate(header.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(method = %parts.method, status = e.status(), "api request refused: not authenticated");
+                let resp = ApiResponse::from(e);
+                return json_response(resp.status, &resp.headers, resp.body_string());
+            }
+        }
+    };
     let body = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -146,7 +192,7 @@ async fn handle(State(api): State<Api>, req: Request<Body>) -> Response<Body> {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         body,
     };
-    let resp = api.handle(&TenantId::default_tenant(), request).await;
+    let resp = front.api.handle(&tenant, request).await;
     json_response(resp.status, &resp.headers, resp.body_string())
 }
 

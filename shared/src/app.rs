@@ -43,7 +43,8 @@ impl App {
             objects,
             config.limits.inline_body_max_bytes,
             config.limits.inline_result_max_bytes,
-        ));
+        )
+        .with_retention(config.policy.retention));
         Self {
             config: Arc::new(config),
             store,

@@ -92,6 +92,16 @@ env_vars! {
         "Responses up to this size are stored in DynamoDB; larger ones in S3 under responses/.";
     S3_PART_BYTES = "BATCHQ_S3_PART_BYTES", "8388608",
         "Part size of multipart uploads to S3 (at least 5 MiB); also the streaming writer's buffer bound.";
+    RETENTION_DAYS = "BATCHQ_RETENTION_DAYS", "30",
+        "Days a finished request (its state, body and result items) and a finished job are kept; they carry `expires_at` and DynamoDB's TTL deletes them (usually within days of it; until then they still read, and their custom_id still deduplicates). `0` keeps them.";
+    TENANT_MAX_PENDING = "BATCHQ_TENANT_MAX_PENDING", "1000000",
+        "Most unfinished requests one tenant may have; an enqueue that would pass it answers 429 `quota_exceeded`.";
+    TENANT_MAX_PENDING_BYTES = "BATCHQ_TENANT_MAX_PENDING_BYTES", "10737418240",
+        "Most bytes of request bodies one tenant may have unfinished (10 GiB); beyond it enqueue answers 429.";
+    API_KEYS = "BATCHQ_API_KEYS", "",
+        "`batchq serve` only: `tenant:key` pairs, comma-separated (keys of 16+ characters). Callers send `Authorization: Bearer KEY` and act as that tenant. Unset: one `default` tenant and loopback addresses only.";
+    JWT_TENANT_CLAIM = "BATCHQ_JWT_TENANT_CLAIM", "sub",
+        "Lambda behind the optional JWT authorizer: the token claim that names the tenant.";
     PRICING_FILE = "BATCHQ_PRICING_FILE", "",
         "A price table replacing the bundled one (same format as `shared/data/prices.json`): a local path or `s3://BUCKET/KEY`, read once at start.";
     LOG = "BATCHQ_LOG", "info",
@@ -153,6 +163,10 @@ pub struct Limits {
     pub inline_body_max_bytes: u64,
     pub inline_result_max_bytes: u64,
     pub s3_part_bytes: u64,
+    /// Unfinished requests one tenant may have.
+    pub tenant_max_pending: u64,
+    /// Bytes of unfinished request bodies one tenant may have.
+    pub tenant_max_pending_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +178,8 @@ pub struct Policy {
     pub batch_deadline: Duration,
     pub token_limit_hold: Duration,
     pub delete_provider_files: bool,
+    /// How long finished rows are kept (`None`: forever).
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +200,10 @@ pub struct Config {
     pub policy: Policy,
     /// `BATCHQ_PRICING_FILE`: a local path or `s3://BUCKET/KEY`.
     pub pricing_file: Option<String>,
+    /// `BATCHQ_API_KEYS` (local server only).
+    pub api_keys: crate::auth::ApiKeys,
+    /// `BATCHQ_JWT_TENANT_CLAIM`.
+    pub jwt_tenant_claim: String,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -331,6 +351,8 @@ impl Config {
             inline_body_max_bytes: env.number(INLINE_BODY_MAX_BYTES, 16 * 1024u64, 0)?,
             inline_result_max_bytes: env.number(INLINE_RESULT_MAX_BYTES, 16 * 1024u64, 0)?,
             s3_part_bytes: env.number(S3_PART_BYTES, 8 * 1024 * 1024u64, S3_MIN_PART_BYTES)?,
+            tenant_max_pending: env.number(TENANT_MAX_PENDING, 1_000_000u64, 1)?,
+            tenant_max_pending_bytes: env.number(TENANT_MAX_PENDING_BYTES, 10 * 1024 * 1024 * 1024u64, 1)?,
         };
         // DynamoDB items stop at 400 KB; leave room for the other attributes.
         for (var, v) in [
@@ -354,6 +376,19 @@ impl Config {
             batch_deadline: env.seconds(BATCH_DEADLINE_SECS, 93_600, 60)?,
             token_limit_hold: env.seconds(TOKEN_LIMIT_HOLD_SECS, 1800, 0)?,
             delete_provider_files: env.boolean(DELETE_PROVIDER_FILES, true)?,
+            retention: match env.number(RETENTION_DAYS, 30u64, 0)? {
+                0 => None,
+                days => Some(Duration::from_secs(days.min(36_500) * 86_400)),
+            },
+        };
+        let api_keys = match env.get(API_KEYS) {
+            None => crate::auth::ApiKeys::default(),
+            Some(raw) => crate::auth::ApiKeys::parse(&raw).map_err(|expected| ConfigError {
+                var: API_KEYS,
+                // Never echo keys back, not even in an error.
+                value: "<redacted>".into(),
+                expected,
+            })?,
         };
 
         let in_lambda = (lookup)("AWS_LAMBDA_FUNCTION_NAME").is_some();
@@ -386,6 +421,8 @@ impl Config {
             limits,
             policy,
             pricing_file: env.get(PRICING_FILE),
+            api_keys,
+            jwt_tenant_claim: env.string(JWT_TENANT_CLAIM, "sub").trim().to_owned(),
             log_filter: env.string(LOG, "info"),
             log_format,
         })

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::TransitionError;
-use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId};
+use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, QueueGroup, Usage};
 use crate::time::Timestamp;
@@ -346,6 +346,11 @@ pub struct Job {
     /// Optimistic-concurrency version: every save is conditioned on the
     /// stored version (and status) being the ones this copy was read with.
     pub version: u64,
+    /// Tenants with requests in this job, recorded once its requests are
+    /// claimed; a tenant sees only the jobs it is in.
+    pub tenants: Vec<TenantId>,
+    /// When DynamoDB's TTL may delete the finished job (`BATCHQ_RETENTION_DAYS`).
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Job {
@@ -378,6 +383,8 @@ impl Job {
             ingested_output: false,
             ingested_errors: false,
             version: 0,
+            tenants: Vec::new(),
+            expires_at: None,
         }
     }
 

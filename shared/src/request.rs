@@ -184,11 +184,12 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds `other`, saturating: counts come from untrusted result files.
     pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.cached_input_tokens += other.cached_input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.reasoning_tokens += other.reasoning_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.cached_input_tokens = self.cached_input_tokens.saturating_add(other.cached_input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
     }
 }
 
@@ -221,6 +222,9 @@ pub struct Request {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_error: Option<RequestError>,
+    /// When DynamoDB's TTL may delete the finished request
+    /// (`BATCHQ_RETENTION_DAYS` after it finished).
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Request {

@@ -82,7 +82,8 @@ impl TestEnv {
             objects,
             config.limits.inline_body_max_bytes,
             config.limits.inline_result_max_bytes,
-        );
+        )
+        .with_retention(config.policy.retention);
         store.create_tables().await.expect("create test tables");
         Self {
             config,

@@ -61,7 +61,8 @@ impl Pipeline {
             objects,
             env.config.limits.inline_body_max_bytes,
             env.config.limits.inline_result_max_bytes,
-        ));
+        )
+        .with_retention(env.config.policy.retention));
         Self {
             env,
             fake,
@@ -255,7 +256,7 @@ impl Pipeline {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.store.list_jobs(cursor, 100).await.expect("list jobs");
+            let page = self.store.list_jobs(None, cursor, 100).await.expect("list jobs");
             out.extend(page.items);
             match page.next {
                 Some(n) => cursor = Some(n),

@@ -1058,7 +1058,7 @@ fn a_grant_the_code_does_not_need_is_caught() {
 /// adapter starts calling another operation, the grants above were derived
 /// from code paths that have changed: trace which functions reach it and
 /// update the roles.
-const ADAPTER_OPERATIONS: [(&str, &str, &str); 18] = [
+const ADAPTER_OPERATIONS: [(&str, &str, &str); 20] = [
     (
         "shared/src/store/dynamo.rs",
         "transact_write_items",
@@ -1082,6 +1082,16 @@ const ADAPTER_OPERATIONS: [(&str, &str, &str); 18] = [
         "shared/src/store/dynamo.rs",
         "describe_table",
         "none: batchq init and tests only",
+    ),
+    (
+        "shared/src/store/dynamo.rs",
+        "describe_time_to_live",
+        "none: batchq init and tests only (the template declares the TTL)",
+    ),
+    (
+        "shared/src/store/dynamo.rs",
+        "update_time_to_live",
+        "none: batchq init and tests only (the template declares the TTL)",
     ),
     ("shared/src/store/s3.rs", "put_object", "s3:PutObject"),
     ("shared/src/store/s3.rs", "get_object", "s3:GetObject (also presigned)"),
@@ -1251,10 +1261,11 @@ fn tables_match_the_schema_and_are_on_demand_recoverable_and_encrypted() {
             p["TableName"].is_null(),
             "{id}: names come from the stack (BATCHQ_*_TABLE)"
         );
-        // The code writes no expiry attribute; a TTL on one would do nothing.
-        assert!(
-            p["TimeToLiveSpecification"].is_null(),
-            "{id}: declare TTL only on an attribute the code writes"
+        // The attribute finished rows carry (batchq_core::store::dynamo::schema).
+        assert_eq!(
+            p["TimeToLiveSpecification"],
+            json!({"AttributeName": batchq_core::store::dynamo::schema::EXPIRES_AT, "Enabled": true}),
+            "{id}: TTL on the expiry attribute the code writes"
         );
         assert_eq!(t.resource(id)["DeletionPolicy"], "Retain", "{id}");
     }
@@ -1317,6 +1328,16 @@ async fn tables_equal_what_create_tables_builds() {
         if let Some(mode) = d.billing_mode_summary().and_then(|b| b.billing_mode()) {
             assert_eq!(p["BillingMode"], mode.as_str(), "{id}: billing mode");
         }
+        let ttl = env.dynamo.describe_time_to_live().table_name(table).send().await.unwrap();
+        let ttl = ttl.time_to_live_description().expect("a TTL description");
+        assert_eq!(
+            json!({
+                "AttributeName": ttl.attribute_name(),
+                "Enabled": ttl.time_to_live_status().map(|s| s.as_str()) == Some("ENABLED"),
+            }),
+            p["TimeToLiveSpecification"],
+            "{id}: time to live"
+        );
     }
 }
 

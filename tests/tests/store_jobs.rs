@@ -106,10 +106,10 @@ async fn open_jobs_lists_unfinished_jobs_oldest_first_and_list_jobs_newest_first
     let open: Vec<JobId> = env.store.open_jobs().await.unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(open, vec![a.id.clone(), c.id.clone()]);
 
-    let first = env.store.list_jobs(None, 2).await.unwrap();
+    let first = env.store.list_jobs(None, None, 2).await.unwrap();
     let ids: Vec<JobId> = first.items.iter().map(|j| j.id.clone()).collect();
     assert_eq!(ids, vec![c.id.clone(), b.id.clone()]);
-    let rest = env.store.list_jobs(first.next, 2).await.unwrap();
+    let rest = env.store.list_jobs(None, first.next, 2).await.unwrap();
     assert_eq!(
         rest.items.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
         vec![a.id.clone()]

@@ -6,7 +6,8 @@
 //! [`batchq_core::api::ApiResponse`] becomes the Lambda response. Every rule
 //! about requests lives in `batchq_core::api`, which the local server reuses.
 
-use batchq_core::api::{Api, ApiRequest, ApiResponse, Method};
+use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
+use batchq_core::auth;
 use batchq_core::ids::TenantId;
 use bytes::Bytes;
 use lambda_http::http::header::CONTENT_TYPE;
@@ -16,19 +17,62 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use lambda_http::Error;
 
+/// What the handler keeps between invocations: the API core and the claim
+/// naming the tenant when API Gateway's JWT authorizer is in front.
+#[derive(Clone)]
+pub struct Edge {
+    pub api: Api,
+    pub jwt_tenant_claim: String,
+}
+
+impl Edge {
+    pub fn new(api: Api, jwt_tenant_claim: impl Into<String>) -> Self {
+        Self {
+            api,
+            jwt_tenant_claim: jwt_tenant_claim.into(),
+        }
+    }
+}
+
 /// Handles one API Gateway HTTP API event. Never returns `Err` for anything
 /// a caller sent: bad input is a 4xx response, storage trouble a 5xx one.
-pub async fn handle(api: &Api, event: Request) -> Result<Response<Body>, Error> {
-    let tenant = tenant_of(&event);
-    let req = to_api_request(event);
-    let resp = api.handle(&tenant, req).await;
+/// An event without an identity API Gateway vouched for is answered 401 and
+/// touches nothing.
+pub async fn handle(edge: &Edge, event: Request) -> Result<Response<Body>, Error> {
+    let resp = match tenant_of(&event, &edge.jwt_tenant_claim) {
+        Ok(tenant) => edge.api.handle(&tenant, to_api_request(event)).await,
+        Err(e) => {
+            tracing::warn!(status = e.status(), code = e.code(), "api request refused: no tenant");
+            ApiResponse::from(e)
+        }
+    };
     Ok(to_lambda_response(resp))
 }
 
-/// The tenant a request acts for. Authentication is not built yet, so every
-/// caller is the default tenant; an authorizer's identity will be read here.
-pub fn tenant_of(_event: &Request) -> TenantId {
-    TenantId::default_tenant()
+/// The tenant a request acts for, from API Gateway's authorizer context:
+/// the IAM principal (SigV4, the default) or, behind the JWT authorizer, the
+/// `jwt_tenant_claim` claim. Never from the request itself.
+pub fn tenant_of(event: &Request, jwt_tenant_claim: &str) -> Result<TenantId, ApiError> {
+    let authorizer = match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref(),
+        _ => None,
+    };
+    match authorizer {
+        Some(a) if a.jwt.is_some() => {
+            let claims = a.jwt.as_ref().map(|j| &j.claims);
+            auth::tenant_from_claim(
+                claims.and_then(|c| c.get(jwt_tenant_claim)).map(String::as_str),
+                jwt_tenant_claim,
+            )
+        }
+        Some(a) if a.iam.is_some() => {
+            let iam = a.iam.as_ref().expect("checked");
+            auth::tenant_from_iam(iam.account_id.as_deref(), iam.user_arn.as_deref())
+        }
+        _ => Err(ApiError::Unauthorized {
+            message: "the request carries no identity from API Gateway's authorizer; call the API with SigV4 (or the configured JWT)".into(),
+        }),
+    }
 }
 
 /// An API Gateway event as the core's request. The path is the raw path as

@@ -14,6 +14,6 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
-    let api = Api::from_app(&app);
-    lambda_http::run(service_fn(|event: Request| batchq_enqueue::handle(&api, event))).await
+    let edge = batchq_enqueue::Edge::new(Api::from_app(&app), app.config.jwt_tenant_claim.clone());
+    lambda_http::run(service_fn(|event: Request| batchq_enqueue::handle(&edge, event))).await
 }

@@ -20,6 +20,12 @@ pub enum ApiError {
         /// Dotted path of the offending field (`body.model`), when about one.
         field: Option<String>,
     },
+    /// 401: no credentials, or credentials that match no tenant.
+    #[error("{message}")]
+    Unauthorized { message: String },
+    /// 403: authenticated, but the identity cannot act as a tenant.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     /// 404: no such route or no such request / job.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -46,6 +52,9 @@ pub enum ApiError {
     /// 415: the Content-Type is missing or not one this route reads.
     #[error("{message}")]
     UnsupportedMediaType { message: String },
+    /// 429: the tenant's quota would be exceeded; nothing was written.
+    #[error("{message}")]
+    QuotaExceeded { message: String, field: Option<String> },
     /// 503: the storage backend failed; retrying is safe.
     #[error(
         "batchq's storage is unavailable right now; retry later (re-sending a request with the same custom_id is safe)"
@@ -84,6 +93,9 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::BadRequest { .. } => 400,
+            Self::Unauthorized { .. } => 401,
+            Self::Forbidden { .. } => 403,
+            Self::QuotaExceeded { .. } => 429,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict { .. } => 409,
@@ -99,9 +111,12 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::NotFound { code, .. }
+            | Self::Forbidden { code, .. }
             | Self::Conflict { code, .. }
             | Self::TooLarge { code, .. } => code,
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -110,9 +125,10 @@ impl ApiError {
 
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::BadRequest { field, .. } | Self::Conflict { field, .. } | Self::TooLarge { field, .. } => {
-                field.as_deref()
-            }
+            Self::BadRequest { field, .. }
+            | Self::Conflict { field, .. }
+            | Self::TooLarge { field, .. }
+            | Self::QuotaExceeded { field, .. } => field.as_deref(),
             _ => None,
         }
     }

@@ -1,4 +1,6 @@
-//! The read-only routes about the system: jobs (provider batches) and stats.
+//! The read-only routes about a tenant's share of the system: the jobs
+//! (provider batches) holding its requests, and its stats. A job may hold
+//! several tenants' requests; each sees the job, never the others' figures.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +16,12 @@ use crate::request::RequestStatus;
 use crate::store::StoreError;
 
 impl Api {
-    /// `GET /v1/jobs?limit=&cursor=`: newest first.
-    pub(super) async fn list_jobs(&self, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    /// `GET /v1/jobs?limit=&cursor=`: the tenant's jobs, newest first.
+    pub(super) async fn list_jobs(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let q = Query::parse(&req.query, &["limit", "cursor"])?;
         let limit = q.number("limit", JOBS_PAGE_DEFAULT, 1, JOBS_PAGE_MAX)?;
         let cursor = q.get("cursor").map(query::decode_cursor).transpose()?;
-        let page = match self.jobs.list_jobs(cursor, limit).await {
+        let page = match self.jobs.list_jobs(Some(tenant), cursor, limit).await {
             Ok(p) => p,
             // A cursor that passed the check but the store cannot use.
             Err(StoreError::Corrupt { entity: "cursor", .. }) => {
@@ -34,51 +36,48 @@ impl Api {
         Ok(ApiResponse::json(
             200,
             json!({
-                "jobs": page.items.iter().map(views::job).collect::<Vec<_>>(),
+                "jobs": page.items.iter().map(|j| views::job_for(tenant, j)).collect::<Vec<_>>(),
                 "next_cursor": page.next.as_deref().map(query::encode_cursor),
             }),
         ))
     }
 
-    /// `GET /v1/jobs/{id}`.
-    pub(super) async fn get_job(&self, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    /// `GET /v1/jobs/{id}`: 404 unless the job holds the tenant's requests.
+    pub(super) async fn get_job(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let id = JobId::parse(raw_id)?;
         let job = self
             .jobs
             .get_job(&id)
             .await?
+            .filter(|j| j.tenants.contains(tenant))
             .ok_or_else(|| ApiError::not_found(format!("no job with id {id:?}")))?;
-        Ok(ApiResponse::json(200, views::job(&job)))
+        Ok(ApiResponse::json(200, views::job_for(tenant, &job)))
     }
 
-    /// `GET /v1/stats`: the tenant's requests by status, the queue's age
-    /// (all tenants: batches are shared), and the open jobs.
+    /// `GET /v1/stats`: the tenant's requests by status, its quota, the age
+    /// of the oldest queued request (all tenants': batches are shared, and it
+    /// says when the next ones go), the tenant's open jobs and its savings.
     pub(super) async fn stats(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let now = self.clock.now();
         let counts = self.requests.counts(tenant).await?;
         let groups = self.requests.queue_groups().await?;
         let oldest = try_join_all(groups.iter().map(|g| self.requests.queued(&g.group, None, 1))).await?;
-        let open = self.jobs.open_jobs().await?;
+        let open: Vec<_> = self
+            .jobs
+            .open_jobs()
+            .await?
+            .into_iter()
+            .filter(|j| j.tenants.contains(tenant))
+            .collect();
         let savings = self.savings_total(tenant).await?;
 
-        let mut queue_groups = Vec::with_capacity(groups.len());
-        let mut oldest_age: Option<u64> = None;
-        for (g, page) in groups.iter().zip(&oldest) {
-            let first = page.items.first();
-            let age = first.map(|r| now.since(r.created_at).as_secs());
-            if let Some(a) = age {
-                oldest_age = Some(oldest_age.map_or(a, |o| o.max(a)));
-            }
-            queue_groups.push(json!({
-                "url": g.group.endpoint.as_str(),
-                "model": g.group.model,
-                "queued": g.queued,
-                "oldest_queued_at": views::opt_time(first.map(|r| r.created_at)),
-                "oldest_age_seconds": age,
-            }));
-        }
+        let oldest_age = oldest
+            .iter()
+            .filter_map(|page| page.items.first())
+            .map(|r| now.since(r.created_at).as_secs())
+            .max();
 
         let mut by_status: BTreeMap<&str, i64> = BTreeMap::new();
         for j in &open {
@@ -93,9 +92,14 @@ impl Api {
                     "by_status": views::counts(RequestStatus::ALL.iter().map(|s| (s.as_str(), counts.get(*s)))),
                     "total": total,
                 },
+                "quota": {
+                    "pending": counts.pending(),
+                    "max_pending": self.limits.tenant_max_pending,
+                    "pending_bytes": counts.pending_bytes,
+                    "max_pending_bytes": self.limits.tenant_max_pending_bytes,
+                },
                 "queue": {
                     "oldest_queued_age_seconds": oldest_age,
-                    "groups": queue_groups,
                 },
                 "jobs": {
                     "open": open.len(),

@@ -196,6 +196,8 @@ impl From<ApiError> for ApiResponse {
         match &e {
             ApiError::MethodNotAllowed { allowed, .. } => resp.with_header("Allow", allowed.join(", ")),
             ApiError::Unavailable => resp.with_header("Retry-After", "1"),
+            ApiError::Unauthorized { .. } => resp.with_header("WWW-Authenticate", "Bearer"),
+            ApiError::QuotaExceeded { .. } => resp.with_header("Retry-After", "60"),
             _ => resp,
         }
     }
@@ -210,6 +212,10 @@ pub struct ApiLimits {
     pub max_payload_bytes: usize,
     pub max_bulk_lines: usize,
     pub result_url_ttl: Duration,
+    /// Unfinished requests one tenant may have (`BATCHQ_TENANT_MAX_PENDING`).
+    pub tenant_max_pending: u64,
+    /// Bytes of unfinished bodies one tenant may have.
+    pub tenant_max_pending_bytes: u64,
 }
 
 impl ApiLimits {
@@ -219,6 +225,8 @@ impl ApiLimits {
             max_payload_bytes: MAX_PAYLOAD_BYTES,
             max_bulk_lines: MAX_BULK_LINES,
             result_url_ttl: RESULT_URL_TTL,
+            tenant_max_pending: limits.tenant_max_pending,
+            tenant_max_pending_bytes: limits.tenant_max_pending_bytes,
         }
     }
 }
@@ -295,8 +303,8 @@ impl Api {
             (Route::Bulk, Get) => self.get_request(tenant, "bulk", req).await,
             (Route::Request(id), Delete) => self.cancel(tenant, id, req).await,
             (Route::Bulk, Delete) => self.cancel(tenant, "bulk", req).await,
-            (Route::Jobs, Get) => self.list_jobs(req).await,
-            (Route::Job(id), Get) => self.get_job(id, req).await,
+            (Route::Jobs, Get) => self.list_jobs(tenant, req).await,
+            (Route::Job(id), Get) => self.get_job(tenant, id, req).await,
             (Route::Stats, Get) => self.stats(tenant, req).await,
             (Route::Savings, Get) => self.savings_report(tenant, req).await,
             _ => Err(ApiError::MethodNotAllowed {

@@ -12,6 +12,34 @@ use crate::request::{InsertOutcome, NewRequest, Payload, Request, RequestResult,
 use crate::store::{RequestUpdate, StoreError};
 
 impl Api {
+    /// Refuses, with 429 and before anything is written, an enqueue that
+    /// would take the tenant past its quota of unfinished requests or bytes.
+    /// The check reads the tenant's counters; concurrent enqueues may pass
+    /// it together, so the quota can be overshot by one call's worth.
+    async fn check_quota(&self, tenant: &TenantId, requests: u64, bytes: u64) -> Result<(), ApiError> {
+        let counts = self.requests.counts(tenant).await?;
+        let pending = counts.pending().max(0) as u64;
+        let pending_bytes = counts.pending_bytes.max(0) as u64;
+        let (max, max_bytes) = (self.limits.tenant_max_pending, self.limits.tenant_max_pending_bytes);
+        if pending + requests > max {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "tenant {tenant} has {pending} unfinished requests; adding {requests} would pass its quota of {max}. Retry once some have finished"
+                ),
+                field: None,
+            });
+        }
+        if pending_bytes + bytes > max_bytes {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "tenant {tenant} has {pending_bytes} bytes of unfinished request bodies; adding {bytes} would pass its quota of {max_bytes}. Retry once some have finished"
+                ),
+                field: None,
+            });
+        }
+        Ok(())
+    }
+
     /// `POST /v1/requests`: 202 created, 200 when the same request is
     /// already there, 409 when the custom_id holds a different one.
     pub(super) async fn create(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
@@ -21,6 +49,7 @@ impl Api {
         let value = parse::decode_document(&req.body)?;
         let line = parse::parse_line(value, self.limits.max_body_bytes)?;
         let new = new_request(tenant, line);
+        self.check_quota(tenant, 1, new.body_bytes()).await?;
         let outcome = self
             .requests
             .insert(vec![new], self.clock.now())
@@ -97,6 +126,8 @@ impl Api {
             return Ok(ApiResponse::json(400, body));
         }
 
+        let adding_bytes = good.iter().map(|(_, n)| n.body_bytes()).sum();
+        self.check_quota(tenant, good.len() as u64, adding_bytes).await?;
         let now = self.clock.now();
         let mut rest = good;
         while !rest.is_empty() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::ids::TenantId;
 use crate::job::{CostTotals, Job, JobError};
 use crate::money::Money;
 use crate::request::{Request, RequestError, RequestResult, Usage};
@@ -52,6 +53,7 @@ pub fn request(r: &Request) -> Map<String, Value> {
     m.insert("body_bytes".into(), json!(r.body_bytes));
     m.insert("created_at".into(), time(r.created_at));
     m.insert("updated_at".into(), time(r.updated_at));
+    m.insert("expires_at".into(), opt_time(r.expires_at));
     m.insert(
         "last_error".into(),
         r.last_error.as_ref().map(request_error).unwrap_or(Value::Null),
@@ -117,6 +119,24 @@ fn totals(t: &CostTotals) -> Value {
     })
 }
 
+/// A job as `tenant` sees it: the whole job when all its requests are the
+/// tenant's; when it is shared with other tenants, the figures that would
+/// tell about their requests (counts, tokens, costs, the provider's file and
+/// batch ids) are left out and `shared` is true.
+pub fn job_for(tenant: &TenantId, j: &Job) -> Value {
+    let mut v = job(j);
+    let shared = j.tenants.iter().any(|t| t != tenant);
+    if shared {
+        if let Some(m) = v.as_object_mut() {
+            for field in ["request_counts", "totals", "input", "provider_batch_id", "errors"] {
+                m.insert(field.into(), Value::Null);
+            }
+        }
+    }
+    v["shared"] = json!(shared);
+    v
+}
+
 /// A job (one provider batch) with its progress.
 pub fn job(j: &Job) -> Value {
     json!({
@@ -139,6 +159,7 @@ pub fn job(j: &Job) -> Value {
         "updated_at": time(j.updated_at),
         "submitted_at": opt_time(j.submitted_at),
         "finished_at": opt_time(j.finished_at),
+        "expires_at": opt_time(j.expires_at),
     })
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{Core, CrashPoint, PipelineError};
-use crate::ids::{JobId, RequestKey};
+use crate::ids::{JobId, RequestKey, TenantId};
 use crate::job::{Job, JobStatus};
 use crate::jsonl::{input_line_len, write_input_line};
 use crate::provider::rules::{InputFileRules, Refusal};
@@ -144,7 +144,7 @@ impl Submitter {
     async fn advance_or_abandon(
         &self,
         job: Job,
-        claimed: Option<Vec<RequestKey>>,
+        claimed: Option<Vec<(RequestKey, TenantId)>>,
         resumed: bool,
         report: &mut SubmitReport,
     ) -> Result<Option<Job>, PipelineError> {
@@ -287,7 +287,7 @@ impl Submitter {
     /// Claims queued requests of the job's group, oldest first, until the
     /// file would break the provider's limits. Returns the claimed keys in
     /// file order and whether the file is full (more may be waiting).
-    async fn claim(&self, job: &Job) -> Result<(Vec<RequestKey>, bool), PipelineError> {
+    async fn claim(&self, job: &Job) -> Result<(Vec<(RequestKey, TenantId)>, bool), PipelineError> {
         let limits = &self.core.config.limits;
         let url = self.provider.endpoint_url(job.endpoint);
         let group = job.queue_group();
@@ -323,7 +323,7 @@ impl Submitter {
             for ((_, req, len), res) in picked.into_iter().zip(results) {
                 match res {
                     Ok(_) => match rules.admit(&req.key, url, &req.model, len) {
-                        Ok(()) => claimed.push(req.key),
+                        Ok(()) => claimed.push((req.key, req.tenant)),
                         Err(Refusal::Full) | Err(Refusal::Invalid(_)) => {
                             // Cannot happen within one group; give the request back untouched.
                             let mut claimed_req = req.clone();
@@ -357,7 +357,7 @@ impl Submitter {
     async fn advance(
         &self,
         mut job: Job,
-        mut claimed: Option<Vec<RequestKey>>,
+        mut claimed: Option<Vec<(RequestKey, TenantId)>>,
         resumed: bool,
     ) -> Result<Option<Job>, PipelineError> {
         let policy = &self.core.config.policy;
@@ -367,14 +367,19 @@ impl Submitter {
             next.updated_at = now;
             match job.status {
                 JobStatus::Preparing => {
-                    let keys = match claimed.take() {
-                        Some(keys) => keys,
+                    let pairs = match claimed.take() {
+                        Some(pairs) => pairs,
                         None => {
                             let mut reqs = self.core.claimed_by(&job.id).await?;
                             reqs.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
-                            reqs.into_iter().map(|r| r.key).collect()
+                            reqs.into_iter().map(|r| (r.key, r.tenant)).collect()
                         }
                     };
+                    let mut tenants: Vec<TenantId> = pairs.iter().map(|(_, t)| t.clone()).collect();
+                    tenants.sort();
+                    tenants.dedup();
+                    next.tenants = tenants;
+                    let keys: Vec<RequestKey> = pairs.into_iter().map(|(k, _)| k).collect();
                     let (lines, bytes) = if keys.is_empty() {
                         (0, 0)
                     } else {

@@ -53,6 +53,8 @@ pub mod schema {
     pub const SK_BODY: &str = "body";
     pub const SK_RESULT: &str = "result";
     pub const SK_JOB: &str = "job";
+    /// The TTL attribute of both tables (epoch seconds).
+    pub const EXPIRES_AT: &str = "expires_at";
     /// Counter items are spread over this many shards so concurrent
     /// transactions rarely touch the same item.
     pub const COUNTER_SHARDS: u8 = 4;
@@ -64,6 +66,8 @@ const TXN_MAX_ACTIONS: usize = 100;
 /// Keep each transaction well below DynamoDB's 4 MB request limit.
 const TXN_MAX_BYTES: usize = 3 * 1024 * 1024;
 const TXN_CONFLICT_RETRIES: u32 = 8;
+/// Queries one `list_jobs` page may take when a tenant filter skips most jobs.
+const LIST_JOBS_MAX_QUERIES: usize = 20;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -73,6 +77,8 @@ pub struct DynamoStore {
     objects: Arc<dyn ObjectStore>,
     inline_body_max: u64,
     inline_result_max: u64,
+    /// How long finished rows are kept before DynamoDB's TTL deletes them.
+    retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -178,6 +184,15 @@ fn err_msg<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>
 
 // ---------------------------------------------------------------- request items
 
+/// Epoch seconds (DynamoDB TTL's unit) `retention` after `at`.
+fn expiry_secs(at: Timestamp, retention: Duration) -> i64 {
+    at.millis().div_euclid(1000) + retention.as_secs() as i64
+}
+
+fn expires_from(r: &Reader<'_>) -> Result<Option<Timestamp>, StoreError> {
+    Ok(r.opt_n::<i64>(EXPIRES_AT)?.map(|s| Timestamp::from_millis(s.saturating_mul(1000))))
+}
+
 fn request_to_item(r: &Request) -> Item {
     let mut item = Item::new();
     item.insert(PK.into(), s(r.key.as_str()));
@@ -197,6 +212,9 @@ fn request_to_item(r: &Request) -> Item {
     }
     if let Some(e) = &r.last_error {
         item.insert("last_error".into(), s(serde_json::to_string(e).unwrap_or_default()));
+    }
+    if let Some(e) = r.expires_at {
+        item.insert(EXPIRES_AT.into(), n(e.millis().div_euclid(1000)));
     }
     if r.status == RequestStatus::Queued {
         item.insert("queue".into(), s(r.queue_group().key()));
@@ -230,6 +248,7 @@ fn request_from_item(item: &Item) -> Result<Request, StoreError> {
         created_at: Timestamp::from_millis(r.req_n("created_at")?),
         updated_at: Timestamp::from_millis(r.req_n("updated_at")?),
         last_error: r.json("last_error")?,
+        expires_at: expires_from(&r)?,
     })
 }
 
@@ -303,7 +322,7 @@ fn result_from_item(item: &Item) -> Result<RequestResult, StoreError> {
 
 // ---------------------------------------------------------------- job items
 
-fn job_to_item(j: &Job) -> Item {
+fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     let mut item = Item::new();
     item.insert(PK.into(), s(format!("job#{}", j.id)));
     item.insert(SK.into(), s(SK_JOB));
@@ -366,6 +385,18 @@ fn job_to_item(j: &Job) -> Item {
         }
     }
     item.insert("version".into(), n(j.version));
+    if !j.tenants.is_empty() {
+        item.insert(
+            "tenants".into(),
+            AttributeValue::Ss(j.tenants.iter().map(|t| t.to_string()).collect()),
+        );
+    }
+    if let (true, Some(r)) = (j.status.is_terminal(), retention) {
+        item.insert(
+            EXPIRES_AT.into(),
+            n(expiry_secs(j.finished_at.unwrap_or(j.updated_at), r)),
+        );
+    }
     item
 }
 
@@ -412,6 +443,19 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         ingested_output: r.flag("ingested_output"),
         ingested_errors: r.flag("ingested_errors"),
         version: r.req_n("version")?,
+        tenants: match item.get("tenants") {
+            None => Vec::new(),
+            Some(AttributeValue::Ss(v)) => {
+                let mut v = v
+                    .iter()
+                    .map(|t| TenantId::parse(t.clone()).map_err(|e| r.corrupt(e.message)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                v.sort();
+                v
+            }
+            Some(_) => return Err(r.corrupt("tenants is not a string set".into())),
+        },
+        expires_at: expires_from(&r)?,
     })
 }
 
@@ -437,6 +481,8 @@ fn shard_of(key: &RequestKey) -> u8 {
     let v = if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 };
     v % COUNTER_SHARDS
 }
+
+const PENDING_BYTES_ATTR: &str = "pending_bytes";
 
 fn tenant_counter_pk(t: &TenantId) -> String {
     format!("counter#tenant#{t}")
@@ -469,9 +515,17 @@ impl CounterDeltas {
         self.add(QUEUE_COUNTER_PK.into(), format!("{}#{shard}", g.key()), "queued", delta);
     }
 
+    /// Bytes of the tenant's unfinished bodies (its byte quota).
+    fn pending_bytes(&mut self, t: &TenantId, shard: u8, delta: i64) {
+        self.add(tenant_counter_pk(t), shard.to_string(), PENDING_BYTES_ATTR, delta);
+    }
+
     fn for_transition(&mut self, u: &RequestUpdate, shard: u8) {
         self.tenant(&u.tenant, shard, u.from, -1);
         self.tenant(&u.tenant, shard, u.to, 1);
+        if !u.from.is_terminal() && u.to.is_terminal() {
+            self.pending_bytes(&u.tenant, shard, -(u.body_bytes as i64));
+        }
         if u.from == RequestStatus::Queued {
             self.queue(&u.group, shard, -1);
         }
@@ -554,7 +608,21 @@ impl DynamoStore {
             objects,
             inline_body_max,
             inline_result_max,
+            retention: None,
         }
+    }
+
+    /// Finished requests and jobs get an `expires_at` (epoch seconds, the
+    /// table's TTL attribute) `retention` after they finish; `None` keeps
+    /// them for good.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The expiry of a row finishing at `now`.
+    fn expiry(&self, now: Timestamp) -> Option<i64> {
+        self.retention.map(|r| expiry_secs(now, r))
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
@@ -722,6 +790,10 @@ impl DynamoStore {
             set.push("attempts = attempts - :one");
             values.insert(":one".into(), n(1));
         }
+        if let (true, Some(exp)) = (u.to.is_terminal(), self.expiry(u.now)) {
+            set.push("expires_at = :exp");
+            values.insert(":exp".into(), n(exp));
+        }
         if let Some(e) = &u.last_error {
             set.push("last_error = :err");
             values.insert(":err".into(), s(serde_json::to_string(e).unwrap_or_default()));
@@ -757,7 +829,11 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn result_put_action(&self, res: &RequestResult) -> Result<TransactWriteItem, StoreError> {
+    async fn result_put_action(
+        &self,
+        res: &RequestResult,
+        expires_at: Option<i64>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut res = res.clone();
         if let Some(Payload::Inline(json)) = &res.response {
             if json.len() as u64 > self.inline_result_max {
@@ -769,12 +845,32 @@ impl DynamoStore {
                 res.response = Some(Payload::S3 { key, bytes });
             }
         }
+        let mut item = result_to_item(&res);
+        if let Some(exp) = expires_at {
+            item.insert(EXPIRES_AT.into(), n(exp));
+        }
         let put = Put::builder()
             .table_name(&self.requests_table)
-            .set_item(Some(result_to_item(&res)))
+            .set_item(Some(item))
             .build()
             .expect("put has table and item");
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The body item expires with its finished request. Unconditional: a
+    /// body already gone (lost, or deleted) must not block the request's
+    /// terminal write; the stub it then leaves holds only keys and
+    /// `expires_at`, and expires with the rest.
+    fn body_expiry_action(&self, key: &RequestKey, expires_at: i64) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.requests_table)
+            .key(PK, s(key.as_str()))
+            .key(SK, s(SK_BODY))
+            .update_expression("SET expires_at = :exp")
+            .expression_attribute_values(":exp", n(expires_at))
+            .build()
+            .expect("update has table, key and expression");
+        TransactWriteItem::builder().update(update).build()
     }
 
     /// After a failed condition: did the row already reach the update's target
@@ -826,6 +922,7 @@ impl DynamoStore {
             .scan_index_forward(q.forward)
             .set_exclusive_start_key(start)
             .set_limit(q.limit.map(|l| l.clamp(1, 1000) as i32))
+            .set_filter_expression(q.filter.map(str::to_owned))
             .consistent_read(q.index.is_none())
             .send()
             .await
@@ -920,7 +1017,40 @@ impl DynamoStore {
         }
         for name in [&self.requests_table, &self.jobs_table] {
             self.wait_active(name).await?;
+            self.enable_ttl(name).await?;
         }
+        Ok(())
+    }
+
+    /// Turns on the table's TTL on [`EXPIRES_AT`] unless it is on already
+    /// (enabling it twice is an error in DynamoDB).
+    async fn enable_ttl(&self, table: &str) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{TimeToLiveSpecification, TimeToLiveStatus};
+        let current = self
+            .client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("dynamodb DescribeTimeToLive", err_msg(e)))?;
+        let status = current
+            .time_to_live_description()
+            .and_then(|d| d.time_to_live_status().cloned());
+        if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
+            return Ok(());
+        }
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(EXPIRES_AT)
+            .enabled(true)
+            .build()
+            .expect("spec has name and flag");
+        self.client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("dynamodb UpdateTimeToLive", err_msg(e)))?;
         Ok(())
     }
 
@@ -959,6 +1089,7 @@ struct QuerySpec<'a> {
     forward: bool,
     cursor: Option<String>,
     limit: Option<u32>,
+    filter: Option<&'a str>,
 }
 
 impl<'a> QuerySpec<'a> {
@@ -972,6 +1103,7 @@ impl<'a> QuerySpec<'a> {
             forward: true,
             cursor: None,
             limit: None,
+            filter: None,
         }
     }
 }
@@ -1057,6 +1189,7 @@ impl RequestStore for DynamoStore {
                 created_at: now,
                 updated_at: now,
                 last_error: None,
+                expires_at: None,
             };
             let payload = self.body_payload(r).await?;
             let mut body_item = Item::new();
@@ -1104,6 +1237,7 @@ impl RequestStore for DynamoStore {
             while let Some((unit, state)) = pending.front() {
                 let mut more = CounterDeltas::default();
                 more.tenant(&state.tenant, shard, RequestStatus::Queued, 1);
+                more.pending_bytes(&state.tenant, shard, state.body_bytes as i64);
                 more.queue(&state.queue_group(), shard, 1);
                 let need = actions + unit.actions.len() + deltas.len() + deltas.new_items_in(&more);
                 if !chunk.is_empty() && (need > TXN_MAX_ACTIONS || bytes + unit.bytes > TXN_MAX_BYTES) {
@@ -1322,8 +1456,12 @@ impl RequestStore for DynamoStore {
                 Err(e) => results[i] = Some(Err(e)),
                 Ok(a) => {
                     let mut actions = vec![a];
+                    let expires_at = self.expiry(u.now).filter(|_| u.to.is_terminal());
                     if let Some(res) = &u.result {
-                        actions.push(self.result_put_action(res).await?);
+                        actions.push(self.result_put_action(res, expires_at).await?);
+                    }
+                    if let Some(exp) = expires_at {
+                        actions.push(self.body_expiry_action(&u.key, exp));
                     }
                     units.push((i, actions));
                 }
@@ -1415,6 +1553,7 @@ impl RequestStore for DynamoStore {
                     *counts.by_status.entry(st).or_default() += v;
                 }
             }
+            counts.pending_bytes += r.opt_n::<i64>(PENDING_BYTES_ATTR)?.unwrap_or(0);
         }
         Ok(counts)
     }
@@ -1429,7 +1568,7 @@ impl JobStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.jobs_table)
-            .set_item(Some(job_to_item(job)))
+            .set_item(Some(job_to_item(job, self.retention)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -1469,7 +1608,7 @@ impl JobStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.jobs_table)
-            .set_item(Some(job_to_item(&next)))
+            .set_item(Some(job_to_item(&next, self.retention)))
             .condition_expression("#status = :status AND version = :version")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(prev.status.as_str()))
@@ -1544,22 +1683,42 @@ impl JobStore for DynamoStore {
         Ok(out)
     }
 
-    async fn list_jobs(&self, cursor: Option<String>, limit: u32) -> Result<Page<Job>, StoreError> {
-        let values = HashMap::from([(":k".to_owned(), s("job"))]);
+    async fn list_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError> {
+        let mut values = HashMap::from([(":k".to_owned(), s("job"))]);
         let names = HashMap::from([("#kind".to_owned(), "kind".to_owned())]);
-        let (items, next) = self
-            .query_page(QuerySpec {
-                names: Some(names),
-                forward: false,
-                cursor,
-                limit: Some(limit),
-                ..QuerySpec::new(&self.jobs_table, Some(JOBS_INDEX), "#kind = :k", values)
-            })
-            .await?;
-        Ok(Page {
-            items: items.iter().map(job_from_item).collect::<Result<_, _>>()?,
-            next,
-        })
+        if let Some(t) = tenant {
+            values.insert(":t".into(), s(t.as_str()));
+        }
+        // DynamoDB applies `Limit` before the filter: keep reading, each
+        // query evaluating only as many jobs as are still wanted, so the page
+        // never holds more than `limit` and the cursor stays exact.
+        let mut jobs = Vec::new();
+        let mut cursor = cursor;
+        for _ in 0..LIST_JOBS_MAX_QUERIES {
+            let (items, next) = self
+                .query_page(QuerySpec {
+                    names: Some(names.clone()),
+                    forward: false,
+                    cursor,
+                    limit: Some(limit - jobs.len() as u32),
+                    filter: tenant.map(|_| "contains(tenants, :t)"),
+                    ..QuerySpec::new(&self.jobs_table, Some(JOBS_INDEX), "#kind = :k", values.clone())
+                })
+                .await?;
+            for item in &items {
+                jobs.push(job_from_item(item)?);
+            }
+            cursor = next;
+            if cursor.is_none() || jobs.len() as u32 >= limit {
+                break;
+            }
+        }
+        Ok(Page { items: jobs, next: cursor })
     }
 }
 

@@ -85,11 +85,22 @@ pub struct QueueGroupStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusCounts {
     pub by_status: HashMap<RequestStatus, i64>,
+    /// Bytes of the bodies of requests not yet finished.
+    pub pending_bytes: i64,
 }
 
 impl StatusCounts {
     pub fn get(&self, s: RequestStatus) -> i64 {
         self.by_status.get(&s).copied().unwrap_or(0)
+    }
+
+    /// Requests not yet finished (queued, claimed or at the provider).
+    pub fn pending(&self) -> i64 {
+        self.by_status
+            .iter()
+            .filter(|(s, _)| !s.is_terminal())
+            .map(|(_, n)| *n)
+            .sum()
     }
 }
 
@@ -113,6 +124,9 @@ pub struct RequestUpdate {
     /// whole batch for reasons that are not the request's (a full queue).
     pub refund_attempt: bool,
     pub last_error: Option<RequestError>,
+    /// Size of the request's body: its tenant's unfinished bytes shrink by
+    /// this much when it finishes.
+    pub body_bytes: u64,
     /// The result to store, in the same atomic write (ingest).
     pub result: Option<RequestResult>,
     /// The request's creation time: a re-queued request keeps its place.
@@ -133,6 +147,7 @@ impl RequestUpdate {
             count_attempt: false,
             refund_attempt: false,
             last_error: None,
+            body_bytes: req.body_bytes,
             result: None,
             created_at: req.created_at,
             now,
@@ -259,8 +274,14 @@ pub trait JobStore: Send + Sync {
     /// Jobs that are not terminal, oldest first.
     async fn open_jobs(&self) -> Result<Vec<Job>, StoreError>;
 
-    /// All jobs, newest first.
-    async fn list_jobs(&self, cursor: Option<String>, limit: u32) -> Result<Page<Job>, StoreError>;
+    /// Jobs newest first; with `tenant`, only the jobs holding its requests
+    /// (a page may then hold fewer than `limit`; follow `next`).
+    async fn list_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError>;
 
     /// Holds back new submissions of a queue group until `until` (the
     /// provider's queue for the model is full). A later hold replaces it.

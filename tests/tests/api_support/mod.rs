@@ -16,6 +16,10 @@ use batchq_core::time::{ManualClock, Timestamp};
 use batchq_tests::TestEnv;
 use serde_json::Value;
 
+/// The tenant of the fixtures' caller: their IAM authorizer context names
+/// the role `batch-worker` of account 123456789012.
+pub const TENANT: &str = "123456789012:batch-worker";
+
 /// 2026-09-21T…: a fixed start so timestamps in answers are predictable.
 pub const T0: i64 = 1_790_000_000_000;
 
@@ -90,7 +94,8 @@ impl ApiEnv {
             objects.clone(),
             env.config.limits.inline_body_max_bytes,
             env.config.limits.inline_result_max_bytes,
-        ));
+        )
+        .with_retention(env.config.policy.retention));
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
         let api = Api::new(
             store.clone(),
@@ -103,9 +108,9 @@ impl ApiEnv {
         Self { env, api, clock }
     }
 
-    /// Calls the core directly, as the default tenant.
+    /// Calls the core directly, as [`TENANT`] (the fixtures' caller).
     pub async fn call(&self, req: ApiRequest) -> Answer {
-        self.api.handle(&TenantId::default_tenant(), req).await.into()
+        self.api.handle(&TenantId::parse(TENANT).unwrap(), req).await.into()
     }
 
     /// Calls the core as `tenant`.
@@ -140,7 +145,8 @@ impl ApiEnv {
 /// handler over `api`, as API Gateway would.
 pub async fn lambda_answer(api: &Api, event: &Value) -> Answer {
     let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
-    let resp = batchq_enqueue::handle(api, request)
+    let edge = batchq_enqueue::Edge::new(api.clone(), "sub");
+    let resp = batchq_enqueue::handle(&edge, request)
         .await
         .expect("the handler never fails");
     let headers: Vec<(String, String)> = resp

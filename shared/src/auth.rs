@@ -1,0 +1,234 @@
+//! Who is calling: the tenant a request acts for, derived from the edge's
+//! credentials and never from anything in a request body.
+//!
+//! * `batchq serve` checks bearer keys from `BATCHQ_API_KEYS` ([`ApiKeys`]).
+//! * In Lambda, API Gateway has already authenticated the caller; the tenant
+//!   comes from its authorizer context: the IAM principal
+//!   ([`tenant_from_iam`]) or a JWT claim ([`tenant_from_claim`]).
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::api::ApiError;
+use crate::ids::TenantId;
+
+/// Shortest API key accepted in `BATCHQ_API_KEYS`.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// The API keys of the local server: `tenant:key` pairs. Only SHA-256
+/// digests of the keys are kept, so the keys themselves cannot leak through
+/// a `Debug` print or a core dump of this value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKeys {
+    entries: Vec<(TenantId, [u8; 32])>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys({} keys, <redacted>)", self.entries.len())
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl ApiKeys {
+    /// Parses `tenant:key[,tenant:key...]`. A tenant may have several keys
+    /// (for rotation); a key may belong to one tenant only. Errors describe
+    /// the entry by position and never contain a key.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut entries: Vec<(TenantId, [u8; 32])> = Vec::new();
+        for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
+            }
+            let n = i + 1;
+            let Some((tenant, key)) = entry.split_once(':') else {
+                return Err(format!("entry {n} is not tenant:key"));
+            };
+            let tenant = TenantId::parse(tenant.trim())
+                .map_err(|e| format!("entry {n}: the tenant is not valid ({})", e.message))?;
+            if key.chars().count() < MIN_KEY_LEN || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "entry {n} (tenant {tenant}): keys must be at least {MIN_KEY_LEN} characters without spaces"
+                ));
+            }
+            let d = digest(key);
+            if let Some((other, _)) = entries.iter().find(|(_, e)| *e == d) {
+                return Err(format!(
+                    "entry {n} (tenant {tenant}) repeats the key of tenant {other}; keys must be unique"
+                ));
+            }
+            entries.push((tenant, d));
+        }
+        if entries.is_empty() {
+            return Err("at least one tenant:key pair".into());
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The configured tenants, each once.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut out: Vec<TenantId> = Vec::new();
+        for (t, _) in &self.entries {
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        out
+    }
+
+    /// The tenant whose key is presented in an `Authorization: Bearer KEY`
+    /// header. Every configured key is compared, in constant time, so
+    /// neither timing nor the position of a match tells anything about the
+    /// keys.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<TenantId, ApiError> {
+        let Some(value) = authorization else {
+            return Err(ApiError::Unauthorized {
+                message: "authentication required: send Authorization: Bearer <api key>".into(),
+            });
+        };
+        let token = match value.trim().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                return Err(ApiError::Unauthorized {
+                    message: "the Authorization header must be `Bearer <api key>`".into(),
+                })
+            }
+        };
+        let presented = digest(token);
+        let mut found: Option<&TenantId> = None;
+        for (tenant, d) in &self.entries {
+            if bool::from(d.ct_eq(&presented)) {
+                found = Some(tenant);
+            }
+        }
+        found.cloned().ok_or_else(|| ApiError::Unauthorized {
+            message: "the API key is not valid".into(),
+        })
+    }
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::Forbidden {
+        code: "no_tenant",
+        message,
+    }
+}
+
+/// The tenant of a caller API Gateway authenticated with IAM (SigV4):
+/// `ACCOUNT:NAME`, where NAME is the IAM user's name, the assumed role's name
+/// (not the caller-chosen session name) or `root`. Principals whose name
+/// cannot be a tenant id (characters besides letters, digits and `- _ .`, or
+/// over 64 characters in all) are refused with 403, never folded together.
+pub fn tenant_from_iam(account_id: Option<&str>, user_arn: Option<&str>) -> Result<TenantId, ApiError> {
+    let (Some(account), Some(arn)) = (account_id, user_arn) else {
+        return Err(ApiError::Unauthorized {
+            message: "the request carries no IAM identity; the API must be called with SigV4".into(),
+        });
+    };
+    // arn:aws:iam::123456789012:user/path/alice
+    // arn:aws:sts::123456789012:assumed-role/RoleName/session
+    // arn:aws:iam::123456789012:root
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+    let name = match resource.split_once('/') {
+        Some(("assumed-role", rest)) => rest.split('/').next().unwrap_or_default(),
+        Some(("user" | "role", rest)) => rest.rsplit('/').next().unwrap_or_default(),
+        None if resource == "root" => "root",
+        _ => "",
+    };
+    if name.is_empty() {
+        return Err(forbidden(format!(
+            "the IAM principal {arn:?} is not a user or role batchq can map to a tenant"
+        )));
+    }
+    TenantId::parse(format!("{account}:{name}")).map_err(|e| {
+        forbidden(format!(
+            "the IAM principal {arn:?} cannot be a tenant: {} (use a user or role name of letters, digits and - _ .)",
+            e.message
+        ))
+    })
+}
+
+/// The tenant named by a JWT authorizer's claim `claim`.
+pub fn tenant_from_claim(value: Option<&str>, claim: &str) -> Result<TenantId, ApiError> {
+    let Some(value) = value else {
+        return Err(forbidden(format!(
+            "the token has no {claim:?} claim, which names the tenant"
+        )));
+    };
+    TenantId::parse(value).map_err(|e| forbidden(format!("the token's {claim:?} claim cannot be a tenant: {}", e.message)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_their_tenant_and_anything_else_is_401() {
+        let keys = ApiKeys::parse("acme:acme-key-0123456789, globex:globex-key-0123456789,acme:acme-key-rotated-0001")
+            .unwrap();
+        assert_eq!(keys.tenants().len(), 2);
+        let t = |h: &str| keys.authenticate(Some(h)).map(|t| t.to_string());
+        assert_eq!(t("Bearer acme-key-0123456789").unwrap(), "acme");
+        assert_eq!(t("bearer acme-key-rotated-0001").unwrap(), "acme");
+        assert_eq!(t("Bearer globex-key-0123456789").unwrap(), "globex");
+        for bad in [
+            "Bearer acme-key-012345678",
+            "Bearer ",
+            "Basic acme-key-0123456789",
+            "acme-key-0123456789",
+            "",
+        ] {
+            let e = keys.authenticate(Some(bad)).unwrap_err();
+            assert_eq!(e.status(), 401, "{bad:?}");
+            assert!(!e.to_string().contains("acme-key"), "{e}");
+        }
+        assert_eq!(keys.authenticate(None).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn bad_key_lists_are_refused_without_echoing_a_key() {
+        for (raw, needle) in [
+            ("acme", "entry 1 is not tenant:key"),
+            ("acme:short", "at least 16"),
+            ("ac me:acme-key-0123456789", "tenant is not valid"),
+            ("a:same-key-0123456789,b:same-key-0123456789", "repeats the key of tenant a"),
+            (" , ", "at least one"),
+        ] {
+            let e = ApiKeys::parse(raw).unwrap_err();
+            assert!(e.contains(needle), "{raw:?}: {e}");
+            assert!(!e.contains("0123456789"), "{e}");
+        }
+        let keys = ApiKeys::parse("acme:acme-key-0123456789").unwrap();
+        assert!(!format!("{keys:?}").contains("acme-key"));
+    }
+
+    #[test]
+    fn iam_principals_become_account_scoped_tenants() {
+        let t = |arn: &str| tenant_from_iam(Some("123456789012"), Some(arn)).map(|t| t.to_string());
+        assert_eq!(t("arn:aws:iam::123456789012:user/teams/alice").unwrap(), "123456789012:alice");
+        assert_eq!(
+            t("arn:aws:sts::123456789012:assumed-role/billing-batch/i-0abc").unwrap(),
+            "123456789012:billing-batch"
+        );
+        assert_eq!(t("arn:aws:iam::123456789012:root").unwrap(), "123456789012:root");
+        assert_eq!(t("arn:aws:iam::123456789012:user/a+b@c").unwrap_err().status(), 403);
+        assert_eq!(t("arn:aws:sts::123456789012:federated-user/bob").unwrap_err().status(), 403);
+        assert_eq!(tenant_from_iam(None, None).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn a_jwt_claim_names_the_tenant() {
+        assert_eq!(tenant_from_claim(Some("team-7"), "sub").unwrap().as_str(), "team-7");
+        assert_eq!(tenant_from_claim(Some("auth0|7"), "sub").unwrap_err().status(), 403);
+        assert_eq!(tenant_from_claim(None, "tenant").unwrap_err().status(), 403);
+    }
+}
