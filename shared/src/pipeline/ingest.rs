@@ -36,6 +36,12 @@ use crate::store::{RequestUpdate, SavingsRow, SavingsTotals};
 /// Longest result line read; longer ones are reported and skipped.
 pub const MAX_RESULT_LINE_BYTES: usize = 32 * 1024 * 1024;
 
+/// Largest token count believed in a result line's `usage` (2^32 - 1, far
+/// above any model's context). A line claiming more is applied without its
+/// usage (unpriced): a hostile or corrupt file must not overflow the job's
+/// or the tenant's running totals, which sum many lines.
+pub const MAX_USAGE_TOKENS: u64 = u32::MAX as u64;
+
 /// Lines applied per chunk (one batched read, one or more transactions).
 const CHUNK_LINES: usize = 100;
 
@@ -212,10 +218,11 @@ struct BodyError {
 }
 
 impl WireUsage {
-    fn to_usage(&self) -> Usage {
+    /// The usage, or `None` when a count is over [`MAX_USAGE_TOKENS`].
+    fn to_usage(&self) -> Option<Usage> {
         let cached = |d: &Option<CachedDetails>| d.as_ref().and_then(|d| d.cached_tokens);
         let reasoning = |d: &Option<ReasoningDetails>| d.as_ref().and_then(|d| d.reasoning_tokens);
-        Usage {
+        let usage = Usage {
             input_tokens: self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
             cached_input_tokens: cached(&self.prompt_tokens_details)
                 .or(cached(&self.input_tokens_details))
@@ -224,7 +231,14 @@ impl WireUsage {
             reasoning_tokens: reasoning(&self.completion_tokens_details)
                 .or(reasoning(&self.output_tokens_details))
                 .unwrap_or(0),
-        }
+        };
+        let counts = [
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+        ];
+        counts.iter().all(|n| *n <= MAX_USAGE_TOKENS).then_some(usage)
     }
 }
 
@@ -262,10 +276,17 @@ fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
                 .and_then(|b| serde_json::from_str(b.get()).ok())
                 .unwrap_or_default();
             if (200..300).contains(&status_code) {
+                let usage = meta.usage.as_ref().and_then(WireUsage::to_usage);
+                if meta.usage.is_some() && usage.is_none() {
+                    tracing::warn!(
+                        line = number,
+                        "result line claims over {MAX_USAGE_TOKENS} tokens; its usage is not counted"
+                    );
+                }
                 Outcome::Success {
                     status_code,
                     body: body.unwrap_or_else(|| "null".to_owned()),
-                    usage: meta.usage.as_ref().map(WireUsage::to_usage),
+                    usage,
                     model: meta.model,
                 }
             } else {
@@ -299,6 +320,43 @@ fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
         (None, None) => return Err("line has neither a response nor an error".into()),
     };
     Ok(ResultLine { number, key, outcome })
+}
+
+/// How ingest reads one result line, without a store: for tests and tools
+/// that check untrusted result files (`tests/tests/fuzz_parsers.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultLineView {
+    pub key: RequestKey,
+    /// The HTTP status inside the line, when it has a response.
+    pub status_code: Option<u16>,
+    /// `None` for a 2xx response; the error code otherwise.
+    pub error_code: Option<String>,
+    /// Whether the request would go back to the queue (attempts permitting).
+    pub retryable: bool,
+    /// The usage ingest would record and count (2xx only).
+    pub usage: Option<Usage>,
+}
+
+/// Reads one result line as ingest does. `Err` is the reason ingest would
+/// skip it as malformed (never the line's content).
+pub fn read_result_line(bytes: &[u8]) -> Result<ResultLineView, String> {
+    let line = parse_line(0, bytes)?;
+    Ok(match line.outcome {
+        Outcome::Success { status_code, usage, .. } => ResultLineView {
+            key: line.key,
+            status_code: Some(status_code),
+            error_code: None,
+            retryable: false,
+            usage,
+        },
+        Outcome::Error { error, retryable, .. } => ResultLineView {
+            key: line.key,
+            status_code: error.status_code,
+            error_code: Some(error.code),
+            retryable,
+            usage: None,
+        },
+    })
 }
 
 impl Ingester {
