@@ -6,7 +6,7 @@
 //! Each property runs a fixed number of cases per run (`CASES`, or
 //! `PROPTEST_CASES`), a few seconds in all; the seed is random, so every run
 //! explores new inputs. A failing case is shrunk and its seed saved under
-//! `tests/proptest-regressions/` (commit it: it is replayed first on every
+//! `tests/tests/fuzz_parsers.proptest-regressions` (commit it: it is replayed first on every
 //! later run), and the minimal input belongs in `tests/fuzz-corpus/` too.
 //!
 //! The checked-in corpus (`tests/fuzz-corpus/{enqueue,result}/`) is replayed
@@ -48,7 +48,7 @@ fn config() -> ProptestConfig {
         .unwrap_or(CASES);
     ProptestConfig {
         cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     }
 }
