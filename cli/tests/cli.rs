@@ -108,6 +108,11 @@ impl Server {
     }
 
     fn start_with(env: &Env, extra: &[&str]) -> Self {
+        Self::start_logging(env, extra, Stdio::null())
+    }
+
+    /// Starts `batchq serve` with its log (stderr) going to `stderr`.
+    fn start_logging(env: &Env, extra: &[&str], stderr: Stdio) -> Self {
         let mut args = vec![
             "serve",
             "--addr",
@@ -121,7 +126,7 @@ impl Server {
         let mut child = env
             .command(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start batchq serve");
         let mut line = String::new();
@@ -331,8 +336,168 @@ async fn serve_with_json_announces_itself_as_json_and_answers_the_api() {
     .unwrap();
 }
 
+// ------------------------------------------------------------------ authentication and logs
+
+const ACME_KEY: &str = "acme-key-0123456789abcdef";
+const GLOBEX_KEY: &str = "globex-key-0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_api_keys_answers_each_tenant_alone_and_refuses_the_rest() {
+    let mut env = Env::new().await;
+    env.vars
+        .push(("BATCHQ_API_KEYS".into(), format!("acme:{ACME_KEY},globex:{GLOBEX_KEY}")));
+    let line = request_line("order-1", 1).to_string();
+    let file = env.write("one.jsonl", std::slice::from_ref(&line));
+    tokio::task::spawn_blocking(move || {
+        let mut server = Server::start(&env);
+        let url = |p: &str| format!("{}{p}", server.url);
+
+        let (status, body) = http::request("GET", &url("/v1/stats"), None, None);
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let (status, _) = http::request("GET", &url("/v1/stats"), Some("not-a-key-at-all-000"), None);
+        assert_eq!(status, 401);
+        let (status, _) = http::request("POST", &url("/v1/requests"), None, Some(&line));
+        assert_eq!(status, 401);
+
+        // The CLI's --api mode sends BATCHQ_API_KEY as the bearer token.
+        let mut enq = env.command(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
+        enq.env("BATCHQ_API_KEY", ACME_KEY);
+        let out = enq.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json_of(&out)["created"], 1);
+        let no_key = env.run(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
+        assert_eq!(no_key.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&no_key.stderr).contains("401"));
+
+        let (status, body) = http::request("GET", &url("/v1/requests/order-1"), Some(ACME_KEY), None);
+        assert_eq!(status, 200, "{body}");
+        let (status, _) = http::request("GET", &url("/v1/requests/order-1"), Some(GLOBEX_KEY), None);
+        assert_eq!(status, 404, "globex must not see acme's request");
+        let (status, _) = http::request("DELETE", &url("/v1/requests/order-1"), Some(GLOBEX_KEY), None);
+        assert_eq!(status, 404);
+        let (_, stats) = http::request("GET", &url("/v1/stats"), Some(GLOBEX_KEY), None);
+        assert_eq!(
+            (stats["tenant"].as_str(), stats["requests"]["total"].as_i64()),
+            (Some("globex"), Some(0))
+        );
+        let (_, stats) = http::request("GET", &url("/v1/stats"), Some(ACME_KEY), None);
+        assert_eq!(stats["requests"]["total"], 1);
+        assert!(server.interrupt().success());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn serve_without_api_keys_refuses_to_listen_beyond_loopback() {
+    let env = Env::new().await;
+    let out = env.run(&["serve", "--addr", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BATCHQ_API_KEYS"), "{err}");
+}
+
+/// The whole pipeline at debug level, through `batchq serve` with keys:
+/// no prompt, no completion and no key may appear in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_run_logs_no_prompt_no_completion_and_no_key() {
+    let mut env = Env::new().await;
+    env.vars.push(("BATCHQ_API_KEYS".into(), format!("acme:{ACME_KEY}")));
+    env.vars.push(("BATCHQ_LOG".into(), "debug".into()));
+    let prompts: Vec<String> = (0..12).map(|i| format!("PRIVATE-PROMPT-{i}-do-not-log")).collect();
+    let lines: Vec<String> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"custom_id": format!("p-{i}"), "url": "/v1/chat/completions",
+                   "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": p}]}})
+            .to_string()
+        })
+        .collect();
+    let file = env.write("private.jsonl", &lines);
+    let log_path = env.dir.join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let env = tokio::task::spawn_blocking(move || {
+        let mut server = Server::start_logging(&env, &[], Stdio::from(log));
+        let mut enq = env.command(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
+        enq.env("BATCHQ_API_KEY", ACME_KEY);
+        assert!(enq.output().unwrap().status.success());
+        // A refused line must not echo its content into the log either.
+        let bad = json!({"custom_id": "bad", "url": "/v1/chat/completions",
+                         "body": {"model": 7, "messages": prompts[0]}})
+        .to_string();
+        let (status, _) = http::request(
+            "POST",
+            &format!("{}/v1/requests", server.url),
+            Some(ACME_KEY),
+            Some(&bad),
+        );
+        assert_eq!(status, 400);
+        let out = env
+            .command(&["wait", "--timeout", "60s", "--json", "--tenant", "acme"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json_of(&out)["stats"]["requests"]["by_status"]["completed"], 12);
+        // The completions are there to be read ...
+        let (status, body) = http::request("GET", &format!("{}/v1/requests/p-3", server.url), Some(ACME_KEY), None);
+        assert_eq!(status, 200);
+        assert!(body.to_string().contains("Fake answer"), "{body}");
+        assert!(server.interrupt().success());
+        (env, prompts)
+    })
+    .await
+    .unwrap();
+    let (_env, prompts) = env;
+
+    // ... but not in the log, which did record the run.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for expected in ["request", "provider batch created", "ingested"] {
+        assert!(
+            log.contains(expected),
+            "the log misses {expected:?}; is it captured?\n{log}"
+        );
+    }
+    assert!(log.contains("DEBUG"), "the run logged at debug level");
+    for p in &prompts {
+        assert!(!log.contains(p.as_str()), "a prompt was logged: {p}");
+    }
+    assert!(!log.contains("do-not-log"));
+    assert!(!log.contains("Fake answer"), "a completion was logged");
+    for secret in [ACME_KEY, "sk-fake"] {
+        assert!(!log.contains(secret), "a key was logged");
+    }
+}
+
 mod http {
     use serde_json::Value;
+
+    /// One HTTP/1.1 request over a std TcpStream, with an optional bearer
+    /// key and JSON body: the status and the JSON body of the answer.
+    pub fn request(method: &str, url: &str, key: Option<&str>, body: Option<&str>) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let mut head = format!("{method} /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+        if let Some(k) = key {
+            head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if method == "POST" {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        write!(s, "{head}\r\n{body}").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status: u16 = resp[9..12].parse().unwrap();
+        let text = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(text).unwrap_or(Value::Null))
+    }
 
     /// A minimal HTTP/1.1 GET over a std TcpStream (the test has no blocking HTTP client).
     pub fn blocking_get_json(url: &str) -> Value {

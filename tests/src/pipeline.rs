@@ -54,15 +54,17 @@ impl Pipeline {
             .expect("provider client")
             .with_backoff(Duration::from_millis(5), Duration::from_millis(50));
         let objects: Arc<dyn ObjectStore> = env.s3.clone();
-        let store = Arc::new(DynamoStore::new(
-            env.dynamo.clone(),
-            &env.config.requests_table,
-            &env.config.jobs_table,
-            objects,
-            env.config.limits.inline_body_max_bytes,
-            env.config.limits.inline_result_max_bytes,
-        )
-        .with_retention(env.config.policy.retention));
+        let store = Arc::new(
+            DynamoStore::new(
+                env.dynamo.clone(),
+                &env.config.requests_table,
+                &env.config.jobs_table,
+                objects,
+                env.config.limits.inline_body_max_bytes,
+                env.config.limits.inline_result_max_bytes,
+            )
+            .with_retention(env.config.policy.retention),
+        );
         Self {
             env,
             fake,
@@ -286,8 +288,12 @@ impl Pipeline {
         }
     }
 
+    /// Every one of `keys` is stored and terminal (a key that is not
+    /// stored is not "done": it would let a wrong key pass for finished).
     pub async fn all_terminal(&self, keys: &[RequestKey]) -> bool {
-        self.states(keys).await.values().all(|r| r.status.is_terminal())
+        let states = self.states(keys).await;
+        assert_eq!(states.len(), keys.len(), "some of these keys are not stored");
+        states.values().all(|r| r.status.is_terminal())
     }
 
     /// Every item of both tables, for "nothing changed" comparisons.

@@ -576,9 +576,7 @@ async fn a_cancel_that_loses_the_race_to_submit_is_409() {
         }),
         ..t.api.clone()
     };
-    let a = racing
-        .handle(&tenant(), ApiRequest::delete("/v1/requests/racy"))
-        .await;
+    let a = racing.handle(&tenant(), ApiRequest::delete("/v1/requests/racy")).await;
     assert_eq!(a.status, 409, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "not_cancellable");
     assert_eq!(stored(&t, "racy").await.status, RequestStatus::Claimed);

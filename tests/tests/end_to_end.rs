@@ -94,7 +94,7 @@ async fn two_thousand_requests_through_the_four_handlers_end_completed_with_thei
         .iter()
         .map(|l| {
             RequestKey::derive(
-                &TenantId::default_tenant(),
+                &TenantId::parse(api_support::TENANT).unwrap(),
                 &CustomId::parse(l["custom_id"].as_str().unwrap()).unwrap(),
             )
         })
@@ -272,7 +272,14 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
         "the workload exercises cached and reasoning tokens"
     );
 
-    let report = call(&api, &event("GET", "/v1/savings?group_by=model", None, None, false)).await;
+    // p.enqueue stored the requests for the default tenant: ask as that tenant.
+    let report: Answer = api
+        .handle(
+            &TenantId::default_tenant(),
+            batchq_core::api::ApiRequest::get("/v1/savings").with_query("group_by=model"),
+        )
+        .await
+        .into();
     assert_eq!(report.status, 200, "{}", report.body);
     let groups = report.body["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 3);
@@ -293,9 +300,21 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
         all_realtime += realtime;
     }
     assert_eq!(money(&report.body["total"]["saved_usd"]), all_realtime - all_batch);
-    let by_day = call(&api, &event("GET", "/v1/savings?group_by=day", None, None, false)).await;
+    let by_day: Answer = api
+        .handle(
+            &TenantId::default_tenant(),
+            batchq_core::api::ApiRequest::get("/v1/savings").with_query("group_by=day"),
+        )
+        .await
+        .into();
     assert_eq!(by_day.body["total"], report.body["total"]);
-    let stats = call(&api, &event("GET", "/v1/stats", None, None, false)).await;
+    let stats: Answer = api
+        .handle(
+            &TenantId::default_tenant(),
+            batchq_core::api::ApiRequest::get("/v1/stats"),
+        )
+        .await
+        .into();
     assert_eq!(stats.body["savings"], report.body["total"]);
 
     // Replaying every result file leaves every total unchanged.
@@ -311,6 +330,12 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
         }
     }
     assert_eq!(p.snapshot().await, before);
-    let again = call(&api, &event("GET", "/v1/savings?group_by=model", None, None, false)).await;
+    let again: Answer = api
+        .handle(
+            &TenantId::default_tenant(),
+            batchq_core::api::ApiRequest::get("/v1/savings").with_query("group_by=model"),
+        )
+        .await
+        .into();
     assert_eq!(again.body, report.body);
 }

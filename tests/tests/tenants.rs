@@ -62,7 +62,11 @@ async fn finished_job(t: &ApiEnv, requests: &[(&str, &str)]) -> Job {
     tenants.dedup();
     for (tn, id) in requests {
         let req = t.env.store.get(&key(tn, id)).await.unwrap().expect("stored");
-        t.env.store.apply(RequestUpdate::claim(&req, &job.id, now)).await.unwrap();
+        t.env
+            .store
+            .apply(RequestUpdate::claim(&req, &job.id, now))
+            .await
+            .unwrap();
         let claimed = t.env.store.get(&key(tn, id)).await.unwrap().unwrap();
         let result = RequestResult {
             key: claimed.key.clone(),
@@ -102,7 +106,11 @@ async fn another_tenants_request_is_invisible_and_cannot_be_cancelled() {
 
     let seen = t.call_as(GLOBEX, ApiRequest::get("/v1/requests/order-1")).await;
     assert_eq!(seen.status, 404, "{}", seen.body);
-    assert!(!seen.body.to_string().contains("acme"), "a 404 must not hint at the owner: {}", seen.body);
+    assert!(
+        !seen.body.to_string().contains("acme"),
+        "a 404 must not hint at the owner: {}",
+        seen.body
+    );
 
     let cancelled = t.call_as(GLOBEX, ApiRequest::delete("/v1/requests/order-1")).await;
     assert_eq!(cancelled.status, 404, "{}", cancelled.body);
@@ -127,7 +135,10 @@ async fn the_same_custom_id_from_another_tenant_is_a_separate_request_and_overwr
     let theirs = t.call_as(GLOBEX, post_json(&other)).await;
     assert_eq!(theirs.status, 202, "{}", theirs.body);
     let bulk = t
-        .call_as(GLOBEX, post_bulk(&[line_with_model("order-2", "gpt-4.1-mini").to_string()]))
+        .call_as(
+            GLOBEX,
+            post_bulk(&[line_with_model("order-2", "gpt-4.1-mini").to_string()]),
+        )
         .await;
     assert_eq!(bulk.status, 200);
     assert_eq!(bulk.body["summary"]["created"], 1);
@@ -178,7 +189,12 @@ async fn jobs_are_listed_and_shown_only_to_tenants_with_requests_in_them() {
     assert_eq!(seen.status, 200);
     assert_eq!(seen.body["shared"], true);
     for hidden in ["request_counts", "totals", "input", "provider_batch_id"] {
-        assert_eq!(seen.body[hidden], Value::Null, "{hidden} of a shared job: {}", seen.body);
+        assert_eq!(
+            seen.body[hidden],
+            Value::Null,
+            "{hidden} of a shared job: {}",
+            seen.body
+        );
     }
 
     // acme sees both; its own job in full.
@@ -228,7 +244,10 @@ async fn stats_and_savings_count_only_the_callers_requests() {
     assert_eq!(g.body["requests"]["total"], 1);
     assert_eq!(g.body["quota"]["pending"], 1);
     assert_eq!(g.body["savings"]["requests"], 0, "{}", g.body);
-    assert!(g.body["queue"].get("groups").is_none(), "other tenants' queues are not shown");
+    assert!(
+        g.body["queue"].get("groups").is_none(),
+        "other tenants' queues are not shown"
+    );
 
     let a = t.call_as(ACME, ApiRequest::get("/v1/stats")).await;
     assert_eq!(a.body["requests"]["total"], 3);
@@ -237,7 +256,11 @@ async fn stats_and_savings_count_only_the_callers_requests() {
     let gs = t.call_as(GLOBEX, ApiRequest::get("/v1/savings")).await;
     assert_eq!(gs.status, 200, "{}", gs.body);
     assert_eq!(gs.body["tenant"], GLOBEX);
-    assert!(!gs.body.to_string().contains("0.005"), "acme's savings leaked: {}", gs.body);
+    assert!(
+        !gs.body.to_string().contains("0.005"),
+        "acme's savings leaked: {}",
+        gs.body
+    );
     let as_ = t.call_as(ACME, ApiRequest::get("/v1/savings")).await;
     assert!(as_.body.to_string().contains("0.005"), "{}", as_.body);
 }
@@ -260,7 +283,13 @@ fn with_jwt(mut e: Value, claims: Value) -> Value {
 
 fn post_event(custom_id: &str) -> Value {
     let body = chat_line(custom_id, "hi").to_string();
-    event("POST", "/v1/requests", Some("application/json"), Some(body.as_bytes()), false)
+    event(
+        "POST",
+        "/v1/requests",
+        Some("application/json"),
+        Some(body.as_bytes()),
+        false,
+    )
 }
 
 fn get_event(custom_id: &str) -> Value {
@@ -276,7 +305,13 @@ async fn the_lambda_takes_the_tenant_from_the_iam_principal_not_the_request() {
     let mut sneaky = chat_line("r-0", "hi");
     sneaky["tenant"] = json!("team-b");
     let body = sneaky.to_string();
-    let e = event("POST", "/v1/requests", Some("application/json"), Some(body.as_bytes()), false);
+    let e = event(
+        "POST",
+        "/v1/requests",
+        Some("application/json"),
+        Some(body.as_bytes()),
+        false,
+    );
     assert_eq!(t.lambda(&with_iam(e, alice)).await.status, 400);
 
     assert_eq!(t.lambda(&with_iam(post_event("r-1"), alice)).await.status, 202);
@@ -346,7 +381,10 @@ async fn a_tenant_over_its_request_quota_gets_429_and_nothing_is_written() {
     // Other tenants have their own quota.
     assert_eq!(t.call_as(GLOBEX, post_json(&chat_line("g-1", "x"))).await.status, 202);
     // A finished request frees its place.
-    assert_eq!(t.call_as(ACME, ApiRequest::delete("/v1/requests/a-1")).await.status, 200);
+    assert_eq!(
+        t.call_as(ACME, ApiRequest::delete("/v1/requests/a-1")).await.status,
+        200
+    );
     assert_eq!(t.call_as(ACME, post_json(&chat_line("a-4", "x"))).await.status, 202);
     let stats = t.call_as(ACME, ApiRequest::get("/v1/stats")).await;
     assert_eq!(stats.body["quota"]["pending"], 3);
@@ -370,16 +408,25 @@ async fn a_tenant_over_its_byte_quota_gets_429_until_requests_finish() {
     assert_eq!(stats.body["quota"]["pending_bytes"].as_u64(), Some(body_bytes(&first)));
     t.call_as(ACME, ApiRequest::delete("/v1/requests/a-1")).await;
     let stats = t.call_as(ACME, ApiRequest::get("/v1/stats")).await;
-    assert_eq!(stats.body["quota"]["pending_bytes"], 0, "a finished request still counts");
     assert_eq!(
-        t.call_as(ACME, post_json(&chat_line("a-2", &"y".repeat(250)))).await.status,
+        stats.body["quota"]["pending_bytes"], 0,
+        "a finished request still counts"
+    );
+    assert_eq!(
+        t.call_as(ACME, post_json(&chat_line("a-2", &"y".repeat(250))))
+            .await
+            .status,
         202
     );
 }
 
 // ------------------------------------------------------------------ TTL of finished rows
 
-fn expires_at(items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>], pk: &str, sk: &str) -> Option<i64> {
+fn expires_at(
+    items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
+    pk: &str,
+    sk: &str,
+) -> Option<i64> {
     let item = items
         .iter()
         .find(|i| i["pk"].as_s().unwrap() == pk && i["sk"].as_s().unwrap() == sk)
