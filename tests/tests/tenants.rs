@@ -492,3 +492,60 @@ async fn with_retention_off_nothing_expires() {
     let items = scan_all(&t.env.dynamo, &t.env.config.requests_table).await;
     assert!(items.iter().all(|i| !i.contains_key("expires_at")), "{items:?}");
 }
+
+#[tokio::test]
+async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_ones_kept() {
+    use batchq_core::store::{keys, ObjectStore};
+    let t = ApiEnv::with(|c| c.limits.inline_body_max_bytes = 64).await;
+    for id in ["done", "cancelled", "waiting"] {
+        let a = t
+            .call_as(ACME, post_json(&chat_line(id, &"long prompt ".repeat(20))))
+            .await;
+        assert_eq!(a.status, 202);
+    }
+    let object_of = |id: &str| {
+        let t = &t;
+        let id = id.to_owned();
+        async move {
+            let r = t.env.store.get(&key(ACME, &id)).await.unwrap().unwrap();
+            keys::body(&r.key, &r.content_hash)
+        }
+    };
+    let (done, cancelled, waiting) = (
+        object_of("done").await,
+        object_of("cancelled").await,
+        object_of("waiting").await,
+    );
+    for k in [&done, &cancelled, &waiting] {
+        assert!(t.env.s3.head(k).await.unwrap().is_some(), "{k} was stored in S3");
+    }
+    let queued = t.env.store.get(&key(ACME, "cancelled")).await.unwrap().unwrap();
+    finished_job(&t, &[(ACME, "done")]).await;
+    assert_eq!(
+        t.call_as(ACME, ApiRequest::delete("/v1/requests/cancelled"))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        t.env.s3.head(&done).await.unwrap().is_none(),
+        "a completed request's body stays"
+    );
+    assert!(
+        t.env.s3.head(&cancelled).await.unwrap().is_none(),
+        "a cancelled request's body stays"
+    );
+    assert!(
+        t.env.s3.head(&waiting).await.unwrap().is_some(),
+        "a queued request lost its body"
+    );
+    // A replayed terminal update (as after a crash before the delete)
+    // deletes the body again and writes nothing else.
+    t.env.s3.put(&cancelled, "{}".into(), "application/json").await.unwrap();
+    let replay = RequestUpdate::cancel(&queued, Timestamp::from_millis(T0 + 9_000));
+    assert_eq!(
+        t.env.store.apply(replay).await.unwrap(),
+        batchq_core::store::Applied::Already
+    );
+    assert!(t.env.s3.head(&cancelled).await.unwrap().is_none());
+}

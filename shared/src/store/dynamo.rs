@@ -26,6 +26,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TransactWriteItem, Update,
 };
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::{
     keys, Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestStore, RequestUpdate, SavingsRow, SavingsStore,
@@ -190,7 +191,8 @@ fn expiry_secs(at: Timestamp, retention: Duration) -> i64 {
 }
 
 fn expires_from(r: &Reader<'_>) -> Result<Option<Timestamp>, StoreError> {
-    Ok(r.opt_n::<i64>(EXPIRES_AT)?.map(|s| Timestamp::from_millis(s.saturating_mul(1000))))
+    Ok(r.opt_n::<i64>(EXPIRES_AT)?
+        .map(|s| Timestamp::from_millis(s.saturating_mul(1000))))
 }
 
 fn request_to_item(r: &Request) -> Item {
@@ -873,6 +875,29 @@ impl DynamoStore {
         TransactWriteItem::builder().update(update).build()
     }
 
+    /// Deletes the S3 bodies (over the inline limit) of requests that have
+    /// finished, now or in an earlier run: nothing reads a finished
+    /// request's body again. Best effort and idempotent: a replayed update
+    /// (`Applied::Already`, as after a crash right here) deletes again, and a
+    /// failure only leaves an object behind, which is logged.
+    async fn delete_finished_bodies(&self, updates: &[RequestUpdate], results: &[Result<Applied, StoreError>]) {
+        let keys: Vec<String> = updates
+            .iter()
+            .zip(results)
+            .filter(|(u, r)| r.is_ok() && u.to.is_terminal() && u.body_bytes > self.inline_body_max)
+            .map(|(u, _)| keys::body(&u.key, &u.content_hash))
+            .collect();
+        let deletes = futures::stream::iter(keys)
+            .map(|key| async move { (self.objects.delete(&key).await, key) })
+            .buffer_unordered(16);
+        futures::pin_mut!(deletes);
+        while let Some((res, key)) = deletes.next().await {
+            if let Err(e) = res {
+                tracing::warn!(key, error = %e, "could not delete a finished request's body; it stays in S3");
+            }
+        }
+    }
+
     /// After a failed condition: did the row already reach the update's target
     /// (a replay), or is it somewhere else?
     async fn classify_failed(&self, u: &RequestUpdate) -> Result<Applied, StoreError> {
@@ -1537,7 +1562,9 @@ impl RequestStore for DynamoStore {
         for i in repeats {
             results[i] = Some(self.classify_failed(&updates[i]).await);
         }
-        Ok(results.into_iter().map(|r| r.expect("every update settled")).collect())
+        let results: Vec<_> = results.into_iter().map(|r| r.expect("every update settled")).collect();
+        self.delete_finished_bodies(&updates, &results).await;
+        Ok(results)
     }
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
@@ -1718,7 +1745,10 @@ impl JobStore for DynamoStore {
                 break;
             }
         }
-        Ok(Page { items: jobs, next: cursor })
+        Ok(Page {
+            items: jobs,
+            next: cursor,
+        })
     }
 }
 

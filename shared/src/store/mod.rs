@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use thiserror::Error;
 
 use crate::error::TransitionError;
-use crate::ids::{JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{ContentHash, JobId, ModelName, RequestKey, TenantId};
 use crate::job::Job;
 use crate::money::Money;
 use crate::request::{
@@ -127,6 +127,9 @@ pub struct RequestUpdate {
     /// Size of the request's body: its tenant's unfinished bytes shrink by
     /// this much when it finishes.
     pub body_bytes: u64,
+    /// The body's hash: with `body_bytes` it locates a large body in S3,
+    /// which is deleted once the request has finished.
+    pub content_hash: ContentHash,
     /// The result to store, in the same atomic write (ingest).
     pub result: Option<RequestResult>,
     /// The request's creation time: a re-queued request keeps its place.
@@ -148,6 +151,7 @@ impl RequestUpdate {
             refund_attempt: false,
             last_error: None,
             body_bytes: req.body_bytes,
+            content_hash: req.content_hash.clone(),
             result: None,
             created_at: req.created_at,
             now,
