@@ -41,6 +41,10 @@ clean: ## Remove build outputs and the virtualenv
 demo: venv ## Run the whole pipeline locally end to end (emulator + fake provider) and print what it did
 	scripts/demo.sh
 
+.PHONY: load
+load: venv ## Load test: LOAD_CLIENTS (32) clients enqueue through batchq serve for LOAD_SECONDS (60), then "lost: 0"
+	scripts/load.sh
+
 # ---------------------------------------------------------------- AWS (README, Deploy)
 # Pinned deploy tools from PyPI, installed into .venv on first use. The SAM CLI
 # gets its own virtualenv inside it (.venv/sam): its many exact pins must not
