@@ -84,6 +84,9 @@ pub struct Faults {
     pub fail_prefix: Option<String>,
     /// HTTP status of failing lines (default 500).
     pub fail_status: Option<u16>,
+    /// Retrieve reports this status (one a client does not know yet, as a
+    /// future API version might add) while the batch is unfinished.
+    pub unknown_status: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1104,8 +1107,16 @@ fn no_batch(id: &str) -> Response {
 async fn retrieve_batch(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let mut inner = shared.inner.lock().expect("lock");
     advance(&mut inner, &id);
+    let unknown = inner.by_id.get(&id).and_then(|r| r.faults.unknown_status.clone());
     match lookup(&inner, &id) {
-        Some(v) => Json(v).into_response(),
+        Some(mut v) => {
+            let finished =
+                ["completed", "failed", "expired", "cancelled"].contains(&v["status"].as_str().unwrap_or(""));
+            if let (Some(s), false) = (unknown, finished) {
+                v["status"] = s.into();
+            }
+            Json(v).into_response()
+        }
         None => no_batch(&id),
     }
 }

@@ -315,7 +315,7 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
 }
 
 #[tokio::test]
-async fn a_batch_the_provider_forgot_is_handled_as_expired() {
+async fn a_batch_the_provider_forgot_is_handled_as_expired_once_its_deadline_is_reached() {
     let p = Pipeline::with_faults(
         Faults {
             vanish_after_polls: Some(0),
@@ -330,6 +330,23 @@ async fn a_batch_the_provider_forgot_is_handled_as_expired() {
     p.submitter().run(SubmitOptions::default()).await.unwrap();
     p.poller().run().await.unwrap();
 
+    // A 404 alone is not believed before the deadline: a wrong key or
+    // project answers the same, and re-sending would pay twice.
+    let job = &p.all_jobs().await[0];
+    assert!(job.status.is_in_flight(), "{:?}", job.status);
+    assert_eq!(job.provider_status.as_ref().map(|s| s.as_str()), Some("not_found"));
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(r.status, RequestStatus::Claimed);
+    }
+    p.clock.advance(p.config().policy.batch_deadline);
+    p.poller().run().await.unwrap();
+    assert!(
+        p.all_jobs().await[0].status.is_in_flight(),
+        "the cancel grace is waited out too"
+    );
+    p.clock.advance(std::time::Duration::from_secs(6 * 3600));
+    p.poller().run().await.unwrap();
+
     let job = &p.all_jobs().await[0];
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.errors.last().unwrap().code, "batch_not_found");
@@ -339,6 +356,40 @@ async fn a_batch_the_provider_forgot_is_handled_as_expired() {
     }
     p.fake.set_faults(Faults::default());
     p.settle(&keys(&reqs), 3).await;
+    assert!(p.all_terminal(&keys(&reqs)).await);
+}
+
+#[tokio::test]
+async fn a_batch_in_a_status_this_code_does_not_know_still_meets_its_deadline() {
+    let p = Pipeline::with_faults(
+        Faults {
+            unknown_status: Some("paused".into()),
+            stay_validating_polls: 1_000,
+            ..Faults::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..4).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+    let job = &p.all_jobs().await[0];
+    assert!(job.status.is_in_flight());
+    assert_eq!(job.provider_status.as_ref().map(|s| s.as_str()), Some("paused"));
+
+    // At the deadline it is cancelled like any unfinished batch ...
+    p.clock.advance(p.config().policy.batch_deadline);
+    p.poller().run().await.unwrap();
+    let job = &p.all_jobs().await[0];
+    assert!(
+        job.errors.iter().any(|e| e.code == "batch_deadline_exceeded"),
+        "{:?}",
+        job.errors
+    );
+    // ... and the requests end once the provider behaves again.
+    p.fake.set_faults(Faults::default());
+    p.settle(&keys(&reqs), 4).await;
     assert!(p.all_terminal(&keys(&reqs)).await);
 }
 

@@ -9,7 +9,9 @@
 //!   failed, the others go back to the queue (without using up an attempt
 //!   when the batch never ran: a full enqueued-token queue, which also holds
 //!   the model's submissions back for a while).
-//! * gone (404) or past the deadline even after cancelling: the requests are
+//! * past the deadline even after cancelling, or still answering 404 at the
+//!   deadline (a 404 before it is logged as an error and waited out: a wrong
+//!   key or project looks the same as a lost batch): the requests are
 //!   handled as expired and the job fails.
 //!
 //! Jobs in `ingesting` are looked at too: copies are finished, ready jobs are
@@ -197,14 +199,13 @@ impl Poller {
                 self.continue_ingesting(job, report).await
             }
             ProviderBatchStatus::Failed => self.batch_failed(job, next, &batch, report).await,
-            ProviderBatchStatus::Unknown(s) => {
-                tracing::warn!(job = %job.id, status = %s, "unknown provider batch status; recorded, nothing else done");
-                if job.provider_status != next.provider_status {
-                    self.save(&job, next, report).await?;
-                }
-                Ok(())
-            }
+            // In flight, or a status this code does not know yet: recorded
+            // and, like any unfinished batch, cancelled at the deadline and
+            // given up after the grace.
             in_flight => {
+                if let ProviderBatchStatus::Unknown(s) = in_flight {
+                    tracing::warn!(job = %job.id, status = %s, "unknown provider batch status; handled as still running");
+                }
                 if let Some(st) = JobStatus::mirroring(in_flight).filter(|s| job.status.can_transition_to(*s)) {
                     next.status = st;
                 }
@@ -358,12 +359,44 @@ impl Poller {
         Ok(out)
     }
 
-    /// The provider answers 404 for the job's batch.
+    /// The provider answers 404 for the job's batch. That is what a lost
+    /// batch looks like, but also what a wrong key, organization or project
+    /// looks like, and giving up then would send every request of every open
+    /// batch again while the originals run on: paid twice. So a 404 is only
+    /// believed at the batch's deadline (plus the cancel grace), when the
+    /// batch would be given up anyway; until then each poll logs it as an
+    /// error (the ERROR-line alarm fires within minutes of a misconfiguration)
+    /// and records `not_found` as the provider's status.
     async fn vanished(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
-        let message = format!(
-            "the provider no longer knows batch {}",
-            job.provider_batch_id.as_ref().map(|b| b.as_str()).unwrap_or("?")
-        );
+        let batch = job
+            .provider_batch_id
+            .as_ref()
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "?".into());
+        let now = self.core.now();
+        let deadline = job
+            .submitted_at
+            .unwrap_or(job.created_at)
+            .plus(self.core.config.policy.batch_deadline)
+            .plus(CANCEL_GRACE);
+        if now < deadline {
+            tracing::error!(
+                job = %job.id,
+                batch = %batch,
+                give_up_in_secs = deadline.since(now).as_secs(),
+                "the provider answers 404 for this batch: a wrong API key, organization or project, or a lost batch; \
+                 it is given up only at its deadline"
+            );
+            let not_found = Some(ProviderBatchStatus::parse("not_found"));
+            if job.provider_status != not_found {
+                let mut next = job.clone();
+                next.provider_status = not_found;
+                next.updated_at = now;
+                self.save(&job, next, report).await?;
+            }
+            return Ok(());
+        }
+        let message = format!("the provider no longer knows batch {batch}");
         self.give_up(job, "batch_not_found", message, report).await
     }
 
