@@ -471,16 +471,46 @@ fn new_file(inner: &mut Inner, filename: &str, purpose: &str, path: PathBuf, byt
     meta
 }
 
+/// `GET /files`: `purpose` filter, `order` (`desc`, the default, or
+/// `asc` by creation), `limit` (1–10,000, default 10,000) and `after` (a
+/// file id) as documented.
 async fn list_files(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 10_000,
+        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
+        _ => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "limit must be between 1 and 10000.",
+                None,
+                Some("limit"),
+            )
+        }
+    };
     let inner = shared.inner.lock().expect("lock");
-    let data: Vec<Value> = inner
+    let mut files: Vec<&Value> = inner
         .file_order
         .iter()
         .filter_map(|id| inner.files.get(id))
         .filter(|f| q.get("purpose").is_none_or(|p| f.meta["purpose"] == p.as_str()))
-        .map(|f| f.meta.clone())
+        .map(|f| &f.meta)
         .collect();
-    Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
+    if q.get("order").map(String::as_str) != Some("asc") {
+        files.reverse();
+    }
+    if let Some(after) = q.get("after") {
+        match files.iter().position(|f| f["id"].as_str() == Some(after.as_str())) {
+            Some(p) => files = files.split_off(p + 1),
+            None => files.clear(),
+        }
+    }
+    let has_more = files.len() > limit;
+    files.truncate(limit);
+    let data: Vec<Value> = files.into_iter().cloned().collect();
+    Json(json!({"object": "list", "data": data,
+                "first_id": data.first().map(|f| f["id"].clone()), "last_id": data.last().map(|f| f["id"].clone()),
+                "has_more": has_more}))
+    .into_response()
 }
 
 async fn get_file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

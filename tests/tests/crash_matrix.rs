@@ -97,6 +97,9 @@ async fn crash_then_rerun_twice(point: CrashPoint) {
     }
     assert!(crash.fired(), "{point} was never reached: this run proves nothing");
     assert_invariants(&p, &reqs).await;
+    // Every provider file was deleted once its copy was safe: a crash left
+    // no orphan (a second upload of the same input, say) behind.
+    assert_eq!(p.fake.file_count(), 0, "{point} left files at the provider");
 }
 
 macro_rules! crash_tests {

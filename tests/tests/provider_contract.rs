@@ -183,6 +183,43 @@ async fn list_paginates_newest_first() {
 }
 
 #[tokio::test]
+async fn files_list_newest_first_in_pages_and_an_earlier_upload_is_found_by_name_and_size() {
+    let fake = fake().await;
+    let client = client_for(&fake, &[]);
+    let mut uploaded = Vec::new();
+    for n in [2, 3, 4] {
+        let (data, _) = input(n, "/v1/chat/completions");
+        let (file, _) = client.upload_file(&MemSource(data.clone())).await.unwrap();
+        uploaded.push((file.id, data.len() as u64));
+    }
+    let first = client.list_files(None, 2).await.unwrap();
+    let ids: Vec<&str> = first.data.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![uploaded[2].0.as_str(), uploaded[1].0.as_str()],
+        "newest first"
+    );
+    assert!(first.has_more);
+    let rest = client.list_files(Some(&uploaded[1].0), 2).await.unwrap();
+    assert_eq!(rest.data.len(), 1);
+    assert_eq!(rest.data[0].id, uploaded[0].0);
+    assert!(!rest.has_more);
+
+    let (oldest, bytes) = &uploaded[0];
+    let found = client.find_uploaded_file("input.jsonl", *bytes, 0).await.unwrap();
+    assert_eq!(
+        found.map(|f| f.id),
+        Some(oldest.clone()),
+        "the older file of that name and size"
+    );
+    assert_eq!(
+        client.find_uploaded_file("input.jsonl", bytes + 1, 0).await.unwrap(),
+        None
+    );
+    assert_eq!(client.find_uploaded_file("other.jsonl", *bytes, 0).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn wrong_key_is_unauthorized() {
     let fake = fake().await;
     let base = fake.base_url();

@@ -399,13 +399,32 @@ impl Submitter {
                     next.lease_until = Some(now.plus(policy.job_lease));
                 }
                 JobStatus::Staged => {
-                    let source = ObjectSource {
-                        objects: self.core.objects.clone(),
-                        key: job.input_key.clone(),
-                        filename: format!("{}.jsonl", job.id),
+                    let filename = format!("{}.jsonl", job.id);
+                    // A resumed job may have been uploaded by a run that
+                    // crashed before recording the file: use that upload.
+                    let earlier = if resumed {
+                        self.provider
+                            .find_uploaded_file(&filename, job.input_bytes, job.created_at.unix_seconds() - 3600)
+                            .await?
+                    } else {
+                        None
                     };
-                    let (file, stats) = self.provider.upload_file(&source).await?;
-                    tracing::info!(job = %job.id, file = %file.id, bytes = stats.bytes_sent, "input file uploaded");
+                    let file = match earlier {
+                        Some(file) => {
+                            tracing::info!(job = %job.id, file = %file.id, "input file found uploaded by an earlier run");
+                            file
+                        }
+                        None => {
+                            let source = ObjectSource {
+                                objects: self.core.objects.clone(),
+                                key: job.input_key.clone(),
+                                filename,
+                            };
+                            let (file, stats) = self.provider.upload_file(&source).await?;
+                            tracing::info!(job = %job.id, file = %file.id, bytes = stats.bytes_sent, "input file uploaded");
+                            file
+                        }
+                    };
                     self.core.crash(CrashPoint::SubmitAfterUpload)?;
                     next.status = JobStatus::Uploaded;
                     next.provider_file_id = Some(file.file_id());

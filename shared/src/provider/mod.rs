@@ -16,7 +16,7 @@ use crate::ids::{JobId, ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
 use crate::request::Endpoint;
 use crate::store::{ByteStream, ObjectStore, StoreError};
-pub use types::{Batch, BatchPage, FileObject};
+pub use types::{Batch, BatchPage, FileObject, FilePage};
 
 #[derive(Debug, Error)]
 pub enum ProviderError {
@@ -123,6 +123,9 @@ pub struct CreateBatch {
     pub not_before: i64,
 }
 
+/// Pages of files `find_uploaded_file` reads at most (100 files each).
+const FIND_FILE_MAX_PAGES: usize = 20;
+
 /// A provider batch API.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -150,6 +153,43 @@ pub trait Provider: Send + Sync {
 
     /// One page of batches, newest first.
     async fn list_batches(&self, after: Option<&str>, limit: u32) -> Result<BatchPage, ProviderError>;
+
+    /// One page of the files with purpose `batch`, newest first.
+    async fn list_files(&self, after: Option<&str>, limit: u32) -> Result<FilePage, ProviderError>;
+
+    /// A complete input file uploaded earlier under `filename` with `bytes`
+    /// bytes, created at or after `not_before` (Unix seconds): the upload of
+    /// a run that crashed before recording it, found again so that a resume
+    /// does not upload (and pay storage for) a second copy.
+    async fn find_uploaded_file(
+        &self,
+        filename: &str,
+        bytes: u64,
+        not_before: i64,
+    ) -> Result<Option<FileObject>, ProviderError> {
+        let mut after: Option<String> = None;
+        for _ in 0..FIND_FILE_MAX_PAGES {
+            let page = self.list_files(after.as_deref(), 100).await?;
+            if let Some(f) = page.data.iter().find(|f| {
+                f.filename.as_deref() == Some(filename)
+                    && f.bytes == Some(bytes)
+                    && !matches!(f.status.as_deref(), Some("error" | "deleted"))
+            }) {
+                return Ok(Some(f.clone()));
+            }
+            // Newest first: once past the job's creation, stop.
+            let past = page
+                .data
+                .last()
+                .and_then(|f| f.created_at)
+                .is_some_and(|t| t < not_before);
+            match page.data.last() {
+                Some(last) if page.has_more && !past => after = Some(last.id.clone()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
 
     /// The batch created for this job, if any.
     async fn find_batch(&self, req: &CreateBatch) -> Result<Option<Batch>, ProviderError> {

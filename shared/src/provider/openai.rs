@@ -18,7 +18,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::types::{ApiErrorBody, Batch, BatchPage, FileObject, METADATA_JOB_ID};
+use super::types::{ApiErrorBody, Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
 use super::{CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
 use crate::config::{ApiKeySource, ProviderConfig};
 use crate::ids::{ProviderBatchId, ProviderFileId};
@@ -487,6 +487,20 @@ impl Provider for OpenAiClient {
             .await
             .map_err(|e| Self::not_found(e, "batch", id.as_str()))?;
         Self::json("cancel batch", resp).await
+    }
+
+    async fn list_files(&self, after: Option<&str>, limit: u32) -> Result<FilePage, ProviderError> {
+        // Azure's list takes `purpose` only (and answers all files at once).
+        let mut path = match self.kind {
+            ProviderKind::OpenAi => format!("/files?purpose=batch&order=desc&limit={}", limit.clamp(1, 10_000)),
+            ProviderKind::AzureOpenAi => "/files?purpose=batch".to_owned(),
+        };
+        if let (Some(a), ProviderKind::OpenAi) = (after, self.kind) {
+            path.push_str(&format!("&after={a}"));
+        }
+        let url = self.url(&path);
+        let resp = self.send("list files", || self.http.get(&url)).await?;
+        Self::json("list files", resp).await
     }
 
     async fn list_batches(&self, after: Option<&str>, limit: u32) -> Result<BatchPage, ProviderError> {

@@ -198,6 +198,15 @@ pub struct BatchPage {
     pub has_more: bool,
 }
 
+/// A page of `GET /v1/files`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FilePage {
+    #[serde(default)]
+    pub data: Vec<FileObject>,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
 /// The API's error body `{"error": {...}}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ApiErrorBody {
