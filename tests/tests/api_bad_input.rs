@@ -766,3 +766,35 @@ async fn oversized_bodies_and_payloads_are_413() {
     let a = t.lambda(&post_event("/v1/requests", JSON, &padded)).await;
     assert_eq!(a.status, 202, "{}", a.body);
 }
+
+/// Bytes a URI may not hold raw, in the query API Gateway passes on:
+/// lambda_http alone would panic building the request (a crashed instance,
+/// a 5xx); the function encodes them and the API judges the parameter.
+#[tokio::test]
+async fn raw_bytes_in_the_query_string_are_a_400_not_a_crash() {
+    let t = seeded().await;
+    let before = t.snapshot().await;
+    for raw in [
+        "limit=1 2",
+        "limit=\"5\"",
+        "cursor=<script>",
+        "limit=2&x=\u{7f}",
+        "limit=%ZZ",
+        "ünïcode=1",
+    ] {
+        let mut e = event("GET", "/v1/jobs", None, None, false);
+        e["rawQueryString"] = raw.into();
+        let a = t.lambda(&e).await;
+        assert_eq!(a.status, 400, "{raw:?}: {}", a.body);
+        assert!(
+            a.error().0.is_some() || a.error().1 == "invalid_query",
+            "{raw:?}: {}",
+            a.body
+        );
+    }
+    // A well-formed query still works after encoding.
+    let mut e = event("GET", "/v1/jobs", None, None, false);
+    e["rawQueryString"] = "limit=2".into();
+    assert_eq!(t.lambda(&e).await.status, 200);
+    assert_eq!(t.snapshot().await, before);
+}

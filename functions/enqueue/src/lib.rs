@@ -10,10 +10,12 @@ use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::auth;
 use batchq_core::ids::TenantId;
 use bytes::Bytes;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::request::Parts;
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::request::{LambdaRequest, RequestContext};
+use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
+use serde_json::Value;
 
 pub use lambda_http::Error;
 
@@ -47,6 +49,73 @@ pub async fn handle(edge: &Edge, event: Request) -> Result<Response<Body>, Error
         }
     };
     Ok(to_lambda_response(resp))
+}
+
+/// The Lambda entry point: one API Gateway HTTP API (payload 2.0) event as
+/// JSON. lambda_http builds an `http::Request` from an event and panics when
+/// its URI does not parse, which a raw space, quote, `<`, `>` or DEL in
+/// `rawQueryString` makes happen (and with `panic = "abort"` that is a crashed
+/// instance and a 5xx for the caller). Such bytes are percent-encoded first,
+/// which is what a conforming client would have sent; the API's query parser
+/// decodes them back and judges them like any other parameter.
+pub async fn handle_event(edge: &Edge, event: LambdaEvent<Value>) -> Result<ApiGatewayV2httpResponse, Error> {
+    handle_json(edge, event.payload).await
+}
+
+/// [`handle_event`] without the Lambda context (tests send events this way).
+pub async fn handle_json(edge: &Edge, mut payload: Value) -> Result<ApiGatewayV2httpResponse, Error> {
+    if let Some(q) = payload.get_mut("rawQueryString") {
+        if let Some(raw) = q.as_str() {
+            *q = Value::String(encode_query(raw));
+        }
+    }
+    let request: Request = match serde_json::from_value::<LambdaRequest>(payload) {
+        Ok(r) => r.into(),
+        Err(e) => {
+            // Not an HTTP API event at all: the integration is misconfigured.
+            tracing::error!(error = %e, "the event is not an API Gateway HTTP API request");
+            return Ok(to_v2_response(ApiResponse::from(ApiError::bad_request(
+                None,
+                "invalid_event",
+                "the event is not an API Gateway HTTP API (payload 2.0) request",
+            ))));
+        }
+    };
+    let resp = handle(edge, request).await?;
+    let (parts, body) = resp.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.body = Some(body);
+    out.is_base64_encoded = false;
+    Ok(out)
+}
+
+fn to_v2_response(resp: ApiResponse) -> ApiGatewayV2httpResponse {
+    let (parts, body) = to_lambda_response(resp).into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.body = Some(body);
+    out
+}
+
+/// Percent-encodes every byte RFC 3986 does not allow in a query (keeping
+/// `%`, so existing escapes stay as they are).
+pub fn encode_query(raw: &str) -> String {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+    if raw.bytes().all(allowed) {
+        return raw.to_owned();
+    }
+    let mut out = String::with_capacity(raw.len() + 8);
+    for b in raw.bytes() {
+        if allowed(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The tenant a request acts for, from API Gateway's authorizer context:

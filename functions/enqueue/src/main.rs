@@ -7,7 +7,7 @@
 use batchq_core::api::Api;
 use batchq_core::app::App;
 use batchq_core::config::Config;
-use lambda_http::{service_fn, Error, Request};
+use lambda_http::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,5 +15,8 @@ async fn main() -> Result<(), Error> {
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
     let edge = batchq_enqueue::Edge::new(Api::from_app(&app), app.config.jwt_tenant_claim.clone());
-    lambda_http::run(service_fn(|event: Request| batchq_enqueue::handle(&edge, event))).await
+    lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        batchq_enqueue::handle_event(&edge, event)
+    }))
+    .await
 }

@@ -87,15 +87,17 @@ impl ApiEnv {
     pub async fn with(tweak: impl FnOnce(&mut batchq_core::config::Config)) -> Self {
         let env = TestEnv::with(tweak).await;
         let objects: Arc<dyn ObjectStore> = env.s3.clone();
-        let store = Arc::new(DynamoStore::new(
-            env.dynamo.clone(),
-            &env.config.requests_table,
-            &env.config.jobs_table,
-            objects.clone(),
-            env.config.limits.inline_body_max_bytes,
-            env.config.limits.inline_result_max_bytes,
-        )
-        .with_retention(env.config.policy.retention));
+        let store = Arc::new(
+            DynamoStore::new(
+                env.dynamo.clone(),
+                &env.config.requests_table,
+                &env.config.jobs_table,
+                objects.clone(),
+                env.config.limits.inline_body_max_bytes,
+                env.config.limits.inline_result_max_bytes,
+            )
+            .with_retention(env.config.policy.retention),
+        );
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
         let api = Api::new(
             store.clone(),
@@ -144,26 +146,25 @@ impl ApiEnv {
 /// Sends an API Gateway v2 event (JSON text) through the enqueue Lambda
 /// handler over `api`, as API Gateway would.
 pub async fn lambda_answer(api: &Api, event: &Value) -> Answer {
-    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
     let edge = batchq_enqueue::Edge::new(api.clone(), "sub");
-    let resp = batchq_enqueue::handle(&edge, request)
+    // The event as the Lambda runtime hands it over: JSON, converted by the
+    // function itself.
+    let resp = batchq_enqueue::handle_json(&edge, event.clone())
         .await
         .expect("the handler never fails");
     let headers: Vec<(String, String)> = resp
-        .headers()
+        .headers
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
         .collect();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let text = match resp.body() {
-        lambda_http::Body::Text(s) => s.clone(),
+    let content_type = resp.headers.get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert!(!resp.is_base64_encoded);
+    let text = match &resp.body {
+        Some(lambda_http::Body::Text(s)) => s.clone(),
         other => panic!("expected a text body, got {other:?}"),
     };
     Answer {
-        status: resp.status().as_u16(),
+        status: resp.status_code as u16,
         body: serde_json::from_str(&text).expect("the body is JSON"),
         content_type,
         headers,
