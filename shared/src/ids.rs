@@ -58,18 +58,20 @@ fn validate_id(field: &'static str, value: &str, max: usize) -> Result<(), Valid
             format!("{field} must not be empty"),
         ));
     }
-    if value.len() > max {
-        return Err(ValidationError::new(
-            field,
-            "too_long",
-            format!("{field} is {} characters; at most {max} are allowed", value.len()),
-        ));
-    }
+    // Characters first: past this check every character is one byte, so
+    // the length below counts characters.
     if let Some(bad) = value.chars().find(|c| !is_id_char(*c)) {
         return Err(ValidationError::new(
             field,
             "invalid_characters",
             format!("{field} contains {bad:?}; only ASCII letters, digits and - _ . : are allowed"),
+        ));
+    }
+    if value.len() > max {
+        return Err(ValidationError::new(
+            field,
+            "too_long",
+            format!("{field} is {} characters; at most {max} are allowed", value.len()),
         ));
     }
     Ok(())
