@@ -38,12 +38,7 @@ impl Ctx {
     pub async fn new(config: Config, json: bool, tenant: TenantId) -> Result<Self, Failure> {
         let app = App::from_config(config).await.with_configured_prices().await?;
         let api = Api::from_app(&app);
-        Ok(Self {
-            app,
-            api,
-            tenant,
-            json,
-        })
+        Ok(Self { app, api, tenant, json })
     }
 
     pub async fn provider(&self) -> Result<Arc<dyn Provider>, Failure> {
@@ -316,7 +311,10 @@ async fn send_bulk(ctx: &Ctx, http: &reqwest::Client, api_url: Option<&str>, bod
         }
         Some(base) => {
             let url = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
-            let mut post = http.post(&url).header("content-type", "application/x-ndjson").body(body);
+            let mut post = http
+                .post(&url)
+                .header("content-type", "application/x-ndjson")
+                .body(body);
             if let Some(key) = std::env::var("BATCHQ_API_KEY").ok().filter(|k| !k.trim().is_empty()) {
                 post = post.bearer_auth(key.trim());
             }

@@ -175,7 +175,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = batchq_core::config::Config::from_env()?;
     let quiet_logs = !matches!(cli.command, Command::Serve { .. });
     output::init_logs(&config, quiet_logs);
-    let tenant = batchq_core::ids::TenantId::parse(cli.tenant.clone()).map_err(|e| format!("--tenant: {}", e.message))?;
+    let tenant =
+        batchq_core::ids::TenantId::parse(cli.tenant.clone()).map_err(|e| format!("--tenant: {}", e.message))?;
     let ctx = commands::Ctx::new(config, cli.json, tenant).await?;
     match cli.command {
         Command::Init => commands::init(&ctx).await,

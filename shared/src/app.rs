@@ -36,15 +36,17 @@ impl App {
             config.limits.s3_part_bytes,
         ));
         let objects: Arc<dyn ObjectStore> = s3.clone();
-        let store = Arc::new(DynamoStore::new(
-            crate::aws::dynamo_client(&sdk),
-            &config.requests_table,
-            &config.jobs_table,
-            objects,
-            config.limits.inline_body_max_bytes,
-            config.limits.inline_result_max_bytes,
-        )
-        .with_retention(config.policy.retention));
+        let store = Arc::new(
+            DynamoStore::new(
+                crate::aws::dynamo_client(&sdk),
+                &config.requests_table,
+                &config.jobs_table,
+                objects,
+                config.limits.inline_body_max_bytes,
+                config.limits.inline_result_max_bytes,
+            )
+            .with_retention(config.policy.retention),
+        );
         Self {
             config: Arc::new(config),
             store,

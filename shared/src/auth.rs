@@ -164,7 +164,8 @@ pub fn tenant_from_claim(value: Option<&str>, claim: &str) -> Result<TenantId, A
             "the token has no {claim:?} claim, which names the tenant"
         )));
     };
-    TenantId::parse(value).map_err(|e| forbidden(format!("the token's {claim:?} claim cannot be a tenant: {}", e.message)))
+    TenantId::parse(value)
+        .map_err(|e| forbidden(format!("the token's {claim:?} claim cannot be a tenant: {}", e.message)))
 }
 
 #[cfg(test)]
@@ -200,7 +201,10 @@ mod tests {
             ("acme", "entry 1 is not tenant:key"),
             ("acme:short", "at least 16"),
             ("ac me:acme-key-0123456789", "tenant is not valid"),
-            ("a:same-key-0123456789,b:same-key-0123456789", "repeats the key of tenant a"),
+            (
+                "a:same-key-0123456789,b:same-key-0123456789",
+                "repeats the key of tenant a",
+            ),
             (" , ", "at least one"),
         ] {
             let e = ApiKeys::parse(raw).unwrap_err();
@@ -214,14 +218,20 @@ mod tests {
     #[test]
     fn iam_principals_become_account_scoped_tenants() {
         let t = |arn: &str| tenant_from_iam(Some("123456789012"), Some(arn)).map(|t| t.to_string());
-        assert_eq!(t("arn:aws:iam::123456789012:user/teams/alice").unwrap(), "123456789012:alice");
+        assert_eq!(
+            t("arn:aws:iam::123456789012:user/teams/alice").unwrap(),
+            "123456789012:alice"
+        );
         assert_eq!(
             t("arn:aws:sts::123456789012:assumed-role/billing-batch/i-0abc").unwrap(),
             "123456789012:billing-batch"
         );
         assert_eq!(t("arn:aws:iam::123456789012:root").unwrap(), "123456789012:root");
         assert_eq!(t("arn:aws:iam::123456789012:user/a+b@c").unwrap_err().status(), 403);
-        assert_eq!(t("arn:aws:sts::123456789012:federated-user/bob").unwrap_err().status(), 403);
+        assert_eq!(
+            t("arn:aws:sts::123456789012:federated-user/bob").unwrap_err().status(),
+            403
+        );
         assert_eq!(tenant_from_iam(None, None).unwrap_err().status(), 401);
     }
 

@@ -43,7 +43,12 @@ impl Api {
     }
 
     /// `GET /v1/jobs/{id}`: 404 unless the job holds the tenant's requests.
-    pub(super) async fn get_job(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn get_job(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let id = JobId::parse(raw_id)?;
         let job = self
