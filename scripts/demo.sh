@@ -12,53 +12,11 @@
 # (a small workload, 20 requests, costs well under one cent; batches may take
 # up to 24 h, usually minutes).
 set -euo pipefail
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-venv="${BATCHQ_VENV:-$root/.venv}"
-bin="$root/target/debug"
-mkdir -p .tmp
-work=$(mktemp -d "$root/.tmp/demo.XXXXXX")
-pids=()
-
-stop_all() {
-  local code=$?
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$code" -ne 0 ]; then
-    echo "demo: failed (exit $code); logs kept in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source "$(dirname "$0")/lib/local-stack.sh"
+stack_init demo
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Waits until FILE has a line matching PATTERN and prints the match's group.
-wait_for_line() {
-  local file=$1 pattern=$2 pid=$3
-  for _ in $(seq 1 300); do
-    if line=$(grep -m1 -oE "$pattern" "$file" 2>/dev/null); then
-      echo "$line"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "demo: process $pid exited early; its output:" >&2
-      cat "$file" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "demo: timed out waiting for '$pattern' in $file" >&2
-  return 1
-}
 
 real_provider=false
 if [ -n "${OPENAI_API_KEY:-}" ] && [ "${BATCHQ_PROVIDER:-}" = "openai" ]; then
@@ -69,15 +27,7 @@ say "building batchq and the fake provider"
 cargo build --quiet -p batchq-cli -p fake-openai
 
 say "starting the local AWS emulator (moto: S3 + DynamoDB)"
-port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-"$venv/bin/python" scripts/moto_server.py -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-unset AWS_PROFILE AWS_SESSION_TOKEN
+start_emulator
 echo "emulator on $AWS_ENDPOINT_URL"
 
 if $real_provider; then
@@ -85,10 +35,7 @@ if $real_provider; then
   reviews=15 articles=5 timeout=26h
 else
   say "starting the fake provider (OpenAI Files + Batch API, offline)"
-  "$bin/fake-openai" --port 0 --step-ms 1500 >"$work/fake.out" 2>"$work/fake.log" &
-  pids+=($!)
-  fake=$(wait_for_line "$work/fake.out" 'http://[0-9.:]+' "${pids[-1]}")
-  export OPENAI_BASE_URL="$fake/v1" OPENAI_API_KEY=sk-fake BATCHQ_PROVIDER=openai
+  start_fake
   echo "fake provider on $OPENAI_BASE_URL"
   reviews=2000 articles=1000 timeout=10m
 fi
