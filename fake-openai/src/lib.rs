@@ -471,21 +471,27 @@ fn new_file(inner: &mut Inner, filename: &str, purpose: &str, path: PathBuf, byt
     meta
 }
 
+/// A list route's `limit` (1..=max, `default` when absent), or the API's 400.
+fn limit_param(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, Response> {
+    match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => Ok(default),
+        Some(Ok(l)) if (1..=max).contains(&l) => Ok(l),
+        _ => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {max}."),
+            None,
+            Some("limit"),
+        )),
+    }
+}
+
 /// `GET /files`: `purpose` filter, `order` (`desc`, the default, or
 /// `asc` by creation), `limit` (1–10,000, default 10,000) and `after` (a
 /// file id) as documented.
 async fn list_files(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 10_000,
-        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
-        _ => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "limit must be between 1 and 10000.",
-                None,
-                Some("limit"),
-            )
-        }
+    let limit = match limit_param(&q, 10_000, 10_000) {
+        Ok(l) => l,
+        Err(resp) => return resp,
     };
     let inner = shared.inner.lock().expect("lock");
     let mut files: Vec<&Value> = inner
@@ -1176,17 +1182,9 @@ async fn cancel_batch(State(shared): State<Arc<Shared>>, Path(id): Path<String>)
 }
 
 async fn list_batches(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 20,
-        Some(Ok(l)) if (1..=100).contains(&l) => l,
-        _ => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "limit must be between 1 and 100.",
-                None,
-                Some("limit"),
-            )
-        }
+    let limit = match limit_param(&q, 20, 100) {
+        Ok(l) => l,
+        Err(resp) => return resp,
     };
     let inner = shared.inner.lock().expect("lock");
     let mut ids: Vec<&String> = inner.batches.values().rev().collect();

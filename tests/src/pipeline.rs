@@ -290,6 +290,18 @@ impl Pipeline {
 
     /// Every one of `keys` is stored and terminal (a key that is not
     /// stored is not "done": it would let a wrong key pass for finished).
+    /// Every savings row of the default tenant (the one `enqueue` stores for).
+    pub async fn default_tenant_savings(&self) -> Vec<batchq_core::store::SavingsRow> {
+        batchq_core::store::SavingsStore::savings(
+            self.store.as_ref(),
+            &batchq_core::ids::TenantId::default_tenant(),
+            "0000-00-00",
+            "9999-12-31",
+        )
+        .await
+        .expect("savings rows read back")
+    }
+
     pub async fn all_terminal(&self, keys: &[RequestKey]) -> bool {
         let states = self.states(keys).await;
         assert_eq!(states.len(), keys.len(), "some of these keys are not stored");
@@ -437,14 +449,7 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
         job_usage, completed_usage,
         "job totals count every completed result exactly once"
     );
-    let savings = batchq_core::store::SavingsStore::savings(
-        p.store.as_ref(),
-        &batchq_core::ids::TenantId::default_tenant(),
-        "0000-00-00",
-        "9999-12-31",
-    )
-    .await
-    .expect("read savings");
+    let savings = p.default_tenant_savings().await;
     let mut saved_usage = batchq_core::request::Usage::default();
     let mut saved_cost = batchq_core::money::Money::default();
     for row in &savings {

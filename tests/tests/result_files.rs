@@ -263,14 +263,7 @@ async fn absurd_token_counts_in_a_result_line_neither_panic_nor_poison_the_total
     assert_eq!(job_after.totals.usage, expected);
     assert_eq!(job_after.status, JobStatus::Done);
     // The savings rows read back (a sum past u64 would make them unreadable).
-    let savings = batchq_core::store::SavingsStore::savings(
-        p.store.as_ref(),
-        &batchq_core::ids::TenantId::default_tenant(),
-        "0000-00-00",
-        "9999-12-31",
-    )
-    .await
-    .expect("savings rows read back");
+    let savings = p.default_tenant_savings().await;
     let total: u64 = savings.iter().map(|r| r.totals.usage.input_tokens).sum();
     assert_eq!(total, expected.input_tokens);
 }
