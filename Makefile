@@ -37,6 +37,11 @@ clean: ## Remove build outputs and the virtualenv
 	cargo clean
 	rm -rf $(VENV) .tmp
 
+.PHONY: bench
+bench: venv ## Benchmarks: hot paths, peak memory, calls and AWS cost per request, binary sizes, start times (writes bench/results.json)
+	cargo build --profile perf --quiet -p batchq-bench -p batchq-enqueue -p batchq-submit -p batchq-poll -p batchq-ingest
+	BATCHQ_MOTO_METER=1 scripts/with-emulator.sh target/perf/batchq-bench $(BENCH_ARGS)
+
 .PHONY: demo
 demo: venv ## Run the whole pipeline locally end to end (emulator + fake provider) and print what it did
 	scripts/demo.sh

@@ -22,10 +22,14 @@ their condition and the later one silently overwrites the earlier (and an
 correctness rests on it, so every DynamoDB request is served under one lock
 here (a test saw a request claimed by two concurrent submit runs before).
 
+With BATCHQ_MOTO_METER=1 (`make bench`) it also counts every call and the
+DynamoDB capacity units it would consume: see moto_meter.py.
+
 Everything else is stock moto. Usage: python moto_server.py -H HOST -p PORT
 """
 
 import copy
+import os
 import sys
 import threading
 
@@ -172,6 +176,11 @@ def call_action(self):
 
 
 DynamoHandler.call_action = call_action
+
+if os.environ.get("BATCHQ_MOTO_METER") == "1":
+    import moto_meter
+
+    moto_meter.install(_dynamodb_lock, _call_action)
 
 if __name__ == "__main__":
     from moto.server import main

@@ -1,0 +1,249 @@
+"""A meter in the emulator, for `make bench`: every S3, DynamoDB and other
+AWS call the server answers is counted by operation, and every DynamoDB call
+is charged the read and write capacity units DynamoDB would charge.
+
+Why here and not from ReturnConsumedCapacity: moto answers
+ReturnConsumedCapacity with constants (1.0 per write whatever its size, an
+empty list for TransactWriteItems), so the answers say nothing. The meter
+applies DynamoDB's published rules to the items moto actually holds:
+
+- a write costs ceil(max(item size before, after) / 1 KB) WCU, at least 1;
+  twice that inside TransactWriteItems (ConditionCheck included); a write
+  whose condition fails still costs its units; a cancelled transaction
+  writes nothing but is charged for every action;
+- each global secondary index the item is in (before or after) costs a
+  write of the projected item; a write that moves the item's index key costs
+  a delete plus a put;
+- GetItem and each BatchGetItem key cost ceil(size / 4 KB) units, at least
+  one, halved for eventually consistent reads; TransactGetItems doubles;
+- Query and Scan cost ceil(total size of the returned items / 4 KB),
+  at least one, halved for eventually consistent reads.
+
+Item sizes are moto's (`Item.size()`: attribute names plus values).
+`GET /_batchq/meter` answers the totals as JSON; `DELETE` resets them.
+Installed by moto_server.py when BATCHQ_MOTO_METER=1.
+"""
+
+import json
+import math
+import threading
+from urllib.parse import parse_qs
+
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+_lock = threading.Lock()
+_totals = {}  # service -> op -> {"calls", "rcu", "wcu"}
+_query_bytes = threading.local()
+
+
+def _bump(service, op, rcu=0.0, wcu=0.0):
+    with _lock:
+        entry = _totals.setdefault(service, {}).setdefault(op, {"calls": 0, "rcu": 0.0, "wcu": 0.0})
+        entry["calls"] += 1
+        entry["rcu"] += rcu
+        entry["wcu"] += wcu
+
+
+def _s3_op(environ):
+    method = environ.get("REQUEST_METHOD", "GET")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
+    on_object = len(parts) > 1
+    if method == "PUT":
+        if "partNumber" in query:
+            return "UploadPartCopy" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "UploadPart"
+        if on_object:
+            return "CopyObject" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "PutObject"
+        return "CreateBucket"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if "uploadId" in query:
+            return "CompleteMultipartUpload"
+        return "DeleteObjects" if "delete" in query else "PostObject"
+    if method == "GET":
+        if on_object:
+            return "GetObject"
+        return "ListObjectsV2" if "list-type" in query else "ListObjects"
+    if method == "HEAD":
+        return "HeadObject" if on_object else "HeadBucket"
+    if method == "DELETE":
+        if "uploadId" in query:
+            return "AbortMultipartUpload"
+        return "DeleteObject" if on_object else "DeleteBucket"
+    return method
+
+
+_dispatch = DomainDispatcherApplication.__call__
+
+
+def _app(self, environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path == "/_batchq/meter":
+        with _lock:
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                _totals.clear()
+            body = json.dumps(_totals, sort_keys=True).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target.startswith("DynamoDB_"):
+        pass  # counted with its capacity in _metered_call
+    elif target:
+        service, _, op = target.partition(".")
+        _bump(service.lower(), op)
+    elif not path.startswith("/moto-api"):
+        _bump("s3", _s3_op(environ))
+    return _dispatch(self, environ, start_response)
+
+
+# ---- DynamoDB capacity
+
+
+def _units(size, per):
+    return max(1, math.ceil(size / per))
+
+
+def _snapshot(backend, table_name, key):
+    """(size, {index: (index key, projected size)}) of the item now, or None."""
+    try:
+        table = backend.get_table(table_name)
+        hash_key, range_key = backend.get_keys_value(table, key)
+        item = table.get_item(hash_key, range_key)
+    except Exception:  # noqa: BLE001 - a bad request is moto's to refuse
+        return None
+    if item is None:
+        return None
+    indexes = {}
+    for index in table.global_indexes or []:
+        attrs = index.schema_key_attrs
+        if all(a in item.attrs for a in attrs):
+            index_key = tuple(str(item.attrs[a].value) for a in attrs)
+            indexes[index.name] = (index_key, index.project(item).size())
+    return item.size(), indexes
+
+
+def _item_key(backend, table_name, item):
+    try:
+        table = backend.get_table(table_name)
+    except Exception:  # noqa: BLE001
+        return {}
+    key = {table.hash_key_attr: item.get(table.hash_key_attr)}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = item.get(table.range_key_attr)
+    return key
+
+
+def _write_targets(backend, op, body):
+    """[(table, key, factor, writes)] of a write call; writes=False for a ConditionCheck."""
+    if op == "PutItem":
+        return [(body["TableName"], _item_key(backend, body["TableName"], body.get("Item", {})), 1, True)]
+    if op in ("UpdateItem", "DeleteItem"):
+        return [(body["TableName"], body.get("Key", {}), 1, True)]
+    if op == "BatchWriteItem":
+        out = []
+        for table_name, requests in body.get("RequestItems", {}).items():
+            for r in requests:
+                if "PutRequest" in r:
+                    out.append((table_name, _item_key(backend, table_name, r["PutRequest"]["Item"]), 1, True))
+                elif "DeleteRequest" in r:
+                    out.append((table_name, r["DeleteRequest"]["Key"], 1, True))
+        return out
+    if op == "TransactWriteItems":
+        out = []
+        for action in body.get("TransactItems", []):
+            kind, spec = next(iter(action.items()))
+            key = _item_key(backend, spec["TableName"], spec["Item"]) if kind == "Put" else spec.get("Key", {})
+            out.append((spec["TableName"], key, 2, kind != "ConditionCheck"))
+        return out
+    return []
+
+
+def _write_units(before, after, factor, wrote):
+    size_before = before[0] if before else 0
+    size_after = after[0] if (after and wrote) else size_before
+    units = factor * _units(max(size_before, size_after), 1024)
+    if not wrote:
+        return units
+    old = before[1] if before else {}
+    new = after[1] if after else {}
+    for name in set(old) | set(new):
+        o, n = old.get(name), new.get(name)
+        if o and n and o[0] == n[0]:
+            units += _units(n[1], 1024)
+        else:
+            if o:
+                units += _units(o[1], 1024)
+            if n:
+                units += _units(n[1], 1024)
+    return units
+
+
+def _read_units(backend, op, body):
+    if op == "GetItem":
+        snap = _snapshot(backend, body["TableName"], body.get("Key", {}))
+        factor = 1.0 if body.get("ConsistentRead") else 0.5
+        return factor * _units(snap[0] if snap else 0, 4096)
+    if op == "BatchGetItem":
+        total = 0.0
+        for table_name, spec in body.get("RequestItems", {}).items():
+            factor = 1.0 if spec.get("ConsistentRead") else 0.5
+            for key in spec.get("Keys", []):
+                snap = _snapshot(backend, table_name, key)
+                total += factor * _units(snap[0] if snap else 0, 4096)
+        return total
+    if op == "TransactGetItems":
+        total = 0.0
+        for action in body.get("TransactItems", []):
+            spec = action.get("Get", {})
+            snap = _snapshot(backend, spec.get("TableName", ""), spec.get("Key", {}))
+            total += 2.0 * _units(snap[0] if snap else 0, 4096)
+        return total
+    if op in ("Query", "Scan"):
+        factor = 1.0 if body.get("ConsistentRead") else 0.5
+        return factor * _units(getattr(_query_bytes, "n", 0), 4096)
+    return 0.0
+
+
+def _capture(original):
+    def wrapper(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        _query_bytes.n = getattr(_query_bytes, "n", 0) + sum(item.size() for item in result[0])
+        return result
+
+    return wrapper
+
+
+def install(lock, call_action):
+    """Wraps the WSGI app and moto's DynamoHandler.call_action; `lock` is the
+    one moto_server.py serves DynamoDB under, held here across the before
+    and after look-ups too."""
+    DomainDispatcherApplication.__call__ = _app
+    DynamoDBBackend.query = _capture(DynamoDBBackend.query)
+    DynamoDBBackend.scan = _capture(DynamoDBBackend.scan)
+
+    def metered_call(self):
+        op = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
+        body = getattr(self, "params", None) or {}
+        with lock:
+            backend = self.dynamodb_backend
+            try:
+                targets = _write_targets(backend, op, body)
+            except Exception:  # noqa: BLE001 - malformed: moto refuses it below
+                targets = []
+            before = [_snapshot(backend, t, k) for t, k, _, _ in targets]
+            _query_bytes.n = 0
+            response = call_action(self)
+            status = response[0] if isinstance(response, tuple) else 200
+            ok = status == 200
+            wcu = 0.0
+            for (t, k, factor, writes), b in zip(targets, before):
+                after = _snapshot(backend, t, k) if ok else b
+                wcu += _write_units(b, after, factor, writes and ok)
+            rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else 0.0
+        _bump("dynamodb", op, rcu, wcu)
+        return response
+
+    DynamoHandler.call_action = metered_call
