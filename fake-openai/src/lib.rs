@@ -472,16 +472,16 @@ fn new_file(inner: &mut Inner, filename: &str, purpose: &str, path: PathBuf, byt
 }
 
 /// A list route's `limit` (1..=max, `default` when absent), or the API's 400.
-fn limit_param(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, Response> {
+fn limit_param(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, Box<Response>> {
     match q.get("limit").map(|l| l.parse::<usize>()) {
         None => Ok(default),
         Some(Ok(l)) if (1..=max).contains(&l) => Ok(l),
-        _ => Err(api_error(
+        _ => Err(Box::new(api_error(
             StatusCode::BAD_REQUEST,
             format!("limit must be between 1 and {max}."),
             None,
             Some("limit"),
-        )),
+        ))),
     }
 }
 
@@ -491,7 +491,7 @@ fn limit_param(q: &HashMap<String, String>, default: usize, max: usize) -> Resul
 async fn list_files(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let limit = match limit_param(&q, 10_000, 10_000) {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let inner = shared.inner.lock().expect("lock");
     let mut files: Vec<&Value> = inner
@@ -1184,7 +1184,7 @@ async fn cancel_batch(State(shared): State<Arc<Shared>>, Path(id): Path<String>)
 async fn list_batches(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let limit = match limit_param(&q, 20, 100) {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let inner = shared.inner.lock().expect("lock");
     let mut ids: Vec<&String> = inner.batches.values().rev().collect();
