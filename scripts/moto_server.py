@@ -13,7 +13,9 @@ back on rollback.
 
 A Query on a table's own key also walks and sorts every item of the table;
 here it looks at the items under the queried partition key only (the result
-is the same: moto filters on that key anyway).
+is the same: moto filters on that key anyway). A Query on an index walks
+the table without sorting it first (moto sorts the matches by the index key
+and the table key anyway): sorting 150,000 items took a second per page.
 
 moto_server answers requests on several threads, and moto's DynamoDB
 backend takes no lock: two conditional writes to one item can both pass
@@ -143,6 +145,10 @@ _query = Table.query
 def all_items(self):
     only = getattr(_partition, "only", None)
     if only is None or only[0] is not self:
+        if getattr(_partition, "unsorted", None) is self:
+            if self.range_key_attr:
+                return [item for bucket in self.items.values() for item in bucket.values()]
+            return list(self.items.values())
         return _all_items(self)
     bucket = self.items.get(only[1])
     if bucket is None:
@@ -154,7 +160,15 @@ def all_items(self):
 def query(self, *args, **kwargs):
     hash_key = args[0] if args else kwargs.get("hash_key")
     index_name = kwargs["index_name"] if "index_name" in kwargs else (args[7] if len(args) > 7 else None)
-    if index_name or hash_key is None:
+    if index_name:
+        # moto sorts the index's matches by the index key and the table key
+        # afterwards, so the sort of the whole table first changes nothing.
+        _partition.unsorted = self
+        try:
+            return _query(self, *args, **kwargs)
+        finally:
+            _partition.unsorted = None
+    if hash_key is None:
         return _query(self, *args, **kwargs)
     _partition.only = (self, hash_key)
     try:

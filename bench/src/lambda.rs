@@ -171,6 +171,15 @@ impl Function {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
+        // SAFETY: prctl is async-signal-safe; the child dies with the bench,
+        // even when the bench is killed without running its destructors.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let started = Instant::now();
         let child = cmd.spawn().map_err(|e| format!("{}: {e}", binary.display()))?;
         Ok(Self {
