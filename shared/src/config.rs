@@ -93,7 +93,7 @@ env_vars! {
     S3_PART_BYTES = "BATCHQ_S3_PART_BYTES", "8388608",
         "Part size of multipart uploads to S3 (at least 5 MiB); also the streaming writer's buffer bound.";
     RETENTION_DAYS = "BATCHQ_RETENTION_DAYS", "30",
-        "Days a finished request (its state, body and result items) and a finished job are kept; they carry `expires_at` and DynamoDB's TTL deletes them (usually within days of it; until then they still read, and their custom_id still deduplicates). `0` keeps them.";
+        "Days a finished request (its state and result items; its body item 30 days more, counted from enqueue) and a finished job are kept; they carry `expires_at` and DynamoDB's TTL deletes them (usually within days of it; until then they still read, and their custom_id still deduplicates). `0` keeps them.";
     TENANT_MAX_PENDING = "BATCHQ_TENANT_MAX_PENDING", "1000000",
         "Most unfinished requests one tenant may have; an enqueue that would pass it answers 429 `quota_exceeded`.";
     TENANT_MAX_PENDING_BYTES = "BATCHQ_TENANT_MAX_PENDING_BYTES", "10737418240",

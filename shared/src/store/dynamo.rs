@@ -67,6 +67,14 @@ const TXN_MAX_ACTIONS: usize = 100;
 /// Keep each transaction well below DynamoDB's 4 MB request limit.
 const TXN_MAX_BYTES: usize = 3 * 1024 * 1024;
 const TXN_CONFLICT_RETRIES: u32 = 8;
+/// The body item's expiry is set when it is written, `retention` plus this
+/// after enqueue, so finishing a request never rewrites it: an update of
+/// the (up to 16 KB) body item costs as many write units as writing it, and
+/// inside a transaction twice that. A request still unfinished this long
+/// after enqueue (far beyond any batch window and its retries) would lose
+/// its body and end failed.
+pub const BODY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
+
 /// Queries one `list_jobs` page may take when a tenant filter skips most jobs.
 const LIST_JOBS_MAX_QUERIES: usize = 20;
 
@@ -859,22 +867,6 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// The body item expires with its finished request. Unconditional: a
-    /// body already gone (lost, or deleted) must not block the request's
-    /// terminal write; the stub it then leaves holds only keys and
-    /// `expires_at`, and expires with the rest.
-    fn body_expiry_action(&self, key: &RequestKey, expires_at: i64) -> TransactWriteItem {
-        let update = Update::builder()
-            .table_name(&self.requests_table)
-            .key(PK, s(key.as_str()))
-            .key(SK, s(SK_BODY))
-            .update_expression("SET expires_at = :exp")
-            .expression_attribute_values(":exp", n(expires_at))
-            .build()
-            .expect("update has table, key and expression");
-        TransactWriteItem::builder().update(update).build()
-    }
-
     /// Deletes the S3 bodies (over the inline limit) of requests that have
     /// finished, now or in an earlier run: nothing reads a finished
     /// request's body again. Best effort and idempotent: a replayed update
@@ -1222,6 +1214,9 @@ impl RequestStore for DynamoStore {
             body_item.insert(SK.into(), s(SK_BODY));
             body_item.insert("content_hash".into(), s(r.content_hash.as_str()));
             payload_attrs(&mut body_item, "body", &payload);
+            if let Some(r) = self.retention {
+                body_item.insert(EXPIRES_AT.into(), n(expiry_secs(now, r + BODY_HORIZON)));
+            }
             let bytes = match &payload {
                 Payload::Inline(j) => j.len(),
                 Payload::S3 { .. } => 0,
@@ -1485,9 +1480,7 @@ impl RequestStore for DynamoStore {
                     if let Some(res) = &u.result {
                         actions.push(self.result_put_action(res, expires_at).await?);
                     }
-                    if let Some(exp) = expires_at {
-                        actions.push(self.body_expiry_action(&u.key, exp));
-                    }
+
                     units.push((i, actions));
                 }
             }
