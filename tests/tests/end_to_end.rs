@@ -18,6 +18,16 @@ async fn call(api: &Api, ev: &Value) -> Answer {
     lambda_answer(api, ev).await
 }
 
+/// `GET path?query` through the API core, as the default tenant.
+async fn as_default_tenant(api: &Api, path: &str, query: &str) -> Answer {
+    api.handle(
+        &TenantId::default_tenant(),
+        batchq_core::api::ApiRequest::get(path).with_query(query),
+    )
+    .await
+    .into()
+}
+
 fn api_of(p: &Pipeline) -> Api {
     Api::new(
         p.store.clone(),
@@ -273,13 +283,7 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
     );
 
     // p.enqueue stored the requests for the default tenant: ask as that tenant.
-    let report: Answer = api
-        .handle(
-            &TenantId::default_tenant(),
-            batchq_core::api::ApiRequest::get("/v1/savings").with_query("group_by=model"),
-        )
-        .await
-        .into();
+    let report = as_default_tenant(&api, "/v1/savings", "group_by=model").await;
     assert_eq!(report.status, 200, "{}", report.body);
     let groups = report.body["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 3);
@@ -300,21 +304,9 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
         all_realtime += realtime;
     }
     assert_eq!(money(&report.body["total"]["saved_usd"]), all_realtime - all_batch);
-    let by_day: Answer = api
-        .handle(
-            &TenantId::default_tenant(),
-            batchq_core::api::ApiRequest::get("/v1/savings").with_query("group_by=day"),
-        )
-        .await
-        .into();
+    let by_day = as_default_tenant(&api, "/v1/savings", "group_by=day").await;
     assert_eq!(by_day.body["total"], report.body["total"]);
-    let stats: Answer = api
-        .handle(
-            &TenantId::default_tenant(),
-            batchq_core::api::ApiRequest::get("/v1/stats"),
-        )
-        .await
-        .into();
+    let stats = as_default_tenant(&api, "/v1/stats", "").await;
     assert_eq!(stats.body["savings"], report.body["total"]);
 
     // Replaying every result file leaves every total unchanged.
@@ -330,12 +322,6 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
         }
     }
     assert_eq!(p.snapshot().await, before);
-    let again: Answer = api
-        .handle(
-            &TenantId::default_tenant(),
-            batchq_core::api::ApiRequest::get("/v1/savings").with_query("group_by=model"),
-        )
-        .await
-        .into();
+    let again = as_default_tenant(&api, "/v1/savings", "group_by=model").await;
     assert_eq!(again.body, report.body);
 }
