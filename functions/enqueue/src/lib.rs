@@ -74,25 +74,21 @@ pub async fn handle_json(edge: &Edge, mut payload: Value) -> Result<ApiGatewayV2
         Err(e) => {
             // Not an HTTP API event at all: the integration is misconfigured.
             tracing::error!(error = %e, "the event is not an API Gateway HTTP API request");
-            return Ok(to_v2_response(ApiResponse::from(ApiError::bad_request(
-                None,
-                "invalid_event",
-                "the event is not an API Gateway HTTP API (payload 2.0) request",
+            return Ok(to_v2_response(to_lambda_response(ApiResponse::from(
+                ApiError::bad_request(
+                    None,
+                    "invalid_event",
+                    "the event is not an API Gateway HTTP API (payload 2.0) request",
+                ),
             ))));
         }
     };
-    let resp = handle(edge, request).await?;
-    let (parts, body) = resp.into_parts();
-    let mut out = ApiGatewayV2httpResponse::default();
-    out.status_code = i64::from(parts.status.as_u16());
-    out.headers = parts.headers;
-    out.body = Some(body);
-    out.is_base64_encoded = false;
-    Ok(out)
+    Ok(to_v2_response(handle(edge, request).await?))
 }
 
-fn to_v2_response(resp: ApiResponse) -> ApiGatewayV2httpResponse {
-    let (parts, body) = to_lambda_response(resp).into_parts();
+/// An HTTP response as API Gateway's payload 2.0 answer (a text body).
+fn to_v2_response(resp: Response<Body>) -> ApiGatewayV2httpResponse {
+    let (parts, body) = resp.into_parts();
     let mut out = ApiGatewayV2httpResponse::default();
     out.status_code = i64::from(parts.status.as_u16());
     out.headers = parts.headers;
