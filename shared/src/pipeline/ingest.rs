@@ -275,16 +275,19 @@ fn body_meta(raw: &str) -> BodyMeta {
         }
         i
     }
-    // `i` at an opening quote; the index after the closing one.
+    // `i` at an opening quote; the index after the closing one: the next
+    // quote not escaped, i.e. after an even run of backslashes (answer text
+    // is full of `\n`; stopping at each backslash cost a tenth of ingest).
     fn string_end(b: &[u8], i: usize) -> Option<usize> {
         let mut j = i + 1;
         loop {
-            let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
-            if b[k] == b'\\' {
-                j = k + 2;
-            } else {
+            let k = j + memchr::memchr(b'"', b.get(j..)?)?;
+            // b[i] is a quote, so the run stops there at the latest.
+            let run = b[..k].iter().rev().take_while(|c| **c == b'\\').count();
+            if run % 2 == 0 {
                 return Some(k + 1);
             }
+            j = k + 1;
         }
     }
     // `i` at a value; the index after it.
@@ -386,7 +389,11 @@ fn body_meta(raw: &str) -> BodyMeta {
 
 /// Parses one result line; `Err` carries a reason (never the line's content).
 fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
-    let wire: WireLine<'_> = serde_json::from_slice(bytes).map_err(|e| format!("not a result line: {e}"))?;
+    // UTF-8 checked once, with SIMD, for the whole line: `from_slice` would
+    // check the body again as it borrows it (`RawValue`), byte by byte, at a
+    // fifth of ingest's time on text with accents (`make bench`).
+    let text = simdutf8::basic::from_utf8(bytes).map_err(|_| "not a result line: not UTF-8".to_owned())?;
+    let wire: WireLine<'_> = serde_json::from_str(text).map_err(|e| format!("not a result line: {e}"))?;
     let custom_id = wire.custom_id.ok_or("no custom_id")?;
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| "custom_id is not one of batchq's".to_owned())?;
     let response = wire.response.filter(|r| r.status_code.is_some());
@@ -800,6 +807,9 @@ mod tests {
             r#"{"error":{"message":"bad","type":"invalid_request_error","code":"invalid_value"}}"#.to_owned(),
             r#"{"model":7,"usage":{"prompt_tokens":1}}"#.to_owned(),
             r#"{"model":"a","model":"b"}"#.to_owned(),
+            // backslash runs before a quote: odd escapes it, even does not
+            r#"{"x":"a\\","model":"even","y":"b\\\"c\\\\","usage":{"prompt_tokens":2}}"#.to_owned(),
+            r#"{"x":"\\\"model\":\"fake\"","model":"real"}"#.to_owned(),
             r#"{"usage":{"prompt_tokens":-1}}"#.to_owned(),
             r#"{"mod\u0065l":"escaped","usage":null}"#.to_owned(),
             r#"{"error":{"code":429},"usage":{"input_tokens":5,"output_tokens":2}}"#.to_owned(),
@@ -897,6 +907,22 @@ mod tests {
         ] {
             let err = line(bad).err().unwrap_or_else(|| panic!("{bad} should be refused"));
             assert!(!err.contains("someone-elses-id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_refused_even_where_the_text_is_not_read() {
+        let good =
+            format!(r#"{{"id":"b1","custom_id":"{KEY}","response":{{"status_code":200,"body":{{"x":"caf\u00e9"}}}}}}"#);
+        assert!(parse_line(1, good.as_bytes()).is_ok());
+        for field in [r#""id":"b1""#, r#""x":"caf\u00e9""#] {
+            let mut bytes = good.clone().into_bytes();
+            let at = good.find(field).unwrap() + field.len() - 2;
+            bytes[at] = 0xff;
+            let err = parse_line(1, &bytes)
+                .err()
+                .unwrap_or_else(|| panic!("{field}: 0xff accepted"));
+            assert!(err.contains("UTF-8"), "{err}");
         }
     }
 }
