@@ -20,13 +20,16 @@ applies DynamoDB's published rules to the items moto actually holds:
   at least one, halved for eventually consistent reads.
 
 Item sizes are moto's (`Item.size()`: attribute names plus values).
-`GET /_batchq/meter` answers the totals as JSON; `DELETE` resets them.
+Each operation also adds up the seconds the emulator spent answering it
+(for DynamoDB: under its lock, metering included), to show where a phase's
+wall time goes. `GET /_batchq/meter` answers the totals as JSON; `DELETE` resets them.
 Installed by moto_server.py when BATCHQ_MOTO_METER=1.
 """
 
 import json
 import math
 import threading
+import time
 from urllib.parse import parse_qs
 
 from moto.dynamodb.models import DynamoDBBackend
@@ -38,12 +41,13 @@ _totals = {}  # service -> op -> {"calls", "rcu", "wcu"}
 _query_bytes = threading.local()
 
 
-def _bump(service, op, rcu=0.0, wcu=0.0):
+def _bump(service, op, rcu=0.0, wcu=0.0, seconds=0.0):
     with _lock:
-        entry = _totals.setdefault(service, {}).setdefault(op, {"calls": 0, "rcu": 0.0, "wcu": 0.0})
+        entry = _totals.setdefault(service, {}).setdefault(op, {"calls": 0, "rcu": 0.0, "wcu": 0.0, "seconds": 0.0})
         entry["calls"] += 1
         entry["rcu"] += rcu
         entry["wcu"] += wcu
+        entry["seconds"] += seconds
 
 
 def _s3_op(environ):
@@ -89,14 +93,19 @@ def _app(self, environ, start_response):
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
     target = environ.get("HTTP_X_AMZ_TARGET", "")
+    started = time.perf_counter()
+    # The answer is built here (moto answers with whole bodies), so this is
+    # the emulator's time for the call, without the client's reading of it.
+    response = _dispatch(self, environ, start_response)
+    seconds = time.perf_counter() - started
     if target.startswith("DynamoDB_"):
-        pass  # counted with its capacity in _metered_call
+        pass  # counted with its capacity and time in metered_call
     elif target:
         service, _, op = target.partition(".")
-        _bump(service.lower(), op)
+        _bump(service.lower(), op, seconds=seconds)
     elif not path.startswith("/moto-api"):
-        _bump("s3", _s3_op(environ))
-    return _dispatch(self, environ, start_response)
+        _bump("s3", _s3_op(environ), seconds=seconds)
+    return response
 
 
 # ---- DynamoDB capacity
@@ -227,6 +236,7 @@ def install(lock, call_action):
     def metered_call(self):
         op = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
         body = getattr(self, "params", None) or {}
+        started = time.perf_counter()
         with lock:
             backend = self.dynamodb_backend
             try:
@@ -243,7 +253,7 @@ def install(lock, call_action):
                 after = _snapshot(backend, t, k) if ok else b
                 wcu += _write_units(b, after, factor, writes and ok)
             rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else 0.0
-        _bump("dynamodb", op, rcu, wcu)
+        _bump("dynamodb", op, rcu, wcu, time.perf_counter() - started)
         return response
 
     DynamoHandler.call_action = metered_call

@@ -10,6 +10,10 @@ pub struct OpCount {
     pub calls: u64,
     pub rcu: f64,
     pub wcu: f64,
+    /// The emulator's time answering these calls (not AWS's: a hint of
+    /// where a phase's wall time went here).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// service → operation → counts.
@@ -70,6 +74,7 @@ impl Meter {
                     calls: c.calls - before.calls,
                     rcu: c.rcu - before.rcu,
                     wcu: c.wcu - before.wcu,
+                    seconds: c.seconds - before.seconds,
                 };
                 if d.calls > 0 {
                     o.insert(op.clone(), d);
