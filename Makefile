@@ -22,6 +22,7 @@ $(VENV)/.installed: Makefile
 	@touch $@
 
 test: venv ## Build and run every test against a private local emulator
+	$(VENV)/bin/python scripts/check_emulator.py
 	cargo build --workspace --all-targets --quiet
 	scripts/with-emulator.sh $(CARGO_TEST)
 
