@@ -272,8 +272,9 @@ _sorted_matches = {}  # (table id, index, wanted) -> (generation, attrs, keys, i
 
 
 class _IndexQuery:
-    def __init__(self, table, cache_key, start, limit):
+    def __init__(self, table, wanted, cache_key, start, limit):
         self.table = table
+        self.wanted = wanted  # ((attribute, raw string value), ...) to keep
         self.cache_key = cache_key  # None: not cacheable
         self.start = start  # ExclusiveStartKey (forward queries only) or None
         self.limit = limit  # page bound or None
@@ -347,8 +348,7 @@ def query(self, *args, **kwargs):
         )
         start = _arg(args, kwargs, "exclusive_start_key", 4) if forward else None
         limit = _arg(args, kwargs, "limit", 3) if plain else None
-        query = _IndexQuery(self, (id(self), index_name, wanted) if plain else None, start or None, limit or None)
-        query.wanted = wanted
+        query = _IndexQuery(self, wanted, (id(self), index_name, wanted) if plain else None, start or None, limit or None)
         if query.cache_key is not None:
             cached = _sorted_matches.get(query.cache_key)
             if cached is not None and cached[0] == _generation[0]:
