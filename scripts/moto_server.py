@@ -126,19 +126,18 @@ def transact_write_items(self, transact_items):
                     expression_attribute_names=names,
                     expression_attribute_values=values,
                 )
-            elif op_type == "Update" and _simple_update(
-                self.get_table(table_name), current, op["UpdateExpression"], names or {}, values or {}
-            ):
-                pass
             elif op_type == "Update":
-                self.update_item(
-                    table_name,
-                    key,
-                    update_expression=op["UpdateExpression"],
-                    condition_expression=None,  # checked above, under the lock
-                    expression_attribute_names=names,
-                    expression_attribute_values=values,
-                )
+                expression = op["UpdateExpression"]
+                table = self.get_table(table_name)
+                if not _simple_update(table, current, expression, names or {}, values or {}):
+                    self.update_item(
+                        table_name,
+                        key,
+                        update_expression=expression,
+                        condition_expression=None,  # checked above, under the lock
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
             errors.append((None, None, None))
         except (MultipleTransactionsException, MockValidationException):
             rollback()
@@ -174,25 +173,39 @@ _CLAUSES = re.compile(r"^\s*SET\s+(.*?)(?:\s+REMOVE\s+(.*?))?\s*$", re.IGNORECAS
 _REMOVE_NAME = re.compile(rf"^\s*({_NAME})\s*$")
 
 
-_reserved_words = []
+_RESERVED = frozenset(ReservedKeywords.get_reserved_keywords())
+_shapes = {}  # expression -> ([(target, left, sign, right)], [removed]) or None
 
 
-def _reserved():
-    if not _reserved_words:
-        _reserved_words.append(frozenset(ReservedKeywords.get_reserved_keywords()))
-    return _reserved_words[0]
+def _update_shape(expression):
+    """The SET actions and REMOVE names of an expression of the simple shape,
+    or None; read once per expression string (it depends on nothing else)."""
+    if expression in _shapes:
+        return _shapes[expression]
+    shape = None
+    clauses = _CLAUSES.match(expression)
+    plain = re.findall(r"(?<![:#A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*", expression)
+    if (
+        clauses
+        and not re.search(r"\b(SET|REMOVE|ADD|DELETE)\b", clauses.group(1), re.IGNORECASE)
+        # moto refuses a reserved word as a name
+        and not any(n.upper() in _RESERVED for n in plain if n.upper() not in ("SET", "REMOVE"))
+    ):
+        sets = [_SET_ACTION.match(action) for action in clauses.group(1).split(",")]
+        removes = [_REMOVE_NAME.match(raw) for raw in (clauses.group(2) or "").split(",") if clauses.group(2)]
+        if all(sets) and all(removes):
+            shape = ([m.groups() for m in sets], [m.group(1) for m in removes])
+    if len(_shapes) < 10_000:
+        _shapes[expression] = shape
+    return shape
 
 
 def _simple_update(table, item, expression, names, values):
     if item is None or table.stream_shard is not None:
         return False
-    clauses = _CLAUSES.match(expression)
-    if not clauses or re.search(r"\b(SET|REMOVE|ADD|DELETE)\b", clauses.group(1), re.IGNORECASE):
+    shape = _update_shape(expression)
+    if shape is None:
         return False
-
-    plain = re.findall(r"(?<![:#A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*", expression)
-    if any(n.upper() in _reserved() for n in plain if n.upper() not in ("SET", "REMOVE")):
-        return False  # moto refuses a reserved word as a name
 
     def name(raw):
         return names.get(raw) if raw.startswith("#") else raw
@@ -206,11 +219,7 @@ def _simple_update(table, item, expression, names, values):
         return None if v is None else copy.deepcopy(v)
 
     sets = []
-    for action in clauses.group(1).split(","):
-        m = _SET_ACTION.match(action)
-        if not m:
-            return False
-        target, left, sign, right = m.groups()
+    for target, left, sign, right in shape[0]:
         value = operand(left)
         if value is None:
             return False
@@ -222,13 +231,7 @@ def _simple_update(table, item, expression, names, values):
         if value.type in ("S", "B") and value.value == "":
             return False
         sets.append((name(target), value))
-    removes = []
-    if clauses.group(2) is not None:
-        for raw in clauses.group(2).split(","):
-            m = _REMOVE_NAME.match(raw)
-            if not m:
-                return False
-            removes.append(name(m.group(1)))
+    removes = [name(raw) for raw in shape[1]]
     targets = [t for t, _ in sets] + removes
     if None in targets or len(set(targets)) != len(targets) or set(targets) & set(table.table_key_attrs):
         return False
@@ -240,6 +243,7 @@ def _simple_update(table, item, expression, names, values):
     for target in removes:
         item.attrs.pop(target, None)
     return True
+
 
 _partition = threading.local()
 _all_items = Table.all_items
