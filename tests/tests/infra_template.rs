@@ -901,7 +901,8 @@ type Grants = &'static [(&'static str, &'static [&'static str])];
 ///   bodies from S3 where a missing one must read as 404), claimed_by on a
 ///   resume (job-index), the input file (PutObject/multipart, abort, read
 ///   back for the upload), the provider key.
-/// * poll (`pipeline::poll`): open-index, save_job/hold_group (Put), get_job,
+/// * poll (`pipeline::poll`): open-index, queue_groups (jobs table) and the
+///   oldest queued request (queue-index) for the queue age, save_job/hold_group (Put), get_job,
 ///   claimed_by (job-index), fail/requeue (Update + counters, GetItem), the
 ///   input file read back for validation errors, HeadObject of result copies
 ///   (404 needs ListBucket), the copies (PutObject/multipart, abort), and a
@@ -975,7 +976,12 @@ const EXPECTED_GRANTS: [(&str, Grants); 4] = [
             ("dynamodb:UpdateItem", &["RequestsTable", "JobsTable"]),
             (
                 "dynamodb:Query",
-                &["RequestsTable/index/job-index", "JobsTable/index/open-index"],
+                &[
+                    "RequestsTable/index/job-index",
+                    "RequestsTable/index/queue-index",
+                    "JobsTable",
+                    "JobsTable/index/open-index",
+                ],
             ),
             (
                 "s3:GetObject",
