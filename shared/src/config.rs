@@ -70,6 +70,10 @@ env_vars! {
         "Most requests in one provider batch (OpenAI's limit is 50,000).";
     MAX_BYTES_PER_BATCH = "BATCHQ_MAX_BYTES_PER_BATCH", "200000000",
         "Largest input file in bytes (OpenAI's limit is 200 MB).";
+    MAX_EMBEDDING_INPUTS_PER_BATCH = "BATCHQ_MAX_EMBEDDING_INPUTS_PER_BATCH", "50000",
+        "Most embedding inputs in one `/v1/embeddings` batch, over all its requests (OpenAI's limit is 50,000).";
+    ENQUEUED_TOKEN_LIMITS = "BATCHQ_ENQUEUED_TOKEN_LIMITS", "",
+        "Per-model enqueued-token limits of the provider account, `model=tokens` pairs, comma-separated (e.g. `gpt-4o-mini=2000000,gpt-4o=90000`, OpenAI's tier 1). batchq plans with 90% of them. A model not listed has no limit until the provider refuses a batch with `token_limit_exceeded`; then batchq learns it (see Lifecycle).";
     SUBMIT_MIN_REQUESTS = "BATCHQ_SUBMIT_MIN_REQUESTS", "1000",
         "A queue group is submitted once it holds this many requests…";
     SUBMIT_MAX_AGE_SECS = "BATCHQ_SUBMIT_MAX_AGE_SECS", "900",
@@ -81,7 +85,7 @@ env_vars! {
     BATCH_DEADLINE_SECS = "BATCHQ_BATCH_DEADLINE_SECS", "93600",
         "A provider batch still unfinished this long after submission is cancelled and its requests handled as expired.";
     TOKEN_LIMIT_HOLD_SECS = "BATCHQ_TOKEN_LIMIT_HOLD_SECS", "1800",
-        "After a batch fails with `token_limit_exceeded`, new batches of that model wait this long.";
+        "Longest wait before the next batch of a model after repeated `token_limit_exceeded` refusals (the wait starts at 60 s on the second refusal in a row and doubles).";
     DELETE_PROVIDER_FILES = "BATCHQ_DELETE_PROVIDER_FILES", "true",
         "Delete input, output and error files at the provider once their copies are safe in S3.";
     MAX_BODY_BYTES = "BATCHQ_MAX_BODY_BYTES", "4194304",
@@ -159,6 +163,10 @@ pub struct ProviderConfig {
 pub struct Limits {
     pub max_lines_per_batch: u64,
     pub max_bytes_per_batch: u64,
+    /// Most embedding inputs in one embeddings batch.
+    pub max_embedding_inputs_per_batch: u64,
+    /// Configured enqueued-token limits per model (provider tokens).
+    pub enqueued_token_limits: std::collections::BTreeMap<String, u64>,
     pub max_body_bytes: u64,
     pub inline_body_max_bytes: u64,
     pub inline_result_max_bytes: u64,
@@ -277,6 +285,36 @@ fn check_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// `model=tokens[,model=tokens…]`; a model may contain `=`-free text of any
+/// kind (fine-tuned names carry colons), so the split is at the last `=`.
+fn parse_model_limits(raw: &str) -> Result<std::collections::BTreeMap<String, u64>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, entry) in raw.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+        let (model, tokens) = entry
+            .rsplit_once('=')
+            .ok_or_else(|| format!("entry {} is not model=tokens", i + 1))?;
+        let model = model.trim();
+        let tokens: u64 = tokens
+            .trim()
+            .replace('_', "")
+            .parse()
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| format!("entry {} ({model}): the limit is not a positive whole number", i + 1))?;
+        if model.is_empty() || out.insert(model.to_owned(), tokens).is_some() {
+            return Err(format!("entry {}: a model name, once", i + 1));
+        }
+    }
+    Ok(out)
+}
+
+impl Limits {
+    /// The configured enqueued-token limit of a model.
+    pub fn enqueued_token_limit(&self, model: &str) -> Option<u64> {
+        self.enqueued_token_limits.get(model).copied()
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -347,6 +385,15 @@ impl Config {
         let limits = Limits {
             max_lines_per_batch: env.number(MAX_LINES_PER_BATCH, 50_000u64, 1)?,
             max_bytes_per_batch: env.number(MAX_BYTES_PER_BATCH, 200_000_000u64, 1024)?,
+            max_embedding_inputs_per_batch: env.number(MAX_EMBEDDING_INPUTS_PER_BATCH, 50_000u64, 1)?,
+            enqueued_token_limits: match env.get(ENQUEUED_TOKEN_LIMITS) {
+                None => Default::default(),
+                Some(raw) => parse_model_limits(&raw).map_err(|expected| ConfigError {
+                    var: ENQUEUED_TOKEN_LIMITS,
+                    value: raw,
+                    expected,
+                })?,
+            },
             max_body_bytes: env.number(MAX_BODY_BYTES, 4 * 1024 * 1024u64, 64)?,
             inline_body_max_bytes: env.number(INLINE_BODY_MAX_BYTES, 16 * 1024u64, 0)?,
             inline_result_max_bytes: env.number(INLINE_RESULT_MAX_BYTES, 16 * 1024u64, 0)?,
@@ -517,6 +564,22 @@ mod tests {
     fn lambda_logs_json_by_default() {
         let c = parse(&[("AWS_LAMBDA_FUNCTION_NAME", "batchq-submit")]).unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn enqueued_token_limits_are_read_per_model() {
+        let c = parse(&[(
+            "BATCHQ_ENQUEUED_TOKEN_LIMITS",
+            "gpt-4o-mini=2_000_000, ft:gpt-4o:org:x=90000",
+        )])
+        .unwrap();
+        assert_eq!(c.limits.enqueued_token_limit("gpt-4o-mini"), Some(2_000_000));
+        assert_eq!(c.limits.enqueued_token_limit("ft:gpt-4o:org:x"), Some(90_000));
+        assert_eq!(c.limits.enqueued_token_limit("gpt-4o"), None);
+        for bad in ["gpt-4o", "gpt-4o=lots", "=5", "a=1,a=2", "a=0"] {
+            let e = parse(&[("BATCHQ_ENQUEUED_TOKEN_LIMITS", bad)]).unwrap_err();
+            assert_eq!(e.var, "BATCHQ_ENQUEUED_TOKEN_LIMITS", "{bad}");
+        }
     }
 
     #[test]

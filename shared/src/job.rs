@@ -123,6 +123,16 @@ impl JobStatus {
         matches!(self, J::Validating | J::InProgress | J::Finalizing | J::Cancelling)
     }
 
+    /// The job's tokens count against its model's enqueued-token limit: it
+    /// is about to be submitted, or the provider is validating or running
+    /// it (a finalizing batch has run; the provider releases its tokens).
+    pub fn holds_enqueued_tokens(self) -> bool {
+        matches!(
+            self,
+            J::Preparing | J::Staged | J::Uploaded | J::Validating | J::InProgress
+        )
+    }
+
     pub fn can_transition_to(self, next: JobStatus) -> bool {
         Self::TRANSITIONS.contains(&(self, next))
     }
@@ -322,6 +332,14 @@ pub struct Job {
     pub input_key: String,
     pub input_lines: u64,
     pub input_bytes: u64,
+    /// Estimated input tokens of the claimed requests (see `tokens`).
+    pub tokens: u64,
+    /// Embedding inputs of the claimed requests (one per request elsewhere).
+    pub inputs: u64,
+    /// Estimated tokens of the model's other batches waiting or running when
+    /// this job was planned: with `tokens`, what the provider was asked to
+    /// hold at once (to learn from a `token_limit_exceeded` refusal).
+    pub tokens_in_flight_before: u64,
     pub provider_file_id: Option<ProviderFileId>,
     pub provider_batch_id: Option<ProviderBatchId>,
     pub output_file_id: Option<ProviderFileId>,
@@ -367,6 +385,9 @@ impl Job {
             input_key,
             input_lines: 0,
             input_bytes: 0,
+            tokens: 0,
+            inputs: 0,
+            tokens_in_flight_before: 0,
             provider_file_id: None,
             provider_batch_id: None,
             output_file_id: None,

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod aws;
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -21,5 +22,6 @@ pub mod request;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tokens;
 
 pub use error::{TransitionError, ValidationError};

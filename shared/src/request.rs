@@ -15,6 +15,7 @@ use crate::error::{TransitionError, ValidationError};
 use crate::ids::{ContentHash, CustomId, JobId, ModelName, RequestKey, TenantId};
 use crate::money::Money;
 use crate::time::Timestamp;
+use crate::tokens::Weight;
 
 /// Where a request is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -219,6 +220,9 @@ pub struct Request {
     pub content_hash: ContentHash,
     /// Size of the serialized body, used to plan batch files without reading bodies.
     pub body_bytes: u64,
+    /// Estimated input tokens and embedding inputs, used to plan batches
+    /// against the provider's limits without reading bodies.
+    pub weight: Weight,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_error: Option<RequestError>,
@@ -247,13 +251,19 @@ pub struct NewRequest {
     /// The `body` object, serialized once (compact, keys sorted).
     pub body_json: String,
     pub content_hash: ContentHash,
+    pub weight: Weight,
 }
 
 impl NewRequest {
-    /// Builds a request from already-validated parts and computes its key and hash.
+    /// Builds a request from already-validated parts and computes its key,
+    /// hash and weight.
     pub fn new(tenant: TenantId, custom_id: CustomId, endpoint: Endpoint, model: ModelName, body_json: String) -> Self {
         let key = RequestKey::derive(&tenant, &custom_id);
         let content_hash = ContentHash::of_parts(&[b"POST", endpoint.as_str().as_bytes(), body_json.as_bytes()]);
+        let weight = match serde_json::from_str::<serde_json::Value>(&body_json) {
+            Ok(body) => crate::tokens::estimate(endpoint, &body),
+            Err(_) => Weight::from_body_bytes(body_json.len() as u64),
+        };
         Self {
             key,
             tenant,
@@ -262,6 +272,7 @@ impl NewRequest {
             model,
             body_json,
             content_hash,
+            weight,
         }
     }
 

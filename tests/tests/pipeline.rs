@@ -8,7 +8,7 @@ use batchq_core::job::JobStatus;
 use batchq_core::pipeline::crash::CrashOnce;
 use batchq_core::pipeline::{CrashPoint, NoCrashes, SubmitOptions};
 use batchq_core::request::RequestStatus;
-use batchq_core::store::ObjectStore;
+use batchq_core::store::{JobStore, ObjectStore};
 use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, Pipeline};
 use fake_openai::{FakeConfig, Faults};
 
@@ -224,7 +224,7 @@ async fn requests_that_expire_in_every_attempt_end_failed_with_batch_expired() {
 }
 
 #[tokio::test]
-async fn a_full_token_queue_requeues_without_using_an_attempt_and_holds_the_model_back() {
+async fn a_full_token_queue_requeues_for_free_lowers_the_budget_and_backs_off_when_refused_again() {
     let p = Pipeline::with_faults(
         Faults {
             token_limit_exceeded: true,
@@ -246,18 +246,38 @@ async fn a_full_token_queue_requeues_without_using_an_attempt_and_holds_the_mode
     }
     let job = &p.all_jobs().await[0];
     assert_eq!(job.status, JobStatus::Failed);
+    let model = batchq_core::ids::ModelName::parse("gpt-4o-mini").unwrap();
+    let budget = p
+        .store
+        .token_budgets()
+        .await
+        .unwrap()
+        .remove(&model)
+        .expect("a budget was learnt");
+    // The fake states a 2,000,000 limit that these few tokens should have
+    // fitted: something else holds it, so half of what was tried (floored).
+    assert_eq!(budget.limit, Some(batchq_core::budget::FLOOR));
+    assert_eq!(budget.stated_limit, Some(2_000_000));
+
+    // One refusal: the next batch goes at once, under the new budget.
+    let report = p.submitter().run(SubmitOptions { force: true }).await.unwrap();
+    assert_eq!(report.jobs.len(), 1, "{report:?}");
+    p.poller().run().await.unwrap();
+    // Two in a row: the model backs off before the third try.
+    let report = p.submitter().run(SubmitOptions { force: true }).await.unwrap();
+    assert!(report.jobs.is_empty(), "the model is held back: {report:?}");
+    assert_eq!(report.held.len(), 1);
+    assert!(report.held[0].note.contains("2 batches"), "{}", report.held[0].note);
 
     p.fake.set_faults(Faults::default());
-    let report = p.submitter().run(SubmitOptions { force: true }).await.unwrap();
-    assert!(report.jobs.is_empty(), "the model is held back");
-    assert_eq!(report.held.len(), 1);
-
-    p.clock.advance(p.config().policy.token_limit_hold);
+    p.clock.advance(batchq_core::budget::FIRST_BACKOFF);
     p.settle(&keys(&reqs), 3).await;
     let states = p.states(&keys(&reqs)).await;
     assert!(states
         .values()
         .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+    let budget = p.store.token_budgets().await.unwrap().remove(&model).unwrap();
+    assert_eq!(budget.refusals_in_row, 0, "an accepted batch ends the run of refusals");
 }
 
 #[tokio::test]

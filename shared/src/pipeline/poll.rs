@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::ingest::{FileKind, Ingester};
 use super::{Core, CrashPoint, PipelineError};
+use crate::budget::TokenBudget;
 use crate::ids::{ProviderFileId, RequestKey};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
 use crate::jsonl::{Line, LineReader};
@@ -192,9 +193,14 @@ impl Poller {
                         line: None,
                     });
                 }
+                let ran = batch.status != ProviderBatchStatus::Cancelled;
+                let was = job.status;
                 let Some(job) = self.save(&job, next, report).await? else {
                     return Ok(());
                 };
+                if was == JobStatus::Validating && ran {
+                    self.learn_accepted(&job).await?;
+                }
                 self.core.crash(CrashPoint::PollAfterMarkIngesting)?;
                 self.continue_ingesting(job, report).await
             }
@@ -249,7 +255,13 @@ impl Poller {
                     || next.request_counts != job.request_counts
                     || next.errors != job.errors;
                 if changed {
-                    self.save(&job, next, report).await?;
+                    let accepted = job.status == JobStatus::Validating
+                        && matches!(next.status, JobStatus::InProgress | JobStatus::Finalizing);
+                    if let Some(saved) = self.save(&job, next, report).await? {
+                        if accepted {
+                            self.learn_accepted(&saved).await?;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -267,14 +279,10 @@ impl Poller {
         let now = self.core.now();
         let errors = batch.job_errors();
         let token_limit = batch.is_token_limit_exceeded();
-        if token_limit {
-            let until = now.plus(self.core.config.policy.token_limit_hold);
-            self.core
-                .jobs
-                .hold_group(&job.queue_group(), until, "token_limit_exceeded")
-                .await?;
-            tracing::warn!(job = %job.id, model = %job.model, until = %until.to_rfc3339(), "provider token queue full; holding the model back");
-        }
+        // Refused alone, with nothing else of the model out: the request may
+        // be larger than the limit itself, so the refusal uses an attempt
+        // (it ends failed after `max_attempts` instead of going round forever).
+        let refused_alone = token_limit && job.input_lines == 1 && job.tokens_in_flight_before == 0;
         let line_errors: HashMap<u64, &JobError> = errors.iter().filter_map(|e| e.line.map(|l| (l, e))).collect();
         let by_key = self.keys_of_lines(&job, &line_errors).await?;
         let summary = errors
@@ -306,6 +314,20 @@ impl Poller {
                     },
                     now,
                 ),
+                None if refused_alone => self.core.retry_or_fail(
+                    req,
+                    &job.id,
+                    RequestError {
+                        code: "token_limit_exceeded".into(),
+                        message: format!(
+                            "the provider refused this request alone for the model's enqueued-token limit: \
+                             it is larger than the limit (about {} tokens), or other work holds the limit ({})",
+                            job.tokens, summary.message
+                        ),
+                        status_code: None,
+                    },
+                    now,
+                ),
                 // The batch never ran, and not because of this request.
                 None if token_limit || !by_key.is_empty() => {
                     RequestUpdate::requeue_free(req, &job.id, Some(summary.clone()), now)
@@ -319,10 +341,63 @@ impl Poller {
         next.errors = capped(errors);
         next.finished_at = Some(now);
         if self.save(&job, next, report).await?.is_some() {
+            // Learnt once: by the run that failed the job.
+            if token_limit {
+                let message = summary.message.as_str();
+                self.learn_budget(&job, |b, hold| {
+                    b.refused(job.tokens, job.tokens_in_flight_before, message, hold, now)
+                })
+                .await?;
+            }
             self.delete_provider_files(std::slice::from_ref(&job.provider_file_id))
                 .await;
         }
         Ok(())
+    }
+
+    /// Updates the model's enqueued-token budget with `learn`.
+    async fn learn_budget(
+        &self,
+        job: &Job,
+        learn: impl FnOnce(&TokenBudget, Duration) -> TokenBudget,
+    ) -> Result<(), PipelineError> {
+        let now = self.core.now();
+        let config = &self.core.config;
+        let configured = config.limits.enqueued_token_limit(job.model.as_str());
+        let current = self
+            .core
+            .jobs
+            .token_budgets()
+            .await?
+            .remove(&job.model)
+            .unwrap_or_else(|| TokenBudget::initial(job.model.clone(), configured, now));
+        let next = learn(&current, config.policy.token_limit_hold);
+        if next != current {
+            if next.refusals_in_row > 0 {
+                tracing::warn!(
+                    job = %job.id,
+                    model = %job.model,
+                    batch_tokens = job.tokens,
+                    in_flight_tokens = job.tokens_in_flight_before,
+                    budget = next.limit,
+                    stated_limit = next.stated_limit,
+                    refusals_in_row = next.refusals_in_row,
+                    "the provider refused a batch for the model's enqueued-token limit; budget lowered"
+                );
+            } else if next.limit != current.limit {
+                tracing::info!(model = %job.model, budget = next.limit, "batch accepted; enqueued-token budget raised");
+            }
+            self.core.jobs.save_token_budget(&next).await?;
+        }
+        Ok(())
+    }
+
+    /// The provider took the job's batch into its queue: the model's budget
+    /// may grow (learnt once, by the run that recorded the move).
+    async fn learn_accepted(&self, job: &Job) -> Result<(), PipelineError> {
+        let now = self.core.now();
+        let configured = self.core.config.limits.enqueued_token_limit(job.model.as_str());
+        self.learn_budget(job, |b, _| b.accepted(configured, now)).await
     }
 
     /// Maps input line numbers (1-based) to the requests on those lines, by

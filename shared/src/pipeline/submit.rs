@@ -12,18 +12,23 @@
 //! reaches batch creation first asks the provider whether the lost attempt
 //! created one, so a job never has two provider batches.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::{Core, CrashPoint, PipelineError};
-use crate::ids::{JobId, RequestKey, TenantId};
+use crate::budget::TokenBudget;
+use crate::config::Limits;
+use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::{Job, JobStatus};
 use crate::jsonl::{input_line_len, write_input_line};
 use crate::provider::rules::{InputFileRules, Refusal};
 use crate::provider::{CreateBatch, ObjectSource, Provider};
-use crate::request::{QueueGroup, RequestError, RequestStatus};
+use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::{ObjectWriter, RequestUpdate};
+use crate::time::Timestamp;
+use crate::tokens::Weight;
 
 /// Queued requests read per claim page. A page's state items are small
 /// (about 0.5 KB: no bodies), so 1,000 stay well under a Query's 1 MB page;
@@ -102,24 +107,13 @@ impl Submitter {
 
     pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
         let mut report = SubmitReport::default();
-        self.resume_stalled(&mut report).await?;
+        let open = self.core.jobs.open_jobs().await?;
+        self.resume_stalled(&open, &mut report).await?;
 
-        let now = self.core.now();
-        let holds = self.core.jobs.holds().await?;
+        let mut plan = TokenPlan::new(self.core.jobs.token_budgets().await?, &open);
         for stats in self.core.requests.queue_groups().await? {
-            if let Some(until) = holds.get(&stats.group).filter(|u| **u > now) {
-                report.held.push(GroupNote {
-                    group: stats.group.key(),
-                    queued: stats.queued,
-                    note: format!(
-                        "the provider's enqueued-token limit was reached; held until {}",
-                        until.to_rfc3339()
-                    ),
-                });
-                continue;
-            }
             if let Err(e) = self
-                .submit_group(&stats.group, stats.queued, opts.force, &mut report)
+                .submit_group(&stats.group, stats.queued, opts.force, &mut plan, &mut report)
                 .await
             {
                 if matches!(e, PipelineError::Crashed(_)) {
@@ -151,7 +145,7 @@ impl Submitter {
     async fn advance_or_abandon(
         &self,
         job: Job,
-        claimed: Option<Vec<(RequestKey, TenantId)>>,
+        claimed: Option<Vec<Claimed>>,
         resumed: bool,
         report: &mut SubmitReport,
     ) -> Result<Option<Job>, PipelineError> {
@@ -200,8 +194,8 @@ impl Submitter {
     }
 
     /// Finishes jobs an earlier run left before their batch was recorded.
-    async fn resume_stalled(&self, report: &mut SubmitReport) -> Result<(), PipelineError> {
-        for job in self.core.jobs.open_jobs().await? {
+    async fn resume_stalled(&self, open: &[Job], report: &mut SubmitReport) -> Result<(), PipelineError> {
+        for job in open.iter().cloned() {
             let now = self.core.now();
             if !job.status.is_pre_submit() || job.lease_until.is_some_and(|l| l > now) {
                 continue;
@@ -233,22 +227,53 @@ impl Submitter {
         group: &QueueGroup,
         queued: u64,
         force: bool,
+        plan: &mut TokenPlan,
         report: &mut SubmitReport,
     ) -> Result<(), PipelineError> {
         let policy = &self.core.config.policy;
+        let limits = &self.core.config.limits;
         let mut remaining = queued;
         loop {
             let now = self.core.now();
+            let oldest = self
+                .core
+                .requests
+                .queued(group, None, 1)
+                .await?
+                .items
+                .into_iter()
+                .next();
+            let Some(oldest) = oldest else { return Ok(()) };
+            // The model's enqueued-token budget: wait while the batches out
+            // hold it (a request too large for any budget goes alone once
+            // nothing else is out).
+            let in_flight = plan.in_flight(&group.model);
+            let budget = plan.budget(&group.model, limits, now);
+            let token_cap = budget.available(in_flight, now);
+            if let Some(cap) = token_cap {
+                let blocked = budget.blocked_until.is_some_and(|b| b > now);
+                if blocked || (in_flight > 0 && oldest.weight.tokens > cap) {
+                    report.held.push(GroupNote {
+                        group: group.key(),
+                        queued: remaining,
+                        note: match budget.blocked_until.filter(|_| blocked) {
+                            Some(until) => format!(
+                                "the provider refused {} batches of this model in a row for its enqueued-token \
+                                 limit; next try at {}",
+                                budget.refusals_in_row,
+                                until.to_rfc3339()
+                            ),
+                            None => format!(
+                                "waiting for the model's batches out to finish: they hold about {in_flight} of \
+                                 its {} enqueued tokens",
+                                budget.limit.unwrap_or(0)
+                            ),
+                        },
+                    });
+                    return Ok(());
+                }
+            }
             if !force {
-                let oldest = self
-                    .core
-                    .requests
-                    .queued(group, None, 1)
-                    .await?
-                    .items
-                    .into_iter()
-                    .next();
-                let Some(oldest) = oldest else { return Ok(()) };
                 let waited = now.since(oldest.created_at);
                 if remaining < policy.submit_min_requests && waited < policy.submit_max_age {
                     report.waiting.push(GroupNote {
@@ -265,18 +290,20 @@ impl Submitter {
                 }
             }
 
-            let job = Job::new(
+            let mut job = Job::new(
                 JobId::generate(),
                 self.provider.kind(),
                 group,
                 now,
                 now.plus(policy.job_lease),
             );
+            job.tokens_in_flight_before = in_flight;
             self.core.jobs.create_job(&job).await?;
             self.core.crash(CrashPoint::SubmitAfterJobCreated)?;
 
-            let (claimed, full) = self.claim(&job).await?;
+            let (claimed, full) = self.claim(&job, token_cap).await?;
             self.core.crash(CrashPoint::SubmitAfterClaim)?;
+            plan.add(&group.model, claimed.iter().map(|c| c.weight.tokens).sum());
             report.claimed += claimed.len() as u64;
             remaining = remaining.saturating_sub(claimed.len() as u64);
             let empty = claimed.is_empty();
@@ -292,19 +319,28 @@ impl Submitter {
     }
 
     /// Claims queued requests of the job's group, oldest first, until the
-    /// file would break the provider's limits. Returns the claimed keys in
-    /// file order and whether the file is full (more may be waiting).
-    async fn claim(&self, job: &Job) -> Result<(Vec<(RequestKey, TenantId)>, bool), PipelineError> {
+    /// file would break the provider's limits or hold more than `token_cap`
+    /// estimated tokens (the first request is taken even when it alone is
+    /// over the cap, if nothing else of the model is out). Returns the
+    /// claimed requests in file order and whether the file is full (more
+    /// may be waiting).
+    async fn claim(&self, job: &Job, token_cap: Option<u64>) -> Result<(Vec<Claimed>, bool), PipelineError> {
         let limits = &self.core.config.limits;
         let url = self.provider.endpoint_url(job.endpoint);
         let group = job.queue_group();
-        let mut rules = InputFileRules::new(url, limits.max_lines_per_batch, limits.max_bytes_per_batch);
-        let mut claimed = Vec::new();
+        let max_inputs = match job.endpoint {
+            Endpoint::Embeddings => limits.max_embedding_inputs_per_batch,
+            _ => u64::MAX,
+        };
+        let mut rules = InputFileRules::new(url, limits.max_lines_per_batch, limits.max_bytes_per_batch)
+            .with_max_inputs(max_inputs);
+        let mut claimed: Vec<Claimed> = Vec::new();
+        let mut tokens = 0u64;
         let mut cursor = None;
         loop {
             let page = self.core.requests.queued(&group, cursor.take(), CLAIM_PAGE).await?;
             let now = self.core.now();
-            let (mut lines, mut bytes) = (rules.lines(), rules.bytes());
+            let (mut lines, mut bytes, mut inputs) = (rules.lines(), rules.bytes(), rules.inputs());
             let mut picked = Vec::new();
             let mut full = false;
             for req in page.items {
@@ -316,12 +352,21 @@ impl Submitter {
                     tracing::error!(request = %req.key, bytes = len, "request can never fit an input file; left queued");
                     continue;
                 }
-                if lines + 1 > limits.max_lines_per_batch || bytes + len > limits.max_bytes_per_batch {
+                let w = req.weight;
+                let over_tokens = token_cap
+                    .is_some_and(|cap| tokens + w.tokens > cap && (lines > 0 || job.tokens_in_flight_before > 0));
+                if lines + 1 > limits.max_lines_per_batch
+                    || bytes + len > limits.max_bytes_per_batch
+                    || inputs + w.inputs > max_inputs
+                    || over_tokens
+                {
                     full = true;
                     break;
                 }
                 lines += 1;
                 bytes += len;
+                inputs += w.inputs;
+                tokens += w.tokens;
                 picked.push((RequestUpdate::claim(&req, &job.id, now), req, len));
             }
             let updates = picked.iter().map(|(u, _, _)| u.clone()).collect();
@@ -329,8 +374,8 @@ impl Submitter {
             let mut refused = Vec::new();
             for ((_, req, len), res) in picked.into_iter().zip(results) {
                 match res {
-                    Ok(_) => match rules.admit(&req.key, url, &req.model, len) {
-                        Ok(()) => claimed.push((req.key, req.tenant)),
+                    Ok(_) => match rules.admit(&req.key, url, &req.model, len, req.weight.inputs) {
+                        Ok(()) => claimed.push(Claimed::of(&req)),
                         Err(Refusal::Full) | Err(Refusal::Invalid(_)) => {
                             // Cannot happen within one group; give the request back untouched.
                             let mut claimed_req = req.clone();
@@ -340,6 +385,7 @@ impl Submitter {
                         }
                     },
                     Err(e) if e.is_condition_failed() => {
+                        // Its tokens were counted above; the cap errs low.
                         tracing::debug!(request = %req.key, "taken by another run");
                     }
                     Err(e) => return Err(e.into()),
@@ -364,7 +410,7 @@ impl Submitter {
     async fn advance(
         &self,
         mut job: Job,
-        mut claimed: Option<Vec<(RequestKey, TenantId)>>,
+        mut claimed: Option<Vec<Claimed>>,
         resumed: bool,
     ) -> Result<Option<Job>, PipelineError> {
         let policy = &self.core.config.policy;
@@ -374,19 +420,21 @@ impl Submitter {
             next.updated_at = now;
             match job.status {
                 JobStatus::Preparing => {
-                    let pairs = match claimed.take() {
-                        Some(pairs) => pairs,
+                    let claimed = match claimed.take() {
+                        Some(claimed) => claimed,
                         None => {
                             let mut reqs = self.core.claimed_by(&job.id).await?;
                             reqs.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
-                            reqs.into_iter().map(|r| (r.key, r.tenant)).collect()
+                            reqs.iter().map(Claimed::of).collect()
                         }
                     };
-                    let mut tenants: Vec<TenantId> = pairs.iter().map(|(_, t)| t.clone()).collect();
+                    let mut tenants: Vec<TenantId> = claimed.iter().map(|c| c.tenant.clone()).collect();
                     tenants.sort();
                     tenants.dedup();
                     next.tenants = tenants;
-                    let keys: Vec<RequestKey> = pairs.into_iter().map(|(k, _)| k).collect();
+                    next.tokens = claimed.iter().map(|c| c.weight.tokens).sum();
+                    next.inputs = claimed.iter().map(|c| c.weight.inputs).sum();
+                    let keys: Vec<RequestKey> = claimed.into_iter().map(|c| c.key).collect();
                     let (lines, bytes) = if keys.is_empty() {
                         (0, 0)
                     } else {
@@ -554,5 +602,56 @@ impl Submitter {
             self.core.apply_all(updates).await?;
         }
         Ok(lines)
+    }
+}
+
+/// A request claimed into a job: what the job row records of it.
+#[derive(Debug, Clone)]
+struct Claimed {
+    key: RequestKey,
+    tenant: TenantId,
+    weight: Weight,
+}
+
+impl Claimed {
+    fn of(r: &Request) -> Self {
+        Self {
+            key: r.key.clone(),
+            tenant: r.tenant.clone(),
+            weight: r.weight,
+        }
+    }
+}
+
+/// One run's view of the enqueued-token budgets: each model's budget and
+/// the estimated tokens its batches out hold (from the open jobs read at
+/// the start of the run, plus what this run submits).
+struct TokenPlan {
+    budgets: HashMap<ModelName, TokenBudget>,
+    in_flight: HashMap<ModelName, u64>,
+}
+
+impl TokenPlan {
+    fn new(budgets: HashMap<ModelName, TokenBudget>, open: &[Job]) -> Self {
+        let mut in_flight: HashMap<ModelName, u64> = HashMap::new();
+        for j in open.iter().filter(|j| j.status.holds_enqueued_tokens()) {
+            *in_flight.entry(j.model.clone()).or_default() += j.tokens;
+        }
+        Self { budgets, in_flight }
+    }
+
+    fn in_flight(&self, model: &ModelName) -> u64 {
+        self.in_flight.get(model).copied().unwrap_or(0)
+    }
+
+    fn budget(&self, model: &ModelName, limits: &Limits, now: Timestamp) -> TokenBudget {
+        self.budgets
+            .get(model)
+            .cloned()
+            .unwrap_or_else(|| TokenBudget::initial(model.clone(), limits.enqueued_token_limit(model.as_str()), now))
+    }
+
+    fn add(&mut self, model: &ModelName, tokens: u64) {
+        *self.in_flight.entry(model.clone()).or_default() += tokens;
     }
 }

@@ -16,8 +16,11 @@ pub struct InputFileRules {
     model: Option<ModelName>,
     max_lines: u64,
     max_bytes: u64,
+    /// Embedding inputs over all lines (OpenAI: 50,000 per embeddings batch).
+    max_inputs: u64,
     lines: u64,
     bytes: u64,
+    inputs: u64,
     seen: HashSet<RequestKey>,
 }
 
@@ -37,14 +40,30 @@ impl InputFileRules {
             model: None,
             max_lines,
             max_bytes,
+            max_inputs: u64::MAX,
             lines: 0,
             bytes: 0,
+            inputs: 0,
             seen: HashSet::new(),
         }
     }
 
-    /// Admits a line of `line_bytes` bytes (including its newline), or says why not.
-    pub fn admit(&mut self, key: &RequestKey, url: &str, model: &ModelName, line_bytes: u64) -> Result<(), Refusal> {
+    /// Also holds the lines' inputs (embeddings) to at most `max_inputs`.
+    pub fn with_max_inputs(mut self, max_inputs: u64) -> Self {
+        self.max_inputs = max_inputs;
+        self
+    }
+
+    /// Admits a line of `line_bytes` bytes (including its newline) carrying
+    /// `inputs` inputs, or says why not.
+    pub fn admit(
+        &mut self,
+        key: &RequestKey,
+        url: &str,
+        model: &ModelName,
+        line_bytes: u64,
+        inputs: u64,
+    ) -> Result<(), Refusal> {
         if url != self.endpoint_url {
             return Err(Refusal::Invalid(ValidationError::new(
                 "url",
@@ -78,14 +97,32 @@ impl InputFileRules {
                 ),
             )));
         }
-        if self.lines + 1 > self.max_lines || self.bytes + line_bytes > self.max_bytes {
+        if inputs > self.max_inputs {
+            return Err(Refusal::Invalid(ValidationError::new(
+                "body.input",
+                "too_many_inputs",
+                format!(
+                    "a line of {inputs} inputs can never fit a batch of at most {}",
+                    self.max_inputs
+                ),
+            )));
+        }
+        if self.lines + 1 > self.max_lines
+            || self.bytes + line_bytes > self.max_bytes
+            || self.inputs + inputs > self.max_inputs
+        {
             return Err(Refusal::Full);
         }
         self.model.get_or_insert_with(|| model.clone());
         self.seen.insert(key.clone());
         self.lines += 1;
         self.bytes += line_bytes;
+        self.inputs += inputs;
         Ok(())
+    }
+
+    pub fn inputs(&self) -> u64 {
+        self.inputs
     }
 
     pub fn lines(&self) -> u64 {
@@ -116,10 +153,10 @@ mod tests {
     #[test]
     fn file_is_full_at_the_line_limit() {
         let mut r = InputFileRules::new("/v1/chat/completions", 2, 1000);
-        r.admit(&key(1), "/v1/chat/completions", &model("m"), 10).unwrap();
-        r.admit(&key(2), "/v1/chat/completions", &model("m"), 10).unwrap();
+        r.admit(&key(1), "/v1/chat/completions", &model("m"), 10, 1).unwrap();
+        r.admit(&key(2), "/v1/chat/completions", &model("m"), 10, 1).unwrap();
         assert_eq!(
-            r.admit(&key(3), "/v1/chat/completions", &model("m"), 10),
+            r.admit(&key(3), "/v1/chat/completions", &model("m"), 10, 1),
             Err(Refusal::Full)
         );
         assert_eq!((r.lines(), r.bytes()), (2, 20));
@@ -128,33 +165,52 @@ mod tests {
     #[test]
     fn file_is_full_at_the_byte_limit() {
         let mut r = InputFileRules::new("/v1/embeddings", 100, 25);
-        r.admit(&key(1), "/v1/embeddings", &model("m"), 20).unwrap();
-        assert_eq!(r.admit(&key(2), "/v1/embeddings", &model("m"), 10), Err(Refusal::Full));
-        r.admit(&key(3), "/v1/embeddings", &model("m"), 5).unwrap();
+        r.admit(&key(1), "/v1/embeddings", &model("m"), 20, 1).unwrap();
+        assert_eq!(
+            r.admit(&key(2), "/v1/embeddings", &model("m"), 10, 1),
+            Err(Refusal::Full)
+        );
+        r.admit(&key(3), "/v1/embeddings", &model("m"), 5, 1).unwrap();
+    }
+
+    #[test]
+    fn an_embeddings_file_is_full_at_the_input_limit() {
+        let mut r = InputFileRules::new("/v1/embeddings", 100, 1000).with_max_inputs(5);
+        r.admit(&key(1), "/v1/embeddings", &model("m"), 10, 3).unwrap();
+        assert_eq!(
+            r.admit(&key(2), "/v1/embeddings", &model("m"), 10, 3),
+            Err(Refusal::Full)
+        );
+        r.admit(&key(3), "/v1/embeddings", &model("m"), 10, 2).unwrap();
+        assert_eq!(r.inputs(), 5);
+        assert!(matches!(
+            r.admit(&key(4), "/v1/embeddings", &model("m"), 10, 6),
+            Err(Refusal::Invalid(e)) if e.code == "too_many_inputs"
+        ));
     }
 
     #[test]
     fn mixed_models_duplicates_wrong_urls_and_giant_lines_are_refused() {
         let mut r = InputFileRules::new("/v1/chat/completions", 100, 1000);
-        r.admit(&key(1), "/v1/chat/completions", &model("a"), 10).unwrap();
+        r.admit(&key(1), "/v1/chat/completions", &model("a"), 10, 1).unwrap();
         let code = |x: Result<(), Refusal>| match x {
             Err(Refusal::Invalid(e)) => e.code,
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            code(r.admit(&key(2), "/v1/chat/completions", &model("b"), 10)),
+            code(r.admit(&key(2), "/v1/chat/completions", &model("b"), 10, 1)),
             "mixed_models"
         );
         assert_eq!(
-            code(r.admit(&key(1), "/v1/chat/completions", &model("a"), 10)),
+            code(r.admit(&key(1), "/v1/chat/completions", &model("a"), 10, 1)),
             "duplicate_custom_id"
         );
         assert_eq!(
-            code(r.admit(&key(3), "/v1/completions", &model("a"), 10)),
+            code(r.admit(&key(3), "/v1/completions", &model("a"), 10, 1)),
             "url_mismatch"
         );
         assert_eq!(
-            code(r.admit(&key(4), "/v1/chat/completions", &model("a"), 5000)),
+            code(r.admit(&key(4), "/v1/chat/completions", &model("a"), 5000, 1)),
             "too_large"
         );
         assert_eq!(r.lines(), 1);

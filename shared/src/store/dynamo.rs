@@ -32,6 +32,7 @@ use super::{
     keys, Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestStore, RequestUpdate, SavingsRow, SavingsStore,
     SavingsTotals, StatusCounts, StoreError,
 };
+use crate::budget::TokenBudget;
 use crate::ids::{ContentHash, CustomId, JobId, ModelName, ProviderBatchId, ProviderFileId, RequestKey, TenantId};
 use crate::job::{CostTotals, Job, JobError, JobStatus, ProviderBatchStatus, ProviderKind, RequestCounts};
 use crate::money::Money;
@@ -39,6 +40,7 @@ use crate::request::{
     Endpoint, InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestResult, RequestStatus, Usage,
 };
 use crate::time::Timestamp;
+use crate::tokens::Weight;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -215,6 +217,10 @@ fn request_to_item(r: &Request) -> Item {
     item.insert("attempts".into(), n(r.attempts));
     item.insert("content_hash".into(), s(r.content_hash.as_str()));
     item.insert("body_bytes".into(), n(r.body_bytes));
+    item.insert("est_tokens".into(), n(r.weight.tokens));
+    if r.weight.inputs != 1 {
+        item.insert("inputs".into(), n(r.weight.inputs));
+    }
     item.insert("created_at".into(), n(r.created_at.millis()));
     item.insert("updated_at".into(), n(r.updated_at.millis()));
     if let Some(job) = &r.job_id {
@@ -241,6 +247,7 @@ fn queue_order(created_at: Timestamp, key: &RequestKey) -> String {
 
 fn request_from_item(item: &Item) -> Result<Request, StoreError> {
     let r = Reader::new(item, "request");
+    let body_bytes = r.req_n("body_bytes")?;
     Ok(Request {
         key: r.parse(PK, |v| RequestKey::parse(v).map_err(|e| e.message))?,
         tenant: r.parse("tenant", |v| TenantId::parse(v).map_err(|e| e.message))?,
@@ -254,7 +261,15 @@ fn request_from_item(item: &Item) -> Result<Request, StoreError> {
             .map(|v| JobId::parse(v).map_err(|e| r.corrupt(e.message)))
             .transpose()?,
         content_hash: ContentHash::from_stored(r.req_s("content_hash")?.to_owned()),
-        body_bytes: r.req_n("body_bytes")?,
+        body_bytes,
+        weight: match r.opt_n("est_tokens")? {
+            Some(tokens) => Weight {
+                tokens,
+                inputs: r.opt_n("inputs")?.unwrap_or(1),
+            },
+            // Written before weights were kept.
+            None => Weight::from_body_bytes(body_bytes),
+        },
         created_at: Timestamp::from_millis(r.req_n("created_at")?),
         updated_at: Timestamp::from_millis(r.req_n("updated_at")?),
         last_error: r.json("last_error")?,
@@ -351,6 +366,9 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     item.insert("input_key".into(), s(j.input_key.clone()));
     item.insert("input_lines".into(), n(j.input_lines));
     item.insert("input_bytes".into(), n(j.input_bytes));
+    item.insert("est_tokens".into(), n(j.tokens));
+    item.insert("inputs".into(), n(j.inputs));
+    item.insert("tokens_in_flight_before".into(), n(j.tokens_in_flight_before));
     let ids: [(&str, Option<&str>); 4] = [
         ("provider_file_id", j.provider_file_id.as_ref().map(|v| v.as_str())),
         ("provider_batch_id", j.provider_batch_id.as_ref().map(|v| v.as_str())),
@@ -428,6 +446,9 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         input_key: r.req_s("input_key")?.to_owned(),
         input_lines: r.req_n("input_lines")?,
         input_bytes: r.req_n("input_bytes")?,
+        tokens: r.opt_n("est_tokens")?.unwrap_or(0),
+        inputs: r.opt_n("inputs")?.unwrap_or(0),
+        tokens_in_flight_before: r.opt_n("tokens_in_flight_before")?.unwrap_or(0),
         provider_file_id: file("provider_file_id")?,
         provider_batch_id: r.opt_s("provider_batch_id")?.map(ProviderBatchId::new),
         output_file_id: file("output_file_id")?,
@@ -499,7 +520,8 @@ fn tenant_counter_pk(t: &TenantId) -> String {
 }
 
 const QUEUE_COUNTER_PK: &str = "counter#queue";
-const HOLD_PK: &str = "hold#queue";
+/// Per-model enqueued-token budgets (sort key: the model).
+const BUDGET_PK: &str = "budget#tokens";
 
 fn savings_pk(t: &TenantId) -> String {
     format!("savings#{t}")
@@ -1203,6 +1225,7 @@ impl RequestStore for DynamoStore {
                 job_id: None,
                 content_hash: r.content_hash.clone(),
                 body_bytes: r.body_bytes(),
+                weight: r.weight,
                 created_at: now,
                 updated_at: now,
                 last_error: None,
@@ -1670,13 +1693,48 @@ impl JobStore for DynamoStore {
         items.iter().map(job_from_item).collect()
     }
 
-    async fn hold_group(&self, group: &QueueGroup, until: Timestamp, reason: &str) -> Result<(), StoreError> {
-        let item = HashMap::from([
-            (PK.to_owned(), s(HOLD_PK)),
-            (SK.to_owned(), s(group.key())),
-            ("until".to_owned(), n(until.millis())),
-            ("reason".to_owned(), s(reason)),
+    async fn token_budgets(&self) -> Result<HashMap<ModelName, TokenBudget>, StoreError> {
+        let values = HashMap::from([(":pk".to_owned(), s(BUDGET_PK))]);
+        let items = self
+            .query_all(QuerySpec::new(&self.jobs_table, None, "pk = :pk", values))
+            .await?;
+        let mut out = HashMap::new();
+        for item in &items {
+            let r = Reader::new(item, "token budget");
+            let ts = |name: &str| -> Result<Option<Timestamp>, StoreError> {
+                Ok(r.opt_n(name)?.map(Timestamp::from_millis))
+            };
+            let budget = TokenBudget {
+                model: r.parse(SK, |v| ModelName::parse(v).map_err(|e| e.message))?,
+                limit: r.opt_n("limit")?,
+                stated_limit: r.opt_n("stated_limit")?,
+                stated_at: ts("stated_at")?,
+                refusals_in_row: r.opt_n("refusals_in_row")?.unwrap_or(0),
+                blocked_until: ts("blocked_until")?,
+                updated_at: Timestamp::from_millis(r.req_n("updated_at")?),
+            };
+            out.insert(budget.model.clone(), budget);
+        }
+        Ok(out)
+    }
+
+    async fn save_token_budget(&self, b: &TokenBudget) -> Result<(), StoreError> {
+        let mut item = HashMap::from([
+            (PK.to_owned(), s(BUDGET_PK)),
+            (SK.to_owned(), s(b.model.as_str())),
+            ("refusals_in_row".to_owned(), n(b.refusals_in_row)),
+            ("updated_at".to_owned(), n(b.updated_at.millis())),
         ]);
+        for (name, v) in [("limit", b.limit), ("stated_limit", b.stated_limit)] {
+            if let Some(v) = v {
+                item.insert(name.to_owned(), n(v));
+            }
+        }
+        for (name, v) in [("stated_at", b.stated_at), ("blocked_until", b.blocked_until)] {
+            if let Some(v) = v {
+                item.insert(name.to_owned(), n(v.millis()));
+            }
+        }
         self.client
             .put_item()
             .table_name(&self.jobs_table)
@@ -1685,22 +1743,6 @@ impl JobStore for DynamoStore {
             .await
             .map_err(|e| StoreError::backend("dynamodb PutItem", err_msg(e)))?;
         Ok(())
-    }
-
-    async fn holds(&self) -> Result<HashMap<QueueGroup, Timestamp>, StoreError> {
-        let values = HashMap::from([(":pk".to_owned(), s(HOLD_PK))]);
-        let items = self
-            .query_all(QuerySpec::new(&self.jobs_table, None, "pk = :pk", values))
-            .await?;
-        let mut out = HashMap::new();
-        for item in &items {
-            let r = Reader::new(item, "hold");
-            let group = r.parse(SK, |v| {
-                QueueGroup::from_key(v).ok_or_else(|| format!("bad queue group {v:?}"))
-            })?;
-            out.insert(group, Timestamp::from_millis(r.req_n("until")?));
-        }
-        Ok(out)
     }
 
     async fn list_jobs(

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use thiserror::Error;
 
+use crate::budget::TokenBudget;
 use crate::error::TransitionError;
 use crate::ids::{ContentHash, JobId, ModelName, RequestKey, TenantId};
 use crate::job::Job;
@@ -287,12 +288,12 @@ pub trait JobStore: Send + Sync {
         limit: u32,
     ) -> Result<Page<Job>, StoreError>;
 
-    /// Holds back new submissions of a queue group until `until` (the
-    /// provider's queue for the model is full). A later hold replaces it.
-    async fn hold_group(&self, group: &QueueGroup, until: Timestamp, reason: &str) -> Result<(), StoreError>;
+    /// The enqueued-token budgets learnt so far, per model.
+    async fn token_budgets(&self) -> Result<HashMap<ModelName, TokenBudget>, StoreError>;
 
-    /// Groups held back, with the time each hold ends (expired holds included).
-    async fn holds(&self) -> Result<HashMap<QueueGroup, Timestamp>, StoreError>;
+    /// Saves a model's budget. The last writer wins: a budget is an
+    /// estimate, and poll (the only step that learns) handles jobs one by one.
+    async fn save_token_budget(&self, budget: &TokenBudget) -> Result<(), StoreError>;
 }
 
 /// Money and tokens of completed requests.
