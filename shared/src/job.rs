@@ -361,6 +361,10 @@ pub struct Job {
     pub ingested_output: bool,
     /// The error file's lines are applied and its totals added (once).
     pub ingested_errors: bool,
+    /// Lines of the counted result files that named a request of this job
+    /// (added with each file's totals). Fewer than `input_lines`: the
+    /// provider left some requests out, which closing the job looks for.
+    pub result_lines: u64,
     /// Optimistic-concurrency version: every save is conditioned on the
     /// stored version (and status) being the ones this copy was read with.
     pub version: u64,
@@ -403,6 +407,7 @@ impl Job {
             copied_at: None,
             ingested_output: false,
             ingested_errors: false,
+            result_lines: 0,
             version: 0,
             tenants: Vec::new(),
             expires_at: None,

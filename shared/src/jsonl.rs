@@ -129,6 +129,13 @@ pub fn write_input_line(out: &mut Vec<u8>, key: &RequestKey, url: &str, body_jso
     out.extend_from_slice(b"}\n");
 }
 
+/// The request key of a line [`write_input_line`] wrote: it sits at a fixed
+/// offset, so the line (up to 200 MB a file) is never parsed.
+pub fn input_line_key(line: &[u8]) -> Option<RequestKey> {
+    let key = line.strip_prefix(b"{\"custom_id\":\"")?.get(..32)?;
+    RequestKey::parse(std::str::from_utf8(key).ok()?).ok()
+}
+
 /// Size in bytes of the line [`write_input_line`] writes.
 pub fn input_line_len(url: &str, body_bytes: u64) -> u64 {
     // {"custom_id":"<32>","method":"POST","url":"<url>","body":<body>}\n
@@ -205,6 +212,8 @@ mod tests {
             input_line_len(Endpoint::ChatCompletions.as_str(), body.len() as u64)
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(input_line_key(&out), Some(key.clone()));
+        assert_eq!(input_line_key(b"{\"custom_id\":\"short\"}"), None);
         assert_eq!(v["custom_id"], key.as_str());
         assert_eq!(v["method"], "POST");
         assert_eq!(v["url"], "/v1/chat/completions");

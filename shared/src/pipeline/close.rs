@@ -1,7 +1,7 @@
 //! Closing a job once its result files are in: requests the provider
 //! returned nothing for go back to the queue, then the job is `done`.
 
-use super::{Core, CrashPoint, PipelineError};
+use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::job::{Job, JobStatus};
 use crate::request::RequestError;
 
@@ -18,14 +18,19 @@ impl Core {
         if output_pending || errors_pending {
             return Ok(None);
         }
-        let error = RequestError {
-            code: "missing_result".into(),
-            message: "the provider's result files had no line for this request".into(),
-            status_code: None,
-        };
-        let released = self.release_claims(&job.id, error).await?;
-        if released > 0 {
-            tracing::warn!(job = %job.id, count = released, "the provider returned no result for some requests; retrying them");
+        // Every input line had a result line applied to its request: none
+        // can be left. Otherwise the input file names every request sent
+        // (the job index might not, so soon after the claims).
+        if job.result_lines < job.input_lines {
+            let error = RequestError {
+                code: "missing_result".into(),
+                message: "the provider's result files had no line for this request".into(),
+                status_code: None,
+            };
+            let released = self.release_claims(job, Claims::InputFile, error).await?;
+            if released > 0 {
+                tracing::warn!(job = %job.id, count = released, "the provider returned no result for some requests; retrying them");
+            }
         }
         self.crash(CrashPoint::CloseAfterLeftovers)?;
         let now = self.now();

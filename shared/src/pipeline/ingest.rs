@@ -97,6 +97,8 @@ pub struct IngestReport {
     pub replayed: u64,
     /// Lines naming a request that is not in this job (reported, not applied).
     pub not_in_job: u64,
+    /// Lines naming a request of this job (applied now or by an earlier run).
+    pub job_lines: u64,
     /// Lines that are not valid result lines.
     pub malformed: u64,
     /// Lines over [`MAX_RESULT_LINE_BYTES`].
@@ -638,6 +640,7 @@ impl Ingester {
             next.totals.batch_cost += totals.batch_cost;
             next.totals.realtime_cost += totals.realtime_cost;
             next.totals.unpriced_requests += totals.unpriced_requests;
+            next.result_lines += report.job_lines;
             next.updated_at = self.core.now();
             kind.mark(&mut next);
             match self.core.jobs.save_job(&job, next).await {
@@ -678,6 +681,7 @@ impl Ingester {
                 tracing::warn!(job = %job.id, line = line.number, request = %req.key, "result line for a request not in this job");
                 continue;
             }
+            report.job_lines += 1;
             // Totals come from the file, for every line of this job, whether
             // this run or an earlier one applied it; they are added once.
             let (result, cost_model) = self.result_of(job, req, &line, now);

@@ -32,8 +32,9 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::ids::JobId;
+use crate::ids::{JobId, RequestKey};
 use crate::job::Job;
+use crate::jsonl::{input_line_key, Line, LineReader};
 use crate::provider::ProviderError;
 use crate::request::{Request, RequestError, RequestStatus};
 use crate::store::{JobStore, ObjectStore, Page, RequestStore, RequestUpdate, SavingsStore, StoreError};
@@ -101,7 +102,9 @@ impl Core {
         Ok(())
     }
 
-    /// Every request still claimed by `job`, read page by page.
+    /// Every request the job index lists as claimed by `job`, page by page.
+    /// The index is eventually consistent: a request claimed a moment ago
+    /// may be missing (see [`Claims`]).
     pub(crate) async fn claimed_by(&self, job: &JobId) -> Result<Vec<Request>, StoreError> {
         let mut out = Vec::new();
         let mut cursor = None;
@@ -117,6 +120,55 @@ impl Core {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// The requests still claimed by `job`, found through `source` and read
+    /// again with strongly consistent reads, then through the job index
+    /// (which adds any it lists that the source did not name).
+    pub(crate) async fn claimed_requests(&self, job: &Job, source: Claims<'_>) -> Result<Vec<Request>, PipelineError> {
+        let keys = match source {
+            Claims::Held(keys) => keys.to_vec(),
+            Claims::InputFile => self.input_keys(job).await?,
+            Claims::Index => Vec::new(),
+        };
+        let mut out: Vec<Request> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for chunk in keys.chunks(100) {
+            for r in self.requests.get_many(chunk).await?.into_values() {
+                if r.status == RequestStatus::Claimed
+                    && r.job_id.as_ref() == Some(&job.id)
+                    && seen.insert(r.key.clone())
+                {
+                    out.push(r);
+                }
+            }
+        }
+        for r in self.claimed_by(&job.id).await? {
+            if seen.insert(r.key.clone()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The request keys of the job's input file, in file order (none before
+    /// the file is staged).
+    pub(crate) async fn input_keys(&self, job: &Job) -> Result<Vec<RequestKey>, PipelineError> {
+        if job.input_lines == 0 {
+            return Ok(Vec::new());
+        }
+        let (_, stream) = self.objects.open(&job.input_key).await?;
+        let mut reader = LineReader::new(stream, usize::MAX);
+        let mut keys = Vec::with_capacity(job.input_lines as usize);
+        while let Some(line) = reader.next_line().await? {
+            if let Line::Data { bytes, number } = line {
+                match input_line_key(&bytes) {
+                    Some(k) => keys.push(k),
+                    None => tracing::warn!(job = %job.id, line = number, "input line without a readable custom_id"),
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// The update for a retryable outcome of `req` in `job`: back to the
@@ -135,16 +187,22 @@ impl Core {
         }
     }
 
-    /// Releases every request still claimed by `job` after a retryable
-    /// failure of the whole batch: back to the queue, or failed with `error`
-    /// once their attempts are used up. Returns how many were released.
-    pub(crate) async fn release_claims(&self, job: &JobId, error: RequestError) -> Result<usize, StoreError> {
+    /// Releases every request still claimed by `job` (found through
+    /// `source`) after a retryable failure of the whole batch: back to the
+    /// queue, or failed with `error` once their attempts are used up.
+    /// Returns how many were released.
+    pub(crate) async fn release_claims(
+        &self,
+        job: &Job,
+        source: Claims<'_>,
+        error: RequestError,
+    ) -> Result<usize, PipelineError> {
         let now = self.now();
-        let claimed = self.claimed_by(job).await?;
+        let claimed = self.claimed_requests(job, source).await?;
         let n = claimed.len();
         let updates = claimed
             .iter()
-            .map(|r| self.retry_or_fail(r, job, error.clone(), now))
+            .map(|r| self.retry_or_fail(r, &job.id, error.clone(), now))
             .collect();
         self.apply_all(updates).await?;
         Ok(n)
@@ -182,6 +240,24 @@ impl Core {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Where to look for the requests a job still holds, besides the job index.
+///
+/// The job index (a DynamoDB global secondary index) is eventually
+/// consistent: a request claimed a moment ago may not be listed yet. A step
+/// that releases claims right after making them (a submit that gives up on
+/// its job), or soon after (a batch refused at validation), names the
+/// requests from a strongly consistent source; the index alone serves where
+/// the claims are a lease (16 minutes) or more in the past.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Claims<'a> {
+    /// The keys this run claimed.
+    Held(&'a [RequestKey]),
+    /// The job's input file in S3: every request it sent.
+    InputFile,
+    /// Only the job index.
+    Index,
 }
 
 /// How a batch of conditional updates went.

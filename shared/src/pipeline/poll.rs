@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ingest::{FileKind, Ingester};
-use super::{Core, CrashPoint, PipelineError};
+use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::budget::TokenBudget;
 use crate::ids::{ProviderFileId, RequestKey};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
@@ -297,9 +297,11 @@ impl Poller {
                 message: "the provider failed the batch without saying why".into(),
                 status_code: None,
             });
+        // Named by the input file: the job index may not list a request
+        // claimed a moment before the provider refused the batch.
         let updates: Vec<RequestUpdate> = self
             .core
-            .claimed_by(&job.id)
+            .claimed_requests(&job, Claims::InputFile)
             .await?
             .iter()
             .map(|req| match by_key.get(&req.key) {
@@ -490,7 +492,7 @@ impl Poller {
             message: message.clone(),
             status_code: None,
         };
-        self.core.release_claims(&job.id, error).await?;
+        self.core.release_claims(&job, Claims::InputFile, error).await?;
         self.core.crash(CrashPoint::PollAfterFailedRequests)?;
         let now = self.core.now();
         let mut next = job.clone();

@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Core, CrashPoint, PipelineError};
+use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::budget::TokenBudget;
 use crate::config::Limits;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::{Job, JobStatus};
 use crate::jsonl::{input_line_len, write_input_line};
 use crate::provider::rules::{InputFileRules, Refusal};
-use crate::provider::{CreateBatch, ObjectSource, Provider};
+use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::{ObjectWriter, RequestUpdate};
 use crate::time::Timestamp;
@@ -116,7 +116,7 @@ impl Submitter {
                 .submit_group(&stats.group, stats.queued, opts.force, &mut plan, &mut report)
                 .await
             {
-                if matches!(e, PipelineError::Crashed(_)) {
+                if matches!(e, PipelineError::Crashed(_)) || Self::is_unauthorized(&e) {
                     return Err(e);
                 }
                 tracing::error!(group = %stats.group.key(), error = %e, "could not submit the group; a later run retries");
@@ -139,9 +139,17 @@ impl Submitter {
         )
     }
 
-    /// Moves a job forward; a permanent failure fails the job and releases
+    /// The provider refused the key: every call of this run would fail the
+    /// same way until someone fixes it.
+    fn is_unauthorized(e: &PipelineError) -> bool {
+        matches!(e, PipelineError::Provider(ProviderError::Unauthorized { .. }))
+    }
+
+    /// Moves a job forward. A permanent failure fails the job and releases
     /// its requests (back to the queue, or failed once their attempts are
-    /// used up), anything else is left for a later run to resume.
+    /// used up); a refused key fails the job and gives its requests back to
+    /// the queue at once, with their attempt (nothing was sent), and stops
+    /// the run; anything else is left for a later run to resume.
     async fn advance_or_abandon(
         &self,
         job: Job,
@@ -150,19 +158,36 @@ impl Submitter {
         report: &mut SubmitReport,
     ) -> Result<Option<Job>, PipelineError> {
         let id = job.id.clone();
+        let held: Option<Vec<RequestKey>> = claimed.as_ref().map(|c| c.iter().map(|c| c.key.clone()).collect());
         match self.advance(job, claimed, resumed).await {
             Ok(j) => Ok(j),
             Err(e) if Self::is_permanent(&e) => {
                 tracing::error!(job = %id, error = %e, "the job cannot be submitted; failing it and releasing its requests");
-                self.abandon(&id, &e).await?;
+                self.abandon(&id, &e, held.as_deref(), false).await?;
                 report.abandoned.push(format!("{id}: {e}"));
                 Ok(None)
+            }
+            Err(e) if Self::is_unauthorized(&e) => {
+                tracing::error!(job = %id, error = %e, "the provider refused the API key; giving the job's requests back to the queue");
+                self.abandon(&id, &e, held.as_deref(), true).await?;
+                report.abandoned.push(format!("{id}: {e}"));
+                Err(e)
             }
             Err(e) => Err(e),
         }
     }
 
-    async fn abandon(&self, id: &JobId, cause: &PipelineError) -> Result<(), PipelineError> {
+    /// Fails a job that never reached the provider and releases the
+    /// requests it holds: first those this run claimed (`held`; the job
+    /// index may not list them yet), then any its input file or the index
+    /// names. `free`: back to the queue without using up an attempt.
+    async fn abandon(
+        &self,
+        id: &JobId,
+        cause: &PipelineError,
+        held: Option<&[RequestKey]>,
+        free: bool,
+    ) -> Result<(), PipelineError> {
         let Some(job) = self.core.jobs.get_job(id).await? else {
             return Ok(());
         };
@@ -174,7 +199,22 @@ impl Submitter {
             message: format!("the batch could not be submitted: {cause}"),
             status_code: None,
         };
-        self.core.release_claims(&job.id, error).await?;
+        let source = match held {
+            Some(keys) => Claims::Held(keys),
+            None if job.status == JobStatus::Preparing => Claims::Index,
+            None => Claims::InputFile,
+        };
+        if free {
+            let now = self.core.now();
+            let claimed = self.core.claimed_requests(&job, source).await?;
+            let updates = claimed
+                .iter()
+                .map(|r| RequestUpdate::requeue_free(r, &job.id, Some(error.clone()), now))
+                .collect();
+            self.core.apply_all(updates).await?;
+        } else {
+            self.core.release_claims(&job, source, error).await?;
+        }
         let now = self.core.now();
         let mut next = job.clone();
         next.status = JobStatus::Failed;
@@ -212,7 +252,7 @@ impl Submitter {
             match self.advance_or_abandon(job, None, true, report).await {
                 Ok(Some(job)) => report.resumed.push(JobSummary::of(&job)),
                 Ok(None) => {}
-                Err(e @ PipelineError::Crashed(_)) => return Err(e),
+                Err(e) if matches!(e, PipelineError::Crashed(_)) || Self::is_unauthorized(&e) => return Err(e),
                 Err(e) => {
                     tracing::error!(job = %id, error = %e, "could not resume the job; a later run retries");
                     report.errors.push(format!("{id}: {e}"));

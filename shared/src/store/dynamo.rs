@@ -402,6 +402,7 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     if j.ingested_errors {
         item.insert("ingested_errors".into(), AttributeValue::Bool(true));
     }
+    item.insert("result_lines".into(), n(j.result_lines));
     for (name, v) in [
         ("submitted_at", j.submitted_at),
         ("finished_at", j.finished_at),
@@ -473,6 +474,7 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         copied_at: ts("copied_at")?,
         ingested_output: r.flag("ingested_output"),
         ingested_errors: r.flag("ingested_errors"),
+        result_lines: r.opt_n("result_lines")?.unwrap_or(0),
         version: r.req_n("version")?,
         tenants: match item.get("tenants") {
             None => Vec::new(),
