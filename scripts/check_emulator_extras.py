@@ -14,9 +14,14 @@ index lag (moto_lag.py).
   index query (and a Scan of the index) and present after ~350 ms; an item
   whose index attribute is removed, or that is deleted, is still listed,
   with its old attributes, until the lag passes; GetItem and table queries
-  see every write at once; a cancelled transaction leaves nothing behind;
-  pages with ExclusiveStartKey walk the lagged view; a table without lag
-  next to it is unaffected; ms 0 restores immediate visibility.
+  see every write at once; a cancelled transaction leaves nothing behind
+  (not even between its time + lag and the next write's); pages with
+  ExclusiveStartKey walk the lagged view; a table without lag next to it
+  is unaffected; ms 0 restores immediate visibility. Then rounds of random
+  writes to a lagged and an unlagged table alike: right after them the
+  lagged index answers every query shape (forward, backward, Limit, range
+  condition, Scan, paged) as both did before them, and once settled as
+  the unlagged one.
 
 check_emulator.py runs it against a patched server. Usage on its own:
 python check_emulator_extras.py (starts its servers).
@@ -24,6 +29,7 @@ python check_emulator_extras.py (starts its servers).
 
 import json
 import os
+import random
 import secrets
 import sys
 import time
@@ -332,6 +338,26 @@ def lag(url, fail):
     late = listed(lagged)
     fail.check(late == [("e", 1)], "a committed transaction is in it after the lag, a cancelled one never", late, [("e", 1)])
 
+    # A cancelled transaction leaves no version behind: had it left one (the
+    # item moved out of the partition), it would show between its time + lag
+    # and the next real write's time + lag.
+    d.put_item(TableName=lagged, Item=item("f", "6"))
+    after_lag(time.monotonic())
+    check = {"TableName": lagged, "Key": key("nobody"), "ConditionExpression": "attribute_exists(pk)"}
+    move = {"TableName": lagged, "Key": key("f"), "UpdateExpression": "SET q = :h", "ExpressionAttributeValues": {":h": {"S": "h"}}}
+    quietly(lambda: d.transact_write_items(TransactItems=[{"Update": move}, {"ConditionCheck": check}]))
+    cancelled = time.monotonic()
+    time.sleep(lag_s / 2)
+    d.update_item(TableName=lagged, Key=key("f"), UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": "2"}})
+    written = time.monotonic()
+    after_lag(cancelled)
+    between = listed(lagged)
+    fail.check(time.monotonic() < written + lag_s * 0.9, "cancelled transaction: answered before the next write's lag passed (machine too slow)")
+    fail.check(between == [("e", 1), ("f", 1)], "a cancelled transaction leaves nothing in a lagged index's history", between, [("e", 1), ("f", 1)])
+    after_lag(written)
+    d.delete_item(TableName=lagged, Key=key("f"))
+    after_lag(time.monotonic())
+
     # Pages with ExclusiveStartKey walk the lagged view.
     for i in range(25):
         d.put_item(TableName=lagged, Item=item(f"p{i:02d}", f"{i % 7}", i))
@@ -362,12 +388,78 @@ def lag(url, fail):
             fail.check(e.code == 400, f"a bad lag setting is refused with 400: {bad}", e.code)
 
 
+def lag_snapshots(url, fail, rounds=4, ms=600):
+    """Random writes (puts, index attributes removed and changed, deletes,
+    transactions, some cancelled) to a lagged and an unlagged table alike:
+    right after them the lagged index answers every query shape (forward,
+    backward, Limit, range condition, Scan, all paged) exactly as both
+    answered before them, and once the lag has passed as the unlagged one."""
+    run = secrets.token_hex(4)
+    d, _, _ = clients(url, "x")
+    lagged, prompt = f"snap-lagged-{run}", f"snap-prompt-{run}"
+    create_table(d, lagged)
+    create_table(d, prompt)
+    admin(url, "/_batchq/index-lag", "POST", {"table": lagged, "ms": ms})
+    rnd = random.Random(7)
+
+    def pages(call, **kw):
+        out, start = [], None
+        while True:
+            r = call(**kw, **({"ExclusiveStartKey": start} if start else {}))
+            out.append(r["Items"])
+            start = r.get("LastEvaluatedKey")
+            if not start:
+                return out
+
+    def answers(table):
+        out = []
+        for forward in (True, False):
+            for limit in ({}, {"Limit": 3}):
+                for cond, values in (("q = :q", {}), ("q = :q AND qo > :o", {":o": {"S": "004"}})):
+                    kw = dict(TableName=table, IndexName="queue", ScanIndexForward=forward, KeyConditionExpression=cond)
+                    out.append(pages(d.query, ExpressionAttributeValues={":q": {"S": "g"}, **values}, **kw, **limit))
+        out.append(pages(d.scan, TableName=table, IndexName="queue", Limit=4))
+        return out
+
+    def write(table, op, key, q, qo):
+        if op == "put":
+            d.put_item(TableName=table, Item={**key, "q": {"S": q}, "qo": {"S": qo}})
+        elif op == "remove":
+            d.update_item(TableName=table, Key=key, UpdateExpression="REMOVE q")
+        elif op == "move":
+            d.update_item(TableName=table, Key=key, UpdateExpression="SET q = :q, qo = :o", ExpressionAttributeValues={":q": {"S": q}, ":o": {"S": qo}})
+        elif op == "delete":
+            d.delete_item(TableName=table, Key=key)
+        else:  # cancelled unless p0 exists
+            check = {"TableName": table, "Key": {"pk": {"S": "p0"}, "sk": {"S": "s"}}, "ConditionExpression": "attribute_exists(pk)"}
+            quietly(lambda: d.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {**key, "q": {"S": q}, "qo": {"S": qo}}}}, {"ConditionCheck": check}]))
+
+    conclusive = 0
+    for n in range(rounds):
+        time.sleep(ms / 1000 + 0.05)
+        before = answers(lagged)
+        fail.check(before == answers(prompt), f"round {n}: a settled lagged index answers as one without lag")
+        started = time.monotonic()
+        for _ in range(8):
+            op = rnd.choice(["put", "put", "remove", "move", "delete", "transaction"])
+            args = {"pk": {"S": f"p{rnd.randrange(10)}"}, "sk": {"S": "s"}}, rnd.choice("gh"), f"{rnd.randrange(9):03d}"
+            for table in (lagged, prompt):
+                write(table, op, *args)
+        during = answers(lagged)
+        if time.monotonic() - started < ms / 1000 * 0.9:  # else inconclusive: too slow a machine
+            conclusive += 1
+            fail.check(during == before, f"round {n}: right after writes a lagged index answers as before them")
+    fail.check(conclusive >= 2, f"index lag snapshots: only {conclusive} of {rounds} rounds within the lag (machine too slow)")
+    time.sleep(ms / 1000 + 0.05)
+    fail.check(answers(lagged) == answers(prompt), "a settled lagged index answers as one without lag, at the end")
+
+
 def check(url, metered_url=None):
     """Runs every check against a patched server (and `metered_url`, one
     started with BATCHQ_MOTO_METER=1); returns (failures, number of checks)."""
     fail = Failures()
     n = 0
-    sections = [(recorder, url), (lag, url)] + ([(meter_and_recorder, metered_url)] if metered_url else [])
+    sections = [(recorder, url), (lag, url), (lag_snapshots, url)] + ([(meter_and_recorder, metered_url)] if metered_url else [])
     for section, where in sections:
         try:
             n = section(where, fail) or n
