@@ -163,6 +163,10 @@ def s3_operation(environ):
     """The S3 API operation of a path-style request."""
     method = environ.get("REQUEST_METHOD", "GET")
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    # The Rust SDK (and others built on Smithy) name most operations in `x-id`.
+    named = query.get("x-id")
+    if named and named[0].isalnum():
+        return named[0]
     parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
     if not parts:
         return "ListBuckets" if method == "GET" else method
