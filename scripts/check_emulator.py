@@ -235,7 +235,7 @@ def main():
         expected, n = answers(stock_url)
         got, _ = answers(patched_url)
         # What stock moto lacks, checked against the patched servers only.
-        extra_failures, extra_n = check_emulator_extras.check(patched_url, metered_url)
+        extra_failures, extra_summary = check_emulator_extras.check(patched_url, metered_url)
     finally:
         for p in (stock, patched, metered):
             p.kill()
@@ -248,7 +248,7 @@ def main():
         sys.stdout.writelines(line + "\n" for line in list(difflib.unified_diff(exp, act, "stock moto", "moto_server.py", lineterm=""))[:80])
         sys.exit("check_emulator: moto_server.py answers differently from stock moto")
     print(f"check_emulator: moto_server.py answers as stock moto ({len(expected)} answers, {n} transactions)")
-    check_emulator_extras.report(extra_failures, extra_n)
+    check_emulator_extras.report(extra_failures, extra_summary)
 
 
 if __name__ == "__main__":

@@ -236,17 +236,35 @@ def meter_and_recorder(url, fail):
 # ---- index lag
 
 
-def lag(url, fail):
+def lag_checks(url, fail):
+    """The index lag checks at LAG_MS, or at a longer lag when the machine
+    is too busy to make the calls of a check within LAG_MS (then the
+    attempt's answers say nothing); returns the lag checked."""
+    ms = LAG_MS
+    while True:
+        attempt = Failures()
+        if not lag(url, attempt, ms):
+            fail.extend(attempt)
+            return ms
+        if ms >= LAG_MS * 16:
+            fail.append(f"index lag: this machine cannot make a check's calls within {ms} ms")
+            return ms
+        ms *= 4
+
+
+def lag(url, fail, ms):
+    """Checks with a lag of `ms`; returns True if a check's calls took too long."""
     run = secrets.token_hex(4)
     d, _, _ = clients(url, "x")
     lagged, prompt = f"lagged-{run}", f"prompt-{run}"
     create_table(d, lagged)
     create_table(d, prompt)
     fail.check(admin(url, "/_batchq/index-lag").get("tables", {}).get(lagged) is None, "no lag by default")
-    listing = admin(url, "/_batchq/index-lag", "POST", {"table": lagged, "ms": LAG_MS})
-    fail.check(listing["tables"].get(lagged) == LAG_MS, "POST sets the lag", listing)
-    fail.check(admin(url, "/_batchq/index-lag")["tables"].get(lagged) == LAG_MS, "GET lists the lag")
-    lag_s = LAG_MS / 1000
+    listing = admin(url, "/_batchq/index-lag", "POST", {"table": lagged, "ms": ms})
+    fail.check(listing["tables"].get(lagged) == ms, "POST sets the lag", listing)
+    fail.check(admin(url, "/_batchq/index-lag")["tables"].get(lagged) == ms, "GET lists the lag")
+    lag_s = ms / 1000
+    slow = []
 
     def key(pk):
         return {"pk": {"S": pk}, "sk": {"S": "s"}}
@@ -272,8 +290,9 @@ def lag(url, fail):
                 return out
 
     def within_lag(since, what):
-        took = time.monotonic() - since
-        fail.check(took < lag_s * 0.8, f"{what}: answered within the lag (took {took * 1000:.0f} ms: machine too slow for this check)")
+        """Whether the calls since `since` (before a write) were made within the lag."""
+        if time.monotonic() - since > lag_s * 0.9:
+            slow.append(what)
 
     def after_lag(since):
         time.sleep(max(0.0, since + lag_s + 0.05 - time.monotonic()))
@@ -291,7 +310,7 @@ def lag(url, fail):
     fail.check(early[1] == [], "a new item is not in a Scan of the lagged index at once", early[1], [])
     fail.check(early[2] == [("a", 1)], "a new item is in an index without lag at once", early[2])
     fail.check(got is not None and len(by_key) == 1, "GetItem and a table query are never lagged", [got, by_key])
-    time.sleep(max(0.0, t + lag_s * 0.6 - time.monotonic()))
+    time.sleep(max(0.0, t + lag_s * 0.5 - time.monotonic()))
     mid = listed(lagged)
     within_lag(t, "new item, later")
     fail.check(mid == [], "a new item is still not in the lagged index before the lag", mid, [])
@@ -352,7 +371,7 @@ def lag(url, fail):
     written = time.monotonic()
     after_lag(cancelled)
     between = listed(lagged)
-    fail.check(time.monotonic() < written + lag_s * 0.9, "cancelled transaction: answered before the next write's lag passed (machine too slow)")
+    within_lag(written, "cancelled transaction")
     fail.check(between == [("e", 1), ("f", 1)], "a cancelled transaction leaves nothing in a lagged index's history", between, [("e", 1), ("f", 1)])
     after_lag(written)
     d.delete_item(TableName=lagged, Key=key("f"))
@@ -386,14 +405,17 @@ def lag(url, fail):
             fail.check(False, f"a bad lag setting is refused: {bad}")
         except urllib.error.HTTPError as e:
             fail.check(e.code == 400, f"a bad lag setting is refused with 400: {bad}", e.code)
+    return bool(slow)
 
 
-def lag_snapshots(url, fail, rounds=4, ms=600):
+def lag_snapshots(url, fail, rounds=3, ms=600):
     """Random writes (puts, index attributes removed and changed, deletes,
     transactions, some cancelled) to a lagged and an unlagged table alike:
     right after them the lagged index answers every query shape (forward,
     backward, Limit, range condition, Scan, all paged) exactly as both
-    answered before them, and once the lag has passed as the unlagged one."""
+    answered before them, and once the lag has passed as the unlagged one.
+    A round whose calls took longer than the lag says nothing: the next one
+    runs with twice the lag."""
     run = secrets.token_hex(4)
     d, _, _ = clients(url, "x")
     lagged, prompt = f"snap-lagged-{run}", f"snap-prompt-{run}"
@@ -434,8 +456,10 @@ def lag_snapshots(url, fail, rounds=4, ms=600):
             check = {"TableName": table, "Key": {"pk": {"S": "p0"}, "sk": {"S": "s"}}, "ConditionExpression": "attribute_exists(pk)"}
             quietly(lambda: d.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {**key, "q": {"S": q}, "qo": {"S": qo}}}}, {"ConditionCheck": check}]))
 
-    conclusive = 0
-    for n in range(rounds):
+    conclusive = tried = 0
+    while conclusive < rounds and tried < rounds * 3:
+        n = tried
+        tried += 1
         time.sleep(ms / 1000 + 0.05)
         before = answers(lagged)
         fail.check(before == answers(prompt), f"round {n}: a settled lagged index answers as one without lag")
@@ -446,10 +470,13 @@ def lag_snapshots(url, fail, rounds=4, ms=600):
             for table in (lagged, prompt):
                 write(table, op, *args)
         during = answers(lagged)
-        if time.monotonic() - started < ms / 1000 * 0.9:  # else inconclusive: too slow a machine
+        if time.monotonic() - started < ms / 1000 * 0.9:
             conclusive += 1
-            fail.check(during == before, f"round {n}: right after writes a lagged index answers as before them")
-    fail.check(conclusive >= 2, f"index lag snapshots: only {conclusive} of {rounds} rounds within the lag (machine too slow)")
+            fail.check(during == before, f"round {n} ({ms} ms): right after writes a lagged index answers as before them")
+        else:  # too busy a machine: try again with a longer lag
+            ms *= 2
+            admin(url, "/_batchq/index-lag", "POST", {"table": lagged, "ms": ms})
+    fail.check(conclusive == rounds, f"index lag snapshots: only {conclusive} of {tried} rounds within the lag (machine too slow)")
     time.sleep(ms / 1000 + 0.05)
     fail.check(answers(lagged) == answers(prompt), "a settled lagged index answers as one without lag, at the end")
 
@@ -458,14 +485,14 @@ def check(url, metered_url=None):
     """Runs every check against a patched server (and `metered_url`, one
     started with BATCHQ_MOTO_METER=1); returns (failures, number of checks)."""
     fail = Failures()
-    n = 0
-    sections = [(recorder, url), (lag, url), (lag_snapshots, url)] + ([(meter_and_recorder, metered_url)] if metered_url else [])
+    done = {}
+    sections = [(recorder, url), (lag_checks, url), (lag_snapshots, url)] + ([(meter_and_recorder, metered_url)] if metered_url else [])
     for section, where in sections:
         try:
-            n = section(where, fail) or n
+            done[section.__name__] = section(where, fail)
         except Exception as e:  # noqa: BLE001 - reported with the other failures
             fail.append(f"{section.__name__}: {type(e).__name__}: {e}")
-    return fail, n
+    return fail, f"recorder ({done.get('recorder')} records) and index lag ({done.get('lag_checks')} ms)"
 
 
 def main():
@@ -477,20 +504,20 @@ def main():
     patched, url = start([python, server])
     metered, metered_url = start([python, server], env={**os.environ, "BATCHQ_MOTO_METER": "1"})
     try:
-        fail, n = check(url, metered_url)
+        fail, summary = check(url, metered_url)
     finally:
         for p in (patched, metered):
             p.kill()
             p.wait()
-    report(fail, n)
+    report(fail, summary)
 
 
-def report(fail, n):
+def report(fail, summary):
     if fail:
         for f in fail:
             print("FAIL " + f)
         sys.exit(f"check_emulator_extras: {len(fail)} checks failed")
-    print(f"check_emulator_extras: recorder ({n} records) and index lag ({LAG_MS} ms) as expected")
+    print(f"check_emulator_extras: {summary} as expected")
 
 
 if __name__ == "__main__":
