@@ -222,15 +222,22 @@ def recorder(url, fail):
 def meter_and_recorder(url, fail):
     """Both wrap the WSGI app when the meter is on: each must still answer."""
     key = f"fn-check-meter-{secrets.token_hex(4)}"
-    _, s3, _ = clients(url, key)
+    d, s3, _ = clients(url, key)
     s3.create_bucket(Bucket="metered")
     s3.put_object(Bucket="metered", Key="k", Body=b"x")
+    quietly(lambda: d.get_item(TableName="metered", Key={"pk": {"S": "k"}}))
     admin(url, "/_batchq/calls")
     calls = admin(url, f"/_batchq/calls?key={key}")["calls"]
-    fail.check(calls == [rec("s3", "CreateBucket", "metered", 200), rec("s3", "PutObject", "metered/k", 200)], "with the meter on, calls are recorded", calls)
-    meter = admin(url, "/_batchq/meter").get("s3", {})
-    counted = {op: meter.get(op, {}).get("calls") for op in ("CreateBucket", "PutObject")}
-    fail.check(counted == {"CreateBucket": 1, "PutObject": 1} and len(meter) == 2, "with the recorder on, the meter counts the calls (and not the admin ones)", meter)
+    expected = [rec("dynamodb", "GetItem", "metered", 400), rec("s3", "CreateBucket", "metered", 200), rec("s3", "PutObject", "metered/k", 200)]
+    fail.check(calls == expected, "with the meter on, calls are recorded", calls, expected)
+    meter = admin(url, "/_batchq/meter")
+    counted = {op: meter.get("s3", {}).get(op, {}).get("calls") for op in ("CreateBucket", "PutObject")}
+    counted["GetItem"] = meter.get("dynamodb", {}).get("GetItem", {}).get("calls")
+    fail.check(
+        counted == {"CreateBucket": 1, "PutObject": 1, "GetItem": 1} and len(meter["s3"]) == 2,
+        "with the recorder on, the meter counts the calls (and not the admin ones)",
+        meter,
+    )
 
 
 # ---- index lag
