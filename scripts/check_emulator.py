@@ -9,6 +9,10 @@ condition and with writes between pages; GetItem, BatchGetItem, Query and
 Scan of every attribute type; and transactions of updates, both the shape
 applied directly and the ones left to moto, including the refused ones.
 
+Then check_emulator_extras.py checks what stock moto lacks (the recorder
+of `fn-` keys' calls and the index lag) against the patched server, and
+against one with the meter installed too.
+
 `make test` runs it. Usage: python check_emulator.py
 """
 
@@ -23,6 +27,8 @@ import urllib.request
 
 import boto3
 
+import check_emulator_extras
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -34,9 +40,9 @@ def free_port():
     return port
 
 
-def start(cmd):
+def start(cmd, env=None):
     port = free_port()
-    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -221,13 +227,17 @@ def answers(url):
 
 def main():
     python = sys.executable
+    server = os.path.join(HERE, "moto_server.py")
     stock, stock_url = start([os.path.join(os.path.dirname(python), "moto_server")])
-    patched, patched_url = start([python, os.path.join(HERE, "moto_server.py")])
+    patched, patched_url = start([python, server])
+    metered, metered_url = start([python, server], env={**os.environ, "BATCHQ_MOTO_METER": "1"})
     try:
         expected, n = answers(stock_url)
         got, _ = answers(patched_url)
+        # What stock moto lacks, checked against the patched servers only.
+        extra_failures, extra_summary = check_emulator_extras.check(patched_url, metered_url)
     finally:
-        for p in (stock, patched):
+        for p in (stock, patched, metered):
             p.kill()
             p.wait()
     exp = json.dumps(expected, indent=1, sort_keys=True, default=repr).splitlines()
@@ -238,6 +248,7 @@ def main():
         sys.stdout.writelines(line + "\n" for line in list(difflib.unified_diff(exp, act, "stock moto", "moto_server.py", lineterm=""))[:80])
         sys.exit("check_emulator: moto_server.py answers differently from stock moto")
     print(f"check_emulator: moto_server.py answers as stock moto ({len(expected)} answers, {n} transactions)")
+    check_emulator_extras.report(extra_failures, extra_summary)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,12 @@ import json
 import math
 import threading
 import time
-from urllib.parse import parse_qs
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+from moto_calls import s3_operation as _s3_op
 
 _lock = threading.Lock()
 _totals = {}  # service -> op -> {"calls", "rcu", "wcu"}
@@ -50,37 +51,9 @@ def _bump(service, op, rcu=0.0, wcu=0.0, seconds=0.0):
         entry["seconds"] += seconds
 
 
-def _s3_op(environ):
-    method = environ.get("REQUEST_METHOD", "GET")
-    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
-    on_object = len(parts) > 1
-    if method == "PUT":
-        if "partNumber" in query:
-            return "UploadPartCopy" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "UploadPart"
-        if on_object:
-            return "CopyObject" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "PutObject"
-        return "CreateBucket"
-    if method == "POST":
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        return "DeleteObjects" if "delete" in query else "PostObject"
-    if method == "GET":
-        if on_object:
-            return "GetObject"
-        return "ListObjectsV2" if "list-type" in query else "ListObjects"
-    if method == "HEAD":
-        return "HeadObject" if on_object else "HeadBucket"
-    if method == "DELETE":
-        if "uploadId" in query:
-            return "AbortMultipartUpload"
-        return "DeleteObject" if on_object else "DeleteBucket"
-    return method
-
-
-_dispatch = DomainDispatcherApplication.__call__
+# The WSGI app the meter wraps: set by install (moto_server.py's, which
+# answers the other /_batchq/ endpoints and records `fn-` keys' calls).
+_dispatch = None
 
 
 def _app(self, environ, start_response):
@@ -103,7 +76,7 @@ def _app(self, environ, start_response):
     elif target:
         service, _, op = target.partition(".")
         _bump(service.lower(), op, seconds=seconds)
-    elif not path.startswith("/moto-api"):
+    elif not path.startswith(("/moto-api", "/_batchq/")):
         _bump("s3", _s3_op(environ), seconds=seconds)
     return response
 
@@ -229,6 +202,8 @@ def install(lock, call_action):
     """Wraps the WSGI app and moto's DynamoHandler.call_action; `lock` is the
     one moto_server.py serves DynamoDB under, held here across the before
     and after look-ups too."""
+    global _dispatch
+    _dispatch = DomainDispatcherApplication.__call__
     DomainDispatcherApplication.__call__ = _app
     DynamoDBBackend.query = _capture(DynamoDBBackend.query)
     DynamoDBBackend.scan = _capture(DynamoDBBackend.scan)

@@ -28,6 +28,13 @@ their condition and the later one silently overwrites the earlier (and an
 correctness rests on it, so every DynamoDB request is served under one lock
 here (a test saw a request claimed by two concurrent submit runs before).
 
+Two things moto lacks, for tests, each costing a look-up when unused:
+- the calls of every access key id starting with `fn-` (one per Lambda
+  function in the tests) are recorded, for the IAM check: see moto_calls.py
+  (`GET /_batchq/calls?key=...`);
+- a table's global secondary indexes can lag behind it, as DynamoDB's do:
+  see moto_lag.py (`POST /_batchq/index-lag`).
+
 With BATCHQ_MOTO_METER=1 (`make bench`) it also counts every call and the
 DynamoDB capacity units it would consume: see moto_meter.py.
 
@@ -61,6 +68,10 @@ from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 from moto.dynamodb.models.table import Table
 from moto.core.responses import ActionResult
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+import moto_calls
+import moto_lag
 
 
 def transact_write_items(self, transact_items):
@@ -276,12 +287,13 @@ _sorted_matches = {}  # (table id, index, wanted) -> (generation, attrs, keys, i
 
 
 class _IndexQuery:
-    def __init__(self, table, wanted, cache_key, start, limit):
+    def __init__(self, table, wanted, cache_key, start, limit, lag):
         self.table = table
         self.wanted = wanted  # ((attribute, raw string value), ...) to keep
         self.cache_key = cache_key  # None: not cacheable
         self.start = start  # ExclusiveStartKey (forward queries only) or None
         self.limit = limit  # page bound or None
+        self.lag = lag  # seconds the index lags behind the table (moto_lag.py) or None
         self.hit = None
 
 
@@ -310,10 +322,11 @@ def all_items(self):
                 _, attrs, keys, items = query.hit
                 return _page(query, attrs, keys, items)
             wanted = query.wanted
+            items = _items(self) if query.lag is None else moto_lag.view(self, _items(self), query.lag)
             if not wanted:
-                return list(_items(self))
+                return list(items)
             out = []
-            for item in _items(self):
+            for item in items:
                 attrs = item.attrs
                 for name, value in wanted:
                     v = attrs.get(name)
@@ -352,7 +365,10 @@ def query(self, *args, **kwargs):
         )
         start = _arg(args, kwargs, "exclusive_start_key", 4) if forward else None
         limit = _arg(args, kwargs, "limit", 3) if plain else None
-        query = _IndexQuery(self, wanted, (id(self), index_name, wanted) if plain else None, start or None, limit or None)
+        # A lagged index's view changes with time, not only with writes: never kept.
+        lag = moto_lag.index_lag(self, index_name)
+        cache_key = (id(self), index_name, wanted) if plain and lag is None else None
+        query = _IndexQuery(self, wanted, cache_key, start or None, limit or None, lag)
         if query.cache_key is not None:
             cached = _sorted_matches.get(query.cache_key)
             if cached is not None and cached[0] == _generation[0]:
@@ -414,9 +430,23 @@ def sorted_items(self, hash_key_attrs, range_key_attrs, items):
     return items
 
 
+_has_idx_items = Table.has_idx_items
+
+
+def has_idx_items(self, index_name):
+    """The items of a Scan on an index: those with every index key attribute,
+    as they were `lag` ago on a lagged index."""
+    lag = moto_lag.index_lag(self, index_name)
+    if lag is None:
+        return _has_idx_items(self, index_name)
+    names = {k["AttributeName"] for k in self.get_index(index_name).schema}
+    return [item for item in moto_lag.view(self, _items(self), lag) if names.issubset(item.attrs)]
+
+
 Table.all_items = all_items
 Table.query = query
 Table.sorted_items = sorted_items
+Table.has_idx_items = has_idx_items
 
 # moto parses an UpdateExpression on every call; the validator works on a
 # deep copy of the tree it is given, so one tree per expression string can
@@ -493,11 +523,26 @@ _READS = {
 
 
 def _answer(self):
-    """Answers a DynamoDB call; the caller holds _dynamodb_lock."""
+    """Answers a DynamoDB call; the caller holds _dynamodb_lock. Also keeps
+    the history of lagged tables (moto_lag.py) and records the calls of
+    `fn-` keys (moto_calls.py); each costs a look-up when not needed."""
     op = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
+    pending = None
     if op not in _READS:
         _generation[0] += 1
-    return _call_action(self)
+        if moto_lag.active():
+            pending = moto_lag.before_write(self.dynamodb_backend, op, getattr(self, "params", None))
+    who = moto_calls.header_key(self.headers.get("Authorization"))
+    status = 500
+    try:
+        response = _call_action(self)
+        status = response[0] if isinstance(response, tuple) else 200
+        return response
+    finally:
+        if pending:
+            moto_lag.after_write(pending)
+        if who is not None:
+            moto_calls.record_dynamodb(who[0], op, getattr(self, "params", None), status)
 
 
 def call_action(self):
@@ -506,6 +551,32 @@ def call_action(self):
 
 
 DynamoHandler.call_action = call_action
+
+# The emulator's own endpoints, and the recorder of `fn-` keys' calls around
+# every other request (moto_calls.py). The meter, when installed, wraps this.
+_dispatch = DomainDispatcherApplication.__call__
+_ADMIN = {
+    "/_batchq/calls": moto_calls.admin,
+    "/_batchq/index-lag": lambda environ: moto_lag.admin(environ, _dynamodb_lock),
+}
+
+
+def _app(self, environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/_batchq/"):
+        answer = _ADMIN.get(path)
+        status, obj = answer(environ) if answer else (404, {"error": f"no {path} here"})
+        body = json.dumps(obj, sort_keys=True).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "")
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    who = moto_calls.environ_key(environ)
+    if who is None:
+        return _dispatch(self, environ, start_response)
+    return moto_calls.recorded(who, lambda e, s: _dispatch(self, e, s), environ, start_response)
+
+
+DomainDispatcherApplication.__call__ = _app
 
 if os.environ.get("BATCHQ_MOTO_METER") == "1":
     import moto_meter
