@@ -3,15 +3,17 @@
 //! documented behaviour, failures included: validation failures with line
 //! numbers, expiry and cancellation with partial results, per-line errors in
 //! the error file, shuffled output, `""` file ids, vanishing batches,
-//! `token_limit_exceeded`, rate limiting with `Retry-After`, and lost
-//! responses. Used in-process by tests (`FakeServer::start`) and standalone
-//! (`fake-openai --port N`).
+//! per-model enqueued-token limits (`token_limit_exceeded`), the embeddings
+//! input cap, lists that lag behind creation, rate limiting with
+//! `Retry-After`, and lost responses. Used in-process by tests
+//! (`FakeServer::start`) and standalone (`fake-openai --port N`).
 //!
 //! Error codes: `token_limit_exceeded` and `batch_expired` / `batch_cancelled`
 //! are documented; the validation codes (`invalid_json_line`,
 //! `duplicate_custom_id`, `mismatched_model`, …) are our best reading and
 //! could not all be confirmed against the live service.
 
+mod limits;
 pub mod responses;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -65,10 +67,27 @@ pub struct Faults {
     pub delay_ms: HashMap<String, u64>,
     /// New batches stay `validating` for this many retrieves.
     pub stay_validating_polls: u32,
+    /// New batches stay `in_progress` for this many retrieves after
+    /// validation (their tokens stay enqueued meanwhile).
+    pub stay_in_progress_polls: u32,
     /// New batches stay `finalizing` for this many retrieves.
     pub stay_finalizing_polls: u32,
-    /// New batches fail with `token_limit_exceeded` (the queue is full).
+    /// New batches, once cancelled, stay `cancelling` for this many retrieves.
+    pub stay_cancelling_polls: u32,
+    /// New batches fail with `token_limit_exceeded` (the queue is full),
+    /// whatever the limits below.
     pub token_limit_exceeded: bool,
+    /// Enqueued-token limit per model: a batch whose prompt tokens, added to
+    /// those of its model's batches in progress or validating ahead of it,
+    /// exceed this fails validation with `token_limit_exceeded`. Read when a
+    /// batch is validated, so a change applies to batches already created.
+    pub enqueued_token_limits: HashMap<String, u64>,
+    /// The limit of models absent from `enqueued_token_limits` (None: unlimited).
+    pub default_enqueued_token_limit: Option<u64>,
+    /// `GET /files` and `GET /batches` list only what was created at least
+    /// this long ago, as the real, eventually consistent lists do; retrieving
+    /// by id sees everything at once.
+    pub list_lag_ms: u64,
     /// Every line of new batches fails: completed with no output file.
     pub all_lines_fail: bool,
     /// Absent file ids are sent as `""` instead of null.
@@ -98,6 +117,9 @@ pub struct FakeConfig {
     pub step_ms: u64,
     pub max_lines: u64,
     pub max_bytes: u64,
+    /// Embedding inputs an `/v1/embeddings` batch may carry across all its
+    /// requests (a string input is one, an array one per element).
+    pub max_embedding_inputs: u64,
     pub data_dir: Option<PathBuf>,
     pub faults: Faults,
 }
@@ -111,6 +133,7 @@ impl Default for FakeConfig {
             step_ms: 0,
             max_lines: 50_000,
             max_bytes: 200_000_000,
+            max_embedding_inputs: 50_000,
             data_dir: None,
             faults: Faults::default(),
         }
@@ -136,6 +159,10 @@ pub struct Submission {
     pub endpoint: String,
     pub model: Option<String>,
     pub custom_ids: Vec<String>,
+    /// Its prompt tokens, as counted against its model's enqueued-token
+    /// limit: the sum over its lines of what `respond` reports as prompt
+    /// (or input) tokens.
+    pub tokens: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +170,8 @@ struct FileRec {
     meta: Value,
     path: PathBuf,
     bytes: u64,
+    /// For the listing lag.
+    created: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -154,9 +183,17 @@ struct Line {
 #[derive(Debug, Clone)]
 struct BatchRec {
     obj: Value,
+    /// Creation order, for who is ahead in a model's token queue.
+    seq: u64,
     created: Instant,
+    /// The model of its lines ("" when they name none) and their prompt
+    /// tokens, read at create for the enqueued-token limits.
+    model: String,
+    tokens: u64,
     polls: u32,
+    in_progress_polls: u32,
     finalizing_polls: u32,
+    cancelling_polls: u32,
     faults: Faults,
     lines: Vec<Line>,
     cancel_requested: bool,
@@ -175,6 +212,8 @@ struct Inner {
     next: u64,
     /// Calls per route so far, for the `*_every` rates.
     route_calls: HashMap<String, u32>,
+    /// Model → the most tokens its batches ever held at once.
+    peak_enqueued: HashMap<String, u64>,
 }
 
 struct Shared {
@@ -465,6 +504,7 @@ fn new_file(inner: &mut Inner, filename: &str, purpose: &str, path: PathBuf, byt
             meta: meta.clone(),
             path,
             bytes,
+            created: Instant::now(),
         },
     );
     inner.file_order.push(id);
@@ -485,34 +525,41 @@ fn limit_param(q: &HashMap<String, String>, default: usize, max: usize) -> Resul
     }
 }
 
+/// Whether a list shows something created at `created` (`list_lag_ms`).
+fn listed(created: Instant, faults: &Faults) -> bool {
+    created.elapsed() >= Duration::from_millis(faults.list_lag_ms)
+}
+
 /// `GET /files`: `purpose` filter, `order` (`desc`, the default, or
 /// `asc` by creation), `limit` (1–10,000, default 10,000) and `after` (a
-/// file id) as documented.
+/// file id) as documented. Files younger than `list_lag_ms` are left out;
+/// `after` may name one of them (a client knows the ids it uploaded).
 async fn list_files(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let limit = match limit_param(&q, 10_000, 10_000) {
         Ok(l) => l,
         Err(resp) => return *resp,
     };
     let inner = shared.inner.lock().expect("lock");
-    let mut files: Vec<&Value> = inner
+    let mut files: Vec<&FileRec> = inner
         .file_order
         .iter()
         .filter_map(|id| inner.files.get(id))
         .filter(|f| q.get("purpose").is_none_or(|p| f.meta["purpose"] == p.as_str()))
-        .map(|f| &f.meta)
         .collect();
     if q.get("order").map(String::as_str) != Some("asc") {
         files.reverse();
     }
     if let Some(after) = q.get("after") {
-        match files.iter().position(|f| f["id"].as_str() == Some(after.as_str())) {
+        match files.iter().position(|f| f.meta["id"].as_str() == Some(after.as_str())) {
             Some(p) => files = files.split_off(p + 1),
             None => files.clear(),
         }
     }
+    // Lagged before paging, so `has_more` speaks of the files this list shows.
+    files.retain(|f| listed(f.created, &inner.config.faults));
     let has_more = files.len() > limit;
     files.truncate(limit);
-    let data: Vec<Value> = files.into_iter().cloned().collect();
+    let data: Vec<Value> = files.into_iter().map(|f| f.meta.clone()).collect();
     Json(json!({"object": "list", "data": data,
                 "first_id": data.first().map(|f| f["id"].clone()), "last_id": data.last().map(|f| f["id"].clone()),
                 "has_more": has_more}))
@@ -692,13 +739,22 @@ async fn create_batch(State(shared): State<Arc<Shared>>, body: Option<Json<Value
             .iter()
             .filter_map(|l| l.as_ref().ok())
             .find_map(|v| v.pointer("/body/model").and_then(Value::as_str).map(str::to_owned));
+        // Lines without a body fail validation, and then the count is moot.
+        let tokens = lines
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .filter_map(|v| v.get("body").filter(|b| b.is_object()))
+            .map(|b| responses::prompt_tokens(&endpoint_v1, b))
+            .sum();
         inner.ledger.push(Submission {
             batch_id: id.clone(),
             input_file_id: input_file_id.clone(),
             endpoint: endpoint_v1.clone(),
-            model,
+            model: model.clone(),
             custom_ids,
+            tokens,
         });
+        let model = model.unwrap_or_default();
         let obj = json!({
             "id": id, "object": "batch", "endpoint": endpoint, "model": null, "errors": null,
             "input_file_id": input_file_id, "completion_window": "24h", "status": "validating",
@@ -712,9 +768,14 @@ async fn create_batch(State(shared): State<Arc<Shared>>, body: Option<Json<Value
             id.clone(),
             BatchRec {
                 obj,
+                seq,
                 created: Instant::now(),
+                model: model.clone(),
+                tokens,
                 polls: 0,
+                in_progress_polls: 0,
                 finalizing_polls: 0,
+                cancelling_polls: 0,
                 faults: faults.clone(),
                 lines: Vec::new(),
                 cancel_requested: false,
@@ -722,6 +783,7 @@ async fn create_batch(State(shared): State<Arc<Shared>>, body: Option<Json<Value
             },
         );
         inner.batches.insert(seq, id.clone());
+        limits::note_peak(&mut inner, &model);
         (faults.hang_after_create_ms, id)
     };
     if let Some(ms) = hang {
@@ -874,16 +936,34 @@ fn validate(path: &std::path::Path, bytes: u64, endpoint: &str, cfg: &FakeConfig
             body: body.clone(),
         });
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    if endpoint == "/v1/embeddings" {
+        let inputs: u64 = out.iter().map(|l| responses::embedding_inputs(&l.body)).sum();
+        if inputs > cfg.max_embedding_inputs {
+            // The cap is documented; its error code is not: `too_many_inputs` is our guess.
+            return Err(vec![err(
+                "too_many_inputs",
+                format!(
+                    "The batch has {inputs} embedding inputs across its requests; the maximum is {}.",
+                    cfg.max_embedding_inputs
+                ),
+                None,
+                None,
+            )]);
+        }
+    }
+    Ok(out)
 }
 
 /// Moves a batch as far as its clock and faults allow. Called on retrieve.
 fn advance(inner: &mut Inner, id: &str) {
     let cfg = inner.config.clone();
+    let queued = match inner.by_id.get(id) {
+        Some(r) if r.obj["status"] == "validating" => limits::queued_ahead(inner, id),
+        _ => 0,
+    };
     {
         let Some(rec) = inner.by_id.get_mut(id) else { return };
         rec.polls += 1;
@@ -903,7 +983,7 @@ fn advance(inner: &mut Inner, id: &str) {
                     if rec.polls <= rec.faults.stay_validating_polls || !elapsed(rec, cfg.step_ms, 1) {
                         break;
                     }
-                    run_validation(rec, input.as_ref(), &cfg);
+                    run_validation(rec, input.as_ref(), &cfg, queued);
                 }
                 "in_progress" => {
                     if rec.cancel_requested {
@@ -911,7 +991,8 @@ fn advance(inner: &mut Inner, id: &str) {
                         rec.obj["cancelling_at"] = json!(now);
                         continue;
                     }
-                    if !elapsed(rec, cfg.step_ms, 2) {
+                    rec.in_progress_polls += 1;
+                    if rec.in_progress_polls <= rec.faults.stay_in_progress_polls || !elapsed(rec, cfg.step_ms, 2) {
                         let half = rec.lines.len() / 2;
                         rec.obj["request_counts"]["completed"] = json!(half);
                         break;
@@ -927,16 +1008,11 @@ fn advance(inner: &mut Inner, id: &str) {
                     finish(rec, &|_| true, "completed", None);
                 }
                 "cancelling" => {
-                    let batch_id = id.to_owned();
-                    finish(
-                        rec,
-                        &half_done(batch_id),
-                        "cancelled",
-                        Some((
-                            "batch_cancelled",
-                            "This request was cancelled before it could be processed.",
-                        )),
-                    );
+                    rec.cancelling_polls += 1;
+                    if rec.cancelling_polls <= rec.faults.stay_cancelling_polls {
+                        break;
+                    }
+                    cancel(rec, id);
                 }
                 _ => break,
             }
@@ -945,8 +1021,35 @@ fn advance(inner: &mut Inner, id: &str) {
     write_result_files(inner, id);
 }
 
-/// validating -> failed (errors with line numbers, or a full token queue) or in_progress.
-fn run_validation(rec: &mut BatchRec, input: Option<&FileRec>, cfg: &FakeConfig) {
+/// cancelling -> cancelled: the lines done by then are answered, the rest
+/// `batch_cancelled`.
+fn cancel(rec: &mut BatchRec, id: &str) {
+    finish(
+        rec,
+        &half_done(id.to_owned()),
+        "cancelled",
+        Some((
+            "batch_cancelled",
+            "This request was cancelled before it could be processed.",
+        )),
+    );
+}
+
+/// Validates a `validating` batch now, whatever its clock and faults say.
+fn validate_now(inner: &mut Inner, id: &str) {
+    let cfg = inner.config.clone();
+    let queued = limits::queued_ahead(inner, id);
+    let Some(rec) = inner.by_id.get_mut(id) else { return };
+    let input = inner
+        .files
+        .get(rec.obj["input_file_id"].as_str().unwrap_or(""))
+        .cloned();
+    run_validation(rec, input.as_ref(), &cfg, queued);
+}
+
+/// validating -> failed (errors with line numbers, or a full token queue) or
+/// in_progress. `queued`: the tokens ahead of it in its model's queue.
+fn run_validation(rec: &mut BatchRec, input: Option<&FileRec>, cfg: &FakeConfig, queued: u64) {
     let now = now_s();
     let endpoint = rec.obj["endpoint"].as_str().unwrap_or("").to_owned();
     let endpoint = if endpoint.starts_with("/v1/") {
@@ -967,20 +1070,17 @@ fn run_validation(rec: &mut BatchRec, input: Option<&FileRec>, cfg: &FakeConfig)
             rec.obj["errors"] = json!({"object": "list", "data": errors});
         }
         Ok(lines) => {
-            let model = lines
-                .first()
-                .and_then(|l| l.body["model"].as_str())
-                .unwrap_or("")
-                .to_owned();
-            if rec.faults.token_limit_exceeded {
+            // Validation passed, so every line names the model read at create.
+            let limit = limits::limit(&cfg.faults, &rec.model);
+            let over = limit.is_some_and(|l| queued + rec.tokens > l);
+            if rec.faults.token_limit_exceeded || over {
                 rec.obj["status"] = json!("failed");
                 rec.obj["failed_at"] = json!(now);
-                rec.obj["errors"] = json!({"object": "list", "data": [{
-                    "code": "token_limit_exceeded",
-                    "message": format!("Enqueued token limit reached for {model} in organization org-fake. Limit: 2,000,000 enqueued tokens. Please try again once some in_progress batches have been completed."),
-                    "param": null, "line": null}]});
+                // The forced fault names gpt-4o-mini's tier-1 limit when none is set.
+                let error = limits::exceeded(&rec.model, limit.unwrap_or(2_000_000));
+                rec.obj["errors"] = json!({"object": "list", "data": [error]});
             } else {
-                rec.obj["model"] = json!(model);
+                rec.obj["model"] = json!(rec.model);
                 rec.obj["request_counts"]["total"] = json!(lines.len());
                 rec.obj["status"] = json!("in_progress");
                 rec.obj["in_progress_at"] = json!(now);
@@ -1188,20 +1288,24 @@ async fn list_batches(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap
     };
     let inner = shared.inner.lock().expect("lock");
     let mut ids: Vec<&String> = inner.batches.values().rev().collect();
+    // `after` is placed in the full order: it may name a batch the lag still
+    // hides (a client knows the ids it created).
     if let Some(after) = q.get("after") {
         match ids.iter().position(|i| *i == after) {
             Some(p) => ids = ids.split_off(p + 1),
             None => ids.clear(),
         }
     }
-    let has_more = ids.len() > limit;
-    ids.truncate(limit);
-    let data: Vec<Value> = ids
+    // Hidden batches are left out before paging, so a page is full whenever
+    // `has_more` says more follow.
+    let mut shown: Vec<&BatchRec> = ids
         .iter()
         .filter_map(|i| inner.by_id.get(*i))
-        .filter(|r| !r.vanished)
-        .map(present)
+        .filter(|r| !r.vanished && listed(r.created, &inner.config.faults))
         .collect();
+    let has_more = shown.len() > limit;
+    shown.truncate(limit);
+    let data: Vec<Value> = shown.into_iter().map(present).collect();
     Json(json!({"object": "list", "data": data,
                 "first_id": data.first().map(|b| b["id"].clone()), "last_id": data.last().map(|b| b["id"].clone()),
                 "has_more": has_more}))
@@ -1261,17 +1365,12 @@ async fn admin_expire(State(shared): State<Arc<Shared>>, Path(id): Path<String>)
 
 /// Expires a running batch: about half its lines are done, the rest `batch_expired`.
 fn expire(inner: &mut Inner, id: &str) -> bool {
-    let cfg = inner.config.clone();
+    if inner.by_id.get(id).is_some_and(|r| r.obj["status"] == "validating") {
+        validate_now(inner, id);
+    }
     let Some(rec) = inner.by_id.get_mut(id) else {
         return false;
     };
-    if rec.obj["status"] == "validating" {
-        let input = inner
-            .files
-            .get(rec.obj["input_file_id"].as_str().unwrap_or(""))
-            .cloned();
-        run_validation(rec, input.as_ref(), &cfg);
-    }
     if !matches!(rec.obj["status"].as_str(), Some("in_progress" | "finalizing")) {
         return false;
     }
@@ -1279,6 +1378,65 @@ fn expire(inner: &mut Inner, id: &str) -> bool {
     finish(rec, &half_done(batch_id), "expired", None);
     write_result_files(inner, id);
     true
+}
+
+async fn admin_complete(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let mut inner = shared.inner.lock().expect("lock");
+    if !complete(&mut inner, &id) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!("batch {id} is finished or unknown"),
+            None,
+            None,
+        );
+    }
+    Json(present(&inner.by_id[&id])).into_response()
+}
+
+/// Ends an unfinished batch now, whatever its clock and the `stay_*` faults:
+/// a validating one is validated first (and may fail there), a running or
+/// finalizing one completes with every line answered, a cancelling one is
+/// cancelled with partial results. False if it is finished, vanished or unknown.
+fn complete(inner: &mut Inner, id: &str) -> bool {
+    let Some(status) = inner
+        .by_id
+        .get(id)
+        .filter(|r| !r.vanished)
+        .map(|r| r.obj["status"].as_str().unwrap_or("").to_owned())
+    else {
+        return false;
+    };
+    if ["completed", "failed", "expired", "cancelled"].contains(&status.as_str()) {
+        return false;
+    }
+    if status == "validating" {
+        validate_now(inner, id);
+    }
+    let rec = inner.by_id.get_mut(id).expect("exists");
+    match rec.obj["status"].as_str() {
+        Some("in_progress" | "finalizing") => {
+            if rec.obj["finalizing_at"].is_null() {
+                rec.obj["finalizing_at"] = json!(now_s());
+            }
+            finish(rec, &|_| true, "completed", None);
+        }
+        Some("cancelling") => cancel(rec, id),
+        // Failed validation: ended, with its errors.
+        _ => {}
+    }
+    write_result_files(inner, id);
+    true
+}
+
+/// Model → tokens enqueued now and the peak, for every model a batch was created for.
+async fn admin_enqueued(State(shared): State<Arc<Shared>>) -> Response {
+    let inner = shared.inner.lock().expect("lock");
+    let models: BTreeMap<&String, Value> = inner
+        .peak_enqueued
+        .iter()
+        .map(|(m, peak)| (m, json!({"enqueued": limits::enqueued(&inner, m), "peak": peak})))
+        .collect();
+    Json(models).into_response()
 }
 
 // ---------------------------------------------------------------- server
@@ -1318,6 +1476,7 @@ impl FakeServer {
                 ledger: Vec::new(),
                 next: 0,
                 route_calls: HashMap::new(),
+                peak_enqueued: HashMap::new(),
             }),
             dir,
             owns_dir,
@@ -1328,6 +1487,8 @@ impl FakeServer {
             .route("/_fake/submitted", get(admin_submitted))
             .route("/_fake/config", post(admin_config))
             .route("/_fake/batches/{id}/expire", post(admin_expire))
+            .route("/_fake/batches/{id}/complete", post(admin_complete))
+            .route("/_fake/enqueued", get(admin_enqueued))
             .with_state(shared.clone())
             .nest("/v1", api_router(shared.clone(), Flavor::OpenAi))
             .nest("/openai", api_router(shared.clone(), Flavor::Azure))
@@ -1382,7 +1543,9 @@ impl FakeHandle {
         submitted_summary(&self.shared.inner.lock().expect("lock").ledger)
     }
 
-    /// Replaces the fault configuration (applies to calls and batches created from now on).
+    /// Replaces the fault configuration (applies to calls and batches created
+    /// from now on; the enqueued-token limits also to batches created before
+    /// and not yet validated).
     pub fn set_faults(&self, faults: Faults) {
         self.shared.inner.lock().expect("lock").config.faults = faults;
     }
@@ -1394,6 +1557,28 @@ impl FakeHandle {
     /// Expires a batch now with partial results. False if it is not running.
     pub fn expire(&self, batch_id: &str) -> bool {
         expire(&mut self.shared.inner.lock().expect("lock"), batch_id)
+    }
+
+    /// Ends an unfinished batch now (see `POST /_fake/batches/{id}/complete`),
+    /// e.g. one a client gave up on that still delivers. False if it is
+    /// finished, vanished or unknown.
+    pub fn complete(&self, batch_id: &str) -> bool {
+        complete(&mut self.shared.inner.lock().expect("lock"), batch_id)
+    }
+
+    /// Prompt tokens of the model's batches now `validating` or
+    /// `in_progress`: what counts against its enqueued-token limit. Models
+    /// are named as the input lines' `body.model` ("" for none).
+    pub fn enqueued_tokens(&self, model: &str) -> u64 {
+        limits::enqueued(&self.shared.inner.lock().expect("lock"), model)
+    }
+
+    /// The most `enqueued_tokens(model)` has ever been (it includes batches
+    /// that were then refused for the limit, so a client that never
+    /// overfills the queue keeps it at or below the limit).
+    pub fn peak_enqueued_tokens(&self, model: &str) -> u64 {
+        let inner = self.shared.inner.lock().expect("lock");
+        inner.peak_enqueued.get(model).copied().unwrap_or(0)
     }
 
     /// Number of stored files (inputs and results).

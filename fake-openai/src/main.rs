@@ -1,10 +1,13 @@
 //! `fake-openai --port N --api-key KEY`: the fake provider as a standalone
-//! server, for `make demo` and manual testing. See fake-openai/README.md.
+//! server, for `make demo` and manual testing. Faults are given as JSON, e.g.
+//! `--faults '{"enqueued_token_limits": {"gpt-4o": 90000}, "list_lag_ms": 2000}'`
+//! for tier-1 gpt-4o's enqueued-token limit and lists two seconds behind.
+//! See fake-openai/README.md for every flag and fault.
 
 use fake_openai::{FakeConfig, FakeServer, Faults};
 
 const USAGE: &str = "usage: fake-openai [--host 127.0.0.1] [--port N] [--api-key KEY] [--step-ms MS] \
-[--max-lines N] [--max-bytes N] [--data-dir DIR] [--faults JSON]";
+[--max-lines N] [--max-bytes N] [--max-embedding-inputs N] [--data-dir DIR] [--faults JSON]";
 
 fn parse() -> Result<FakeConfig, String> {
     let mut cfg = FakeConfig::default();
@@ -23,6 +26,7 @@ fn parse() -> Result<FakeConfig, String> {
             "--step-ms" => cfg.step_ms = num(&value)?,
             "--max-lines" => cfg.max_lines = num(&value)?,
             "--max-bytes" => cfg.max_bytes = num(&value)?,
+            "--max-embedding-inputs" => cfg.max_embedding_inputs = num(&value)?,
             "--data-dir" => cfg.data_dir = Some(value.into()),
             "--faults" => cfg.faults = serde_json::from_str::<Faults>(&value).map_err(|e| format!("--faults: {e}"))?,
             other => return Err(format!("unknown flag {other}\n{USAGE}")),

@@ -36,6 +36,47 @@ fn is_reasoning(model: &str) -> bool {
     ["o1", "o3", "o4", "gpt-5"].iter().any(|p| model.starts_with(p))
 }
 
+/// The texts of an embeddings request: one per input (a string is one
+/// input, an array one per element; no input is one empty input).
+fn embedding_texts(body: &Value) -> Vec<String> {
+    match body.get("input") {
+        Some(Value::Array(a)) => a.iter().map(text_of).collect(),
+        Some(v) => vec![text_of(v)],
+        None => vec![String::new()],
+    }
+}
+
+/// How many embedding inputs a request carries, counted as `respond` answers
+/// them (one embedding each).
+pub fn embedding_inputs(body: &Value) -> u64 {
+    match body.get("input") {
+        Some(Value::Array(a)) => a.len() as u64,
+        _ => 1,
+    }
+}
+
+/// The prompt tokens `respond` reports for a request (`usage.prompt_tokens`,
+/// or `input_tokens` on `/v1/responses`); 0 for moderations, whose answers
+/// carry no usage. The enqueued-token limits count these, so a batch's queue
+/// share always equals the input tokens its output file reports.
+pub fn prompt_tokens(endpoint: &str, body: &Value) -> u64 {
+    match endpoint {
+        "/v1/embeddings" => embedding_texts(body).iter().map(|t| tokens(t)).sum(),
+        "/v1/moderations" => 0,
+        _ => {
+            let prompt_text = match body.get("messages") {
+                Some(m) => text_of(m),
+                None => body
+                    .get("input")
+                    .or_else(|| body.get("prompt"))
+                    .map(text_of)
+                    .unwrap_or_default(),
+            };
+            tokens(&prompt_text) + 7
+        }
+    }
+}
+
 /// The response body the fake returns for one request line.
 pub fn respond(endpoint: &str, custom_id: &str, body: &Value) -> Value {
     let model = body.get("model").and_then(Value::as_str).unwrap_or("unknown");
@@ -43,12 +84,8 @@ pub fn respond(endpoint: &str, custom_id: &str, body: &Value) -> Value {
     let created = 1_790_000_000 + (seed % 1_000_000) as i64;
     match endpoint {
         "/v1/embeddings" => {
-            let inputs: Vec<String> = match body.get("input") {
-                Some(Value::Array(a)) => a.iter().map(text_of).collect(),
-                Some(v) => vec![text_of(v)],
-                None => vec![String::new()],
-            };
-            let prompt: u64 = inputs.iter().map(|i| tokens(i)).sum();
+            let inputs = embedding_texts(body);
+            let prompt = prompt_tokens(endpoint, body);
             let data: Vec<Value> = inputs
                 .iter()
                 .enumerate()
@@ -68,15 +105,7 @@ pub fn respond(endpoint: &str, custom_id: &str, body: &Value) -> Value {
                    "results": [{"flagged": false, "categories": {}, "category_scores": {}}]})
         }
         _ => {
-            let prompt_text = match body.get("messages") {
-                Some(m) => text_of(m),
-                None => body
-                    .get("input")
-                    .or_else(|| body.get("prompt"))
-                    .map(text_of)
-                    .unwrap_or_default(),
-            };
-            let prompt_tokens = tokens(&prompt_text) + 7;
+            let prompt_tokens = prompt_tokens(endpoint, body);
             let cached = if prompt_tokens >= 1024 {
                 (prompt_tokens / 2) / 128 * 128
             } else {

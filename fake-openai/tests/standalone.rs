@@ -62,4 +62,16 @@ async fn bad_flags_exit_with_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
+
+    // A known flag with a bad value, not an unknown flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_fake-openai"))
+        .args(["--max-embedding-inputs", "many"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--max-embedding-inputs: \"many\" is not a number"),
+        "{err}"
+    );
 }
