@@ -94,6 +94,23 @@ impl TestEnv {
         }
     }
 
+    /// Makes the global secondary indexes of both tables lag their writes
+    /// by `lag` (the emulator's `/_batchq/index-lag`), as DynamoDB's
+    /// eventually consistent indexes do.
+    pub async fn set_index_lag(&self, lag: std::time::Duration) {
+        let url = format!("{}/_batchq/index-lag", emulator_endpoint());
+        let http = reqwest::Client::new();
+        for table in [&self.config.requests_table, &self.config.jobs_table] {
+            let resp = http
+                .post(&url)
+                .json(&serde_json::json!({"table": table, "ms": lag.as_millis() as u64}))
+                .send()
+                .await
+                .expect("emulator answers /_batchq/index-lag");
+            assert!(resp.status().is_success(), "index lag refused: {}", resp.status());
+        }
+    }
+
     /// Number of items in the requests table (all item kinds), for
     /// "nothing was written" assertions.
     pub async fn request_items(&self) -> usize {

@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub prices: Arc<PriceBook>,
     /// Result objects already announced to ingest: key → ETag.
     delivered: Mutex<HashMap<String, String>>,
+    /// The emulator's index lag on this pipeline's tables.
+    index_lag: Option<Duration>,
 }
 
 impl Pipeline {
@@ -73,7 +75,21 @@ impl Pipeline {
             store,
             prices: Arc::new(PriceBook::bundled()),
             delivered: Mutex::new(HashMap::new()),
+            index_lag: None,
         }
+    }
+
+    /// The same pipeline with its tables' global indexes lagging writes by
+    /// `lag` (see `TestEnv::set_index_lag`).
+    pub async fn with_index_lag(mut self, lag: Duration) -> Self {
+        self.env.set_index_lag(lag).await;
+        self.index_lag = Some(lag);
+        self
+    }
+
+    /// The index lag, when on.
+    pub fn index_lag(&self) -> Option<Duration> {
+        self.index_lag
     }
 
     /// A pipeline whose fake provider starts with `faults`.
@@ -137,10 +153,16 @@ impl Pipeline {
         self.ingester_with(Arc::new(NoCrashes))
     }
 
-    /// Lets leases run out, so a later run may resume what a crashed one left.
-    pub fn pass_lease(&self) {
+    /// Lets leases run out, so a later run may resume what a crashed one
+    /// left. With an index lag, real time passes too: a lease (16 minutes
+    /// in AWS) is far longer than a global index's lag (under a second), so
+    /// a resume never reads an index older than the claims it resumes.
+    pub async fn pass_lease(&self) {
         self.clock
             .advance(self.env.config.policy.job_lease + Duration::from_secs(1));
+        if let Some(lag) = self.index_lag {
+            tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        }
     }
 
     /// Stores requests directly (the API has its own tests).

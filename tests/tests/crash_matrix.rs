@@ -6,6 +6,7 @@
 //! no job makes two provider batches, and usage is counted once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use batchq_core::pipeline::crash::CrashOnce;
 use batchq_core::pipeline::CrashPoint;
@@ -30,7 +31,11 @@ fn crashed(result: &Result<serde_json::Value, String>, point: CrashPoint) -> boo
     }
 }
 
-async fn crash_then_rerun_twice(point: CrashPoint) {
+/// The global-index lag of the lagged runs: several times a real index's
+/// usual lag, far below a lease.
+const INDEX_LAG: Duration = Duration::from_millis(400);
+
+async fn crash_then_rerun_twice(point: CrashPoint, index_lag: Option<Duration>) {
     let token_limit_first = point == CrashPoint::PollAfterFailedRequests;
     let faults = Faults {
         fail_percent: 15,
@@ -43,18 +48,35 @@ async fn crash_then_rerun_twice(point: CrashPoint) {
         c.policy.max_attempts = 3;
     })
     .await;
+    let p = match index_lag {
+        Some(lag) => p.with_index_lag(lag).await,
+        None => p,
+    };
     let reqs = workload();
     p.enqueue(&reqs).await;
+    // The schedule fires after the enqueue has reached the indexes, so the
+    // workload keeps its shape (a group over two files, a file over one
+    // ingest chunk) and every boundary is passed.
+    if let Some(lag) = index_lag {
+        tokio::time::sleep(lag + Duration::from_millis(50)).await;
+    }
     let crash = Arc::new(CrashOnce::new(point));
     let submitter = p.submitter_with(crash.clone());
     let poller = p.poller_with(crash.clone());
     let ingester = p.ingester_with(crash.clone());
 
-    for round in 0..12 {
+    // With a lag, a round may find nothing new in the indexes yet (a
+    // request enqueued or re-queued a moment ago): more, paced rounds.
+    let rounds = if index_lag.is_some() { 40 } else { 12 };
+    let mut queue_emptied = false;
+    for _ in 0..rounds {
+        if let Some(lag) = index_lag {
+            tokio::time::sleep(lag / 4).await;
+        }
         let (fresh_a, fresh_b) = (p.submitter(), p.submitter());
         let r = p.submit_via_handler(&submitter).await;
         if crashed(&r, point) {
-            p.pass_lease();
+            p.pass_lease().await;
             let (a, b) = tokio::join!(p.submit_via_handler(&fresh_a), p.submit_via_handler(&fresh_b));
             a.expect("re-run after the crash");
             b.expect("concurrent re-run after the crash");
@@ -82,8 +104,10 @@ async fn crash_then_rerun_twice(point: CrashPoint) {
             }
         }
         // A closing crash can leave a job whose files are all counted: the
-        // next poll closes it.
-        if token_limit_first && round == 0 {
+        // next poll closes it. The full token queue empties once a refused
+        // batch was handled (and the crash in it fired).
+        if token_limit_first && !queue_emptied && crash.fired() {
+            queue_emptied = true;
             p.fake.set_faults(Faults {
                 fail_percent: 15,
                 fail_status: Some(503),
@@ -103,12 +127,24 @@ async fn crash_then_rerun_twice(point: CrashPoint) {
 }
 
 macro_rules! crash_tests {
-    ($($name:ident => $point:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            crash_then_rerun_twice(CrashPoint::$point).await;
+    ($($name:ident => $point:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                crash_then_rerun_twice(CrashPoint::$point, None).await;
+            }
+        )*
+        /// The same crashes with the tables' global indexes lagging writes.
+        mod with_index_lag {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    crash_then_rerun_twice(CrashPoint::$point, Some(INDEX_LAG)).await;
+                }
+            )*
         }
-    )*};
+    };
 }
 
 crash_tests! {

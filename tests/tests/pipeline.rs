@@ -308,7 +308,7 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
         )
         .await
         .unwrap();
-    p.pass_lease();
+    p.pass_lease().await;
     p.submitter().run(SubmitOptions::default()).await.unwrap();
     p.poller().run().await.unwrap();
 
