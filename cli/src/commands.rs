@@ -19,13 +19,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+use crate::chunk::{Chunker, Limits, Piece};
 use crate::output::{emit, progress_allowed, text, usd};
 use crate::Failure;
-
-/// Most lines and bytes sent in one bulk call (the API takes up to 10,000
-/// lines and 10 MiB, API Gateway 10 MB).
-const BULK_LINES: usize = 5_000;
-const BULK_BYTES: usize = 5 * 1024 * 1024;
 
 pub struct Ctx {
     pub app: App,
@@ -216,9 +212,8 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
     let http = reqwest::Client::new();
     let mut reader = tokio::io::BufReader::new(f).lines();
     let mut sum = EnqueueSummary::default();
-    let mut chunk: Vec<String> = Vec::new();
-    let mut chunk_bytes = 0usize;
-    let mut chunk_first_line = 1u64;
+    let limits = if api_url.is_some() { Limits::API } else { Limits::STORE };
+    let mut chunker = Chunker::new(limits);
     let mut line_no = 0u64;
     loop {
         let line = reader
@@ -226,23 +221,26 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
             .await
             .map_err(|e| format!("{}: line {}: {e}", file.display(), line_no + 1))?;
         let done = line.is_none();
-        if let Some(line) = line {
-            line_no += 1;
-            bar.inc(line.len() as u64 + 1);
-            chunk_bytes += line.len() + 1;
-            chunk.push(line);
-        }
-        let full = chunk.len() >= BULK_LINES || chunk_bytes >= BULK_BYTES;
-        if (full || done) && chunk.iter().any(|l| !l.trim().is_empty()) {
-            let body = chunk.join("\n");
-            let answer = send_bulk(ctx, &http, api_url, body).await?;
-            merge_bulk(&mut sum, &answer, chunk_first_line - 1)?;
-            bar.set_message(format!("{} accepted", sum.created + sum.existing));
-        }
-        if full || done {
-            chunk.clear();
-            chunk_bytes = 0;
-            chunk_first_line = line_no + 1;
+        let pieces = match line {
+            Some(line) => {
+                line_no += 1;
+                bar.inc(line.len() as u64 + 1);
+                chunker.push(line)
+            }
+            None => chunker.finish().map(Piece::Send).into_iter().collect(),
+        };
+        for piece in pieces {
+            match piece {
+                Piece::Send(chunk) => {
+                    let answer = send_bulk(ctx, &http, api_url, chunk.body).await?;
+                    merge_bulk(&mut sum, &answer, chunk.first_line - 1)?;
+                    bar.set_message(format!("{} accepted", sum.created + sum.existing));
+                }
+                Piece::TooLong { line, bytes } => {
+                    sum.lines += 1;
+                    sum.rejected.push(too_long(line, bytes, limits, api_url.is_some()));
+                }
+            }
         }
         if done {
             break;
@@ -304,8 +302,13 @@ async fn send_bulk(ctx: &Ctx, http: &reqwest::Client, api_url: Option<&str>, bod
                     ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
                 )
                 .await;
-            if resp.status >= 500 {
-                return Err(format!("enqueue failed: {}", resp.body["error"]["message"]).into());
+            // Refused as a whole (over quota, storage down): no per-line outcomes.
+            if !resp.body["results"].is_array() {
+                return Err(format!(
+                    "enqueue failed: {}",
+                    answer_message(&resp.body, resp.body_string().as_bytes())
+                )
+                .into());
             }
             Ok(resp.body)
         }
@@ -320,17 +323,56 @@ async fn send_bulk(ctx: &Ctx, http: &reqwest::Client, api_url: Option<&str>, bod
             }
             let resp = post.send().await.map_err(|e| format!("POST {url}: {e}"))?;
             let status = resp.status();
-            let v: Value = resp.json().await.map_err(|e| format!("POST {url}: {e}"))?;
-            // Refused as a whole (no key, a wrong key, over quota): nothing to report per line.
-            if matches!(status.as_u16(), 401 | 403 | 429) {
-                return Err(format!("POST {url}: HTTP {status}: {}", v["error"]["message"]).into());
-            }
-            if status.is_server_error() {
-                return Err(format!("POST {url}: HTTP {status}: {}", v["error"]["message"]).into());
+            let bytes = resp.bytes().await.map_err(|e| format!("POST {url}: {e}"))?;
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            // Per-line outcomes come with 200, and with 400 when every line
+            // was bad. Anything else refuses the call as a whole (no key, a
+            // wrong key, over quota, too large, API Gateway's own answers
+            // such as `{"message":"Forbidden"}`): nothing to report per line.
+            if !v["results"].is_array() {
+                return Err(format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes)).into());
             }
             Ok(v)
         }
     }
+}
+
+/// The message of an error answer: the API's `error.message`, API Gateway's
+/// `message`, or the start of whatever text came back.
+fn answer_message(v: &Value, raw: &[u8]) -> String {
+    if let Some(m) = v["error"]["message"].as_str().or_else(|| v["message"].as_str()) {
+        return m.to_owned();
+    }
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty answer)".into();
+    }
+    text.chars().take(300).collect()
+}
+
+/// The rejection of a line too long to be sent, shaped like the API's own.
+fn too_long(line: u64, bytes: usize, limits: Limits, through_api: bool) -> Value {
+    let message = if through_api {
+        format!(
+            "the line is {bytes} bytes; through --api a line is sent in one call of at most {} bytes \
+             (API Gateway hands Lambda at most 6 MB, with the body base64-encoded); make its body smaller \
+             or enqueue the file without --api",
+            limits.max_line_bytes
+        )
+    } else {
+        format!(
+            "the line is {bytes} bytes; the API reads at most {} bytes per call",
+            limits.max_line_bytes
+        )
+    };
+    json!({
+        "line": line,
+        "custom_id": Value::Null,
+        "outcome": "rejected",
+        "status": Value::Null,
+        "error": {"code": "line_too_large", "message": message, "field": Value::Null},
+    })
 }
 
 fn merge_bulk(sum: &mut EnqueueSummary, answer: &Value, offset: u64) -> Result<(), Failure> {

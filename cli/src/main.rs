@@ -9,6 +9,7 @@
 //! 2 when `enqueue` rejected lines.
 
 mod analyze;
+mod chunk;
 mod commands;
 mod output;
 mod serve;
