@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::chunk::{Chunker, Limits, Piece};
 use crate::output::{emit, progress_allowed, text, usd};
+use crate::remote::{Auth, AuthMode};
 use crate::Failure;
 
 pub struct Ctx {
@@ -194,7 +195,31 @@ struct EnqueueSummary {
     rejected: Vec<Value>,
 }
 
-pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<(), Failure> {
+/// A running API that `enqueue --api` sends to.
+struct Remote {
+    http: reqwest::Client,
+    /// `BASE/v1/requests/bulk`.
+    bulk_url: reqwest::Url,
+    auth: Auth,
+}
+
+pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMode) -> Result<(), Failure> {
+    // Credentials first: a missing profile or an expired SSO session is
+    // reported before the file is read.
+    let remote = match api_url {
+        None => None,
+        Some(base) => {
+            let raw = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
+            let bulk_url = reqwest::Url::parse(&raw).map_err(|e| format!("--api {base}: not a URL: {e}"))?;
+            let api_key = std::env::var("BATCHQ_API_KEY").ok();
+            let auth = Auth::resolve(auth, &bulk_url, api_key).await?;
+            Some(Remote {
+                http: reqwest::Client::new(),
+                bulk_url,
+                auth,
+            })
+        }
+    };
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -209,7 +234,6 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
     } else {
         ProgressBar::hidden()
     };
-    let http = reqwest::Client::new();
     let mut reader = tokio::io::BufReader::new(f).lines();
     let mut sum = EnqueueSummary::default();
     let limits = if api_url.is_some() { Limits::API } else { Limits::STORE };
@@ -232,7 +256,7 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
         for piece in pieces {
             match piece {
                 Piece::Send(chunk) => {
-                    let answer = send_bulk(ctx, &http, api_url, chunk.body).await?;
+                    let answer = send_bulk(ctx, remote.as_ref(), chunk.body).await?;
                     merge_bulk(&mut sum, &answer, chunk.first_line - 1)?;
                     bar.set_message(format!("{} accepted", sum.created + sum.existing));
                 }
@@ -292,49 +316,48 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
     Ok(())
 }
 
-async fn send_bulk(ctx: &Ctx, http: &reqwest::Client, api_url: Option<&str>, body: String) -> Result<Value, Failure> {
-    match api_url {
-        None => {
-            let resp = ctx
-                .api
-                .handle(
-                    &ctx.tenant,
-                    ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
-                )
-                .await;
-            // Refused as a whole (over quota, storage down): no per-line outcomes.
-            if !resp.body["results"].is_array() {
-                return Err(format!(
-                    "enqueue failed: {}",
-                    answer_message(&resp.body, resp.body_string().as_bytes())
-                )
-                .into());
-            }
-            Ok(resp.body)
+async fn send_bulk(ctx: &Ctx, remote: Option<&Remote>, body: String) -> Result<Value, Failure> {
+    let Some(remote) = remote else {
+        let resp = ctx
+            .api
+            .handle(
+                &ctx.tenant,
+                ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
+            )
+            .await;
+        // Refused as a whole (over quota, storage down): no per-line outcomes.
+        if !resp.body["results"].is_array() {
+            return Err(format!(
+                "enqueue failed: {}",
+                answer_message(&resp.body, resp.body_string().as_bytes())
+            )
+            .into());
         }
-        Some(base) => {
-            let url = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
-            let mut post = http
-                .post(&url)
-                .header("content-type", "application/x-ndjson")
-                .body(body);
-            if let Some(key) = std::env::var("BATCHQ_API_KEY").ok().filter(|k| !k.trim().is_empty()) {
-                post = post.bearer_auth(key.trim());
-            }
-            let resp = post.send().await.map_err(|e| format!("POST {url}: {e}"))?;
-            let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| format!("POST {url}: {e}"))?;
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            // Per-line outcomes come with 200, and with 400 when every line
-            // was bad. Anything else refuses the call as a whole (no key, a
-            // wrong key, over quota, too large, API Gateway's own answers
-            // such as `{"message":"Forbidden"}`): nothing to report per line.
-            if !v["results"].is_array() {
-                return Err(format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes)).into());
-            }
-            Ok(v)
+        return Ok(resp.body);
+    };
+    let url = &remote.bulk_url;
+    const CONTENT_TYPE: &str = "application/x-ndjson";
+    let post = remote.http.post(url.clone()).header("content-type", CONTENT_TYPE);
+    let post = remote
+        .auth
+        .apply(post, "POST", url, CONTENT_TYPE, body.as_bytes())
+        .await?;
+    let resp = post.body(body).send().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Per-line outcomes come with 200, and with 400 when every line was bad.
+    // Anything else refuses the call as a whole (no key, a wrong key or
+    // signature, over quota, too large, API Gateway's own answers such as
+    // `{"message":"Forbidden"}`): nothing to report per line.
+    if !v["results"].is_array() {
+        let mut message = format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes));
+        if matches!(status.as_u16(), 401 | 403) {
+            message.push_str(&format!(" ({})", remote.auth.refusal_hint()));
         }
+        return Err(message.into());
     }
+    Ok(v)
 }
 
 /// The message of an error answer: the API's `error.message`, API Gateway's
