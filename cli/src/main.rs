@@ -6,7 +6,9 @@
 //!
 //! Output is for people by default; `--json` prints one JSON document on
 //! stdout instead. Errors go to stderr with a non-zero exit: 1 for a failure,
-//! 2 when `enqueue` rejected lines.
+//! 2 when the command ran but part of its work failed (`enqueue` rejected
+//! lines, `submit` or `poll` reported errors; the report on stdout lists
+//! them).
 
 mod analyze;
 mod chunk;
@@ -26,7 +28,10 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "batchq",
     version,
-    about = "Queue LLM requests into provider batch APIs at half price"
+    about = "Queue LLM requests into provider batch APIs at half price",
+    after_help = "Exit status: 0 done; 1 the command failed (message on stderr); 2 it ran but part of \
+                  its work failed: enqueue rejected lines or found conflicts, submit or poll reported \
+                  errors or abandoned jobs (listed in the report on stdout, the first named on stderr)."
 )]
 struct Cli {
     /// Print one JSON document on stdout instead of human output.
