@@ -19,13 +19,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+use crate::chunk::{Chunker, Limits, Piece};
 use crate::output::{emit, progress_allowed, text, usd};
+use crate::remote::{Auth, AuthMode};
 use crate::Failure;
-
-/// Most lines and bytes sent in one bulk call (the API takes up to 10,000
-/// lines and 10 MiB, API Gateway 10 MB).
-const BULK_LINES: usize = 5_000;
-const BULK_BYTES: usize = 5 * 1024 * 1024;
 
 pub struct Ctx {
     pub app: App,
@@ -107,6 +104,11 @@ pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Exit status of a step that ran but could not do all of its work: a
+/// submit or poll whose report lists errors (the same status as `enqueue`
+/// with rejected lines). 1 stays "the command failed".
+pub const EXIT_PARTIAL: u8 = 2;
+
 pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
     let report = ctx.submitter().await?.run(SubmitOptions { force }).await?;
     let v = serde_json::to_value(&report)?;
@@ -125,12 +127,22 @@ pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
         for g in report.waiting.iter().chain(&report.held) {
             lines.push(format!("{}: {} queued, {}", g.group, g.queued, g.note));
         }
+        lines.extend(report.errors.iter().map(|e| format!("error: {e}")));
+        lines.extend(
+            report
+                .abandoned
+                .iter()
+                .map(|a| format!("abandoned (job failed, requests released): {a}")),
+        );
         if lines.is_empty() {
             lines.push("nothing to submit".into());
         }
         lines.join("\n")
     });
-    Ok(())
+    match step_failure("submit", &report.errors, &report.abandoned) {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
 }
 
 pub async fn poll(ctx: &Ctx) -> Result<(), Failure> {
@@ -139,24 +151,92 @@ pub async fn poll(ctx: &Ctx) -> Result<(), Failure> {
     let report = poller.run().await?;
     let ingester = ctx.app.ingester();
     let mut ingested = Vec::new();
+    // One file that cannot be ingested does not stop the others (the next
+    // poll ingests it again); it is reported and fails the run.
+    let mut ingest_errors: Vec<String> = Vec::new();
+    let mut not_ingested: Vec<&str> = Vec::new();
     for key in &report.copied {
-        ingested.push(serde_json::to_value(ingester.ingest_key(key).await?)?);
+        match ingester.ingest_key(key).await {
+            Ok(r) => ingested.push(serde_json::to_value(r)?),
+            Err(e) => {
+                ingest_errors.push(format!("ingest {key}: {e}"));
+                not_ingested.push(key);
+            }
+        }
     }
-    let v = json!({"poll": report, "ingested": ingested});
+    let v = json!({"poll": report, "ingested": ingested, "ingest_errors": ingest_errors});
     emit(ctx.json, &v, || {
         let mut lines: Vec<String> = report
             .changed
             .iter()
             .map(|c| format!("job {}: {} -> {}", c.job_id, c.from, c.to))
             .collect();
-        lines.extend(report.copied.iter().map(|k| format!("copied and ingested {k}")));
-        lines.extend(report.errors.iter().map(|e| format!("error: {e}")));
+        lines.extend(report.copied.iter().map(|k| {
+            if not_ingested.contains(&k.as_str()) {
+                format!("copied {k} (not ingested, see the error below)")
+            } else {
+                format!("copied and ingested {k}")
+            }
+        }));
+        lines.extend(
+            report
+                .errors
+                .iter()
+                .chain(&ingest_errors)
+                .map(|e| format!("error: {e}")),
+        );
         if lines.is_empty() {
             lines.push(format!("{} open jobs checked, nothing changed", report.checked));
         }
         lines.join("\n")
     });
-    Ok(())
+    let errors: Vec<String> = report.errors.iter().chain(&ingest_errors).cloned().collect();
+    match step_failure("poll", &errors, &[]) {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// The failure of a step whose report lists errors or abandoned jobs: what
+/// went wrong, named, with the first error in full (the report printed on
+/// stdout has them all). `None` when the step did all its work.
+fn step_failure(step: &str, errors: &[String], abandoned: &[String]) -> Option<Failure> {
+    if errors.is_empty() && abandoned.is_empty() {
+        return None;
+    }
+    let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut what = Vec::new();
+    if !errors.is_empty() {
+        what.push(count(errors.len(), "error", "errors"));
+    }
+    if !abandoned.is_empty() {
+        what.push(count(abandoned.len(), "job abandoned", "jobs abandoned"));
+    }
+    let what = what.join(", ");
+    // Reports carry errors as text; a refused key is the provider error
+    // `Unauthorized`, displayed as `<op>: authentication failed: <message>`.
+    let message = match errors
+        .iter()
+        .chain(abandoned)
+        .find(|e| e.contains("authentication failed"))
+    {
+        Some(auth) => format!(
+            "{step}: the provider refused the key: {auth} ({what}; check OPENAI_API_KEY, or the secret \
+             BATCHQ_OPENAI_API_KEY_SECRET_ARN names)"
+        ),
+        None => {
+            let first = errors
+                .first()
+                .or(abandoned.first())
+                .map(String::as_str)
+                .unwrap_or_default();
+            format!("{step}: {what}; first: {first}")
+        }
+    };
+    Some(Failure {
+        message,
+        code: EXIT_PARTIAL,
+    })
 }
 
 pub async fn ingest(ctx: &Ctx, url: &str) -> Result<(), Failure> {
@@ -198,7 +278,31 @@ struct EnqueueSummary {
     rejected: Vec<Value>,
 }
 
-pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<(), Failure> {
+/// A running API that `enqueue --api` sends to.
+struct Remote {
+    http: reqwest::Client,
+    /// `BASE/v1/requests/bulk`.
+    bulk_url: reqwest::Url,
+    auth: Auth,
+}
+
+pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMode) -> Result<(), Failure> {
+    // Credentials first: a missing profile or an expired SSO session is
+    // reported before the file is read.
+    let remote = match api_url {
+        None => None,
+        Some(base) => {
+            let raw = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
+            let bulk_url = reqwest::Url::parse(&raw).map_err(|e| format!("--api {base}: not a URL: {e}"))?;
+            let api_key = std::env::var("BATCHQ_API_KEY").ok();
+            let auth = Auth::resolve(auth, &bulk_url, api_key).await?;
+            Some(Remote {
+                http: reqwest::Client::new(),
+                bulk_url,
+                auth,
+            })
+        }
+    };
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -213,12 +317,10 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
     } else {
         ProgressBar::hidden()
     };
-    let http = reqwest::Client::new();
     let mut reader = tokio::io::BufReader::new(f).lines();
     let mut sum = EnqueueSummary::default();
-    let mut chunk: Vec<String> = Vec::new();
-    let mut chunk_bytes = 0usize;
-    let mut chunk_first_line = 1u64;
+    let limits = if api_url.is_some() { Limits::API } else { Limits::STORE };
+    let mut chunker = Chunker::new(limits);
     let mut line_no = 0u64;
     loop {
         let line = reader
@@ -226,23 +328,26 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
             .await
             .map_err(|e| format!("{}: line {}: {e}", file.display(), line_no + 1))?;
         let done = line.is_none();
-        if let Some(line) = line {
-            line_no += 1;
-            bar.inc(line.len() as u64 + 1);
-            chunk_bytes += line.len() + 1;
-            chunk.push(line);
-        }
-        let full = chunk.len() >= BULK_LINES || chunk_bytes >= BULK_BYTES;
-        if (full || done) && chunk.iter().any(|l| !l.trim().is_empty()) {
-            let body = chunk.join("\n");
-            let answer = send_bulk(ctx, &http, api_url, body).await?;
-            merge_bulk(&mut sum, &answer, chunk_first_line - 1)?;
-            bar.set_message(format!("{} accepted", sum.created + sum.existing));
-        }
-        if full || done {
-            chunk.clear();
-            chunk_bytes = 0;
-            chunk_first_line = line_no + 1;
+        let pieces = match line {
+            Some(line) => {
+                line_no += 1;
+                bar.inc(line.len() as u64 + 1);
+                chunker.push(line)
+            }
+            None => chunker.finish().map(Piece::Send).into_iter().collect(),
+        };
+        for piece in pieces {
+            match piece {
+                Piece::Send(chunk) => {
+                    let answer = send_bulk(ctx, remote.as_ref(), chunk.body).await?;
+                    merge_bulk(&mut sum, &answer, chunk.first_line - 1)?;
+                    bar.set_message(format!("{} accepted", sum.created + sum.existing));
+                }
+                Piece::TooLong { line, bytes } => {
+                    sum.lines += 1;
+                    sum.rejected.push(too_long(line, bytes, limits, api_url.is_some()));
+                }
+            }
         }
         if done {
             break;
@@ -288,49 +393,92 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>) -> Result<()
                 sum.rejected.len(),
                 sum.conflict
             ),
-            code: 2,
+            code: EXIT_PARTIAL,
         });
     }
     Ok(())
 }
 
-async fn send_bulk(ctx: &Ctx, http: &reqwest::Client, api_url: Option<&str>, body: String) -> Result<Value, Failure> {
-    match api_url {
-        None => {
-            let resp = ctx
-                .api
-                .handle(
-                    &ctx.tenant,
-                    ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
-                )
-                .await;
-            if resp.status >= 500 {
-                return Err(format!("enqueue failed: {}", resp.body["error"]["message"]).into());
-            }
-            Ok(resp.body)
+async fn send_bulk(ctx: &Ctx, remote: Option<&Remote>, body: String) -> Result<Value, Failure> {
+    let Some(remote) = remote else {
+        let resp = ctx
+            .api
+            .handle(
+                &ctx.tenant,
+                ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
+            )
+            .await;
+        // Refused as a whole (over quota, storage down): no per-line outcomes.
+        if !resp.body["results"].is_array() {
+            return Err(format!(
+                "enqueue failed: {}",
+                answer_message(&resp.body, resp.body_string().as_bytes())
+            )
+            .into());
         }
-        Some(base) => {
-            let url = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
-            let mut post = http
-                .post(&url)
-                .header("content-type", "application/x-ndjson")
-                .body(body);
-            if let Some(key) = std::env::var("BATCHQ_API_KEY").ok().filter(|k| !k.trim().is_empty()) {
-                post = post.bearer_auth(key.trim());
-            }
-            let resp = post.send().await.map_err(|e| format!("POST {url}: {e}"))?;
-            let status = resp.status();
-            let v: Value = resp.json().await.map_err(|e| format!("POST {url}: {e}"))?;
-            // Refused as a whole (no key, a wrong key, over quota): nothing to report per line.
-            if matches!(status.as_u16(), 401 | 403 | 429) {
-                return Err(format!("POST {url}: HTTP {status}: {}", v["error"]["message"]).into());
-            }
-            if status.is_server_error() {
-                return Err(format!("POST {url}: HTTP {status}: {}", v["error"]["message"]).into());
-            }
-            Ok(v)
+        return Ok(resp.body);
+    };
+    let url = &remote.bulk_url;
+    const CONTENT_TYPE: &str = "application/x-ndjson";
+    let post = remote.http.post(url.clone()).header("content-type", CONTENT_TYPE);
+    let post = remote
+        .auth
+        .apply(post, "POST", url, CONTENT_TYPE, body.as_bytes())
+        .await?;
+    let resp = post.body(body).send().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Per-line outcomes come with 200, and with 400 when every line was bad.
+    // Anything else refuses the call as a whole (no key, a wrong key or
+    // signature, over quota, too large, API Gateway's own answers such as
+    // `{"message":"Forbidden"}`): nothing to report per line.
+    if !v["results"].is_array() {
+        let mut message = format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes));
+        if matches!(status.as_u16(), 401 | 403) {
+            message.push_str(&format!(" ({})", remote.auth.refusal_hint()));
         }
+        return Err(message.into());
     }
+    Ok(v)
+}
+
+/// The message of an error answer: the API's `error.message`, API Gateway's
+/// `message`, or the start of whatever text came back.
+fn answer_message(v: &Value, raw: &[u8]) -> String {
+    if let Some(m) = v["error"]["message"].as_str().or_else(|| v["message"].as_str()) {
+        return m.to_owned();
+    }
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty answer)".into();
+    }
+    text.chars().take(300).collect()
+}
+
+/// The rejection of a line too long to be sent, shaped like the API's own.
+fn too_long(line: u64, bytes: usize, limits: Limits, through_api: bool) -> Value {
+    let message = if through_api {
+        format!(
+            "the line is {bytes} bytes; through --api a line is sent in one call of at most {} bytes \
+             (API Gateway hands Lambda at most 6 MB, with the body base64-encoded); make its body smaller \
+             or enqueue the file without --api",
+            limits.max_line_bytes
+        )
+    } else {
+        format!(
+            "the line is {bytes} bytes; the API reads at most {} bytes per call",
+            limits.max_line_bytes
+        )
+    };
+    json!({
+        "line": line,
+        "custom_id": Value::Null,
+        "outcome": "rejected",
+        "status": Value::Null,
+        "error": {"code": "line_too_large", "message": message, "field": Value::Null},
+    })
 }
 
 fn merge_bulk(sum: &mut EnqueueSummary, answer: &Value, offset: u64) -> Result<(), Failure> {

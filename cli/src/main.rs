@@ -6,11 +6,15 @@
 //!
 //! Output is for people by default; `--json` prints one JSON document on
 //! stdout instead. Errors go to stderr with a non-zero exit: 1 for a failure,
-//! 2 when `enqueue` rejected lines.
+//! 2 when the command ran but part of its work failed (`enqueue` rejected
+//! lines, `submit` or `poll` reported errors; the report on stdout lists
+//! them).
 
 mod analyze;
+mod chunk;
 mod commands;
 mod output;
+mod remote;
 mod serve;
 
 use std::net::SocketAddr;
@@ -24,7 +28,10 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "batchq",
     version,
-    about = "Queue LLM requests into provider batch APIs at half price"
+    about = "Queue LLM requests into provider batch APIs at half price",
+    after_help = "Exit status: 0 done; 1 the command failed (message on stderr); 2 it ran but part of \
+                  its work failed: enqueue rejected lines or found conflicts, submit or poll reported \
+                  errors or abandoned jobs (listed in the report on stdout, the first named on stderr)."
 )]
 struct Cli {
     /// Print one JSON document on stdout instead of human output.
@@ -32,7 +39,7 @@ struct Cli {
     json: bool,
     /// The tenant the request commands (enqueue, results, status, stats,
     /// savings) act for when they use the store directly. Operator use: the
-    /// store trusts this process. Over `--api`, the key decides the tenant.
+    /// store trusts this process. Over `--api`, the credentials decide the tenant.
     #[arg(long, global = true, env = "BATCHQ_TENANT", default_value = "default")]
     tenant: String,
     #[command(subcommand)]
@@ -67,10 +74,15 @@ enum Command {
     /// Enqueue a batch-format JSONL file (one request per line).
     Enqueue {
         file: PathBuf,
-        /// Send to a running API (e.g. `http://127.0.0.1:8080`) instead of writing to the store directly.
-        /// An API key for it is read from BATCHQ_API_KEY (sent as a bearer token).
+        /// Send to a running API (e.g. `http://127.0.0.1:8080`, or the deployed
+        /// `https://ID.execute-api.REGION.amazonaws.com`) instead of writing to the store directly.
         #[arg(long)]
         api: Option<String>,
+        /// How calls to --api authenticate. SigV4 (the deployed API's IAM authorization) takes
+        /// credentials from the standard AWS chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, ...) and
+        /// the region from the URL's execute-api host name, else AWS_REGION.
+        #[arg(long, env = "BATCHQ_API_AUTH", value_enum, default_value = "auto")]
+        api_auth: remote::AuthMode,
     },
     /// Wait until nothing is queued or in flight and every job is closed.
     Wait {
@@ -135,6 +147,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A command's failure, already phrased for the user.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub code: u8,
@@ -188,7 +201,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Submit { force } => commands::submit(&ctx, force).await,
         Command::Poll => commands::poll(&ctx).await,
         Command::Ingest { url } => commands::ingest(&ctx, &url).await,
-        Command::Enqueue { file, api } => commands::enqueue(&ctx, &file, api.as_deref()).await,
+        Command::Enqueue { file, api, api_auth } => commands::enqueue(&ctx, &file, api.as_deref(), api_auth).await,
         Command::Wait { timeout } => commands::wait(&ctx, timeout).await,
         Command::Results { out, job } => commands::results(&ctx, out.as_deref(), job.as_deref()).await,
         Command::Status { custom_id } => commands::status(&ctx, &custom_id).await,

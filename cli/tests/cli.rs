@@ -323,6 +323,102 @@ async fn failures_go_to_stderr_with_a_non_zero_exit() {
     .unwrap();
 }
 
+/// `env`'s command with a provider key the fake provider refuses.
+fn with_wrong_key(env: &Env, args: &[&str]) -> Output {
+    let mut c = env.command(args);
+    c.env("OPENAI_API_KEY", "sk-wrong-key-0123");
+    c.output().expect("run batchq")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_with_a_wrong_provider_key_names_the_authentication_failure_and_exits_2() {
+    // Two stores: what a failed submit leaves claimed is the pipeline's
+    // business (released at once, or resumed once its lease ends); each
+    // output form gets a queue of its own.
+    let (env, env_json) = (Env::new().await, Env::new().await);
+    let text: Vec<String> = (0..3).map(|i| request_line(&format!("k-{i}"), i).to_string()).collect();
+    let file = env.write("in.jsonl", &text);
+    let file_json = env_json.write("in.jsonl", &text);
+    tokio::task::spawn_blocking(move || {
+        assert!(env.run(&["enqueue", file.to_str().unwrap()]).status.success());
+        assert!(env_json.run(&["enqueue", file_json.to_str().unwrap()]).status.success());
+
+        let out = with_wrong_key(&env, &["submit", "--force"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "stdout: {stdout}\nstderr: {stderr}");
+        assert!(!stdout.contains("nothing to submit"), "{stdout}");
+        assert!(
+            stdout.contains("error: ") && stdout.contains("authentication failed"),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains("the provider refused the key") && stderr.contains("authentication failed"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("OPENAI_API_KEY"), "says what to check: {stderr}");
+        assert!(
+            !stderr.contains("sk-wrong") && !stdout.contains("sk-wrong"),
+            "the key is never printed"
+        );
+
+        // --json: the report on stdout carries the errors, and the exit says so.
+        let out = with_wrong_key(&env_json, &["submit", "--force", "--json"]);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = json_of(&out);
+        let errors: Vec<&str> = report["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(report["abandoned"].as_array().unwrap())
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(errors.iter().any(|e| e.contains("authentication failed")), "{report}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("authentication failed"));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_with_a_wrong_provider_key_reports_the_errors_and_exits_2() {
+    let env = Env::new().await;
+    let text: Vec<String> = (0..2).map(|i| request_line(&format!("p-{i}"), i).to_string()).collect();
+    let file = env.write("in.jsonl", &text);
+    tokio::task::spawn_blocking(move || {
+        assert!(env.run(&["enqueue", file.to_str().unwrap()]).status.success());
+        let submit = env.run(&["submit", "--force", "--json"]);
+        assert!(submit.status.success(), "{}", String::from_utf8_lossy(&submit.stderr));
+        assert_eq!(json_of(&submit)["jobs"].as_array().unwrap().len(), 1);
+
+        let out = with_wrong_key(&env, &["poll", "--json"]);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        let v = json_of(&out);
+        assert!(
+            v["poll"]["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("authentication failed"),
+            "{v}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("poll: the provider refused the key"), "{stderr}");
+
+        let out = with_wrong_key(&env, &["poll"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("error: "));
+
+        // The right key: the same job finishes and poll exits 0.
+        let ok = env.run(&["poll", "--json"]);
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        assert_eq!(json_of(&ok)["ingested"][0]["completed"], 2);
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_json_announces_itself_as_json_and_answers_the_api() {
     let env = Env::new().await;

@@ -123,33 +123,57 @@ fn forbidden(message: String) -> ApiError {
     }
 }
 
-/// The tenant of a caller API Gateway authenticated with IAM (SigV4):
-/// `ACCOUNT:NAME`, where NAME is the IAM user's name, the assumed role's name
-/// (not the caller-chosen session name) or `root`. Principals whose name
-/// cannot be a tenant id (characters besides letters, digits and `- _ .`, or
-/// over 64 characters in all) are refused with 403, never folded together.
+/// The tenant of a caller API Gateway authenticated with IAM (SigV4), by
+/// the kind of principal, so principals of different kinds never share one:
+///
+/// | principal | tenant |
+/// |---|---|
+/// | `arn:aws:iam::ACCOUNT:user/PATH/NAME` | `ACCOUNT:user:NAME` |
+/// | `arn:aws:iam::ACCOUNT:role/PATH/NAME` | `ACCOUNT:role:NAME` |
+/// | `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION` | `ACCOUNT:role:NAME` (every session of the role) |
+/// | `arn:aws:iam::ACCOUNT:root` | `ACCOUNT:root` |
+///
+/// IAM allows a user and a role of the same name in one account, and they
+/// are different principals with different permissions: a bare
+/// `ACCOUNT:NAME` would let each read the other's requests. The separator is
+/// `:` because it is already a tenant id character and can never occur in
+/// an IAM name, so `ACCOUNT:root` cannot be a user's or a role's tenant
+/// either. The path is left out: a name is unique in its account whatever
+/// the path. Names with characters a tenant id cannot hold (IAM also allows
+/// `+ = , @`) are refused with 403, never folded together.
 pub fn tenant_from_iam(account_id: Option<&str>, user_arn: Option<&str>) -> Result<TenantId, ApiError> {
     let (Some(account), Some(arn)) = (account_id, user_arn) else {
         return Err(ApiError::Unauthorized {
             message: "the request carries no IAM identity; the API must be called with SigV4".into(),
         });
     };
-    // arn:aws:iam::123456789012:user/path/alice
-    // arn:aws:sts::123456789012:assumed-role/RoleName/session
-    // arn:aws:iam::123456789012:root
     let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
-    let name = match resource.split_once('/') {
-        Some(("assumed-role", rest)) => rest.split('/').next().unwrap_or_default(),
-        Some(("user" | "role", rest)) => rest.rsplit('/').next().unwrap_or_default(),
-        None if resource == "root" => "root",
-        _ => "",
+    let (kind, name) = match resource.split_once('/') {
+        Some(("assumed-role", rest)) => ("role", rest.split('/').next().unwrap_or_default()),
+        Some(("user", rest)) => ("user", rest.rsplit('/').next().unwrap_or_default()),
+        Some(("role", rest)) => ("role", rest.rsplit('/').next().unwrap_or_default()),
+        None if resource == "root" => ("root", ""),
+        _ => ("", ""),
     };
-    if name.is_empty() {
-        return Err(forbidden(format!(
-            "the IAM principal {arn:?} is not a user or role batchq can map to a tenant"
-        )));
-    }
-    TenantId::parse(format!("{account}:{name}")).map_err(|e| {
+    let tenant = match kind {
+        "root" => format!("{account}:root"),
+        "user" | "role" if !name.is_empty() => {
+            // TenantId allows `:`, IAM names never hold one; refuse it rather
+            // than let a name reach into the tenant's structure.
+            if name.contains(':') {
+                return Err(forbidden(format!(
+                    "the IAM principal {arn:?} cannot be a tenant: its name contains ':'"
+                )));
+            }
+            format!("{account}:{kind}:{name}")
+        }
+        _ => {
+            return Err(forbidden(format!(
+                "the IAM principal {arn:?} is not a user or role batchq can map to a tenant"
+            )))
+        }
+    };
+    TenantId::parse(tenant).map_err(|e| {
         forbidden(format!(
             "the IAM principal {arn:?} cannot be a tenant: {} (use a user or role name of letters, digits and - _ .)",
             e.message
@@ -216,23 +240,73 @@ mod tests {
     }
 
     #[test]
-    fn iam_principals_become_account_scoped_tenants() {
+    fn iam_principals_become_account_scoped_tenants_by_kind() {
         let t = |arn: &str| tenant_from_iam(Some("123456789012"), Some(arn)).map(|t| t.to_string());
         assert_eq!(
             t("arn:aws:iam::123456789012:user/teams/alice").unwrap(),
-            "123456789012:alice"
+            "123456789012:user:alice"
         );
         assert_eq!(
             t("arn:aws:sts::123456789012:assumed-role/billing-batch/i-0abc").unwrap(),
-            "123456789012:billing-batch"
+            "123456789012:role:billing-batch"
+        );
+        // The role itself and any session of it: one tenant.
+        assert_eq!(
+            t("arn:aws:iam::123456789012:role/service-role/billing-batch").unwrap(),
+            "123456789012:role:billing-batch"
+        );
+        assert_eq!(
+            t("arn:aws:sts::123456789012:assumed-role/billing-batch/other-session").unwrap(),
+            "123456789012:role:billing-batch"
         );
         assert_eq!(t("arn:aws:iam::123456789012:root").unwrap(), "123456789012:root");
+        assert_eq!(
+            t("arn:aws-cn:iam::123456789012:user/alice").unwrap(),
+            "123456789012:user:alice"
+        );
         assert_eq!(t("arn:aws:iam::123456789012:user/a+b@c").unwrap_err().status(), 403);
+        assert_eq!(t("arn:aws:iam::123456789012:user/a:b").unwrap_err().status(), 403);
+        assert_eq!(t("arn:aws:iam::123456789012:user/").unwrap_err().status(), 403);
         assert_eq!(
             t("arn:aws:sts::123456789012:federated-user/bob").unwrap_err().status(),
             403
         );
         assert_eq!(tenant_from_iam(None, None).unwrap_err().status(), 401);
+    }
+
+    /// IAM lets a user and a role share a name; they are different
+    /// principals and must not share requests. Neither may be root.
+    #[test]
+    fn a_user_and_a_role_of_the_same_name_are_different_tenants() {
+        let t = |arn: &str| tenant_from_iam(Some("123456789012"), Some(arn)).unwrap();
+        let user = t("arn:aws:iam::123456789012:user/deploy");
+        let role = t("arn:aws:sts::123456789012:assumed-role/deploy/ci");
+        assert_ne!(user, role);
+        assert_eq!(role, t("arn:aws:iam::123456789012:role/deploy"));
+        let root = t("arn:aws:iam::123456789012:root");
+        for named_root in [
+            "arn:aws:iam::123456789012:user/root",
+            "arn:aws:sts::123456789012:assumed-role/root/s",
+        ] {
+            assert_ne!(t(named_root), root, "{named_root}");
+        }
+        assert_ne!(
+            t("arn:aws:iam::123456789012:user/root"),
+            t("arn:aws:iam::123456789012:role/root")
+        );
+    }
+
+    /// IAM user and role names run to 64 characters; every such name that
+    /// is a valid tenant id character string maps.
+    #[test]
+    fn the_longest_iam_names_still_map() {
+        let name = "r".repeat(64);
+        let role = tenant_from_iam(
+            Some("123456789012"),
+            Some(&format!("arn:aws:sts::123456789012:assumed-role/{name}/s")),
+        )
+        .unwrap();
+        assert_eq!(role.as_str(), format!("123456789012:role:{name}"));
     }
 
     #[test]

@@ -43,8 +43,10 @@ macro_rules! string_id {
 /// caller's id to the provider anyway (see [`RequestKey`]), so 64 is a choice
 /// for storage and log hygiene, not a provider rule.
 pub const CUSTOM_ID_MAX_LEN: usize = 64;
-/// Maximum length of a tenant id.
-pub const TENANT_ID_MAX_LEN: usize = 64;
+/// Maximum length of a tenant id: room for the longest IAM tenant,
+/// `ACCOUNT:role:NAME` = 12 + 6 + 64 (IAM user and role names run to 64
+/// characters; see `auth::tenant_from_iam`).
+pub const TENANT_ID_MAX_LEN: usize = 82;
 
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
@@ -314,6 +316,16 @@ mod tests {
         let e = CustomId::parse("x".repeat(65)).unwrap_err();
         assert_eq!(e.code, "too_long");
         assert!(CustomId::parse("x".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn tenant_ids_hold_the_longest_iam_tenant_and_no_more() {
+        let longest = format!("123456789012:role:{}", "r".repeat(64));
+        assert_eq!(longest.len(), TENANT_ID_MAX_LEN);
+        assert!(TenantId::parse(longest.clone()).is_ok());
+        let e = TenantId::parse(longest + "x").unwrap_err();
+        assert_eq!((e.field.as_str(), e.code), ("tenant", "too_long"));
+        assert_eq!(TenantId::parse("a/b").unwrap_err().code, "invalid_characters");
     }
 
     #[test]

@@ -315,12 +315,54 @@ async fn the_lambda_takes_the_tenant_from_the_iam_principal_not_the_request() {
     assert_eq!(t.lambda(&with_iam(e, alice)).await.status, 400);
 
     assert_eq!(t.lambda(&with_iam(post_event("r-1"), alice)).await.status, 202);
-    let stored = t.env.store.get(&key("123456789012:team-a", "r-1")).await.unwrap();
+    let stored = t.env.store.get(&key("123456789012:role:team-a", "r-1")).await.unwrap();
     assert!(stored.is_some(), "stored under the IAM principal's tenant");
     // Another session of the same role is the same tenant; another role is not.
     let other_session = "arn:aws:sts::123456789012:assumed-role/team-a/session-2";
     assert_eq!(t.lambda(&with_iam(get_event("r-1"), other_session)).await.status, 200);
     assert_eq!(t.lambda(&with_iam(get_event("r-1"), bob)).await.status, 404);
+}
+
+/// IAM allows a user and a role of the same name in one account; they are
+/// different principals and must not see each other's requests.
+#[tokio::test]
+async fn an_iam_user_and_a_role_of_the_same_name_are_different_tenants() {
+    let t = ApiEnv::new().await;
+    let user = "arn:aws:iam::123456789012:user/team-a";
+    let role = "arn:aws:sts::123456789012:assumed-role/team-a/session-1";
+
+    assert_eq!(t.lambda(&with_iam(post_event("r-1"), user)).await.status, 202);
+    assert!(t
+        .env
+        .store
+        .get(&key("123456789012:user:team-a", "r-1"))
+        .await
+        .unwrap()
+        .is_some());
+    // The role does not see the user's request ...
+    assert_eq!(t.lambda(&with_iam(get_event("r-1"), role)).await.status, 404);
+    assert_eq!(
+        t.lambda(&with_iam(event("DELETE", "/v1/requests/r-1", None, None, false), role))
+            .await
+            .status,
+        404
+    );
+    // ... and posting the same custom_id creates the role's own request.
+    assert_eq!(t.lambda(&with_iam(post_event("r-1"), role)).await.status, 202);
+    assert!(t
+        .env
+        .store
+        .get(&key("123456789012:role:team-a", "r-1"))
+        .await
+        .unwrap()
+        .is_some());
+    let stats = |arn: &str| with_iam(event("GET", "/v1/stats", None, None, false), arn);
+    let user_stats = t.lambda(&stats(user)).await.body;
+    let role_stats = t.lambda(&stats(role)).await.body;
+    assert_eq!(user_stats["tenant"], "123456789012:user:team-a");
+    assert_eq!(role_stats["tenant"], "123456789012:role:team-a");
+    assert_eq!(user_stats["requests"]["total"], 1);
+    assert_eq!(role_stats["requests"]["total"], 1);
 }
 
 #[tokio::test]

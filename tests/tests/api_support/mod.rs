@@ -17,8 +17,8 @@ use batchq_tests::TestEnv;
 use serde_json::Value;
 
 /// The tenant of the fixtures' caller: their IAM authorizer context names
-/// the role `batch-worker` of account 123456789012.
-pub const TENANT: &str = "123456789012:batch-worker";
+/// a session of the role `batch-worker` of account 123456789012.
+pub const TENANT: &str = "123456789012:role:batch-worker";
 
 /// 2026-09-21T…: a fixed start so timestamps in answers are predictable.
 pub const T0: i64 = 1_790_000_000_000;
