@@ -276,12 +276,20 @@ impl Pipeline {
         }
     }
 
+    /// Every job, as stored now. The listing comes from an index, which
+    /// with a lag may miss a job made a moment ago or show an older copy:
+    /// the lag is waited out first and each job read again.
     pub async fn all_jobs(&self) -> Vec<Job> {
+        if let Some(lag) = self.index_lag {
+            tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        }
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
             let page = self.store.list_jobs(None, cursor, 100).await.expect("list jobs");
-            out.extend(page.items);
+            for listed in page.items {
+                out.push(self.job(&listed.id).await);
+            }
             match page.next {
                 Some(n) => cursor = Some(n),
                 None => return out,
@@ -301,10 +309,15 @@ impl Pipeline {
     }
 
     /// Rounds until every request is terminal (or `max` rounds passed).
+    /// With an index lag, rounds are paced by it: the schedule runs minutes
+    /// apart, far longer than an index's lag.
     pub async fn settle(&self, keys: &[RequestKey], max: usize) {
         for _ in 0..max {
             if self.all_terminal(keys).await {
                 return;
+            }
+            if let Some(lag) = self.index_lag {
+                tokio::time::sleep(lag + Duration::from_millis(50)).await;
             }
             self.round().await;
         }

@@ -529,6 +529,66 @@ async fn a_job_the_provider_refuses_to_create_fails_and_releases_its_requests() 
 }
 
 #[tokio::test]
+async fn a_job_given_up_right_after_its_claims_releases_them_though_the_job_index_lags() {
+    // The provider refuses the upload: the run gives the job up a moment
+    // after claiming, before the job index lists the claims.
+    let faults = Faults {
+        http_400: [("upload".to_owned(), 1)].into(),
+        ..Faults::default()
+    };
+    let p = Pipeline::with_faults(faults, |_| {})
+        .await
+        .with_index_lag(std::time::Duration::from_secs(1))
+        .await;
+    let reqs: Vec<_> = (0..20).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // the queue index has them
+
+    let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
+    assert_eq!(report.abandoned.len(), 1, "{report:?}");
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(
+            r.status,
+            RequestStatus::Queued,
+            "{} is left claimed by a failed job",
+            r.custom_id
+        );
+        assert_eq!(r.last_error.as_ref().unwrap().code, "submit_failed");
+    }
+    p.settle(&keys(&reqs), 5).await;
+    assert_invariants(&p, &reqs).await;
+}
+
+#[tokio::test]
+async fn a_provider_key_refused_gives_the_claims_back_at_once_with_their_attempt() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let reqs: Vec<_> = (0..10).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    let mut cfg = p.config().provider.clone();
+    cfg.base_url = p.fake.base_url();
+    let wrong = batchq_core::provider::openai::OpenAiClient::new(&cfg, "sk-wrong-key").unwrap();
+    let submitter = batchq_core::pipeline::Submitter::new(p.core(), Arc::new(wrong));
+
+    let report = submitter.run(SubmitOptions::default()).await.unwrap();
+    assert!(
+        report.errors.iter().any(|e| e.contains("authentication failed")),
+        "{report:?}"
+    );
+    assert!(report.jobs.is_empty());
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(r.status, RequestStatus::Queued, "not left claimed for a lease");
+        assert_eq!(r.attempts, 0, "nothing was sent");
+    }
+    assert!(p.fake.submissions().is_empty());
+    let job = p.all_jobs().await.remove(0);
+    assert_eq!(job.status, JobStatus::Failed);
+
+    // With the right key the same requests go out at once.
+    p.settle(&keys(&reqs), 3).await;
+    assert_invariants(&p, &reqs).await;
+}
+
+#[tokio::test]
 async fn a_claimed_request_whose_stored_body_is_lost_fails_and_the_rest_are_submitted() {
     let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
     let mut reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();

@@ -107,13 +107,27 @@ impl Submitter {
 
     pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
         let mut report = SubmitReport::default();
+        match self.run_into(opts, &mut report).await {
+            Ok(()) => Ok(report),
+            // Every further call would be refused too: the run stops, with
+            // the job it was on failed and its requests back in the queue.
+            Err(e) if Self::is_unauthorized(&e) => {
+                tracing::error!(error = %e, "the provider refused the API key; submit stops");
+                report.errors.push(e.to_string());
+                Ok(report)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run_into(&self, opts: SubmitOptions, report: &mut SubmitReport) -> Result<(), PipelineError> {
         let open = self.core.jobs.open_jobs().await?;
-        self.resume_stalled(&open, &mut report).await?;
+        self.resume_stalled(&open, report).await?;
 
         let mut plan = TokenPlan::new(self.core.jobs.token_budgets().await?, &open);
         for stats in self.core.requests.queue_groups().await? {
             if let Err(e) = self
-                .submit_group(&stats.group, stats.queued, opts.force, &mut plan, &mut report)
+                .submit_group(&stats.group, stats.queued, opts.force, &mut plan, report)
                 .await
             {
                 if matches!(e, PipelineError::Crashed(_)) || Self::is_unauthorized(&e) {
@@ -123,7 +137,7 @@ impl Submitter {
                 report.errors.push(format!("{}: {e}", stats.group.key()));
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Whether an error will repeat on every retry: the job cannot be
