@@ -70,7 +70,22 @@ fn workload() -> Vec<Value> {
 
 #[tokio::test]
 async fn two_thousand_requests_through_the_four_handlers_end_completed_with_their_own_answers() {
+    two_thousand_requests(None).await;
+}
+
+/// The same run with both tables' global indexes lagging their writes by
+/// 500 ms, as DynamoDB's eventually consistent indexes do.
+#[tokio::test]
+async fn two_thousand_requests_end_completed_with_their_own_answers_while_the_indexes_lag() {
+    two_thousand_requests(Some(std::time::Duration::from_millis(500))).await;
+}
+
+async fn two_thousand_requests(index_lag: Option<std::time::Duration>) {
     let p = Pipeline::start(FakeConfig::default(), |c| c.policy.submit_min_requests = 500).await;
+    let p = match index_lag {
+        Some(lag) => p.with_index_lag(lag).await,
+        None => p,
+    };
     let api = api_of(&p);
     let lines = workload();
 
@@ -113,6 +128,10 @@ async fn two_thousand_requests_through_the_four_handlers_end_completed_with_thei
     while !p.all_terminal(&keys).await {
         rounds += 1;
         assert!(rounds <= 5, "not finished after {rounds} rounds");
+        // The schedule runs minutes apart, far longer than an index's lag.
+        if let Some(lag) = index_lag {
+            tokio::time::sleep(lag + std::time::Duration::from_millis(50)).await;
+        }
         let submitted = p.submit_via_handler(&submitter).await.expect("submit handler");
         assert!(submitted["jobs"].is_array());
         p.poll_via_handler(&poller).await.expect("poll handler");
