@@ -490,3 +490,114 @@ async fn concurrent_claims_of_one_request_have_exactly_one_winner() {
     assert_eq!(stored.attempts, 1, "no lost or doubled increment");
     assert!(jobs.contains(stored.job_id.as_ref().unwrap()));
 }
+
+/// An object store that counts how many writes are in flight at once.
+struct CountingObjects {
+    inner: std::sync::Arc<batchq_core::store::s3::S3Store>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl batchq_core::store::ObjectStore for CountingObjects {
+    async fn put(&self, key: &str, body: bytes::Bytes, content_type: &str) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        // Long enough for writes started together to overlap.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = self.inner.put(key, body, content_type).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        r
+    }
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<batchq_core::store::ObjectInfo>, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn open(
+        &self,
+        key: &str,
+    ) -> Result<(batchq_core::store::ObjectInfo, batchq_core::store::ByteStream), StoreError> {
+        self.inner.open(key).await
+    }
+    async fn writer(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Box<dyn batchq_core::store::ObjectWriter>, StoreError> {
+        self.inner.writer(key, content_type).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, StoreError> {
+        self.inner.presign_get(key, ttl).await
+    }
+}
+
+#[tokio::test]
+async fn large_responses_of_one_batch_of_updates_are_written_to_s3_several_at_a_time() {
+    let env = TestEnv::new().await;
+    let counting = std::sync::Arc::new(CountingObjects {
+        inner: env.s3.clone(),
+        in_flight: Default::default(),
+        peak: Default::default(),
+    });
+    let store = batchq_core::store::dynamo::DynamoStore::new(
+        env.dynamo.clone(),
+        &env.config.requests_table,
+        &env.config.jobs_table,
+        counting.clone(),
+        env.config.limits.inline_body_max_bytes,
+        env.config.limits.inline_result_max_bytes,
+    );
+    let job = JobId::generate();
+    let mut updates = Vec::new();
+    for i in 0..40 {
+        let req = insert_one(
+            &env,
+            new_request(
+                "acme",
+                &format!("big-{i}"),
+                Endpoint::ChatCompletions,
+                "gpt-4o-mini",
+                "hi",
+            ),
+            ts(0),
+        )
+        .await;
+        store.apply(RequestUpdate::claim(&req, &job, ts(1))).await.unwrap();
+        let claimed = store.get(&req.key).await.unwrap().unwrap();
+        let response = json!({"choices": [{"message": {"content": "z".repeat(20_000)}}]}).to_string();
+        let result = RequestResult {
+            key: req.key.clone(),
+            job_id: job.clone(),
+            status_code: Some(200),
+            response: Some(Payload::Inline(response)),
+            error: None,
+            usage: None,
+            batch_cost: None,
+            realtime_cost: None,
+            recorded_at: ts(2),
+        };
+        updates.push(RequestUpdate::finish(
+            &claimed,
+            &job,
+            RequestStatus::Completed,
+            result,
+            ts(2),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let out = store.apply_many(updates).await.unwrap();
+    assert!(out.iter().all(|r| matches!(r, Ok(Applied::Now))));
+    let peak = counting.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=16).contains(&peak),
+        "{peak} response writes were in flight at once (one at a time cannot finish a 50,000-answer file within \
+         Lambda's 15 minutes; more than 16 would flood S3); took {:?}",
+        started.elapsed()
+    );
+}

@@ -77,6 +77,9 @@ const TXN_CONFLICT_RETRIES: u32 = 8;
 /// its body and end failed.
 pub const BODY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
 
+/// Large responses written to S3 at once by one `apply_many`.
+const RESPONSE_PUTS_IN_FLIGHT: usize = 16;
+
 /// Queries one `list_jobs` page may take when a tenant filter skips most jobs.
 const LIST_JOBS_MAX_QUERIES: usize = 20;
 
@@ -863,23 +866,47 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn result_put_action(
+    /// The results of `updates` as they are to be stored: responses over
+    /// the inline limit are written to S3 first (under a key fixed by
+    /// request and job, so a replay rewrites the same object), several at a
+    /// time — one at a time, a file of 50,000 answers of 20 KB took longer
+    /// than a Lambda may run.
+    async fn offload_large_responses(
         &self,
-        res: &RequestResult,
-        expires_at: Option<i64>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let mut res = res.clone();
-        if let Some(Payload::Inline(json)) = &res.response {
-            if json.len() as u64 > self.inline_result_max {
-                let key = keys::response(&res.key, &res.job_id);
+        updates: &[RequestUpdate],
+    ) -> Result<Vec<Option<RequestResult>>, StoreError> {
+        let mut stored: Vec<Option<RequestResult>> = updates.iter().map(|u| u.result.clone()).collect();
+        let large: Vec<(usize, String, String)> = stored
+            .iter()
+            .enumerate()
+            .filter_map(
+                |(i, r)| match r.as_ref().and_then(|r| r.response.as_ref().map(|p| (r, p))) {
+                    Some((r, Payload::Inline(json))) if json.len() as u64 > self.inline_result_max => {
+                        Some((i, keys::response(&r.key, &r.job_id), json.clone()))
+                    }
+                    _ => None,
+                },
+            )
+            .collect();
+        let puts = futures::stream::iter(large)
+            .map(|(i, key, json)| async move {
                 let bytes = json.len() as u64;
-                self.objects
-                    .put(&key, Bytes::from(json.clone()), "application/json")
-                    .await?;
-                res.response = Some(Payload::S3 { key, bytes });
+                self.objects.put(&key, Bytes::from(json), "application/json").await?;
+                Ok::<_, StoreError>((i, Payload::S3 { key, bytes }))
+            })
+            .buffer_unordered(RESPONSE_PUTS_IN_FLIGHT);
+        futures::pin_mut!(puts);
+        while let Some(done) = puts.next().await {
+            let (i, payload) = done?;
+            if let Some(r) = stored[i].as_mut() {
+                r.response = Some(payload);
             }
         }
-        let mut item = result_to_item(&res);
+        Ok(stored)
+    }
+
+    fn result_put_action(&self, res: &RequestResult, expires_at: Option<i64>) -> TransactWriteItem {
+        let mut item = result_to_item(res);
         if let Some(exp) = expires_at {
             item.insert(EXPIRES_AT.into(), n(exp));
         }
@@ -888,7 +915,7 @@ impl DynamoStore {
             .set_item(Some(item))
             .build()
             .expect("put has table and item");
-        Ok(TransactWriteItem::builder().put(put).build())
+        TransactWriteItem::builder().put(put).build()
     }
 
     /// Deletes the S3 bodies (over the inline limit) of requests that have
@@ -1488,6 +1515,7 @@ impl RequestStore for DynamoStore {
 
     async fn apply_many(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
         let mut results: Vec<Option<Result<Applied, StoreError>>> = (0..updates.len()).map(|_| None).collect();
+        let stored = self.offload_large_responses(&updates).await?;
         // Build each update's actions once; illegal transitions fail alone.
         let mut units: Vec<(usize, Vec<TransactWriteItem>)> = Vec::new();
         let mut seen = HashSet::new();
@@ -1502,10 +1530,9 @@ impl RequestStore for DynamoStore {
                 Ok(a) => {
                     let mut actions = vec![a];
                     let expires_at = self.expiry(u.now).filter(|_| u.to.is_terminal());
-                    if let Some(res) = &u.result {
-                        actions.push(self.result_put_action(res, expires_at).await?);
+                    if let Some(res) = &stored[i] {
+                        actions.push(self.result_put_action(res, expires_at));
                     }
-
                     units.push((i, actions));
                 }
             }
@@ -1513,7 +1540,7 @@ impl RequestStore for DynamoStore {
 
         // A generous size estimate per update: its inline result plus keys and attributes.
         let unit_bytes = |i: usize| -> usize {
-            let result = match updates[i].result.as_ref().and_then(|r| r.response.as_ref()) {
+            let result = match stored[i].as_ref().and_then(|r| r.response.as_ref()) {
                 Some(Payload::Inline(json)) => json.len(),
                 _ => 0,
             };
