@@ -12,8 +12,16 @@ use crate::store::{ByteStream, StoreError};
 pub enum Line {
     /// A line's bytes without the line terminator. `number` is 1-based.
     Data { number: u64, bytes: Bytes },
-    /// A line longer than the reader's limit; its bytes were skipped.
-    TooLong { number: u64, bytes: u64 },
+    /// A line longer than the reader's limit; its bytes were skipped but
+    /// for its first [`TOO_LONG_HEAD`] (which name what the line is about).
+    TooLong { number: u64, bytes: u64, head: Bytes },
+}
+
+/// Bytes kept of an over-long line.
+pub const TOO_LONG_HEAD: usize = 1024;
+
+fn head_of(line: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(&line[..line.len().min(TOO_LONG_HEAD)])
 }
 
 /// Reads lines from a byte stream. Blank lines are skipped (but counted, so
@@ -26,8 +34,8 @@ pub struct LineReader {
     max_line: usize,
     line_no: u64,
     eof: bool,
-    /// Inside an over-long line: bytes dropped so far.
-    discarding: Option<u64>,
+    /// Inside an over-long line: bytes dropped so far, and its head.
+    discarding: Option<(u64, Bytes)>,
 }
 
 impl LineReader {
@@ -59,10 +67,11 @@ impl LineReader {
                     line.truncate(line.len() - 1);
                 }
                 self.line_no += 1;
-                if let Some(dropped) = self.discarding.take() {
+                if let Some((dropped, head)) = self.discarding.take() {
                     return Ok(Some(Line::TooLong {
                         number: self.line_no,
                         bytes: dropped + line.len() as u64,
+                        head,
                     }));
                 }
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -72,6 +81,7 @@ impl LineReader {
                     return Ok(Some(Line::TooLong {
                         number: self.line_no,
                         bytes: line.len() as u64,
+                        head: head_of(&line),
                     }));
                 }
                 return Ok(Some(Line::Data {
@@ -81,7 +91,8 @@ impl LineReader {
             }
             self.scanned = self.buf.len();
             if self.buf.len() > self.max_line {
-                *self.discarding.get_or_insert(0) += self.buf.len() as u64;
+                let head = head_of(&self.buf);
+                self.discarding.get_or_insert((0, head)).0 += self.buf.len() as u64;
                 self.buf.clear();
                 self.scanned = 0;
             }
@@ -93,10 +104,11 @@ impl LineReader {
                 self.line_no += 1;
                 let line = self.buf.split().freeze();
                 self.scanned = 0;
-                if let Some(dropped) = self.discarding.take() {
+                if let Some((dropped, head)) = self.discarding.take() {
                     return Ok(Some(Line::TooLong {
                         number: self.line_no,
                         bytes: dropped + line.len() as u64,
+                        head,
                     }));
                 }
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -188,9 +200,17 @@ mod tests {
             v,
             vec![
                 data(1, "short"),
-                Line::TooLong { number: 2, bytes: 20 },
+                Line::TooLong {
+                    number: 2,
+                    bytes: 20,
+                    head: Bytes::from_static(b"0123456789")
+                },
                 data(3, "ok"),
-                Line::TooLong { number: 4, bytes: 13 },
+                Line::TooLong {
+                    number: 4,
+                    bytes: 13,
+                    head: Bytes::from_static(b"0123456789abc")
+                },
             ]
         );
     }

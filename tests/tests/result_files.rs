@@ -267,3 +267,39 @@ async fn absurd_token_counts_in_a_result_line_neither_panic_nor_poison_the_total
     let total: u64 = savings.iter().map(|r| r.totals.usage.input_tokens).sum();
     assert_eq!(total, expected.input_tokens);
 }
+
+#[tokio::test]
+async fn an_answer_over_the_line_limit_fails_its_request_and_is_never_sent_again() {
+    let (p, reqs, job, real) = one_copied_batch(3).await;
+    // Request 0's answer grows past the limit (inside its JSON, after the
+    // custom_id, as a huge embeddings answer would).
+    let real0 = real[&reqs[0].key].clone();
+    let (body, last) = real0.split_at(real0.len() - 1);
+    let mut long = String::with_capacity(MAX_RESULT_LINE_BYTES + real0.len() + 1);
+    long.push_str(body);
+    long.push_str(&" ".repeat(MAX_RESULT_LINE_BYTES + 1 - real0.len()));
+    long.push_str(last);
+    let mut file = long.into_bytes();
+    for r in &reqs[1..] {
+        file.push(b'\n');
+        file.extend_from_slice(real[&r.key].as_bytes());
+    }
+    replace_output(&p, &job, file).await;
+
+    let report = p.ingester().ingest_file(job.clone(), FileKind::Output).await.unwrap();
+    assert_eq!(
+        (report.too_long, report.failed, report.completed),
+        (1, 1, 2),
+        "{report:?}"
+    );
+    assert!(report.closed);
+    let (state, result) = p.result(&reqs[0].key).await;
+    assert_eq!(state.status, RequestStatus::Failed);
+    let error = result.unwrap().error.unwrap();
+    assert_eq!(error.code, "result_too_large");
+    assert_eq!(error.status_code, Some(200));
+
+    // Nothing goes back to the provider: the answer would be as large again.
+    p.settle(&keys(&reqs), 2).await;
+    assert_eq!(p.fake.submissions().len(), 1, "the request was sent again");
+}

@@ -451,6 +451,49 @@ fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
     Ok(ResultLine { number, key, outcome })
 }
 
+/// A result line over [`MAX_RESULT_LINE_BYTES`], from its first bytes: the
+/// request it answers and its HTTP status, read where OpenAI writes them
+/// (`{"id":…,"custom_id":"KEY","response":{"status_code":N,…`). The line
+/// itself is not kept (holding it would hold up to the whole file in
+/// memory): its request ends failed with `result_too_large`, and is never
+/// sent again. `None` when the head names no request.
+fn too_long_line(number: u64, bytes: u64, head: &[u8]) -> Option<ResultLine> {
+    fn after<'a>(hay: &'a [u8], needle: &[u8]) -> Option<&'a [u8]> {
+        memchr::memmem::find(hay, needle).map(|i| &hay[i + needle.len()..])
+    }
+    fn skip_ws(s: &[u8]) -> &[u8] {
+        let n = s.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        &s[n..]
+    }
+    let rest = skip_ws(after(head, b"\"custom_id\"")?);
+    let rest = skip_ws(rest.strip_prefix(b":")?);
+    let value = rest.strip_prefix(b"\"")?;
+    let end = memchr::memchr(b'"', value)?;
+    let key = RequestKey::parse(std::str::from_utf8(&value[..end]).ok()?).ok()?;
+    let status_code = after(head, b"\"status_code\"").and_then(|s| {
+        let s = skip_ws(skip_ws(s).strip_prefix(b":")?);
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        std::str::from_utf8(&s[..digits]).ok()?.parse::<u16>().ok()
+    });
+    Some(ResultLine {
+        number,
+        key,
+        outcome: Outcome::Error {
+            error: RequestError {
+                code: "result_too_large".into(),
+                message: format!(
+                    "the provider's answer is {bytes} bytes, over batchq's limit of {MAX_RESULT_LINE_BYTES} bytes \
+                     for one result line; it was not kept (the provider billed it), and the request is not sent \
+                     again"
+                ),
+                status_code,
+            },
+            body: None,
+            retryable: false,
+        },
+    })
+}
+
 /// How ingest reads one result line, without a store: for tests and tools
 /// that check untrusted result files (`tests/tests/fuzz_parsers.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -557,9 +600,25 @@ impl Ingester {
                         tracing::warn!(key, line = number, reason, "malformed result line skipped");
                     }
                 },
-                Line::TooLong { number, bytes } => {
+                Line::TooLong { number, bytes, head } => {
                     report.too_long += 1;
-                    tracing::warn!(key, line = number, bytes, "result line over the size limit skipped");
+                    match too_long_line(number, bytes, &head) {
+                        // Its request ends failed: sent again, it would be
+                        // answered (and billed) alike.
+                        Some(l) if seen.insert(l.key.clone()) => {
+                            tracing::warn!(key, line = number, bytes, request = %l.key, "result line over the size limit; its request fails");
+                            chunk.push(l);
+                        }
+                        Some(_) => report.duplicates += 1,
+                        None => {
+                            tracing::warn!(
+                                key,
+                                line = number,
+                                bytes,
+                                "result line over the size limit names no request in its head; skipped"
+                            );
+                        }
+                    }
                 }
             }
             if chunk.len() >= CHUNK_LINES {
@@ -898,6 +957,25 @@ mod tests {
         assert!(
             matches!(e400.outcome, Outcome::Error { retryable: false, ref error, .. } if error.code == "invalid_value" && error.message == "bad")
         );
+    }
+
+    #[test]
+    fn an_over_long_line_is_known_by_the_custom_id_and_status_in_its_head() {
+        let head = format!(
+            r#"{{"id": "batch_req_1", "custom_id" : "{KEY}", "response": {{"status_code": 200, "body": {{"data": [0.1"#
+        );
+        let l = too_long_line(7, 40_000_000, head.as_bytes()).expect("known");
+        assert_eq!((l.number, l.key.as_str()), (7, KEY));
+        let Outcome::Error { error, retryable, .. } = l.outcome else {
+            panic!("a failure")
+        };
+        assert_eq!(
+            (error.code.as_str(), error.status_code, retryable),
+            ("result_too_large", Some(200), false)
+        );
+        assert!(error.message.contains("40000000 bytes"), "{}", error.message);
+        assert!(too_long_line(1, 1, b"{\"id\":\"x\",\"response\":{").is_none());
+        assert!(too_long_line(1, 1, br#"{"custom_id":"someone-else"}"#).is_none());
     }
 
     #[test]
