@@ -169,7 +169,7 @@ pub fn stated_limit(message: &str) -> Option<u64> {
         _ => 1.0,
     };
     let v = number * unit;
-    (v.is_finite() && v >= 1.0 && v < 1e15).then_some(v as u64)
+    (1.0..1e15).contains(&v).then_some(v as u64)
 }
 
 fn digits_len(s: &str) -> usize {
