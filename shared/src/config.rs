@@ -66,6 +66,8 @@ env_vars! {
         "Provider read timeout: the longest wait for the next bytes of a response.";
     HTTP_MAX_RETRIES = "BATCHQ_HTTP_MAX_RETRIES", "5",
         "Retries of a provider call on 429, 5xx and connection errors before giving up.";
+    PROVIDER_LIST_LAG_SECS = "BATCHQ_PROVIDER_LIST_LAG_SECS", "60",
+        "How long the provider's batch listing may lag its creates: after a create whose answer was lost (a 5xx, a timeout), batchq lists again with backoff for this long, looking for the batch it may have made, before it creates again.";
     MAX_LINES_PER_BATCH = "BATCHQ_MAX_LINES_PER_BATCH", "50000",
         "Most requests in one provider batch (OpenAI's limit is 50,000).";
     MAX_BYTES_PER_BATCH = "BATCHQ_MAX_BYTES_PER_BATCH", "200000000",
@@ -157,6 +159,8 @@ pub struct ProviderConfig {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub max_retries: u32,
+    /// How long the provider's listings may lag its creates.
+    pub list_lag: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +384,7 @@ impl Config {
             connect_timeout: env.seconds(HTTP_CONNECT_TIMEOUT_SECS, 10, 1)?,
             read_timeout: env.seconds(HTTP_READ_TIMEOUT_SECS, 120, 1)?,
             max_retries: env.number(HTTP_MAX_RETRIES, 5u32, 0)?,
+            list_lag: env.seconds(PROVIDER_LIST_LAG_SECS, 60, 0)?,
         };
 
         let limits = Limits {

@@ -52,6 +52,8 @@ impl Pipeline {
         let fake = FakeServer::start(fake).await.expect("start fake provider");
         let mut provider_cfg = env.config.provider.clone();
         provider_cfg.base_url = fake.base_url();
+        // The fake's listings do not lag unless a test says so.
+        provider_cfg.list_lag = Duration::ZERO;
         let provider = OpenAiClient::new(&provider_cfg, "sk-fake")
             .expect("provider client")
             .with_backoff(Duration::from_millis(5), Duration::from_millis(50));

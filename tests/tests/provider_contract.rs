@@ -51,6 +51,8 @@ fn client_for(fake: &FakeHandle, extra: &[(&str, &str)]) -> OpenAiClient {
             "AZURE_OPENAI_ENDPOINT" => Some(azure.clone()),
             "OPENAI_API_KEY" => Some("sk-fake".into()),
             "BATCHQ_HTTP_MAX_RETRIES" => Some("3".into()),
+            // Tests that need the listing's lag waited out set it themselves.
+            "BATCHQ_PROVIDER_LIST_LAG_SECS" => Some("0".into()),
             _ => None,
         }
     })
@@ -516,6 +518,40 @@ async fn create_whose_response_was_lost_does_not_create_a_second_batch() {
     let again = client.create_batch(&req, true).await.unwrap();
     assert_eq!(again.id, batch.id);
     assert_eq!(fake.submissions().len(), 1);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_while_the_listing_lags_still_makes_one_batch() {
+    let fake = fake().await;
+    let client = client_for(
+        &fake,
+        &[
+            ("BATCHQ_HTTP_READ_TIMEOUT_SECS", "1"),
+            ("BATCHQ_PROVIDER_LIST_LAG_SECS", "6"),
+        ],
+    );
+    let (file, _) = client
+        .upload_file(&MemSource(input(5, "/v1/chat/completions").0))
+        .await
+        .unwrap();
+    // The batch is made, its answer never arrives, and for 2.5 s the
+    // listing does not show it: a look right after the timeout misses it.
+    fake.set_faults(Faults {
+        hang_after_create_ms: Some(3_000),
+        list_lag_ms: 2_500,
+        ..Faults::default()
+    });
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let client = client.record_waits(waits.clone());
+    let batch = client.create_batch(&create_req(&file.id), false).await.unwrap();
+    assert_eq!(fake.submissions().len(), 1, "a second batch was created");
+    assert_eq!(fake.submissions()[0].batch_id, batch.id);
+    assert_eq!(fake.calls("create").len(), 1);
+    assert!(
+        fake.calls("list").len() >= 2,
+        "the listing was read again until it showed the batch"
+    );
+    assert!(!waits.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -40,6 +40,10 @@ pub struct OpenAiClient {
     max_retries: u32,
     backoff_base: Duration,
     backoff_cap: Duration,
+    /// How long the provider's listings may lag its creates: after a create
+    /// whose answer was lost, the batch is looked for this long before a
+    /// second create.
+    list_lag: Duration,
     /// Every wait before a retry, when recording is on (tests).
     waits: Option<Arc<std::sync::Mutex<Vec<Duration>>>>,
 }
@@ -146,6 +150,7 @@ impl OpenAiClient {
             max_retries: cfg.max_retries,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            list_lag: cfg.list_lag,
             waits: None,
         })
     }
@@ -327,6 +332,29 @@ impl OpenAiClient {
     }
 }
 
+impl OpenAiClient {
+    /// After a create whose answer was lost: lists the batches again with
+    /// backoff (1 s, 2 s, 4 s, …) until the listing's lag has passed, and
+    /// answers the job's batch if it shows up.
+    async fn confirm_created(&self, req: &CreateBatch) -> Result<Option<Batch>, ProviderError> {
+        let mut waited = Duration::ZERO;
+        let mut wait = Duration::from_secs(1).min(self.list_lag);
+        loop {
+            if let Some(b) = self.find_batch(req).await? {
+                return Ok(Some(b));
+            }
+            if waited >= self.list_lag {
+                return Ok(None);
+            }
+            let step = wait.min(self.list_lag - waited);
+            tracing::info!(job_id = %req.job_id, wait_ms = step.as_millis() as u64, "the batch create's answer was lost; looking for the batch again");
+            self.pause(step).await;
+            waited += step;
+            wait = wait.saturating_mul(2);
+        }
+    }
+}
+
 fn retry_after_of(e: &ProviderError) -> Option<Duration> {
     match e {
         ProviderError::Retryable { retry_after, .. } => *retry_after,
@@ -457,6 +485,17 @@ impl Provider for OpenAiClient {
             match result {
                 Ok(batch) => return Ok(batch),
                 Err(e) if e.is_retryable() => {
+                    // A 429 is refused before any work; a 5xx, a timeout or a
+                    // cut answer may come after the batch was made, and the
+                    // listing may not show it yet: look for it until the
+                    // listing has caught up before creating again.
+                    let ambiguous = !matches!(e, ProviderError::Retryable { status: 429, .. });
+                    if ambiguous {
+                        if let Some(existing) = self.confirm_created(req).await? {
+                            tracing::info!(job_id = %req.job_id, batch_id = %existing.id, "found the batch a lost create made");
+                            return Ok(existing);
+                        }
+                    }
                     if let Err(give_up) = self.backoff_or_give_up(op, attempt, e).await {
                         // One last look: the final attempt may have succeeded.
                         return match self.find_batch(req).await? {
