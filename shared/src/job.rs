@@ -365,6 +365,10 @@ pub struct Job {
     /// (added with each file's totals). Fewer than `input_lines`: the
     /// provider left some requests out, which closing the job looks for.
     pub result_lines: u64,
+    /// Provider batches found carrying this job's id besides its own (a
+    /// second create after a lost answer): cancelled by poll, kept here so
+    /// they are reported once.
+    pub duplicate_batches: Vec<ProviderBatchId>,
     /// Optimistic-concurrency version: every save is conditioned on the
     /// stored version (and status) being the ones this copy was read with.
     pub version: u64,
@@ -408,6 +412,7 @@ impl Job {
             ingested_output: false,
             ingested_errors: false,
             result_lines: 0,
+            duplicate_batches: Vec::new(),
             version: 0,
             tenants: Vec::new(),
             expires_at: None,

@@ -655,3 +655,56 @@ async fn a_result_line_for_a_request_of_another_job_is_reported_not_applied() {
     let b_after = p.job(&b.id).await;
     assert_eq!(b_after.totals.usage.input_tokens, 0, "nothing of A's was counted for B");
 }
+
+#[tokio::test]
+async fn a_second_provider_batch_carrying_a_jobs_id_is_cancelled_reported_and_recorded_once() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let reqs: Vec<_> = (0..6).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    let job = p.all_jobs().await.remove(0);
+    // What a create whose answer was lost, retried while the listing lagged,
+    // leaves behind: a second batch of the same input with the job's id.
+    let duplicate = p
+        .provider
+        .create_batch(
+            &batchq_core::provider::CreateBatch {
+                job_id: job.id.clone(),
+                input_file_id: job.provider_file_id.clone().unwrap(),
+                endpoint: job.endpoint,
+                not_before: 0,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.fake.submissions().len(), 2);
+
+    let report = p.poller().run().await.unwrap();
+    assert_eq!(
+        report.duplicates_cancelled,
+        vec![(job.id.to_string(), duplicate.id.clone())],
+        "{report:?}"
+    );
+    let seen = p.provider.retrieve_batch(&duplicate.batch_id()).await.unwrap();
+    assert!(
+        matches!(
+            seen.status,
+            batchq_core::job::ProviderBatchStatus::Cancelling | batchq_core::job::ProviderBatchStatus::Cancelled
+        ),
+        "{:?}",
+        seen.status
+    );
+    let recorded = p.job(&job.id).await;
+    assert_eq!(recorded.duplicate_batches, vec![duplicate.batch_id()]);
+    assert!(recorded.errors.iter().any(|e| e.code == "duplicate_batch"));
+
+    // Reported once; the job's own batch runs to the end.
+    let again = p.poller().run().await.unwrap();
+    assert!(again.duplicates_cancelled.is_empty(), "{again:?}");
+    p.settle(&keys(&reqs), 3).await;
+    let states = p.states(&keys(&reqs)).await;
+    assert!(states
+        .values()
+        .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+}

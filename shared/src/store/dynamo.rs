@@ -406,6 +406,12 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
         item.insert("ingested_errors".into(), AttributeValue::Bool(true));
     }
     item.insert("result_lines".into(), n(j.result_lines));
+    if !j.duplicate_batches.is_empty() {
+        item.insert(
+            "duplicate_batches".into(),
+            AttributeValue::Ss(j.duplicate_batches.iter().map(|b| b.to_string()).collect()),
+        );
+    }
     for (name, v) in [
         ("submitted_at", j.submitted_at),
         ("finished_at", j.finished_at),
@@ -478,6 +484,15 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         ingested_output: r.flag("ingested_output"),
         ingested_errors: r.flag("ingested_errors"),
         result_lines: r.opt_n("result_lines")?.unwrap_or(0),
+        duplicate_batches: match item.get("duplicate_batches") {
+            None => Vec::new(),
+            Some(AttributeValue::Ss(v)) => {
+                let mut v: Vec<ProviderBatchId> = v.iter().cloned().map(ProviderBatchId::new).collect();
+                v.sort();
+                v
+            }
+            Some(_) => return Err(r.corrupt("duplicate_batches is not a string set".into())),
+        },
         version: r.req_n("version")?,
         tenants: match item.get("tenants") {
             None => Vec::new(),
