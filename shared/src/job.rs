@@ -369,6 +369,16 @@ pub struct Job {
     /// second create after a lost answer): cancelled by poll, kept here so
     /// they are reported once.
     pub duplicate_batches: Vec<ProviderBatchId>,
+    /// A job given up at its deadline while its batch had not ended: poll
+    /// keeps watching the batch until this time, to use answers it still
+    /// delivers (see `late`).
+    pub watch_until: Option<Timestamp>,
+    /// Late answers of the given-up batch that finished their requests.
+    pub late_used: u64,
+    /// Late answers for requests already sent again (or finished) elsewhere:
+    /// paid twice, and what the second payment cost at batch prices.
+    pub double_spent: u64,
+    pub double_spent_cost: Money,
     /// Optimistic-concurrency version: every save is conditioned on the
     /// stored version (and status) being the ones this copy was read with.
     pub version: u64,
@@ -413,6 +423,10 @@ impl Job {
             ingested_errors: false,
             result_lines: 0,
             duplicate_batches: Vec::new(),
+            watch_until: None,
+            late_used: 0,
+            double_spent: 0,
+            double_spent_cost: Money::default(),
             version: 0,
             tenants: Vec::new(),
             expires_at: None,

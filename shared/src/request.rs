@@ -44,9 +44,12 @@ impl RequestStatus {
 
     /// Every allowed transition, and only those. The store refuses any write
     /// not listed here, and conditions every write on the `from` status.
-    pub const TRANSITIONS: [(RequestStatus, RequestStatus); 5] = [
-        (Self::Queued, Self::Claimed),    // submit claims it for a job
-        (Self::Queued, Self::Cancelled),  // caller cancels before submission
+    pub const TRANSITIONS: [(RequestStatus, RequestStatus); 6] = [
+        (Self::Queued, Self::Claimed),   // submit claims it for a job
+        (Self::Queued, Self::Cancelled), // caller cancels before submission
+        // A batch given up at its deadline delivers its answer after all,
+        // before the request was sent again.
+        (Self::Queued, Self::Completed),
         (Self::Claimed, Self::Completed), // ingest stores a 2xx result
         (Self::Claimed, Self::Failed),    // non-retryable error or attempts exhausted
         (Self::Claimed, Self::Queued),    // retryable outcome: back to the queue, attempts + 1
@@ -344,6 +347,7 @@ mod tests {
         let allowed = [
             ("queued", "claimed"),
             ("queued", "cancelled"),
+            ("queued", "completed"),
             ("claimed", "completed"),
             ("claimed", "failed"),
             ("claimed", "queued"),

@@ -708,3 +708,96 @@ async fn a_second_provider_batch_carrying_a_jobs_id_is_cancelled_reported_and_re
         .values()
         .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
 }
+
+/// A batch that sticks (in finalizing, then in cancelling) past its deadline
+/// and its grace: returns the pipeline, the requests and the given-up job.
+async fn stuck_batch_given_up() -> (Pipeline, Vec<batchq_core::request::NewRequest>, batchq_core::job::Job) {
+    let p = Pipeline::with_faults(
+        Faults {
+            stay_finalizing_polls: 10_000,
+            stay_cancelling_polls: 10_000,
+            ..Faults::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..10).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+    let job = p.all_jobs().await.remove(0);
+    assert_eq!(job.status, JobStatus::Finalizing);
+
+    p.clock.advance(p.config().policy.batch_deadline);
+    p.poller().run().await.unwrap();
+    assert_eq!(
+        p.job(&job.id).await.status,
+        JobStatus::Cancelling,
+        "cancelled at the deadline"
+    );
+    p.clock.advance(batchq_core::pipeline::poll::CANCEL_GRACE);
+    p.poller().run().await.unwrap();
+    let given_up = p.job(&job.id).await;
+    assert_eq!(given_up.status, JobStatus::Failed, "given up after the grace");
+    assert!(given_up.watch_until.is_some(), "its batch is still watched");
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(r.status, RequestStatus::Queued, "{}", r.custom_id);
+        assert_eq!(r.last_error.as_ref().unwrap().code, "batch_deadline_exceeded");
+    }
+    (p, reqs, given_up)
+}
+
+#[tokio::test]
+async fn a_batch_stuck_finalizing_is_given_up_and_its_late_answers_finish_the_requests_still_waiting() {
+    let (p, reqs, job) = stuck_batch_given_up().await;
+    // The batch ends after all, with part of its answers.
+    assert!(p.fake.complete(job.provider_batch_id.as_ref().unwrap().as_str()));
+    let report = p.poller().run().await.unwrap();
+    assert_eq!(report.late.len(), 1, "{report:?}");
+    let late = &report.late[0];
+    assert!(late.used > 0 && late.used < 10, "{late:?}");
+    assert_eq!(late.double_spent, 0, "nothing had been sent again");
+
+    let states = p.states(&keys(&reqs)).await;
+    let done: Vec<_> = states
+        .values()
+        .filter(|r| r.status == RequestStatus::Completed)
+        .collect();
+    assert_eq!(done.len() as u64, late.used);
+    assert!(
+        done.iter().all(|r| r.attempts == 1),
+        "answered without being sent again"
+    );
+    let job = p.job(&job.id).await;
+    assert_eq!((job.watch_until, job.late_used), (None, late.used));
+
+    // The rest go out again and complete; every answer counted once.
+    p.fake.set_faults(Faults::default());
+    p.settle(&keys(&reqs), 3).await;
+    assert_invariants(&p, &reqs).await;
+    assert!(p.poller().run().await.unwrap().late.is_empty(), "watched once");
+}
+
+#[tokio::test]
+async fn late_answers_for_requests_already_answered_again_are_counted_as_paid_twice() {
+    let (p, reqs, job) = stuck_batch_given_up().await;
+    let mut faults = p.fake.faults();
+    faults.stay_finalizing_polls = 0;
+    faults.stay_cancelling_polls = 0;
+    p.fake.set_faults(faults);
+    p.settle(&keys(&reqs), 3).await;
+    assert!(p.all_terminal(&keys(&reqs)).await);
+
+    assert!(p.fake.complete(job.provider_batch_id.as_ref().unwrap().as_str()));
+    let report = p.poller().run().await.unwrap();
+    let late = &report.late[0];
+    assert_eq!(late.used, 0, "{late:?}");
+    assert!(late.double_spent > 0, "{late:?}");
+    assert!(late.double_spent_cost > batchq_core::money::Money::default());
+    let recorded = p.job(&job.id).await;
+    assert_eq!(
+        (recorded.double_spent, recorded.double_spent_cost, recorded.watch_until),
+        (late.double_spent, late.double_spent_cost, None)
+    );
+    assert_invariants(&p, &reqs).await;
+}

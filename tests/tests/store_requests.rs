@@ -205,7 +205,7 @@ async fn illegal_transition_is_refused_before_any_write() {
     )
     .await;
     let mut bogus = RequestUpdate::cancel(&req, ts(1));
-    bogus.to = RequestStatus::Completed; // queued -> completed is not a transition
+    bogus.to = RequestStatus::Failed; // queued -> failed is not a transition
     let err = env.store.apply(bogus).await.unwrap_err();
     assert!(matches!(err, StoreError::IllegalTransition(_)), "{err:?}");
     assert_eq!(env.store.get(&req.key).await.unwrap().unwrap(), req);

@@ -74,7 +74,8 @@ impl Api {
             .open_jobs()
             .await?
             .into_iter()
-            .filter(|j| j.tenants.contains(tenant))
+            // A given-up job is listed while poll watches its batch.
+            .filter(|j| !j.status.is_terminal() && j.tenants.contains(tenant))
             .collect();
         let savings = self.savings_total(tenant).await?;
 

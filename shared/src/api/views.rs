@@ -128,7 +128,15 @@ pub fn job_for(tenant: &TenantId, j: &Job) -> Value {
     let shared = j.tenants.iter().any(|t| t != tenant);
     if shared {
         if let Some(m) = v.as_object_mut() {
-            for field in ["request_counts", "totals", "input", "provider_batch_id", "errors"] {
+            for field in [
+                "request_counts",
+                "totals",
+                "input",
+                "provider_batch_id",
+                "errors",
+                "late",
+                "duplicate_batches",
+            ] {
                 m.insert(field.into(), Value::Null);
             }
         }
@@ -155,6 +163,16 @@ pub fn job(j: &Job) -> Value {
         },
         "errors": j.errors.iter().map(job_error).collect::<Vec<_>>(),
         "totals": totals(&j.totals),
+        // A batch given up at its deadline: poll watches it until
+        // `watched_until`; answers it still delivers are used or, for
+        // requests sent again meanwhile, paid twice.
+        "late": {
+            "watched_until": opt_time(j.watch_until),
+            "used": j.late_used,
+            "paid_twice": j.double_spent,
+            "paid_twice_cost": money(Some(j.double_spent_cost)),
+        },
+        "duplicate_batches": j.duplicate_batches,
         "created_at": time(j.created_at),
         "updated_at": time(j.updated_at),
         "submitted_at": opt_time(j.submitted_at),

@@ -121,18 +121,18 @@ type TenantTotals = BTreeMap<TenantId, SavingsTotals>;
 /// The ingest step, wired to its ports.
 #[derive(Clone)]
 pub struct Ingester {
-    core: Core,
+    pub(super) core: Core,
     prices: Arc<PriceBook>,
 }
 
 /// One parsed result line.
-struct ResultLine {
-    number: u64,
-    key: RequestKey,
-    outcome: Outcome,
+pub(super) struct ResultLine {
+    pub(super) number: u64,
+    pub(super) key: RequestKey,
+    pub(super) outcome: Outcome,
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Success {
         status_code: u16,
         body: String,
@@ -390,7 +390,7 @@ fn body_meta(raw: &str) -> BodyMeta {
 }
 
 /// Parses one result line; `Err` carries a reason (never the line's content).
-fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
+pub(super) fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, String> {
     // UTF-8 checked once, with SIMD, for the whole line: `from_slice` would
     // check the body again as it borrows it (`RawValue`), byte by byte, at a
     // fifth of ingest's time on text with accents (`make bench`).
@@ -796,7 +796,7 @@ impl Ingester {
     }
 
     /// The stored result of a line, with its cost when the model is priced.
-    fn result_of<'a>(
+    pub(super) fn result_of<'a>(
         &self,
         job: &'a Job,
         req: &Request,

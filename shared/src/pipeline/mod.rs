@@ -24,6 +24,7 @@
 mod close;
 pub mod crash;
 pub mod ingest;
+mod late;
 pub mod poll;
 pub mod submit;
 
@@ -42,6 +43,7 @@ use crate::time::{Clock, Timestamp};
 
 pub use crash::{CrashPoint, CrashPoints, NoCrashes};
 pub use ingest::{IngestReport, Ingester};
+pub use late::LateReport;
 pub use poll::{PollReport, Poller};
 pub use submit::{SubmitOptions, SubmitReport, Submitter};
 

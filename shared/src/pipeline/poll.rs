@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ingest::{FileKind, Ingester};
-use super::{Claims, Core, CrashPoint, PipelineError};
+use super::{Claims, Core, CrashPoint, LateReport, PipelineError};
 use crate::budget::TokenBudget;
 use crate::ids::{ProviderFileId, RequestKey};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
@@ -52,13 +52,18 @@ fn capped(mut errors: Vec<JobError>) -> Vec<JobError> {
     errors
 }
 
+/// How long poll keeps watching a given-up batch for answers it still
+/// delivers (the provider keeps output files 30 days; a cancelled batch
+/// ends within minutes, a stuck one may take longer).
+const LATE_WATCH: Duration = Duration::from_secs(3 * 86_400);
+
 /// Pages of the provider's batch listing one poll run reads looking for
 /// duplicate batches (100 batches a page, newest first).
 const DUPLICATE_SCAN_PAGES: usize = 20;
 
 /// After the deadline a cancelled batch gets this long to reach a final
 /// state before batchq stops waiting for it.
-const CANCEL_GRACE: Duration = Duration::from_secs(6 * 3600);
+pub const CANCEL_GRACE: Duration = Duration::from_secs(6 * 3600);
 
 /// What a poll run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -76,6 +81,8 @@ pub struct PollReport {
     /// Provider batches carrying the id of a job that records another
     /// batch, cancelled in this run: (job, batch).
     pub duplicates_cancelled: Vec<(String, String)>,
+    /// Given-up batches that ended after all, and what their answers did.
+    pub late: Vec<LateReport>,
     /// Jobs that could not be handled this time (they are retried next run).
     pub errors: Vec<String>,
     /// How long the oldest queued request has waited (none queued: `None`).
@@ -117,6 +124,9 @@ impl Poller {
             } else if job.status == JobStatus::Ingesting {
                 report.checked += 1;
                 self.continue_ingesting(job.clone(), &mut report).await
+            } else if job.watch_until.is_some() {
+                report.checked += 1;
+                self.watch_late(job.clone(), &mut report).await
             } else {
                 continue; // before submission: submit's business
             };
@@ -321,20 +331,26 @@ impl Poller {
                     .submitted_at
                     .unwrap_or(job.created_at)
                     .plus(self.core.config.policy.batch_deadline);
-                // A finalizing batch has run: its results are coming, never give it up.
-                if now >= deadline.plus(CANCEL_GRACE) && *in_flight != ProviderBatchStatus::Finalizing {
+                // Every unfinished status meets the deadline, finalizing and
+                // cancelling included (both have been seen to stick): the
+                // batch is cancelled at the deadline and given up after the
+                // grace, and poll watches it for answers it still delivers.
+                if now >= deadline.plus(CANCEL_GRACE) {
                     return self
                         .give_up(
                             job,
                             "batch_deadline_exceeded",
-                            format!("batch {batch_id} did not end within the deadline, even after cancelling"),
+                            format!(
+                                "batch {batch_id} did not end within the deadline, even after cancelling (it was {in_flight})"
+                            ),
                             report,
                         )
                         .await;
                 }
-                if now >= deadline && *in_flight != ProviderBatchStatus::Cancelling {
-                    tracing::warn!(job = %job.id, batch = %batch_id, "batch past its deadline; cancelling");
-                    match self.provider.cancel_batch(&batch_id).await {
+                let cancelled_before = job.errors.iter().any(|e| e.code == "batch_deadline_exceeded");
+                if now >= deadline && *in_flight != ProviderBatchStatus::Cancelling && !cancelled_before {
+                    tracing::warn!(job = %job.id, batch = %batch_id, status = %in_flight, "batch past its deadline; cancelling");
+                    let message = match self.provider.cancel_batch(&batch_id).await {
                         Ok(b) => {
                             next.provider_status = Some(b.status.clone());
                             if let Some(st) = JobStatus::mirroring(&b.status)
@@ -342,15 +358,22 @@ impl Poller {
                             {
                                 next.status = st;
                             }
-                            next.errors.push(JobError {
-                                code: "batch_deadline_exceeded".into(),
-                                message: "cancelled: unfinished past the configured deadline".into(),
-                                line: None,
-                            });
+                            "cancelled: unfinished past the configured deadline".to_owned()
                         }
                         Err(ProviderError::NotFound { .. }) => return self.vanished(job, report).await,
+                        // A finalizing batch may refuse it: it is given up
+                        // after the grace like any other.
+                        Err(e @ ProviderError::Api { .. }) => {
+                            tracing::warn!(job = %job.id, batch = %batch_id, error = %e, "the provider refused to cancel the batch");
+                            format!("past the configured deadline; the provider refused to cancel it: {e}")
+                        }
                         Err(e) => return Err(e.into()),
-                    }
+                    };
+                    next.errors.push(JobError {
+                        code: "batch_deadline_exceeded".into(),
+                        message,
+                        line: None,
+                    });
                 }
                 let changed = next.status != job.status
                     || next.provider_status != job.provider_status
@@ -606,7 +629,47 @@ impl Poller {
         });
         next.finished_at = Some(now);
         next.updated_at = now;
+        // The batch may still end and deliver answers the provider bills:
+        // poll watches it a while longer (see `late`).
+        next.watch_until = job.provider_batch_id.as_ref().map(|_| now.plus(LATE_WATCH));
         self.save(&job, next, report).await?;
+        Ok(())
+    }
+
+    /// A job given up while its batch had not ended: when the batch ends,
+    /// its answers are applied (see `late`); past the watch, or when the
+    /// provider no longer knows the batch at the watch's end, poll stops
+    /// looking.
+    async fn watch_late(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
+        let (Some(batch_id), Some(until)) = (job.provider_batch_id.clone(), job.watch_until) else {
+            return Ok(());
+        };
+        let now = self.core.now();
+        let batch = match self.provider.retrieve_batch(&batch_id).await {
+            Ok(b) => Some(b),
+            Err(ProviderError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let output = match &batch {
+            Some(b) if b.status.is_terminal() => b.output_file_id.clone(),
+            _ if now < until => return Ok(()), // not ended yet: look again next run
+            _ => {
+                tracing::warn!(job = %job.id, batch = %batch_id, "the given-up batch did not end within the watch; no longer watched");
+                None
+            }
+        };
+        let stream = match &output {
+            Some(id) => Some(self.provider.file_content(id).await?),
+            None => None,
+        };
+        let late = self.ingester.ingest_late(&job, stream).await?;
+        if late.counted {
+            if let Some(b) = &batch {
+                self.delete_provider_files(&[b.output_file_id.clone(), b.error_file_id.clone()])
+                    .await;
+            }
+        }
+        report.late.push(late);
         Ok(())
     }
 

@@ -355,7 +355,9 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     item.insert(PK.into(), s(format!("job#{}", j.id)));
     item.insert(SK.into(), s(SK_JOB));
     item.insert("kind".into(), s("job"));
-    if !j.status.is_terminal() {
+    // Open: poll and submit list it (a given-up job stays listed while
+    // poll watches its batch for late answers).
+    if !j.status.is_terminal() || j.watch_until.is_some() {
         item.insert("open".into(), s("1"));
     }
     item.insert("id".into(), s(j.id.as_str()));
@@ -406,6 +408,14 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
         item.insert("ingested_errors".into(), AttributeValue::Bool(true));
     }
     item.insert("result_lines".into(), n(j.result_lines));
+    if let Some(w) = j.watch_until {
+        item.insert("watch_until".into(), n(w.millis()));
+    }
+    if j.late_used > 0 || j.double_spent > 0 {
+        item.insert("late_used".into(), n(j.late_used));
+        item.insert("double_spent".into(), n(j.double_spent));
+        item.insert("double_spent_cost".into(), n(j.double_spent_cost.picodollars()));
+    }
     if !j.duplicate_batches.is_empty() {
         item.insert(
             "duplicate_batches".into(),
@@ -429,7 +439,7 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
             AttributeValue::Ss(j.tenants.iter().map(|t| t.to_string()).collect()),
         );
     }
-    if let (true, Some(r)) = (j.status.is_terminal(), retention) {
+    if let (true, None, Some(r)) = (j.status.is_terminal(), j.watch_until, retention) {
         item.insert(
             EXPIRES_AT.into(),
             n(expiry_secs(j.finished_at.unwrap_or(j.updated_at), r)),
@@ -484,6 +494,10 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         ingested_output: r.flag("ingested_output"),
         ingested_errors: r.flag("ingested_errors"),
         result_lines: r.opt_n("result_lines")?.unwrap_or(0),
+        watch_until: ts("watch_until")?,
+        late_used: r.opt_n("late_used")?.unwrap_or(0),
+        double_spent: r.opt_n("double_spent")?.unwrap_or(0),
+        double_spent_cost: Money::from_picodollars(r.opt_n("double_spent_cost")?.unwrap_or(0)),
         duplicate_batches: match item.get("duplicate_batches") {
             None => Vec::new(),
             Some(AttributeValue::Ss(v)) => {

@@ -168,6 +168,18 @@ impl RequestUpdate {
         }
     }
 
+    /// `queued -> completed` with the stored result: the late answer of a
+    /// batch `job` gave up on, for a request not sent again yet. The request
+    /// records `job` as the one that finished it.
+    pub fn finish_late(req: &Request, job: &JobId, result: RequestResult, now: Timestamp) -> Self {
+        Self {
+            claim_for: Some(job.clone()),
+            last_error: None,
+            result: Some(result),
+            ..Self::base(req, RequestStatus::Completed, now)
+        }
+    }
+
     /// `queued -> cancelled`.
     pub fn cancel(req: &Request, now: Timestamp) -> Self {
         Self::base(req, RequestStatus::Cancelled, now)
