@@ -5,8 +5,9 @@
 //! the error file, shuffled output, `""` file ids, vanishing batches,
 //! per-model enqueued-token limits (`token_limit_exceeded`), the embeddings
 //! input cap, lists that lag behind creation, rate limiting with
-//! `Retry-After`, and lost responses. Used in-process by tests
-//! (`FakeServer::start`) and standalone (`fake-openai --port N`).
+//! `Retry-After`, lost responses, results lost for some lines, and downloads
+//! cut short. Used in-process by tests (`FakeServer::start`) and standalone
+//! (`fake-openai --port N`).
 //!
 //! Error codes: `token_limit_exceeded` and `batch_expired` / `batch_cancelled`
 //! are documented; the validation codes (`invalid_json_line`,
@@ -106,6 +107,15 @@ pub struct Faults {
     /// Retrieve reports this status (one a client does not know yet, as a
     /// future API version might add) while the batch is unfinished.
     pub unknown_status: Option<String>,
+    /// Lines of new batches whose custom_id is listed get no result line
+    /// at all, in neither file: the provider ends the batch without a
+    /// result for them.
+    pub lose_custom_ids: Vec<String>,
+    /// The next N downloads (`content`) of a file larger than
+    /// `cut_content_at_bytes` break off there: the connection closes short
+    /// of the declared length, as a transfer dropped mid-way.
+    pub cut_content: u32,
+    pub cut_content_at_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -597,7 +607,19 @@ async fn delete_file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) 
 }
 
 async fn file_content(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let rec = shared.inner.lock().expect("lock").files.get(&id).cloned();
+    let (rec, cut_at) = {
+        let mut inner = shared.inner.lock().expect("lock");
+        let rec = inner.files.get(&id).cloned();
+        let f = &mut inner.config.faults;
+        let cut_at = match &rec {
+            Some(r) if f.cut_content > 0 && r.bytes > f.cut_content_at_bytes => {
+                f.cut_content -= 1;
+                Some(f.cut_content_at_bytes)
+            }
+            _ => None,
+        };
+        (rec, cut_at)
+    };
     let Some(rec) = rec else {
         return api_error(
             StatusCode::NOT_FOUND,
@@ -610,15 +632,26 @@ async fn file_content(State(shared): State<Arc<Shared>>, Path(id): Path<String>)
         Ok(f) => f,
         Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, None),
     };
-    let stream = futures::stream::unfold(file, |mut f| async move {
+    // (file, bytes sent so far); a cut download ends with an error, which
+    // makes the server drop the connection before the declared length.
+    let stream = futures::stream::unfold(Some((file, 0u64)), move |state| async move {
+        let (mut f, sent) = state?;
+        if cut_at.is_some_and(|at| sent >= at) {
+            let e = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "download cut (fault)");
+            return Some((Err(e), None));
+        }
         let mut buf = vec![0u8; 64 * 1024];
         match f.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
+                let n = cut_at.map_or(n, |at| n.min((at - sent) as usize));
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
+                    Some((f, sent + n as u64)),
+                ))
             }
-            Err(e) => Some((Err(e), f)),
+            Err(e) => Some((Err(e), None)),
         }
     });
     Response::builder()
@@ -1115,6 +1148,9 @@ fn finish(rec: &mut BatchRec, done: &dyn Fn(&str) -> bool, status: &str, not_don
     let mut errors: Vec<String> = Vec::new();
     let (mut inp, mut cached, mut out, mut reasoning) = (0u64, 0u64, 0u64, 0u64);
     for (i, line) in rec.lines.iter().enumerate() {
+        if f.lose_custom_ids.contains(&line.custom_id) {
+            continue;
+        }
         let req_id = format!(
             "batch_req_{:016x}",
             responses::hash64(&[batch_id.as_bytes(), line.custom_id.as_bytes()])

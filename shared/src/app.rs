@@ -30,6 +30,12 @@ impl App {
     /// Builds the AWS clients and adapters from `config`.
     pub async fn from_config(config: Config) -> Self {
         let sdk = crate::aws::sdk_config(&config).await;
+        Self::from_sdk(config, sdk)
+    }
+
+    /// Builds the adapters from `config` over an SDK configuration given by
+    /// the caller (tests give each function its own credentials this way).
+    pub fn from_sdk(config: Config, sdk: aws_config::SdkConfig) -> Self {
         let s3 = Arc::new(S3Store::new(
             crate::aws::s3_client(&sdk, &config),
             &config.bucket,

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
+pub mod iam;
 pub mod pipeline;
+pub mod template;
 
 use batchq_core::config::Config;
 use batchq_core::store::dynamo::DynamoStore;
@@ -98,16 +100,8 @@ impl TestEnv {
     /// by `lag` (the emulator's `/_batchq/index-lag`), as DynamoDB's
     /// eventually consistent indexes do.
     pub async fn set_index_lag(&self, lag: std::time::Duration) {
-        let url = format!("{}/_batchq/index-lag", emulator_endpoint());
-        let http = reqwest::Client::new();
         for table in [&self.config.requests_table, &self.config.jobs_table] {
-            let resp = http
-                .post(&url)
-                .json(&serde_json::json!({"table": table, "ms": lag.as_millis() as u64}))
-                .send()
-                .await
-                .expect("emulator answers /_batchq/index-lag");
-            assert!(resp.status().is_success(), "index lag refused: {}", resp.status());
+            set_table_index_lag(table, lag).await;
         }
     }
 
@@ -121,6 +115,21 @@ impl TestEnv {
     pub async fn job_items(&self) -> usize {
         count_items(&self.dynamo, &self.config.jobs_table).await
     }
+}
+
+/// Makes the global secondary indexes of one table lag its writes by `lag`
+/// (zero: no lag, the indexes answer from the table as it is). A lag far
+/// longer than the test holds an index at what it was when the lag was set,
+/// for the writes that follow.
+pub async fn set_table_index_lag(table: &str, lag: std::time::Duration) {
+    let url = format!("{}/_batchq/index-lag", emulator_endpoint());
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .json(&serde_json::json!({"table": table, "ms": lag.as_millis() as u64}))
+        .send()
+        .await
+        .expect("emulator answers /_batchq/index-lag");
+    assert!(resp.status().is_success(), "index lag refused: {}", resp.status());
 }
 
 async fn count_items(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {

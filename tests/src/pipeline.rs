@@ -179,7 +179,7 @@ impl Pipeline {
 
     /// The EventBridge scheduled event as the schedule delivers it.
     pub fn scheduled_event(&self) -> LambdaEvent<Value> {
-        LambdaEvent::new(serde_json::from_str(SCHEDULED_EVENT).unwrap(), Context::default())
+        scheduled_event()
     }
 
     /// Runs the submit Lambda handler on a scheduled event.
@@ -198,14 +198,7 @@ impl Pipeline {
 
     /// The S3 notification S3 sends for an object under `key`.
     pub fn s3_event(&self, key: &str, size: u64, etag: &str) -> S3Event {
-        let mut v: Value = serde_json::from_str(S3_EVENT).unwrap();
-        let rec = &mut v["Records"][0]["s3"];
-        rec["bucket"]["name"] = Value::from(self.env.config.bucket.clone());
-        rec["bucket"]["arn"] = Value::from(format!("arn:aws:s3:::{}", self.env.config.bucket));
-        rec["object"]["key"] = Value::from(key);
-        rec["object"]["size"] = Value::from(size);
-        rec["object"]["eTag"] = Value::from(etag.trim_matches('"'));
-        serde_json::from_value(v).expect("S3 event fixture parses")
+        s3_event(&self.env.config.bucket, key, size, etag)
     }
 
     /// Result objects whose ObjectCreated event has not been delivered yet
@@ -358,6 +351,23 @@ impl Pipeline {
         }
         out
     }
+}
+
+/// The EventBridge scheduled event as the schedule delivers it (submit and poll).
+pub fn scheduled_event() -> LambdaEvent<Value> {
+    LambdaEvent::new(serde_json::from_str(SCHEDULED_EVENT).unwrap(), Context::default())
+}
+
+/// The notification S3 sends for an object created under `key` in `bucket` (ingest).
+pub fn s3_event(bucket: &str, key: &str, size: u64, etag: &str) -> S3Event {
+    let mut v: Value = serde_json::from_str(S3_EVENT).unwrap();
+    let rec = &mut v["Records"][0]["s3"];
+    rec["bucket"]["name"] = Value::from(bucket);
+    rec["bucket"]["arn"] = Value::from(format!("arn:aws:s3:::{bucket}"));
+    rec["object"]["key"] = Value::from(key);
+    rec["object"]["size"] = Value::from(size);
+    rec["object"]["eTag"] = Value::from(etag.trim_matches('"'));
+    serde_json::from_value(v).expect("S3 event fixture parses")
 }
 
 /// A chat-completion request of the default tenant.
