@@ -58,6 +58,9 @@ pub struct TokenBudget {
     pub stated_at: Option<Timestamp>,
     /// Refusals since the last accepted batch.
     pub refusals_in_row: u32,
+    /// Refusals learnt in all (never reset): a batch planned when fewer had
+    /// been learnt was planned with a budget a later refusal corrected.
+    pub refusals_total: u64,
     /// No new batch of the model before this (after repeated refusals).
     pub blocked_until: Option<Timestamp>,
     pub updated_at: Timestamp,
@@ -73,6 +76,7 @@ impl TokenBudget {
             stated_limit: None,
             stated_at: None,
             refusals_in_row: 0,
+            refusals_total: 0,
             blocked_until: None,
             updated_at: now,
         }
@@ -87,19 +91,32 @@ impl TokenBudget {
         self.limit.map(|l| l.saturating_sub(in_flight))
     }
 
-    /// After the provider refused a batch of `batch_tokens` submitted while
-    /// `in_flight` tokens of the model's other batches were out, saying
-    /// `message`.
+    /// After the provider refused a batch of `batch_tokens`, planned when
+    /// `refusals_seen` refusals had been learnt and `in_flight` tokens of
+    /// the model's other batches were out, saying `message`. A batch planned
+    /// before the last refusal was learnt (two batches of one submit run,
+    /// refused together) teaches only the limit it states: it was planned
+    /// with the budget that refusal has corrected already.
     pub fn refused(
         &self,
         batch_tokens: u64,
         in_flight: u64,
+        refusals_seen: u64,
         message: &str,
         token_limit_hold: Duration,
         now: Timestamp,
     ) -> Self {
         let mut next = self.clone();
         let stated = stated_limit(message);
+        if refusals_seen < self.refusals_total {
+            if let Some(s) = stated {
+                next.limit = Some(self.limit.unwrap_or(u64::MAX).min(with_margin(s)).max(FLOOR));
+                next.stated_limit = Some(s);
+                next.stated_at = Some(now);
+            }
+            next.updated_at = now;
+            return next;
+        }
         let tried = in_flight.saturating_add(batch_tokens);
         let mut limit = self.limit.unwrap_or(u64::MAX);
         if let Some(s) = stated {
@@ -115,6 +132,7 @@ impl TokenBudget {
         }
         next.limit = Some(limit.max(FLOOR));
         next.refusals_in_row = self.refusals_in_row.saturating_add(1);
+        next.refusals_total = self.refusals_total + 1;
         next.blocked_until = (next.refusals_in_row >= 2).then(|| {
             let doublings = (next.refusals_in_row - 2).min(16);
             now.plus(FIRST_BACKOFF.saturating_mul(1 << doublings).min(token_limit_hold))
@@ -189,6 +207,8 @@ mod tests {
 
     const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
     const HOLD: Duration = Duration::from_secs(1800);
+    /// Planned after every refusal learnt so far.
+    const RT: u64 = u64::MAX;
     const OPENAI: &str = "Enqueued token limit reached for gpt-4o-mini in organization org-x. Limit: 200,000 enqueued tokens. Please try again once some in_progress batches have been completed.";
 
     #[test]
@@ -207,7 +227,7 @@ mod tests {
     fn a_refusal_that_states_the_limit_sets_the_budget_just_under_it() {
         let b = TokenBudget::initial(model(), None, T0);
         assert_eq!(b.available(0, T0), None, "nothing known: no limit");
-        let after = b.refused(2_000_000, 0, OPENAI, HOLD, T0);
+        let after = b.refused(2_000_000, 0, RT, OPENAI, HOLD, T0);
         assert_eq!(after.limit, Some(180_000));
         assert_eq!(after.available(50_000, T0), Some(130_000));
         assert_eq!(after.blocked_until, None, "one refusal: try again at once, smaller");
@@ -218,15 +238,15 @@ mod tests {
         let b = TokenBudget::initial(model(), Some(200_000), T0);
         assert_eq!(b.limit, Some(180_000));
         // 150k in flight + 30k refused under a stated 200k: others hold part of it.
-        let once = b.refused(30_000, 150_000, OPENAI, HOLD, T0);
+        let once = b.refused(30_000, 150_000, RT, OPENAI, HOLD, T0);
         assert_eq!(once.limit, Some(90_000));
-        let twice = once.refused(10_000, 0, "Enqueued token limit reached.", HOLD, T0);
+        let twice = once.refused(10_000, 0, RT, "Enqueued token limit reached.", HOLD, T0);
         assert_eq!(twice.limit, Some(FLOOR.max(5_000)));
         assert_eq!(twice.blocked_until, Some(T0.plus(FIRST_BACKOFF)));
         assert_eq!(twice.available(0, T0), Some(0));
-        let thrice = twice.refused(1_000, 0, "", HOLD, T0);
+        let thrice = twice.refused(1_000, 0, RT, "", HOLD, T0);
         assert_eq!(thrice.blocked_until, Some(T0.plus(FIRST_BACKOFF * 2)));
-        let many = (0..20).fold(thrice, |b, _| b.refused(1_000, 0, "", HOLD, T0));
+        let many = (0..20).fold(thrice, |b, _| b.refused(1_000, 0, RT, "", HOLD, T0));
         assert_eq!(
             many.blocked_until,
             Some(T0.plus(HOLD)),
@@ -235,9 +255,30 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_planned_before_the_last_refusal_does_not_count_as_another() {
+        let once = TokenBudget::initial(model(), None, T0).refused(30_000, 0, 0, "no number", HOLD, T0);
+        assert_eq!(
+            (once.limit, once.refusals_in_row, once.refusals_total),
+            (Some(15_000), 1, 1)
+        );
+        // Planned with the first (none learnt then), refused after it was learnt.
+        let stale = once.refused(20_000, 30_000, 0, "no number", HOLD, T0);
+        assert_eq!(
+            (stale.limit, stale.refusals_in_row, stale.blocked_until),
+            (Some(15_000), 1, None)
+        );
+        let stated = once.refused(20_000, 30_000, 0, OPENAI, HOLD, T0);
+        assert_eq!((stated.limit, stated.stated_limit), (Some(15_000), Some(200_000)));
+        // Planned after it: a refusal in a row.
+        let again = once.refused(10_000, 0, 1, "no number", HOLD, T0);
+        assert_eq!((again.refusals_in_row, again.refusals_total), (2, 2));
+        assert!(again.blocked_until.is_some());
+    }
+
+    #[test]
     fn accepted_batches_grow_the_budget_up_to_the_stated_limit_then_past_it_after_a_day() {
-        let b = TokenBudget::initial(model(), None, T0).refused(1_000_000, 0, OPENAI, HOLD, T0);
-        let b = b.refused(1_000, 500_000, OPENAI, HOLD, T0); // what was tried did not fit: no halving
+        let b = TokenBudget::initial(model(), None, T0).refused(1_000_000, 0, RT, OPENAI, HOLD, T0);
+        let b = b.refused(1_000, 500_000, RT, OPENAI, HOLD, T0); // what was tried did not fit: no halving
         assert_eq!(b.limit, Some(180_000));
         let mut grown = b.clone();
         for _ in 0..10 {
@@ -251,7 +292,7 @@ mod tests {
             Some(216_000),
             "a day later it probes above"
         );
-        let halved = TokenBudget::initial(model(), None, T0).refused(100_000, 0, "no number", HOLD, T0);
+        let halved = TokenBudget::initial(model(), None, T0).refused(100_000, 0, RT, "no number", HOLD, T0);
         assert_eq!(halved.limit, Some(50_000));
         assert_eq!(halved.accepted(Some(200_000), T0).limit, Some(60_000));
         assert_eq!(

@@ -340,6 +340,8 @@ pub struct Job {
     /// this job was planned: with `tokens`, what the provider was asked to
     /// hold at once (to learn from a `token_limit_exceeded` refusal).
     pub tokens_in_flight_before: u64,
+    /// The model's budget's `refusals_total` when this job was planned.
+    pub budget_refusals_seen: u64,
     pub provider_file_id: Option<ProviderFileId>,
     pub provider_batch_id: Option<ProviderBatchId>,
     pub output_file_id: Option<ProviderFileId>,
@@ -406,6 +408,7 @@ impl Job {
             tokens: 0,
             inputs: 0,
             tokens_in_flight_before: 0,
+            budget_refusals_seen: 0,
             provider_file_id: None,
             provider_batch_id: None,
             output_file_id: None,

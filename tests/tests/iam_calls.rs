@@ -24,14 +24,14 @@
 //! over HTTP, a re-posted request, a cancelled large-body request that a
 //! stale queue listing still offers to submit (a lost claim), a request
 //! whose body object is gone (a 404 needs s3:ListBucket), results the
-//! provider lost (closing a job reads its input file and the job index,
-//! which still lists requests finished a moment ago: lost conditions), a
-//! result file whose download breaks off after its first part (an aborted
-//! multipart copy), a result file whose ingest event never comes (poll
-//! ingests it a lease later), an upload the provider refuses with HTTP 400
-//! (the job is given up), a batch failed for the model's token limit (poll
-//! reads its input file and learns the budget), and every read route of the
-//! API.
+//! provider lost (closing a job reads its input file), a result file whose
+//! download breaks off after its first part (an aborted multipart copy), a
+//! result file whose ingest event never comes (poll ingests it a lease
+//! later), a submit run killed right after its claims (the next run resumes
+//! the job through the job index), an upload the provider refuses with HTTP
+//! 400 (the job is given up), a batch failed for the model's token limit
+//! (poll reads its input file and learns the budget), and every read route
+//! of the API.
 //!
 //! Lost conditions are made certain, not hoped for: a global index is held
 //! at what it was when the emulator was asked to lag it by an hour
@@ -51,7 +51,8 @@ use batchq_core::api::Api;
 use batchq_core::app::App;
 use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::{CustomId, JobId, RequestKey, TenantId};
-use batchq_core::pipeline::{Ingester, Poller, Submitter};
+use batchq_core::pipeline::crash::CrashOnce;
+use batchq_core::pipeline::{CrashPoint, Ingester, Poller, Submitter};
 use batchq_core::request::RequestStatus;
 use batchq_core::store::{keys, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
@@ -407,9 +408,21 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     }
     assert_eq!(state("emb-b-lost").await.status, RequestStatus::Queued);
 
-    // ---- The two lost requests go again: the provider refuses the first
-    // upload with HTTP 400 (that job is given up, its request back in the
-    // queue) and fails the other batch for the model's enqueued-token limit.
+    // ---- The two lost requests go again. The first submit run stops right
+    // after its first claim (killed); a lease later the next run resumes
+    // that job, finding its claims through the job index. The provider
+    // refuses the resumed job's upload with HTTP 400 (the job is given up,
+    // its request back in the queue) and fails the other batch for the
+    // model's enqueued-token limit.
+    let killed = Submitter::new(
+        submit_app
+            .core()
+            .with_crashes(Arc::new(CrashOnce::new(CrashPoint::SubmitAfterClaim))),
+        submit_app.provider().await.expect("submit reads the key's secret"),
+    );
+    let crashed = batchq_submit::handle(&killed, scheduled_event()).await;
+    assert!(crashed.is_err(), "the run stops after its claim");
+    clock.advance(config.policy.job_lease + Duration::from_secs(1));
     fake.set_faults(Faults {
         http_400: HashMap::from([("upload".to_owned(), 1)]),
         token_limit_exceeded: true,
@@ -417,7 +430,8 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     });
     let submitted = submit(&submitter).await;
     assert_eq!(listed(&submitted, "abandoned").len(), 1, "{submitted}");
-    assert_eq!(submitted["jobs"].as_array().unwrap().len(), 1, "{submitted}");
+    // The given-up job's request goes out again in the same run, with the other.
+    assert_eq!(submitted["jobs"].as_array().unwrap().len(), 2, "{submitted}");
     let polled = poll(&poller).await;
     assert!(
         polled["changed"]
@@ -427,9 +441,12 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
             .any(|c| c["to"] == "failed"),
         "{polled}"
     );
-    for id in ["emb-a-lost", "emb-b-lost"] {
-        assert_eq!(state(id).await.status, RequestStatus::Queued, "{id}");
-    }
+    // Each was refused alone for the limit: that uses an attempt, and
+    // emb-b-lost (in its third batch, counting the killed run's) has none left.
+    assert_eq!(state("emb-a-lost").await.status, RequestStatus::Queued);
+    let exhausted = state("emb-b-lost").await;
+    assert_eq!(exhausted.status, RequestStatus::Failed);
+    assert_eq!(exhausted.last_error.unwrap().code, "token_limit_exceeded");
 
     // ---- Every read route of the API, and a large response through its URL.
     for path in ["/v1/stats", "/v1/jobs", &format!("/v1/jobs/{job_a}"), "/v1/savings"] {

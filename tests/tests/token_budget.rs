@@ -10,7 +10,7 @@ use batchq_core::ids::ProviderBatchId;
 use batchq_core::job::ProviderBatchStatus;
 use batchq_core::request::{Endpoint, NewRequest, RequestStatus};
 use batchq_tests::pipeline::{assert_invariants, keys, new_request, Pipeline};
-use fake_openai::{FakeConfig, Faults};
+use fake_openai::Faults;
 use serde_json::{json, Value};
 
 const MODEL: &str = "gpt-4o-mini";

@@ -124,31 +124,26 @@ impl Core {
         }
     }
 
-    /// The requests still claimed by `job`, found through `source` and read
-    /// again with strongly consistent reads, then through the job index
-    /// (which adds any it lists that the source did not name).
+    /// The requests still claimed by `job`, as `source` names them, read
+    /// with strongly consistent reads (the index's copies are taken as they
+    /// are: it serves only where its lag is long past).
     pub(crate) async fn claimed_requests(&self, job: &Job, source: Claims<'_>) -> Result<Vec<Request>, PipelineError> {
         let keys = match source {
             Claims::Held(keys) => keys.to_vec(),
             Claims::InputFile => self.input_keys(job).await?,
-            Claims::Index => Vec::new(),
+            Claims::Index => return Ok(self.claimed_by(&job.id).await?),
         };
         let mut out: Vec<Request> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         for chunk in keys.chunks(100) {
-            for r in self.requests.get_many(chunk).await?.into_values() {
-                if r.status == RequestStatus::Claimed
-                    && r.job_id.as_ref() == Some(&job.id)
-                    && seen.insert(r.key.clone())
-                {
-                    out.push(r);
-                }
-            }
-        }
-        for r in self.claimed_by(&job.id).await? {
-            if seen.insert(r.key.clone()) {
-                out.push(r);
-            }
+            let mut states: Vec<Request> = self
+                .requests
+                .get_many(chunk)
+                .await?
+                .into_values()
+                .filter(|r| r.status == RequestStatus::Claimed && r.job_id.as_ref() == Some(&job.id))
+                .collect();
+            states.sort_by(|a, b| a.key.cmp(&b.key));
+            out.extend(states);
         }
         Ok(out)
     }
@@ -244,21 +239,23 @@ impl Core {
     }
 }
 
-/// Where to look for the requests a job still holds, besides the job index.
+/// Where to find the requests a job may still hold.
 ///
 /// The job index (a DynamoDB global secondary index) is eventually
-/// consistent: a request claimed a moment ago may not be listed yet. A step
-/// that releases claims right after making them (a submit that gives up on
-/// its job), or soon after (a batch refused at validation), names the
-/// requests from a strongly consistent source; the index alone serves where
-/// the claims are a lease (16 minutes) or more in the past.
+/// consistent: a request claimed a moment ago may not be listed yet, and one
+/// finished a moment ago may still be listed as claimed. A step that
+/// releases claims right after making them (a submit that gives up on its
+/// job), or soon after (a batch refused at validation, a job closing), names
+/// the requests from a strongly consistent source; the index serves where
+/// the claims are a lease (16 minutes) or more in the past and no such
+/// source exists (a job resumed before its input file was written).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Claims<'a> {
     /// The keys this run claimed.
     Held(&'a [RequestKey]),
     /// The job's input file in S3: every request it sent.
     InputFile,
-    /// Only the job index.
+    /// The job index.
     Index,
 }
 

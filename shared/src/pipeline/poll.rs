@@ -472,7 +472,14 @@ impl Poller {
             if token_limit {
                 let message = summary.message.as_str();
                 self.learn_budget(&job, |b, hold| {
-                    b.refused(job.tokens, job.tokens_in_flight_before, message, hold, now)
+                    b.refused(
+                        job.tokens,
+                        job.tokens_in_flight_before,
+                        job.budget_refusals_seen,
+                        message,
+                        hold,
+                        now,
+                    )
                 })
                 .await?;
             }

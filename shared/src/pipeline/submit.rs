@@ -352,6 +352,7 @@ impl Submitter {
                 now.plus(policy.job_lease),
             );
             job.tokens_in_flight_before = in_flight;
+            job.budget_refusals_seen = budget.refusals_total;
             self.core.jobs.create_job(&job).await?;
             self.core.crash(CrashPoint::SubmitAfterJobCreated)?;
 

@@ -374,6 +374,7 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     item.insert("est_tokens".into(), n(j.tokens));
     item.insert("inputs".into(), n(j.inputs));
     item.insert("tokens_in_flight_before".into(), n(j.tokens_in_flight_before));
+    item.insert("budget_refusals_seen".into(), n(j.budget_refusals_seen));
     let ids: [(&str, Option<&str>); 4] = [
         ("provider_file_id", j.provider_file_id.as_ref().map(|v| v.as_str())),
         ("provider_batch_id", j.provider_batch_id.as_ref().map(|v| v.as_str())),
@@ -469,6 +470,7 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         tokens: r.opt_n("est_tokens")?.unwrap_or(0),
         inputs: r.opt_n("inputs")?.unwrap_or(0),
         tokens_in_flight_before: r.opt_n("tokens_in_flight_before")?.unwrap_or(0),
+        budget_refusals_seen: r.opt_n("budget_refusals_seen")?.unwrap_or(0),
         provider_file_id: file("provider_file_id")?,
         provider_batch_id: r.opt_s("provider_batch_id")?.map(ProviderBatchId::new),
         output_file_id: file("output_file_id")?,
@@ -651,11 +653,27 @@ impl CounterDeltas {
 
 // ---------------------------------------------------------------- transactions
 
+/// Why one action of a cancelled transaction did not apply.
+#[derive(Debug)]
+struct CancelReason {
+    /// None when the action was fine (another one cancelled the transaction).
+    code: Option<String>,
+    /// The item as it was, for an action asking for it on a failed condition
+    /// (`ALL_OLD`): what a lost condition is judged by, without a read.
+    item: Option<Item>,
+}
+
+impl CancelReason {
+    fn condition_failed(&self) -> bool {
+        self.code.as_deref() == Some("ConditionalCheckFailed")
+    }
+}
+
 /// The outcome of one transaction attempt.
 enum TxnOutcome {
     Committed,
-    /// Cancelled; one reason per action (None when the service sent none).
-    Cancelled(Vec<Option<String>>),
+    /// Cancelled; one reason per action.
+    Cancelled(Vec<CancelReason>),
 }
 
 impl DynamoStore {
@@ -735,20 +753,27 @@ impl DynamoStore {
                         .is_some_and(|se| se.is_transaction_in_progress_exception());
                     match reasons {
                         Some(reasons) => {
-                            let codes: Vec<Option<String>> = reasons
-                                .iter()
-                                .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+                            let reasons: Vec<CancelReason> = reasons
+                                .into_iter()
+                                .map(|r| CancelReason {
+                                    code: r.code().filter(|c| *c != "None").map(str::to_owned),
+                                    item: r.item,
+                                })
                                 .collect();
-                            let only_conflicts = codes
-                                .iter()
-                                .flatten()
-                                .all(|c| c == "TransactionConflict" || c == "ThrottlingError");
-                            if only_conflicts && attempt < TXN_CONFLICT_RETRIES {
+                            // Contention and throughput: the same transaction
+                            // again, after a pause, may well pass.
+                            let only_retryable = reasons.iter().filter_map(|r| r.code.as_deref()).all(|c| {
+                                matches!(
+                                    c,
+                                    "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+                                )
+                            });
+                            if only_retryable && attempt < TXN_CONFLICT_RETRIES {
                                 attempt += 1;
                                 tokio::time::sleep(backoff(attempt)).await;
                                 continue;
                             }
-                            return Ok(TxnOutcome::Cancelled(codes));
+                            return Ok(TxnOutcome::Cancelled(reasons));
                         }
                         None if conflict && attempt < TXN_CONFLICT_RETRIES => {
                             attempt += 1;
@@ -947,6 +972,98 @@ impl DynamoStore {
         TransactWriteItem::builder().put(put).build()
     }
 
+    /// Applies the updates `round` names (distinct keys) in transactions of
+    /// up to 100 actions, each update settled on its own condition.
+    async fn apply_round(
+        &self,
+        updates: &[RequestUpdate],
+        stored: &[Option<RequestResult>],
+        round: &[usize],
+        results: &mut [Option<Result<Applied, StoreError>>],
+    ) -> Result<(), StoreError> {
+        // Build each update's actions once; illegal transitions fail alone.
+        let mut units: Vec<(usize, Vec<TransactWriteItem>)> = Vec::new();
+        for &i in round {
+            let u = &updates[i];
+            match self.state_update_action(u) {
+                Err(e) => results[i] = Some(Err(e)),
+                Ok(a) => {
+                    let mut actions = vec![a];
+                    let expires_at = self.expiry(u.now).filter(|_| u.to.is_terminal());
+                    if let Some(res) = &stored[i] {
+                        actions.push(self.result_put_action(res, expires_at));
+                    }
+                    units.push((i, actions));
+                }
+            }
+        }
+        // A generous size estimate per update: its inline result plus keys and attributes.
+        let unit_bytes = |i: usize| -> usize {
+            let result = match stored[i].as_ref().and_then(|r| r.response.as_ref()) {
+                Some(Payload::Inline(json)) => json.len(),
+                _ => 0,
+            };
+            2048 + result
+        };
+        let mut pending: VecDeque<(usize, Vec<TransactWriteItem>)> = units.into();
+        while !pending.is_empty() {
+            let shard = shard_of(&updates[pending[0].0].key);
+            let mut chunk = Vec::new();
+            let mut deltas = CounterDeltas::default();
+            let mut count = 0;
+            let mut bytes = 0;
+            while let Some((i, actions)) = pending.front() {
+                let mut more = CounterDeltas::default();
+                more.for_transition(&updates[*i], shard);
+                let too_many = count + actions.len() + deltas.len() + deltas.new_items_in(&more) > TXN_MAX_ACTIONS;
+                if !chunk.is_empty() && (too_many || bytes + unit_bytes(*i) > TXN_MAX_BYTES) {
+                    break;
+                }
+                bytes += unit_bytes(*i);
+                count += actions.len();
+                deltas.merge(more);
+                chunk.push(pending.pop_front().expect("front exists"));
+            }
+            let mut txn = Vec::new();
+            for (_, actions) in &chunk {
+                txn.extend(actions.iter().cloned());
+            }
+            txn.extend(deltas.into_actions(&self.jobs_table));
+            match self.transact(txn).await? {
+                TxnOutcome::Committed => {
+                    for (i, _) in chunk {
+                        results[i] = Some(Ok(Applied::Now));
+                    }
+                }
+                TxnOutcome::Cancelled(reasons) => {
+                    let mut pos = 0;
+                    let mut retry = Vec::new();
+                    let mut any_failed = false;
+                    for (i, actions) in chunk {
+                        let reason = reasons.get(pos);
+                        pos += actions.len();
+                        match reason {
+                            Some(r) if r.condition_failed() => {
+                                any_failed = true;
+                                results[i] = Some(classify_failed(&updates[i], r.item.as_ref()));
+                            }
+                            _ => retry.push((i, actions)),
+                        }
+                    }
+                    if !any_failed {
+                        return Err(StoreError::backend(
+                            "dynamodb TransactWriteItems",
+                            format!("transaction cancelled: {reasons:?}"),
+                        ));
+                    }
+                    retry.extend(pending);
+                    pending = retry.into();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the S3 bodies (over the inline limit) of requests that have
     /// finished, now or in an earlier run: nothing reads a finished
     /// request's body again. Best effort and idempotent: a replayed update
@@ -968,42 +1085,6 @@ impl DynamoStore {
                 tracing::warn!(key, error = %e, "could not delete a finished request's body; it stays in S3");
             }
         }
-    }
-
-    /// After a failed condition: did the row already reach the update's target
-    /// (a replay), or is it somewhere else?
-    async fn classify_failed(&self, u: &RequestUpdate) -> Result<Applied, StoreError> {
-        let current = self
-            .get_item(&self.requests_table, u.key.as_str(), SK_STATE)
-            .await?
-            .map(|i| request_from_item(&i))
-            .transpose()?;
-        let Some(cur) = current else {
-            return Err(StoreError::NotFound {
-                entity: "request",
-                id: u.key.to_string(),
-            });
-        };
-        let same_job = match (&u.claim_for, &u.expected_job) {
-            (Some(j), _) => cur.job_id.as_ref() == Some(j),
-            (None, Some(j)) if u.to != RequestStatus::Queued => cur.job_id.as_ref() == Some(j),
-            _ => true,
-        };
-        if cur.status == u.to && same_job {
-            return Ok(Applied::Already);
-        }
-        Err(StoreError::ConditionFailed {
-            entity: "request",
-            id: u.key.to_string(),
-            expected: match &u.expected_job {
-                Some(j) => format!("{} in {j}", u.from),
-                None => u.from.to_string(),
-            },
-            actual: Some(match &cur.job_id {
-                Some(j) if cur.status == RequestStatus::Claimed => format!("{} in {j}", cur.status),
-                _ => cur.status.to_string(),
-            }),
-        })
     }
 
     async fn query_page(&self, q: QuerySpec<'_>) -> Result<(Vec<Item>, Option<String>), StoreError> {
@@ -1250,6 +1331,39 @@ fn decode_cursor(c: &str) -> Result<Item, StoreError> {
     Ok(item)
 }
 
+/// After a failed condition: did the row already reach the update's target
+/// (a replay), or is it somewhere else? Judged by the row as it was when the
+/// condition failed, which DynamoDB returns with the refusal (`ALL_OLD`);
+/// none means there was no row.
+fn classify_failed(u: &RequestUpdate, item: Option<&Item>) -> Result<Applied, StoreError> {
+    let Some(cur) = item.map(request_from_item).transpose()? else {
+        return Err(StoreError::NotFound {
+            entity: "request",
+            id: u.key.to_string(),
+        });
+    };
+    let same_job = match (&u.claim_for, &u.expected_job) {
+        (Some(j), _) => cur.job_id.as_ref() == Some(j),
+        (None, Some(j)) if u.to != RequestStatus::Queued => cur.job_id.as_ref() == Some(j),
+        _ => true,
+    };
+    if cur.status == u.to && same_job {
+        return Ok(Applied::Already);
+    }
+    Err(StoreError::ConditionFailed {
+        entity: "request",
+        id: u.key.to_string(),
+        expected: match &u.expected_job {
+            Some(j) => format!("{} in {j}", u.from),
+            None => u.from.to_string(),
+        },
+        actual: Some(match &cur.job_id {
+            Some(j) if cur.status == RequestStatus::Claimed => format!("{} in {j}", cur.status),
+            _ => cur.status.to_string(),
+        }),
+    })
+}
+
 // ---------------------------------------------------------------- RequestStore
 
 /// One request's actions in an insert transaction.
@@ -1306,6 +1420,8 @@ impl RequestStore for DynamoStore {
                 .table_name(&self.requests_table)
                 .set_item(Some(request_to_item(&state)))
                 .condition_expression("attribute_not_exists(pk)")
+                // An existing request comes back with the refusal: no read.
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()
                 .expect("put has table and item");
             let put_body = Put::builder()
@@ -1368,16 +1484,17 @@ impl RequestStore for DynamoStore {
                     let mut retry = Vec::new();
                     let mut any_failed = false;
                     for (unit, state) in chunk {
-                        let failed = reasons
-                            .get(pos)
-                            .and_then(|r| r.as_deref())
-                            .is_some_and(|c| c == "ConditionalCheckFailed");
+                        let reason = reasons.get(pos);
                         pos += unit.actions.len();
-                        if failed {
-                            any_failed = true;
-                            existing.push(unit.index);
-                        } else {
-                            retry.push((unit, state));
+                        match reason {
+                            Some(r) if r.condition_failed() => {
+                                any_failed = true;
+                                let stored = r.item.as_ref().map(request_from_item).transpose()?.ok_or_else(|| {
+                                    StoreError::backend("insert", format!("request {} vanished", state.key))
+                                })?;
+                                existing.push((unit.index, stored));
+                            }
+                            _ => retry.push((unit, state)),
                         }
                     }
                     if !any_failed {
@@ -1392,18 +1509,25 @@ impl RequestStore for DynamoStore {
             }
         }
 
-        for i in existing.into_iter().chain(repeats) {
-            let r = &requests[i];
-            let item = self.get_item(&self.requests_table, r.key.as_str(), SK_STATE).await?;
-            let stored = item
-                .map(|i| request_from_item(&i))
-                .transpose()?
-                .ok_or_else(|| StoreError::backend("insert", format!("request {} vanished", r.key)))?;
-            outcomes[i] = Some(if stored.content_hash == r.content_hash {
+        let judge = |r: &NewRequest, stored: Request| {
+            if stored.content_hash == r.content_hash {
                 InsertOutcome::Existing(stored)
             } else {
                 InsertOutcome::Conflict(stored)
-            });
+            }
+        };
+        for (i, stored) in existing {
+            outcomes[i] = Some(judge(&requests[i], stored));
+        }
+        // A repeat is judged against what its first occurrence found or made.
+        for i in repeats {
+            let first = (0..i)
+                .find(|f| requests[*f].key == requests[i].key)
+                .expect("a repeat follows its first occurrence");
+            let stored = match outcomes[first].clone().expect("first occurrences settled") {
+                InsertOutcome::Created(s) | InsertOutcome::Existing(s) | InsertOutcome::Conflict(s) => s,
+            };
+            outcomes[i] = Some(judge(&requests[i], stored));
         }
         Ok(outcomes
             .into_iter()
@@ -1545,96 +1669,16 @@ impl RequestStore for DynamoStore {
     async fn apply_many(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
         let mut results: Vec<Option<Result<Applied, StoreError>>> = (0..updates.len()).map(|_| None).collect();
         let stored = self.offload_large_responses(&updates).await?;
-        // Build each update's actions once; illegal transitions fail alone.
-        let mut units: Vec<(usize, Vec<TransactWriteItem>)> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut repeats = Vec::new();
-        for (i, u) in updates.iter().enumerate() {
-            if !seen.insert(u.key.clone()) {
-                repeats.push(i);
-                continue;
-            }
-            match self.state_update_action(u) {
-                Err(e) => results[i] = Some(Err(e)),
-                Ok(a) => {
-                    let mut actions = vec![a];
-                    let expires_at = self.expiry(u.now).filter(|_| u.to.is_terminal());
-                    if let Some(res) = &stored[i] {
-                        actions.push(self.result_put_action(res, expires_at));
-                    }
-                    units.push((i, actions));
-                }
-            }
-        }
-
-        // A generous size estimate per update: its inline result plus keys and attributes.
-        let unit_bytes = |i: usize| -> usize {
-            let result = match stored[i].as_ref().and_then(|r| r.response.as_ref()) {
-                Some(Payload::Inline(json)) => json.len(),
-                _ => 0,
-            };
-            2048 + result
-        };
-        let mut pending: VecDeque<(usize, Vec<TransactWriteItem>)> = units.into();
-        while !pending.is_empty() {
-            let shard = shard_of(&updates[pending[0].0].key);
-            let mut chunk = Vec::new();
-            let mut deltas = CounterDeltas::default();
-            let mut count = 0;
-            let mut bytes = 0;
-            while let Some((i, actions)) = pending.front() {
-                let mut more = CounterDeltas::default();
-                more.for_transition(&updates[*i], shard);
-                let too_many = count + actions.len() + deltas.len() + deltas.new_items_in(&more) > TXN_MAX_ACTIONS;
-                if !chunk.is_empty() && (too_many || bytes + unit_bytes(*i) > TXN_MAX_BYTES) {
-                    break;
-                }
-                bytes += unit_bytes(*i);
-                count += actions.len();
-                deltas.merge(more);
-                chunk.push(pending.pop_front().expect("front exists"));
-            }
-            let mut txn = Vec::new();
-            for (_, actions) in &chunk {
-                txn.extend(actions.iter().cloned());
-            }
-            txn.extend(deltas.into_actions(&self.jobs_table));
-            match self.transact(txn).await? {
-                TxnOutcome::Committed => {
-                    for (i, _) in chunk {
-                        results[i] = Some(Ok(Applied::Now));
-                    }
-                }
-                TxnOutcome::Cancelled(reasons) => {
-                    let mut pos = 0;
-                    let mut retry = Vec::new();
-                    let mut any_failed = false;
-                    for (i, actions) in chunk {
-                        let failed = reasons
-                            .get(pos)
-                            .and_then(|r| r.as_deref())
-                            .is_some_and(|c| c == "ConditionalCheckFailed");
-                        pos += actions.len();
-                        if failed {
-                            any_failed = true;
-                            results[i] = Some(self.classify_failed(&updates[i]).await);
-                        } else {
-                            retry.push((i, actions));
-                        }
-                    }
-                    if !any_failed {
-                        return Err(StoreError::backend(
-                            "dynamodb TransactWriteItems",
-                            format!("transaction cancelled: {reasons:?}"),
-                        ));
-                    }
-                    retry.extend(pending);
-                    pending = retry.into();
-                }
-            }
-        }
-        for i in repeats {
-            results[i] = Some(self.classify_failed(&updates[i]).await);
+        // One transaction may touch an item once: a key repeated within the
+        // call goes in a later round, after its earlier update settled.
+        let mut remaining: Vec<usize> = (0..updates.len()).collect();
+        while !remaining.is_empty() {
+            let mut seen = HashSet::new();
+            let (round, later): (Vec<usize>, Vec<usize>) = remaining
+                .into_iter()
+                .partition(|i| seen.insert(updates[*i].key.clone()));
+            self.apply_round(&updates, &stored, &round, &mut results).await?;
+            remaining = later;
         }
         let results: Vec<_> = results.into_iter().map(|r| r.expect("every update settled")).collect();
         self.delete_finished_bodies(&updates, &results).await;
@@ -1768,6 +1812,7 @@ impl JobStore for DynamoStore {
                 stated_limit: r.opt_n("stated_limit")?,
                 stated_at: ts("stated_at")?,
                 refusals_in_row: r.opt_n("refusals_in_row")?.unwrap_or(0),
+                refusals_total: r.opt_n("refusals_total")?.unwrap_or(0),
                 blocked_until: ts("blocked_until")?,
                 updated_at: Timestamp::from_millis(r.req_n("updated_at")?),
             };
@@ -1788,6 +1833,7 @@ impl JobStore for DynamoStore {
                 item.insert(name.to_owned(), n(v));
             }
         }
+        item.insert("refusals_total".to_owned(), n(b.refusals_total));
         for (name, v) in [("stated_at", b.stated_at), ("blocked_until", b.blocked_until)] {
             if let Some(v) = v {
                 item.insert(name.to_owned(), n(v.millis()));
