@@ -988,8 +988,22 @@ fn the_bucket_is_private_encrypted_tls_only_and_expires_what_it_may() {
     let prefixes: BTreeSet<&str> = rules.iter().filter_map(|r| r["Prefix"].as_str()).collect();
     assert_eq!(
         prefixes,
-        BTreeSet::from(["inputs/", "results/", "responses/"]),
-        "bodies/ must never expire: a queued request needs its body until a batch takes it"
+        BTreeSet::from(["bodies/", "inputs/", "results/", "responses/"]),
+    );
+    // bodies/ expires only after every request's body item has (retention
+    // plus the body horizon after enqueue): a queued request needs its body
+    // until a batch takes it. With no retention, bodies never expire.
+    let bodies = rules.iter().find(|r| r["Prefix"] == "bodies/").unwrap();
+    assert_eq!(bodies["ExpirationInDays"], reference("BodyRetentionDays"));
+    assert_eq!(
+        bodies["Status"],
+        json!({"Fn::If": ["HasRetention", "Enabled", "Disabled"]})
+    );
+    let horizon_days = batchq_core::store::dynamo::BODY_HORIZON.as_secs() / 86_400;
+    assert!(
+        as_u64(&t.parameter("BodyRetentionDays")["Default"])
+            >= as_u64(&t.parameter("RetentionDays")["Default"]) + horizon_days,
+        "by default a queued request's body object may expire before its body item"
     );
     assert!(rules
         .iter()

@@ -298,6 +298,47 @@ async fn body_over_inline_limit_round_trips_through_s3() {
 }
 
 #[tokio::test]
+async fn a_conflicting_large_body_leaves_no_object_behind_and_a_repeated_one_rewrites_its_own() {
+    let env = TestEnv::new().await;
+    let big = new_request(
+        "acme",
+        "big-1",
+        Endpoint::ChatCompletions,
+        "gpt-4o-mini",
+        &"a b ".repeat(6_000),
+    );
+    created(&env.store.insert(vec![big.clone()], ts(0)).await.unwrap()[0]);
+    let other = new_request(
+        "acme",
+        "big-1",
+        Endpoint::ChatCompletions,
+        "gpt-4o-mini",
+        &"c d ".repeat(6_000),
+    );
+    let out = env.store.insert(vec![other.clone(), big.clone()], ts(1)).await.unwrap();
+    assert!(matches!(out[0], InsertOutcome::Conflict(_)), "{:?}", out[0]);
+    assert!(matches!(
+        out[1],
+        InsertOutcome::Conflict(_) | InsertOutcome::Existing(_)
+    ));
+
+    let objects = env
+        .s3_client
+        .list_objects_v2()
+        .bucket(&env.config.bucket)
+        .prefix(format!("bodies/{}/", big.key))
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        [batchq_core::store::keys::body(&big.key, &big.content_hash).as_str()],
+        "only the accepted request's body stays"
+    );
+}
+
+#[tokio::test]
 async fn result_is_recorded_once_and_replays_change_nothing() {
     let env = TestEnv::new().await;
     let req = insert_one(

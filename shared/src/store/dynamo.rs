@@ -1076,13 +1076,20 @@ impl DynamoStore {
             .filter(|(u, r)| r.is_ok() && u.to.is_terminal() && u.body_bytes > self.inline_body_max)
             .map(|(u, _)| keys::body(&u.key, &u.content_hash))
             .collect();
+        self.delete_objects(keys, "a finished request's body").await;
+    }
+
+    /// Deletes objects nothing refers to any more, 16 at a time; a failure
+    /// only leaves an object behind (the bucket's lifecycle rule for
+    /// `bodies/` takes it later), which is logged.
+    async fn delete_objects(&self, keys: Vec<String>, what: &'static str) {
         let deletes = futures::stream::iter(keys)
             .map(|key| async move { (self.objects.delete(&key).await, key) })
             .buffer_unordered(16);
         futures::pin_mut!(deletes);
         while let Some((res, key)) = deletes.next().await {
             if let Err(e) = res {
-                tracing::warn!(key, error = %e, "could not delete a finished request's body; it stays in S3");
+                tracing::warn!(key, error = %e, what, "could not delete an object nothing refers to; it stays in S3");
             }
         }
     }
@@ -1516,9 +1523,18 @@ impl RequestStore for DynamoStore {
                 InsertOutcome::Conflict(stored)
             }
         };
+        // A large body is written to S3 before its transaction; refused as
+        // a conflict, nothing refers to that object (content-addressed: the
+        // stored request's body has another key).
+        let mut orphans = Vec::new();
         for (i, stored) in existing {
-            outcomes[i] = Some(judge(&requests[i], stored));
+            let r = &requests[i];
+            if stored.content_hash != r.content_hash && r.body_bytes() > self.inline_body_max {
+                orphans.push(keys::body(&r.key, &r.content_hash));
+            }
+            outcomes[i] = Some(judge(r, stored));
         }
+        self.delete_objects(orphans, "a conflicting request's body").await;
         // A repeat is judged against what its first occurrence found or made.
         for i in repeats {
             let first = (0..i)
