@@ -318,6 +318,10 @@ pub struct JobError {
     pub line: Option<u64>,
 }
 
+/// Tenants kept on a job row; a job holding requests of more records the
+/// count and finds the rest through the store's per-tenant items.
+pub const MAX_JOB_TENANTS: usize = 100;
+
 /// A job row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -385,8 +389,13 @@ pub struct Job {
     /// stored version (and status) being the ones this copy was read with.
     pub version: u64,
     /// Tenants with requests in this job, recorded once its requests are
-    /// claimed; a tenant sees only the jobs it is in.
+    /// claimed, at most [`MAX_JOB_TENANTS`] of them (a DynamoDB item holds
+    /// 400 KB); the store keeps one small item per tenant and job besides,
+    /// through which every tenant finds and may read the job.
     pub tenants: Vec<TenantId>,
+    /// How many tenants the job holds requests of (all of them, also
+    /// those past `tenants`).
+    pub tenant_count: u64,
     /// When DynamoDB's TTL may delete the finished job (`BATCHQ_RETENTION_DAYS`).
     pub expires_at: Option<Timestamp>,
 }
@@ -432,6 +441,7 @@ impl Job {
             double_spent_cost: Money::default(),
             version: 0,
             tenants: Vec::new(),
+            tenant_count: 0,
             expires_at: None,
         }
     }
@@ -441,6 +451,11 @@ impl Job {
             endpoint: self.endpoint,
             model: self.model.clone(),
         }
+    }
+
+    /// Whether `tenants` names every tenant of the job.
+    pub fn lists_every_tenant(&self) -> bool {
+        self.tenant_count <= self.tenants.len() as u64
     }
 }
 

@@ -594,7 +594,14 @@ fn job_at(offset_ms: i64) -> Job {
         ts(offset_ms + 960_000),
     );
     job.tenants = vec![tenant()];
+    job.tenant_count = 1;
     job
+}
+
+/// Stores a job the way submit does: its row and its tenants' job items.
+async fn store_job(t: &ApiEnv, job: &Job) {
+    t.env.store.create_job(job).await.unwrap();
+    t.env.store.add_job_tenants(job, &job.tenants).await.unwrap();
 }
 
 #[tokio::test]
@@ -603,7 +610,7 @@ async fn jobs_are_listed_newest_first_in_pages() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let job = job_at(i * 1_000);
-        t.env.store.create_job(&job).await.unwrap();
+        store_job(&t, &job).await;
         ids.push(job.id.to_string());
         // Job ids are time-ordered; keep them apart.
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -12,7 +12,7 @@ use batchq_core::api::ApiRequest;
 use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::{Job, JobStatus, ProviderKind};
 use batchq_core::money::Money;
-use batchq_core::request::{Endpoint, Payload, QueueGroup, RequestResult, RequestStatus, Usage};
+use batchq_core::request::{Endpoint, NewRequest, Payload, QueueGroup, RequestResult, RequestStatus, Usage};
 use batchq_core::store::{JobStore, RequestStore, RequestUpdate, SavingsRow, SavingsStore, SavingsTotals};
 use batchq_core::time::Timestamp;
 use batchq_tests::scan_all;
@@ -87,8 +87,11 @@ async fn finished_job(t: &ApiEnv, requests: &[(&str, &str)]) -> Job {
         let finish = RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, now);
         t.env.store.apply(finish).await.unwrap();
     }
+    // As submit records them: one item per tenant, a bounded list on the row.
+    t.env.store.add_job_tenants(&job, &tenants).await.unwrap();
     let mut next = job.clone();
-    next.tenants = tenants;
+    next.tenant_count = tenants.len() as u64;
+    next.tenants = tenants.into_iter().take(batchq_core::job::MAX_JOB_TENANTS).collect();
     next.status = JobStatus::Staged;
     next.input_lines = requests.len() as u64;
     next.request_counts.total = requests.len() as u64;
@@ -593,4 +596,54 @@ async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_one
         batchq_core::store::Applied::Already
     );
     assert!(t.env.s3.head(&cancelled).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_job_of_many_tenants_keeps_a_bounded_row_and_every_tenant_still_finds_it() {
+    use batchq_tests::pipeline::Pipeline;
+    // 130 tenants' requests in one batch: the row keeps 100 of them (a
+    // DynamoDB item holds 400 KB), and each of the 130 sees the job.
+    let p = Pipeline::start(fake_openai::FakeConfig::default(), |_| {}).await;
+    let names: Vec<String> = (0..130).map(|i| format!("team-{i:03}")).collect();
+    let reqs: Vec<NewRequest> = names
+        .iter()
+        .map(|tn| {
+            NewRequest::new(
+                tenant(tn),
+                CustomId::parse("only").unwrap(),
+                Endpoint::ChatCompletions,
+                ModelName::parse("gpt-4o-mini").unwrap(),
+                r#"{"messages":[{"content":"hi","role":"user"}],"model":"gpt-4o-mini"}"#.into(),
+            )
+        })
+        .collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(Default::default()).await.unwrap();
+    let job = p.all_jobs().await.remove(0);
+    assert_eq!(job.tenant_count, 130);
+    assert_eq!(
+        job.tenants.len(),
+        batchq_core::job::MAX_JOB_TENANTS,
+        "the row's list is bounded"
+    );
+
+    let api = batchq_core::api::Api::new(
+        p.store.clone(),
+        p.store.clone(),
+        p.store.clone(),
+        p.env.s3.clone(),
+        p.clock.clone(),
+        &p.config().limits,
+    );
+    let last = tenant(names.last().unwrap());
+    assert!(!job.tenants.contains(&last), "past the row's list");
+    let seen = api.handle(&last, ApiRequest::get(format!("/v1/jobs/{}", job.id))).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["shared"], true);
+    let listed = api.handle(&last, ApiRequest::get("/v1/jobs")).await;
+    assert_eq!(listed.body["jobs"][0]["id"], job.id.as_str(), "{}", listed.body);
+    let stranger = api
+        .handle(&tenant("team-999"), ApiRequest::get(format!("/v1/jobs/{}", job.id)))
+        .await;
+    assert_eq!(stranger.status, 404);
 }

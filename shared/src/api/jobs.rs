@@ -51,12 +51,11 @@ impl Api {
     ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let id = JobId::parse(raw_id)?;
-        let job = self
-            .jobs
-            .get_job(&id)
-            .await?
-            .filter(|j| j.tenants.contains(tenant))
-            .ok_or_else(|| ApiError::not_found(format!("no job with id {id:?}")))?;
+        let not_found = || ApiError::not_found(format!("no job with id {id:?}"));
+        let job = self.jobs.get_job(&id).await?.ok_or_else(not_found)?;
+        if !self.jobs.job_has_tenant(&job, tenant).await? {
+            return Err(not_found());
+        }
         Ok(ApiResponse::json(200, views::job_for(tenant, &job)))
     }
 
@@ -69,14 +68,13 @@ impl Api {
         let counts = self.requests.counts(tenant).await?;
         let groups = self.requests.queue_groups().await?;
         let oldest = try_join_all(groups.iter().map(|g| self.requests.queued(&g.group, None, 1))).await?;
-        let open: Vec<_> = self
-            .jobs
-            .open_jobs()
-            .await?
-            .into_iter()
+        let mut open = Vec::new();
+        for j in self.jobs.open_jobs().await? {
             // A given-up job is listed while poll watches its batch.
-            .filter(|j| !j.status.is_terminal() && j.tenants.contains(tenant))
-            .collect();
+            if !j.status.is_terminal() && self.jobs.job_has_tenant(&j, tenant).await? {
+                open.push(j);
+            }
+        }
         let savings = self.savings_total(tenant).await?;
 
         let oldest_age = oldest

@@ -125,7 +125,7 @@ fn totals(t: &CostTotals) -> Value {
 /// batch ids) are left out and `shared` is true.
 pub fn job_for(tenant: &TenantId, j: &Job) -> Value {
     let mut v = job(j);
-    let shared = j.tenants.iter().any(|t| t != tenant);
+    let shared = j.tenant_count > 1 || j.tenants.iter().any(|t| t != tenant);
     if shared {
         if let Some(m) = v.as_object_mut() {
             for field in [

@@ -21,7 +21,7 @@ use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::budget::TokenBudget;
 use crate::config::Limits;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
-use crate::job::{Job, JobStatus};
+use crate::job::{Job, JobStatus, MAX_JOB_TENANTS};
 use crate::jsonl::{input_line_len, write_input_line};
 use crate::provider::rules::{InputFileRules, Refusal};
 use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
@@ -486,6 +486,9 @@ impl Submitter {
                     let mut tenants: Vec<TenantId> = claimed.iter().map(|c| c.tenant.clone()).collect();
                     tenants.sort();
                     tenants.dedup();
+                    self.core.jobs.add_job_tenants(&job, &tenants).await?;
+                    next.tenant_count = tenants.len() as u64;
+                    tenants.truncate(MAX_JOB_TENANTS);
                     next.tenants = tenants;
                     next.tokens = claimed.iter().map(|c| c.weight.tokens).sum();
                     next.inputs = claimed.iter().map(|c| c.weight.inputs).sum();

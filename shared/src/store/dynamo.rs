@@ -80,8 +80,10 @@ pub const BODY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
 /// Large responses written to S3 at once by one `apply_many`.
 const RESPONSE_PUTS_IN_FLIGHT: usize = 16;
 
-/// Queries one `list_jobs` page may take when a tenant filter skips most jobs.
-const LIST_JOBS_MAX_QUERIES: usize = 20;
+/// How long after its job's creation a tenant's job item is kept, on top
+/// of the retention: longer than any job stays open (its deadline, the
+/// cancel grace and the watch of a given-up batch).
+const JOB_TENANT_HORIZON: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -440,6 +442,7 @@ fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
             AttributeValue::Ss(j.tenants.iter().map(|t| t.to_string()).collect()),
         );
     }
+    item.insert("tenant_count".into(), n(j.tenant_count));
     if let (true, None, Some(r)) = (j.status.is_terminal(), j.watch_until, retention) {
         item.insert(
             EXPIRES_AT.into(),
@@ -522,6 +525,7 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
             }
             Some(_) => return Err(r.corrupt("tenants is not a string set".into())),
         },
+        tenant_count: r.opt_n("tenant_count")?.unwrap_or(0),
         expires_at: expires_from(&r)?,
     })
 }
@@ -556,6 +560,15 @@ fn tenant_counter_pk(t: &TenantId) -> String {
 }
 
 const QUEUE_COUNTER_PK: &str = "counter#queue";
+
+/// A tenant's jobs, newest first: one small item per (tenant, job).
+fn tenant_jobs_pk(t: &TenantId) -> String {
+    format!("jobs#tenant#{t}")
+}
+
+fn tenant_job_sk(job: &Job) -> String {
+    format!("{:015}#{}", job.created_at.millis().max(0), job.id)
+}
 /// Per-model enqueued-token budgets (sort key: the model).
 const BUDGET_PK: &str = "budget#tokens";
 
@@ -1865,44 +1878,95 @@ impl JobStore for DynamoStore {
         Ok(())
     }
 
+    async fn add_job_tenants(&self, job: &Job, tenants: &[TenantId]) -> Result<(), StoreError> {
+        // The item lives as long as the job can: created + the longest a
+        // job stays open (deadline, grace, watch: days) + the retention.
+        let expires = self
+            .retention
+            .map(|r| expiry_secs(job.created_at, r + JOB_TENANT_HORIZON));
+        let puts = futures::stream::iter(tenants.iter().cloned())
+            .map(|tenant| {
+                let mut item = HashMap::from([
+                    (PK.to_owned(), s(tenant_jobs_pk(&tenant))),
+                    (SK.to_owned(), s(tenant_job_sk(job))),
+                    ("job_id".to_owned(), s(job.id.as_str())),
+                ]);
+                if let Some(e) = expires {
+                    item.insert(EXPIRES_AT.to_owned(), n(e));
+                }
+                async move {
+                    self.client
+                        .put_item()
+                        .table_name(&self.jobs_table)
+                        .set_item(Some(item))
+                        .send()
+                        .await
+                        .map_err(|e| StoreError::backend("dynamodb PutItem", err_msg(e)))
+                }
+            })
+            .buffer_unordered(16);
+        futures::pin_mut!(puts);
+        while let Some(done) = puts.next().await {
+            done?;
+        }
+        Ok(())
+    }
+
+    async fn job_has_tenant(&self, job: &Job, tenant: &TenantId) -> Result<bool, StoreError> {
+        if job.tenants.contains(tenant) {
+            return Ok(true);
+        }
+        if job.lists_every_tenant() {
+            return Ok(false);
+        }
+        Ok(self
+            .get_item(&self.jobs_table, &tenant_jobs_pk(tenant), &tenant_job_sk(job))
+            .await?
+            .is_some())
+    }
+
     async fn list_jobs(
         &self,
         tenant: Option<&TenantId>,
         cursor: Option<String>,
         limit: u32,
     ) -> Result<Page<Job>, StoreError> {
-        let mut values = HashMap::from([(":k".to_owned(), s("job"))]);
-        let names = HashMap::from([("#kind".to_owned(), "kind".to_owned())]);
         if let Some(t) = tenant {
-            values.insert(":t".into(), s(t.as_str()));
-        }
-        // DynamoDB applies `Limit` before the filter: keep reading, each
-        // query evaluating only as many jobs as are still wanted, so the page
-        // never holds more than `limit` and the cursor stays exact.
-        let mut jobs = Vec::new();
-        let mut cursor = cursor;
-        for _ in 0..LIST_JOBS_MAX_QUERIES {
+            // The tenant's own partition, newest first, then each job.
+            let values = HashMap::from([(":pk".to_owned(), s(tenant_jobs_pk(t)))]);
             let (items, next) = self
                 .query_page(QuerySpec {
-                    names: Some(names.clone()),
                     forward: false,
                     cursor,
-                    limit: Some(limit - jobs.len() as u32),
-                    filter: tenant.map(|_| "contains(tenants, :t)"),
-                    ..QuerySpec::new(&self.jobs_table, Some(JOBS_INDEX), "#kind = :k", values.clone())
+                    limit: Some(limit),
+                    ..QuerySpec::new(&self.jobs_table, None, "pk = :pk", values)
                 })
                 .await?;
-            for item in &items {
-                jobs.push(job_from_item(item)?);
-            }
-            cursor = next;
-            if cursor.is_none() || jobs.len() as u32 >= limit {
-                break;
-            }
+            let ids = items
+                .iter()
+                .map(|item| Reader::new(item, "tenant job").parse("job_id", |v| JobId::parse(v).map_err(|e| e.message)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let jobs = futures::future::try_join_all(ids.iter().map(|id| self.get_job(id))).await?;
+            return Ok(Page {
+                // A job deleted by its TTL before its tenant item: gone.
+                items: jobs.into_iter().flatten().collect(),
+                next,
+            });
         }
+        let values = HashMap::from([(":k".to_owned(), s("job"))]);
+        let names = HashMap::from([("#kind".to_owned(), "kind".to_owned())]);
+        let (items, next) = self
+            .query_page(QuerySpec {
+                names: Some(names),
+                forward: false,
+                cursor,
+                limit: Some(limit),
+                ..QuerySpec::new(&self.jobs_table, Some(JOBS_INDEX), "#kind = :k", values)
+            })
+            .await?;
         Ok(Page {
-            items: jobs,
-            next: cursor,
+            items: items.iter().map(job_from_item).collect::<Result<_, _>>()?,
+            next,
         })
     }
 }

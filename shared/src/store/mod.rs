@@ -291,8 +291,15 @@ pub trait JobStore: Send + Sync {
     /// Jobs that are not terminal, oldest first.
     async fn open_jobs(&self) -> Result<Vec<Job>, StoreError>;
 
-    /// Jobs newest first; with `tenant`, only the jobs holding its requests
-    /// (a page may then hold fewer than `limit`; follow `next`).
+    /// Records that `job` holds requests of each of `tenants` (idempotent),
+    /// so each finds the job (`list_jobs`) and may read it (`job_has_tenant`)
+    /// however many tenants one job holds.
+    async fn add_job_tenants(&self, job: &Job, tenants: &[TenantId]) -> Result<(), StoreError>;
+
+    /// Whether `job` holds requests of `tenant` (`add_job_tenants`).
+    async fn job_has_tenant(&self, job: &Job, tenant: &TenantId) -> Result<bool, StoreError>;
+
+    /// Jobs newest first; with `tenant`, only the jobs holding its requests.
     async fn list_jobs(
         &self,
         tenant: Option<&TenantId>,
