@@ -22,8 +22,14 @@ pub async fn sdk_config(cfg: &Config) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// DynamoDB client. Throttled calls (a partition over its 1,000 write
+/// units a second, an on-demand table scaling up) are retried by the SDK
+/// with backoff, up to 8 attempts instead of the default 3.
 pub fn dynamo_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk)
+    let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 /// S3 client; path-style addressing when talking to an emulator endpoint.

@@ -832,11 +832,11 @@ fn expected_tables() -> Vec<(&'static str, Value)> {
         (
             "RequestsTable",
             json!({
-                "AttributeDefinitions": attrs(&[(pk, "S"), (sk, "S"), ("queue", "S"), ("queue_order", "S"), ("job_id", "S")]),
+                "AttributeDefinitions": attrs(&[(pk, "S"), (sk, "S"), ("queue", "S"), ("queue_order", "S"), ("job_part", "S")]),
                 "KeySchema": key(pk, sk),
                 "GlobalSecondaryIndexes": [
                     gsi(schema::QUEUE_INDEX, "queue", "queue_order"),
-                    gsi(schema::JOB_INDEX, "job_id", pk),
+                    gsi(schema::JOB_INDEX, "job_part", pk),
                 ],
             }),
         ),

@@ -58,9 +58,16 @@ pub mod schema {
     pub const SK_JOB: &str = "job";
     /// The TTL attribute of both tables (epoch seconds).
     pub const EXPIRES_AT: &str = "expires_at";
-    /// Counter items are spread over this many shards so concurrent
-    /// transactions rarely touch the same item.
-    pub const COUNTER_SHARDS: u8 = 4;
+    /// Counter items are spread over this many shards, each its own
+    /// partition key, so concurrent transactions rarely touch the same item
+    /// and no one partition takes every counter write (DynamoDB gives a
+    /// partition key at most 1,000 write units a second).
+    pub const COUNTER_SHARDS: u8 = 8;
+    /// A job's requests are spread over this many partitions of job-index
+    /// (`job_part` = `{job}#{part}`): every claim and every finish of a
+    /// 50,000-request job writes its index entry, more than one partition
+    /// key takes in a second.
+    pub const JOB_PARTS: u8 = 16;
 }
 use schema::*;
 
@@ -230,6 +237,7 @@ fn request_to_item(r: &Request) -> Item {
     item.insert("updated_at".into(), n(r.updated_at.millis()));
     if let Some(job) = &r.job_id {
         item.insert("job_id".into(), s(job.as_str()));
+        item.insert("job_part".into(), s(job_part(job, &r.key)));
     }
     if let Some(e) = &r.last_error {
         item.insert("last_error".into(), s(serde_json::to_string(e).unwrap_or_default()));
@@ -547,19 +555,38 @@ fn status_attr(st: RequestStatus) -> &'static str {
     st.as_str()
 }
 
-fn shard_of(key: &RequestKey) -> u8 {
+/// The first hex digit of a request key (keys are SHA-256 prefixes, so
+/// evenly spread).
+fn nibble(key: &RequestKey) -> u8 {
     let b = key.as_str().as_bytes()[0];
-    let v = if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 };
-    v % COUNTER_SHARDS
+    if b.is_ascii_digit() {
+        b - b'0'
+    } else {
+        b - b'a' + 10
+    }
+}
+
+fn shard_of(key: &RequestKey) -> u8 {
+    nibble(key) % COUNTER_SHARDS
+}
+
+/// The job-index partition of a request of `job`.
+fn job_part(job: &JobId, key: &RequestKey) -> String {
+    format!("{job}#{:02}", nibble(key) % JOB_PARTS)
 }
 
 const PENDING_BYTES_ATTR: &str = "pending_bytes";
 
-fn tenant_counter_pk(t: &TenantId) -> String {
-    format!("counter#tenant#{t}")
+fn tenant_counter_pk(t: &TenantId, shard: u8) -> String {
+    format!("counter#tenant#{t}#{shard}")
 }
 
-const QUEUE_COUNTER_PK: &str = "counter#queue";
+/// The sort key of a tenant's counter item (one per shard partition).
+const TENANT_COUNTER_SK: &str = "counts";
+
+fn queue_counter_pk(shard: u8) -> String {
+    format!("counter#queue#{shard}")
+}
 
 /// A tenant's jobs, newest first: one small item per (tenant, job).
 fn tenant_jobs_pk(t: &TenantId) -> String {
@@ -589,16 +616,26 @@ impl CounterDeltas {
     }
 
     fn tenant(&mut self, t: &TenantId, shard: u8, st: RequestStatus, delta: i64) {
-        self.add(tenant_counter_pk(t), shard.to_string(), status_attr(st), delta);
+        self.add(
+            tenant_counter_pk(t, shard),
+            TENANT_COUNTER_SK.into(),
+            status_attr(st),
+            delta,
+        );
     }
 
     fn queue(&mut self, g: &QueueGroup, shard: u8, delta: i64) {
-        self.add(QUEUE_COUNTER_PK.into(), format!("{}#{shard}", g.key()), "queued", delta);
+        self.add(queue_counter_pk(shard), g.key(), "queued", delta);
     }
 
     /// Bytes of the tenant's unfinished bodies (its byte quota).
     fn pending_bytes(&mut self, t: &TenantId, shard: u8, delta: i64) {
-        self.add(tenant_counter_pk(t), shard.to_string(), PENDING_BYTES_ATTR, delta);
+        self.add(
+            tenant_counter_pk(t, shard),
+            TENANT_COUNTER_SK.into(),
+            PENDING_BYTES_ATTR,
+            delta,
+        );
     }
 
     fn for_transition(&mut self, u: &RequestUpdate, shard: u8) {
@@ -885,7 +922,9 @@ impl DynamoStore {
         }
         if let Some(job) = &u.claim_for {
             set.push("job_id = :claim_for");
+            set.push("job_part = :job_part");
             values.insert(":claim_for".into(), s(job.as_str()));
+            values.insert(":job_part".into(), s(job_part(job, &u.key)));
         }
         if u.count_attempt {
             set.push("attempts = attempts + :one");
@@ -914,6 +953,7 @@ impl DynamoStore {
             // The original creation time keeps its place at the front of the queue.
             values.insert(":queue_order".into(), s(queue_order(u.created_at, &u.key)));
             remove.push("job_id");
+            remove.push("job_part");
         }
         let mut expr = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -1174,9 +1214,9 @@ impl DynamoStore {
                     attr(SK, ScalarAttributeType::S),
                     attr("queue", ScalarAttributeType::S),
                     attr("queue_order", ScalarAttributeType::S),
-                    attr("job_id", ScalarAttributeType::S),
+                    attr("job_part", ScalarAttributeType::S),
                 ],
-                vec![gsi(QUEUE_INDEX, "queue", "queue_order"), gsi(JOB_INDEX, "job_id", PK)],
+                vec![gsi(QUEUE_INDEX, "queue", "queue_order"), gsi(JOB_INDEX, "job_part", PK)],
             ),
             (
                 &self.jobs_table,
@@ -1648,15 +1688,15 @@ impl RequestStore for DynamoStore {
     }
 
     async fn queue_groups(&self) -> Result<Vec<QueueGroupStats>, StoreError> {
-        let values = HashMap::from([(":pk".to_owned(), s(QUEUE_COUNTER_PK))]);
-        let items = self
-            .query_all(QuerySpec::new(&self.jobs_table, None, "pk = :pk", values))
-            .await?;
+        let shards = futures::future::try_join_all((0..COUNTER_SHARDS).map(|shard| {
+            let values = HashMap::from([(":pk".to_owned(), s(queue_counter_pk(shard)))]);
+            self.query_all(QuerySpec::new(&self.jobs_table, None, "pk = :pk", values))
+        }))
+        .await?;
         let mut sums: HashMap<String, i64> = HashMap::new();
-        for item in &items {
+        for item in shards.iter().flatten() {
             let r = Reader::new(item, "queue counter");
-            let sk = r.req_s(SK)?;
-            let group = sk.rsplit_once('#').map(|(g, _)| g).unwrap_or(sk);
+            let group = r.req_s(SK)?;
             *sums.entry(group.to_owned()).or_default() += r.opt_n::<i64>("queued")?.unwrap_or(0);
         }
         let mut out: Vec<QueueGroupStats> = sums
@@ -1674,17 +1714,46 @@ impl RequestStore for DynamoStore {
     }
 
     async fn by_job(&self, job: &JobId, cursor: Option<String>, limit: u32) -> Result<Page<Request>, StoreError> {
-        let values = HashMap::from([(":j".to_owned(), s(job.as_str()))]);
-        let (items, next) = self
-            .query_page(QuerySpec {
-                cursor,
-                limit: Some(limit),
-                ..QuerySpec::new(&self.requests_table, Some(JOB_INDEX), "job_id = :j", values)
-            })
-            .await?;
+        // The job's partitions one after the other: the cursor names the
+        // partition and the position in it (`{part}|{cursor}`).
+        let (mut part, mut inner) = match cursor {
+            None => (0u8, None),
+            Some(c) => {
+                let bad = || StoreError::Corrupt {
+                    entity: "cursor",
+                    id: c.chars().take(40).collect(),
+                    reason: "not a cursor this store issued".into(),
+                };
+                let (p, rest) = c.split_once('|').ok_or_else(bad)?;
+                let p: u8 = p.parse().map_err(|_| bad())?;
+                (p, (!rest.is_empty()).then(|| rest.to_owned()))
+            }
+        };
+        while part < JOB_PARTS {
+            let values = HashMap::from([(":j".to_owned(), s(format!("{job}#{part:02}")))]);
+            let (items, next) = self
+                .query_page(QuerySpec {
+                    cursor: inner.take(),
+                    limit: Some(limit),
+                    ..QuerySpec::new(&self.requests_table, Some(JOB_INDEX), "job_part = :j", values)
+                })
+                .await?;
+            let next = match next {
+                Some(n) => Some(format!("{part}|{n}")),
+                None if part + 1 < JOB_PARTS => Some(format!("{}|", part + 1)),
+                None => None,
+            };
+            if !items.is_empty() || next.is_none() {
+                return Ok(Page {
+                    items: items.iter().map(request_from_item).collect::<Result<_, _>>()?,
+                    next,
+                });
+            }
+            part += 1;
+        }
         Ok(Page {
-            items: items.iter().map(request_from_item).collect::<Result<_, _>>()?,
-            next,
+            items: Vec::new(),
+            next: None,
         })
     }
 
@@ -1715,12 +1784,13 @@ impl RequestStore for DynamoStore {
     }
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
-        let values = HashMap::from([(":pk".to_owned(), s(tenant_counter_pk(tenant)))]);
-        let items = self
-            .query_all(QuerySpec::new(&self.jobs_table, None, "pk = :pk", values))
-            .await?;
+        let items = futures::future::try_join_all((0..COUNTER_SHARDS).map(|shard| async move {
+            self.get_item(&self.jobs_table, &tenant_counter_pk(tenant, shard), TENANT_COUNTER_SK)
+                .await
+        }))
+        .await?;
         let mut counts = StatusCounts::default();
-        for item in &items {
+        for item in items.iter().flatten() {
             let r = Reader::new(item, "tenant counter");
             for st in RequestStatus::ALL {
                 if let Some(v) = r.opt_n::<i64>(status_attr(st))? {
@@ -2070,5 +2140,41 @@ impl SavingsStore for DynamoStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::CustomId;
+
+    /// What one 50,000-request job's writes look like by partition key: the
+    /// job index spread over `JOB_PARTS`, the counters over `COUNTER_SHARDS`.
+    #[test]
+    fn a_large_jobs_writes_spread_evenly_over_index_parts_and_counter_shards() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let job = JobId::generate();
+        let keys: Vec<RequestKey> = (0..50_000)
+            .map(|i| RequestKey::derive(&tenant, &CustomId::parse(format!("req-{i}")).unwrap()))
+            .collect();
+        let mut parts: HashMap<String, u32> = HashMap::new();
+        let mut shards: HashMap<u8, u32> = HashMap::new();
+        for k in &keys {
+            *parts.entry(job_part(&job, k)).or_default() += 1;
+            *shards.entry(shard_of(k)).or_default() += 1;
+        }
+        assert_eq!(parts.len(), JOB_PARTS as usize);
+        assert_eq!(shards.len(), COUNTER_SHARDS as usize);
+        let busiest = |m: Vec<u32>| m.into_iter().max().unwrap() as f64 / keys.len() as f64;
+        let part_share = busiest(parts.into_values().collect());
+        let shard_share = busiest(shards.into_values().collect());
+        assert!(
+            part_share < 1.1 / JOB_PARTS as f64,
+            "busiest index part: {part_share:.4}"
+        );
+        assert!(
+            shard_share < 1.1 / COUNTER_SHARDS as f64,
+            "busiest counter shard: {shard_share:.4}"
+        );
     }
 }
