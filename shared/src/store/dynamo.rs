@@ -2168,6 +2168,7 @@ mod tests {
         let busiest = |m: Vec<u32>| m.into_iter().max().unwrap() as f64 / keys.len() as f64;
         let part_share = busiest(parts.into_values().collect());
         let shard_share = busiest(shards.into_values().collect());
+        eprintln!("busiest index part {part_share:.4}, busiest counter shard {shard_share:.4}");
         assert!(
             part_share < 1.1 / JOB_PARTS as f64,
             "busiest index part: {part_share:.4}"
