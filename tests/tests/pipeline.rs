@@ -801,3 +801,44 @@ async fn late_answers_for_requests_already_answered_again_are_counted_as_paid_tw
     );
     assert_invariants(&p, &reqs).await;
 }
+
+#[tokio::test]
+async fn embeddings_batches_hold_at_most_the_providers_inputs_per_batch() {
+    // The provider takes at most 100 inputs per embeddings batch here (50,000
+    // at OpenAI); 30 requests of 10 inputs each need three batches.
+    let p = Pipeline::start(
+        FakeConfig {
+            max_embedding_inputs: 100,
+            ..FakeConfig::default()
+        },
+        |c| c.limits.max_embedding_inputs_per_batch = 100,
+    )
+    .await;
+    let reqs: Vec<_> = (0..30)
+        .map(|i| {
+            let inputs: Vec<String> = (0..10).map(|k| format!("Article {i}, part {k}.")).collect();
+            batchq_tests::pipeline::new_request(
+                &format!("emb-{i}"),
+                batchq_core::request::Endpoint::Embeddings,
+                "text-embedding-3-small",
+                serde_json::json!({"model": "text-embedding-3-small", "input": inputs}),
+            )
+        })
+        .collect();
+    p.enqueue(&reqs).await;
+    p.settle(&keys(&reqs), 4).await;
+    let subs = p.fake.submissions();
+    assert_eq!(
+        subs.len(),
+        3,
+        "{:?}",
+        subs.iter().map(|s| s.custom_ids.len()).collect::<Vec<_>>()
+    );
+    assert!(subs.iter().all(|s| s.custom_ids.len() == 10));
+    assert_invariants(&p, &reqs).await;
+    assert!(p
+        .states(&keys(&reqs))
+        .await
+        .values()
+        .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
+}
