@@ -504,7 +504,7 @@ def check(url, metered_url=None):
 
 def main():
     sys.path.insert(0, HERE)
-    from check_emulator import start
+    from emulator_process import start
 
     python = sys.executable
     server = os.path.join(HERE, "moto_server.py")

@@ -26,7 +26,7 @@
 
 use serde_json::Value;
 
-use crate::request::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// Tokens counted for one image in a chat or responses body.
 pub const IMAGE_TOKENS: u64 = 765;
