@@ -303,6 +303,14 @@ pub struct CostTotals {
 }
 
 impl CostTotals {
+    /// Adds `other` (the totals of one more file).
+    pub fn add(&mut self, other: &CostTotals) {
+        self.usage.add(&other.usage);
+        self.batch_cost += other.batch_cost;
+        self.realtime_cost += other.realtime_cost;
+        self.unpriced_requests += other.unpriced_requests;
+    }
+
     pub fn saved(&self) -> Money {
         self.realtime_cost - self.batch_cost
     }

@@ -116,7 +116,7 @@ pub struct IngestReport {
 }
 
 /// Per-tenant savings of one file, added to the running totals once.
-type TenantTotals = BTreeMap<TenantId, SavingsTotals>;
+pub(super) type TenantTotals = BTreeMap<TenantId, SavingsTotals>;
 
 /// The ingest step, wired to its ports.
 #[derive(Clone)]
@@ -643,20 +643,7 @@ impl Ingester {
         report.totals = totals;
         // The running per-tenant, per-day totals first: each counts this file
         // once by itself, so a crash before the job's totals re-adds nothing.
-        let day = job.submitted_at.unwrap_or(job.created_at).utc_date();
-        let rows = by_tenant
-            .into_iter()
-            .map(|(tenant, totals)| SavingsRow {
-                tenant,
-                day: day.clone(),
-                model: job.model.clone(),
-                totals,
-            })
-            .collect();
-        self.core
-            .savings
-            .add_savings(&format!("{}/{}", job.id, kind.as_str()), rows)
-            .await?;
+        self.add_savings(&job, kind.as_str(), by_tenant).await?;
         self.core.crash(CrashPoint::IngestBeforeTotals)?;
 
         let Some(job) = self.add_totals(&job.id, kind, &totals, &mut report).await? else {
@@ -678,6 +665,31 @@ impl Ingester {
         Ok(report)
     }
 
+    /// Adds one file's per-tenant totals to the running savings, once per
+    /// (job, `source`); a job's savings count on its UTC submission day.
+    pub(super) async fn add_savings(
+        &self,
+        job: &Job,
+        source: &str,
+        by_tenant: TenantTotals,
+    ) -> Result<(), PipelineError> {
+        let day = job.submitted_at.unwrap_or(job.created_at).utc_date();
+        let rows = by_tenant
+            .into_iter()
+            .map(|(tenant, totals)| SavingsRow {
+                tenant,
+                day: day.clone(),
+                model: job.model.clone(),
+                totals,
+            })
+            .collect();
+        self.core
+            .savings
+            .add_savings(&format!("{}/{source}", job.id), rows)
+            .await?;
+        Ok(())
+    }
+
     /// Adds a file's totals to its job once: the write is conditioned on the
     /// job's version and marks the file as counted.
     async fn add_totals(
@@ -695,10 +707,7 @@ impl Ingester {
                 return Ok(Some(job));
             }
             let mut next = job.clone();
-            next.totals.usage.add(&totals.usage);
-            next.totals.batch_cost += totals.batch_cost;
-            next.totals.realtime_cost += totals.realtime_cost;
-            next.totals.unpriced_requests += totals.unpriced_requests;
+            next.totals.add(totals);
             next.result_lines += report.job_lines;
             next.updated_at = self.core.now();
             kind.mark(&mut next);

@@ -17,18 +17,17 @@
 //! states, so a re-run after a crash decides alike, and the counts are
 //! written once, with the end of the watch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::ingest::{parse_line, Ingester, Outcome, ResultLine, MAX_RESULT_LINE_BYTES};
+use super::ingest::{parse_line, Ingester, Outcome, ResultLine, TenantTotals, MAX_RESULT_LINE_BYTES};
 use super::PipelineError;
-use crate::ids::TenantId;
 use crate::job::{CostTotals, Job};
 use crate::jsonl::{Line, LineReader};
 use crate::money::Money;
 use crate::request::RequestStatus;
-use crate::store::{ByteStream, RequestUpdate, SavingsRow, SavingsTotals};
+use crate::store::{ByteStream, RequestUpdate};
 
 /// Lines applied per chunk.
 const CHUNK_LINES: usize = 100;
@@ -56,7 +55,7 @@ pub struct LateReport {
 #[derive(Default)]
 struct Sums {
     used: CostTotals,
-    by_tenant: BTreeMap<TenantId, SavingsTotals>,
+    by_tenant: TenantTotals,
 }
 
 impl Ingester {
@@ -94,18 +93,7 @@ impl Ingester {
             }
         }
 
-        let day = job.submitted_at.unwrap_or(job.created_at).utc_date();
-        let rows = sums
-            .by_tenant
-            .into_iter()
-            .map(|(tenant, totals)| SavingsRow {
-                tenant,
-                day: day.clone(),
-                model: job.model.clone(),
-                totals,
-            })
-            .collect();
-        self.core.savings.add_savings(&format!("{}/late", job.id), rows).await?;
+        self.add_savings(job, "late", sums.by_tenant).await?;
 
         // The counts and the end of the watch, once.
         for _ in 0..20 {
@@ -116,10 +104,7 @@ impl Ingester {
                 return Ok(report);
             }
             let mut next = current.clone();
-            next.totals.usage.add(&sums.used.usage);
-            next.totals.batch_cost += sums.used.batch_cost;
-            next.totals.realtime_cost += sums.used.realtime_cost;
-            next.totals.unpriced_requests += sums.used.unpriced_requests;
+            next.totals.add(&sums.used);
             next.late_used = report.used;
             next.double_spent = report.double_spent;
             next.double_spent_cost = report.double_spent_cost;
