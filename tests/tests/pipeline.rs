@@ -842,3 +842,50 @@ async fn embeddings_batches_hold_at_most_the_providers_inputs_per_batch() {
         .values()
         .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
 }
+
+#[tokio::test]
+async fn a_batch_stuck_finalizing_whose_cancel_is_refused_is_still_given_up_after_the_grace() {
+    let p = Pipeline::with_faults(
+        Faults {
+            stay_finalizing_polls: 10_000,
+            // The provider will not cancel a finalizing batch.
+            http_400: [("cancel".to_owned(), 100)].into(),
+            ..Faults::default()
+        },
+        |_| {},
+    )
+    .await;
+    let reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+    let job = p.all_jobs().await.remove(0);
+    assert_eq!(job.status, JobStatus::Finalizing);
+
+    p.clock.advance(p.config().policy.batch_deadline);
+    let report = p.poller().run().await.unwrap();
+    assert!(
+        report.errors.is_empty(),
+        "a refused cancel is recorded, not an error: {report:?}"
+    );
+    let refused = p.job(&job.id).await;
+    assert_eq!(refused.status, JobStatus::Finalizing);
+    assert!(refused
+        .errors
+        .iter()
+        .any(|e| e.code == "batch_deadline_exceeded" && e.message.contains("refused to cancel")));
+    assert_eq!(p.fake.calls("cancel").len(), 1, "cancelled once, not every run");
+
+    p.clock.advance(batchq_core::pipeline::poll::CANCEL_GRACE);
+    p.poller().run().await.unwrap();
+    assert_eq!(p.fake.calls("cancel").len(), 1);
+    let given_up = p.job(&job.id).await;
+    assert_eq!(
+        given_up.status,
+        JobStatus::Failed,
+        "given up though it sat in finalizing"
+    );
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(r.status, RequestStatus::Queued, "{}", r.custom_id);
+    }
+}
