@@ -34,7 +34,7 @@ pub struct Ctx {
 impl Ctx {
     pub async fn new(config: Config, json: bool, tenant: TenantId) -> Result<Self, Failure> {
         let app = App::from_config(config).await.with_configured_prices().await?;
-        let api = Api::from_app(&app);
+        let api = app.api();
         Ok(Self { app, api, tenant, json })
     }
 

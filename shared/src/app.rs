@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::api::Api;
 use crate::config::Config;
-use crate::pipeline::{Core, Ingester, Poller, Submitter};
+use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::pricing::PriceBook;
 use crate::provider::openai::OpenAiClient;
 use crate::provider::{Provider, ProviderError};
@@ -113,8 +114,29 @@ impl App {
         ))
     }
 
+    /// The pipeline's ports over this app's stores and clock.
     pub fn core(&self) -> Core {
-        Core::from_app(self)
+        Core {
+            requests: self.store.clone(),
+            jobs: self.store.clone(),
+            savings: self.store.clone(),
+            objects: self.objects.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            crash: Arc::new(NoCrashes),
+        }
+    }
+
+    /// The HTTP API over this app's stores and clock.
+    pub fn api(&self) -> Api {
+        Api::new(
+            self.store.clone(),
+            self.store.clone(),
+            self.store.clone(),
+            self.objects.clone(),
+            self.clock.clone(),
+            &self.config.limits,
+        )
     }
 
     pub fn ingester(&self) -> Ingester {

@@ -11,7 +11,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::ApiError;
+use crate::api::error::ApiError;
 use crate::ids::TenantId;
 
 /// Shortest API key accepted in `BATCHQ_API_KEYS`.

@@ -47,7 +47,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_support::{event, lambda_answer, post_event, Answer, TENANT};
-use batchq_core::api::Api;
 use batchq_core::app::App;
 use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::{CustomId, JobId, RequestKey, TenantId};
@@ -267,7 +266,7 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .collect();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let enqueue_app = cold_start(&config, &access["EnqueueFunction"], &clock).await;
-    let api = Api::from_app(&enqueue_app);
+    let api = enqueue_app.api();
     let submit_app = cold_start(&config, &access["SubmitFunction"], &clock).await;
     let submitter = submit_app.submitter(submit_app.provider().await.expect("submit reads the key's secret"));
     let poll_app = cold_start(&config, &access["PollFunction"], &clock)

@@ -709,25 +709,40 @@ async fn a_second_provider_batch_carrying_a_jobs_id_is_cancelled_reported_and_re
         .all(|r| r.status == RequestStatus::Completed && r.attempts == 1));
 }
 
-/// A batch that sticks (in finalizing, then in cancelling) past its deadline
-/// and its grace: returns the pipeline, the requests and the given-up job.
-async fn stuck_batch_given_up() -> (Pipeline, Vec<batchq_core::request::NewRequest>, batchq_core::job::Job) {
+/// `n` requests in one batch that reaches finalizing and stays there
+/// (with `faults` besides).
+async fn batch_stuck_finalizing(
+    faults: Faults,
+    n: usize,
+) -> (Pipeline, Vec<batchq_core::request::NewRequest>, batchq_core::job::Job) {
     let p = Pipeline::with_faults(
         Faults {
             stay_finalizing_polls: 10_000,
-            stay_cancelling_polls: 10_000,
-            ..Faults::default()
+            ..faults
         },
         |_| {},
     )
     .await;
-    let reqs: Vec<_> = (0..10).map(|i| chat(i, "gpt-4o-mini")).collect();
+    let reqs: Vec<_> = (0..n).map(|i| chat(i, "gpt-4o-mini")).collect();
     p.enqueue(&reqs).await;
     p.submitter().run(SubmitOptions::default()).await.unwrap();
     p.poller().run().await.unwrap();
     let job = p.all_jobs().await.remove(0);
     assert_eq!(job.status, JobStatus::Finalizing);
+    (p, reqs, job)
+}
 
+/// A batch that sticks (in finalizing, then in cancelling) past its deadline
+/// and its grace: returns the pipeline, the requests and the given-up job.
+async fn stuck_batch_given_up() -> (Pipeline, Vec<batchq_core::request::NewRequest>, batchq_core::job::Job) {
+    let (p, reqs, job) = batch_stuck_finalizing(
+        Faults {
+            stay_cancelling_polls: 10_000,
+            ..Faults::default()
+        },
+        10,
+    )
+    .await;
     p.clock.advance(p.config().policy.batch_deadline);
     p.poller().run().await.unwrap();
     assert_eq!(
@@ -845,23 +860,15 @@ async fn embeddings_batches_hold_at_most_the_providers_inputs_per_batch() {
 
 #[tokio::test]
 async fn a_batch_stuck_finalizing_whose_cancel_is_refused_is_still_given_up_after_the_grace() {
-    let p = Pipeline::with_faults(
+    let (p, reqs, job) = batch_stuck_finalizing(
         Faults {
-            stay_finalizing_polls: 10_000,
             // The provider will not cancel a finalizing batch.
             http_400: [("cancel".to_owned(), 100)].into(),
             ..Faults::default()
         },
-        |_| {},
+        5,
     )
     .await;
-    let reqs: Vec<_> = (0..5).map(|i| chat(i, "gpt-4o-mini")).collect();
-    p.enqueue(&reqs).await;
-    p.submitter().run(SubmitOptions::default()).await.unwrap();
-    p.poller().run().await.unwrap();
-    let job = p.all_jobs().await.remove(0);
-    assert_eq!(job.status, JobStatus::Finalizing);
-
     p.clock.advance(p.config().policy.batch_deadline);
     let report = p.poller().run().await.unwrap();
     assert!(

@@ -36,18 +36,28 @@ fn fake_tokens(r: &NewRequest) -> u64 {
     fake_openai::responses::prompt_tokens(r.endpoint.as_str(), &body)
 }
 
-#[tokio::test]
-async fn two_million_tokens_queued_under_a_200k_limit_all_complete_without_two_refusals_in_a_row() {
-    let p = Pipeline::with_faults(
+/// A pipeline whose fake provider holds `MODEL` to `LIMIT` enqueued tokens;
+/// `configured`: batchq is told the limit, else it learns it.
+async fn limited(configured: bool) -> Pipeline {
+    Pipeline::with_faults(
         Faults {
             enqueued_token_limits: HashMap::from([(MODEL.to_owned(), LIMIT)]),
             // Batches hold their tokens across polls, as real ones do for hours.
             stay_in_progress_polls: 2,
             ..Faults::default()
         },
-        |_| {},
+        |c| {
+            if configured {
+                c.limits.enqueued_token_limits = [(MODEL.to_owned(), LIMIT)].into();
+            }
+        },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn two_million_tokens_queued_under_a_200k_limit_all_complete_without_two_refusals_in_a_row() {
+    let p = limited(false).await;
     let reqs: Vec<_> = (0..1000).map(|i| long_chat(i, 2000)).collect();
     let queued: u64 = reqs.iter().map(fake_tokens).sum();
     assert!(
@@ -106,17 +116,7 @@ async fn two_million_tokens_queued_under_a_200k_limit_all_complete_without_two_r
 
 #[tokio::test]
 async fn a_configured_limit_is_never_exceeded_at_all() {
-    let p = Pipeline::with_faults(
-        Faults {
-            enqueued_token_limits: HashMap::from([(MODEL.to_owned(), LIMIT)]),
-            stay_in_progress_polls: 2,
-            ..Faults::default()
-        },
-        |c| {
-            c.limits.enqueued_token_limits = [(MODEL.to_owned(), LIMIT)].into();
-        },
-    )
-    .await;
+    let p = limited(true).await;
     let reqs: Vec<_> = (0..300).map(|i| long_chat(i, 2000)).collect();
     p.enqueue(&reqs).await;
     p.settle(&keys(&reqs), 60).await;

@@ -4,7 +4,6 @@
 //! Thin shell: configuration, clients and the API core are built once per
 //! cold start; the work lives in `batchq_core::api`.
 
-use batchq_core::api::Api;
 use batchq_core::app::App;
 use batchq_core::config::Config;
 use lambda_http::{service_fn, Error, LambdaEvent};
@@ -14,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await;
-    let edge = batchq_enqueue::Edge::new(Api::from_app(&app), app.config.jwt_tenant_claim.clone());
+    let edge = batchq_enqueue::Edge::new(app.api(), app.config.jwt_tenant_claim.clone());
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         batchq_enqueue::handle_event(&edge, event)
     }))

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::app::App;
 use crate::config::Limits;
 use crate::ids::TenantId;
 use crate::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
@@ -260,18 +259,6 @@ impl Api {
             clock,
             limits: ApiLimits::from_config(limits),
         }
-    }
-
-    /// The API over an [`App`]'s stores and clock.
-    pub fn from_app(app: &App) -> Self {
-        Self::new(
-            app.store.clone(),
-            app.store.clone(),
-            app.store.clone(),
-            app.objects.clone(),
-            app.clock.clone(),
-            &app.config.limits,
-        )
     }
 
     /// Answers one request for `tenant`. Never fails: every error becomes

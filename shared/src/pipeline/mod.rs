@@ -74,18 +74,6 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn from_app(app: &crate::app::App) -> Self {
-        Self {
-            requests: app.store.clone(),
-            jobs: app.store.clone(),
-            savings: app.store.clone(),
-            objects: app.objects.clone(),
-            clock: app.clock.clone(),
-            config: app.config.clone(),
-            crash: Arc::new(NoCrashes),
-        }
-    }
-
     /// The same ports with crash injection (tests).
     pub fn with_crashes(mut self, crash: Arc<dyn CrashPoints>) -> Self {
         self.crash = crash;
