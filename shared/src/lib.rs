@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod pricing;
 pub mod provider;
 pub mod request;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod time;
