@@ -4,6 +4,7 @@
 
 pub mod dynamo;
 pub mod keys;
+pub mod memory;
 pub mod s3;
 
 use std::collections::HashMap;

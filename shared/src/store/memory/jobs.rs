@@ -1,0 +1,186 @@
+//! [`JobStore`] and [`SavingsStore`] over the in-memory maps.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+
+use super::{job_order, page, MemoryStore, SavingsEntry};
+use crate::budget::TokenBudget;
+use crate::ids::{JobId, ModelName, TenantId};
+use crate::job::Job;
+use crate::store::{JobStore, Page, SavingsRow, SavingsStore, StoreError};
+
+/// A job as stored: no retention here, so nothing expires.
+fn stored(job: &Job) -> Job {
+    Job {
+        expires_at: None,
+        ..job.clone()
+    }
+}
+
+/// Open: submit and poll list it (a given-up job stays listed while poll
+/// watches its batch for late answers), as dynamo's `open` attribute.
+fn is_open(job: &Job) -> bool {
+    !job.status.is_terminal() || job.watch_until.is_some()
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.jobs.contains_key(&job.id) {
+            return Err(StoreError::ConditionFailed {
+                entity: "job",
+                id: job.id.to_string(),
+                expected: "no row".into(),
+                actual: Some("exists".into()),
+            });
+        }
+        state.jobs.insert(job.id.clone(), stored(job));
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(id).cloned())
+    }
+
+    async fn save_job(&self, prev: &Job, mut next: Job) -> Result<Job, StoreError> {
+        if prev.id != next.id {
+            return Err(StoreError::backend("save_job", "prev and next are different jobs"));
+        }
+        if prev.status != next.status {
+            prev.status.check_transition(next.status)?;
+        }
+        next.version = prev.version + 1;
+        let mut state = self.lock();
+        match state.jobs.get(&prev.id) {
+            Some(cur) if cur.status == prev.status && cur.version == prev.version => {}
+            cur => {
+                return Err(StoreError::ConditionFailed {
+                    entity: "job",
+                    id: prev.id.to_string(),
+                    expected: format!("{} v{}", prev.status, prev.version),
+                    actual: cur.map(|c| format!("{} v{}", c.status, c.version)),
+                })
+            }
+        }
+        let next = stored(&next);
+        state.jobs.insert(next.id.clone(), next.clone());
+        Ok(next)
+    }
+
+    async fn open_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let state = self.lock();
+        let mut open: Vec<Job> = state.jobs.values().filter(|j| is_open(j)).cloned().collect();
+        open.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(open)
+    }
+
+    async fn add_job_tenants(&self, job: &Job, tenants: &[TenantId]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for t in tenants {
+            state
+                .tenant_jobs
+                .entry(t.clone())
+                .or_default()
+                .insert((job.created_at, job.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn job_has_tenant(&self, job: &Job, tenant: &TenantId) -> Result<bool, StoreError> {
+        if job.tenants.contains(tenant) {
+            return Ok(true);
+        }
+        if job.lists_every_tenant() {
+            return Ok(false);
+        }
+        Ok(self
+            .lock()
+            .tenant_jobs
+            .get(tenant)
+            .is_some_and(|jobs| jobs.contains(&(job.created_at, job.id.clone()))))
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError> {
+        let state = self.lock();
+        let items: Vec<(String, Option<Job>)> = match tenant {
+            // The tenant's own list, then each job (gone ones dropped below).
+            Some(t) => state
+                .tenant_jobs
+                .get(t)
+                .into_iter()
+                .flatten()
+                .map(|(at, id)| (job_order(*at, id), state.jobs.get(id).cloned()))
+                .collect(),
+            None => state
+                .jobs
+                .values()
+                .map(|j| (job_order(j.created_at, &j.id), Some(j.clone())))
+                .collect(),
+        };
+        let p = page(items, cursor, limit, true)?;
+        Ok(Page {
+            items: p.items.into_iter().flatten().collect(),
+            next: p.next,
+        })
+    }
+
+    async fn token_budgets(&self) -> Result<HashMap<ModelName, TokenBudget>, StoreError> {
+        Ok(self.lock().budgets.clone())
+    }
+
+    async fn save_token_budget(&self, budget: &TokenBudget) -> Result<(), StoreError> {
+        self.lock().budgets.insert(budget.model.clone(), budget.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SavingsStore for MemoryStore {
+    async fn add_savings(&self, source: &str, rows: Vec<SavingsRow>) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for row in rows {
+            let entry = state
+                .savings
+                .entry(row.tenant.clone())
+                .or_default()
+                .entry(format!("{}#{}", row.day, row.model))
+                .or_insert_with(|| SavingsEntry {
+                    day: row.day.clone(),
+                    model: row.model.clone(),
+                    totals: Default::default(),
+                    sources: HashSet::new(),
+                });
+            // Already counted: a replay (each row is conditioned on its own, as in dynamo).
+            if entry.sources.insert(source.to_owned()) {
+                entry.totals.add(&row.totals);
+            }
+        }
+        Ok(())
+    }
+
+    async fn savings(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<SavingsRow>, StoreError> {
+        let state = self.lock();
+        // Every `{to}#{model}` sorts below `{to}#` followed by U+FFFF.
+        let upper = format!("{to}#\u{ffff}");
+        Ok(state
+            .savings
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .filter(|(sk, _)| sk.as_str() >= from && sk.as_str() <= upper.as_str())
+            .map(|(_, e)| SavingsRow {
+                tenant: tenant.clone(),
+                day: e.day.clone(),
+                model: e.model.clone(),
+                totals: e.totals,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,204 @@
+//! In-memory adapter of the storage ports: [`MemoryStore`] for
+//! [`RequestStore`](super::RequestStore), [`JobStore`](super::JobStore) and
+//! [`SavingsStore`](super::SavingsStore), [`MemoryObjects`] for
+//! [`ObjectStore`](super::ObjectStore). It keeps the DynamoDB adapter's
+//! observable semantics (conditional writes judged the same way, exact
+//! counters, opaque cursors, large bodies and responses in the object
+//! store), so tests of the core run without an emulator, and the store
+//! conformance suite (`tests/src/conformance`) holds both to one contract.
+//!
+//! Everything sits behind one `std::sync::Mutex`, never held across an
+//! await: each port call is atomic, as a DynamoDB transaction is. Rows are
+//! kept for good (no retention: `expires_at` stays unset).
+//!
+//! [`MemoryStore::set_index_lag`] makes the eventually consistent listings
+//! (`queued`, `by_job`) answer from the rows as they were `lag` ago, as
+//! DynamoDB's global secondary indexes may.
+
+mod jobs;
+mod objects;
+mod requests;
+mod rules;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use objects::MemoryObjects;
+
+use super::{ObjectStore, Page, SavingsTotals, StoreError};
+use crate::budget::TokenBudget;
+use crate::ids::{JobId, ModelName, RequestKey, TenantId};
+use crate::job::Job;
+use crate::request::{Payload, Request, RequestResult};
+use crate::time::Timestamp;
+use rules::Counters;
+
+/// The in-memory store of requests, jobs and savings.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    objects: Arc<dyn ObjectStore>,
+    inline_body_max: u64,
+    inline_result_max: u64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("inline_body_max", &self.inline_body_max)
+            .field("inline_result_max", &self.inline_result_max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request: its state, its body and its result, as dynamo's three items.
+struct RequestRow {
+    state: Request,
+    body: Payload,
+    result: Option<RequestResult>,
+    /// Earlier versions still visible to the lagging listings: before each
+    /// instant, the row was the version beside it (`None`: no row yet).
+    history: Vec<(Instant, Option<Request>)>,
+}
+
+impl RequestRow {
+    fn new(state: Request, body: Payload, lag: Duration, now: Instant) -> Self {
+        let history = if lag.is_zero() { Vec::new() } else { vec![(now, None)] };
+        Self {
+            state,
+            body,
+            result: None,
+            history,
+        }
+    }
+
+    /// Replaces the state, remembering the old one while a listing may lag.
+    fn change(&mut self, next: Request, lag: Duration, now: Instant) {
+        self.history.retain(|(t, _)| now.duration_since(*t) < lag);
+        if !lag.is_zero() {
+            self.history.push((now, Some(self.state.clone())));
+        }
+        self.state = next;
+    }
+
+    /// The row as a listing sees it: as it was at `cutoff` (`None`: now).
+    fn listed(&self, cutoff: Option<Instant>) -> Option<&Request> {
+        match cutoff.and_then(|c| self.history.iter().find(|(t, _)| *t > c)) {
+            Some((_, old)) => old.as_ref(),
+            None => Some(&self.state),
+        }
+    }
+}
+
+/// One savings total and the sources (result files) it has counted.
+struct SavingsEntry {
+    day: String,
+    model: ModelName,
+    totals: SavingsTotals,
+    sources: HashSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    requests: HashMap<RequestKey, RequestRow>,
+    counters: Counters,
+    jobs: HashMap<JobId, Job>,
+    /// Each tenant's jobs, by (creation time, id).
+    tenant_jobs: HashMap<TenantId, BTreeSet<(Timestamp, JobId)>>,
+    budgets: HashMap<ModelName, TokenBudget>,
+    /// Per tenant, by `{day}#{model}`.
+    savings: HashMap<TenantId, BTreeMap<String, SavingsEntry>>,
+    index_lag: Duration,
+}
+
+impl State {
+    /// The instant the lagging listings answer for (`None`: no lag).
+    fn listing_cutoff(&self) -> Option<Instant> {
+        if self.index_lag.is_zero() {
+            return None;
+        }
+        Instant::now().checked_sub(self.index_lag)
+    }
+}
+
+impl MemoryStore {
+    /// Bodies over `inline_body_max` bytes and responses over
+    /// `inline_result_max` go to `objects`, as with [`DynamoStore`](super::dynamo::DynamoStore).
+    pub fn new(objects: Arc<dyn ObjectStore>, inline_body_max: u64, inline_result_max: u64) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            objects,
+            inline_body_max,
+            inline_result_max,
+        }
+    }
+
+    /// Makes `queued` and `by_job` answer from the rows as they were `lag`
+    /// ago (zero: as they are), like DynamoDB's eventually consistent indexes.
+    pub fn set_index_lag(&self, lag: Duration) {
+        self.lock().index_lag = lag;
+    }
+
+    /// The object store large bodies and responses go to.
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind, each
+        // write whole or not made: the state is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+// ---------------------------------------------------------------- paging
+
+const CURSOR_PREFIX: &str = "mem1:";
+
+fn bad_cursor(c: &str) -> StoreError {
+    StoreError::Corrupt {
+        entity: "cursor",
+        id: c.chars().take(40).collect(),
+        reason: "not a cursor this store issued".into(),
+    }
+}
+
+/// One page of `items` (each with its sort key) after `cursor`, in
+/// ascending or descending order of the keys. The cursor is the last sort
+/// key returned; `next` is set only when more items follow.
+fn page<T>(
+    mut items: Vec<(String, T)>,
+    cursor: Option<String>,
+    limit: u32,
+    descending: bool,
+) -> Result<Page<T>, StoreError> {
+    let after = match cursor {
+        None => None,
+        Some(c) => Some(c.strip_prefix(CURSOR_PREFIX).ok_or_else(|| bad_cursor(&c))?.to_owned()),
+    };
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    if descending {
+        items.reverse();
+    }
+    let limit = limit.clamp(1, 1000) as usize;
+    let mut rest = items.into_iter().filter(|(k, _)| match &after {
+        None => true,
+        Some(a) if descending => k < a,
+        Some(a) => k > a,
+    });
+    let mut taken: Vec<(String, T)> = rest.by_ref().take(limit).collect();
+    let more = rest.next().is_some();
+    let next = match (more, taken.last_mut()) {
+        (true, Some((k, _))) => Some(format!("{CURSOR_PREFIX}{k}")),
+        _ => None,
+    };
+    Ok(Page {
+        items: taken.into_iter().map(|(_, v)| v).collect(),
+        next,
+    })
+}
+
+/// The sort key of a job in the listings: creation time, then id.
+fn job_order(created_at: Timestamp, id: &JobId) -> String {
+    format!("{:015}#{}", created_at.millis().max(0), id)
+}
