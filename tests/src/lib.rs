@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub mod conformance;
 pub mod iam;
 pub mod pipeline;
 pub mod template;

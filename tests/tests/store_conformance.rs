@@ -1,0 +1,76 @@
+//! The store conformance suite (`batchq_tests::conformance`) against every
+//! store: the in-memory adapter, and the DynamoDB + S3 adapters on the
+//! emulator (fresh tables and bucket per case). A case that passes on one
+//! and fails on the other is a difference in semantics to fix.
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    batchq_tests::conformance::$case(batchq_tests::conformance::memory_store()).await;
+                }
+            )*
+        }
+
+        mod dynamo {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    batchq_tests::conformance::$case(batchq_tests::conformance::dynamo_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    // inserts, reads, bodies, listings
+    insert_creates_a_queued_request_and_counts_it,
+    insert_of_the_same_body_again_returns_the_existing_request_and_counts_nothing,
+    insert_of_a_conflicting_body_returns_the_stored_request_and_keeps_its_body,
+    insert_judges_a_key_repeated_in_one_call_against_its_first_occurrence,
+    get_and_get_many_read_known_requests_and_leave_out_unknown_ones,
+    get_with_result_reads_the_result_once_one_is_stored,
+    bodies_are_read_back_inline_and_from_the_object_store,
+    a_conflicting_large_body_leaves_no_object_behind,
+    queued_lists_a_groups_requests_oldest_first_across_pages,
+    queued_leaves_out_claimed_requests_and_a_requeued_one_keeps_its_place,
+    listings_refuse_a_cursor_the_store_never_issued,
+    queue_groups_count_queued_requests_per_group_and_drop_empty_groups,
+    by_job_lists_every_request_of_a_job_in_any_status_across_pages,
+    // conditional status changes
+    claim_moves_a_queued_request_to_its_job_counting_an_attempt,
+    a_replayed_claim_is_already_applied_and_counts_nothing,
+    a_claim_of_a_request_another_job_holds_is_refused_with_its_state,
+    finishing_a_request_for_another_job_is_refused_and_stores_no_result,
+    finish_stores_the_result_counts_it_and_a_replay_keeps_the_first_result,
+    fail_without_a_result_records_the_error_and_finishes_the_request,
+    requeue_returns_a_request_to_the_queue_keeping_its_attempt_and_place,
+    requeue_free_gives_the_attempt_back,
+    cancel_finishes_a_queued_request_and_is_refused_once_it_is_claimed,
+    finish_late_completes_a_queued_request_for_the_late_job_once,
+    an_illegal_transition_is_refused_before_any_write,
+    a_change_of_an_unknown_request_is_not_found,
+    apply_many_settles_each_change_on_its_own_condition_in_input_order,
+    a_large_response_is_kept_in_the_object_store,
+    a_finished_requests_large_body_is_deleted_and_an_unfinished_ones_kept,
+    // jobs
+    a_created_job_reads_back_whole_and_cannot_be_created_twice,
+    save_job_bumps_the_version_and_is_conditioned_on_status_and_version,
+    open_jobs_are_the_unfinished_and_watched_ones_oldest_first,
+    list_jobs_is_newest_first_across_pages_and_by_tenant,
+    job_tenants_let_each_tenant_find_a_job_however_many_it_holds,
+    token_budgets_keep_the_last_saved_budget_of_each_model,
+    // savings
+    savings_are_counted_once_per_source_and_read_by_day_then_model,
+    // objects
+    objects_are_put_read_measured_streamed_and_deleted,
+    a_written_object_appears_only_when_finished_and_an_aborted_one_never,
+    a_large_written_object_goes_up_in_parts_with_a_bounded_buffer,
+    // concurrency
+    racing_claims_claim_each_request_exactly_once_and_count_exactly,
+    racing_inserts_of_one_request_create_it_once,
+    racing_finish_and_requeue_of_one_claim_leave_one_outcome,
+);
