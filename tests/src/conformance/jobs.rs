@@ -54,6 +54,13 @@ pub async fn save_job_bumps_the_version_and_is_conditioned_on_status_and_version
     same.tokens = 7;
     let saved2 = s.jobs.save_job(&saved, same).await.unwrap();
     assert_eq!((saved2.version, saved2.tokens), (2, 7));
+    // A copy with the stored status but an older version loses.
+    let mut late = saved.clone();
+    late.tokens = 8;
+    match s.jobs.save_job(&saved, late).await {
+        Err(StoreError::ConditionFailed { actual, .. }) => assert_eq!(actual.as_deref(), Some("staged v2")),
+        other => panic!("expected ConditionFailed, got {other:?}"),
+    }
     // A move the job's status machine forbids is refused before any write.
     let mut back = saved2.clone();
     back.status = JobStatus::Preparing;
