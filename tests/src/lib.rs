@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 pub mod conformance;
 pub mod iam;
+pub mod memory_pipeline;
 pub mod pipeline;
 pub mod template;
 
