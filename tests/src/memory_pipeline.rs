@@ -162,9 +162,13 @@ impl MemoryPipeline {
             events.push(crate::pipeline::s3_event(BUCKET, &key, bytes.len() as u64, &digest));
         }
         for ev in events {
-            batchq_ingest::handle(ingester, BUCKET, lambda_runtime::LambdaEvent::new(ev, Default::default()))
-                .await
-                .map_err(|e| e.to_string())?;
+            batchq_ingest::handle(
+                ingester,
+                BUCKET,
+                lambda_runtime::LambdaEvent::new(ev, Default::default()),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -30,7 +30,12 @@ async fn queued_requests_end_completed_with_the_providers_exact_answer() {
         let (_, result) = p.result(&req.key).await;
         let result = result.expect("a completed request has a result");
         let body = p.response_json(result.response.as_ref().expect("response")).await;
-        assert_eq!(body, expected_response(req), "{} got someone else's answer", req.custom_id);
+        assert_eq!(
+            body,
+            expected_response(req),
+            "{} got someone else's answer",
+            req.custom_id
+        );
         completed_usage.add(&result.usage.expect("usage"));
     }
     let jobs = p.all_jobs().await;
@@ -63,7 +68,14 @@ async fn queued_requests_end_completed_with_the_providers_exact_answer() {
     let counts = batchq_core::store::RequestStore::counts(p.store.as_ref(), &TenantId::default_tenant())
         .await
         .unwrap();
-    assert_eq!((counts.get(RequestStatus::Completed), counts.pending(), counts.pending_bytes), (100, 0, 0));
+    assert_eq!(
+        (
+            counts.get(RequestStatus::Completed),
+            counts.pending(),
+            counts.pending_bytes
+        ),
+        (100, 0, 0)
+    );
 }
 
 #[tokio::test]
@@ -78,7 +90,10 @@ async fn a_request_posted_to_the_api_is_answered_through_the_pipeline() {
         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}
     });
     let posted = api
-        .handle(&tenant, ApiRequest::post("/v1/requests", "application/json", line.to_string()))
+        .handle(
+            &tenant,
+            ApiRequest::post("/v1/requests", "application/json", line.to_string()),
+        )
         .await;
     assert_eq!(posted.status, 202, "{}", posted.body_string());
 

@@ -45,14 +45,21 @@ pub async fn racing_claims_claim_each_request_exactly_once_and_count_exactly(s: 
         }
     }
     assert_eq!(winner.len(), rs.len(), "every request claimed once");
-    let stored = s.requests.get_many(&rs.iter().map(|r| r.key.clone()).collect::<Vec<_>>()).await.unwrap();
+    let stored = s
+        .requests
+        .get_many(&rs.iter().map(|r| r.key.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
     for r in &rs {
         let now = &stored[&r.key];
         assert_eq!((now.status, now.attempts), (RequestStatus::Claimed, 1));
         assert_eq!(now.job_id.as_ref(), Some(&winner[&r.key]));
     }
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)), (0, 30));
+    assert_eq!(
+        (counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)),
+        (0, 30)
+    );
     assert!(s.requests.queue_groups().await.unwrap().is_empty());
     let listed: usize = {
         let mut n = 0;

@@ -19,7 +19,10 @@ pub async fn a_created_job_reads_back_whole_and_cannot_be_created_twice(s: Store
     job.tenants = vec![tenant("acme"), tenant("beta")];
     job.tenant_count = 2;
     s.jobs.create_job(&job).await.unwrap();
-    assert_eq!(s.jobs.get_job(&job.id).await.unwrap().map(norm), Some(norm(job.clone())));
+    assert_eq!(
+        s.jobs.get_job(&job.id).await.unwrap().map(norm),
+        Some(norm(job.clone()))
+    );
     let again = s.jobs.create_job(&job).await;
     assert!(matches!(again, Err(StoreError::ConditionFailed { .. })), "{again:?}");
     assert_eq!(s.jobs.get_job(&JobId::generate()).await.unwrap(), None);
@@ -32,8 +35,14 @@ pub async fn save_job_bumps_the_version_and_is_conditioned_on_status_and_version
     next.status = JobStatus::Staged;
     next.input_lines = 5;
     let saved = s.jobs.save_job(&job, next).await.unwrap();
-    assert_eq!((saved.version, saved.status, saved.input_lines), (1, JobStatus::Staged, 5));
-    assert_eq!(s.jobs.get_job(&job.id).await.unwrap().map(norm), Some(norm(saved.clone())));
+    assert_eq!(
+        (saved.version, saved.status, saved.input_lines),
+        (1, JobStatus::Staged, 5)
+    );
+    assert_eq!(
+        s.jobs.get_job(&job.id).await.unwrap().map(norm),
+        Some(norm(saved.clone()))
+    );
 
     // A stale copy (version 0) loses, whatever it would write, and names what it found.
     let mut stale = job.clone();
@@ -113,11 +122,21 @@ pub async fn list_jobs_is_newest_first_across_pages_and_by_tenant(s: StoreUnderT
     for i in [0, 2, 3] {
         s.jobs.add_job_tenants(&jobs[i], &[tenant("acme")]).await.unwrap();
     }
-    s.jobs.add_job_tenants(&jobs[2], &[tenant("acme"), tenant("beta")]).await.unwrap();
-    let acme: Vec<JobId> = all_jobs(&s, Some(&tenant("acme")), 2).await.into_iter().map(|j| j.id).collect();
+    s.jobs
+        .add_job_tenants(&jobs[2], &[tenant("acme"), tenant("beta")])
+        .await
+        .unwrap();
+    let acme: Vec<JobId> = all_jobs(&s, Some(&tenant("acme")), 2)
+        .await
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(acme, vec![jobs[3].id.clone(), jobs[2].id.clone(), jobs[0].id.clone()]);
     let beta: Vec<Job> = all_jobs(&s, Some(&tenant("beta")), 10).await;
-    assert_eq!(beta.into_iter().map(norm).collect::<Vec<_>>(), vec![norm(jobs[2].clone())]);
+    assert_eq!(
+        beta.into_iter().map(norm).collect::<Vec<_>>(),
+        vec![norm(jobs[2].clone())]
+    );
     assert!(all_jobs(&s, Some(&tenant("nobody")), 10).await.is_empty());
 }
 
@@ -131,7 +150,10 @@ pub async fn job_tenants_let_each_tenant_find_a_job_however_many_it_holds(s: Sto
     s.jobs.add_job_tenants(&job, &all).await.unwrap();
     s.jobs.add_job_tenants(&job, &all[1..]).await.unwrap();
     for t in &all {
-        assert!(s.jobs.job_has_tenant(&job, t).await.unwrap(), "{t} holds requests in the job");
+        assert!(
+            s.jobs.job_has_tenant(&job, t).await.unwrap(),
+            "{t} holds requests in the job"
+        );
         assert_eq!(all_jobs(&s, Some(t), 10).await.len(), 1, "{t} lists the job once");
     }
     assert!(!s.jobs.job_has_tenant(&job, &tenant("delta")).await.unwrap());

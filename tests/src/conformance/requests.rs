@@ -14,9 +14,15 @@ pub async fn insert_creates_a_queued_request_and_counts_it(s: StoreUnderTest) {
     let InsertOutcome::Created(r) = &out[0] else {
         panic!("expected Created, got {out:?}")
     };
-    assert_eq!((r.status, r.attempts, r.job_id.clone()), (RequestStatus::Queued, 0, None));
+    assert_eq!(
+        (r.status, r.attempts, r.job_id.clone()),
+        (RequestStatus::Queued, 0, None)
+    );
     assert_eq!((r.created_at, r.updated_at), (ts(0), ts(0)));
-    assert_eq!((&r.key, &r.tenant, &r.content_hash), (&nr.key, &nr.tenant, &nr.content_hash));
+    assert_eq!(
+        (&r.key, &r.tenant, &r.content_hash),
+        (&nr.key, &nr.tenant, &nr.content_hash)
+    );
     assert_eq!(r.body_bytes, nr.body_bytes());
     assert_eq!(norm_req(get(&s, r).await), norm_req(r.clone()));
 
@@ -118,8 +124,18 @@ pub async fn bodies_are_read_back_inline_and_from_the_object_store(s: StoreUnder
         .unwrap();
     let object = keys::body(&large.key, &large.content_hash);
     let info = s.objects.head(&object).await.unwrap();
-    assert_eq!(info.map(|i| i.bytes), Some(large.body_bytes()), "a large body goes to the object store");
-    assert_eq!(s.objects.head(&keys::body(&small.key, &small.content_hash)).await.unwrap(), None);
+    assert_eq!(
+        info.map(|i| i.bytes),
+        Some(large.body_bytes()),
+        "a large body goes to the object store"
+    );
+    assert_eq!(
+        s.objects
+            .head(&keys::body(&small.key, &small.content_hash))
+            .await
+            .unwrap(),
+        None
+    );
     let unknown = RequestKey::derive(&tenant("acme"), &batchq_core::ids::CustomId::parse("nope").unwrap());
     let bodies = s
         .requests
@@ -167,7 +183,10 @@ pub async fn queued_leaves_out_claimed_requests_and_a_requeued_one_keeps_its_pla
         s.requests.apply(RequestUpdate::claim(r, &job, ts(100))).await.unwrap();
     }
     let listed: Vec<_> = all_queued(&s, &group("gpt-4o-mini"), 10).await;
-    assert_eq!(listed.iter().map(|r| &r.key).collect::<Vec<_>>(), vec![&rs[2].key, &rs[3].key]);
+    assert_eq!(
+        listed.iter().map(|r| &r.key).collect::<Vec<_>>(),
+        vec![&rs[2].key, &rs[3].key]
+    );
     let claimed = get(&s, &rs[0]).await;
     s.requests
         .apply(RequestUpdate::requeue(&claimed, &job, None, ts(200)))
@@ -205,7 +224,10 @@ pub async fn queue_groups_count_queued_requests_per_group_and_drop_empty_groups(
     let seen: Vec<_> = groups.iter().map(|g| (g.group.model.to_string(), g.queued)).collect();
     assert_eq!(seen, vec![("gpt-4o".to_owned(), 2)]);
     let back = get(&s, &mini[0]).await;
-    s.requests.apply(RequestUpdate::requeue(&back, &job, None, ts(20))).await.unwrap();
+    s.requests
+        .apply(RequestUpdate::requeue(&back, &job, None, ts(20)))
+        .await
+        .unwrap();
     let groups = s.requests.queue_groups().await.unwrap();
     assert_eq!(groups.iter().map(|g| g.queued).sum::<u64>(), 3);
 }
@@ -222,17 +244,29 @@ pub async fn by_job_lists_every_request_of_a_job_in_any_status_across_pages(s: S
     let done = get(&s, &rs[0]).await;
     let res = result(&done, &one, "ok", ts(20));
     s.requests
-        .apply(RequestUpdate::finish(&done, &one, RequestStatus::Completed, res, ts(20)))
+        .apply(RequestUpdate::finish(
+            &done,
+            &one,
+            RequestStatus::Completed,
+            res,
+            ts(20),
+        ))
         .await
         .unwrap();
     let back = get(&s, &rs[1]).await;
-    s.requests.apply(RequestUpdate::requeue(&back, &one, None, ts(20))).await.unwrap();
+    s.requests
+        .apply(RequestUpdate::requeue(&back, &one, None, ts(20)))
+        .await
+        .unwrap();
 
     let listed = all_by_job(&s, &one, 2).await;
     let keys: HashSet<_> = listed.iter().map(|r| r.key.clone()).collect();
     assert_eq!(listed.len(), keys.len(), "no request listed twice");
     let want: HashSet<_> = [0, 2, 3, 4].iter().map(|i| rs[*i].key.clone()).collect();
-    assert_eq!(keys, want, "the completed and claimed ones; the requeued one left the job");
+    assert_eq!(
+        keys, want,
+        "the completed and claimed ones; the requeued one left the job"
+    );
     assert_eq!(all_by_job(&s, &two, 100).await.len(), 2);
     assert!(all_by_job(&s, &JobId::generate(), 10).await.is_empty());
 }

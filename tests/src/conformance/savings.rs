@@ -44,7 +44,11 @@ pub async fn savings_are_counted_once_per_source_and_read_by_day_then_model(s: S
         .await
         .unwrap();
 
-    let got = s.savings.savings(&tenant("acme"), "2026-11-01", "2026-11-02").await.unwrap();
+    let got = s
+        .savings
+        .savings(&tenant("acme"), "2026-11-01", "2026-11-02")
+        .await
+        .unwrap();
     let mut mini = row("acme", "2026-11-01", "gpt-4o-mini", 3).totals;
     mini.add(&row("acme", "2026-11-01", "gpt-4o-mini", 5).totals);
     let want = vec![
@@ -61,9 +65,17 @@ pub async fn savings_are_counted_once_per_source_and_read_by_day_then_model(s: S
     assert_eq!(got, want);
     assert_eq!(got[1].totals.saved(), Money::from_picodollars(8_000));
 
-    let one_day = s.savings.savings(&tenant("acme"), "2026-11-02", "2026-11-02").await.unwrap();
+    let one_day = s
+        .savings
+        .savings(&tenant("acme"), "2026-11-02", "2026-11-02")
+        .await
+        .unwrap();
     assert_eq!(one_day, vec![row("acme", "2026-11-02", "gpt-4o-mini", 2)]);
-    let beta = s.savings.savings(&tenant("beta"), "2026-10-01", "2026-12-31").await.unwrap();
+    let beta = s
+        .savings
+        .savings(&tenant("beta"), "2026-10-01", "2026-12-31")
+        .await
+        .unwrap();
     assert_eq!(beta, vec![row("beta", "2026-11-01", "gpt-4o", 4)]);
     assert!(s
         .savings

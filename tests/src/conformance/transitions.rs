@@ -19,17 +19,29 @@ fn err(code: &str) -> RequestError {
 async fn claimed(s: &StoreUnderTest) -> (Request, JobId) {
     let r = insert_one(s, new_request("acme", "r-1", "gpt-4o-mini", "hi"), ts(0)).await;
     let job = JobId::generate();
-    assert_eq!(s.requests.apply(RequestUpdate::claim(&r, &job, ts(10))).await.unwrap(), Applied::Now);
+    assert_eq!(
+        s.requests.apply(RequestUpdate::claim(&r, &job, ts(10))).await.unwrap(),
+        Applied::Now
+    );
     (get(s, &r).await, job)
 }
 
 pub async fn claim_moves_a_queued_request_to_its_job_counting_an_attempt(s: StoreUnderTest) {
     let (r, job) = claimed(&s).await;
-    assert_eq!((r.status, r.attempts, r.job_id.clone()), (RequestStatus::Claimed, 1, Some(job)));
+    assert_eq!(
+        (r.status, r.attempts, r.job_id.clone()),
+        (RequestStatus::Claimed, 1, Some(job))
+    );
     assert_eq!((r.created_at, r.updated_at), (ts(0), ts(10)));
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)), (0, 1));
-    assert_eq!(counts.pending_bytes, r.body_bytes as i64, "a claimed request is still unfinished");
+    assert_eq!(
+        (counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)),
+        (0, 1)
+    );
+    assert_eq!(
+        counts.pending_bytes, r.body_bytes as i64,
+        "a claimed request is still unfinished"
+    );
     assert!(s.requests.queue_groups().await.unwrap().is_empty());
 }
 
@@ -65,11 +77,11 @@ pub async fn finishing_a_request_for_another_job_is_refused_and_stores_no_result
         .await;
     assert_refused(refused, &format!("claimed in {job}"));
     let (state, stored) = s.requests.get_with_result(&r.key).await.unwrap().unwrap();
-    assert_eq!((state.status, state.job_id, stored), (RequestStatus::Claimed, Some(job.clone()), None));
-    let refused = s
-        .requests
-        .apply(RequestUpdate::requeue(&r, &other, None, ts(20)))
-        .await;
+    assert_eq!(
+        (state.status, state.job_id, stored),
+        (RequestStatus::Claimed, Some(job.clone()), None)
+    );
+    let refused = s.requests.apply(RequestUpdate::requeue(&r, &other, None, ts(20))).await;
     assert_refused(refused, &format!("claimed in {job}"));
     let refused = s
         .requests
@@ -89,10 +101,16 @@ pub async fn finish_stores_the_result_counts_it_and_a_replay_keeps_the_first_res
     let replay = RequestUpdate::finish(&r, &job, RequestStatus::Completed, second, ts(30));
     assert_eq!(s.requests.apply(replay).await.unwrap(), Applied::Already);
     let (state, stored) = s.requests.get_with_result(&r.key).await.unwrap().unwrap();
-    assert_eq!((state.status, state.job_id, state.updated_at), (RequestStatus::Completed, Some(job), ts(20)));
+    assert_eq!(
+        (state.status, state.job_id, state.updated_at),
+        (RequestStatus::Completed, Some(job), ts(20))
+    );
     assert_eq!(stored, Some(first));
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Claimed), counts.get(RequestStatus::Completed)), (0, 1));
+    assert_eq!(
+        (counts.get(RequestStatus::Claimed), counts.get(RequestStatus::Completed)),
+        (0, 1)
+    );
     assert_eq!((counts.pending(), counts.pending_bytes), (0, 0));
 }
 
@@ -100,13 +118,26 @@ pub async fn fail_without_a_result_records_the_error_and_finishes_the_request(s:
     let (r, job) = claimed(&s).await;
     let e = err("invalid_batch");
     assert_eq!(
-        s.requests.apply(RequestUpdate::fail(&r, &job, e.clone(), ts(20))).await.unwrap(),
+        s.requests
+            .apply(RequestUpdate::fail(&r, &job, e.clone(), ts(20)))
+            .await
+            .unwrap(),
         Applied::Now
     );
     let (state, stored) = s.requests.get_with_result(&r.key).await.unwrap().unwrap();
-    assert_eq!((state.status, state.last_error, stored), (RequestStatus::Failed, Some(e), None));
+    assert_eq!(
+        (state.status, state.last_error, stored),
+        (RequestStatus::Failed, Some(e), None)
+    );
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Failed), counts.pending(), counts.pending_bytes), (1, 0, 0));
+    assert_eq!(
+        (
+            counts.get(RequestStatus::Failed),
+            counts.pending(),
+            counts.pending_bytes
+        ),
+        (1, 0, 0)
+    );
     let again = s.requests.apply(RequestUpdate::fail(&r, &job, err("x"), ts(30))).await;
     assert_eq!(again.unwrap(), Applied::Already);
 }
@@ -117,16 +148,28 @@ pub async fn requeue_returns_a_request_to_the_queue_keeping_its_attempt_and_plac
     let update = RequestUpdate::requeue(&r, &job, Some(e.clone()), ts(20));
     assert_eq!(s.requests.apply(update.clone()).await.unwrap(), Applied::Now);
     let back = get(&s, &r).await;
-    assert_eq!((back.status, back.job_id.clone(), back.attempts), (RequestStatus::Queued, None, 1));
-    assert_eq!((back.created_at, back.updated_at, back.last_error.clone()), (ts(0), ts(20), Some(e)));
+    assert_eq!(
+        (back.status, back.job_id.clone(), back.attempts),
+        (RequestStatus::Queued, None, 1)
+    );
+    assert_eq!(
+        (back.created_at, back.updated_at, back.last_error.clone()),
+        (ts(0), ts(20), Some(e))
+    );
     assert_eq!(s.requests.apply(update).await.unwrap(), Applied::Already);
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)), (1, 0));
+    assert_eq!(
+        (counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)),
+        (1, 0)
+    );
     assert_eq!(counts.pending_bytes, r.body_bytes as i64);
     assert_eq!(s.requests.queue_groups().await.unwrap()[0].queued, 1);
     // Claimed again, it counts a second attempt.
     let job2 = JobId::generate();
-    s.requests.apply(RequestUpdate::claim(&back, &job2, ts(30))).await.unwrap();
+    s.requests
+        .apply(RequestUpdate::claim(&back, &job2, ts(30)))
+        .await
+        .unwrap();
     assert_eq!(get(&s, &r).await.attempts, 2);
 }
 
@@ -143,16 +186,29 @@ pub async fn requeue_free_gives_the_attempt_back(s: StoreUnderTest) {
 pub async fn cancel_finishes_a_queued_request_and_is_refused_once_it_is_claimed(s: StoreUnderTest) {
     let a = insert_one(&s, new_request("acme", "a", "gpt-4o-mini", "hi"), ts(0)).await;
     let b = insert_one(&s, new_request("acme", "b", "gpt-4o-mini", "hi"), ts(1)).await;
-    assert_eq!(s.requests.apply(RequestUpdate::cancel(&a, ts(5))).await.unwrap(), Applied::Now);
-    assert_eq!(s.requests.apply(RequestUpdate::cancel(&a, ts(6))).await.unwrap(), Applied::Already);
+    assert_eq!(
+        s.requests.apply(RequestUpdate::cancel(&a, ts(5))).await.unwrap(),
+        Applied::Now
+    );
+    assert_eq!(
+        s.requests.apply(RequestUpdate::cancel(&a, ts(6))).await.unwrap(),
+        Applied::Already
+    );
     assert_eq!(get(&s, &a).await.status, RequestStatus::Cancelled);
     let job = JobId::generate();
     s.requests.apply(RequestUpdate::claim(&b, &job, ts(5))).await.unwrap();
     // `b` as read before the claim: the cancel finds it claimed.
-    assert_refused(s.requests.apply(RequestUpdate::cancel(&b, ts(6))).await, &format!("claimed in {job}"));
+    assert_refused(
+        s.requests.apply(RequestUpdate::cancel(&b, ts(6))).await,
+        &format!("claimed in {job}"),
+    );
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
     assert_eq!(
-        (counts.get(RequestStatus::Cancelled), counts.get(RequestStatus::Claimed), counts.get(RequestStatus::Queued)),
+        (
+            counts.get(RequestStatus::Cancelled),
+            counts.get(RequestStatus::Claimed),
+            counts.get(RequestStatus::Queued)
+        ),
         (1, 1, 0)
     );
     assert_eq!(counts.pending_bytes, b.body_bytes as i64);
@@ -167,17 +223,33 @@ pub async fn finish_late_completes_a_queued_request_for_the_late_job_once(s: Sto
     assert_eq!(s.requests.apply(update.clone()).await.unwrap(), Applied::Now);
     assert_eq!(s.requests.apply(update).await.unwrap(), Applied::Already);
     let (state, stored) = s.requests.get_with_result(&r.key).await.unwrap().unwrap();
-    assert_eq!((state.status, state.job_id), (RequestStatus::Completed, Some(late.clone())));
+    assert_eq!(
+        (state.status, state.job_id),
+        (RequestStatus::Completed, Some(late.clone()))
+    );
     assert_eq!(stored, Some(res));
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Completed), counts.pending(), counts.pending_bytes), (1, 0, 0));
+    assert_eq!(
+        (
+            counts.get(RequestStatus::Completed),
+            counts.pending(),
+            counts.pending_bytes
+        ),
+        (1, 0, 0)
+    );
     assert!(s.requests.queue_groups().await.unwrap().is_empty());
     // A request already sent again: the late answer is refused.
     let other = insert_one(&s, new_request("acme", "r-2", "gpt-4o-mini", "hi"), ts(1)).await;
     let job = JobId::generate();
-    s.requests.apply(RequestUpdate::claim(&other, &job, ts(30))).await.unwrap();
+    s.requests
+        .apply(RequestUpdate::claim(&other, &job, ts(30)))
+        .await
+        .unwrap();
     let res = result(&other, &late, "late answer", ts(40));
-    let refused = s.requests.apply(RequestUpdate::finish_late(&other, &late, res, ts(40))).await;
+    let refused = s
+        .requests
+        .apply(RequestUpdate::finish_late(&other, &late, res, ts(40)))
+        .await;
     assert_refused(refused, &format!("claimed in {job}"));
 }
 
@@ -205,7 +277,10 @@ pub async fn a_change_of_an_unknown_request_is_not_found(s: StoreUnderTest) {
 pub async fn apply_many_settles_each_change_on_its_own_condition_in_input_order(s: StoreUnderTest) {
     let rs = insert_many(&s, "acme", "gpt-4o-mini", 4, 0).await;
     let (job, other) = (JobId::generate(), JobId::generate());
-    s.requests.apply(RequestUpdate::claim(&rs[1], &other, ts(5))).await.unwrap();
+    s.requests
+        .apply(RequestUpdate::claim(&rs[1], &other, ts(5)))
+        .await
+        .unwrap();
     s.requests.apply(RequestUpdate::cancel(&rs[3], ts(5))).await.unwrap();
     let claim0 = RequestUpdate::claim(&rs[0], &job, ts(10));
     // rs[0] claimed earlier in the same call, then finished: the second sees the first.
@@ -240,7 +315,12 @@ pub async fn apply_many_settles_each_change_on_its_own_condition_in_input_order(
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
     let by = |st| counts.get(st);
     assert_eq!(
-        (by(RequestStatus::Queued), by(RequestStatus::Claimed), by(RequestStatus::Completed), by(RequestStatus::Cancelled)),
+        (
+            by(RequestStatus::Queued),
+            by(RequestStatus::Claimed),
+            by(RequestStatus::Completed),
+            by(RequestStatus::Cancelled)
+        ),
         (0, 2, 1, 1)
     );
     assert!(s.requests.apply_many(vec![]).await.unwrap().is_empty());
@@ -264,7 +344,12 @@ pub async fn a_large_response_is_kept_in_the_object_store(s: StoreUnderTest) {
             bytes: big.len() as u64
         })
     );
-    let held = s.objects.get(&object).await.unwrap().expect("the response object exists");
+    let held = s
+        .objects
+        .get(&object)
+        .await
+        .unwrap()
+        .expect("the response object exists");
     assert_eq!(held, big.as_bytes());
 }
 
@@ -279,11 +364,25 @@ pub async fn a_finished_requests_large_body_is_deleted_and_an_unfinished_ones_ke
     s.requests.apply(RequestUpdate::claim(&rb, &job, ts(5))).await.unwrap();
     let ra = get(&s, &ra).await;
     s.requests
-        .apply(RequestUpdate::finish(&ra, &job, RequestStatus::Completed, result(&ra, &job, "ok", ts(9)), ts(9)))
+        .apply(RequestUpdate::finish(
+            &ra,
+            &job,
+            RequestStatus::Completed,
+            result(&ra, &job, "ok", ts(9)),
+            ts(9),
+        ))
         .await
         .unwrap();
-    assert_eq!(s.objects.head(&keys::body(&a.key, &a.content_hash)).await.unwrap(), None);
-    assert!(s.objects.head(&keys::body(&b.key, &b.content_hash)).await.unwrap().is_some());
+    assert_eq!(
+        s.objects.head(&keys::body(&a.key, &a.content_hash)).await.unwrap(),
+        None
+    );
+    assert!(s
+        .objects
+        .head(&keys::body(&b.key, &b.content_hash))
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(count(&s, "acme", RequestStatus::Claimed).await, 1);
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
     assert_eq!(counts.pending_bytes, b.body_bytes() as i64);

@@ -55,7 +55,10 @@ impl MemoryStore {
 
     /// Writes the responses over the inline limit to the object store
     /// first, returning each update's result as it is to be stored.
-    async fn offload_large_responses(&self, updates: &[RequestUpdate]) -> Result<Vec<Option<RequestResult>>, StoreError> {
+    async fn offload_large_responses(
+        &self,
+        updates: &[RequestUpdate],
+    ) -> Result<Vec<Option<RequestResult>>, StoreError> {
         let mut stored = Vec::with_capacity(updates.len());
         for u in updates {
             let mut result = u.result.clone();
@@ -130,9 +133,14 @@ impl RequestStore for MemoryStore {
             for (i, (r, payload)) in requests.iter().zip(payloads).enumerate() {
                 let Some(payload) = payload else {
                     // A repeat within the call: judged against what its first occurrence found or made.
-                    let first = requests[..i].iter().position(|f| f.key == r.key).expect("first occurrence");
+                    let first = requests[..i]
+                        .iter()
+                        .position(|f| f.key == r.key)
+                        .expect("first occurrence");
                     let stored = match &outcomes[first] {
-                        InsertOutcome::Created(s) | InsertOutcome::Existing(s) | InsertOutcome::Conflict(s) => s.clone(),
+                        InsertOutcome::Created(s) | InsertOutcome::Existing(s) | InsertOutcome::Conflict(s) => {
+                            s.clone()
+                        }
                     };
                     outcomes.push(judge(r, stored));
                     continue;
@@ -279,7 +287,9 @@ impl RequestStore for MemoryStore {
         let finished_bodies = updates
             .iter()
             .zip(&results)
-            .filter(|(u, r)| r.is_ok() && u.to.is_terminal() && rules::body_is_offloaded(u.body_bytes, self.inline_body_max))
+            .filter(|(u, r)| {
+                r.is_ok() && u.to.is_terminal() && rules::body_is_offloaded(u.body_bytes, self.inline_body_max)
+            })
             .map(|(u, _)| crate::store::keys::body(&u.key, &u.content_hash))
             .collect();
         self.delete_objects(finished_bodies, "a finished request's body").await;
