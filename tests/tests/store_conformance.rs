@@ -69,6 +69,8 @@ conformance!(
     objects_are_put_read_measured_streamed_and_deleted,
     a_written_object_appears_only_when_finished_and_an_aborted_one_never,
     a_large_written_object_goes_up_in_parts_with_a_bounded_buffer,
+    // eventually consistent listings
+    listings_may_lag_behind_writes_but_reads_counters_and_conditions_do_not,
     // concurrency
     racing_claims_claim_each_request_exactly_once_and_count_exactly,
     racing_inserts_of_one_request_create_it_once,

@@ -9,12 +9,16 @@
 
 mod concurrency;
 mod jobs;
+mod lag;
 mod objects;
 mod requests;
 mod savings;
 mod transitions;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use batchq_core::ids::{CustomId, JobId, ModelName, TenantId};
 use batchq_core::job::{Job, ProviderKind};
@@ -27,6 +31,7 @@ use batchq_core::time::Timestamp;
 
 pub use concurrency::*;
 pub use jobs::*;
+pub use lag::*;
 pub use objects::*;
 pub use requests::*;
 pub use savings::*;
@@ -42,7 +47,13 @@ pub struct StoreUnderTest {
     pub objects: Arc<dyn ObjectStore>,
     pub inline_body_max: u64,
     pub inline_result_max: u64,
+    /// Makes the store's eventually consistent listings lag its writes by
+    /// the given time (zero: no lag).
+    pub set_index_lag: IndexLag,
 }
+
+/// How a test makes a store's listings lag (see [`StoreUnderTest::set_index_lag`]).
+pub type IndexLag = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Inline limits of the stores under test: the configuration's defaults.
 pub const INLINE_MAX: u64 = 16 * 1024;
@@ -51,7 +62,12 @@ pub const INLINE_MAX: u64 = 16 * 1024;
 pub fn memory_store() -> StoreUnderTest {
     let objects: Arc<dyn ObjectStore> = Arc::new(MemoryObjects::default());
     let store = Arc::new(MemoryStore::new(objects.clone(), INLINE_MAX, INLINE_MAX));
+    let lagging = store.clone();
     StoreUnderTest {
+        set_index_lag: Arc::new(move |lag| {
+            lagging.set_index_lag(lag);
+            Box::pin(async {})
+        }),
         requests: store.clone(),
         jobs: store.clone(),
         savings: store,
@@ -69,7 +85,16 @@ pub async fn dynamo_store() -> StoreUnderTest {
     })
     .await;
     let store = Arc::new(env.store.clone());
+    let tables = [env.config.requests_table.clone(), env.config.jobs_table.clone()];
     StoreUnderTest {
+        set_index_lag: Arc::new(move |lag| {
+            let tables = tables.clone();
+            Box::pin(async move {
+                for t in &tables {
+                    crate::set_table_index_lag(t, lag).await;
+                }
+            })
+        }),
         requests: store.clone(),
         jobs: store.clone(),
         savings: store,

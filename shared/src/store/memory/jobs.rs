@@ -1,10 +1,11 @@
 //! [`JobStore`] and [`SavingsStore`] over the in-memory maps.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{job_order, page, MemoryStore, SavingsEntry};
+use super::{job_order, page, MemoryStore, SavingsEntry, Versioned};
 use crate::budget::TokenBudget;
 use crate::ids::{JobId, ModelName, TenantId};
 use crate::job::Job;
@@ -36,12 +37,15 @@ impl JobStore for MemoryStore {
                 actual: Some("exists".into()),
             });
         }
-        state.jobs.insert(job.id.clone(), stored(job));
+        let lag = state.index_lag;
+        state
+            .jobs
+            .insert(job.id.clone(), Versioned::new(stored(job), lag, Instant::now()));
         Ok(())
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.lock().jobs.get(id).cloned())
+        Ok(self.lock().jobs.get(id).map(|j| j.current.clone()))
     }
 
     async fn save_job(&self, prev: &Job, mut next: Job) -> Result<Job, StoreError> {
@@ -53,10 +57,16 @@ impl JobStore for MemoryStore {
         }
         next.version = prev.version + 1;
         let mut state = self.lock();
-        match state.jobs.get(&prev.id) {
-            Some(cur) if cur.status == prev.status && cur.version == prev.version => {}
-            cur => {
-                return Err(StoreError::ConditionFailed {
+        let lag = state.index_lag;
+        match state.jobs.get_mut(&prev.id) {
+            Some(row) if row.current.status == prev.status && row.current.version == prev.version => {
+                let next = stored(&next);
+                row.set(next.clone(), lag, Instant::now());
+                Ok(next)
+            }
+            row => {
+                let cur = row.map(|r| &r.current);
+                Err(StoreError::ConditionFailed {
                     entity: "job",
                     id: prev.id.to_string(),
                     expected: format!("{} v{}", prev.status, prev.version),
@@ -64,14 +74,18 @@ impl JobStore for MemoryStore {
                 })
             }
         }
-        let next = stored(&next);
-        state.jobs.insert(next.id.clone(), next.clone());
-        Ok(next)
     }
 
     async fn open_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let state = self.lock();
-        let mut open: Vec<Job> = state.jobs.values().filter(|j| is_open(j)).cloned().collect();
+        let cutoff = state.listing_cutoff();
+        let mut open: Vec<Job> = state
+            .jobs
+            .values()
+            .filter_map(|j| j.listed(cutoff))
+            .filter(|j| is_open(j))
+            .cloned()
+            .collect();
         open.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(open)
     }
@@ -116,13 +130,18 @@ impl JobStore for MemoryStore {
                 .get(t)
                 .into_iter()
                 .flatten()
-                .map(|(at, id)| (job_order(*at, id), state.jobs.get(id).cloned()))
+                .map(|(at, id)| (job_order(*at, id), state.jobs.get(id).map(|j| j.current.clone())))
                 .collect(),
-            None => state
-                .jobs
-                .values()
-                .map(|j| (job_order(j.created_at, &j.id), Some(j.clone())))
-                .collect(),
+            // The jobs index: lags as DynamoDB's does.
+            None => {
+                let cutoff = state.listing_cutoff();
+                state
+                    .jobs
+                    .values()
+                    .filter_map(|j| j.listed(cutoff))
+                    .map(|j| (job_order(j.created_at, &j.id), Some(j.clone())))
+                    .collect()
+            }
         };
         let p = page(items, cursor, limit, true)?;
         Ok(Page {

@@ -11,9 +11,10 @@
 //! await: each port call is atomic, as a DynamoDB transaction is. Rows are
 //! kept for good (no retention: `expires_at` stays unset).
 //!
-//! [`MemoryStore::set_index_lag`] makes the eventually consistent listings
-//! (`queued`, `by_job`) answer from the rows as they were `lag` ago, as
-//! DynamoDB's global secondary indexes may.
+//! [`MemoryStore::set_index_lag`] makes the listings DynamoDB answers from
+//! its eventually consistent global secondary indexes (`queued`, `by_job`,
+//! `open_jobs`, `list_jobs` without a tenant) answer from the rows as they
+//! were `lag` ago, as those indexes may.
 
 mod jobs;
 mod objects;
@@ -51,43 +52,43 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-/// One request: its state, its body and its result, as dynamo's three items.
-struct RequestRow {
-    state: Request,
-    body: Payload,
-    result: Option<RequestResult>,
-    /// Earlier versions still visible to the lagging listings: before each
-    /// instant, the row was the version beside it (`None`: no row yet).
-    history: Vec<(Instant, Option<Request>)>,
+/// A row as the consistent reads see it, with the earlier versions the
+/// lagging listings may still see: before each instant, the row was the
+/// version beside it (`None`: no row yet). Kept only while a lag is set.
+struct Versioned<T> {
+    current: T,
+    history: Vec<(Instant, Option<T>)>,
 }
 
-impl RequestRow {
-    fn new(state: Request, body: Payload, lag: Duration, now: Instant) -> Self {
+impl<T: Clone> Versioned<T> {
+    fn new(current: T, lag: Duration, now: Instant) -> Self {
         let history = if lag.is_zero() { Vec::new() } else { vec![(now, None)] };
-        Self {
-            state,
-            body,
-            result: None,
-            history,
-        }
+        Self { current, history }
     }
 
-    /// Replaces the state, remembering the old one while a listing may lag.
-    fn change(&mut self, next: Request, lag: Duration, now: Instant) {
+    /// Replaces the row, remembering the old one while a listing may lag.
+    fn set(&mut self, next: T, lag: Duration, now: Instant) {
         self.history.retain(|(t, _)| now.duration_since(*t) < lag);
         if !lag.is_zero() {
-            self.history.push((now, Some(self.state.clone())));
+            self.history.push((now, Some(self.current.clone())));
         }
-        self.state = next;
+        self.current = next;
     }
 
     /// The row as a listing sees it: as it was at `cutoff` (`None`: now).
-    fn listed(&self, cutoff: Option<Instant>) -> Option<&Request> {
+    fn listed(&self, cutoff: Option<Instant>) -> Option<&T> {
         match cutoff.and_then(|c| self.history.iter().find(|(t, _)| *t > c)) {
             Some((_, old)) => old.as_ref(),
-            None => Some(&self.state),
+            None => Some(&self.current),
         }
     }
+}
+
+/// One request: its state, its body and its result, as dynamo's three items.
+struct RequestRow {
+    state: Versioned<Request>,
+    body: Payload,
+    result: Option<RequestResult>,
 }
 
 /// One savings total and the sources (result files) it has counted.
@@ -102,7 +103,7 @@ struct SavingsEntry {
 struct State {
     requests: HashMap<RequestKey, RequestRow>,
     counters: Counters,
-    jobs: HashMap<JobId, Job>,
+    jobs: HashMap<JobId, Versioned<Job>>,
     /// Each tenant's jobs, by (creation time, id).
     tenant_jobs: HashMap<TenantId, BTreeSet<(Timestamp, JobId)>>,
     budgets: HashMap<ModelName, TokenBudget>,
@@ -133,8 +134,10 @@ impl MemoryStore {
         }
     }
 
-    /// Makes `queued` and `by_job` answer from the rows as they were `lag`
-    /// ago (zero: as they are), like DynamoDB's eventually consistent indexes.
+    /// Makes `queued`, `by_job`, `open_jobs` and `list_jobs` (without a
+    /// tenant) answer from the rows as they were `lag` ago (zero: as they
+    /// are), like DynamoDB's eventually consistent indexes. Writes made
+    /// before the lag was set are seen as they are.
     pub fn set_index_lag(&self, lag: Duration) {
         self.lock().index_lag = lag;
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::rules::{self, CounterDeltas};
-use super::{page, MemoryStore, RequestRow};
+use super::{page, MemoryStore, RequestRow, Versioned};
 use crate::ids::{JobId, RequestKey, TenantId};
 use crate::request::{InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestResult, RequestStatus};
 use crate::store::{Applied, Page, QueueGroupStats, RequestStore, RequestUpdate, StatusCounts, StoreError};
@@ -92,11 +92,11 @@ impl MemoryStore {
         let Some(row) = state.requests.get_mut(&u.key) else {
             return rules::classify_failed(u, None);
         };
-        if !rules::condition_holds(u, &row.state) {
-            return rules::classify_failed(u, Some(&row.state));
+        if !rules::condition_holds(u, &row.state.current) {
+            return rules::classify_failed(u, Some(&row.state.current));
         }
-        let next = rules::updated(&row.state, u);
-        row.change(next, lag, now);
+        let next = rules::updated(&row.state.current, u);
+        row.state.set(next, lag, now);
         if let Some(r) = result {
             row.result = Some(r);
         }
@@ -146,7 +146,7 @@ impl RequestStore for MemoryStore {
                     continue;
                 };
                 if let Some(row) = state.requests.get(&r.key) {
-                    let stored = row.state.clone();
+                    let stored = row.state.current.clone();
                     if stored.content_hash != r.content_hash {
                         if let Payload::S3 { key, .. } = &payload {
                             orphans.push(key.clone());
@@ -157,9 +157,14 @@ impl RequestStore for MemoryStore {
                 }
                 let row = queued_row(r, now);
                 state.counters.apply(CounterDeltas::for_insert(&row));
-                state
-                    .requests
-                    .insert(r.key.clone(), RequestRow::new(row.clone(), payload, lag, clock));
+                state.requests.insert(
+                    r.key.clone(),
+                    RequestRow {
+                        state: Versioned::new(row.clone(), lag, clock),
+                        body: payload,
+                        result: None,
+                    },
+                );
                 outcomes.push(InsertOutcome::Created(row));
             }
         }
@@ -168,14 +173,14 @@ impl RequestStore for MemoryStore {
     }
 
     async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError> {
-        Ok(self.lock().requests.get(key).map(|r| r.state.clone()))
+        Ok(self.lock().requests.get(key).map(|r| r.state.current.clone()))
     }
 
     async fn get_many(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError> {
         let state = self.lock();
         Ok(keys
             .iter()
-            .filter_map(|k| state.requests.get(k).map(|r| (k.clone(), r.state.clone())))
+            .filter_map(|k| state.requests.get(k).map(|r| (k.clone(), r.state.current.clone())))
             .collect())
     }
 
@@ -184,7 +189,7 @@ impl RequestStore for MemoryStore {
             .lock()
             .requests
             .get(key)
-            .map(|r| (r.state.clone(), r.result.clone())))
+            .map(|r| (r.state.current.clone(), r.result.clone())))
     }
 
     async fn bodies(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, String>, StoreError> {
@@ -228,7 +233,7 @@ impl RequestStore for MemoryStore {
         let items = state
             .requests
             .values()
-            .filter_map(|row| row.listed(cutoff))
+            .filter_map(|row| row.state.listed(cutoff))
             .filter(|r| r.status == RequestStatus::Queued && r.queue_group() == *group)
             .map(|r| (rules::queue_order(r.created_at, &r.key), r.clone()))
             .collect();
@@ -257,7 +262,7 @@ impl RequestStore for MemoryStore {
         let items = state
             .requests
             .values()
-            .filter_map(|row| row.listed(cutoff))
+            .filter_map(|row| row.state.listed(cutoff))
             .filter(|r| r.job_id.as_ref() == Some(job))
             .map(|r| (r.key.to_string(), r.clone()))
             .collect();
