@@ -38,6 +38,8 @@ pub struct MemoryPipeline {
     pub prices: Arc<PriceBook>,
     /// Result objects already announced to ingest: key → content digest.
     delivered: Mutex<HashMap<String, String>>,
+    /// The store's index lag, when on.
+    index_lag: Option<Duration>,
 }
 
 /// The configuration's defaults, with no AWS endpoint (nothing calls AWS).
@@ -97,7 +99,41 @@ impl MemoryPipeline {
             provider: Arc::new(provider),
             prices: Arc::new(PriceBook::bundled()),
             delivered: Mutex::new(HashMap::new()),
+            index_lag: None,
         }
+    }
+
+    /// A pipeline whose fake provider starts with `faults`.
+    pub async fn with_faults(faults: fake_openai::Faults, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start(
+            FakeConfig {
+                faults,
+                ..FakeConfig::default()
+            },
+            tweak,
+        )
+        .await
+    }
+
+    /// The same pipeline with the store's listings lagging writes by `lag`
+    /// (`MemoryStore::set_index_lag`, as the emulator's index lag).
+    pub fn with_index_lag(mut self, lag: Duration) -> Self {
+        self.store.set_index_lag(lag);
+        self.index_lag = Some(lag);
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every stored row and object key, for "nothing changed" comparisons.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = self.store.snapshot();
+        for key in self.objects.keys() {
+            out.insert(format!("object|{key}"), String::new());
+        }
+        out
     }
 
     pub fn core_with(&self, crash: Arc<dyn CrashPoints>) -> Core {
@@ -120,16 +156,52 @@ impl MemoryPipeline {
         memory_api(&self.config, &self.store, &self.objects, self.clock.clone())
     }
 
+    pub fn submitter_with(&self, crash: Arc<dyn CrashPoints>) -> Submitter {
+        Submitter::new(self.core_with(crash), self.provider.clone())
+    }
+
+    pub fn ingester_with(&self, crash: Arc<dyn CrashPoints>) -> Ingester {
+        Ingester::new(self.core_with(crash), self.prices.clone())
+    }
+
+    pub fn poller_with(&self, crash: Arc<dyn CrashPoints>) -> Poller {
+        Poller::new(
+            self.core_with(crash.clone()),
+            self.provider.clone(),
+            self.ingester_with(crash),
+        )
+    }
+
     pub fn submitter(&self) -> Submitter {
-        Submitter::new(self.core(), self.provider.clone())
+        self.submitter_with(Arc::new(NoCrashes))
     }
 
     pub fn ingester(&self) -> Ingester {
-        Ingester::new(self.core(), self.prices.clone())
+        self.ingester_with(Arc::new(NoCrashes))
     }
 
     pub fn poller(&self) -> Poller {
-        Poller::new(self.core(), self.provider.clone(), self.ingester())
+        self.poller_with(Arc::new(NoCrashes))
+    }
+
+    /// The S3 notification for an object under `key` of this pipeline's bucket.
+    pub fn s3_event(&self, key: &str, size: u64, etag: &str) -> aws_lambda_events::event::s3::S3Event {
+        crate::pipeline::s3_event(BUCKET, key, size, etag)
+    }
+
+    /// Runs the ingest Lambda handler on one S3 event.
+    pub async fn ingest_via_handler(
+        &self,
+        ingester: &Ingester,
+        event: aws_lambda_events::event::s3::S3Event,
+    ) -> Result<Value, String> {
+        batchq_ingest::handle(
+            ingester,
+            BUCKET,
+            lambda_runtime::LambdaEvent::new(event, Default::default()),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Stores requests directly.
@@ -180,11 +252,15 @@ impl MemoryPipeline {
         self.deliver(&self.ingester()).await.expect("ingest");
     }
 
-    /// Rounds until every request is terminal (or `max` rounds passed).
+    /// Rounds until every request is terminal (or `max` rounds passed),
+    /// paced by the index lag when on (the schedule runs minutes apart).
     pub async fn settle(&self, keys: &[RequestKey], max: usize) {
         for _ in 0..max {
             if self.all_terminal(keys).await {
                 return;
+            }
+            if let Some(lag) = self.index_lag {
+                tokio::time::sleep(lag + Duration::from_millis(50)).await;
             }
             self.round().await;
         }
@@ -219,8 +295,11 @@ impl MemoryPipeline {
         }
     }
 
-    /// Every job, newest first.
+    /// Every job as stored now, newest first (the lag waited out first).
     pub async fn all_jobs(&self) -> Vec<Job> {
+        if let Some(lag) = self.index_lag {
+            tokio::time::sleep(lag + Duration::from_millis(50)).await;
+        }
         let mut out = Vec::new();
         let mut cursor = None;
         loop {

@@ -1,15 +1,20 @@
 //! Pipeline tests on the in-memory store, no emulator: the harness
 //! (`batchq_tests::memory_pipeline`) builds `Core` and `Api` over
-//! `MemoryStore`. The first case is `pipeline.rs`'s first, run here.
+//! `MemoryStore`. The first three cases are `pipeline.rs`'s, run here
+//! (with the checks of `assert_invariants` that do not need the emulator).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use batchq_core::api::ApiRequest;
 use batchq_core::ids::TenantId;
 use batchq_core::job::JobStatus;
+use batchq_core::pipeline::{NoCrashes, SubmitOptions};
 use batchq_core::request::{RequestStatus, Usage};
 use batchq_core::store::SavingsStore;
 use batchq_tests::memory_pipeline::MemoryPipeline;
 use batchq_tests::pipeline::{chat, embedding, expected_response, keys};
-use fake_openai::FakeConfig;
+use fake_openai::{FakeConfig, Faults};
 use serde_json::json;
 
 #[tokio::test]
@@ -109,4 +114,89 @@ async fn a_request_posted_to_the_api_is_answered_through_the_pipeline() {
         .handle(&TenantId::parse("beta").unwrap(), ApiRequest::get("/v1/requests/api-1"))
         .await;
     assert_eq!(other.status, 404, "another tenant does not see it");
+}
+
+#[tokio::test]
+async fn replaying_a_result_file_while_its_job_is_still_ingesting_changes_nothing() {
+    let faults = Faults {
+        fail_percent: 30,
+        fail_status: Some(500),
+        ..Faults::default()
+    };
+    let p = MemoryPipeline::with_faults(faults, |_| {}).await;
+    let reqs: Vec<_> = (0..40).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    p.poller().run().await.unwrap();
+    let job = p.all_jobs().await.remove(0);
+    assert!(job.output_file_id.is_some() && job.error_file_id.is_some());
+    let output = batchq_core::store::keys::job_output(&job.id);
+    let first = p
+        .ingest_via_handler(&p.ingester(), p.s3_event(&output, 1, "a"))
+        .await
+        .unwrap();
+    assert!(first["ingested"][0]["counted"].as_bool().unwrap());
+    let counted = p.job(&job.id).await;
+    assert_eq!(counted.status, JobStatus::Ingesting, "the error file is still to come");
+    let before = p.snapshot();
+
+    let again = p
+        .ingest_via_handler(&p.ingester(), p.s3_event(&output, 1, "a"))
+        .await
+        .unwrap();
+    let forced = p
+        .ingester_with(Arc::new(NoCrashes))
+        .ingest_file(counted.clone(), batchq_core::pipeline::ingest::FileKind::Output)
+        .await
+        .unwrap();
+    assert_eq!(again["ingested"][0]["counted"], false);
+    assert!(!forced.counted);
+    assert_eq!(p.snapshot(), before, "a replay wrote something");
+    assert_eq!(p.job(&job.id).await.totals, counted.totals);
+
+    let mut uncounted = counted.clone();
+    uncounted.ingested_output = false;
+    let reread = p
+        .ingester()
+        .ingest_file(uncounted, batchq_core::pipeline::ingest::FileKind::Output)
+        .await
+        .unwrap();
+    assert_eq!(reread.completed + reread.failed + reread.requeued, 0, "{reread:?}");
+    assert!(reread.replayed > 0);
+    assert!(!reread.counted, "the job row says the file is counted");
+    assert_eq!(p.snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_job_given_up_right_after_its_claims_releases_them_though_the_job_index_lags() {
+    let faults = Faults {
+        http_400: [("upload".to_owned(), 1)].into(),
+        ..Faults::default()
+    };
+    let p = MemoryPipeline::with_faults(faults, |_| {})
+        .await
+        .with_index_lag(Duration::from_secs(1));
+    let reqs: Vec<_> = (0..20).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the queue index has them
+
+    let report = p.submitter().run(SubmitOptions::default()).await.unwrap();
+    assert_eq!(report.abandoned.len(), 1, "{report:?}");
+    for r in p.states(&keys(&reqs)).await.values() {
+        assert_eq!(
+            r.status,
+            RequestStatus::Queued,
+            "{} is left claimed by a failed job",
+            r.custom_id
+        );
+        assert_eq!(r.last_error.as_ref().unwrap().code, "submit_failed");
+    }
+    p.settle(&keys(&reqs), 5).await;
+    let states = p.states(&keys(&reqs)).await;
+    assert!(
+        states.values().all(|r| r.status == RequestStatus::Completed),
+        "{states:?}"
+    );
+    let jobs = p.all_jobs().await;
+    assert!(jobs.iter().all(|j| j.status.is_terminal()));
 }

@@ -20,6 +20,7 @@ mod jobs;
 mod objects;
 mod requests;
 mod rules;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
