@@ -60,8 +60,8 @@ impl JobStore for MemoryStore {
         let lag = state.index_lag;
         match state.jobs.get_mut(&prev.id) {
             Some(row) if row.current.status == prev.status && row.current.version == prev.version => {
-                let next = stored(&next);
-                row.set(next.clone(), lag, Instant::now());
+                // The saved copy comes back as given (dynamo returns it so too).
+                row.set(stored(&next), lag, Instant::now());
                 Ok(next)
             }
             row => {
