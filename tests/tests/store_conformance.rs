@@ -35,6 +35,8 @@ conformance!(
     get_with_result_reads_the_result_once_one_is_stored,
     bodies_are_read_back_inline_and_from_the_object_store,
     a_conflicting_large_body_leaves_no_object_behind,
+    a_body_whose_object_is_lost_is_left_out_of_bodies,
+    many_requests_in_one_call_are_inserted_and_changed_with_exact_counts,
     queued_lists_a_groups_requests_oldest_first_across_pages,
     queued_leaves_out_claimed_requests_and_a_requeued_one_keeps_its_place,
     listings_refuse_a_cursor_the_store_never_issued,

@@ -270,3 +270,63 @@ pub async fn by_job_lists_every_request_of_a_job_in_any_status_across_pages(s: S
     assert_eq!(all_by_job(&s, &two, 100).await.len(), 2);
     assert!(all_by_job(&s, &JobId::generate(), 10).await.is_empty());
 }
+
+pub async fn a_body_whose_object_is_lost_is_left_out_of_bodies(s: StoreUnderTest) {
+    let large = large_request(&s, "acme", "large", 'x');
+    let small = new_request("acme", "small", "gpt-4o-mini", "hi");
+    s.requests
+        .insert(vec![large.clone(), small.clone()], ts(0))
+        .await
+        .unwrap();
+    s.objects
+        .delete(&keys::body(&large.key, &large.content_hash))
+        .await
+        .unwrap();
+    let bodies = s
+        .requests
+        .bodies(&[large.key.clone(), small.key.clone()])
+        .await
+        .unwrap();
+    assert_eq!(bodies.len(), 1, "the caller decides what a lost body means");
+    assert_eq!(bodies[&small.key], small.body_json);
+}
+
+pub async fn many_requests_in_one_call_are_inserted_and_changed_with_exact_counts(s: StoreUnderTest) {
+    let many: Vec<_> = (0..250)
+        .map(|i| {
+            new_request(
+                if i % 2 == 0 { "acme" } else { "beta" },
+                &format!("r-{i}"),
+                "gpt-4o-mini",
+                "hi",
+            )
+        })
+        .collect();
+    let out = s.requests.insert(many.clone(), ts(0)).await.unwrap();
+    assert_eq!(out.len(), 250);
+    assert!(out.iter().all(|o| matches!(o, InsertOutcome::Created(_))));
+    assert_eq!(count(&s, "acme", RequestStatus::Queued).await, 125);
+    assert_eq!(count(&s, "beta", RequestStatus::Queued).await, 125);
+    let stored: Vec<_> = many
+        .iter()
+        .map(|r| r.key.clone())
+        .collect::<Vec<_>>()
+        .chunks(100)
+        .map(|c| c.to_vec())
+        .collect();
+    let mut requests = Vec::new();
+    for chunk in stored {
+        requests.extend(s.requests.get_many(&chunk).await.unwrap().into_values());
+    }
+    assert_eq!(requests.len(), 250);
+    let job = JobId::generate();
+    let claims = requests.iter().map(|r| RequestUpdate::claim(r, &job, ts(10))).collect();
+    let results = s.requests.apply_many(claims).await.unwrap();
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(batchq_core::store::Applied::Now))));
+    assert_eq!(count(&s, "acme", RequestStatus::Claimed).await, 125);
+    assert_eq!(count(&s, "beta", RequestStatus::Claimed).await, 125);
+    assert!(s.requests.queue_groups().await.unwrap().is_empty());
+    assert_eq!(all_by_job(&s, &job, 100).await.len(), 250);
+}
