@@ -132,7 +132,10 @@ mod tests {
                 assert!(POLICY.delay(attempt, None) <= ceiling);
             }
         }
-        assert_eq!(POLICY.delay(0, Some(Duration::from_millis(7))), Duration::from_millis(7));
+        assert_eq!(
+            POLICY.delay(0, Some(Duration::from_millis(7))),
+            Duration::from_millis(7)
+        );
         assert_eq!(POLICY.delay(0, Some(Duration::from_secs(9))), Duration::from_millis(50));
         assert_eq!(POLICY.next_delay(3, None), None);
         assert!(POLICY.next_delay(2, None).is_some());
@@ -143,7 +146,13 @@ mod tests {
         let pauses = Cell::new(0);
         let out: Result<u32, GaveUp<&str>> = POLICY
             .run(
-                |n| async move { if n < 2 { Err("busy") } else { Ok(n) } },
+                |n| async move {
+                    if n < 2 {
+                        Err("busy")
+                    } else {
+                        Ok(n)
+                    }
+                },
                 |_| Verdict::Retry { asked: None },
                 |_, _, _| {
                     pauses.set(pauses.get() + 1);
