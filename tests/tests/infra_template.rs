@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use batchq_core::config::VARS;
+use batchq_core::keys;
 use batchq_core::store::dynamo::schema;
-use batchq_core::store::keys;
 use batchq_tests::iam::grants_of;
 use batchq_tests::template::{get_att, one_or_many, read, reference, sub_names, Template, ROOT};
 use serde_json::{json, Value};
