@@ -195,3 +195,65 @@ impl RequestUpdate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{CustomId, ModelName};
+    use crate::request::Endpoint;
+
+    fn queued_request() -> Request {
+        let new = NewRequest::new(
+            TenantId::parse("acme").unwrap(),
+            CustomId::parse("r-1").unwrap(),
+            Endpoint::ChatCompletions,
+            ModelName::parse("gpt-4o-mini").unwrap(),
+            "{}".into(),
+        );
+        queued(&new, Timestamp::from_millis(5))
+    }
+
+    #[test]
+    fn a_new_request_enters_the_queue_unclaimed_with_no_attempt_and_its_body_size() {
+        let r = queued_request();
+        assert_eq!(
+            (r.status, r.attempts, r.job_id.clone()),
+            (RequestStatus::Queued, 0, None)
+        );
+        assert_eq!(
+            (r.created_at, r.updated_at),
+            (Timestamp::from_millis(5), Timestamp::from_millis(5))
+        );
+        assert_eq!(r.body_bytes, 2);
+    }
+
+    #[test]
+    fn a_refused_claim_is_a_replay_only_when_the_row_is_claimed_by_the_same_job() {
+        let r = queued_request();
+        let (a, b) = (JobId::generate(), JobId::generate());
+        let claim = RequestUpdate::claim(&r, &a, Timestamp::from_millis(6));
+        let claimed_by = |j: &JobId| Request {
+            status: RequestStatus::Claimed,
+            job_id: Some(j.clone()),
+            ..r.clone()
+        };
+        assert_eq!(claim.judge_refusal(Some(&claimed_by(&a))), Refusal::AlreadyApplied);
+        assert_eq!(
+            claim.judge_refusal(Some(&claimed_by(&b))),
+            Refusal::Elsewhere {
+                expected: "queued".into(),
+                actual: format!("claimed in {b}"),
+            }
+        );
+        assert_eq!(claim.judge_refusal(None), Refusal::NoRow);
+    }
+
+    #[test]
+    fn an_illegal_change_fails_its_check() {
+        let r = queued_request();
+        let mut bogus = RequestUpdate::cancel(&r, Timestamp::from_millis(6));
+        assert!(bogus.check().is_ok());
+        bogus.from = RequestStatus::Completed;
+        assert!(bogus.check().is_err());
+    }
+}

@@ -330,3 +330,6 @@ impl<S: SavingsStore> SavingsStore for PlacedStore<S> {
         self.rows.savings(tenant, from, to).await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::schema::{EXPIRES_AT, PK};
-use super::Item;
+use super::{DynamoStore, Item};
 use crate::store::StoreError;
 use crate::time::Timestamp;
 
@@ -109,4 +109,11 @@ pub(super) fn expiry_secs(at: Timestamp, retention: Duration) -> i64 {
 pub(super) fn expires_from(r: &Reader<'_>) -> Result<Option<Timestamp>, StoreError> {
     Ok(r.opt_n::<i64>(EXPIRES_AT)?
         .map(|s| Timestamp::from_millis(s.saturating_mul(1000))))
+}
+
+impl DynamoStore {
+    /// The expiry of a row finishing at `now`.
+    pub(super) fn expiry(&self, now: Timestamp) -> Option<i64> {
+        self.retention.map(|r| expiry_secs(now, r))
+    }
 }

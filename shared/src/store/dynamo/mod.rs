@@ -36,9 +36,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::time::Timestamp;
-use item::expiry_secs;
-
 type Item = HashMap<String, AttributeValue>;
 
 /// Index and attribute names, shared with `batchq init`, the docs and the SAM template.
@@ -113,11 +110,6 @@ impl DynamoStore {
     pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
         self.retention = retention;
         self
-    }
-
-    /// The expiry of a row finishing at `now`.
-    fn expiry(&self, now: Timestamp) -> Option<i64> {
-        self.retention.map(|r| expiry_secs(now, r))
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
