@@ -179,6 +179,15 @@ pub trait RequestStore: Send + Sync {
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
 }
 
+/// How inserting one queued row ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowInsert {
+    /// The row was written.
+    Written,
+    /// A row with its key was there already (this one); nothing was written.
+    Exists(Box<Request>),
+}
+
 /// What a row store (DynamoDB, in memory, …) implements: the request rows
 /// with bodies and responses already placed ([`crate::placement`]), so it
 /// only maps and persists. [`placed::PlacedStore`] adds the object-store
@@ -187,8 +196,8 @@ pub trait RequestStore: Send + Sync {
 pub trait RequestRows: Send + Sync {
     /// Stores each row unless one with its key exists (keys are distinct).
     /// Atomic per row: a request's state and body are written together or
-    /// not at all. `Err(stored)` names the row that was there already.
-    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<Result<(), Request>>, StoreError>;
+    /// not at all. One answer per row, in order.
+    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError>;
 
     async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError>;
 

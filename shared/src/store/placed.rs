@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{
-    Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestRows, RequestStore, SavingsRow, SavingsStore,
-    StatusCounts, StoreError,
+    Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestRows, RequestStore, RowInsert, SavingsRow,
+    SavingsStore, StatusCounts, StoreError,
 };
 use crate::budget::TokenBudget;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
@@ -161,12 +161,12 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
         for ((i, state), done) in firsts.into_iter().zip(states).zip(written) {
             let r = &requests[i];
             outcomes[i] = Some(match done {
-                Ok(()) => InsertOutcome::Created(state),
-                Err(stored) => {
+                RowInsert::Written => InsertOutcome::Created(state),
+                RowInsert::Exists(stored) => {
                     if stored.content_hash != r.content_hash && self.limits.body_is_object(r.body_bytes()) {
                         orphans.push(keys::body(&r.key, &r.content_hash));
                     }
-                    judge(r, stored)
+                    judge(r, *stored)
                 }
             });
         }

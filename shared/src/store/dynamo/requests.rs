@@ -22,7 +22,7 @@ use crate::counters;
 use crate::ids::{JobId, RequestKey, TenantId};
 use crate::placement::QueuedRow;
 use crate::request::{Payload, QueueGroup, Request, RequestResult, RequestStatus};
-use crate::store::{Applied, Page, QueueGroupStats, RequestRows, StatusCounts, StoreError};
+use crate::store::{Applied, Page, QueueGroupStats, RequestRows, RowInsert, StatusCounts, StoreError};
 use crate::transition::RequestUpdate;
 
 impl DynamoStore {
@@ -94,12 +94,7 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// The results of `updates` as they are to be stored: responses over
-    /// the inline limit are written to S3 first (under a key fixed by
-    /// request and job, so a replay rewrites the same object), several at a
-    /// time — one at a time, a file of 50,000 answers of 20 KB took longer
-    /// than a Lambda may run.
-
+    /// The action that stores a result (placed), expiring with its request.
     fn result_put_action(&self, res: &RequestResult, expires_at: Option<i64>) -> TransactWriteItem {
         let mut item = result_to_item(res);
         if let Some(exp) = expires_at {
@@ -112,9 +107,6 @@ impl DynamoStore {
             .expect("put has table and item");
         TransactWriteItem::builder().put(put).build()
     }
-
-    /// Applies the updates `round` names (distinct keys) in transactions of
-    /// up to 100 actions, each update settled on its own condition.
 
     /// The action that stores `row`'s state, unless a row with its key exists.
     fn state_put_action(&self, row: &QueuedRow) -> TransactWriteItem {
@@ -149,7 +141,7 @@ fn refused_row(item: Option<&Item>) -> Result<Option<Request>, StoreError> {
 
 #[async_trait]
 impl RequestRows for DynamoStore {
-    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<Result<(), Request>>, StoreError> {
+    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError> {
         let units = rows
             .iter()
             .map(|row| TxnUnit {
@@ -162,13 +154,16 @@ impl RequestRows for DynamoStore {
                 key: row.state.key.clone(),
             })
             .collect();
-        let mut out: Vec<Option<Result<(), Request>>> = vec![None; rows.len()];
+        let mut out: Vec<Option<RowInsert>> = vec![None; rows.len()];
         self.commit_units(units, |i, outcome| {
             out[i] = Some(match outcome {
-                UnitOutcome::Committed => Ok(()),
+                UnitOutcome::Committed => RowInsert::Written,
                 // The request exists already.
-                UnitOutcome::Refused(item) => Err(refused_row(item.as_ref())?
-                    .ok_or_else(|| StoreError::backend("insert", format!("request {} vanished", rows[i].state.key)))?),
+                UnitOutcome::Refused(item) => {
+                    RowInsert::Exists(Box::new(refused_row(item.as_ref())?.ok_or_else(|| {
+                        StoreError::backend("insert", format!("request {} vanished", rows[i].state.key))
+                    })?))
+                }
             });
             Ok(())
         })

@@ -25,16 +25,16 @@ struct Rows {
 
 #[async_trait]
 impl RequestRows for Rows {
-    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<Result<(), Request>>, StoreError> {
+    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError> {
         let mut states = self.states.lock().unwrap();
         Ok(rows
             .into_iter()
             .map(|row| match states.get(&row.state.key) {
-                Some(stored) => Err(stored.clone()),
+                Some(stored) => RowInsert::Exists(Box::new(stored.clone())),
                 None => {
                     self.bodies.lock().unwrap().insert(row.state.key.clone(), row.body);
                     states.insert(row.state.key.clone(), row.state);
-                    Ok(())
+                    RowInsert::Written
                 }
             })
             .collect())
