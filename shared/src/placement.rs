@@ -60,12 +60,6 @@ impl InlineLimits {
             _ => None,
         }
     }
-
-    /// The object key of a request's body, if it is kept as an object.
-    pub fn body_object_key(&self, r: &Request) -> Option<String> {
-        self.body_is_object(r.body_bytes)
-            .then(|| keys::body(&r.key, &r.content_hash))
-    }
 }
 
 /// What a store writes for a new request: its queued state and its body,
