@@ -6,10 +6,12 @@ use std::sync::Arc;
 use crate::api::Api;
 use crate::config::Config;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
+use crate::placement::InlineLimits;
 use crate::pricing::PriceBook;
 use crate::provider::openai::OpenAiClient;
 use crate::provider::{Provider, ProviderError};
 use crate::store::dynamo::DynamoStore;
+use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
 use crate::store::ObjectStore;
 use crate::time::{Clock, SystemClock};
@@ -18,7 +20,8 @@ use crate::time::{Clock, SystemClock};
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
-    pub store: Arc<DynamoStore>,
+    /// The DynamoDB tables, with large payloads placed in S3.
+    pub store: Arc<PlacedStore<DynamoStore>>,
     pub objects: Arc<S3Store>,
     pub clock: Arc<dyn Clock>,
     pub sdk: aws_config::SdkConfig,
@@ -43,17 +46,13 @@ impl App {
             config.limits.s3_part_bytes,
         ));
         let objects: Arc<dyn ObjectStore> = s3.clone();
-        let store = Arc::new(
-            DynamoStore::new(
-                crate::aws::dynamo_client(&sdk),
-                &config.requests_table,
-                &config.jobs_table,
-                objects,
-                config.limits.inline_body_max_bytes,
-                config.limits.inline_result_max_bytes,
-            )
-            .with_retention(config.policy.retention),
-        );
+        let tables = DynamoStore::new(
+            crate::aws::dynamo_client(&sdk),
+            &config.requests_table,
+            &config.jobs_table,
+        )
+        .with_retention(config.policy.retention);
+        let store = Arc::new(PlacedStore::new(tables, objects, inline_limits(&config)));
         Self {
             config: Arc::new(config),
             store,
@@ -149,5 +148,13 @@ impl App {
 
     pub fn poller(&self, provider: Arc<dyn Provider>) -> Poller {
         Poller::new(self.core(), provider, self.ingester())
+    }
+}
+
+/// The inline limits configured for bodies and responses.
+pub fn inline_limits(config: &Config) -> InlineLimits {
+    InlineLimits {
+        body_max: config.limits.inline_body_max_bytes,
+        result_max: config.limits.inline_result_max_bytes,
     }
 }

@@ -411,7 +411,7 @@ pub struct Job {
 impl Job {
     /// A fresh job in `Preparing`, with its input key fixed from its id.
     pub fn new(id: JobId, provider: ProviderKind, group: &QueueGroup, now: Timestamp, lease_until: Timestamp) -> Self {
-        let input_key = crate::store::keys::job_input(&id);
+        let input_key = crate::keys::job_input(&id);
         Self {
             id,
             provider,

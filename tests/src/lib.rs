@@ -14,7 +14,9 @@ pub mod pipeline;
 pub mod template;
 
 use batchq_core::config::Config;
+use batchq_core::placement::InlineLimits;
 use batchq_core::store::dynamo::DynamoStore;
+use batchq_core::store::placed::PlacedStore;
 use batchq_core::store::s3::S3Store;
 use batchq_core::store::ObjectStore;
 
@@ -24,7 +26,7 @@ pub struct TestEnv {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub s3_client: aws_sdk_s3::Client,
     pub s3: Arc<S3Store>,
-    pub store: DynamoStore,
+    pub store: PlacedStore<DynamoStore>,
 }
 
 /// The emulator endpoint, or a panic that says how to get one. A test that
@@ -79,15 +81,15 @@ impl TestEnv {
             config.limits.s3_part_bytes,
         ));
         let objects: Arc<dyn ObjectStore> = s3.clone();
-        let store = DynamoStore::new(
-            dynamo.clone(),
-            &config.requests_table,
-            &config.jobs_table,
+        let store = PlacedStore::new(
+            DynamoStore::new(dynamo.clone(), &config.requests_table, &config.jobs_table)
+                .with_retention(config.policy.retention),
             objects,
-            config.limits.inline_body_max_bytes,
-            config.limits.inline_result_max_bytes,
-        )
-        .with_retention(config.policy.retention);
+            InlineLimits {
+                body_max: config.limits.inline_body_max_bytes,
+                result_max: config.limits.inline_result_max_bytes,
+            },
+        );
         store.create_tables().await.expect("create test tables");
         Self {
             config,

@@ -9,16 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use batchq_core::api::Api;
+use batchq_core::app::inline_limits;
 use batchq_core::config::Config;
 use batchq_core::ids::{JobId, RequestKey};
 use batchq_core::job::Job;
+use batchq_core::keys::RESULTS_PREFIX;
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
 use batchq_core::pricing::PriceBook;
 use batchq_core::provider::openai::OpenAiClient;
 use batchq_core::provider::Provider;
 use batchq_core::request::{NewRequest, Payload, Request, RequestResult};
 use batchq_core::store::memory::{MemoryObjects, MemoryStore};
-use batchq_core::store::{keys::RESULTS_PREFIX, JobStore, ObjectStore, RequestStore};
+use batchq_core::store::placed::PlacedStore;
+use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
 use fake_openai::{FakeConfig, FakeHandle, FakeServer};
 use serde_json::Value;
@@ -30,7 +33,7 @@ const BUCKET: &str = "batchq-memory";
 /// A whole batchq over the in-memory store and the fake provider.
 pub struct MemoryPipeline {
     pub config: Config,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<PlacedStore<MemoryStore>>,
     pub objects: MemoryObjects,
     pub fake: FakeHandle,
     pub clock: Arc<ManualClock>,
@@ -52,19 +55,20 @@ pub fn memory_config(tweak: impl FnOnce(&mut Config)) -> Config {
 }
 
 /// A fresh in-memory store and its object store, with `config`'s inline limits.
-pub fn memory_stores(config: &Config) -> (Arc<MemoryStore>, MemoryObjects) {
+pub fn memory_stores(config: &Config) -> (Arc<PlacedStore<MemoryStore>>, MemoryObjects) {
     let objects = MemoryObjects::new(config.limits.s3_part_bytes);
     let shared: Arc<dyn ObjectStore> = Arc::new(objects.clone());
-    let store = Arc::new(MemoryStore::new(
-        shared,
-        config.limits.inline_body_max_bytes,
-        config.limits.inline_result_max_bytes,
-    ));
+    let store = Arc::new(MemoryStore::new().placed(shared, inline_limits(config)));
     (store, objects)
 }
 
 /// The HTTP API over an in-memory store.
-pub fn memory_api(config: &Config, store: &Arc<MemoryStore>, objects: &MemoryObjects, clock: Arc<dyn Clock>) -> Api {
+pub fn memory_api(
+    config: &Config,
+    store: &Arc<PlacedStore<MemoryStore>>,
+    objects: &MemoryObjects,
+    clock: Arc<dyn Clock>,
+) -> Api {
     Api::new(
         store.clone(),
         store.clone(),

@@ -12,11 +12,13 @@ use batchq_core::config::Config;
 use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::Job;
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
+use batchq_core::placement::InlineLimits;
 use batchq_core::pricing::PriceBook;
 use batchq_core::provider::openai::OpenAiClient;
 use batchq_core::provider::Provider;
 use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
 use batchq_core::store::dynamo::DynamoStore;
+use batchq_core::store::placed::PlacedStore;
 use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
 use fake_openai::{FakeConfig, FakeHandle, FakeServer};
@@ -33,7 +35,7 @@ pub struct Pipeline {
     pub fake: FakeHandle,
     pub clock: Arc<ManualClock>,
     pub provider: Arc<dyn Provider>,
-    pub store: Arc<DynamoStore>,
+    pub store: Arc<PlacedStore<DynamoStore>>,
     pub prices: Arc<PriceBook>,
     /// Result objects already announced to ingest: key → ETag.
     delivered: Mutex<HashMap<String, String>>,
@@ -58,17 +60,15 @@ impl Pipeline {
             .expect("provider client")
             .with_backoff(Duration::from_millis(5), Duration::from_millis(50));
         let objects: Arc<dyn ObjectStore> = env.s3.clone();
-        let store = Arc::new(
-            DynamoStore::new(
-                env.dynamo.clone(),
-                &env.config.requests_table,
-                &env.config.jobs_table,
-                objects,
-                env.config.limits.inline_body_max_bytes,
-                env.config.limits.inline_result_max_bytes,
-            )
-            .with_retention(env.config.policy.retention),
-        );
+        let store = Arc::new(PlacedStore::new(
+            DynamoStore::new(env.dynamo.clone(), &env.config.requests_table, &env.config.jobs_table)
+                .with_retention(env.config.policy.retention),
+            objects,
+            InlineLimits {
+                body_max: env.config.limits.inline_body_max_bytes,
+                result_max: env.config.limits.inline_result_max_bytes,
+            },
+        ));
         Self {
             env,
             fake,

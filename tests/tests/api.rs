@@ -15,14 +15,17 @@ use batchq_core::api::{Api, ApiRequest};
 use batchq_core::ids::{CustomId, JobId, ModelName, ProviderBatchId, RequestKey, TenantId};
 use batchq_core::job::{CostTotals, Job, JobError, JobStatus, ProviderBatchStatus, ProviderKind, RequestCounts};
 use batchq_core::money::Money;
+use batchq_core::placement::InlineLimits;
 use batchq_core::request::{
     Endpoint, InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestResult, RequestStatus, Usage,
 };
 use batchq_core::store::dynamo::DynamoStore;
+use batchq_core::store::placed::PlacedStore;
 use batchq_core::store::{
-    Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestStore, RequestUpdate, StatusCounts, StoreError,
+    Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestStore, StatusCounts, StoreError,
 };
 use batchq_core::time::Timestamp;
+use batchq_core::transition::RequestUpdate;
 use serde_json::{json, Value};
 
 fn ts(offset_ms: i64) -> Timestamp {
@@ -501,7 +504,7 @@ async fn cancelling_an_unknown_request_is_404() {
 /// A request store that lets a submit run claim the request between the
 /// API's read and its conditional cancel.
 struct ClaimsFirst {
-    inner: Arc<DynamoStore>,
+    inner: Arc<PlacedStore<DynamoStore>>,
     job: JobId,
 }
 
@@ -561,13 +564,17 @@ async fn a_cancel_that_loses_the_race_to_submit_is_409() {
     );
     t.env.store.create_job(&job).await.unwrap();
 
-    let inner = Arc::new(DynamoStore::new(
-        t.env.dynamo.clone(),
-        &t.env.config.requests_table,
-        &t.env.config.jobs_table,
+    let inner = Arc::new(PlacedStore::new(
+        DynamoStore::new(
+            t.env.dynamo.clone(),
+            &t.env.config.requests_table,
+            &t.env.config.jobs_table,
+        ),
         t.env.s3.clone() as Arc<dyn ObjectStore>,
-        t.env.config.limits.inline_body_max_bytes,
-        t.env.config.limits.inline_result_max_bytes,
+        InlineLimits {
+            body_max: t.env.config.limits.inline_body_max_bytes,
+            result_max: t.env.config.limits.inline_result_max_bytes,
+        },
     ));
     let racing = Api {
         requests: Arc::new(ClaimsFirst {
@@ -758,13 +765,13 @@ async fn stats_count_requests_by_status_and_show_the_queues_age() {
 #[tokio::test]
 async fn a_storage_failure_is_a_503_that_reveals_nothing() {
     let t = ApiEnv::new().await;
-    let broken = Arc::new(DynamoStore::new(
-        t.env.dynamo.clone(),
-        "no-such-table-requests",
-        "no-such-table-jobs",
+    let broken = Arc::new(PlacedStore::new(
+        DynamoStore::new(t.env.dynamo.clone(), "no-such-table-requests", "no-such-table-jobs"),
         t.env.s3.clone() as Arc<dyn ObjectStore>,
-        16_384,
-        16_384,
+        InlineLimits {
+            body_max: 16_384,
+            result_max: 16_384,
+        },
     ));
     let api = Api {
         requests: broken.clone(),

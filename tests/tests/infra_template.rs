@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use batchq_core::config::VARS;
+use batchq_core::keys;
 use batchq_core::store::dynamo::schema;
-use batchq_core::store::keys;
 use batchq_tests::iam::grants_of;
 use batchq_tests::template::{get_att, one_or_many, read, reference, sub_names, Template, ROOT};
 use serde_json::{json, Value};
@@ -672,36 +672,40 @@ fn each_function_has_a_role_of_its_own_whose_grants_are_all_in_this_template() {
 /// the roles), then list it here.
 const ADAPTER_OPERATIONS: [(&str, &str, &str); 20] = [
     (
-        "shared/src/store/dynamo.rs",
+        "shared/src/store/dynamo/transact.rs",
         "transact_write_items",
         "per action: PutItem / UpdateItem",
     ),
     (
-        "shared/src/store/dynamo.rs",
+        "shared/src/store/dynamo/savings.rs",
         "update_item",
         "dynamodb:UpdateItem on the jobs table (savings rows), which every role has",
     ),
-    ("shared/src/store/dynamo.rs", "get_item", "dynamodb:GetItem"),
-    ("shared/src/store/dynamo.rs", "batch_get_item", "dynamodb:BatchGetItem"),
-    ("shared/src/store/dynamo.rs", "put_item", "dynamodb:PutItem"),
-    ("shared/src/store/dynamo.rs", "query", "dynamodb:Query"),
+    ("shared/src/store/dynamo/query.rs", "get_item", "dynamodb:GetItem"),
     (
-        "shared/src/store/dynamo.rs",
+        "shared/src/store/dynamo/query.rs",
+        "batch_get_item",
+        "dynamodb:BatchGetItem",
+    ),
+    ("shared/src/store/dynamo/jobs.rs", "put_item", "dynamodb:PutItem"),
+    ("shared/src/store/dynamo/query.rs", "query", "dynamodb:Query"),
+    (
+        "shared/src/store/dynamo/tables.rs",
         "create_table",
         "none: batchq init and tests only",
     ),
     (
-        "shared/src/store/dynamo.rs",
+        "shared/src/store/dynamo/tables.rs",
         "describe_table",
         "none: batchq init and tests only",
     ),
     (
-        "shared/src/store/dynamo.rs",
+        "shared/src/store/dynamo/tables.rs",
         "describe_time_to_live",
         "none: batchq init and tests only (the template declares the TTL)",
     ),
     (
-        "shared/src/store/dynamo.rs",
+        "shared/src/store/dynamo/tables.rs",
         "update_time_to_live",
         "none: batchq init and tests only (the template declares the TTL)",
     ),

@@ -458,7 +458,7 @@ async fn replaying_a_result_file_while_its_job_is_still_ingesting_changes_nothin
     p.poller().run().await.unwrap();
     let job = p.all_jobs().await.remove(0);
     assert!(job.output_file_id.is_some() && job.error_file_id.is_some());
-    let output = batchq_core::store::keys::job_output(&job.id);
+    let output = batchq_core::keys::job_output(&job.id);
     let first = p
         .ingest_via_handler(&p.ingester(), p.s3_event(&output, 1, "a"))
         .await
@@ -600,7 +600,7 @@ async fn a_claimed_request_whose_stored_body_is_lost_fails_and_the_rest_are_subm
     );
     reqs.push(big.clone());
     p.enqueue(&reqs).await;
-    let body_key = batchq_core::store::keys::body(&big.key, &big.content_hash);
+    let body_key = batchq_core::keys::body(&big.key, &big.content_hash);
     assert!(
         p.env.s3.head(&body_key).await.unwrap().is_some(),
         "a 40 KB body lives in S3"
@@ -634,7 +634,7 @@ async fn a_result_line_for_a_request_of_another_job_is_reported_not_applied() {
     let a_out = p
         .env
         .s3
-        .get(&batchq_core::store::keys::job_output(&a.id))
+        .get(&batchq_core::keys::job_output(&a.id))
         .await
         .unwrap()
         .unwrap();
@@ -642,7 +642,7 @@ async fn a_result_line_for_a_request_of_another_job_is_reported_not_applied() {
     assert_eq!(b_state.status, JobStatus::Ingesting);
     p.env
         .s3
-        .put(&batchq_core::store::keys::job_output(&b.id), a_out, "application/jsonl")
+        .put(&batchq_core::keys::job_output(&b.id), a_out, "application/jsonl")
         .await
         .unwrap();
     let report = p

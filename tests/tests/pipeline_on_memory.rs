@@ -130,7 +130,7 @@ async fn replaying_a_result_file_while_its_job_is_still_ingesting_changes_nothin
     p.poller().run().await.unwrap();
     let job = p.all_jobs().await.remove(0);
     assert!(job.output_file_id.is_some() && job.error_file_id.is_some());
-    let output = batchq_core::store::keys::job_output(&job.id);
+    let output = batchq_core::keys::job_output(&job.id);
     let first = p
         .ingest_via_handler(&p.ingester(), p.s3_event(&output, 1, "a"))
         .await

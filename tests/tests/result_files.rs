@@ -9,10 +9,11 @@ use std::collections::HashMap;
 
 use batchq_core::ids::RequestKey;
 use batchq_core::job::{Job, JobStatus};
+use batchq_core::keys as store_keys;
 use batchq_core::pipeline::ingest::{FileKind, MAX_RESULT_LINE_BYTES};
 use batchq_core::pipeline::SubmitOptions;
 use batchq_core::request::{NewRequest, RequestStatus};
-use batchq_core::store::{keys as store_keys, ObjectStore};
+use batchq_core::store::ObjectStore;
 use batchq_tests::pipeline::{assert_invariants, chat, expected_response, keys, Pipeline};
 use bytes::Bytes;
 use fake_openai::FakeConfig;

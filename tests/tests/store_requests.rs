@@ -8,8 +8,9 @@ use batchq_core::request::{
     Endpoint, InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestError, RequestResult, RequestStatus,
     Usage,
 };
-use batchq_core::store::{Applied, RequestStore, RequestUpdate, StoreError};
+use batchq_core::store::{Applied, RequestStore, StoreError};
 use batchq_core::time::Timestamp;
+use batchq_core::transition::RequestUpdate;
 use batchq_tests::TestEnv;
 use serde_json::json;
 
@@ -286,7 +287,7 @@ async fn body_over_inline_limit_round_trips_through_s3() {
     let out = env.store.insert(vec![big.clone(), small.clone()], ts(0)).await.unwrap();
     assert_eq!(created(&out[0]).body_bytes, big.body_bytes());
 
-    let object_key = batchq_core::store::keys::body(&big.key, &big.content_hash);
+    let object_key = batchq_core::keys::body(&big.key, &big.content_hash);
     let head = batchq_core::store::ObjectStore::head(env.s3.as_ref(), &object_key)
         .await
         .unwrap();
@@ -333,7 +334,7 @@ async fn a_conflicting_large_body_leaves_no_object_behind_and_a_repeated_one_rew
     let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(
         keys,
-        [batchq_core::store::keys::body(&big.key, &big.content_hash).as_str()],
+        [batchq_core::keys::body(&big.key, &big.content_hash).as_str()],
         "only the accepted request's body stays"
     );
 }
@@ -586,13 +587,17 @@ async fn large_responses_of_one_batch_of_updates_are_written_to_s3_several_at_a_
         in_flight: Default::default(),
         peak: Default::default(),
     });
-    let store = batchq_core::store::dynamo::DynamoStore::new(
-        env.dynamo.clone(),
-        &env.config.requests_table,
-        &env.config.jobs_table,
+    let store = batchq_core::store::placed::PlacedStore::new(
+        batchq_core::store::dynamo::DynamoStore::new(
+            env.dynamo.clone(),
+            &env.config.requests_table,
+            &env.config.jobs_table,
+        ),
         counting.clone(),
-        env.config.limits.inline_body_max_bytes,
-        env.config.limits.inline_result_max_bytes,
+        batchq_core::placement::InlineLimits {
+            body_max: env.config.limits.inline_body_max_bytes,
+            result_max: env.config.limits.inline_result_max_bytes,
+        },
     );
     let job = JobId::generate();
     let mut updates = Vec::new();

@@ -13,8 +13,9 @@ use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::{Job, JobStatus, ProviderKind};
 use batchq_core::money::Money;
 use batchq_core::request::{Endpoint, NewRequest, Payload, QueueGroup, RequestResult, RequestStatus, Usage};
-use batchq_core::store::{JobStore, RequestStore, RequestUpdate, SavingsRow, SavingsStore, SavingsTotals};
+use batchq_core::store::{JobStore, RequestStore, SavingsRow, SavingsStore, SavingsTotals};
 use batchq_core::time::Timestamp;
+use batchq_core::transition::RequestUpdate;
 use batchq_tests::scan_all;
 use serde_json::{json, Value};
 
@@ -543,7 +544,8 @@ async fn with_retention_off_nothing_expires() {
 
 #[tokio::test]
 async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_ones_kept() {
-    use batchq_core::store::{keys, ObjectStore};
+    use batchq_core::keys;
+    use batchq_core::store::ObjectStore;
     let t = ApiEnv::with(|c| c.limits.inline_body_max_bytes = 64).await;
     for id in ["done", "cancelled", "waiting"] {
         let a = t

@@ -9,7 +9,8 @@ use super::views::{self, ResponseBody};
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::{CustomId, RequestKey, TenantId};
 use crate::request::{InsertOutcome, NewRequest, Payload, Request, RequestResult, RequestStatus};
-use crate::store::{RequestUpdate, StoreError};
+use crate::store::StoreError;
+use crate::transition::RequestUpdate;
 
 impl Api {
     /// Refuses, with 429 and before anything is written, an enqueue that

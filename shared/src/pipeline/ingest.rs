@@ -28,10 +28,11 @@ use crate::ids::TenantId;
 use crate::ids::{JobId, RequestKey};
 use crate::job::{CostTotals, Job, JobStatus, ProviderBatchStatus};
 use crate::jsonl::{Line, LineReader};
+use crate::keys::{self, ResultFile};
 use crate::pricing::PriceBook;
 use crate::request::{Payload, Request, RequestError, RequestResult, RequestStatus, Usage};
-use crate::store::keys::{self, ResultFile};
-use crate::store::{RequestUpdate, SavingsRow, SavingsTotals};
+use crate::store::{SavingsRow, SavingsTotals};
+use crate::transition::RequestUpdate;
 
 /// Longest result line read; longer ones are reported and skipped.
 pub const MAX_RESULT_LINE_BYTES: usize = 32 * 1024 * 1024;

@@ -27,7 +27,8 @@ use crate::job::{CostTotals, Job};
 use crate::jsonl::{Line, LineReader};
 use crate::money::Money;
 use crate::request::RequestStatus;
-use crate::store::{ByteStream, RequestUpdate};
+use crate::store::ByteStream;
+use crate::transition::RequestUpdate;
 
 /// Lines applied per chunk.
 const CHUNK_LINES: usize = 100;

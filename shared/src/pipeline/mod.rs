@@ -38,8 +38,9 @@ use crate::job::Job;
 use crate::jsonl::{input_line_key, Line, LineReader};
 use crate::provider::ProviderError;
 use crate::request::{Request, RequestError, RequestStatus};
-use crate::store::{JobStore, ObjectStore, Page, RequestStore, RequestUpdate, SavingsStore, StoreError};
+use crate::store::{JobStore, ObjectStore, Page, RequestStore, SavingsStore, StoreError};
 use crate::time::{Clock, Timestamp};
+use crate::transition::RequestUpdate;
 
 pub use crash::{CrashPoint, CrashPoints, NoCrashes};
 pub use ingest::{IngestReport, Ingester};

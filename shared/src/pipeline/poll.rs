@@ -30,9 +30,10 @@ use crate::budget::TokenBudget;
 use crate::ids::{ProviderFileId, RequestKey};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
 use crate::jsonl::{Line, LineReader};
+use crate::keys;
 use crate::provider::{Batch, Provider, ProviderError};
 use crate::request::RequestError;
-use crate::store::{keys, RequestUpdate};
+use crate::transition::RequestUpdate;
 
 /// Most provider errors kept on a job row (a 50,000-line file can fail with
 /// one error per line; DynamoDB items hold 400 KB).

@@ -26,9 +26,10 @@ use crate::jsonl::{input_line_len, write_input_line};
 use crate::provider::rules::{InputFileRules, Refusal};
 use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
-use crate::store::{ObjectWriter, RequestUpdate};
+use crate::store::ObjectWriter;
 use crate::time::Timestamp;
 use crate::tokens::Weight;
+use crate::transition::RequestUpdate;
 
 /// Queued requests read per claim page. A page's state items are small
 /// (about 0.5 KB: no bodies), so 1,000 stay well under a Query's 1 MB page;

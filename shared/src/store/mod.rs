@@ -1,10 +1,14 @@
 //! Storage ports: what the core needs from its stores, as small traits. The
 //! AWS adapters ([`dynamo`], [`s3`]) implement them; tests run the adapters
 //! against a local emulator through the real SDK.
+//!
+//! A row store implements [`RequestRows`] (rows with bodies and responses
+//! already placed) and [`placed::PlacedStore`] turns it, with an
+//! [`ObjectStore`], into the [`RequestStore`] the core uses.
 
 pub mod dynamo;
-pub mod keys;
 pub mod memory;
+pub mod placed;
 pub mod s3;
 
 use std::collections::HashMap;
@@ -16,13 +20,13 @@ use thiserror::Error;
 
 use crate::budget::TokenBudget;
 use crate::error::TransitionError;
-use crate::ids::{ContentHash, JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::Job;
 use crate::money::Money;
-use crate::request::{
-    InsertOutcome, NewRequest, QueueGroup, Request, RequestError, RequestResult, RequestStatus, Usage,
-};
+use crate::placement::QueuedRow;
+use crate::request::{InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestResult, RequestStatus, Usage};
 use crate::time::Timestamp;
+use crate::transition::{Refusal, RequestUpdate};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -65,6 +69,24 @@ impl StoreError {
     pub fn is_condition_failed(&self) -> bool {
         matches!(self, Self::ConditionFailed { .. })
     }
+
+    /// What a refused conditional write of `u` means to its caller: a
+    /// replay is [`Applied::Already`], anything else an error.
+    pub fn from_refusal(u: &RequestUpdate, refusal: Refusal) -> Result<Applied, StoreError> {
+        match refusal {
+            Refusal::AlreadyApplied => Ok(Applied::Already),
+            Refusal::NoRow => Err(StoreError::NotFound {
+                entity: "request",
+                id: u.key.to_string(),
+            }),
+            Refusal::Elsewhere { expected, actual } => Err(StoreError::ConditionFailed {
+                entity: "request",
+                id: u.key.to_string(),
+                expected,
+                actual: Some(actual),
+            }),
+        }
+    }
 }
 
 /// One page of a listing, with the cursor for the next page.
@@ -103,124 +125,6 @@ impl StatusCounts {
             .filter(|(s, _)| !s.is_terminal())
             .map(|(_, n)| *n)
             .sum()
-    }
-}
-
-/// A status change of one request, conditioned on its current state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestUpdate {
-    pub key: RequestKey,
-    /// Counters are kept per tenant and per queue group.
-    pub tenant: TenantId,
-    pub group: QueueGroup,
-    /// The status the row must have (the write is conditioned on it).
-    pub from: RequestStatus,
-    pub to: RequestStatus,
-    /// The job the row must belong to (for changes of a claimed request).
-    pub expected_job: Option<JobId>,
-    /// The job to claim the request for (`queued -> claimed`).
-    pub claim_for: Option<JobId>,
-    /// Count one more attempt (set when a request is claimed).
-    pub count_attempt: bool,
-    /// Take back the attempt counted at claim time: the provider refused the
-    /// whole batch for reasons that are not the request's (a full queue).
-    pub refund_attempt: bool,
-    pub last_error: Option<RequestError>,
-    /// Size of the request's body: its tenant's unfinished bytes shrink by
-    /// this much when it finishes.
-    pub body_bytes: u64,
-    /// The body's hash: with `body_bytes` it locates a large body in S3,
-    /// which is deleted once the request has finished.
-    pub content_hash: ContentHash,
-    /// The result to store, in the same atomic write (ingest).
-    pub result: Option<RequestResult>,
-    /// The request's creation time: a re-queued request keeps its place.
-    pub created_at: Timestamp,
-    pub now: Timestamp,
-}
-
-impl RequestUpdate {
-    fn base(req: &Request, to: RequestStatus, now: Timestamp) -> Self {
-        Self {
-            key: req.key.clone(),
-            tenant: req.tenant.clone(),
-            group: req.queue_group(),
-            from: req.status,
-            to,
-            expected_job: None,
-            claim_for: None,
-            count_attempt: false,
-            refund_attempt: false,
-            last_error: None,
-            body_bytes: req.body_bytes,
-            content_hash: req.content_hash.clone(),
-            result: None,
-            created_at: req.created_at,
-            now,
-        }
-    }
-
-    /// `queued -> claimed` for `job`, counting an attempt.
-    pub fn claim(req: &Request, job: &JobId, now: Timestamp) -> Self {
-        Self {
-            claim_for: Some(job.clone()),
-            count_attempt: true,
-            ..Self::base(req, RequestStatus::Claimed, now)
-        }
-    }
-
-    /// `queued -> completed` with the stored result: the late answer of a
-    /// batch `job` gave up on, for a request not sent again yet. The request
-    /// records `job` as the one that finished it.
-    pub fn finish_late(req: &Request, job: &JobId, result: RequestResult, now: Timestamp) -> Self {
-        Self {
-            claim_for: Some(job.clone()),
-            last_error: None,
-            result: Some(result),
-            ..Self::base(req, RequestStatus::Completed, now)
-        }
-    }
-
-    /// `queued -> cancelled`.
-    pub fn cancel(req: &Request, now: Timestamp) -> Self {
-        Self::base(req, RequestStatus::Cancelled, now)
-    }
-
-    /// `claimed(job) -> completed | failed` with the stored result.
-    pub fn finish(req: &Request, job: &JobId, to: RequestStatus, result: RequestResult, now: Timestamp) -> Self {
-        Self {
-            expected_job: Some(job.clone()),
-            last_error: result.error.clone(),
-            result: Some(result),
-            ..Self::base(req, to, now)
-        }
-    }
-
-    /// `claimed(job) -> failed` without a result line (e.g. the batch failed validation).
-    pub fn fail(req: &Request, job: &JobId, error: RequestError, now: Timestamp) -> Self {
-        Self {
-            expected_job: Some(job.clone()),
-            last_error: Some(error),
-            ..Self::base(req, RequestStatus::Failed, now)
-        }
-    }
-
-    /// `claimed(job) -> queued`: a retryable outcome; the attempt stays counted.
-    pub fn requeue(req: &Request, job: &JobId, error: Option<RequestError>, now: Timestamp) -> Self {
-        Self {
-            expected_job: Some(job.clone()),
-            last_error: error,
-            ..Self::base(req, RequestStatus::Queued, now)
-        }
-    }
-
-    /// `claimed(job) -> queued` without using up an attempt: the batch never
-    /// ran (the provider's enqueued-token limit for the model was full).
-    pub fn requeue_free(req: &Request, job: &JobId, error: Option<RequestError>, now: Timestamp) -> Self {
-        Self {
-            refund_attempt: req.attempts > 0,
-            ..Self::requeue(req, job, error, now)
-        }
     }
 }
 
@@ -273,6 +177,49 @@ pub trait RequestStore: Send + Sync {
     async fn apply_many(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError>;
 
     /// Per-status counts for a tenant.
+    async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
+}
+
+/// How inserting one queued row ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowInsert {
+    /// The row was written.
+    Written,
+    /// A row with its key was there already (this one); nothing was written.
+    Exists(Box<Request>),
+}
+
+/// What a row store (DynamoDB, in memory, …) implements: the request rows
+/// with bodies and responses already placed ([`crate::placement`]), so it
+/// only maps and persists. [`placed::PlacedStore`] adds the object-store
+/// side and makes it a [`RequestStore`].
+#[async_trait]
+pub trait RequestRows: Send + Sync {
+    /// Stores each row unless one with its key exists (keys are distinct).
+    /// Atomic per row: a request's state and body are written together or
+    /// not at all. One answer per row, in order.
+    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError>;
+
+    async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError>;
+
+    async fn get_many(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError>;
+
+    async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError>;
+
+    /// The stored bodies of these requests, as placed; unknown keys are absent.
+    async fn body_payloads(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Payload>, StoreError>;
+
+    async fn queued(&self, group: &QueueGroup, cursor: Option<String>, limit: u32)
+        -> Result<Page<Request>, StoreError>;
+
+    async fn queue_groups(&self) -> Result<Vec<QueueGroupStats>, StoreError>;
+
+    async fn by_job(&self, job: &JobId, cursor: Option<String>, limit: u32) -> Result<Page<Request>, StoreError>;
+
+    /// As [`RequestStore::apply_many`], with every result's response
+    /// already placed.
+    async fn apply_placed(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError>;
+
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
 }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use batchq_core::ids::{JobId, RequestKey};
 use batchq_core::request::{InsertOutcome, RequestStatus};
-use batchq_core::store::{Applied, RequestUpdate};
+use batchq_core::store::Applied;
+use batchq_core::transition::RequestUpdate;
 
 use super::*;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use batchq_core::ids::JobId;
 use batchq_core::request::RequestStatus;
-use batchq_core::store::RequestUpdate;
+use batchq_core::transition::RequestUpdate;
 
 use super::*;
 

@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 
 use batchq_core::ids::{CustomId, JobId, ModelName, TenantId};
 use batchq_core::job::{Job, ProviderKind};
+use batchq_core::placement::InlineLimits;
 use batchq_core::request::{
     Endpoint, InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestResult, RequestStatus, Usage,
 };
@@ -61,7 +62,13 @@ pub const INLINE_MAX: u64 = 16 * 1024;
 /// A fresh in-memory store.
 pub fn memory_store() -> StoreUnderTest {
     let objects: Arc<dyn ObjectStore> = Arc::new(MemoryObjects::default());
-    let store = Arc::new(MemoryStore::new(objects.clone(), INLINE_MAX, INLINE_MAX));
+    let store = Arc::new(MemoryStore::new().placed(
+        objects.clone(),
+        InlineLimits {
+            body_max: INLINE_MAX,
+            result_max: INLINE_MAX,
+        },
+    ));
     let lagging = store.clone();
     StoreUnderTest {
         set_index_lag: Arc::new(move |lag| {

@@ -3,8 +3,10 @@
 use std::collections::HashSet;
 
 use batchq_core::ids::{JobId, RequestKey};
+use batchq_core::keys;
 use batchq_core::request::{InsertOutcome, RequestStatus};
-use batchq_core::store::{keys, RequestUpdate, StoreError};
+use batchq_core::store::StoreError;
+use batchq_core::transition::RequestUpdate;
 
 use super::*;
 

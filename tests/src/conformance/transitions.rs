@@ -2,8 +2,10 @@
 //! constructor: the change, its counters, replays and refusals.
 
 use batchq_core::ids::{CustomId, JobId, RequestKey};
+use batchq_core::keys;
 use batchq_core::request::{Payload, Request, RequestError, RequestStatus};
-use batchq_core::store::{keys, Applied, RequestUpdate, StoreError};
+use batchq_core::store::{Applied, StoreError};
+use batchq_core::transition::RequestUpdate;
 
 use super::*;
 

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use batchq_core::api::{Api, ApiRequest, ApiResponse};
 use batchq_core::ids::TenantId;
+use batchq_core::placement::InlineLimits;
 use batchq_core::store::dynamo::DynamoStore;
+use batchq_core::store::placed::PlacedStore;
 use batchq_core::store::ObjectStore;
 use batchq_core::time::{ManualClock, Timestamp};
 use batchq_tests::TestEnv;
@@ -87,17 +89,15 @@ impl ApiEnv {
     pub async fn with(tweak: impl FnOnce(&mut batchq_core::config::Config)) -> Self {
         let env = TestEnv::with(tweak).await;
         let objects: Arc<dyn ObjectStore> = env.s3.clone();
-        let store = Arc::new(
-            DynamoStore::new(
-                env.dynamo.clone(),
-                &env.config.requests_table,
-                &env.config.jobs_table,
-                objects.clone(),
-                env.config.limits.inline_body_max_bytes,
-                env.config.limits.inline_result_max_bytes,
-            )
-            .with_retention(env.config.policy.retention),
-        );
+        let store = Arc::new(PlacedStore::new(
+            DynamoStore::new(env.dynamo.clone(), &env.config.requests_table, &env.config.jobs_table)
+                .with_retention(env.config.policy.retention),
+            objects.clone(),
+            InlineLimits {
+                body_max: env.config.limits.inline_body_max_bytes,
+                result_max: env.config.limits.inline_result_max_bytes,
+            },
+        ));
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
         let api = Api::new(
             store.clone(),

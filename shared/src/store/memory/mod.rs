@@ -1,11 +1,11 @@
 //! In-memory adapter of the storage ports: [`MemoryStore`] for
-//! [`RequestStore`](super::RequestStore), [`JobStore`](super::JobStore) and
+//! [`RequestRows`](super::RequestRows), [`JobStore`](super::JobStore) and
 //! [`SavingsStore`](super::SavingsStore), [`MemoryObjects`] for
-//! [`ObjectStore`](super::ObjectStore). It keeps the DynamoDB adapter's
-//! observable semantics (conditional writes judged the same way, exact
-//! counters, opaque cursors, large bodies and responses in the object
-//! store), so tests of the core run without an emulator, and the store
-//! conformance suite (`tests/src/conformance`) holds both to one contract.
+//! [`ObjectStore`](super::ObjectStore). The rules (the queued state, the
+//! counters, when a write is refused and how the refusal is judged) are
+//! the domain's, as they are for the DynamoDB adapter, so tests of the
+//! core run without an emulator, and the store conformance suite
+//! (`tests/src/conformance`) holds both to one contract.
 //!
 //! Everything sits behind one `std::sync::Mutex`, never held across an
 //! await: each port call is atomic, as a DynamoDB transaction is. Rows are
@@ -17,9 +17,9 @@
 //! were `lag` ago, as those indexes may.
 
 mod jobs;
+mod layout;
 mod objects;
 mod requests;
-mod rules;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -28,28 +28,27 @@ use std::time::{Duration, Instant};
 
 pub use objects::MemoryObjects;
 
+use super::placed::PlacedStore;
 use super::{ObjectStore, Page, SavingsTotals, StoreError};
 use crate::budget::TokenBudget;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::Job;
+use crate::placement::InlineLimits;
 use crate::request::{Payload, Request, RequestResult};
 use crate::time::Timestamp;
-use rules::Counters;
+use layout::Counters;
 
-/// The in-memory store of requests, jobs and savings.
+/// The in-memory store of request rows, jobs and savings. Wrap it in a
+/// [`PlacedStore`](super::placed::PlacedStore) with an object store for
+/// the [`RequestStore`](super::RequestStore) the core uses (see [`MemoryStore::placed`]).
+#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
-    objects: Arc<dyn ObjectStore>,
-    inline_body_max: u64,
-    inline_result_max: u64,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("inline_body_max", &self.inline_body_max)
-            .field("inline_result_max", &self.inline_result_max)
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
     }
 }
 
@@ -124,15 +123,14 @@ impl State {
 }
 
 impl MemoryStore {
-    /// Bodies over `inline_body_max` bytes and responses over
-    /// `inline_result_max` go to `objects`, as with [`DynamoStore`](super::dynamo::DynamoStore).
-    pub fn new(objects: Arc<dyn ObjectStore>, inline_body_max: u64, inline_result_max: u64) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            objects,
-            inline_body_max,
-            inline_result_max,
-        }
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store as the core uses it: bodies and responses over `limits`
+    /// kept in `objects`.
+    pub fn placed(self, objects: Arc<dyn ObjectStore>, limits: InlineLimits) -> PlacedStore<Self> {
+        PlacedStore::new(self, objects, limits)
     }
 
     /// Makes `queued`, `by_job`, `open_jobs` and `list_jobs` (without a
@@ -141,11 +139,6 @@ impl MemoryStore {
     /// before the lag was set are seen as they are.
     pub fn set_index_lag(&self, lag: Duration) {
         self.lock().index_lag = lag;
-    }
-
-    /// The object store large bodies and responses go to.
-    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
-        &self.objects
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -1,0 +1,214 @@
+//! Transactions: one TransactWriteItems call retried on the shared policy
+//! ([`crate::retry`]), and the one routine that packs per-request units of
+//! actions into transactions (≤ 100 actions, ≤ 3 MB, the counter items of a
+//! chunk merged) and settles each unit on its own condition. Both `insert`
+//! and `apply` go through it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::TransactWriteItem;
+
+use super::counters::{shard_of, CounterDeltas};
+use super::item::err_msg;
+use super::{DynamoStore, Item};
+use crate::counters::Delta;
+use crate::ids::RequestKey;
+use crate::retry::{GaveUp, RetryPolicy, Verdict};
+use crate::store::StoreError;
+
+/// Most actions DynamoDB accepts in one TransactWriteItems call.
+const TXN_MAX_ACTIONS: usize = 100;
+/// Keep each transaction well below DynamoDB's 4 MB request limit.
+const TXN_MAX_BYTES: usize = 3 * 1024 * 1024;
+
+/// How DynamoDB calls are retried on contention and throttling: 8 retries,
+/// from 20 ms doubling to at most 1 s, with full jitter.
+pub(super) const RETRY: RetryPolicy = RetryPolicy::new(8, Duration::from_millis(20), Duration::from_secs(1));
+
+/// Why one action of a cancelled transaction did not apply.
+#[derive(Debug)]
+pub(super) struct CancelReason {
+    /// None when the action was fine (another one cancelled the transaction).
+    code: Option<String>,
+    /// The item as it was, for an action asking for it on a failed condition
+    /// (`ALL_OLD`): what a lost condition is judged by, without a read.
+    item: Option<Item>,
+}
+
+impl CancelReason {
+    fn condition_failed(&self) -> bool {
+        self.code.as_deref() == Some("ConditionalCheckFailed")
+    }
+}
+
+/// The outcome of one transaction.
+enum TxnOutcome {
+    Committed,
+    /// Cancelled; one reason per action.
+    Cancelled(Vec<CancelReason>),
+}
+
+/// A failed attempt of one transaction.
+enum TxnError {
+    /// Cancelled; `retryable` when only contention or throughput did it.
+    Cancelled {
+        reasons: Vec<CancelReason>,
+        retryable: bool,
+    },
+    /// Another transaction held an item (TransactionInProgress).
+    InProgress(String),
+    Other(String),
+}
+
+/// One request's part of a transaction: its actions (the first one carries
+/// the request's condition), their size, and the counters they move.
+pub(super) struct TxnUnit {
+    pub actions: Vec<TransactWriteItem>,
+    /// A generous estimate of the unit's size in the request.
+    pub bytes: usize,
+    pub counters: Vec<Delta>,
+    /// The request; a chunk's counter shard is its first unit's.
+    pub key: RequestKey,
+}
+
+/// How one unit ended.
+pub(super) enum UnitOutcome {
+    Committed,
+    /// Its condition failed; the item as it was (`None`: there was none).
+    Refused(Option<Item>),
+}
+
+impl DynamoStore {
+    /// Runs one transaction, retrying contention and throttling (another
+    /// transaction touching the same counter item) on [`RETRY`].
+    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<TxnOutcome, StoreError> {
+        let attempt = |_| {
+            let actions = actions.clone();
+            async move {
+                let e = match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(actions))
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e,
+                };
+                let in_progress = e
+                    .as_service_error()
+                    .is_some_and(|se| se.is_transaction_in_progress_exception());
+                match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        let reasons: Vec<CancelReason> = c
+                            .cancellation_reasons()
+                            .iter()
+                            .map(|r| CancelReason {
+                                code: r.code().filter(|c| *c != "None").map(str::to_owned),
+                                item: r.item.clone(),
+                            })
+                            .collect();
+                        // Contention and throughput: the same transaction
+                        // again, after a pause, may well pass.
+                        let retryable = reasons.iter().filter_map(|r| r.code.as_deref()).all(|c| {
+                            matches!(
+                                c,
+                                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+                            )
+                        });
+                        Err(TxnError::Cancelled { reasons, retryable })
+                    }
+                    _ if in_progress => Err(TxnError::InProgress(err_msg(e))),
+                    _ => Err(TxnError::Other(err_msg(e))),
+                }
+            }
+        };
+        let judge = |e: &TxnError| match e {
+            TxnError::Cancelled { retryable: true, .. } | TxnError::InProgress(_) => Verdict::Retry { asked: None },
+            _ => Verdict::Fatal,
+        };
+        match RETRY.run(attempt, judge, |_, wait, _| tokio::time::sleep(wait)).await {
+            Ok(()) => Ok(TxnOutcome::Committed),
+            Err(GaveUp {
+                last: TxnError::Cancelled { reasons, .. },
+                ..
+            }) => Ok(TxnOutcome::Cancelled(reasons)),
+            Err(GaveUp {
+                last: TxnError::InProgress(m) | TxnError::Other(m),
+                ..
+            }) => Err(StoreError::backend("dynamodb TransactWriteItems", m)),
+        }
+    }
+
+    /// Writes `units` in as few transactions as the limits allow, the
+    /// counter changes of each transaction merged into one update per
+    /// counter item. A unit whose condition fails is settled as refused and
+    /// the rest of its transaction goes round again without it; `settle`
+    /// hears of each unit (by its index in `units`) as soon as it is
+    /// settled, and an error from it stops the writing.
+    pub(super) async fn commit_units(
+        &self,
+        units: Vec<TxnUnit>,
+        mut settle: impl FnMut(usize, UnitOutcome) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut pending: VecDeque<(usize, TxnUnit)> = units.into_iter().enumerate().collect();
+        while !pending.is_empty() {
+            // Take a chunk within the action and size limits of a transaction.
+            let shard = shard_of(&pending[0].1.key);
+            let mut chunk = Vec::new();
+            let mut deltas = CounterDeltas::default();
+            let mut count = 0;
+            let mut bytes = 0;
+            while let Some((_, unit)) = pending.front() {
+                let more = CounterDeltas::of(&unit.counters, shard);
+                let too_many = count + unit.actions.len() + deltas.len() + deltas.new_items_in(&more) > TXN_MAX_ACTIONS;
+                if !chunk.is_empty() && (too_many || bytes + unit.bytes > TXN_MAX_BYTES) {
+                    break;
+                }
+                bytes += unit.bytes;
+                count += unit.actions.len();
+                deltas.merge(more);
+                chunk.push(pending.pop_front().expect("front exists"));
+            }
+            let mut txn = Vec::new();
+            for (_, unit) in &chunk {
+                txn.extend(unit.actions.iter().cloned());
+            }
+            txn.extend(deltas.into_actions(&self.jobs_table));
+            match self.transact(txn).await? {
+                TxnOutcome::Committed => {
+                    for (i, _) in chunk {
+                        settle(i, UnitOutcome::Committed)?;
+                    }
+                }
+                TxnOutcome::Cancelled(reasons) => {
+                    let mut pos = 0;
+                    let mut retry = Vec::new();
+                    let mut any_failed = false;
+                    for (i, unit) in chunk {
+                        let reason = reasons.get(pos);
+                        pos += unit.actions.len();
+                        match reason {
+                            Some(r) if r.condition_failed() => {
+                                any_failed = true;
+                                settle(i, UnitOutcome::Refused(r.item.clone()))?;
+                            }
+                            _ => retry.push((i, unit)),
+                        }
+                    }
+                    if !any_failed {
+                        return Err(StoreError::backend(
+                            "dynamodb TransactWriteItems",
+                            format!("transaction cancelled: {reasons:?}"),
+                        ));
+                    }
+                    retry.extend(pending);
+                    pending = retry.into();
+                }
+            }
+        }
+        Ok(())
+    }
+}

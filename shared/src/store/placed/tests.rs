@@ -1,0 +1,231 @@
+//! The placement layer over a row store that only records what it is given
+//! and an object store in memory: what reaches the rows is placed, and the
+//! objects are written, read and deleted as the rules say.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::ids::CustomId;
+use crate::request::{Endpoint, RequestStatus};
+use crate::store::{ByteStream, ObjectInfo, ObjectWriter};
+use crate::transition;
+
+const LIMITS: InlineLimits = InlineLimits {
+    body_max: 40,
+    result_max: 40,
+};
+
+/// Rows kept in a map; records the updates it was given.
+#[derive(Default)]
+struct Rows {
+    states: Mutex<HashMap<RequestKey, Request>>,
+    bodies: Mutex<HashMap<RequestKey, Payload>>,
+    applied: Mutex<Vec<RequestUpdate>>,
+}
+
+#[async_trait]
+impl RequestRows for Rows {
+    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError> {
+        let mut states = self.states.lock().unwrap();
+        Ok(rows
+            .into_iter()
+            .map(|row| match states.get(&row.state.key) {
+                Some(stored) => RowInsert::Exists(Box::new(stored.clone())),
+                None => {
+                    self.bodies.lock().unwrap().insert(row.state.key.clone(), row.body);
+                    states.insert(row.state.key.clone(), row.state);
+                    RowInsert::Written
+                }
+            })
+            .collect())
+    }
+
+    async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError> {
+        Ok(self.states.lock().unwrap().get(key).cloned())
+    }
+
+    async fn get_many(&self, _: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn get_with_result(&self, _: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn body_payloads(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Payload>, StoreError> {
+        let bodies = self.bodies.lock().unwrap();
+        Ok(keys
+            .iter()
+            .filter_map(|k| bodies.get(k).map(|p| (k.clone(), p.clone())))
+            .collect())
+    }
+
+    async fn queued(&self, _: &QueueGroup, _: Option<String>, _: u32) -> Result<Page<Request>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn queue_groups(&self) -> Result<Vec<QueueGroupStats>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn by_job(&self, _: &JobId, _: Option<String>, _: u32) -> Result<Page<Request>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn apply_placed(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let n = updates.len();
+        self.applied.lock().unwrap().extend(updates);
+        Ok((0..n).map(|_| Ok(Applied::Now)).collect())
+    }
+
+    async fn counts(&self, _: &TenantId) -> Result<StatusCounts, StoreError> {
+        unimplemented!()
+    }
+}
+
+/// Objects in a map.
+#[derive(Default)]
+struct Objects(Mutex<HashMap<String, Bytes>>);
+
+impl Objects {
+    fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.0.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Objects {
+    async fn put(&self, key: &str, body: Bytes, _: &str) -> Result<(), StoreError> {
+        self.0.lock().unwrap().insert(key.to_owned(), body);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+
+    async fn head(&self, _: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn open(&self, _: &str) -> Result<(ObjectInfo, ByteStream), StoreError> {
+        unimplemented!()
+    }
+
+    async fn writer(&self, _: &str, _: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        unimplemented!()
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn presign_get(&self, _: &str, _: std::time::Duration) -> Result<String, StoreError> {
+        unimplemented!()
+    }
+}
+
+fn store() -> (PlacedStore<Rows>, Arc<Objects>) {
+    let objects = Arc::new(Objects::default());
+    (PlacedStore::new(Rows::default(), objects.clone(), LIMITS), objects)
+}
+
+fn new_request(id: &str, body: &str) -> NewRequest {
+    NewRequest::new(
+        TenantId::parse("acme").unwrap(),
+        CustomId::parse(id).unwrap(),
+        Endpoint::ChatCompletions,
+        ModelName::parse("gpt-4o-mini").unwrap(),
+        body.into(),
+    )
+}
+
+const SMALL: &str = r#"{"model":"gpt-4o-mini"}"#;
+const LARGE: &str = r#"{"model":"gpt-4o-mini","messages":"a long conversation"}"#;
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(1_000)
+}
+
+#[tokio::test]
+async fn a_large_body_is_written_as_an_object_before_its_row_and_read_back_from_it() {
+    let (store, objects) = store();
+    let small = new_request("small", SMALL);
+    let large = new_request("large", LARGE);
+    store.insert(vec![small.clone(), large.clone()], now()).await.unwrap();
+
+    let body_key = keys::body(&large.key, &large.content_hash);
+    assert_eq!(objects.keys(), vec![body_key.clone()]);
+    let rows = store.rows().bodies.lock().unwrap().clone();
+    assert_eq!(rows[&small.key], Payload::Inline(SMALL.into()));
+    assert_eq!(
+        rows[&large.key],
+        Payload::S3 {
+            key: body_key,
+            bytes: LARGE.len() as u64
+        }
+    );
+
+    let bodies = store.bodies(&[small.key.clone(), large.key.clone()]).await.unwrap();
+    assert_eq!(bodies[&small.key], SMALL);
+    assert_eq!(bodies[&large.key], LARGE);
+}
+
+#[tokio::test]
+async fn a_conflicting_repost_of_a_large_body_leaves_no_object_and_a_repeat_in_one_call_is_judged_by_the_first() {
+    let (store, objects) = store();
+    let first = new_request("same", LARGE);
+    store.insert(vec![first.clone()], now()).await.unwrap();
+    let other = new_request("same", &LARGE.replace("long", "other"));
+
+    let out = store
+        .insert(vec![other.clone(), first.clone(), other.clone()], now())
+        .await
+        .unwrap();
+    assert!(matches!(out[0], InsertOutcome::Conflict(_)));
+    assert!(matches!(out[1], InsertOutcome::Existing(_)));
+    assert!(matches!(out[2], InsertOutcome::Conflict(_)));
+    assert_eq!(objects.keys(), vec![keys::body(&first.key, &first.content_hash)]);
+}
+
+#[tokio::test]
+async fn a_large_response_reaches_the_rows_as_an_object_and_a_finished_requests_body_object_is_deleted() {
+    let (store, objects) = store();
+    let large = new_request("large", LARGE);
+    store.insert(vec![large.clone()], now()).await.unwrap();
+    let job = JobId::generate();
+    let claimed = Request {
+        status: RequestStatus::Claimed,
+        job_id: Some(job.clone()),
+        ..transition::queued(&large, now())
+    };
+    let answer = r#"{"choices":[{"message":"a long answer indeed"}]}"#;
+    let result = RequestResult {
+        key: large.key.clone(),
+        job_id: job.clone(),
+        status_code: Some(200),
+        response: Some(Payload::Inline(answer.into())),
+        error: None,
+        usage: None,
+        batch_cost: None,
+        realtime_cost: None,
+        recorded_at: now(),
+    };
+    let finish = RequestUpdate::finish(&claimed, &job, RequestStatus::Completed, result, now());
+    assert_eq!(store.apply(finish).await.unwrap(), Applied::Now);
+
+    let response_key = keys::response(&large.key, &job);
+    let applied = store.rows().applied.lock().unwrap().clone();
+    assert_eq!(
+        applied[0].result.as_ref().unwrap().response,
+        Some(Payload::S3 {
+            key: response_key.clone(),
+            bytes: answer.len() as u64
+        })
+    );
+    // The body object went with the finish; the response object stays.
+    assert_eq!(objects.keys(), vec![response_key]);
+}
