@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod iam;
 pub mod memory_pipeline;
 pub mod pipeline;
+pub mod stores;
 pub mod template;
 
 use batchq_core::config::Config;

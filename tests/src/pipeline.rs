@@ -1,90 +1,86 @@
-//! A whole batchq on loopback: private tables and bucket on the emulator, the
-//! fake provider, the pipeline steps wired to them, and the real Lambda
-//! handler functions fed with real event shapes. The clock is manual so
-//! leases and deadlines pass when a test says so.
+//! A whole batchq on loopback: private stores (in memory, or tables and a
+//! bucket on the emulator: see [`crate::stores`]), the fake provider, the
+//! pipeline steps wired to them, and the real Lambda handler functions fed
+//! with real event shapes. The clock is manual so leases and deadlines pass
+//! when a test says so.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::s3::S3Event;
+use batchq_core::api::Api;
 use batchq_core::config::Config;
 use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::Job;
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
-use batchq_core::placement::InlineLimits;
 use batchq_core::pricing::PriceBook;
 use batchq_core::provider::openai::OpenAiClient;
 use batchq_core::provider::Provider;
 use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
-use batchq_core::store::dynamo::DynamoStore;
-use batchq_core::store::placed::PlacedStore;
-use batchq_core::store::{JobStore, ObjectStore, RequestStore};
+use batchq_core::store::ObjectStore;
 use batchq_core::time::{Clock, ManualClock, SystemClock};
 use fake_openai::{FakeConfig, FakeHandle, FakeServer};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
-use crate::TestEnv;
+use crate::stores::{Store, StoreKind, Stores};
 
 const SCHEDULED_EVENT: &str = include_str!("../fixtures/events/eventbridge-scheduled.json");
 const S3_EVENT: &str = include_str!("../fixtures/events/s3-object-created.json");
 
 pub struct Pipeline {
-    pub env: TestEnv,
+    pub stores: Stores,
     pub fake: FakeHandle,
     pub clock: Arc<ManualClock>,
     pub provider: Arc<dyn Provider>,
-    pub store: Arc<PlacedStore<DynamoStore>>,
+    /// The request, job and savings ports (`stores.store`).
+    pub store: Arc<dyn Store>,
     pub prices: Arc<PriceBook>,
     /// Result objects already announced to ingest: key → ETag.
     delivered: Mutex<HashMap<String, String>>,
-    /// The emulator's index lag on this pipeline's tables.
+    /// The index lag of this pipeline's store, when on.
     index_lag: Option<Duration>,
 }
 
 impl Pipeline {
-    /// Defaults suited to tests: every queued group is due at once.
+    /// Defaults suited to tests: every queued group is due at once. The
+    /// stores are those `BATCHQ_TEST_STORE` names (memory by default).
     pub async fn start(fake: FakeConfig, tweak: impl FnOnce(&mut Config)) -> Self {
-        let env = TestEnv::with(|c| {
+        Self::start_on(StoreKind::from_env(), fake, tweak).await
+    }
+
+    /// As [`Pipeline::start`], on stores of `kind`.
+    pub async fn start_on(kind: StoreKind, fake: FakeConfig, tweak: impl FnOnce(&mut Config)) -> Self {
+        let stores = Stores::on(kind, |c| {
             c.policy.submit_min_requests = 1;
             tweak(c)
         })
         .await;
         let fake = FakeServer::start(fake).await.expect("start fake provider");
-        let mut provider_cfg = env.config.provider.clone();
+        let mut provider_cfg = stores.config.provider.clone();
         provider_cfg.base_url = fake.base_url();
         // The fake's listings do not lag unless a test says so.
         provider_cfg.list_lag = Duration::ZERO;
         let provider = OpenAiClient::new(&provider_cfg, "sk-fake")
             .expect("provider client")
             .with_backoff(Duration::from_millis(5), Duration::from_millis(50));
-        let objects: Arc<dyn ObjectStore> = env.s3.clone();
-        let store = Arc::new(PlacedStore::new(
-            DynamoStore::new(env.dynamo.clone(), &env.config.requests_table, &env.config.jobs_table)
-                .with_retention(env.config.policy.retention),
-            objects,
-            InlineLimits {
-                body_max: env.config.limits.inline_body_max_bytes,
-                result_max: env.config.limits.inline_result_max_bytes,
-            },
-        ));
         Self {
-            env,
+            store: stores.store.clone(),
+            stores,
             fake,
             clock: Arc::new(ManualClock::new(SystemClock.now())),
             provider: Arc::new(provider),
-            store,
             prices: Arc::new(PriceBook::bundled()),
             delivered: Mutex::new(HashMap::new()),
             index_lag: None,
         }
     }
 
-    /// The same pipeline with its tables' global indexes lagging writes by
-    /// `lag` (see `TestEnv::set_index_lag`).
+    /// The same pipeline with its store's eventually consistent listings
+    /// lagging writes by `lag` (see [`Stores::set_index_lag`]).
     pub async fn with_index_lag(mut self, lag: Duration) -> Self {
-        self.env.set_index_lag(lag).await;
+        self.stores.set_index_lag(lag).await;
         self.index_lag = Some(lag);
         self
     }
@@ -107,16 +103,33 @@ impl Pipeline {
     }
 
     pub fn config(&self) -> &Config {
-        &self.env.config
+        &self.stores.config
+    }
+
+    /// The object store (S3 or in memory).
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.stores.objects
+    }
+
+    /// The HTTP API over this pipeline's stores and clock.
+    pub fn api(&self) -> Api {
+        Api::new(
+            self.store.clone(),
+            self.store.clone(),
+            self.store.clone(),
+            self.stores.objects.clone(),
+            self.clock.clone(),
+            &self.stores.config.limits,
+        )
     }
 
     pub fn core_with(&self, crash: Arc<dyn CrashPoints>) -> Core {
-        let config = self.env.config.clone();
+        let config = self.stores.config.clone();
         Core {
             requests: self.store.clone(),
             jobs: self.store.clone(),
             savings: self.store.clone(),
-            objects: self.env.s3.clone(),
+            objects: self.stores.objects.clone(),
             clock: self.clock.clone(),
             config: Arc::new(config),
             crash,
@@ -161,7 +174,7 @@ impl Pipeline {
     /// a resume never reads an index older than the claims it resumes.
     pub async fn pass_lease(&self) {
         self.clock
-            .advance(self.env.config.policy.job_lease + Duration::from_secs(1));
+            .advance(self.stores.config.policy.job_lease + Duration::from_secs(1));
         if let Some(lag) = self.index_lag {
             tokio::time::sleep(lag + Duration::from_millis(50)).await;
         }
@@ -198,32 +211,21 @@ impl Pipeline {
 
     /// The S3 notification S3 sends for an object under `key`.
     pub fn s3_event(&self, key: &str, size: u64, etag: &str) -> S3Event {
-        s3_event(&self.env.config.bucket, key, size, etag)
+        s3_event(&self.stores.config.bucket, key, size, etag)
     }
 
     /// Result objects whose ObjectCreated event has not been delivered yet
     /// (a re-copy makes a new object, hence a new event, as in S3).
     pub async fn new_result_events(&self) -> Vec<S3Event> {
-        let out = self
-            .env
-            .s3_client
-            .list_objects_v2()
-            .bucket(&self.env.config.bucket)
-            .prefix("results/")
-            .send()
-            .await
-            .expect("list results");
+        let objects = self.stores.result_objects().await;
         let mut delivered = self.delivered.lock().unwrap();
         let mut events = Vec::new();
-        for obj in out.contents() {
-            let (Some(key), Some(etag)) = (obj.key(), obj.e_tag()) else {
-                continue;
-            };
-            if delivered.get(key).map(String::as_str) == Some(etag) {
+        for obj in objects {
+            if delivered.get(&obj.key) == Some(&obj.etag) {
                 continue;
             }
-            delivered.insert(key.to_owned(), etag.to_owned());
-            events.push(self.s3_event(key, obj.size().unwrap_or(0) as u64, etag));
+            events.push(self.s3_event(&obj.key, obj.size, &obj.etag));
+            delivered.insert(obj.key, obj.etag);
         }
         events
     }
@@ -232,7 +234,7 @@ impl Pipeline {
     pub async fn ingest_via_handler(&self, ingester: &Ingester, event: S3Event) -> Result<Value, String> {
         batchq_ingest::handle(
             ingester,
-            &self.env.config.bucket,
+            &self.stores.config.bucket,
             LambdaEvent::new(event, Context::default()),
         )
         .await
@@ -265,7 +267,7 @@ impl Pipeline {
         match payload {
             Payload::Inline(s) => serde_json::from_str(s).expect("stored response is JSON"),
             Payload::S3 { key, .. } => {
-                let bytes = self.env.s3.get(key).await.unwrap().expect("response object");
+                let bytes = self.stores.objects.get(key).await.unwrap().expect("response object");
                 serde_json::from_slice(&bytes).expect("stored response is JSON")
             }
         }
@@ -338,18 +340,9 @@ impl Pipeline {
         states.values().all(|r| r.status.is_terminal())
     }
 
-    /// Every item of both tables, for "nothing changed" comparisons.
+    /// Every stored row, for "nothing changed" comparisons.
     pub async fn snapshot(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for table in [&self.env.config.requests_table, &self.env.config.jobs_table] {
-            for item in crate::scan_all(&self.env.dynamo, table).await {
-                let pk = format!("{:?}", item.get("pk"));
-                let sk = format!("{:?}", item.get("sk"));
-                let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
-                out.insert(format!("{table}|{pk}|{sk}"), format!("{sorted:?}"));
-            }
-        }
-        out
+        self.stores.snapshot().await
     }
 }
 

@@ -21,11 +21,10 @@ use batchq_core::request::{
 };
 use batchq_core::store::dynamo::DynamoStore;
 use batchq_core::store::placed::PlacedStore;
-use batchq_core::store::{
-    Applied, JobStore, ObjectStore, Page, QueueGroupStats, RequestStore, StatusCounts, StoreError,
-};
+use batchq_core::store::{Applied, ObjectStore, Page, QueueGroupStats, RequestStore, StatusCounts, StoreError};
 use batchq_core::time::Timestamp;
 use batchq_core::transition::RequestUpdate;
+use batchq_tests::stores::{Store, StoreKind};
 use serde_json::{json, Value};
 
 fn ts(offset_ms: i64) -> Timestamp {
@@ -52,7 +51,7 @@ fn chat_group() -> QueueGroup {
 }
 
 async fn stored(t: &ApiEnv, custom_id: &str) -> Request {
-    t.env
+    t.stores
         .store
         .get(&default_key(custom_id))
         .await
@@ -70,10 +69,10 @@ async fn claim(t: &ApiEnv, custom_id: &str, at: Timestamp) -> (Job, Request) {
         at.plus(Duration::from_secs(960)),
     );
     job.tenants = vec![tenant()];
-    t.env.store.create_job(&job).await.unwrap();
+    t.stores.store.create_job(&job).await.unwrap();
     let req = stored(t, custom_id).await;
     assert_eq!(
-        t.env
+        t.stores
             .store
             .apply(RequestUpdate::claim(&req, &job.id, at))
             .await
@@ -103,7 +102,7 @@ async fn complete(t: &ApiEnv, custom_id: &str, response_json: &str) -> Job {
         recorded_at: ts(2_000),
     };
     let finish = RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, ts(2_000));
-    assert_eq!(t.env.store.apply(finish).await.unwrap(), Applied::Now);
+    assert_eq!(t.stores.store.apply(finish).await.unwrap(), Applied::Now);
     job
 }
 
@@ -141,7 +140,7 @@ async fn posting_a_request_through_api_gateway_queues_it_with_202() {
     let req = stored(&t, "fixture-1").await;
     assert_eq!(req.status, RequestStatus::Queued);
     assert_eq!(req.tenant, tenant(), "the tenant comes from the IAM authorizer context");
-    let bodies = t.env.store.bodies(std::slice::from_ref(&req.key)).await.unwrap();
+    let bodies = t.stores.store.bodies(std::slice::from_ref(&req.key)).await.unwrap();
     assert_eq!(
         bodies[&req.key], r#"{"messages":[{"content":"Hello","role":"user"}],"model":"gpt-4o-mini"}"#,
         "the body is stored compact with sorted keys"
@@ -289,7 +288,7 @@ async fn bulk_mixes_created_existing_conflict_and_rejected_lines() {
     assert_eq!(by_line[&8]["custom_id"], "no-model");
     assert_eq!(outcome(9), "created");
 
-    let counts = t.env.store.counts(&tenant()).await.unwrap();
+    let counts = t.stores.store.counts(&tenant()).await.unwrap();
     assert_eq!(counts.get(RequestStatus::Queued), 4);
 }
 
@@ -310,7 +309,7 @@ async fn bulk_larger_than_one_insert_chunk_stores_every_line() {
         .map(|r| r["line"].as_u64().unwrap())
         .collect();
     assert_eq!(lines_seen, (1..=n as u64).collect::<Vec<_>>());
-    let counts = t.env.store.counts(&tenant()).await.unwrap();
+    let counts = t.stores.store.counts(&tenant()).await.unwrap();
     assert_eq!(counts.get(RequestStatus::Queued), n as i64);
 }
 
@@ -384,7 +383,8 @@ async fn a_completed_request_embeds_its_response_as_json_with_costs() {
 
 #[tokio::test]
 async fn a_large_response_is_offered_as_a_presigned_url_valid_15_minutes() {
-    let t = ApiEnv::new().await;
+    // S3's presigned URL, fetched over HTTP: the emulator's.
+    let t = ApiEnv::on(StoreKind::Emulator, |_| {}).await;
     assert_eq!(post(&t, &chat_line("large-1", "hi")).await.status, 202);
     let content = "x".repeat(40_000); // above the 16 KB inline result limit
     let response = json!({"id": "chatcmpl-2", "choices": [{"message": {"content": content}}]}).to_string();
@@ -466,7 +466,7 @@ async fn cancelling_a_queued_request_is_200_and_idempotent() {
     let again = t.lambda(&fixture("delete-request.json")).await;
     assert_eq!((again.status, &again.body), (200, &a.body));
 
-    let counts = t.env.store.counts(&tenant()).await.unwrap();
+    let counts = t.stores.store.counts(&tenant()).await.unwrap();
     assert_eq!(
         (counts.get(RequestStatus::Queued), counts.get(RequestStatus::Cancelled)),
         (0, 1)
@@ -504,7 +504,7 @@ async fn cancelling_an_unknown_request_is_404() {
 /// A request store that lets a submit run claim the request between the
 /// API's read and its conditional cancel.
 struct ClaimsFirst {
-    inner: Arc<PlacedStore<DynamoStore>>,
+    inner: Arc<dyn Store>,
     job: JobId,
 }
 
@@ -562,20 +562,9 @@ async fn a_cancel_that_loses_the_race_to_submit_is_409() {
         ts(0),
         ts(960_000),
     );
-    t.env.store.create_job(&job).await.unwrap();
+    t.stores.store.create_job(&job).await.unwrap();
 
-    let inner = Arc::new(PlacedStore::new(
-        DynamoStore::new(
-            t.env.dynamo.clone(),
-            &t.env.config.requests_table,
-            &t.env.config.jobs_table,
-        ),
-        t.env.s3.clone() as Arc<dyn ObjectStore>,
-        InlineLimits {
-            body_max: t.env.config.limits.inline_body_max_bytes,
-            result_max: t.env.config.limits.inline_result_max_bytes,
-        },
-    ));
+    let inner = t.stores.store.clone();
     let racing = Api {
         requests: Arc::new(ClaimsFirst {
             inner: inner.clone(),
@@ -607,8 +596,8 @@ fn job_at(offset_ms: i64) -> Job {
 
 /// Stores a job the way submit does: its row and its tenants' job items.
 async fn store_job(t: &ApiEnv, job: &Job) {
-    t.env.store.create_job(job).await.unwrap();
-    t.env.store.add_job_tenants(job, &job.tenants).await.unwrap();
+    t.stores.store.create_job(job).await.unwrap();
+    t.stores.store.add_job_tenants(job, &job.tenants).await.unwrap();
 }
 
 #[tokio::test]
@@ -690,7 +679,7 @@ async fn a_job_shows_its_progress_and_costs() {
         unpriced_requests: 0,
     };
     job.submitted_at = Some(ts(1_000));
-    t.env.store.create_job(&job).await.unwrap();
+    t.stores.store.create_job(&job).await.unwrap();
 
     let a = t.call(ApiRequest::get(format!("/v1/jobs/{}", job.id))).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -764,10 +753,12 @@ async fn stats_count_requests_by_status_and_show_the_queues_age() {
 
 #[tokio::test]
 async fn a_storage_failure_is_a_503_that_reveals_nothing() {
-    let t = ApiEnv::new().await;
+    // DynamoDB's own failure (tables that do not exist), through the SDK.
+    let t = ApiEnv::on(StoreKind::Emulator, |_| {}).await;
+    let env = t.stores.emulator().expect("on the emulator");
     let broken = Arc::new(PlacedStore::new(
-        DynamoStore::new(t.env.dynamo.clone(), "no-such-table-requests", "no-such-table-jobs"),
-        t.env.s3.clone() as Arc<dyn ObjectStore>,
+        DynamoStore::new(env.dynamo.clone(), "no-such-table-requests", "no-such-table-jobs"),
+        env.s3.clone() as Arc<dyn ObjectStore>,
         InlineLimits {
             body_max: 16_384,
             result_max: 16_384,

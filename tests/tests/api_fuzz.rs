@@ -325,28 +325,11 @@ fn malformed() -> impl Strategy<Value = Sent> {
     ]
 }
 
-/// Every item of both tables and every object key, for "nothing changed".
+/// Every stored row and every object key, for "nothing changed".
 async fn everything(t: &ApiEnv) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for table in [&t.env.config.requests_table, &t.env.config.jobs_table] {
-        for item in batchq_tests::scan_all(&t.env.dynamo, table).await {
-            let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
-            out.insert(
-                format!("{table} {:?} {:?}", item.get("pk"), item.get("sk")),
-                format!("{sorted:?}"),
-            );
-        }
-    }
-    let listed = t
-        .env
-        .s3_client
-        .list_objects_v2()
-        .bucket(&t.env.config.bucket)
-        .send()
-        .await
-        .expect("list bucket");
-    for o in listed.contents() {
-        out.insert(format!("s3 {}", o.key().unwrap_or_default()), format!("{:?}", o.size()));
+    let mut out = t.stores.snapshot().await;
+    for key in t.stores.object_keys().await {
+        out.insert(format!("object {key}"), String::new());
     }
     out
 }

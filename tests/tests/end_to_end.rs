@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use api_support::{event, lambda_answer, post_event, Answer};
 use batchq_core::api::Api;
 use batchq_core::ids::{CustomId, RequestKey, TenantId};
-use batchq_core::store::ObjectStore;
 use batchq_tests::pipeline::Pipeline;
 use fake_openai::FakeConfig;
 use serde_json::{json, Value};
@@ -29,14 +28,7 @@ async fn as_default_tenant(api: &Api, path: &str, query: &str) -> Answer {
 }
 
 fn api_of(p: &Pipeline) -> Api {
-    Api::new(
-        p.store.clone(),
-        p.store.clone(),
-        p.store.clone(),
-        p.env.s3.clone(),
-        p.clock.clone(),
-        &p.config().limits,
-    )
+    p.api()
 }
 
 /// 1,000 review classifications (chat, gpt-4o-mini) and 1,000 article
@@ -333,7 +325,7 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
     for job in p.all_jobs().await {
         for kind in ["output", "errors"] {
             let key = format!("results/{}/{kind}.jsonl", job.id);
-            if p.env.s3.head(&key).await.unwrap().is_some() {
+            if p.objects().head(&key).await.unwrap().is_some() {
                 p.ingest_via_handler(&p.ingester(), p.s3_event(&key, 1, "replay"))
                     .await
                     .unwrap();

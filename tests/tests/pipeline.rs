@@ -8,7 +8,6 @@ use batchq_core::job::JobStatus;
 use batchq_core::pipeline::crash::CrashOnce;
 use batchq_core::pipeline::{CrashPoint, NoCrashes, SubmitOptions};
 use batchq_core::request::RequestStatus;
-use batchq_core::store::{JobStore, ObjectStore};
 use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, Pipeline};
 use fake_openai::{FakeConfig, Faults};
 
@@ -294,13 +293,12 @@ async fn a_batch_that_fails_validation_fails_the_named_line_and_requeues_the_res
         .await
         .is_err());
     let job = p.all_jobs().await.remove(0);
-    let input = p.env.s3.get(&job.input_key).await.unwrap().unwrap();
+    let input = p.objects().get(&job.input_key).await.unwrap().unwrap();
     let text = String::from_utf8(input.to_vec()).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let spoiled_key = lines[2][14..46].to_owned();
     lines[2] = lines[2].replace("\"model\":\"gpt-4o-mini\"", "\"model\":\"gpt-4o\"");
-    p.env
-        .s3
+    p.objects()
         .put(
             &job.input_key,
             format!("{}\n", lines.join("\n")).into(),
@@ -602,10 +600,10 @@ async fn a_claimed_request_whose_stored_body_is_lost_fails_and_the_rest_are_subm
     p.enqueue(&reqs).await;
     let body_key = batchq_core::keys::body(&big.key, &big.content_hash);
     assert!(
-        p.env.s3.head(&body_key).await.unwrap().is_some(),
+        p.objects().head(&body_key).await.unwrap().is_some(),
         "a 40 KB body lives in S3"
     );
-    p.env.s3.delete(&body_key).await.unwrap();
+    p.objects().delete(&body_key).await.unwrap();
 
     p.settle(&keys(&reqs), 3).await;
 
@@ -632,16 +630,14 @@ async fn a_result_line_for_a_request_of_another_job_is_reported_not_applied() {
     // Put job A's output file under job B's key before B's own copy lands.
     let (a, b) = (&jobs[0], &jobs[1]);
     let a_out = p
-        .env
-        .s3
+        .objects()
         .get(&batchq_core::keys::job_output(&a.id))
         .await
         .unwrap()
         .unwrap();
     let b_state = p.job(&b.id).await;
     assert_eq!(b_state.status, JobStatus::Ingesting);
-    p.env
-        .s3
+    p.objects()
         .put(&batchq_core::keys::job_output(&b.id), a_out, "application/jsonl")
         .await
         .unwrap();

@@ -13,7 +13,6 @@ use batchq_core::keys as store_keys;
 use batchq_core::pipeline::ingest::{FileKind, MAX_RESULT_LINE_BYTES};
 use batchq_core::pipeline::SubmitOptions;
 use batchq_core::request::{NewRequest, RequestStatus};
-use batchq_core::store::ObjectStore;
 use batchq_tests::pipeline::{assert_invariants, chat, expected_response, keys, Pipeline};
 use bytes::Bytes;
 use fake_openai::FakeConfig;
@@ -32,8 +31,7 @@ async fn one_copied_batch(n: usize) -> (Pipeline, Vec<NewRequest>, Job, HashMap<
     let job = jobs.into_iter().next().unwrap();
     assert_eq!(job.status, JobStatus::Ingesting, "{job:?}");
     let output = p
-        .env
-        .s3
+        .objects()
         .get(&store_keys::job_output(&job.id))
         .await
         .unwrap()
@@ -54,8 +52,7 @@ async fn one_copied_batch(n: usize) -> (Pipeline, Vec<NewRequest>, Job, HashMap<
 
 /// Replaces the job's output file in S3 with `content`.
 async fn replace_output(p: &Pipeline, job: &Job, content: Vec<u8>) {
-    p.env
-        .s3
+    p.objects()
         .put(
             &store_keys::job_output(&job.id),
             Bytes::from(content),

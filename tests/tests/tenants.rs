@@ -13,10 +13,11 @@ use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::{Job, JobStatus, ProviderKind};
 use batchq_core::money::Money;
 use batchq_core::request::{Endpoint, NewRequest, Payload, QueueGroup, RequestResult, RequestStatus, Usage};
-use batchq_core::store::{JobStore, RequestStore, SavingsRow, SavingsStore, SavingsTotals};
+use batchq_core::store::{SavingsRow, SavingsTotals};
 use batchq_core::time::Timestamp;
 use batchq_core::transition::RequestUpdate;
 use batchq_tests::scan_all;
+use batchq_tests::stores::StoreKind;
 use serde_json::{json, Value};
 
 const ACME: &str = "acme";
@@ -57,18 +58,18 @@ async fn finished_job(t: &ApiEnv, requests: &[(&str, &str)]) -> Job {
         now,
         now.plus(Duration::from_secs(960)),
     );
-    t.env.store.create_job(&job).await.unwrap();
+    t.stores.store.create_job(&job).await.unwrap();
     let mut tenants: Vec<TenantId> = requests.iter().map(|(tn, _)| tenant(tn)).collect();
     tenants.sort();
     tenants.dedup();
     for (tn, id) in requests {
-        let req = t.env.store.get(&key(tn, id)).await.unwrap().expect("stored");
-        t.env
+        let req = t.stores.store.get(&key(tn, id)).await.unwrap().expect("stored");
+        t.stores
             .store
             .apply(RequestUpdate::claim(&req, &job.id, now))
             .await
             .unwrap();
-        let claimed = t.env.store.get(&key(tn, id)).await.unwrap().unwrap();
+        let claimed = t.stores.store.get(&key(tn, id)).await.unwrap().unwrap();
         let result = RequestResult {
             key: claimed.key.clone(),
             job_id: job.id.clone(),
@@ -86,17 +87,17 @@ async fn finished_job(t: &ApiEnv, requests: &[(&str, &str)]) -> Job {
             recorded_at: now,
         };
         let finish = RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, now);
-        t.env.store.apply(finish).await.unwrap();
+        t.stores.store.apply(finish).await.unwrap();
     }
     // As submit records them: one item per tenant, a bounded list on the row.
-    t.env.store.add_job_tenants(&job, &tenants).await.unwrap();
+    t.stores.store.add_job_tenants(&job, &tenants).await.unwrap();
     let mut next = job.clone();
     next.tenant_count = tenants.len() as u64;
     next.tenants = tenants.into_iter().take(batchq_core::job::MAX_JOB_TENANTS).collect();
     next.status = JobStatus::Staged;
     next.input_lines = requests.len() as u64;
     next.request_counts.total = requests.len() as u64;
-    job = t.env.store.save_job(&job, next).await.unwrap();
+    job = t.stores.store.save_job(&job, next).await.unwrap();
     job
 }
 
@@ -163,7 +164,7 @@ async fn the_same_custom_id_from_another_tenant_is_a_separate_request_and_overwr
             .status,
         200
     );
-    let acme = t.env.store.get(&key(ACME, "order-1")).await.unwrap().unwrap();
+    let acme = t.stores.store.get(&key(ACME, "order-1")).await.unwrap().unwrap();
     assert_eq!(acme.status, RequestStatus::Queued);
 }
 
@@ -223,7 +224,7 @@ async fn stats_and_savings_count_only_the_callers_requests() {
     }
     t.call_as(GLOBEX, post_json(&chat_line("g-1", "x"))).await;
     let day = Timestamp::from_millis(T0).to_rfc3339()[..10].to_owned();
-    t.env
+    t.stores
         .store
         .add_savings(
             "test#1",
@@ -319,7 +320,12 @@ async fn the_lambda_takes_the_tenant_from_the_iam_principal_not_the_request() {
     assert_eq!(t.lambda(&with_iam(e, alice)).await.status, 400);
 
     assert_eq!(t.lambda(&with_iam(post_event("r-1"), alice)).await.status, 202);
-    let stored = t.env.store.get(&key("123456789012:role:team-a", "r-1")).await.unwrap();
+    let stored = t
+        .stores
+        .store
+        .get(&key("123456789012:role:team-a", "r-1"))
+        .await
+        .unwrap();
     assert!(stored.is_some(), "stored under the IAM principal's tenant");
     // Another session of the same role is the same tenant; another role is not.
     let other_session = "arn:aws:sts::123456789012:assumed-role/team-a/session-2";
@@ -337,7 +343,7 @@ async fn an_iam_user_and_a_role_of_the_same_name_are_different_tenants() {
 
     assert_eq!(t.lambda(&with_iam(post_event("r-1"), user)).await.status, 202);
     assert!(t
-        .env
+        .stores
         .store
         .get(&key("123456789012:user:team-a", "r-1"))
         .await
@@ -354,7 +360,7 @@ async fn an_iam_user_and_a_role_of_the_same_name_are_different_tenants() {
     // ... and posting the same custom_id creates the role's own request.
     assert_eq!(t.lambda(&with_iam(post_event("r-1"), role)).await.status, 202);
     assert!(t
-        .env
+        .stores
         .store
         .get(&key("123456789012:role:team-a", "r-1"))
         .await
@@ -391,7 +397,7 @@ async fn behind_the_jwt_authorizer_the_configured_claim_names_the_tenant() {
     let t = ApiEnv::new().await;
     let e = with_jwt(post_event("r-1"), json!({"sub": "team-7", "iss": "https://issuer"}));
     assert_eq!(t.lambda(&e).await.status, 202);
-    assert!(t.env.store.get(&key("team-7", "r-1")).await.unwrap().is_some());
+    assert!(t.stores.store.get(&key("team-7", "r-1")).await.unwrap().is_some());
     let other = with_jwt(get_event("r-1"), json!({"sub": "team-8"}));
     assert_eq!(t.lambda(&other).await.status, 404);
     let before = t.snapshot().await;
@@ -482,7 +488,11 @@ fn expires_at(
 
 #[tokio::test]
 async fn finished_requests_and_jobs_expire_after_the_retention_and_unfinished_ones_do_not() {
-    let t = ApiEnv::with(|c| c.policy.retention = Some(Duration::from_secs(7 * 86_400))).await;
+    // Retention is DynamoDB's TTL: the in-memory store keeps rows for good.
+    let t = ApiEnv::on(StoreKind::Emulator, |c| {
+        c.policy.retention = Some(Duration::from_secs(7 * 86_400))
+    })
+    .await;
     for id in ["done", "cancelled", "waiting"] {
         t.call_as(ACME, post_json(&chat_line(id, "x"))).await;
     }
@@ -491,15 +501,19 @@ async fn finished_requests_and_jobs_expire_after_the_retention_and_unfinished_on
     // A job expires from when it finished; an unfinished one never.
     let now = Timestamp::from_millis(T0);
     let job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), now, now);
-    t.env.store.create_job(&job).await.unwrap();
+    t.stores.store.create_job(&job).await.unwrap();
     let mut done_job = job.clone();
     done_job.status = JobStatus::Done;
     done_job.finished_at = Some(Timestamp::from_millis(T0 + 5_000));
-    t.env.store.save_job(&job, done_job).await.unwrap();
+    t.stores.store.save_job(&job, done_job).await.unwrap();
     let open = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), now, now);
-    t.env.store.create_job(&open).await.unwrap();
+    t.stores.store.create_job(&open).await.unwrap();
 
-    let items = scan_all(&t.env.dynamo, &t.env.config.requests_table).await;
+    let items = scan_all(
+        &t.stores.emulator().expect("on the emulator").dynamo,
+        &t.stores.config.requests_table,
+    )
+    .await;
     let finished_at = (T0 + 1_000) / 1000;
     let week = 7 * 86_400;
     let done = key(ACME, "done");
@@ -516,7 +530,11 @@ async fn finished_requests_and_jobs_expire_after_the_retention_and_unfinished_on
         assert_eq!(expires_at(&items, k.as_str(), "body"), Some(T0 / 1000 + week + horizon));
     }
 
-    let jobs = scan_all(&t.env.dynamo, &t.env.config.jobs_table).await;
+    let jobs = scan_all(
+        &t.stores.emulator().expect("on the emulator").dynamo,
+        &t.stores.config.jobs_table,
+    )
+    .await;
     assert_eq!(
         expires_at(&jobs, &format!("job#{}", job.id), "job"),
         Some((T0 + 5_000) / 1000 + week)
@@ -535,17 +553,20 @@ async fn finished_requests_and_jobs_expire_after_the_retention_and_unfinished_on
 
 #[tokio::test]
 async fn with_retention_off_nothing_expires() {
-    let t = ApiEnv::with(|c| c.policy.retention = None).await;
+    let t = ApiEnv::on(StoreKind::Emulator, |c| c.policy.retention = None).await;
     t.call_as(ACME, post_json(&chat_line("done", "x"))).await;
     finished_job(&t, &[(ACME, "done")]).await;
-    let items = scan_all(&t.env.dynamo, &t.env.config.requests_table).await;
+    let items = scan_all(
+        &t.stores.emulator().expect("on the emulator").dynamo,
+        &t.stores.config.requests_table,
+    )
+    .await;
     assert!(items.iter().all(|i| !i.contains_key("expires_at")), "{items:?}");
 }
 
 #[tokio::test]
 async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_ones_kept() {
     use batchq_core::keys;
-    use batchq_core::store::ObjectStore;
     let t = ApiEnv::with(|c| c.limits.inline_body_max_bytes = 64).await;
     for id in ["done", "cancelled", "waiting"] {
         let a = t
@@ -557,7 +578,7 @@ async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_one
         let t = &t;
         let id = id.to_owned();
         async move {
-            let r = t.env.store.get(&key(ACME, &id)).await.unwrap().unwrap();
+            let r = t.stores.store.get(&key(ACME, &id)).await.unwrap().unwrap();
             keys::body(&r.key, &r.content_hash)
         }
     };
@@ -567,9 +588,12 @@ async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_one
         object_of("waiting").await,
     );
     for k in [&done, &cancelled, &waiting] {
-        assert!(t.env.s3.head(k).await.unwrap().is_some(), "{k} was stored in S3");
+        assert!(
+            t.stores.objects.head(k).await.unwrap().is_some(),
+            "{k} was stored in S3"
+        );
     }
-    let queued = t.env.store.get(&key(ACME, "cancelled")).await.unwrap().unwrap();
+    let queued = t.stores.store.get(&key(ACME, "cancelled")).await.unwrap().unwrap();
     finished_job(&t, &[(ACME, "done")]).await;
     assert_eq!(
         t.call_as(ACME, ApiRequest::delete("/v1/requests/cancelled"))
@@ -578,26 +602,30 @@ async fn a_finished_requests_large_body_is_deleted_from_s3_and_an_unfinished_one
         200
     );
     assert!(
-        t.env.s3.head(&done).await.unwrap().is_none(),
+        t.stores.objects.head(&done).await.unwrap().is_none(),
         "a completed request's body stays"
     );
     assert!(
-        t.env.s3.head(&cancelled).await.unwrap().is_none(),
+        t.stores.objects.head(&cancelled).await.unwrap().is_none(),
         "a cancelled request's body stays"
     );
     assert!(
-        t.env.s3.head(&waiting).await.unwrap().is_some(),
+        t.stores.objects.head(&waiting).await.unwrap().is_some(),
         "a queued request lost its body"
     );
     // A replayed terminal update (as after a crash before the delete)
     // deletes the body again and writes nothing else.
-    t.env.s3.put(&cancelled, "{}".into(), "application/json").await.unwrap();
+    t.stores
+        .objects
+        .put(&cancelled, "{}".into(), "application/json")
+        .await
+        .unwrap();
     let replay = RequestUpdate::cancel(&queued, Timestamp::from_millis(T0 + 9_000));
     assert_eq!(
-        t.env.store.apply(replay).await.unwrap(),
+        t.stores.store.apply(replay).await.unwrap(),
         batchq_core::store::Applied::Already
     );
-    assert!(t.env.s3.head(&cancelled).await.unwrap().is_none());
+    assert!(t.stores.objects.head(&cancelled).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -629,14 +657,7 @@ async fn a_job_of_many_tenants_keeps_a_bounded_row_and_every_tenant_still_finds_
         "the row's list is bounded"
     );
 
-    let api = batchq_core::api::Api::new(
-        p.store.clone(),
-        p.store.clone(),
-        p.store.clone(),
-        p.env.s3.clone(),
-        p.clock.clone(),
-        &p.config().limits,
-    );
+    let api = p.api();
     let last = tenant(names.last().unwrap());
     assert!(!job.tenants.contains(&last), "past the row's list");
     let seen = api.handle(&last, ApiRequest::get(format!("/v1/jobs/{}", job.id))).await;

@@ -1,5 +1,5 @@
-//! Helpers for the API tests: the API core over a private emulator
-//! environment, API Gateway HTTP API (v2) events built from the fixtures in
+//! Helpers for the API tests: the API core over private stores (in memory,
+//! or on the emulator: `BATCHQ_TEST_STORE`, see `batchq_tests::stores`), API Gateway HTTP API (v2) events built from the fixtures in
 //! `tests/fixtures/apigw/`, and "nothing was written" snapshots.
 
 #![allow(dead_code)] // each test binary uses a different subset
@@ -10,12 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use batchq_core::api::{Api, ApiRequest, ApiResponse};
 use batchq_core::ids::TenantId;
-use batchq_core::placement::InlineLimits;
-use batchq_core::store::dynamo::DynamoStore;
-use batchq_core::store::placed::PlacedStore;
-use batchq_core::store::ObjectStore;
 use batchq_core::time::{ManualClock, Timestamp};
-use batchq_tests::TestEnv;
+use batchq_tests::stores::{StoreKind, Stores};
 use serde_json::Value;
 
 /// The tenant of the fixtures' caller: their IAM authorizer context names
@@ -25,10 +21,9 @@ pub const TENANT: &str = "123456789012:role:batch-worker";
 /// 2026-09-21T…: a fixed start so timestamps in answers are predictable.
 pub const T0: i64 = 1_790_000_000_000;
 
-/// The API core over fresh tables and bucket, with a clock that only moves
-/// when told to.
+/// The API core over fresh stores, with a clock that only moves when told to.
 pub struct ApiEnv {
-    pub env: TestEnv,
+    pub stores: Stores,
     pub api: Api,
     pub clock: Arc<ManualClock>,
 }
@@ -76,8 +71,7 @@ impl From<ApiResponse> for Answer {
 /// Rows and objects, for "a refused request wrote nothing".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    pub request_items: usize,
-    pub job_items: usize,
+    pub rows: std::collections::BTreeMap<String, String>,
     pub objects: usize,
 }
 
@@ -87,27 +81,22 @@ impl ApiEnv {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut batchq_core::config::Config)) -> Self {
-        let env = TestEnv::with(tweak).await;
-        let objects: Arc<dyn ObjectStore> = env.s3.clone();
-        let store = Arc::new(PlacedStore::new(
-            DynamoStore::new(env.dynamo.clone(), &env.config.requests_table, &env.config.jobs_table)
-                .with_retention(env.config.policy.retention),
-            objects.clone(),
-            InlineLimits {
-                body_max: env.config.limits.inline_body_max_bytes,
-                result_max: env.config.limits.inline_result_max_bytes,
-            },
-        ));
+        Self::on(StoreKind::from_env(), tweak).await
+    }
+
+    /// The API over stores of `kind`.
+    pub async fn on(kind: StoreKind, tweak: impl FnOnce(&mut batchq_core::config::Config)) -> Self {
+        let stores = Stores::on(kind, tweak).await;
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
         let api = Api::new(
-            store.clone(),
-            store.clone(),
-            store,
-            objects,
+            stores.store.clone(),
+            stores.store.clone(),
+            stores.store.clone(),
+            stores.objects.clone(),
             clock.clone(),
-            &env.config.limits,
+            &stores.config.limits,
         );
-        Self { env, api, clock }
+        Self { stores, api, clock }
     }
 
     /// Calls the core directly, as [`TENANT`] (the fixtures' caller).
@@ -127,18 +116,9 @@ impl ApiEnv {
     }
 
     pub async fn snapshot(&self) -> Snapshot {
-        let listed = self
-            .env
-            .s3_client
-            .list_objects_v2()
-            .bucket(&self.env.config.bucket)
-            .send()
-            .await
-            .expect("list bucket");
         Snapshot {
-            request_items: self.env.request_items().await,
-            job_items: self.env.job_items().await,
-            objects: listed.contents().len(),
+            rows: self.stores.snapshot().await,
+            objects: self.stores.object_keys().await.len(),
         }
     }
 }

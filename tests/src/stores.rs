@@ -1,0 +1,230 @@
+//! The stores a test runs on: in memory (the default: fast, no emulator)
+//! or DynamoDB and S3 on the emulator, chosen by `BATCHQ_TEST_STORE`
+//! (`memory` | `emulator`). `make test` runs the pipeline, crash-matrix and
+//! API tests once on each, so every store inherits them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batchq_core::app::inline_limits;
+use batchq_core::config::Config;
+use batchq_core::keys::RESULTS_PREFIX;
+use batchq_core::store::memory::{MemoryObjects, MemoryStore};
+use batchq_core::store::placed::PlacedStore;
+use batchq_core::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
+use sha2::{Digest, Sha256};
+
+use crate::TestEnv;
+
+/// The request, job and savings ports of one store in one handle.
+pub trait Store: RequestStore + JobStore + SavingsStore {}
+
+impl<T: RequestStore + JobStore + SavingsStore> Store for T {}
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Emulator,
+}
+
+impl StoreKind {
+    /// `BATCHQ_TEST_STORE`: `memory` (also when unset) or `emulator`.
+    pub fn from_env() -> Self {
+        match std::env::var("BATCHQ_TEST_STORE").as_deref() {
+            Err(_) | Ok("") | Ok("memory") => Self::Memory,
+            Ok("emulator") => Self::Emulator,
+            Ok(other) => panic!("BATCHQ_TEST_STORE={other:?}: expected memory or emulator"),
+        }
+    }
+}
+
+/// A result object as S3 would announce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultObject {
+    pub key: String,
+    pub size: u64,
+    /// Changes whenever the object is written again.
+    pub etag: String,
+}
+
+enum Backing {
+    Memory {
+        store: Arc<PlacedStore<MemoryStore>>,
+        objects: MemoryObjects,
+    },
+    Emulator(Box<TestEnv>),
+}
+
+/// Fresh, empty stores of one kind with the configuration they were built with.
+pub struct Stores {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub objects: Arc<dyn ObjectStore>,
+    backing: Backing,
+}
+
+/// The bucket name of the in-memory object store (only names it in events).
+const MEMORY_BUCKET: &str = "batchq-memory";
+
+impl Stores {
+    /// Stores of the kind `BATCHQ_TEST_STORE` names.
+    pub async fn new(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::on(StoreKind::from_env(), tweak).await
+    }
+
+    /// Stores of `kind`; `tweak` may change the configuration first.
+    pub async fn on(kind: StoreKind, tweak: impl FnOnce(&mut Config)) -> Self {
+        match kind {
+            StoreKind::Emulator => {
+                let env = TestEnv::with(tweak).await;
+                let store: Arc<dyn Store> = Arc::new(env.store.clone());
+                let objects: Arc<dyn ObjectStore> = env.s3.clone();
+                Self {
+                    config: env.config.clone(),
+                    store,
+                    objects,
+                    backing: Backing::Emulator(Box::new(env)),
+                }
+            }
+            StoreKind::Memory => {
+                let mut config = Config::from_lookup(&|_| None).expect("default config parses");
+                config.bucket = MEMORY_BUCKET.into();
+                config.limits.s3_part_bytes = batchq_core::config::S3_MIN_PART_BYTES;
+                tweak(&mut config);
+                let objects = MemoryObjects::new(config.limits.s3_part_bytes);
+                let shared: Arc<dyn ObjectStore> = Arc::new(objects.clone());
+                let store = Arc::new(MemoryStore::new().placed(shared.clone(), inline_limits(&config)));
+                Self {
+                    config,
+                    store: store.clone(),
+                    objects: shared,
+                    backing: Backing::Memory { store, objects },
+                }
+            }
+        }
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        match self.backing {
+            Backing::Memory { .. } => StoreKind::Memory,
+            Backing::Emulator(_) => StoreKind::Emulator,
+        }
+    }
+
+    /// The emulator environment, for tests of what only DynamoDB and S3
+    /// have (item shapes, retention, IAM); `None` on the memory store.
+    pub fn emulator(&self) -> Option<&TestEnv> {
+        match &self.backing {
+            Backing::Emulator(env) => Some(env),
+            Backing::Memory { .. } => None,
+        }
+    }
+
+    /// Makes the eventually consistent listings (DynamoDB's global
+    /// indexes; the memory store's own) lag writes by `lag`.
+    pub async fn set_index_lag(&self, lag: Duration) {
+        match &self.backing {
+            Backing::Emulator(env) => env.set_index_lag(lag).await,
+            Backing::Memory { store, .. } => store.set_index_lag(lag),
+        }
+    }
+
+    /// Every object under `results/`, as its ObjectCreated event names it.
+    pub async fn result_objects(&self) -> Vec<ResultObject> {
+        match &self.backing {
+            Backing::Emulator(env) => {
+                let mut out = Vec::new();
+                let mut token = None;
+                loop {
+                    let page = env
+                        .s3_client
+                        .list_objects_v2()
+                        .bucket(&env.config.bucket)
+                        .prefix(RESULTS_PREFIX)
+                        .set_continuation_token(token)
+                        .send()
+                        .await
+                        .expect("list results");
+                    for obj in page.contents() {
+                        if let (Some(key), Some(etag)) = (obj.key(), obj.e_tag()) {
+                            out.push(ResultObject {
+                                key: key.to_owned(),
+                                size: obj.size().unwrap_or(0) as u64,
+                                etag: etag.to_owned(),
+                            });
+                        }
+                    }
+                    match page.next_continuation_token() {
+                        Some(t) => token = Some(t.to_owned()),
+                        None => return out,
+                    }
+                }
+            }
+            Backing::Memory { objects, .. } => {
+                let mut out = Vec::new();
+                for key in objects.keys() {
+                    if !key.starts_with(RESULTS_PREFIX) {
+                        continue;
+                    }
+                    let Some(bytes) = objects.get(&key).await.expect("read result object") else {
+                        continue;
+                    };
+                    out.push(ResultObject {
+                        etag: format!("{:x}", Sha256::digest(&bytes)),
+                        size: bytes.len() as u64,
+                        key,
+                    });
+                }
+                out
+            }
+        }
+    }
+
+    /// Every stored row (not objects), as text, for "nothing changed"
+    /// comparisons.
+    pub async fn snapshot(&self) -> BTreeMap<String, String> {
+        match &self.backing {
+            Backing::Emulator(env) => {
+                let mut out = BTreeMap::new();
+                for table in [&env.config.requests_table, &env.config.jobs_table] {
+                    for item in crate::scan_all(&env.dynamo, table).await {
+                        let pk = format!("{:?}", item.get("pk"));
+                        let sk = format!("{:?}", item.get("sk"));
+                        let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
+                        out.insert(format!("{table}|{pk}|{sk}"), format!("{sorted:?}"));
+                    }
+                }
+                out
+            }
+            Backing::Memory { store, .. } => store.snapshot(),
+        }
+    }
+
+    /// The keys of every stored object.
+    pub async fn object_keys(&self) -> Vec<String> {
+        match &self.backing {
+            Backing::Memory { objects, .. } => objects.keys(),
+            Backing::Emulator(env) => {
+                let mut out = Vec::new();
+                let mut token = None;
+                loop {
+                    let page = env
+                        .s3_client
+                        .list_objects_v2()
+                        .bucket(&env.config.bucket)
+                        .set_continuation_token(token)
+                        .send()
+                        .await
+                        .expect("list bucket");
+                    out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+                    match page.next_continuation_token() {
+                        Some(t) => token = Some(t.to_owned()),
+                        None => return out,
+                    }
+                }
+            }
+        }
+    }
+}
