@@ -4,111 +4,80 @@
 //! each step records how far it got so a crashed run can be resumed.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::TransitionError;
 use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, QueueGroup, Usage};
 use crate::time::Timestamp;
 
-/// batchq's own view of a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Row written, requests being claimed; nothing has left AWS yet.
-    Preparing,
-    /// Input JSONL written to S3.
-    Staged,
-    /// Input file uploaded to the provider (file id recorded).
-    Uploaded,
-    /// Provider batch exists; mirrors the provider's in-flight statuses.
-    Validating,
-    InProgress,
-    Finalizing,
-    Cancelling,
-    /// The provider batch ended (completed, expired or cancelled); result
-    /// files are being copied to S3 and ingested.
-    Ingesting,
-    /// Terminal: every request of the job reached a terminal state or went
-    /// back to the queue, and totals are final.
-    Done,
-    /// Terminal: the job could not run (provider validation failure, input
-    /// rejected, batch lost); its requests were failed or re-queued first.
-    Failed,
+crate::status_machine! {
+    /// batchq's own view of a job.
+    pub enum JobStatus for "job" {
+        /// Row written, requests being claimed; nothing has left AWS yet.
+        Preparing = "preparing",
+        /// Input JSONL written to S3.
+        Staged = "staged",
+        /// Input file uploaded to the provider (file id recorded).
+        Uploaded = "uploaded",
+        /// Provider batch exists; mirrors the provider's in-flight statuses.
+        Validating = "validating",
+        InProgress = "in_progress",
+        Finalizing = "finalizing",
+        Cancelling = "cancelling",
+        /// The provider batch ended (completed, expired or cancelled); result
+        /// files are being copied to S3 and ingested.
+        Ingesting = "ingesting",
+        /// Terminal: every request of the job reached a terminal state or went
+        /// back to the queue, and totals are final.
+        Done = "done",
+        /// Terminal: the job could not run (provider validation failure, input
+        /// rejected, batch lost); its requests were failed or re-queued first.
+        Failed = "failed",
+    }
+    // Every allowed transition, and only those. A status write that is not
+    // listed is refused before it reaches the store; every write that is
+    // listed is conditioned on the `from` status in the store.
+    //
+    // The provider can jump states between two polls (a fast batch goes from
+    // validating to completed unseen), so in-flight states may move to any
+    // later in-flight state, to `Ingesting` when the batch ended, or to
+    // `Failed`.
+    moves {
+        Preparing -> Staged,
+        Preparing -> Done, // nothing could be claimed: an empty job closes at once
+        Preparing -> Failed,
+        Staged -> Uploaded,
+        Staged -> Failed,
+        // After create (or after finding a batch created by a crashed run).
+        Uploaded -> Validating,
+        Uploaded -> InProgress,
+        Uploaded -> Finalizing,
+        Uploaded -> Cancelling,
+        Uploaded -> Ingesting,
+        Uploaded -> Failed,
+        Validating -> InProgress,
+        Validating -> Finalizing,
+        Validating -> Cancelling,
+        Validating -> Ingesting,
+        Validating -> Failed,
+        InProgress -> Finalizing,
+        InProgress -> Cancelling,
+        InProgress -> Ingesting,
+        InProgress -> Failed,
+        Finalizing -> Cancelling,
+        Finalizing -> Ingesting,
+        Finalizing -> Failed,
+        Cancelling -> Ingesting,
+        Cancelling -> Failed,
+        Ingesting -> Done,
+    }
 }
 
 use JobStatus as J;
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 10] = [
-        J::Preparing,
-        J::Staged,
-        J::Uploaded,
-        J::Validating,
-        J::InProgress,
-        J::Finalizing,
-        J::Cancelling,
-        J::Ingesting,
-        J::Done,
-        J::Failed,
-    ];
-
-    /// Every allowed transition, and only those. A status write that is not
-    /// listed is refused before it reaches the store; every write that is
-    /// listed is conditioned on the `from` status in the store.
-    ///
-    /// The provider can jump states between two polls (a fast batch goes from
-    /// validating to completed unseen), so in-flight states may move to any
-    /// later in-flight state, to `Ingesting` when the batch ended, or to
-    /// `Failed`.
-    pub const TRANSITIONS: &'static [(JobStatus, JobStatus)] = &[
-        (J::Preparing, J::Staged),
-        (J::Preparing, J::Done), // nothing could be claimed: an empty job closes at once
-        (J::Preparing, J::Failed),
-        (J::Staged, J::Uploaded),
-        (J::Staged, J::Failed),
-        // After create (or after finding a batch created by a crashed run).
-        (J::Uploaded, J::Validating),
-        (J::Uploaded, J::InProgress),
-        (J::Uploaded, J::Finalizing),
-        (J::Uploaded, J::Cancelling),
-        (J::Uploaded, J::Ingesting),
-        (J::Uploaded, J::Failed),
-        (J::Validating, J::InProgress),
-        (J::Validating, J::Finalizing),
-        (J::Validating, J::Cancelling),
-        (J::Validating, J::Ingesting),
-        (J::Validating, J::Failed),
-        (J::InProgress, J::Finalizing),
-        (J::InProgress, J::Cancelling),
-        (J::InProgress, J::Ingesting),
-        (J::InProgress, J::Failed),
-        (J::Finalizing, J::Cancelling),
-        (J::Finalizing, J::Ingesting),
-        (J::Finalizing, J::Failed),
-        (J::Cancelling, J::Ingesting),
-        (J::Cancelling, J::Failed),
-        (J::Ingesting, J::Done),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            J::Preparing => "preparing",
-            J::Staged => "staged",
-            J::Uploaded => "uploaded",
-            J::Validating => "validating",
-            J::InProgress => "in_progress",
-            J::Finalizing => "finalizing",
-            J::Cancelling => "cancelling",
-            J::Ingesting => "ingesting",
-            J::Done => "done",
-            J::Failed => "failed",
-        }
-    }
-
     pub fn is_terminal(self) -> bool {
         matches!(self, J::Done | J::Failed)
     }
@@ -133,22 +102,6 @@ impl JobStatus {
         )
     }
 
-    pub fn can_transition_to(self, next: JobStatus) -> bool {
-        Self::TRANSITIONS.contains(&(self, next))
-    }
-
-    pub fn check_transition(self, next: JobStatus) -> Result<(), TransitionError> {
-        if self.can_transition_to(next) {
-            Ok(())
-        } else {
-            Err(TransitionError {
-                entity: "job",
-                from: self.as_str().to_owned(),
-                to: next.as_str().to_owned(),
-            })
-        }
-    }
-
     /// The job status that mirrors a provider batch status. Terminal provider
     /// outcomes that carry results map to `Ingesting`; `failed` maps to
     /// `Failed`, which poll only writes after releasing the job's requests.
@@ -165,22 +118,6 @@ impl JobStatus {
             ProviderBatchStatus::Failed => J::Failed,
             ProviderBatchStatus::Unknown(_) => return None,
         })
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown job status {s:?}"))
     }
 }
 
