@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::status::TransitionError;
 use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, QueueGroup, Usage};
@@ -398,6 +399,38 @@ impl Job {
         }
     }
 
+    /// Moves the job to `next`, refusing a move its status machine does not
+    /// list. The store's conditional save still guards against races: this
+    /// check catches a wrong move where it is made.
+    pub fn move_to(&mut self, next: JobStatus) -> Result<(), TransitionError> {
+        self.status.check_transition(next)?;
+        self.status = next;
+        Ok(())
+    }
+
+    /// Mirrors the provider's batch status when the job may move there
+    /// (see [`JobStatus::mirroring`]); `only` filters the statuses taken.
+    /// Returns whether the job moved.
+    pub fn mirror(&mut self, provider: &ProviderBatchStatus, only: impl Fn(JobStatus) -> bool) -> bool {
+        match JobStatus::mirroring(provider).filter(|s| only(*s) && self.status.can_transition_to(*s)) {
+            Some(st) => {
+                self.status = st;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the job in a terminal status (`Done` or `Failed`) at `now`:
+    /// stamps `finished_at` and `updated_at`.
+    pub fn finish(&mut self, end: JobStatus, now: Timestamp) -> Result<(), TransitionError> {
+        debug_assert!(end.is_terminal(), "{end} is not a terminal job status");
+        self.move_to(end)?;
+        self.finished_at = Some(now);
+        self.updated_at = now;
+        Ok(())
+    }
+
     /// Whether `tenants` names every tenant of the job.
     pub fn lists_every_tenant(&self) -> bool {
         self.tenant_count <= self.tenants.len() as u64
@@ -477,6 +510,46 @@ mod tests {
         for s in JobStatus::ALL {
             assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
         }
+    }
+
+    fn job_in(status: JobStatus) -> Job {
+        let group = QueueGroup {
+            endpoint: Endpoint::ChatCompletions,
+            model: ModelName::parse("m").unwrap(),
+        };
+        let t = Timestamp::from_unix_seconds(1_700_000_000);
+        let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group, t, t);
+        job.status = status;
+        job
+    }
+
+    #[test]
+    fn a_job_moves_only_along_its_status_machine() {
+        let mut job = job_in(JobStatus::Preparing);
+        job.move_to(JobStatus::Staged).unwrap();
+        assert_eq!(job.status, JobStatus::Staged);
+        let e = job.move_to(JobStatus::Ingesting).unwrap_err();
+        assert_eq!(e.to_string(), "illegal job transition staged -> ingesting");
+        assert_eq!(job.status, JobStatus::Staged, "a refused move leaves the job as it was");
+    }
+
+    #[test]
+    fn finishing_a_job_stamps_when_and_refuses_a_finished_one() {
+        let mut job = job_in(JobStatus::Ingesting);
+        let later = Timestamp::from_unix_seconds(1_700_000_100);
+        job.finish(JobStatus::Done, later).unwrap();
+        assert_eq!((job.status, job.finished_at, job.updated_at), (JobStatus::Done, Some(later), later));
+        assert!(job.finish(JobStatus::Failed, later).is_err());
+    }
+
+    #[test]
+    fn mirroring_moves_forward_only() {
+        let mut job = job_in(JobStatus::InProgress);
+        assert!(!job.mirror(&ProviderBatchStatus::Validating, |_| true));
+        assert_eq!(job.status, JobStatus::InProgress);
+        assert!(!job.mirror(&ProviderBatchStatus::Completed, |s| s.is_in_flight()));
+        assert!(job.mirror(&ProviderBatchStatus::Finalizing, |_| true));
+        assert_eq!(job.status, JobStatus::Finalizing);
     }
 
     #[test]

@@ -35,9 +35,7 @@ impl Core {
         self.crash(CrashPoint::CloseAfterLeftovers)?;
         let now = self.now();
         let mut next = job.clone();
-        next.status = JobStatus::Done;
-        next.finished_at = Some(now);
-        next.updated_at = now;
+        next.finish(JobStatus::Done, now)?;
         next.lease_until = None;
         let closed = self.save_job(job, next).await?;
         if let Some(j) = &closed {

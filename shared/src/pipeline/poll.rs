@@ -295,7 +295,7 @@ impl Poller {
         }
         match &batch.status {
             ProviderBatchStatus::Completed | ProviderBatchStatus::Expired | ProviderBatchStatus::Cancelled => {
-                next.status = JobStatus::Ingesting;
+                next.move_to(JobStatus::Ingesting)?;
                 next.output_file_id = batch.output_file_id.clone();
                 next.error_file_id = batch.error_file_id.clone();
                 if batch.status == ProviderBatchStatus::Expired {
@@ -324,9 +324,7 @@ impl Poller {
                 if let ProviderBatchStatus::Unknown(s) = in_flight {
                     tracing::warn!(job = %job.id, status = %s, "unknown provider batch status; handled as still running");
                 }
-                if let Some(st) = JobStatus::mirroring(in_flight).filter(|s| job.status.can_transition_to(*s)) {
-                    next.status = st;
-                }
+                next.mirror(in_flight, |_| true);
                 let deadline = job
                     .submitted_at
                     .unwrap_or(job.created_at)
@@ -353,11 +351,7 @@ impl Poller {
                     let message = match self.provider.cancel_batch(&batch_id).await {
                         Ok(b) => {
                             next.provider_status = Some(b.status.clone());
-                            if let Some(st) = JobStatus::mirroring(&b.status)
-                                .filter(|s| s.is_in_flight() && next.status.can_transition_to(*s))
-                            {
-                                next.status = st;
-                            }
+                            next.mirror(&b.status, JobStatus::is_in_flight);
                             "cancelled: unfinished past the configured deadline".to_owned()
                         }
                         Err(ProviderError::NotFound { .. }) => return self.vanished(job, report).await,
@@ -464,9 +458,8 @@ impl Poller {
             .collect();
         self.core.apply_all(updates).await?;
         self.core.crash(CrashPoint::PollAfterFailedRequests)?;
-        next.status = JobStatus::Failed;
+        next.finish(JobStatus::Failed, now)?;
         next.errors = capped(errors);
-        next.finished_at = Some(now);
         if self.save(&job, next, report).await?.is_some() {
             // Learnt once: by the run that failed the job.
             if token_limit {
@@ -628,14 +621,12 @@ impl Poller {
         self.core.crash(CrashPoint::PollAfterFailedRequests)?;
         let now = self.core.now();
         let mut next = job.clone();
-        next.status = JobStatus::Failed;
+        next.finish(JobStatus::Failed, now)?;
         next.errors.push(JobError {
             code: code.to_owned(),
             message,
             line: None,
         });
-        next.finished_at = Some(now);
-        next.updated_at = now;
         // The batch may still end and deliver answers the provider bills:
         // poll watches it a while longer (see `late`).
         next.watch_until = job.provider_batch_id.as_ref().map(|_| now.plus(LATE_WATCH));

@@ -231,14 +231,12 @@ impl Submitter {
         }
         let now = self.core.now();
         let mut next = job.clone();
-        next.status = JobStatus::Failed;
+        next.finish(JobStatus::Failed, now)?;
         next.errors.push(crate::job::JobError {
             code: "submit_failed".into(),
             message: cause.to_string(),
             line: None,
         });
-        next.finished_at = Some(now);
-        next.updated_at = now;
         next.lease_until = None;
         if self.core.save_job(&job, next).await?.is_some() {
             // The failed-jobs alarm reads this line (infra/template.yaml).
@@ -499,13 +497,12 @@ impl Submitter {
                         self.write_input(&job, &keys).await?
                     };
                     if lines == 0 {
-                        next.status = JobStatus::Done;
-                        next.finished_at = Some(now);
+                        next.finish(JobStatus::Done, now)?;
                         next.lease_until = None;
                         return Ok(self.core.save_job(&job, next).await?);
                     }
                     self.core.crash(CrashPoint::SubmitAfterInputWritten)?;
-                    next.status = JobStatus::Staged;
+                    next.move_to(JobStatus::Staged)?;
                     next.input_lines = lines;
                     next.input_bytes = bytes;
                     next.request_counts.total = lines;
@@ -539,7 +536,7 @@ impl Submitter {
                         }
                     };
                     self.core.crash(CrashPoint::SubmitAfterUpload)?;
-                    next.status = JobStatus::Uploaded;
+                    next.move_to(JobStatus::Uploaded)?;
                     next.provider_file_id = Some(file.file_id());
                     next.lease_until = Some(now.plus(policy.job_lease));
                 }
@@ -571,9 +568,9 @@ impl Submitter {
                     tracing::info!(job = %job.id, batch = %batch.id, status = %batch.status, "provider batch created");
                     self.core.crash(CrashPoint::SubmitAfterCreate)?;
                     // Terminal statuses are left for poll to handle; the job is in flight now.
-                    next.status = JobStatus::mirroring(&batch.status)
-                        .filter(|s| s.is_in_flight())
-                        .unwrap_or(JobStatus::Validating);
+                    if !next.mirror(&batch.status, JobStatus::is_in_flight) {
+                        next.move_to(JobStatus::Validating)?;
+                    }
                     next.provider_status = Some(batch.status.clone());
                     next.provider_batch_id = Some(batch.batch_id());
                     next.submitted_at = Some(now);
