@@ -7,10 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::status::TransitionError;
 use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, QueueGroup, Usage};
+use crate::status::TransitionError;
 use crate::time::Timestamp;
 
 crate::status_machine! {
@@ -538,7 +538,10 @@ mod tests {
         let mut job = job_in(JobStatus::Ingesting);
         let later = Timestamp::from_unix_seconds(1_700_000_100);
         job.finish(JobStatus::Done, later).unwrap();
-        assert_eq!((job.status, job.finished_at, job.updated_at), (JobStatus::Done, Some(later), later));
+        assert_eq!(
+            (job.status, job.finished_at, job.updated_at),
+            (JobStatus::Done, Some(later), later)
+        );
         assert!(job.finish(JobStatus::Failed, later).is_err());
     }
 
