@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::ids::TenantId;
@@ -267,11 +268,31 @@ impl Api {
         let started = Instant::now();
         let route = Route::parse(&req.path);
         let label = route.as_ref().map(Route::label).unwrap_or("(unknown)");
+        // One span per call: method, route template and tenant, and the id
+        // the route names (a custom id or a job id; never a body).
+        let span = tracing::info_span!(
+            "api",
+            method = %req.method,
+            route = label,
+            tenant = %tenant,
+            request = tracing::field::Empty,
+            job = tracing::field::Empty,
+        );
+        match &route {
+            Ok(Route::Request(id)) => {
+                span.record("request", id.as_str());
+            }
+            Ok(Route::Job(id)) => {
+                span.record("job", id.as_str());
+            }
+            _ => {}
+        }
         let resp = match route {
-            Ok(route) => self.dispatch(tenant, route, &req).await,
+            Ok(route) => self.dispatch(tenant, route, &req).instrument(span.clone()).await,
             Err(e) => Err(e),
         }
         .unwrap_or_else(ApiResponse::from);
+        let _entered = span.enter();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if resp.status >= 500 {
             tracing::warn!(method = %req.method, route = label, status = resp.status, elapsed_ms, tenant = %tenant, "api request failed");

@@ -26,12 +26,15 @@ mod results;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use serde::Serialize;
 
 use super::ingest::Ingester;
 use super::{Core, CrashPoint, LateReport, PipelineError};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
 use crate::provider::{Provider, ProviderError};
+use crate::telemetry;
 
 pub use give_up::CANCEL_GRACE;
 
@@ -103,18 +106,23 @@ impl Poller {
     }
 
     pub async fn run(&self) -> Result<PollReport, PipelineError> {
+        self.run_steps().instrument(telemetry::step_span("poll")).await
+    }
+
+    async fn run_steps(&self) -> Result<PollReport, PipelineError> {
         let mut report = PollReport::default();
         let open = self.core.jobs.open_jobs().await?;
         for job in open.iter().cloned() {
+            let span = telemetry::job_span("poll", &job);
             let res = if job.status.is_in_flight() {
                 report.checked += 1;
-                self.check_batch(job.clone(), &mut report).await
+                self.check_batch(job.clone(), &mut report).instrument(span).await
             } else if job.status == JobStatus::Ingesting {
                 report.checked += 1;
-                self.continue_ingesting(job.clone(), &mut report).await
+                self.continue_ingesting(job.clone(), &mut report).instrument(span).await
             } else if job.watch_until.is_some() {
                 report.checked += 1;
-                self.watch_late(job.clone(), &mut report).await
+                self.watch_late(job.clone(), &mut report).instrument(span).await
             } else {
                 continue; // before submission: submit's business
             };

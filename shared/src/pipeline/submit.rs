@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::budget::TokenBudget;
@@ -27,6 +28,7 @@ use crate::provider::rules::{InputFileRules, Refusal};
 use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::{ObjectWriter, RequestUpdate};
+use crate::telemetry;
 use crate::time::Timestamp;
 use crate::tokens::Weight;
 
@@ -107,7 +109,8 @@ impl Submitter {
 
     pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
         let mut report = SubmitReport::default();
-        match self.run_into(opts, &mut report).await {
+        let run = self.run_into(opts, &mut report);
+        match run.instrument(telemetry::step_span("submit")).await {
             Ok(()) => Ok(report),
             // Every further call would be refused too: the run stops, with
             // the job it was on failed and its requests back in the queue.
@@ -165,6 +168,19 @@ impl Submitter {
     /// the queue at once, with their attempt (nothing was sent), and stops
     /// the run; anything else is left for a later run to resume.
     async fn advance_or_abandon(
+        &self,
+        job: Job,
+        claimed: Option<Vec<Claimed>>,
+        resumed: bool,
+        report: &mut SubmitReport,
+    ) -> Result<Option<Job>, PipelineError> {
+        let span = telemetry::job_span("submit", &job);
+        self.advance_or_abandon_job(job, claimed, resumed, report)
+            .instrument(span)
+            .await
+    }
+
+    async fn advance_or_abandon_job(
         &self,
         job: Job,
         claimed: Option<Vec<Claimed>>,
@@ -488,6 +504,7 @@ impl Submitter {
                     next.tenant_count = tenants.len() as u64;
                     tenants.truncate(MAX_JOB_TENANTS);
                     next.tenants = tenants;
+                    telemetry::record_tenants(&tracing::Span::current(), &next);
                     next.tokens = claimed.iter().map(|c| c.weight.tokens).sum();
                     next.inputs = claimed.iter().map(|c| c.weight.inputs).sum();
                     let keys: Vec<RequestKey> = claimed.into_iter().map(|c| c.key).collect();

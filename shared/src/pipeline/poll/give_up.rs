@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::{PollReport, Poller};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
 use crate::pipeline::{Claims, CrashPoint, PipelineError};
 use crate::provider::ProviderError;
 use crate::request::RequestError;
+use crate::telemetry;
 
 /// How long poll keeps watching a given-up batch for answers it still
 /// delivers (the provider keeps output files 30 days; a cancelled batch
@@ -120,7 +123,11 @@ impl Poller {
             Some(id) => Some(self.provider.file_content(id).await?),
             None => None,
         };
-        let late = self.ingester.ingest_late(&job, stream).await?;
+        let late = self
+            .ingester
+            .ingest_late(&job, stream)
+            .instrument(telemetry::job_span("late", &job))
+            .await?;
         if late.counted {
             if let Some(b) = &batch {
                 self.delete_provider_files(&[b.output_file_id.clone(), b.error_file_id.clone()])

@@ -3,6 +3,8 @@
 //! jobs in `ingesting` closed when everything is counted, or their files
 //! ingested here when their ingest never finished.
 
+use tracing::Instrument;
+
 use super::{PollReport, Poller, StatusChange};
 use crate::ids::ProviderFileId;
 use crate::job::{Job, JobStatus};
@@ -10,6 +12,7 @@ use crate::pipeline::ingest::FileKind;
 use crate::pipeline::{CrashPoint, PipelineError};
 use crate::provider::ProviderError;
 use crate::store::keys;
+use crate::telemetry;
 
 impl Poller {
     /// Copies missing result files, records the copies, closes the job when
@@ -83,7 +86,11 @@ impl Poller {
                 };
                 if expected {
                     tracing::warn!(job = %job.id, file = kind.as_str(), "result file never finished ingesting; ingesting it now");
-                    let r = self.ingester.ingest_file(job.clone(), kind).await?;
+                    let r = self
+                        .ingester
+                        .ingest_file(job.clone(), kind)
+                        .instrument(telemetry::job_span("ingest", &job))
+                        .await?;
                     report.ingested_late.push(r.key.clone());
                     if r.closed {
                         report.closed.push(job.id.to_string());
