@@ -152,6 +152,7 @@ impl Submitter {
             e,
             PipelineError::Rejected(_)
                 | PipelineError::Provider(P::Api { .. } | P::NotFound { .. } | P::Decode { .. })
+                | PipelineError::Transition(_)
                 | PipelineError::Store(S::Corrupt { .. } | S::TooLarge { .. } | S::IllegalTransition(_))
         )
     }
