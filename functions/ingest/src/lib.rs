@@ -19,6 +19,7 @@ pub async fn handle(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Even
     run(ingester, bucket, event).instrument(span).await
 }
 
+/// Runs inside the lambda span, so the step span it makes is that span's child.
 async fn run(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
     ingest_all(ingester, bucket, event)
         .instrument(telemetry::step_span("ingest"))

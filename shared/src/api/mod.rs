@@ -16,8 +16,9 @@
 //!
 //! The README's "API reference" documents the JSON of each.
 //!
-//! Logging: one line per request with the route, status and duration. Bodies
-//! (prompts) and responses (completions) are never logged.
+//! Logging: one line per request with the route, status and duration, inside
+//! an `api` span (method, route, tenant, and the custom id or job id the path
+//! names). Bodies (prompts) and responses (completions) are never logged.
 
 pub mod error;
 pub mod parse;
@@ -381,7 +382,7 @@ impl Route {
         }
     }
 
-    /// The route template, for logs (ids are not logged per request).
+    /// The route template, for logs (the ids go in the span's own fields).
     fn label(&self) -> &'static str {
         match self {
             Self::Requests => "/v1/requests",
