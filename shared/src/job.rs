@@ -79,10 +79,6 @@ crate::status_machine! {
 use JobStatus as J;
 
 impl JobStatus {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, J::Done | J::Failed)
-    }
-
     /// Before the provider batch exists: a submit run owns the job (lease).
     pub fn is_pre_submit(self) -> bool {
         matches!(self, J::Preparing | J::Staged | J::Uploaded)
@@ -483,6 +479,12 @@ mod tests {
                 assert_eq!(from.check_transition(to).is_ok(), expected);
             }
         }
+    }
+
+    #[test]
+    fn done_and_failed_are_the_terminal_job_statuses() {
+        let terminal: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal, [JobStatus::Done, JobStatus::Failed]);
     }
 
     #[test]

@@ -42,12 +42,6 @@ crate::status_machine! {
     }
 }
 
-impl RequestStatus {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-}
-
 /// The queue a request waits in: one provider batch file holds one endpoint
 /// and one model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -258,6 +252,19 @@ mod tests {
                 assert_eq!(from.check_transition(to).is_ok(), expected);
             }
         }
+    }
+
+    #[test]
+    fn completed_failed_and_cancelled_are_the_terminal_request_statuses() {
+        let terminal: Vec<_> = RequestStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(
+            terminal,
+            [
+                RequestStatus::Completed,
+                RequestStatus::Failed,
+                RequestStatus::Cancelled
+            ]
+        );
     }
 
     #[test]

@@ -92,7 +92,8 @@ pub trait StatusMachine: Copy + Eq + 'static {
 ///
 /// It derives `Clone, Copy, Debug, PartialEq, Eq, Hash`, implements
 /// [`StatusMachine`], `Display`, `FromStr`, serde by name, and inherent
-/// `ALL`, `TRANSITIONS`, `as_str`, `can_transition_to` and `check_transition`.
+/// `ALL`, `TRANSITIONS`, `as_str`, `is_terminal` (no move out),
+/// `can_transition_to` and `check_transition`.
 #[macro_export]
 macro_rules! status_machine {
     (
@@ -131,6 +132,11 @@ macro_rules! status_machine {
             /// The name stored in the database and shown by the API.
             pub fn as_str(self) -> &'static str {
                 $crate::status::StatusMachine::name(self)
+            }
+
+            /// Terminal: no move leaves this status.
+            pub fn is_terminal(self) -> bool {
+                $crate::status::StatusMachine::is_final(self)
             }
 
             pub fn can_transition_to(self, next: Self) -> bool {
