@@ -7,7 +7,7 @@ use crate::api::Api;
 use crate::config::Config;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
-use crate::pricing::PriceBook;
+use crate::pricing::{PriceBook, PricingError};
 use crate::provider::openai::OpenAiClient;
 use crate::provider::{Provider, ProviderError};
 use crate::store::dynamo::DynamoStore;
@@ -15,6 +15,19 @@ use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
 use crate::store::ObjectStore;
 use crate::time::{Clock, SystemClock};
+
+/// Why the price table `BATCHQ_PRICING_FILE` names cannot be used. Every
+/// message starts with the variable and the file, so a cold start that fails
+/// on it says where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum PriceFileError {
+    #[error("BATCHQ_PRICING_FILE={file:?}: expected s3://BUCKET/KEY")]
+    NotAnS3Object { file: String },
+    #[error("BATCHQ_PRICING_FILE={file:?}: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("BATCHQ_PRICING_FILE={file:?}: {error}")]
+    Invalid { file: String, error: PricingError },
+}
 
 /// Everything a handler needs, built once.
 #[derive(Clone)]
@@ -66,15 +79,19 @@ impl App {
     /// Loads `BATCHQ_PRICING_FILE` (a local path or `s3://BUCKET/KEY`) in
     /// place of the bundled table; an unreadable or invalid file is an error
     /// naming it, so a cold start fails loudly rather than pricing wrongly.
-    pub async fn with_configured_prices(mut self) -> Result<Self, String> {
+    pub async fn with_configured_prices(mut self) -> Result<Self, PriceFileError> {
         let Some(source) = self.config.pricing_file.clone() else {
             return Ok(self);
+        };
+        let unreadable = |reason: String| PriceFileError::Unreadable {
+            file: source.clone(),
+            reason,
         };
         let text = match source.strip_prefix("s3://") {
             Some(rest) => {
                 let (bucket, key) = rest
                     .split_once('/')
-                    .ok_or_else(|| format!("BATCHQ_PRICING_FILE={source:?}: expected s3://BUCKET/KEY"))?;
+                    .ok_or_else(|| PriceFileError::NotAnS3Object { file: source.clone() })?;
                 let out = self
                     .objects
                     .client()
@@ -83,23 +100,21 @@ impl App {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "BATCHQ_PRICING_FILE={source:?}: {}",
-                            aws_sdk_s3::error::DisplayErrorContext(e)
-                        )
-                    })?;
+                    .map_err(|e| unreadable(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
                 let bytes = out
                     .body
                     .collect()
                     .await
-                    .map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {e}"))?
+                    .map_err(|e| unreadable(e.to_string()))?
                     .into_bytes();
-                String::from_utf8(bytes.to_vec()).map_err(|_| format!("BATCHQ_PRICING_FILE={source:?}: not UTF-8"))?
+                String::from_utf8(bytes.to_vec()).map_err(|_| unreadable("not UTF-8".into()))?
             }
-            None => std::fs::read_to_string(&source).map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {e}"))?,
+            None => std::fs::read_to_string(&source).map_err(|e| unreadable(e.to_string()))?,
         };
-        let book = PriceBook::from_json(&text).map_err(|e| format!("BATCHQ_PRICING_FILE={source:?}: {e}"))?;
+        let book = PriceBook::from_json(&text).map_err(|error| PriceFileError::Invalid {
+            file: source.clone(),
+            error,
+        })?;
         tracing::info!(source, as_of = book.as_of(), "price table loaded");
         self.prices = Arc::new(book);
         Ok(self)

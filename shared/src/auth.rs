@@ -14,6 +14,26 @@ use subtle::ConstantTimeEq;
 use crate::api::error::ApiError;
 use crate::ids::TenantId;
 
+/// Why `BATCHQ_API_KEYS` was refused. Entries are named by position (1-based)
+/// and tenant; the messages never contain a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeysError {
+    #[error("entry {entry} is not tenant:key")]
+    NotAPair { entry: usize },
+    #[error("entry {entry}: the tenant is not valid ({reason})")]
+    BadTenant { entry: usize, reason: String },
+    #[error("entry {entry} (tenant {tenant}): keys must be at least {MIN_KEY_LEN} characters without spaces")]
+    WeakKey { entry: usize, tenant: TenantId },
+    #[error("entry {entry} (tenant {tenant}) repeats the key of tenant {other}; keys must be unique")]
+    RepeatedKey {
+        entry: usize,
+        tenant: TenantId,
+        other: TenantId,
+    },
+    #[error("at least one tenant:key pair")]
+    Empty,
+}
+
 /// Shortest API key accepted in `BATCHQ_API_KEYS`.
 pub const MIN_KEY_LEN: usize = 16;
 
@@ -39,7 +59,7 @@ impl ApiKeys {
     /// Parses `tenant:key[,tenant:key...]`. A tenant may have several keys
     /// (for rotation); a key may belong to one tenant only. Errors describe
     /// the entry by position and never contain a key.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, ApiKeysError> {
         let mut entries: Vec<(TenantId, [u8; 32])> = Vec::new();
         for (i, entry) in raw.split(',').map(str::trim).enumerate() {
             if entry.is_empty() {
@@ -47,25 +67,27 @@ impl ApiKeys {
             }
             let n = i + 1;
             let Some((tenant, key)) = entry.split_once(':') else {
-                return Err(format!("entry {n} is not tenant:key"));
+                return Err(ApiKeysError::NotAPair { entry: n });
             };
-            let tenant = TenantId::parse(tenant.trim())
-                .map_err(|e| format!("entry {n}: the tenant is not valid ({})", e.message))?;
+            let tenant = TenantId::parse(tenant.trim()).map_err(|e| ApiKeysError::BadTenant {
+                entry: n,
+                reason: e.message,
+            })?;
             if key.chars().count() < MIN_KEY_LEN || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!(
-                    "entry {n} (tenant {tenant}): keys must be at least {MIN_KEY_LEN} characters without spaces"
-                ));
+                return Err(ApiKeysError::WeakKey { entry: n, tenant });
             }
             let d = digest(key);
             if let Some((other, _)) = entries.iter().find(|(_, e)| *e == d) {
-                return Err(format!(
-                    "entry {n} (tenant {tenant}) repeats the key of tenant {other}; keys must be unique"
-                ));
+                return Err(ApiKeysError::RepeatedKey {
+                    entry: n,
+                    tenant,
+                    other: other.clone(),
+                });
             }
             entries.push((tenant, d));
         }
         if entries.is_empty() {
-            return Err("at least one tenant:key pair".into());
+            return Err(ApiKeysError::Empty);
         }
         Ok(Self { entries })
     }
@@ -231,7 +253,7 @@ mod tests {
             ),
             (" , ", "at least one"),
         ] {
-            let e = ApiKeys::parse(raw).unwrap_err();
+            let e = ApiKeys::parse(raw).unwrap_err().to_string();
             assert!(e.contains(needle), "{raw:?}: {e}");
             assert!(!e.contains("0123456789"), "{e}");
         }

@@ -435,11 +435,11 @@ impl Config {
         };
         let api_keys = match env.get(API_KEYS) {
             None => crate::auth::ApiKeys::default(),
-            Some(raw) => crate::auth::ApiKeys::parse(&raw).map_err(|expected| ConfigError {
+            Some(raw) => crate::auth::ApiKeys::parse(&raw).map_err(|e| ConfigError {
                 var: API_KEYS,
                 // Never echo keys back, not even in an error.
                 value: "<redacted>".into(),
-                expected,
+                expected: e.to_string(),
             })?,
         };
 

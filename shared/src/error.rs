@@ -25,13 +25,6 @@ impl ValidationError {
     }
 }
 
-/// A status change that the state machine does not allow. Seeing one means a
-/// bug in the caller, not bad input or a race (races surface as
-/// [`crate::store::StoreError::ConditionFailed`]).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("illegal {entity} transition {from} -> {to}")]
-pub struct TransitionError {
-    pub entity: &'static str,
-    pub from: String,
-    pub to: String,
-}
+/// A status change that the state machine does not allow; defined with the
+/// state machine in [`crate::status`].
+pub use crate::status::{TransitionError, UnknownStatus};

@@ -3,6 +3,18 @@
 
 use aws_lambda_events::event::s3::S3Event;
 use serde_json::Value;
+use thiserror::Error;
+
+/// A scheduled invocation's payload that is not one batchq understands.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ScheduledEventError {
+    #[error("detail: expected an object")]
+    DetailNotAnObject,
+    #[error("expected a JSON object (an EventBridge event or {{\"force\": bool}})")]
+    NotAnObject,
+    #[error("force: expected true or false")]
+    ForceNotABool,
+}
 
 /// What a scheduled invocation asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,21 +27,21 @@ impl Scheduled {
     /// Accepts an EventBridge scheduled event (`detail-type: "Scheduled
     /// Event"`, optional `detail.force`), a rule with a constant input
     /// `{"force": true}`, or an empty payload (a manual invoke).
-    pub fn parse(event: &Value) -> Result<Self, String> {
+    pub fn parse(event: &Value) -> Result<Self, ScheduledEventError> {
         let flags = match event {
             Value::Null => return Ok(Self::default()),
             Value::Object(map) if map.contains_key("detail-type") => match map.get("detail") {
                 None | Some(Value::Null) => return Ok(Self::default()),
                 Some(d @ Value::Object(_)) => d,
-                Some(_) => return Err("detail: expected an object".into()),
+                Some(_) => return Err(ScheduledEventError::DetailNotAnObject),
             },
             Value::Object(_) => event,
-            _ => return Err("expected a JSON object (an EventBridge event or {\"force\": bool})".into()),
+            _ => return Err(ScheduledEventError::NotAnObject),
         };
         match flags.get("force") {
             None | Some(Value::Null) => Ok(Self::default()),
             Some(Value::Bool(force)) => Ok(Self { force: *force }),
-            Some(_) => Err("force: expected true or false".into()),
+            Some(_) => Err(ScheduledEventError::ForceNotABool),
         }
     }
 }
@@ -99,9 +111,10 @@ mod tests {
         assert!(Scheduled::parse(&json!({"force": true})).unwrap().force);
         assert!(!Scheduled::parse(&json!({})).unwrap().force);
         assert!(!Scheduled::parse(&Value::Null).unwrap().force);
-        assert!(Scheduled::parse(&json!({"force": "yes"}))
-            .unwrap_err()
-            .contains("force"));
+        assert_eq!(
+            Scheduled::parse(&json!({"force": "yes"})).unwrap_err(),
+            ScheduledEventError::ForceNotABool
+        );
         assert!(Scheduled::parse(&json!([1])).is_err());
     }
 

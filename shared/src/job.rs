@@ -4,115 +4,81 @@
 //! each step records how far it got so a crashed run can be resumed.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::TransitionError;
 use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, QueueGroup, Usage};
+use crate::status::TransitionError;
 use crate::time::Timestamp;
 
-/// batchq's own view of a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Row written, requests being claimed; nothing has left AWS yet.
-    Preparing,
-    /// Input JSONL written to S3.
-    Staged,
-    /// Input file uploaded to the provider (file id recorded).
-    Uploaded,
-    /// Provider batch exists; mirrors the provider's in-flight statuses.
-    Validating,
-    InProgress,
-    Finalizing,
-    Cancelling,
-    /// The provider batch ended (completed, expired or cancelled); result
-    /// files are being copied to S3 and ingested.
-    Ingesting,
-    /// Terminal: every request of the job reached a terminal state or went
-    /// back to the queue, and totals are final.
-    Done,
-    /// Terminal: the job could not run (provider validation failure, input
-    /// rejected, batch lost); its requests were failed or re-queued first.
-    Failed,
+crate::status_machine! {
+    /// batchq's own view of a job.
+    pub enum JobStatus for "job" {
+        /// Row written, requests being claimed; nothing has left AWS yet.
+        Preparing = "preparing",
+        /// Input JSONL written to S3.
+        Staged = "staged",
+        /// Input file uploaded to the provider (file id recorded).
+        Uploaded = "uploaded",
+        /// Provider batch exists; mirrors the provider's in-flight statuses.
+        Validating = "validating",
+        InProgress = "in_progress",
+        Finalizing = "finalizing",
+        Cancelling = "cancelling",
+        /// The provider batch ended (completed, expired or cancelled); result
+        /// files are being copied to S3 and ingested.
+        Ingesting = "ingesting",
+        /// Terminal: every request of the job reached a terminal state or went
+        /// back to the queue, and totals are final.
+        Done = "done",
+        /// Terminal: the job could not run (provider validation failure, input
+        /// rejected, batch lost); its requests were failed or re-queued first.
+        Failed = "failed",
+    }
+    // Every allowed transition, and only those. A status write that is not
+    // listed is refused before it reaches the store; every write that is
+    // listed is conditioned on the `from` status in the store.
+    //
+    // The provider can jump states between two polls (a fast batch goes from
+    // validating to completed unseen), so in-flight states may move to any
+    // later in-flight state, to `Ingesting` when the batch ended, or to
+    // `Failed`.
+    moves {
+        Preparing -> Staged,
+        Preparing -> Done, // nothing could be claimed: an empty job closes at once
+        Preparing -> Failed,
+        Staged -> Uploaded,
+        Staged -> Failed,
+        // After create (or after finding a batch created by a crashed run).
+        Uploaded -> Validating,
+        Uploaded -> InProgress,
+        Uploaded -> Finalizing,
+        Uploaded -> Cancelling,
+        Uploaded -> Ingesting,
+        Uploaded -> Failed,
+        Validating -> InProgress,
+        Validating -> Finalizing,
+        Validating -> Cancelling,
+        Validating -> Ingesting,
+        Validating -> Failed,
+        InProgress -> Finalizing,
+        InProgress -> Cancelling,
+        InProgress -> Ingesting,
+        InProgress -> Failed,
+        Finalizing -> Cancelling,
+        Finalizing -> Ingesting,
+        Finalizing -> Failed,
+        Cancelling -> Ingesting,
+        Cancelling -> Failed,
+        Ingesting -> Done,
+    }
 }
 
 use JobStatus as J;
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 10] = [
-        J::Preparing,
-        J::Staged,
-        J::Uploaded,
-        J::Validating,
-        J::InProgress,
-        J::Finalizing,
-        J::Cancelling,
-        J::Ingesting,
-        J::Done,
-        J::Failed,
-    ];
-
-    /// Every allowed transition, and only those. A status write that is not
-    /// listed is refused before it reaches the store; every write that is
-    /// listed is conditioned on the `from` status in the store.
-    ///
-    /// The provider can jump states between two polls (a fast batch goes from
-    /// validating to completed unseen), so in-flight states may move to any
-    /// later in-flight state, to `Ingesting` when the batch ended, or to
-    /// `Failed`.
-    pub const TRANSITIONS: &'static [(JobStatus, JobStatus)] = &[
-        (J::Preparing, J::Staged),
-        (J::Preparing, J::Done), // nothing could be claimed: an empty job closes at once
-        (J::Preparing, J::Failed),
-        (J::Staged, J::Uploaded),
-        (J::Staged, J::Failed),
-        // After create (or after finding a batch created by a crashed run).
-        (J::Uploaded, J::Validating),
-        (J::Uploaded, J::InProgress),
-        (J::Uploaded, J::Finalizing),
-        (J::Uploaded, J::Cancelling),
-        (J::Uploaded, J::Ingesting),
-        (J::Uploaded, J::Failed),
-        (J::Validating, J::InProgress),
-        (J::Validating, J::Finalizing),
-        (J::Validating, J::Cancelling),
-        (J::Validating, J::Ingesting),
-        (J::Validating, J::Failed),
-        (J::InProgress, J::Finalizing),
-        (J::InProgress, J::Cancelling),
-        (J::InProgress, J::Ingesting),
-        (J::InProgress, J::Failed),
-        (J::Finalizing, J::Cancelling),
-        (J::Finalizing, J::Ingesting),
-        (J::Finalizing, J::Failed),
-        (J::Cancelling, J::Ingesting),
-        (J::Cancelling, J::Failed),
-        (J::Ingesting, J::Done),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            J::Preparing => "preparing",
-            J::Staged => "staged",
-            J::Uploaded => "uploaded",
-            J::Validating => "validating",
-            J::InProgress => "in_progress",
-            J::Finalizing => "finalizing",
-            J::Cancelling => "cancelling",
-            J::Ingesting => "ingesting",
-            J::Done => "done",
-            J::Failed => "failed",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, J::Done | J::Failed)
-    }
-
     /// Before the provider batch exists: a submit run owns the job (lease).
     pub fn is_pre_submit(self) -> bool {
         matches!(self, J::Preparing | J::Staged | J::Uploaded)
@@ -133,22 +99,6 @@ impl JobStatus {
         )
     }
 
-    pub fn can_transition_to(self, next: JobStatus) -> bool {
-        Self::TRANSITIONS.contains(&(self, next))
-    }
-
-    pub fn check_transition(self, next: JobStatus) -> Result<(), TransitionError> {
-        if self.can_transition_to(next) {
-            Ok(())
-        } else {
-            Err(TransitionError {
-                entity: "job",
-                from: self.as_str().to_owned(),
-                to: next.as_str().to_owned(),
-            })
-        }
-    }
-
     /// The job status that mirrors a provider batch status. Terminal provider
     /// outcomes that carry results map to `Ingesting`; `failed` maps to
     /// `Failed`, which poll only writes after releasing the job's requests.
@@ -165,22 +115,6 @@ impl JobStatus {
             ProviderBatchStatus::Failed => J::Failed,
             ProviderBatchStatus::Unknown(_) => return None,
         })
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown job status {s:?}"))
     }
 }
 
@@ -461,6 +395,38 @@ impl Job {
         }
     }
 
+    /// Moves the job to `next`, refusing a move its status machine does not
+    /// list. The store's conditional save still guards against races: this
+    /// check catches a wrong move where it is made.
+    pub fn move_to(&mut self, next: JobStatus) -> Result<(), TransitionError> {
+        self.status.check_transition(next)?;
+        self.status = next;
+        Ok(())
+    }
+
+    /// Mirrors the provider's batch status when the job may move there
+    /// (see [`JobStatus::mirroring`]); `only` filters the statuses taken.
+    /// Returns whether the job moved.
+    pub fn mirror(&mut self, provider: &ProviderBatchStatus, only: impl Fn(JobStatus) -> bool) -> bool {
+        match JobStatus::mirroring(provider).filter(|s| only(*s) && self.status.can_transition_to(*s)) {
+            Some(st) => {
+                self.status = st;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the job in a terminal status (`Done` or `Failed`) at `now`:
+    /// stamps `finished_at` and `updated_at`.
+    pub fn finish(&mut self, end: JobStatus, now: Timestamp) -> Result<(), TransitionError> {
+        debug_assert!(end.is_terminal(), "{end} is not a terminal job status");
+        self.move_to(end)?;
+        self.finished_at = Some(now);
+        self.updated_at = now;
+        Ok(())
+    }
+
     /// Whether `tenants` names every tenant of the job.
     pub fn lists_every_tenant(&self) -> bool {
         self.tenant_count <= self.tenants.len() as u64
@@ -516,6 +482,12 @@ mod tests {
     }
 
     #[test]
+    fn done_and_failed_are_the_terminal_job_statuses() {
+        let terminal: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal, [JobStatus::Done, JobStatus::Failed]);
+    }
+
+    #[test]
     fn terminal_job_statuses_have_no_way_out() {
         for from in [JobStatus::Done, JobStatus::Failed] {
             assert!(from.is_terminal());
@@ -540,6 +512,49 @@ mod tests {
         for s in JobStatus::ALL {
             assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
         }
+    }
+
+    fn job_in(status: JobStatus) -> Job {
+        let group = QueueGroup {
+            endpoint: Endpoint::ChatCompletions,
+            model: ModelName::parse("m").unwrap(),
+        };
+        let t = Timestamp::from_unix_seconds(1_700_000_000);
+        let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group, t, t);
+        job.status = status;
+        job
+    }
+
+    #[test]
+    fn a_job_moves_only_along_its_status_machine() {
+        let mut job = job_in(JobStatus::Preparing);
+        job.move_to(JobStatus::Staged).unwrap();
+        assert_eq!(job.status, JobStatus::Staged);
+        let e = job.move_to(JobStatus::Ingesting).unwrap_err();
+        assert_eq!(e.to_string(), "illegal job transition staged -> ingesting");
+        assert_eq!(job.status, JobStatus::Staged, "a refused move leaves the job as it was");
+    }
+
+    #[test]
+    fn finishing_a_job_stamps_when_and_refuses_a_finished_one() {
+        let mut job = job_in(JobStatus::Ingesting);
+        let later = Timestamp::from_unix_seconds(1_700_000_100);
+        job.finish(JobStatus::Done, later).unwrap();
+        assert_eq!(
+            (job.status, job.finished_at, job.updated_at),
+            (JobStatus::Done, Some(later), later)
+        );
+        assert!(job.finish(JobStatus::Failed, later).is_err());
+    }
+
+    #[test]
+    fn mirroring_moves_forward_only() {
+        let mut job = job_in(JobStatus::InProgress);
+        assert!(!job.mirror(&ProviderBatchStatus::Validating, |_| true));
+        assert_eq!(job.status, JobStatus::InProgress);
+        assert!(!job.mirror(&ProviderBatchStatus::Completed, |s| s.is_in_flight()));
+        assert!(job.mirror(&ProviderBatchStatus::Finalizing, |_| true));
+        assert_eq!(job.status, JobStatus::Finalizing);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod pricing;
 pub mod provider;
 pub mod request;
 pub mod retry;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -6,100 +6,39 @@
 //! write-once *result* ([`RequestResult`]). Keeping the large parts apart means
 //! a status change costs one write unit, not one per KB of prompt.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 pub use crate::endpoint::Endpoint;
-use crate::error::TransitionError;
 use crate::ids::{ContentHash, CustomId, JobId, ModelName, RequestKey, TenantId};
 use crate::money::Money;
 use crate::time::Timestamp;
 use crate::tokens::Weight;
 
-/// Where a request is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
-    /// Waiting for a submit run to put it in a job.
-    Queued,
-    /// Part of exactly one job (the request's `job_id`); the provider may be working on it.
-    Claimed,
-    /// Terminal: the provider answered 2xx and the result is stored.
-    Completed,
-    /// Terminal: a non-retryable error, or retries exhausted.
-    Failed,
-    /// Terminal: the caller cancelled it while it was still queued.
-    Cancelled,
-}
-
-impl RequestStatus {
-    pub const ALL: [RequestStatus; 5] = [
-        Self::Queued,
-        Self::Claimed,
-        Self::Completed,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// Every allowed transition, and only those. The store refuses any write
-    /// not listed here, and conditions every write on the `from` status.
-    pub const TRANSITIONS: [(RequestStatus, RequestStatus); 6] = [
-        (Self::Queued, Self::Claimed),   // submit claims it for a job
-        (Self::Queued, Self::Cancelled), // caller cancels before submission
+crate::status_machine! {
+    /// Where a request is in its life.
+    pub enum RequestStatus for "request" {
+        /// Waiting for a submit run to put it in a job.
+        Queued = "queued",
+        /// Part of exactly one job (the request's `job_id`); the provider may be working on it.
+        Claimed = "claimed",
+        /// Terminal: the provider answered 2xx and the result is stored.
+        Completed = "completed",
+        /// Terminal: a non-retryable error, or retries exhausted.
+        Failed = "failed",
+        /// Terminal: the caller cancelled it while it was still queued.
+        Cancelled = "cancelled",
+    }
+    // Every allowed transition, and only those. The store refuses any write
+    // not listed here, and conditions every write on the `from` status.
+    moves {
+        Queued -> Claimed,   // submit claims it for a job
+        Queued -> Cancelled, // caller cancels before submission
         // A batch given up at its deadline delivers its answer after all,
         // before the request was sent again.
-        (Self::Queued, Self::Completed),
-        (Self::Claimed, Self::Completed), // ingest stores a 2xx result
-        (Self::Claimed, Self::Failed),    // non-retryable error or attempts exhausted
-        (Self::Claimed, Self::Queued),    // retryable outcome: back to the queue, attempts + 1
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Claimed => "claimed",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-
-    pub fn can_transition_to(self, next: RequestStatus) -> bool {
-        Self::TRANSITIONS.contains(&(self, next))
-    }
-
-    pub fn check_transition(self, next: RequestStatus) -> Result<(), TransitionError> {
-        if self.can_transition_to(next) {
-            Ok(())
-        } else {
-            Err(TransitionError {
-                entity: "request",
-                from: self.as_str().to_owned(),
-                to: next.as_str().to_owned(),
-            })
-        }
-    }
-}
-
-impl fmt::Display for RequestStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RequestStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown request status {s:?}"))
+        Queued -> Completed,
+        Claimed -> Completed, // ingest stores a 2xx result
+        Claimed -> Failed,    // non-retryable error or attempts exhausted
+        Claimed -> Queued,    // retryable outcome: back to the queue, attempts + 1
     }
 }
 
@@ -313,6 +252,19 @@ mod tests {
                 assert_eq!(from.check_transition(to).is_ok(), expected);
             }
         }
+    }
+
+    #[test]
+    fn completed_failed_and_cancelled_are_the_terminal_request_statuses() {
+        let terminal: Vec<_> = RequestStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(
+            terminal,
+            [
+                RequestStatus::Completed,
+                RequestStatus::Failed,
+                RequestStatus::Cancelled
+            ]
+        );
     }
 
     #[test]

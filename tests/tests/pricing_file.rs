@@ -93,4 +93,5 @@ async fn start_error(env: &TestEnv, source: &str) -> String {
         .await
         .err()
         .expect("the start fails")
+        .to_string()
 }

@@ -16,6 +16,7 @@ use lambda_http::http::request::Parts;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 pub use lambda_http::Error;
 
@@ -59,7 +60,8 @@ pub async fn handle(edge: &Edge, event: Request) -> Result<Response<Body>, Error
 /// which is what a conforming client would have sent; the API's query parser
 /// decodes them back and judges them like any other parameter.
 pub async fn handle_event(edge: &Edge, event: LambdaEvent<Value>) -> Result<ApiGatewayV2httpResponse, Error> {
-    handle_json(edge, event.payload).await
+    let span = tracing::info_span!("lambda", function = "enqueue", aws_request_id = %event.context.request_id);
+    handle_json(edge, event.payload).instrument(span).await
 }
 
 /// [`handle_event`] without the Lambda context (tests send events this way).

@@ -4,14 +4,29 @@
 
 use aws_lambda_events::event::s3::S3Event;
 use batchq_core::events::created_objects;
+use batchq_core::keys::{parse_result_key, ResultFile};
 use batchq_core::pipeline::{Ingester, PipelineError};
+use batchq_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 /// Handles one S3 notification. Objects that are not result files of a
 /// known job (or are in another bucket) are reported and skipped; any other
 /// failure fails the invocation so Lambda retries it (a replay is harmless).
 pub async fn handle(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
+    let span = tracing::info_span!("lambda", function = "ingest", aws_request_id = %event.context.request_id);
+    run(ingester, bucket, event).instrument(span).await
+}
+
+/// Runs inside the lambda span, so the step span it makes is that span's child.
+async fn run(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
+    ingest_all(ingester, bucket, event)
+        .instrument(telemetry::step_span("ingest"))
+        .await
+}
+
+async fn ingest_all(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
     let mut reports = Vec::new();
     let mut skipped = Vec::new();
     for obj in created_objects(&event.payload) {
@@ -20,7 +35,12 @@ pub async fn handle(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Even
             skipped.push(json!({"bucket": obj.bucket, "key": obj.key, "reason": "not batchq's bucket"}));
             continue;
         }
-        match ingester.ingest_key(&obj.key).await {
+        // One span per result file: its key and the job it names.
+        let file_span = tracing::info_span!("file", key = %obj.key, job = tracing::field::Empty);
+        if let Some(ResultFile::Output(job) | ResultFile::Errors(job)) = parse_result_key(&obj.key) {
+            file_span.record("job", tracing::field::display(&job));
+        }
+        match ingester.ingest_key(&obj.key).instrument(file_span).await {
             Ok(report) => reports.push(serde_json::to_value(report)?),
             Err(PipelineError::Rejected(reason)) => {
                 tracing::warn!(key = %obj.key, reason, "object skipped");

@@ -6,9 +6,15 @@ use batchq_core::events::Scheduled;
 use batchq_core::pipeline::Poller;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
+use tracing::Instrument;
 
 /// Handles one scheduled event and answers with the run's report.
 pub async fn handle(poller: &Poller, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let span = tracing::info_span!("lambda", function = "poll", aws_request_id = %event.context.request_id);
+    run(poller, event).instrument(span).await
+}
+
+async fn run(poller: &Poller, event: LambdaEvent<Value>) -> Result<Value, Error> {
     Scheduled::parse(&event.payload).map_err(|e| format!("bad poll event: {e}"))?;
     match poller.run().await {
         Ok(report) => {

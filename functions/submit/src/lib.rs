@@ -7,10 +7,16 @@ use batchq_core::events::Scheduled;
 use batchq_core::pipeline::{SubmitOptions, Submitter};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
+use tracing::Instrument;
 
 /// Handles one scheduled event (or a manual `{"force": true}`) and answers
 /// with the run's report.
 pub async fn handle(submitter: &Submitter, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let span = tracing::info_span!("lambda", function = "submit", aws_request_id = %event.context.request_id);
+    run(submitter, event).instrument(span).await
+}
+
+async fn run(submitter: &Submitter, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let Scheduled { force } = Scheduled::parse(&event.payload).map_err(|e| format!("bad submit event: {e}"))?;
     match submitter.run(SubmitOptions { force }).await {
         Ok(report) => {

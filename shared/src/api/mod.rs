@@ -16,8 +16,9 @@
 //!
 //! The README's "API reference" documents the JSON of each.
 //!
-//! Logging: one line per request with the route, status and duration. Bodies
-//! (prompts) and responses (completions) are never logged.
+//! Logging: one line per request with the route, status and duration, inside
+//! an `api` span (method, route, tenant, and the custom id or job id the path
+//! names). Bodies (prompts) and responses (completions) are never logged.
 
 pub mod error;
 pub mod parse;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::ids::TenantId;
@@ -267,11 +269,31 @@ impl Api {
         let started = Instant::now();
         let route = Route::parse(&req.path);
         let label = route.as_ref().map(Route::label).unwrap_or("(unknown)");
+        // One span per call: method, route template and tenant, and the id
+        // the route names (a custom id or a job id; never a body).
+        let span = tracing::info_span!(
+            "api",
+            method = %req.method,
+            route = label,
+            tenant = %tenant,
+            request = tracing::field::Empty,
+            job = tracing::field::Empty,
+        );
+        match &route {
+            Ok(Route::Request(id)) => {
+                span.record("request", id.as_str());
+            }
+            Ok(Route::Job(id)) => {
+                span.record("job", id.as_str());
+            }
+            _ => {}
+        }
         let resp = match route {
-            Ok(route) => self.dispatch(tenant, route, &req).await,
+            Ok(route) => self.dispatch(tenant, route, &req).instrument(span.clone()).await,
             Err(e) => Err(e),
         }
         .unwrap_or_else(ApiResponse::from);
+        let _entered = span.enter();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if resp.status >= 500 {
             tracing::warn!(method = %req.method, route = label, status = resp.status, elapsed_ms, tenant = %tenant, "api request failed");
@@ -360,7 +382,7 @@ impl Route {
         }
     }
 
-    /// The route template, for logs (ids are not logged per request).
+    /// The route template, for logs (the ids go in the span's own fields).
     fn label(&self) -> &'static str {
         match self {
             Self::Requests => "/v1/requests",

@@ -1,9 +1,12 @@
 //! Closing a job once its result files are in: requests the provider
 //! returned nothing for go back to the queue, then the job is `done`.
 
+use tracing::Instrument;
+
 use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::job::{Job, JobStatus};
 use crate::request::RequestError;
+use crate::telemetry;
 
 impl Core {
     /// Closes `job` if every result file it expects is copied and counted.
@@ -18,6 +21,11 @@ impl Core {
         if output_pending || errors_pending {
             return Ok(None);
         }
+        self.close(job).instrument(telemetry::job_span("close", job)).await
+    }
+
+    /// Closes a job whose result files are all counted.
+    async fn close(&self, job: &Job) -> Result<Option<Job>, PipelineError> {
         // Every input line had a result line applied to its request: none
         // can be left. Otherwise the input file names every request sent
         // (the job index might not, so soon after the claims).
@@ -35,9 +43,7 @@ impl Core {
         self.crash(CrashPoint::CloseAfterLeftovers)?;
         let now = self.now();
         let mut next = job.clone();
-        next.status = JobStatus::Done;
-        next.finished_at = Some(now);
-        next.updated_at = now;
+        next.finish(JobStatus::Done, now)?;
         next.lease_until = None;
         let closed = self.save_job(job, next).await?;
         if let Some(j) = &closed {

@@ -57,6 +57,10 @@ pub enum PipelineError {
     /// A test stopped the step here (see [`CrashPoints`]).
     #[error("crash injected at {0}")]
     Crashed(CrashPoint),
+    /// A step tried a job or request move its status machine does not
+    /// allow: a bug, not a race (races fail the store's conditional save).
+    #[error(transparent)]
+    Transition(#[from] crate::status::TransitionError),
     /// The event cannot be handled (not one of ours); retrying will not help.
     #[error("{0}")]
     Rejected(String),

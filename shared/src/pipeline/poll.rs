@@ -18,22 +18,25 @@
 //! closed, and a file whose ingest never finished (a lost event, a function
 //! that gave up) is ingested here.
 
-use std::collections::HashMap;
+mod budget;
+mod duplicates;
+mod failed;
+mod give_up;
+mod results;
+
 use std::sync::Arc;
-use std::time::Duration;
+
+use tracing::Instrument;
 
 use serde::Serialize;
 
-use super::ingest::{FileKind, Ingester};
-use super::{Claims, Core, CrashPoint, LateReport, PipelineError};
-use crate::budget::TokenBudget;
-use crate::ids::{ProviderFileId, RequestKey};
+use super::ingest::Ingester;
+use super::{Core, CrashPoint, LateReport, PipelineError};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
-use crate::jsonl::{Line, LineReader};
-use crate::keys;
-use crate::provider::{Batch, Provider, ProviderError};
-use crate::request::RequestError;
-use crate::transition::RequestUpdate;
+use crate::provider::{Provider, ProviderError};
+use crate::telemetry;
+
+pub use give_up::CANCEL_GRACE;
 
 /// Most provider errors kept on a job row (a 50,000-line file can fail with
 /// one error per line; DynamoDB items hold 400 KB).
@@ -52,19 +55,6 @@ fn capped(mut errors: Vec<JobError>) -> Vec<JobError> {
     }
     errors
 }
-
-/// How long poll keeps watching a given-up batch for answers it still
-/// delivers (the provider keeps output files 30 days; a cancelled batch
-/// ends within minutes, a stuck one may take longer).
-const LATE_WATCH: Duration = Duration::from_secs(3 * 86_400);
-
-/// Pages of the provider's batch listing one poll run reads looking for
-/// duplicate batches (100 batches a page, newest first).
-const DUPLICATE_SCAN_PAGES: usize = 20;
-
-/// After the deadline a cancelled batch gets this long to reach a final
-/// state before batchq stops waiting for it.
-pub const CANCEL_GRACE: Duration = Duration::from_secs(6 * 3600);
 
 /// What a poll run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -116,18 +106,23 @@ impl Poller {
     }
 
     pub async fn run(&self) -> Result<PollReport, PipelineError> {
+        self.run_steps().instrument(telemetry::step_span("poll")).await
+    }
+
+    async fn run_steps(&self) -> Result<PollReport, PipelineError> {
         let mut report = PollReport::default();
         let open = self.core.jobs.open_jobs().await?;
         for job in open.iter().cloned() {
+            let span = telemetry::job_span("poll", &job);
             let res = if job.status.is_in_flight() {
                 report.checked += 1;
-                self.check_batch(job.clone(), &mut report).await
+                self.check_batch(job.clone(), &mut report).instrument(span).await
             } else if job.status == JobStatus::Ingesting {
                 report.checked += 1;
-                self.continue_ingesting(job.clone(), &mut report).await
+                self.continue_ingesting(job.clone(), &mut report).instrument(span).await
             } else if job.watch_until.is_some() {
                 report.checked += 1;
-                self.watch_late(job.clone(), &mut report).await
+                self.watch_late(job.clone(), &mut report).instrument(span).await
             } else {
                 continue; // before submission: submit's business
             };
@@ -153,93 +148,6 @@ impl Poller {
             tracing::info!(oldest_queued_age_seconds = age, "queue age");
         }
         Ok(report)
-    }
-
-    /// Looks through the provider's recent batches for ones carrying the id
-    /// of an open job that records another batch: made by a second create
-    /// after the first one's answer was lost and the listing had not shown
-    /// it yet. Such a batch would run (and be billed) alongside the job's
-    /// own; it is cancelled, reported, and recorded on its job.
-    async fn cancel_duplicates(&self, open: &[Job], report: &mut PollReport) -> Result<(), PipelineError> {
-        let Some(oldest) = open.iter().map(|j| j.created_at).min() else {
-            return Ok(());
-        };
-        // Margin for clock skew between us and the provider.
-        let not_before = oldest.unix_seconds() - 3600;
-        let mut after: Option<String> = None;
-        for _ in 0..DUPLICATE_SCAN_PAGES {
-            let page = self.provider.list_batches(after.as_deref(), 100).await?;
-            for b in &page.data {
-                let Some(job) = b
-                    .job_id_metadata()
-                    .and_then(|id| open.iter().find(|j| j.id.as_str() == id))
-                else {
-                    continue; // not a batch of an open job of this deployment
-                };
-                let theirs = job.provider_batch_id.as_ref().is_some_and(|own| own.as_str() != b.id);
-                if theirs && !job.duplicate_batches.iter().any(|d| d.as_str() == b.id) {
-                    self.cancel_duplicate(job, b, report).await?;
-                }
-            }
-            let past = page
-                .data
-                .last()
-                .and_then(|b| b.created_at)
-                .is_some_and(|t| t < not_before);
-            match page.data.last() {
-                Some(last) if page.has_more && !past => after = Some(last.id.clone()),
-                _ => return Ok(()),
-            }
-        }
-        Ok(())
-    }
-
-    async fn cancel_duplicate(&self, job: &Job, batch: &Batch, report: &mut PollReport) -> Result<(), PipelineError> {
-        let id = batch.batch_id();
-        if !batch.status.is_terminal() {
-            match self.provider.cancel_batch(&id).await {
-                Ok(_) | Err(ProviderError::NotFound { .. }) => {}
-                // It ended meanwhile: nothing left to stop.
-                Err(ProviderError::Api { status: 400 | 409, .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        tracing::error!(
-            job = %job.id,
-            batch = %id,
-            own_batch = ?job.provider_batch_id,
-            status = %batch.status,
-            completed = batch.request_counts.completed,
-            "a second provider batch carries this job's id (a create whose answer was lost); cancelled"
-        );
-        report.duplicates_cancelled.push((job.id.to_string(), id.to_string()));
-        // Recorded on the job, so it is reported once; another runner may
-        // have changed the job meanwhile: read it again.
-        for _ in 0..3 {
-            let Some(current) = self.core.jobs.get_job(&job.id).await? else {
-                return Ok(());
-            };
-            if current.duplicate_batches.contains(&id) {
-                return Ok(());
-            }
-            let mut next = current.clone();
-            next.duplicate_batches.push(id.clone());
-            next.errors.push(JobError {
-                code: "duplicate_batch".into(),
-                message: format!(
-                    "provider batch {id} also carried this job's id and was cancelled ({} of its requests had \
-                     completed: paid twice)",
-                    batch.request_counts.completed
-                ),
-                line: None,
-            });
-            next.errors = capped(next.errors);
-            next.updated_at = self.core.now();
-            if self.core.save_job(&current, next).await?.is_some() {
-                return Ok(());
-            }
-        }
-        Ok(())
     }
 
     /// Age of the oldest queued request over all groups.
@@ -296,7 +204,7 @@ impl Poller {
         }
         match &batch.status {
             ProviderBatchStatus::Completed | ProviderBatchStatus::Expired | ProviderBatchStatus::Cancelled => {
-                next.status = JobStatus::Ingesting;
+                next.move_to(JobStatus::Ingesting)?;
                 next.output_file_id = batch.output_file_id.clone();
                 next.error_file_id = batch.error_file_id.clone();
                 if batch.status == ProviderBatchStatus::Expired {
@@ -325,9 +233,7 @@ impl Poller {
                 if let ProviderBatchStatus::Unknown(s) = in_flight {
                     tracing::warn!(job = %job.id, status = %s, "unknown provider batch status; handled as still running");
                 }
-                if let Some(st) = JobStatus::mirroring(in_flight).filter(|s| job.status.can_transition_to(*s)) {
-                    next.status = st;
-                }
+                next.mirror(in_flight, |_| true);
                 let deadline = job
                     .submitted_at
                     .unwrap_or(job.created_at)
@@ -354,11 +260,7 @@ impl Poller {
                     let message = match self.provider.cancel_batch(&batch_id).await {
                         Ok(b) => {
                             next.provider_status = Some(b.status.clone());
-                            if let Some(st) = JobStatus::mirroring(&b.status)
-                                .filter(|s| s.is_in_flight() && next.status.can_transition_to(*s))
-                            {
-                                next.status = st;
-                            }
+                            next.mirror(&b.status, JobStatus::is_in_flight);
                             "cancelled: unfinished past the configured deadline".to_owned()
                         }
                         Err(ProviderError::NotFound { .. }) => return self.vanished(job, report).await,
@@ -393,422 +295,4 @@ impl Poller {
             }
         }
     }
-
-    /// A batch that failed (validation, or the provider's token queue was full).
-    async fn batch_failed(
-        &self,
-        job: Job,
-        mut next: Job,
-        batch: &Batch,
-        report: &mut PollReport,
-    ) -> Result<(), PipelineError> {
-        let now = self.core.now();
-        let errors = batch.job_errors();
-        let token_limit = batch.is_token_limit_exceeded();
-        // Refused alone, with nothing else of the model out: the request may
-        // be larger than the limit itself, so the refusal uses an attempt
-        // (it ends failed after `max_attempts` instead of going round forever).
-        let refused_alone = token_limit && job.input_lines == 1 && job.tokens_in_flight_before == 0;
-        let line_errors: HashMap<u64, &JobError> = errors.iter().filter_map(|e| e.line.map(|l| (l, e))).collect();
-        let by_key = self.keys_of_lines(&job, &line_errors).await?;
-        let summary = errors
-            .first()
-            .map(|e| RequestError {
-                code: e.code.clone(),
-                message: e.message.clone(),
-                status_code: None,
-            })
-            .unwrap_or_else(|| RequestError {
-                code: "batch_failed".into(),
-                message: "the provider failed the batch without saying why".into(),
-                status_code: None,
-            });
-        // Named by the input file: the job index may not list a request
-        // claimed a moment before the provider refused the batch.
-        let updates: Vec<RequestUpdate> = self
-            .core
-            .claimed_requests(&job, Claims::InputFile)
-            .await?
-            .iter()
-            .map(|req| match by_key.get(&req.key) {
-                // The provider named this line: the request itself is at fault.
-                Some(e) => RequestUpdate::fail(
-                    req,
-                    &job.id,
-                    RequestError {
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                        status_code: None,
-                    },
-                    now,
-                ),
-                None if refused_alone => self.core.retry_or_fail(
-                    req,
-                    &job.id,
-                    RequestError {
-                        code: "token_limit_exceeded".into(),
-                        message: format!(
-                            "the provider refused this request alone for the model's enqueued-token limit: \
-                             it is larger than the limit (about {} tokens), or other work holds the limit ({})",
-                            job.tokens, summary.message
-                        ),
-                        status_code: None,
-                    },
-                    now,
-                ),
-                // The batch never ran, and not because of this request.
-                None if token_limit || !by_key.is_empty() => {
-                    RequestUpdate::requeue_free(req, &job.id, Some(summary.clone()), now)
-                }
-                None => self.core.retry_or_fail(req, &job.id, summary.clone(), now),
-            })
-            .collect();
-        self.core.apply_all(updates).await?;
-        self.core.crash(CrashPoint::PollAfterFailedRequests)?;
-        next.status = JobStatus::Failed;
-        next.errors = capped(errors);
-        next.finished_at = Some(now);
-        if self.save(&job, next, report).await?.is_some() {
-            // Learnt once: by the run that failed the job.
-            if token_limit {
-                let message = summary.message.as_str();
-                self.learn_budget(&job, |b, hold| {
-                    b.refused(
-                        job.tokens,
-                        job.tokens_in_flight_before,
-                        job.budget_refusals_seen,
-                        message,
-                        hold,
-                        now,
-                    )
-                })
-                .await?;
-            }
-            self.delete_provider_files(std::slice::from_ref(&job.provider_file_id))
-                .await;
-        }
-        Ok(())
-    }
-
-    /// Updates the model's enqueued-token budget with `learn`.
-    async fn learn_budget(
-        &self,
-        job: &Job,
-        learn: impl FnOnce(&TokenBudget, Duration) -> TokenBudget,
-    ) -> Result<(), PipelineError> {
-        let now = self.core.now();
-        let config = &self.core.config;
-        let configured = config.limits.enqueued_token_limit(job.model.as_str());
-        let current = self
-            .core
-            .jobs
-            .token_budgets()
-            .await?
-            .remove(&job.model)
-            .unwrap_or_else(|| TokenBudget::initial(job.model.clone(), configured, now));
-        let next = learn(&current, config.policy.token_limit_hold);
-        if next != current {
-            if next.refusals_in_row > 0 {
-                tracing::warn!(
-                    job = %job.id,
-                    model = %job.model,
-                    batch_tokens = job.tokens,
-                    in_flight_tokens = job.tokens_in_flight_before,
-                    budget = next.limit,
-                    stated_limit = next.stated_limit,
-                    refusals_in_row = next.refusals_in_row,
-                    "the provider refused a batch for the model's enqueued-token limit; budget lowered"
-                );
-            } else if next.limit != current.limit {
-                tracing::info!(model = %job.model, budget = next.limit, "batch accepted; enqueued-token budget raised");
-            }
-            self.core.jobs.save_token_budget(&next).await?;
-        }
-        Ok(())
-    }
-
-    /// The provider took the job's batch into its queue: the model's budget
-    /// may grow (learnt once, by the run that recorded the move).
-    async fn learn_accepted(&self, job: &Job) -> Result<(), PipelineError> {
-        let now = self.core.now();
-        let configured = self.core.config.limits.enqueued_token_limit(job.model.as_str());
-        self.learn_budget(job, |b, _| b.accepted(configured, now)).await
-    }
-
-    /// Maps input line numbers (1-based) to the requests on those lines, by
-    /// reading the job's input file back from S3.
-    async fn keys_of_lines(
-        &self,
-        job: &Job,
-        lines: &HashMap<u64, &JobError>,
-    ) -> Result<HashMap<RequestKey, JobError>, PipelineError> {
-        let mut out = HashMap::new();
-        if lines.is_empty() {
-            return Ok(out);
-        }
-        let (_, stream) = self.core.objects.open(&job.input_key).await?;
-        let mut reader = LineReader::new(stream, usize::MAX);
-        while let Some(line) = reader.next_line().await? {
-            let Line::Data { number, bytes } = line else { continue };
-            let Some(e) = lines.get(&number) else { continue };
-            // Lines are written as {"custom_id":"<key>",…}: the key sits at a fixed offset.
-            let key = bytes
-                .get(14..46)
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .and_then(|k| RequestKey::parse(k).ok());
-            match key {
-                Some(k) => {
-                    out.insert(k, (*e).clone());
-                }
-                None => tracing::warn!(job = %job.id, line = number, "input line without a readable custom_id"),
-            }
-            if out.len() == lines.len() {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The provider answers 404 for the job's batch. That is what a lost
-    /// batch looks like, but also what a wrong key, organization or project
-    /// looks like, and giving up then would send every request of every open
-    /// batch again while the originals run on: paid twice. So a 404 is only
-    /// believed at the batch's deadline (plus the cancel grace), when the
-    /// batch would be given up anyway; until then each poll logs it as an
-    /// error (the ERROR-line alarm fires within minutes of a misconfiguration)
-    /// and records `not_found` as the provider's status.
-    async fn vanished(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
-        let batch = job
-            .provider_batch_id
-            .as_ref()
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "?".into());
-        let now = self.core.now();
-        let deadline = job
-            .submitted_at
-            .unwrap_or(job.created_at)
-            .plus(self.core.config.policy.batch_deadline)
-            .plus(CANCEL_GRACE);
-        if now < deadline {
-            tracing::error!(
-                job = %job.id,
-                batch = %batch,
-                give_up_in_secs = deadline.since(now).as_secs(),
-                "the provider answers 404 for this batch: a wrong API key, organization or project, or a lost batch; \
-                 it is given up only at its deadline"
-            );
-            let not_found = Some(ProviderBatchStatus::parse("not_found"));
-            if job.provider_status != not_found {
-                let mut next = job.clone();
-                next.provider_status = not_found;
-                next.updated_at = now;
-                self.save(&job, next, report).await?;
-            }
-            return Ok(());
-        }
-        let message = format!("the provider no longer knows batch {batch}");
-        self.give_up(job, "batch_not_found", message, report).await
-    }
-
-    /// The provider lost the batch, or it never ended: every request still in
-    /// the job is handled as expired, and the job fails.
-    async fn give_up(
-        &self,
-        job: Job,
-        code: &str,
-        message: String,
-        report: &mut PollReport,
-    ) -> Result<(), PipelineError> {
-        tracing::warn!(job = %job.id, code, "giving up on the provider batch");
-        let error = RequestError {
-            code: code.to_owned(),
-            message: message.clone(),
-            status_code: None,
-        };
-        self.core.release_claims(&job, Claims::InputFile, error).await?;
-        self.core.crash(CrashPoint::PollAfterFailedRequests)?;
-        let now = self.core.now();
-        let mut next = job.clone();
-        next.status = JobStatus::Failed;
-        next.errors.push(JobError {
-            code: code.to_owned(),
-            message,
-            line: None,
-        });
-        next.finished_at = Some(now);
-        next.updated_at = now;
-        // The batch may still end and deliver answers the provider bills:
-        // poll watches it a while longer (see `late`).
-        next.watch_until = job.provider_batch_id.as_ref().map(|_| now.plus(LATE_WATCH));
-        self.save(&job, next, report).await?;
-        Ok(())
-    }
-
-    /// A job given up while its batch had not ended: when the batch ends,
-    /// its answers are applied (see `late`); past the watch, or when the
-    /// provider no longer knows the batch at the watch's end, poll stops
-    /// looking.
-    async fn watch_late(&self, job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
-        let (Some(batch_id), Some(until)) = (job.provider_batch_id.clone(), job.watch_until) else {
-            return Ok(());
-        };
-        let now = self.core.now();
-        let batch = match self.provider.retrieve_batch(&batch_id).await {
-            Ok(b) => Some(b),
-            Err(ProviderError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let output = match &batch {
-            Some(b) if b.status.is_terminal() => b.output_file_id.clone(),
-            _ if now < until => return Ok(()), // not ended yet: look again next run
-            _ => {
-                tracing::warn!(job = %job.id, batch = %batch_id, "the given-up batch did not end within the watch; no longer watched");
-                None
-            }
-        };
-        let stream = match &output {
-            Some(id) => Some(self.provider.file_content(id).await?),
-            None => None,
-        };
-        let late = self.ingester.ingest_late(&job, stream).await?;
-        if late.counted {
-            if let Some(b) = &batch {
-                self.delete_provider_files(&[b.output_file_id.clone(), b.error_file_id.clone()])
-                    .await;
-            }
-        }
-        report.late.push(late);
-        Ok(())
-    }
-
-    /// Copies missing result files, records the copies, closes the job when
-    /// everything is counted, and ingests files whose ingest never finished.
-    async fn continue_ingesting(&self, mut job: Job, report: &mut PollReport) -> Result<(), PipelineError> {
-        if job.copied_at.is_none() {
-            let files = [
-                (job.output_file_id.clone(), keys::job_output(&job.id), FileKind::Output),
-                (job.error_file_id.clone(), keys::job_errors(&job.id), FileKind::Errors),
-            ];
-            for (id, key, kind) in files {
-                let Some(id) = id else { continue };
-                if self.core.objects.head(&key).await?.is_none() {
-                    self.copy_file(&id, &key).await?;
-                    report.copied.push(key);
-                }
-                if kind == FileKind::Output {
-                    self.core.crash(CrashPoint::PollAfterCopyOutput)?;
-                }
-            }
-            self.delete_provider_files(&[
-                job.provider_file_id.clone(),
-                job.output_file_id.clone(),
-                job.error_file_id.clone(),
-            ])
-            .await;
-            self.core.crash(CrashPoint::PollAfterCopies)?;
-            let now = self.core.now();
-            let mut next = job.clone();
-            next.copied_at = Some(now);
-            next.updated_at = now;
-            match self.save(&job, next, report).await? {
-                Some(saved) => job = saved,
-                // Ingest counted a file meanwhile: read the job again.
-                None => match self.core.jobs.get_job(&job.id).await? {
-                    Some(fresh) if fresh.copied_at.is_none() && fresh.status == JobStatus::Ingesting => {
-                        let mut next = fresh.clone();
-                        next.copied_at = Some(now);
-                        next.updated_at = now;
-                        match self.save(&fresh, next, report).await? {
-                            Some(saved) => job = saved,
-                            None => return Ok(()),
-                        }
-                    }
-                    Some(fresh) => job = fresh,
-                    None => return Ok(()),
-                },
-            }
-        }
-        if let Some(closed) = self.core.try_close(&job).await? {
-            report.closed.push(closed.id.to_string());
-            report.changed.push(StatusChange {
-                job_id: closed.id.to_string(),
-                from: job.status,
-                to: closed.status,
-                provider_status: closed.provider_status.as_ref().map(|s| s.as_str().to_owned()),
-            });
-            return Ok(());
-        }
-        // Ingest normally runs from the S3 event within seconds; a file still
-        // uncounted a lease later lost its event or its ingest gave up.
-        let now = self.core.now();
-        let stale = job
-            .copied_at
-            .is_some_and(|c| now.since(c) >= self.core.config.policy.job_lease);
-        if job.status == JobStatus::Ingesting && stale {
-            for kind in [FileKind::Output, FileKind::Errors] {
-                let expected = match kind {
-                    FileKind::Output => job.output_file_id.is_some() && !job.ingested_output,
-                    FileKind::Errors => job.error_file_id.is_some() && !job.ingested_errors,
-                };
-                if expected {
-                    tracing::warn!(job = %job.id, file = kind.as_str(), "result file never finished ingesting; ingesting it now");
-                    let r = self.ingester.ingest_file(job.clone(), kind).await?;
-                    report.ingested_late.push(r.key.clone());
-                    if r.closed {
-                        report.closed.push(job.id.to_string());
-                    }
-                    match self.core.jobs.get_job(&job.id).await? {
-                        Some(fresh) => job = fresh,
-                        None => return Ok(()),
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Streams a provider file into S3 without holding it in memory.
-    async fn copy_file(&self, id: &ProviderFileId, key: &str) -> Result<(), PipelineError> {
-        let mut stream = self.provider.file_content(id).await?;
-        let mut writer = self.core.objects.writer(key, "application/jsonl").await?;
-        let res = pump(&mut stream, writer.as_mut()).await;
-        match res {
-            Ok(()) => {
-                let info = writer.finish().await?;
-                tracing::info!(file = %id, key, bytes = info.bytes, "result file copied to S3");
-                Ok(())
-            }
-            Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(key, error = %abort, "could not abort the result copy");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Deletes files at the provider when configured; failures are logged,
-    /// not fatal (the files are safe in S3 either way).
-    async fn delete_provider_files(&self, ids: &[Option<ProviderFileId>]) {
-        if !self.core.config.policy.delete_provider_files {
-            return;
-        }
-        for id in ids.iter().flatten() {
-            match self.provider.delete_file(id).await {
-                Ok(()) | Err(ProviderError::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(file = %id, error = %e, "could not delete the provider file; it stays there"),
-            }
-        }
-    }
-}
-
-async fn pump(
-    stream: &mut crate::store::ByteStream,
-    writer: &mut dyn crate::store::ObjectWriter,
-) -> Result<(), PipelineError> {
-    use futures::StreamExt;
-    while let Some(chunk) = stream.next().await {
-        writer.write(&chunk?).await?;
-    }
-    Ok(())
 }

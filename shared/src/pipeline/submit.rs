@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::budget::TokenBudget;
@@ -27,6 +28,7 @@ use crate::provider::rules::{InputFileRules, Refusal};
 use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::ObjectWriter;
+use crate::telemetry;
 use crate::time::Timestamp;
 use crate::tokens::Weight;
 use crate::transition::RequestUpdate;
@@ -108,7 +110,8 @@ impl Submitter {
 
     pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
         let mut report = SubmitReport::default();
-        match self.run_into(opts, &mut report).await {
+        let run = self.run_into(opts, &mut report);
+        match run.instrument(telemetry::step_span("submit")).await {
             Ok(()) => Ok(report),
             // Every further call would be refused too: the run stops, with
             // the job it was on failed and its requests back in the queue.
@@ -150,6 +153,7 @@ impl Submitter {
             e,
             PipelineError::Rejected(_)
                 | PipelineError::Provider(P::Api { .. } | P::NotFound { .. } | P::Decode { .. })
+                | PipelineError::Transition(_)
                 | PipelineError::Store(S::Corrupt { .. } | S::TooLarge { .. } | S::IllegalTransition(_))
         )
     }
@@ -166,6 +170,19 @@ impl Submitter {
     /// the queue at once, with their attempt (nothing was sent), and stops
     /// the run; anything else is left for a later run to resume.
     async fn advance_or_abandon(
+        &self,
+        job: Job,
+        claimed: Option<Vec<Claimed>>,
+        resumed: bool,
+        report: &mut SubmitReport,
+    ) -> Result<Option<Job>, PipelineError> {
+        let span = telemetry::job_span("submit", &job);
+        self.advance_or_abandon_job(job, claimed, resumed, report)
+            .instrument(span)
+            .await
+    }
+
+    async fn advance_or_abandon_job(
         &self,
         job: Job,
         claimed: Option<Vec<Claimed>>,
@@ -232,14 +249,12 @@ impl Submitter {
         }
         let now = self.core.now();
         let mut next = job.clone();
-        next.status = JobStatus::Failed;
+        next.finish(JobStatus::Failed, now)?;
         next.errors.push(crate::job::JobError {
             code: "submit_failed".into(),
             message: cause.to_string(),
             line: None,
         });
-        next.finished_at = Some(now);
-        next.updated_at = now;
         next.lease_until = None;
         if self.core.save_job(&job, next).await?.is_some() {
             // The failed-jobs alarm reads this line (infra/template.yaml).
@@ -491,6 +506,7 @@ impl Submitter {
                     next.tenant_count = tenants.len() as u64;
                     tenants.truncate(MAX_JOB_TENANTS);
                     next.tenants = tenants;
+                    telemetry::record_tenants(&tracing::Span::current(), &next);
                     next.tokens = claimed.iter().map(|c| c.weight.tokens).sum();
                     next.inputs = claimed.iter().map(|c| c.weight.inputs).sum();
                     let keys: Vec<RequestKey> = claimed.into_iter().map(|c| c.key).collect();
@@ -500,13 +516,12 @@ impl Submitter {
                         self.write_input(&job, &keys).await?
                     };
                     if lines == 0 {
-                        next.status = JobStatus::Done;
-                        next.finished_at = Some(now);
+                        next.finish(JobStatus::Done, now)?;
                         next.lease_until = None;
                         return Ok(self.core.save_job(&job, next).await?);
                     }
                     self.core.crash(CrashPoint::SubmitAfterInputWritten)?;
-                    next.status = JobStatus::Staged;
+                    next.move_to(JobStatus::Staged)?;
                     next.input_lines = lines;
                     next.input_bytes = bytes;
                     next.request_counts.total = lines;
@@ -540,7 +555,7 @@ impl Submitter {
                         }
                     };
                     self.core.crash(CrashPoint::SubmitAfterUpload)?;
-                    next.status = JobStatus::Uploaded;
+                    next.move_to(JobStatus::Uploaded)?;
                     next.provider_file_id = Some(file.file_id());
                     next.lease_until = Some(now.plus(policy.job_lease));
                 }
@@ -572,9 +587,9 @@ impl Submitter {
                     tracing::info!(job = %job.id, batch = %batch.id, status = %batch.status, "provider batch created");
                     self.core.crash(CrashPoint::SubmitAfterCreate)?;
                     // Terminal statuses are left for poll to handle; the job is in flight now.
-                    next.status = JobStatus::mirroring(&batch.status)
-                        .filter(|s| s.is_in_flight())
-                        .unwrap_or(JobStatus::Validating);
+                    if !next.mirror(&batch.status, JobStatus::is_in_flight) {
+                        next.move_to(JobStatus::Validating)?;
+                    }
                     next.provider_status = Some(batch.status.clone());
                     next.provider_batch_id = Some(batch.batch_id());
                     next.submitted_at = Some(now);
