@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use crate::api::Api;
 use crate::config::Config;
+use crate::job::ProviderKind;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::pricing::PriceBook;
-use crate::provider::openai::OpenAiClient;
-use crate::provider::{Provider, ProviderError};
+use crate::provider::openai::{OpenAiClient, OpenAiFormat};
+use crate::provider::{BatchFormat, Provider, ProviderError};
 use crate::store::dynamo::DynamoStore;
 use crate::store::s3::S3Store;
 use crate::store::ObjectStore;
@@ -114,6 +115,14 @@ impl App {
         ))
     }
 
+    /// The configured provider's batch file format (no key needed: ingest
+    /// reads result files without calling the provider).
+    pub fn format(&self) -> Arc<dyn BatchFormat> {
+        match self.config.provider.kind {
+            ProviderKind::OpenAi | ProviderKind::AzureOpenAi => Arc::new(OpenAiFormat),
+        }
+    }
+
     /// The pipeline's ports over this app's stores and clock.
     pub fn core(&self) -> Core {
         Core {
@@ -124,6 +133,7 @@ impl App {
             clock: self.clock.clone(),
             config: self.config.clone(),
             crash: Arc::new(NoCrashes),
+            format: self.format(),
         }
     }
 

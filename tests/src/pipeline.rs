@@ -13,7 +13,7 @@ use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::Job;
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
 use batchq_core::pricing::PriceBook;
-use batchq_core::provider::openai::OpenAiClient;
+use batchq_core::provider::openai::{OpenAiClient, OpenAiFormat};
 use batchq_core::provider::Provider;
 use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
 use batchq_core::store::dynamo::DynamoStore;
@@ -120,6 +120,7 @@ impl Pipeline {
             clock: self.clock.clone(),
             config: Arc::new(config),
             crash,
+            format: Arc::new(OpenAiFormat),
         }
     }
 

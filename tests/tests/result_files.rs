@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use batchq_core::ids::RequestKey;
 use batchq_core::job::{Job, JobStatus};
-use batchq_core::pipeline::ingest::{FileKind, MAX_RESULT_LINE_BYTES};
+use batchq_core::pipeline::ingest::FileKind;
+use batchq_core::provider::openai::limits::MAX_RESULT_LINE_BYTES;
 use batchq_core::pipeline::SubmitOptions;
 use batchq_core::request::{NewRequest, RequestStatus};
 use batchq_core::store::{keys as store_keys, ObjectStore};

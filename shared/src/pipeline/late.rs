@@ -21,11 +21,12 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::ingest::{parse_line, Ingester, Outcome, ResultLine, TenantTotals, MAX_RESULT_LINE_BYTES};
+use super::ingest::{Ingester, TenantTotals};
 use super::PipelineError;
 use crate::job::{CostTotals, Job};
 use crate::jsonl::{Line, LineReader};
 use crate::money::Money;
+use crate::provider::{Outcome, ResultLine};
 use crate::request::RequestStatus;
 use crate::store::{ByteStream, RequestUpdate};
 
@@ -68,7 +69,8 @@ impl Ingester {
         };
         let mut sums = Sums::default();
         if let Some(stream) = output {
-            let mut reader = LineReader::new(stream, MAX_RESULT_LINE_BYTES);
+            let format = self.core.format.as_ref();
+            let mut reader = LineReader::new(stream, format.max_result_line_bytes());
             let mut seen = HashSet::new();
             let mut chunk = Vec::with_capacity(CHUNK_LINES);
             while let Some(line) = reader.next_line().await? {
@@ -76,7 +78,7 @@ impl Ingester {
                     report.skipped += 1;
                     continue;
                 };
-                match parse_line(number, &bytes) {
+                match format.read_result_line(job.endpoint, number, &bytes) {
                     Ok(l) if matches!(l.outcome, Outcome::Success { .. }) && seen.insert(l.key.clone()) => {
                         chunk.push(l)
                     }

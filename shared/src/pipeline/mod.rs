@@ -35,8 +35,8 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::ids::{JobId, RequestKey};
 use crate::job::Job;
-use crate::jsonl::{input_line_key, Line, LineReader};
-use crate::provider::ProviderError;
+use crate::jsonl::{Line, LineReader};
+use crate::provider::{BatchFormat, ProviderError};
 use crate::request::{Request, RequestError, RequestStatus};
 use crate::store::{JobStore, ObjectStore, Page, RequestStore, RequestUpdate, SavingsStore, StoreError};
 use crate::time::{Clock, Timestamp};
@@ -71,6 +71,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub crash: Arc<dyn CrashPoints>,
+    /// The provider's batch file format (input lines, result lines).
+    pub format: Arc<dyn BatchFormat>,
 }
 
 impl Core {
@@ -147,7 +149,7 @@ impl Core {
         let mut keys = Vec::with_capacity(job.input_lines as usize);
         while let Some(line) = reader.next_line().await? {
             if let Line::Data { bytes, number } = line {
-                match input_line_key(&bytes) {
+                match self.format.input_line_key(&bytes) {
                     Some(k) => keys.push(k),
                     None => tracing::warn!(job = %job.id, line = number, "input line without a readable custom_id"),
                 }

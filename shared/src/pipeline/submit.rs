@@ -22,9 +22,8 @@ use crate::budget::TokenBudget;
 use crate::config::Limits;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::{Job, JobStatus, MAX_JOB_TENANTS};
-use crate::jsonl::{input_line_len, write_input_line};
-use crate::provider::rules::{InputFileRules, Refusal};
-use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
+use crate::provider::input_rules::{InputFileRules, Refusal};
+use crate::provider::{CreateBatch, FileLimits, ObjectSource, Provider, ProviderError};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::{ObjectWriter, RequestUpdate};
 use crate::time::Timestamp;
@@ -380,15 +379,21 @@ impl Submitter {
     /// claimed requests in file order and whether the file is full (more
     /// may be waiting).
     async fn claim(&self, job: &Job, token_cap: Option<u64>) -> Result<(Vec<Claimed>, bool), PipelineError> {
-        let limits = &self.core.config.limits;
+        let configured = &self.core.config.limits;
+        let format = self.provider.format();
         let url = self.provider.endpoint_url(job.endpoint);
         let group = job.queue_group();
-        let max_inputs = match job.endpoint {
-            Endpoint::Embeddings => limits.max_embedding_inputs_per_batch,
-            _ => u64::MAX,
-        };
-        let mut rules = InputFileRules::new(url, limits.max_lines_per_batch, limits.max_bytes_per_batch)
-            .with_max_inputs(max_inputs);
+        // The provider's documented limits, lowered by configuration.
+        let limits = format.limits(job.endpoint).min(FileLimits {
+            max_lines: configured.max_lines_per_batch,
+            max_bytes: configured.max_bytes_per_batch,
+            max_inputs: match job.endpoint {
+                Endpoint::Embeddings => configured.max_embedding_inputs_per_batch,
+                _ => u64::MAX,
+            },
+        });
+        let max_inputs = limits.max_inputs;
+        let mut rules = InputFileRules::new(url, limits.max_lines, limits.max_bytes).with_max_inputs(max_inputs);
         let mut claimed: Vec<Claimed> = Vec::new();
         let mut tokens = 0u64;
         let mut cursor = None;
@@ -402,16 +407,16 @@ impl Submitter {
                 if req.status != RequestStatus::Queued {
                     continue;
                 }
-                let len = input_line_len(url, req.body_bytes);
-                if len > limits.max_bytes_per_batch {
+                let len = format.input_line_len(url, req.body_bytes);
+                if len > limits.max_bytes {
                     tracing::error!(request = %req.key, bytes = len, "request can never fit an input file; left queued");
                     continue;
                 }
                 let w = req.weight;
                 let over_tokens = token_cap
                     .is_some_and(|cap| tokens + w.tokens > cap && (lines > 0 || job.tokens_in_flight_before > 0));
-                if lines + 1 > limits.max_lines_per_batch
-                    || bytes + len > limits.max_bytes_per_batch
+                if lines + 1 > limits.max_lines
+                    || bytes + len > limits.max_bytes
                     || inputs + w.inputs > max_inputs
                     || over_tokens
                 {
@@ -624,6 +629,7 @@ impl Submitter {
         keys: &[RequestKey],
         writer: &mut dyn ObjectWriter,
     ) -> Result<u64, PipelineError> {
+        let format = self.provider.format();
         let mut buf = Vec::with_capacity(256 * 1024);
         let mut lines = 0u64;
         let mut missing = Vec::new();
@@ -632,7 +638,7 @@ impl Submitter {
             for key in chunk {
                 match bodies.get(key) {
                     Some(body) => {
-                        write_input_line(&mut buf, key, url, body);
+                        format.write_input_line(&mut buf, key, url, body);
                         lines += 1;
                     }
                     None => missing.push(key.clone()),

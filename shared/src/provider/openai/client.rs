@@ -18,11 +18,12 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::types::{ApiErrorBody, Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
-use super::{CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
+use super::OpenAiFormat;
 use crate::config::{ApiKeySource, ProviderConfig};
 use crate::ids::{ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
+use crate::provider::types::{ApiErrorBody, Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
+use crate::provider::{BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
 use crate::request::Endpoint;
 use crate::store::{ByteStream, StoreError};
 
@@ -400,6 +401,10 @@ fn describe_transport(e: &reqwest::Error) -> String {
 impl Provider for OpenAiClient {
     fn kind(&self) -> ProviderKind {
         self.kind
+    }
+
+    fn format(&self) -> &dyn BatchFormat {
+        &OpenAiFormat
     }
 
     fn endpoint_url(&self, endpoint: Endpoint) -> &'static str {
