@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use super::cost::{Cost, ModelPrice};
-use super::error::PricingError;
-use super::{file, names};
+use super::names;
 use crate::job::ProviderKind;
 use crate::request::Usage;
 
@@ -28,11 +27,6 @@ impl PriceBook {
             Ok(book) => book,
             Err(e) => panic!("shared/data/prices.json is broken: {e}"),
         }
-    }
-
-    /// Parses a price file (format in the module documentation).
-    pub fn from_json(text: &str) -> Result<PriceBook, PricingError> {
-        file::parse_book(text)
     }
 
     /// Where the prices were taken from (a URL).

@@ -14,8 +14,14 @@ use super::names::is_iso_date;
 use crate::job::ProviderKind;
 use crate::money::Money;
 
-/// Parses a price file.
-pub(super) fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
+impl PriceBook {
+    /// Parses a price file (format in the module documentation of `pricing`).
+    pub fn from_json(text: &str) -> Result<PriceBook, PricingError> {
+        parse_book(text)
+    }
+}
+
+fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
     let root: Node = serde_json::from_str(text).map_err(|e| PricingError::Json(e.to_string()))?;
     let Node::Map(top) = root else {
         return Err(file_err("(root)", format!("must be an object, got {}", root.kind())));
