@@ -168,3 +168,27 @@ fn a_line_that_is_not_utf8_is_refused_even_where_the_text_is_not_read() {
         assert!(err.contains("UTF-8"), "{err}");
     }
 }
+
+#[test]
+fn the_endpoint_decides_whether_a_missing_output_count_is_unknown_or_zero() {
+    let l = |endpoint: Endpoint, usage: &str| {
+        let json = format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"usage":{usage}}}}}}}"#);
+        match parse_line(endpoint, 1, json.as_bytes()).unwrap().outcome {
+            Outcome::Success { usage, .. } => usage,
+            Outcome::Error { .. } => panic!("a success"),
+        }
+    };
+    let embedding = r#"{"prompt_tokens":8,"total_tokens":8}"#;
+    assert_eq!(
+        l(Endpoint::Embeddings, embedding).map(|u| (u.input_tokens, u.output_tokens)),
+        Some((8, 0))
+    );
+    assert_eq!(l(Endpoint::ChatCompletions, embedding), None);
+    assert_eq!(
+        l(
+            Endpoint::ChatCompletions,
+            r#"{"prompt_tokens":null,"completion_tokens":2}"#
+        ),
+        None
+    );
+}
