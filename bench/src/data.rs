@@ -233,7 +233,7 @@ mod tests {
         }
         let file = result_file(1, 200_000);
         for line in file.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            batchq_core::pipeline::ingest::read_result_line(line).unwrap();
+            batchq_core::provider::openai::output::read_result_line(line).unwrap();
         }
     }
 }

@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use batchq_core::jsonl::{write_input_line, Line, LineReader};
-use batchq_core::pipeline::ingest::{read_result_line, MAX_RESULT_LINE_BYTES};
+use batchq_core::jsonl::{Line, LineReader};
+use batchq_core::provider::openai::input::write_input_line;
+use batchq_core::provider::openai::limits::MAX_RESULT_LINE_BYTES;
+use batchq_core::provider::openai::output::read_result_line;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::de::IgnoredAny;

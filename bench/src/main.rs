@@ -566,7 +566,7 @@ async fn peak_memory(env: &Env, sizes: &Sizes) -> Result<Vec<PeakMemory>, String
         .collect();
     let keys: Vec<_> = requests.iter().map(|r| r.key.clone()).collect();
     let store = app.store.clone();
-    let now = app.clock.now();
+    let now = app.ports.clock.now();
     let chunks: Vec<Vec<_>> = requests.chunks(100).map(|c| c.to_vec()).collect();
     drop(requests);
     let results: Vec<Result<_, _>> = futures::stream::iter(chunks)

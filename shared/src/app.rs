@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use crate::api::Api;
 use crate::config::Config;
+use crate::job::ProviderKind;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
+use crate::ports::Ports;
 use crate::pricing::{PriceBook, PricingError};
-use crate::provider::openai::OpenAiClient;
-use crate::provider::{Provider, ProviderError};
+use crate::provider::openai::{OpenAiClient, OpenAiFormat};
+use crate::provider::{BatchFormat, Provider, ProviderError};
 use crate::store::dynamo::DynamoStore;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
@@ -33,10 +35,12 @@ pub enum PriceFileError {
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
-    /// The DynamoDB tables, with large payloads placed in S3.
+    /// The ports the API and the pipeline use: the stores below and the clock.
+    pub ports: Ports,
+    /// The DynamoDB tables, with large payloads placed in S3 (for what only
+    /// they have: creating the tables).
     pub store: Arc<PlacedStore<DynamoStore>>,
     pub objects: Arc<S3Store>,
-    pub clock: Arc<dyn Clock>,
     pub sdk: aws_config::SdkConfig,
     /// The price table costs are computed with (bundled unless
     /// `BATCHQ_PRICING_FILE` names another; see [`App::with_configured_prices`]).
@@ -65,12 +69,12 @@ impl App {
             &config.jobs_table,
         )
         .with_retention(config.policy.retention);
-        let store = Arc::new(PlacedStore::new(tables, objects, inline_limits(&config)));
+        let store = Arc::new(PlacedStore::new(tables, objects.clone(), inline_limits(&config)));
         Self {
             config: Arc::new(config),
+            ports: Ports::over(store.clone(), objects, Arc::new(SystemClock)),
             store,
             objects: s3,
-            clock: Arc::new(SystemClock),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
         }
@@ -128,29 +132,33 @@ impl App {
         ))
     }
 
-    /// The pipeline's ports over this app's stores and clock.
-    pub fn core(&self) -> Core {
-        Core {
-            requests: self.store.clone(),
-            jobs: self.store.clone(),
-            savings: self.store.clone(),
-            objects: self.objects.clone(),
-            clock: self.clock.clone(),
-            config: self.config.clone(),
-            crash: Arc::new(NoCrashes),
+    /// The configured provider's batch file format (no key needed: ingest
+    /// reads result files without calling the provider).
+    pub fn format(&self) -> Arc<dyn BatchFormat> {
+        match self.config.provider.kind {
+            ProviderKind::OpenAi | ProviderKind::AzureOpenAi => Arc::new(OpenAiFormat),
         }
     }
 
-    /// The HTTP API over this app's stores and clock.
+    /// The same app reading time from `clock` (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.ports.clock = clock;
+        self
+    }
+
+    /// What the pipeline steps work with, over this app's ports.
+    pub fn core(&self) -> Core {
+        Core {
+            ports: self.ports.clone(),
+            config: self.config.clone(),
+            crash: Arc::new(NoCrashes),
+            format: self.format(),
+        }
+    }
+
+    /// The HTTP API over this app's ports.
     pub fn api(&self) -> Api {
-        Api::new(
-            self.store.clone(),
-            self.store.clone(),
-            self.store.clone(),
-            self.objects.clone(),
-            self.clock.clone(),
-            &self.config.limits,
-        )
+        Api::new(self.ports.clone(), &self.config.limits)
     }
 
     pub fn ingester(&self) -> Ingester {

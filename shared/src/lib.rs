@@ -20,6 +20,7 @@ pub mod keys;
 pub mod money;
 pub mod pipeline;
 pub mod placement;
+pub mod ports;
 pub mod pricing;
 pub mod provider;
 pub mod request;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 pub mod conformance;
 pub mod iam;
-pub mod memory_pipeline;
 pub mod pipeline;
 pub mod stores;
 pub mod template;

@@ -14,8 +14,9 @@ use batchq_core::config::Config;
 use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::Job;
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
+use batchq_core::ports::Ports;
 use batchq_core::pricing::PriceBook;
-use batchq_core::provider::openai::OpenAiClient;
+use batchq_core::provider::openai::{OpenAiClient, OpenAiFormat};
 use batchq_core::provider::Provider;
 use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
 use batchq_core::store::ObjectStore;
@@ -111,28 +112,23 @@ impl Pipeline {
         &self.stores.objects
     }
 
+    /// The ports over this pipeline's stores and clock.
+    pub fn ports(&self) -> Ports {
+        self.stores.ports(self.clock.clone())
+    }
+
     /// The HTTP API over this pipeline's stores and clock.
     pub fn api(&self) -> Api {
-        Api::new(
-            self.store.clone(),
-            self.store.clone(),
-            self.store.clone(),
-            self.stores.objects.clone(),
-            self.clock.clone(),
-            &self.stores.config.limits,
-        )
+        Api::new(self.ports(), &self.stores.config.limits)
     }
 
     pub fn core_with(&self, crash: Arc<dyn CrashPoints>) -> Core {
         let config = self.stores.config.clone();
         Core {
-            requests: self.store.clone(),
-            jobs: self.store.clone(),
-            savings: self.store.clone(),
-            objects: self.stores.objects.clone(),
-            clock: self.clock.clone(),
+            ports: self.ports(),
             config: Arc::new(config),
             crash,
+            format: Arc::new(OpenAiFormat),
         }
     }
 

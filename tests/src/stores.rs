@@ -10,9 +10,11 @@ use std::time::Duration;
 use batchq_core::app::inline_limits;
 use batchq_core::config::Config;
 use batchq_core::keys::RESULTS_PREFIX;
+use batchq_core::ports::Ports;
 use batchq_core::store::memory::{MemoryObjects, MemoryStore};
 use batchq_core::store::placed::PlacedStore;
 use batchq_core::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
+use batchq_core::time::Clock;
 use sha2::{Digest, Sha256};
 
 use crate::TestEnv;
@@ -103,6 +105,17 @@ impl Stores {
                     backing: Backing::Memory { store, objects },
                 }
             }
+        }
+    }
+
+    /// The ports over these stores, reading time from `clock`.
+    pub fn ports(&self, clock: Arc<dyn Clock>) -> Ports {
+        Ports {
+            requests: self.store.clone(),
+            jobs: self.store.clone(),
+            savings: self.store.clone(),
+            objects: self.objects.clone(),
+            clock,
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use api_support::{chat_line, event, fixture, post_bulk, post_json, ApiEnv, T0, TENANT};
 use async_trait::async_trait;
-use batchq_core::api::{Api, ApiRequest};
+use batchq_core::api::ApiRequest;
 use batchq_core::ids::{CustomId, JobId, ModelName, ProviderBatchId, RequestKey, TenantId};
 use batchq_core::job::{CostTotals, Job, JobError, JobStatus, ProviderBatchStatus, ProviderKind, RequestCounts};
 use batchq_core::money::Money;
@@ -565,13 +565,11 @@ async fn a_cancel_that_loses_the_race_to_submit_is_409() {
     t.stores.store.create_job(&job).await.unwrap();
 
     let inner = t.stores.store.clone();
-    let racing = Api {
-        requests: Arc::new(ClaimsFirst {
-            inner: inner.clone(),
-            job: job.id.clone(),
-        }),
-        ..t.api.clone()
-    };
+    let mut racing = t.api.clone();
+    racing.ports.requests = Arc::new(ClaimsFirst {
+        inner: inner.clone(),
+        job: job.id.clone(),
+    });
     let a = racing.handle(&tenant(), ApiRequest::delete("/v1/requests/racy")).await;
     assert_eq!(a.status, 409, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "not_cancellable");
@@ -764,11 +762,9 @@ async fn a_storage_failure_is_a_503_that_reveals_nothing() {
             result_max: 16_384,
         },
     ));
-    let api = Api {
-        requests: broken.clone(),
-        jobs: broken,
-        ..t.api.clone()
-    };
+    let mut api = t.api.clone();
+    api.ports.requests = broken.clone();
+    api.ports.jobs = broken;
     for req in [
         post_json(&chat_line("x-1", "hi")),
         ApiRequest::get("/v1/requests/x-1"),

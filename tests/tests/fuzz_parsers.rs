@@ -1,7 +1,7 @@
 //! Property tests (fuzzing with a fixed budget) for the two parsers that read
 //! untrusted bytes: the enqueue request parser (`batchq_core::api::parse`)
 //! and the result-line parser ingest uses
-//! (`batchq_core::pipeline::ingest::read_result_line`).
+//! (`batchq_core::provider::openai::output::read_result_line`).
 //!
 //! Each property runs a fixed number of cases per run (`CASES`, or
 //! `PROPTEST_CASES`), a few seconds in all; the seed is random, so every run
@@ -27,7 +27,8 @@ use batchq_core::api::parse::{
 };
 use batchq_core::api::ApiError;
 use batchq_core::ids::RequestKey;
-use batchq_core::pipeline::ingest::{read_result_line, ResultLineView, MAX_USAGE_TOKENS};
+use batchq_core::provider::openai::output::{read_result_line, ResultLineView};
+use batchq_core::provider::openai::usage::MAX_USAGE_TOKENS;
 use batchq_core::request::Usage;
 mod fuzz_support;
 
@@ -252,7 +253,7 @@ fn result_oracle(v: &Value) -> Option<Result<Judged, ()>> {
 }
 
 fn check_result_bytes(bytes: &[u8]) -> Result<ResultLineView, String> {
-    let got = read_result_line(bytes);
+    let got = read_result_line(bytes).map_err(|e| e.to_string());
     match &got {
         Ok(view) => {
             // The key is the line's own custom_id, and a valid one.

@@ -137,9 +137,7 @@ const FUNCTIONS: [&str; 4] = ["EnqueueFunction", "SubmitFunction", "PollFunction
 /// A cold start as in the function's main.rs, with the function's own
 /// credentials, and the test's clock (leases pass when the test says so).
 async fn cold_start(config: &Config, access_key_id: &str, clock: &Arc<ManualClock>) -> App {
-    let mut app = App::from_sdk(config.clone(), function_sdk(access_key_id).await);
-    app.clock = clock.clone();
-    app
+    App::from_sdk(config.clone(), function_sdk(access_key_id).await).with_clock(clock.clone())
 }
 
 async fn submit(submitter: &Submitter) -> Value {

@@ -735,7 +735,7 @@ const ADAPTER_OPERATIONS: [(&str, &str, &str); 20] = [
         "s3:GetObject on BATCHQ_PRICING_FILE (config/* for ingest and poll)",
     ),
     (
-        "shared/src/provider/openai.rs",
+        "shared/src/provider/openai/client.rs",
         "get_secret_value",
         "secretsmanager:GetSecretValue",
     ),

@@ -21,7 +21,7 @@ impl Api {
         let q = Query::parse(&req.query, &["limit", "cursor"])?;
         let limit = q.number("limit", JOBS_PAGE_DEFAULT, 1, JOBS_PAGE_MAX)?;
         let cursor = q.get("cursor").map(query::decode_cursor).transpose()?;
-        let page = match self.jobs.list_jobs(Some(tenant), cursor, limit).await {
+        let page = match self.ports.jobs.list_jobs(Some(tenant), cursor, limit).await {
             Ok(p) => p,
             // A cursor that passed the check but the store cannot use.
             Err(StoreError::Corrupt { entity: "cursor", .. }) => {
@@ -52,8 +52,8 @@ impl Api {
         Query::parse(&req.query, &[])?;
         let id = JobId::parse(raw_id)?;
         let not_found = || ApiError::not_found(format!("no job with id {id:?}"));
-        let job = self.jobs.get_job(&id).await?.ok_or_else(not_found)?;
-        if !self.jobs.job_has_tenant(&job, tenant).await? {
+        let job = self.ports.jobs.get_job(&id).await?.ok_or_else(not_found)?;
+        if !self.ports.jobs.job_has_tenant(&job, tenant).await? {
             return Err(not_found());
         }
         Ok(ApiResponse::json(200, views::job_for(tenant, &job)))
@@ -64,14 +64,14 @@ impl Api {
     /// says when the next ones go), the tenant's open jobs and its savings.
     pub(super) async fn stats(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
-        let now = self.clock.now();
-        let counts = self.requests.counts(tenant).await?;
-        let groups = self.requests.queue_groups().await?;
-        let oldest = try_join_all(groups.iter().map(|g| self.requests.queued(&g.group, None, 1))).await?;
+        let now = self.ports.clock.now();
+        let counts = self.ports.requests.counts(tenant).await?;
+        let groups = self.ports.requests.queue_groups().await?;
+        let oldest = try_join_all(groups.iter().map(|g| self.ports.requests.queued(&g.group, None, 1))).await?;
         let mut open = Vec::new();
-        for j in self.jobs.open_jobs().await? {
+        for j in self.ports.jobs.open_jobs().await? {
             // A given-up job is listed while poll watches its batch.
-            if !j.status.is_terminal() && self.jobs.job_has_tenant(&j, tenant).await? {
+            if !j.status.is_terminal() && self.ports.jobs.job_has_tenant(&j, tenant).await? {
                 open.push(j);
             }
         }

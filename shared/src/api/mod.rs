@@ -30,7 +30,6 @@ mod requests;
 mod savings;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,8 +38,7 @@ use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::ids::TenantId;
-use crate::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
-use crate::time::Clock;
+use crate::ports::Ports;
 
 pub use error::ApiError;
 
@@ -236,29 +234,14 @@ impl ApiLimits {
 /// Build it once per process; it is cheap to clone.
 #[derive(Clone)]
 pub struct Api {
-    pub requests: Arc<dyn RequestStore>,
-    pub jobs: Arc<dyn JobStore>,
-    pub savings: Arc<dyn SavingsStore>,
-    pub objects: Arc<dyn ObjectStore>,
-    pub clock: Arc<dyn Clock>,
+    pub ports: Ports,
     pub limits: ApiLimits,
 }
 
 impl Api {
-    pub fn new(
-        requests: Arc<dyn RequestStore>,
-        jobs: Arc<dyn JobStore>,
-        savings: Arc<dyn SavingsStore>,
-        objects: Arc<dyn ObjectStore>,
-        clock: Arc<dyn Clock>,
-        limits: &Limits,
-    ) -> Self {
+    pub fn new(ports: Ports, limits: &Limits) -> Self {
         Self {
-            requests,
-            jobs,
-            savings,
-            objects,
-            clock,
+            ports,
             limits: ApiLimits::from_config(limits),
         }
     }

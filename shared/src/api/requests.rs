@@ -18,7 +18,7 @@ impl Api {
     /// The check reads the tenant's counters; concurrent enqueues may pass
     /// it together, so the quota can be overshot by one call's worth.
     async fn check_quota(&self, tenant: &TenantId, requests: u64, bytes: u64) -> Result<(), ApiError> {
-        let counts = self.requests.counts(tenant).await?;
+        let counts = self.ports.requests.counts(tenant).await?;
         let pending = counts.pending().max(0) as u64;
         let pending_bytes = counts.pending_bytes.max(0) as u64;
         let (max, max_bytes) = (self.limits.tenant_max_pending, self.limits.tenant_max_pending_bytes);
@@ -52,8 +52,9 @@ impl Api {
         let new = new_request(tenant, line);
         self.check_quota(tenant, 1, new.body_bytes()).await?;
         let outcome = self
+            .ports
             .requests
-            .insert(vec![new], self.clock.now())
+            .insert(vec![new], self.ports.clock.now())
             .await?
             .pop()
             .ok_or(ApiError::Internal)?;
@@ -129,13 +130,13 @@ impl Api {
 
         let adding_bytes = good.iter().map(|(_, n)| n.body_bytes()).sum();
         self.check_quota(tenant, good.len() as u64, adding_bytes).await?;
-        let now = self.clock.now();
+        let now = self.ports.clock.now();
         let mut rest = good;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(super::INSERT_CHUNK));
             let chunk = std::mem::replace(&mut rest, tail);
             let (slots, news): (Vec<usize>, Vec<NewRequest>) = chunk.into_iter().unzip();
-            let results = self.requests.insert(news, now).await?;
+            let results = self.ports.requests.insert(news, now).await?;
             if results.len() != slots.len() {
                 tracing::error!(
                     sent = slots.len(),
@@ -181,6 +182,7 @@ impl Api {
     ) -> Result<ApiResponse, ApiError> {
         let (custom_id, key) = addressed(tenant, raw_id, req)?;
         let (request, result) = self
+            .ports
             .requests
             .get_with_result(&key)
             .await?
@@ -189,7 +191,7 @@ impl Api {
 
         let mut view = views::request(&request);
         let job_status = match (&request.status, &request.job_id) {
-            (RequestStatus::Claimed, Some(job_id)) => self.jobs.get_job(job_id).await?.map(|j| j.status.as_str()),
+            (RequestStatus::Claimed, Some(job_id)) => self.ports.jobs.get_job(job_id).await?.map(|j| j.status.as_str()),
             _ => None,
         };
         view.insert("job_status".into(), json!(job_status));
@@ -215,6 +217,7 @@ impl Api {
     ) -> Result<ApiResponse, ApiError> {
         let (custom_id, key) = addressed(tenant, raw_id, req)?;
         let request = self
+            .ports
             .requests
             .get(&key)
             .await?
@@ -226,8 +229,9 @@ impl Api {
             _ => return Err(not_cancellable(&request)),
         }
         match self
+            .ports
             .requests
-            .apply(RequestUpdate::cancel(&request, self.clock.now()))
+            .apply(RequestUpdate::cancel(&request, self.ports.clock.now()))
             .await
         {
             Ok(_) => {}
@@ -236,7 +240,7 @@ impl Api {
             Err(StoreError::ConditionFailed { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let now = self.requests.get(&key).await?.ok_or(ApiError::Internal)?;
+        let now = self.ports.requests.get(&key).await?.ok_or(ApiError::Internal)?;
         if now.status == RequestStatus::Cancelled {
             tracing::info!(key = %now.key, "request cancelled");
             Ok(ApiResponse::json(200, Value::Object(views::request(&now))))
@@ -274,11 +278,11 @@ impl Api {
             },
             Some(Payload::S3 { key, bytes }) => {
                 let ttl = self.limits.result_url_ttl;
-                let url = self.objects.presign_get(key, ttl).await?;
+                let url = self.ports.objects.presign_get(key, ttl).await?;
                 ResponseBody::Url {
                     url,
                     bytes: *bytes,
-                    expires_at: self.clock.now().plus(ttl),
+                    expires_at: self.ports.clock.now().plus(ttl),
                 }
             }
         })

@@ -95,6 +95,7 @@ impl Api {
             }
         };
         let rows = self
+            .ports
             .savings
             .savings(
                 tenant,
@@ -137,7 +138,7 @@ impl Api {
     /// All-time totals of a tenant (for `GET /v1/stats`).
     pub(super) async fn savings_total(&self, tenant: &TenantId) -> Result<SavingsTotals, ApiError> {
         let mut total = SavingsTotals::default();
-        for row in self.savings.savings(tenant, FIRST_DAY, LAST_DAY).await? {
+        for row in self.ports.savings.savings(tenant, FIRST_DAY, LAST_DAY).await? {
             total.add(&row.totals);
         }
         Ok(total)

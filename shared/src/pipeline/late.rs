@@ -21,11 +21,12 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::ingest::{parse_line, Ingester, Outcome, ResultLine, TenantTotals, MAX_RESULT_LINE_BYTES};
+use super::ingest::{Ingester, TenantTotals};
 use super::PipelineError;
 use crate::job::{CostTotals, Job};
 use crate::jsonl::{Line, LineReader};
 use crate::money::Money;
+use crate::provider::{Outcome, ResultLine};
 use crate::request::RequestStatus;
 use crate::store::ByteStream;
 use crate::transition::RequestUpdate;
@@ -69,7 +70,8 @@ impl Ingester {
         };
         let mut sums = Sums::default();
         if let Some(stream) = output {
-            let mut reader = LineReader::new(stream, MAX_RESULT_LINE_BYTES);
+            let format = self.core.format.as_ref();
+            let mut reader = LineReader::new(stream, format.max_result_line_bytes());
             let mut seen = HashSet::new();
             let mut chunk = Vec::with_capacity(CHUNK_LINES);
             while let Some(line) = reader.next_line().await? {
@@ -77,7 +79,7 @@ impl Ingester {
                     report.skipped += 1;
                     continue;
                 };
-                match parse_line(number, &bytes) {
+                match format.read_result_line(job.endpoint, number, &bytes) {
                     Ok(l) if matches!(l.outcome, Outcome::Success { .. }) && seen.insert(l.key.clone()) => {
                         chunk.push(l)
                     }
@@ -98,7 +100,7 @@ impl Ingester {
 
         // The counts and the end of the watch, once.
         for _ in 0..20 {
-            let Some(current) = self.core.jobs.get_job(&job.id).await? else {
+            let Some(current) = self.core.ports.jobs.get_job(&job.id).await? else {
                 return Ok(report);
             };
             if current.watch_until.is_none() {
@@ -139,7 +141,7 @@ impl Ingester {
         report: &mut LateReport,
     ) -> Result<(), PipelineError> {
         let keys: Vec<_> = lines.iter().map(|l| l.key.clone()).collect();
-        let states = self.core.requests.get_many(&keys).await?;
+        let states = self.core.ports.requests.get_many(&keys).await?;
         let now = self.core.now();
         let mut updates = Vec::new();
         for line in &lines {

@@ -35,11 +35,12 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::ids::{JobId, RequestKey};
 use crate::job::Job;
-use crate::jsonl::{input_line_key, Line, LineReader};
-use crate::provider::ProviderError;
+use crate::jsonl::{Line, LineReader};
+use crate::ports::Ports;
+use crate::provider::{BatchFormat, ProviderError};
 use crate::request::{Request, RequestError, RequestStatus};
-use crate::store::{JobStore, ObjectStore, Page, RequestStore, SavingsStore, StoreError};
-use crate::time::{Clock, Timestamp};
+use crate::store::{Page, StoreError};
+use crate::time::Timestamp;
 use crate::transition::RequestUpdate;
 
 pub use crash::{CrashPoint, CrashPoints, NoCrashes};
@@ -66,16 +67,15 @@ pub enum PipelineError {
     Rejected(String),
 }
 
-/// The ports every step uses.
+/// What every step works with: the ports, the configuration, the
+/// provider's file format and (in tests) crash injection.
 #[derive(Clone)]
 pub struct Core {
-    pub requests: Arc<dyn RequestStore>,
-    pub jobs: Arc<dyn JobStore>,
-    pub savings: Arc<dyn SavingsStore>,
-    pub objects: Arc<dyn ObjectStore>,
-    pub clock: Arc<dyn Clock>,
+    pub ports: Ports,
     pub config: Arc<Config>,
     pub crash: Arc<dyn CrashPoints>,
+    /// The provider's batch file format (input lines, result lines).
+    pub format: Arc<dyn BatchFormat>,
 }
 
 impl Core {
@@ -86,7 +86,7 @@ impl Core {
     }
 
     pub(crate) fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.ports.clock.now()
     }
 
     pub(crate) fn crash(&self, point: CrashPoint) -> Result<(), PipelineError> {
@@ -104,7 +104,7 @@ impl Core {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let Page { items, next } = self.requests.by_job(job, cursor, 1000).await?;
+            let Page { items, next } = self.ports.requests.by_job(job, cursor, 1000).await?;
             out.extend(
                 items
                     .into_iter()
@@ -129,6 +129,7 @@ impl Core {
         let mut out: Vec<Request> = Vec::new();
         for chunk in keys.chunks(100) {
             let mut states: Vec<Request> = self
+                .ports
                 .requests
                 .get_many(chunk)
                 .await?
@@ -147,12 +148,12 @@ impl Core {
         if job.input_lines == 0 {
             return Ok(Vec::new());
         }
-        let (_, stream) = self.objects.open(&job.input_key).await?;
+        let (_, stream) = self.ports.objects.open(&job.input_key).await?;
         let mut reader = LineReader::new(stream, usize::MAX);
         let mut keys = Vec::with_capacity(job.input_lines as usize);
         while let Some(line) = reader.next_line().await? {
             if let Line::Data { bytes, number } = line {
-                match input_line_key(&bytes) {
+                match self.format.input_line_key(&bytes) {
                     Some(k) => keys.push(k),
                     None => tracing::warn!(job = %job.id, line = number, "input line without a readable custom_id"),
                 }
@@ -203,7 +204,7 @@ impl Core {
     pub(crate) async fn apply_all(&self, updates: Vec<RequestUpdate>) -> Result<AppliedCounts, StoreError> {
         let mut counts = AppliedCounts::default();
         for chunk in chunks(updates, 100) {
-            for r in self.requests.apply_many(chunk).await? {
+            for r in self.ports.requests.apply_many(chunk).await? {
                 match r {
                     Ok(crate::store::Applied::Now) => counts.now += 1,
                     Ok(crate::store::Applied::Already) => counts.already += 1,
@@ -221,7 +222,7 @@ impl Core {
     /// Saves `next` over `prev`; `None` when another runner changed the job
     /// first (the caller stops: the other runner owns it now).
     pub(crate) async fn save_job(&self, prev: &Job, next: Job) -> Result<Option<Job>, StoreError> {
-        match self.jobs.save_job(prev, next).await {
+        match self.ports.jobs.save_job(prev, next).await {
             Ok(j) => Ok(Some(j)),
             Err(e) if e.is_condition_failed() => {
                 tracing::info!(job = %prev.id, error = %e, "job changed by another runner; leaving it to them");

@@ -111,7 +111,7 @@ impl Poller {
 
     async fn run_steps(&self) -> Result<PollReport, PipelineError> {
         let mut report = PollReport::default();
-        let open = self.core.jobs.open_jobs().await?;
+        let open = self.core.ports.jobs.open_jobs().await?;
         for job in open.iter().cloned() {
             let span = telemetry::job_span("poll", &job);
             let res = if job.status.is_in_flight() {
@@ -154,8 +154,8 @@ impl Poller {
     async fn oldest_queued_age(&self) -> Result<Option<u64>, PipelineError> {
         let now = self.core.now();
         let mut oldest: Option<u64> = None;
-        for g in self.core.requests.queue_groups().await? {
-            if let Some(first) = self.core.requests.queued(&g.group, None, 1).await?.items.first() {
+        for g in self.core.ports.requests.queue_groups().await? {
+            if let Some(first) = self.core.ports.requests.queued(&g.group, None, 1).await?.items.first() {
                 let age = now.since(first.created_at).as_secs();
                 oldest = Some(oldest.map_or(age, |o| o.max(age)));
             }

@@ -23,9 +23,8 @@ use crate::budget::TokenBudget;
 use crate::config::Limits;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::{Job, JobStatus, MAX_JOB_TENANTS};
-use crate::jsonl::{input_line_len, write_input_line};
-use crate::provider::rules::{InputFileRules, Refusal};
-use crate::provider::{CreateBatch, ObjectSource, Provider, ProviderError};
+use crate::provider::input_rules::{InputFileRules, Refusal};
+use crate::provider::{CreateBatch, FileLimits, ObjectSource, Provider, ProviderError};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::ObjectWriter;
 use crate::telemetry;
@@ -125,11 +124,11 @@ impl Submitter {
     }
 
     async fn run_into(&self, opts: SubmitOptions, report: &mut SubmitReport) -> Result<(), PipelineError> {
-        let open = self.core.jobs.open_jobs().await?;
+        let open = self.core.ports.jobs.open_jobs().await?;
         self.resume_stalled(&open, report).await?;
 
-        let mut plan = TokenPlan::new(self.core.jobs.token_budgets().await?, &open);
-        for stats in self.core.requests.queue_groups().await? {
+        let mut plan = TokenPlan::new(self.core.ports.jobs.token_budgets().await?, &open);
+        for stats in self.core.ports.requests.queue_groups().await? {
             if let Err(e) = self
                 .submit_group(&stats.group, stats.queued, opts.force, &mut plan, report)
                 .await
@@ -220,7 +219,7 @@ impl Submitter {
         held: Option<&[RequestKey]>,
         free: bool,
     ) -> Result<(), PipelineError> {
-        let Some(job) = self.core.jobs.get_job(id).await? else {
+        let Some(job) = self.core.ports.jobs.get_job(id).await? else {
             return Ok(());
         };
         if !job.status.is_pre_submit() {
@@ -307,6 +306,7 @@ impl Submitter {
             let now = self.core.now();
             let oldest = self
                 .core
+                .ports
                 .requests
                 .queued(group, None, 1)
                 .await?
@@ -369,7 +369,7 @@ impl Submitter {
             );
             job.tokens_in_flight_before = in_flight;
             job.budget_refusals_seen = budget.refusals_total;
-            self.core.jobs.create_job(&job).await?;
+            self.core.ports.jobs.create_job(&job).await?;
             self.core.crash(CrashPoint::SubmitAfterJobCreated)?;
 
             let (claimed, full) = self.claim(&job, token_cap).await?;
@@ -396,20 +396,31 @@ impl Submitter {
     /// claimed requests in file order and whether the file is full (more
     /// may be waiting).
     async fn claim(&self, job: &Job, token_cap: Option<u64>) -> Result<(Vec<Claimed>, bool), PipelineError> {
-        let limits = &self.core.config.limits;
+        let configured = &self.core.config.limits;
+        let format = self.provider.format();
         let url = self.provider.endpoint_url(job.endpoint);
         let group = job.queue_group();
-        let max_inputs = match job.endpoint {
-            Endpoint::Embeddings => limits.max_embedding_inputs_per_batch,
-            _ => u64::MAX,
-        };
-        let mut rules = InputFileRules::new(url, limits.max_lines_per_batch, limits.max_bytes_per_batch)
-            .with_max_inputs(max_inputs);
+        // The provider's documented limits, lowered by configuration.
+        let limits = format.limits(job.endpoint).min(FileLimits {
+            max_lines: configured.max_lines_per_batch,
+            max_bytes: configured.max_bytes_per_batch,
+            max_inputs: match job.endpoint {
+                Endpoint::Embeddings => configured.max_embedding_inputs_per_batch,
+                _ => u64::MAX,
+            },
+        });
+        let max_inputs = limits.max_inputs;
+        let mut rules = InputFileRules::new(url, limits.max_lines, limits.max_bytes).with_max_inputs(max_inputs);
         let mut claimed: Vec<Claimed> = Vec::new();
         let mut tokens = 0u64;
         let mut cursor = None;
         loop {
-            let page = self.core.requests.queued(&group, cursor.take(), CLAIM_PAGE).await?;
+            let page = self
+                .core
+                .ports
+                .requests
+                .queued(&group, cursor.take(), CLAIM_PAGE)
+                .await?;
             let now = self.core.now();
             let (mut lines, mut bytes, mut inputs) = (rules.lines(), rules.bytes(), rules.inputs());
             let mut picked = Vec::new();
@@ -418,16 +429,16 @@ impl Submitter {
                 if req.status != RequestStatus::Queued {
                     continue;
                 }
-                let len = input_line_len(url, req.body_bytes);
-                if len > limits.max_bytes_per_batch {
+                let len = format.input_line_len(url, req.body_bytes);
+                if len > limits.max_bytes {
                     tracing::error!(request = %req.key, bytes = len, "request can never fit an input file; left queued");
                     continue;
                 }
                 let w = req.weight;
                 let over_tokens = token_cap
                     .is_some_and(|cap| tokens + w.tokens > cap && (lines > 0 || job.tokens_in_flight_before > 0));
-                if lines + 1 > limits.max_lines_per_batch
-                    || bytes + len > limits.max_bytes_per_batch
+                if lines + 1 > limits.max_lines
+                    || bytes + len > limits.max_bytes
                     || inputs + w.inputs > max_inputs
                     || over_tokens
                 {
@@ -441,7 +452,7 @@ impl Submitter {
                 picked.push((RequestUpdate::claim(&req, &job.id, now), req, len));
             }
             let updates = picked.iter().map(|(u, _, _)| u.clone()).collect();
-            let results = self.core.requests.apply_many(updates).await?;
+            let results = self.core.ports.requests.apply_many(updates).await?;
             let mut refused = Vec::new();
             for ((_, req, len), res) in picked.into_iter().zip(results) {
                 match res {
@@ -502,7 +513,7 @@ impl Submitter {
                     let mut tenants: Vec<TenantId> = claimed.iter().map(|c| c.tenant.clone()).collect();
                     tenants.sort();
                     tenants.dedup();
-                    self.core.jobs.add_job_tenants(&job, &tenants).await?;
+                    self.core.ports.jobs.add_job_tenants(&job, &tenants).await?;
                     next.tenant_count = tenants.len() as u64;
                     tenants.truncate(MAX_JOB_TENANTS);
                     next.tenants = tenants;
@@ -545,7 +556,7 @@ impl Submitter {
                         }
                         None => {
                             let source = ObjectSource {
-                                objects: self.core.objects.clone(),
+                                objects: self.core.ports.objects.clone(),
                                 key: job.input_key.clone(),
                                 filename,
                             };
@@ -616,7 +627,12 @@ impl Submitter {
     /// sent) and are left out. Returns (lines, bytes) written.
     async fn write_input(&self, job: &Job, keys: &[RequestKey]) -> Result<(u64, u64), PipelineError> {
         let url = self.provider.endpoint_url(job.endpoint);
-        let mut writer = self.core.objects.writer(&job.input_key, "application/jsonl").await?;
+        let mut writer = self
+            .core
+            .ports
+            .objects
+            .writer(&job.input_key, "application/jsonl")
+            .await?;
         match self.stream_lines(job, url, keys, writer.as_mut()).await {
             Ok(lines) => {
                 let info = writer.finish().await?;
@@ -640,15 +656,16 @@ impl Submitter {
         keys: &[RequestKey],
         writer: &mut dyn ObjectWriter,
     ) -> Result<u64, PipelineError> {
+        let format = self.provider.format();
         let mut buf = Vec::with_capacity(256 * 1024);
         let mut lines = 0u64;
         let mut missing = Vec::new();
         for (i, chunk) in keys.chunks(100).enumerate() {
-            let bodies = self.core.requests.bodies(chunk).await?;
+            let bodies = self.core.ports.requests.bodies(chunk).await?;
             for key in chunk {
                 match bodies.get(key) {
                     Some(body) => {
-                        write_input_line(&mut buf, key, url, body);
+                        format.write_input_line(&mut buf, key, url, body);
                         lines += 1;
                     }
                     None => missing.push(key.clone()),
@@ -663,7 +680,7 @@ impl Submitter {
         if !missing.is_empty() {
             tracing::error!(job = %job.id, count = missing.len(), "claimed requests without a stored body; failing them");
             let now = self.core.now();
-            let reqs = self.core.requests.get_many(&missing).await?;
+            let reqs = self.core.ports.requests.get_many(&missing).await?;
             let error = RequestError {
                 code: "body_missing".into(),
                 message: "the request's body could not be read from storage".into(),

@@ -1,9 +1,11 @@
 //! The provider port: what batchq needs from a batch API, and its adapters.
+//! A provider owns its whole batch file format ([`format::BatchFormat`]);
 //! [`openai::OpenAiClient`] speaks the OpenAI Files + Batch API and Azure
-//! OpenAI's variant of it.
+//! OpenAI's variant of it. Only the wiring names an adapter.
 
+pub mod format;
+pub mod input_rules;
 pub mod openai;
-pub mod rules;
 pub mod types;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::ids::{JobId, ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
 use crate::request::Endpoint;
 use crate::store::{ByteStream, ObjectStore, StoreError};
+pub use format::{BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
 pub use types::{Batch, BatchPage, FileObject, FilePage};
 
 #[derive(Debug, Error)]
@@ -130,6 +133,9 @@ const FIND_FILE_MAX_PAGES: usize = 20;
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
+
+    /// The provider's batch file format: input lines, file limits, result lines.
+    fn format(&self) -> &dyn BatchFormat;
 
     /// The `url` to write in input lines and to send as the batch `endpoint`.
     fn endpoint_url(&self, endpoint: Endpoint) -> &'static str;

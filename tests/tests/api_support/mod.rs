@@ -88,14 +88,7 @@ impl ApiEnv {
     pub async fn on(kind: StoreKind, tweak: impl FnOnce(&mut batchq_core::config::Config)) -> Self {
         let stores = Stores::on(kind, tweak).await;
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
-        let api = Api::new(
-            stores.store.clone(),
-            stores.store.clone(),
-            stores.store.clone(),
-            stores.objects.clone(),
-            clock.clone(),
-            &stores.config.limits,
-        );
+        let api = Api::new(stores.ports(clock.clone()), &stores.config.limits);
         Self { stores, api, clock }
     }
 

@@ -20,6 +20,7 @@ impl Poller {
         let configured = config.limits.enqueued_token_limit(job.model.as_str());
         let current = self
             .core
+            .ports
             .jobs
             .token_budgets()
             .await?
@@ -41,7 +42,7 @@ impl Poller {
             } else if next.limit != current.limit {
                 tracing::info!(model = %job.model, budget = next.limit, "batch accepted; enqueued-token budget raised");
             }
-            self.core.jobs.save_token_budget(&next).await?;
+            self.core.ports.jobs.save_token_budget(&next).await?;
         }
         Ok(())
     }

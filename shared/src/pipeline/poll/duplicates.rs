@@ -78,7 +78,7 @@ impl Poller {
         // Recorded on the job, so it is reported once; another runner may
         // have changed the job meanwhile: read it again.
         for _ in 0..3 {
-            let Some(current) = self.core.jobs.get_job(&job.id).await? else {
+            let Some(current) = self.core.ports.jobs.get_job(&job.id).await? else {
                 return Ok(());
             };
             if current.duplicate_batches.contains(&id) {

@@ -120,7 +120,7 @@ impl Poller {
         if lines.is_empty() {
             return Ok(out);
         }
-        let (_, stream) = self.core.objects.open(&job.input_key).await?;
+        let (_, stream) = self.core.ports.objects.open(&job.input_key).await?;
         let mut reader = LineReader::new(stream, usize::MAX);
         while let Some(line) = reader.next_line().await? {
             let Line::Data { number, bytes } = line else { continue };

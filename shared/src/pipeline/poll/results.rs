@@ -25,7 +25,7 @@ impl Poller {
             ];
             for (id, key, kind) in files {
                 let Some(id) = id else { continue };
-                if self.core.objects.head(&key).await?.is_none() {
+                if self.core.ports.objects.head(&key).await?.is_none() {
                     self.copy_file(&id, &key).await?;
                     report.copied.push(key);
                 }
@@ -47,7 +47,7 @@ impl Poller {
             match self.save(&job, next, report).await? {
                 Some(saved) => job = saved,
                 // Ingest counted a file meanwhile: read the job again.
-                None => match self.core.jobs.get_job(&job.id).await? {
+                None => match self.core.ports.jobs.get_job(&job.id).await? {
                     Some(fresh) if fresh.copied_at.is_none() && fresh.status == JobStatus::Ingesting => {
                         let mut next = fresh.clone();
                         next.copied_at = Some(now);
@@ -95,7 +95,7 @@ impl Poller {
                     if r.closed {
                         report.closed.push(job.id.to_string());
                     }
-                    match self.core.jobs.get_job(&job.id).await? {
+                    match self.core.ports.jobs.get_job(&job.id).await? {
                         Some(fresh) => job = fresh,
                         None => return Ok(()),
                     }
@@ -108,7 +108,7 @@ impl Poller {
     /// Streams a provider file into S3 without holding it in memory.
     pub(super) async fn copy_file(&self, id: &ProviderFileId, key: &str) -> Result<(), PipelineError> {
         let mut stream = self.provider.file_content(id).await?;
-        let mut writer = self.core.objects.writer(key, "application/jsonl").await?;
+        let mut writer = self.core.ports.objects.writer(key, "application/jsonl").await?;
         let res = pump(&mut stream, writer.as_mut()).await;
         match res {
             Ok(()) => {

@@ -1,9 +1,9 @@
 //! HTTP client for the OpenAI Files + Batch API and Azure OpenAI's variant.
 //!
-//! Resilience: connect and read timeouts; retries with exponential backoff
-//! and full jitter on 429, 5xx and transport errors, honouring
-//! `retry-after-ms` / `Retry-After`; a bounded number of attempts ending in
-//! [`ProviderError::RetriesExhausted`]. Batch creation is never retried
+//! Resilience: connect and read timeouts; retries on 429, 5xx and transport
+//! errors through the shared [`RetryPolicy`] (exponential backoff, full
+//! jitter), honouring `retry-after-ms` / `Retry-After` up to a minute; a
+//! bounded number of attempts ending in [`ProviderError::RetriesExhausted`]. Batch creation is never retried
 //! blind: before each retry the client looks for the batch the lost attempt
 //! may have created.
 
@@ -18,12 +18,14 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::types::{ApiErrorBody, Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
-use super::{CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
+use super::OpenAiFormat;
 use crate::config::{ApiKeySource, ProviderConfig};
 use crate::ids::{ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
+use crate::provider::types::{ApiErrorBody, Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
+use crate::provider::{BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
 use crate::request::Endpoint;
+use crate::retry::{GaveUp, RetryPolicy, Verdict};
 use crate::store::{ByteStream, StoreError};
 
 /// Longest wait batchq accepts from a `Retry-After` header.
@@ -37,9 +39,8 @@ pub struct OpenAiClient {
     base: String,
     api_version: Option<String>,
     completion_window: String,
-    max_retries: u32,
-    backoff_base: Duration,
-    backoff_cap: Duration,
+    /// Retries of 429, 5xx and transport errors (the shared policy).
+    retry: RetryPolicy,
     /// How long the provider's listings may lag its creates: after a create
     /// whose answer was lost, the batch is looked for this long before a
     /// second create.
@@ -147,9 +148,8 @@ impl OpenAiClient {
             base,
             api_version,
             completion_window: cfg.completion_window.clone(),
-            max_retries: cfg.max_retries,
-            backoff_base: Duration::from_millis(500),
-            backoff_cap: Duration::from_secs(30),
+            retry: RetryPolicy::new(cfg.max_retries, Duration::from_millis(500), Duration::from_secs(30))
+                .with_max_asked_wait(MAX_RETRY_AFTER),
             list_lag: cfg.list_lag,
             waits: None,
         })
@@ -163,8 +163,7 @@ impl OpenAiClient {
 
     /// Changes the backoff (tests use milliseconds).
     pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.backoff_base = base;
-        self.backoff_cap = cap;
+        self.retry = RetryPolicy::new(self.retry.max_retries, base, cap).with_max_asked_wait(MAX_RETRY_AFTER);
         self
     }
 
@@ -192,16 +191,17 @@ impl OpenAiClient {
         }
     }
 
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(d) = retry_after {
-            return d.min(MAX_RETRY_AFTER);
-        }
-        let exp = self
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.backoff_cap);
-        // Full jitter: anywhere in [0, exp].
-        Duration::from_micros(fastrand::u64(0..=exp.as_micros() as u64))
+    /// The wait before a retry: logged, recorded when recording is on,
+    /// then slept (by [`RetryPolicy::run`]).
+    fn wait_before_retry(
+        &self,
+        op: &'static str,
+        attempt: u32,
+        wait: Duration,
+        e: &ProviderError,
+    ) -> impl std::future::Future<Output = ()> + '_ {
+        tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
+        self.pause(wait)
     }
 
     /// Sends one request and classifies the answer. No retries.
@@ -249,35 +249,16 @@ impl OpenAiClient {
         })
     }
 
-    /// After a retryable failure of attempt `attempt` (0-based): waits and
-    /// returns `Ok` if another attempt is allowed, else the typed give-up.
-    async fn backoff_or_give_up(&self, op: &'static str, attempt: u32, e: ProviderError) -> Result<(), ProviderError> {
-        if attempt >= self.max_retries {
-            return Err(ProviderError::RetriesExhausted {
-                op,
-                attempts: attempt + 1,
-                last: Box::new(e),
-            });
-        }
-        let wait = self.delay(attempt, retry_after_of(&e));
-        tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
-        self.pause(wait).await;
-        Ok(())
-    }
-
     /// Sends with retries; `build` makes a fresh request for every attempt.
     async fn send(&self, op: &'static str, build: impl Fn() -> RequestBuilder) -> Result<Response, ProviderError> {
-        let mut attempt = 0;
-        loop {
-            match self.send_once(op, build()).await {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() => {
-                    self.backoff_or_give_up(op, attempt, e).await?;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.retry
+            .run(
+                |_| self.send_once(op, build()),
+                judge,
+                |n, wait, e| self.wait_before_retry(op, n, wait, e),
+            )
+            .await
+            .map_err(|g| give_up(op, g))
     }
 
     async fn json<T: DeserializeOwned>(op: &'static str, resp: Response) -> Result<T, ProviderError> {
@@ -355,10 +336,27 @@ impl OpenAiClient {
     }
 }
 
-fn retry_after_of(e: &ProviderError) -> Option<Duration> {
+/// How the retry policy treats a provider error: 429, 5xx and transport
+/// errors are retried (after the wait the provider asked for, if any).
+fn judge(e: &ProviderError) -> Verdict {
     match e {
-        ProviderError::Retryable { retry_after, .. } => *retry_after,
-        _ => None,
+        ProviderError::Retryable { retry_after, .. } => Verdict::Retry { asked: *retry_after },
+        e if e.is_retryable() => Verdict::Retry { asked: None },
+        _ => Verdict::Fatal,
+    }
+}
+
+/// The error of a run that did not succeed: the typed give-up once every
+/// allowed attempt failed, else the fatal error itself.
+fn give_up(op: &'static str, g: GaveUp<ProviderError>) -> ProviderError {
+    if g.exhausted {
+        ProviderError::RetriesExhausted {
+            op,
+            attempts: g.attempts,
+            last: Box::new(g.last),
+        }
+    } else {
+        g.last
     }
 }
 
@@ -402,6 +400,10 @@ impl Provider for OpenAiClient {
         self.kind
     }
 
+    fn format(&self) -> &dyn BatchFormat {
+        &OpenAiFormat
+    }
+
     fn endpoint_url(&self, endpoint: Endpoint) -> &'static str {
         match self.kind {
             ProviderKind::OpenAi => endpoint.as_str(),
@@ -412,28 +414,26 @@ impl Provider for OpenAiClient {
 
     async fn upload_file(&self, source: &dyn UploadSource) -> Result<(FileObject, UploadStats), ProviderError> {
         let op = "upload file";
-        let mut attempt = 0;
-        loop {
-            let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-            match self.upload_once(source, &counters).await {
-                Ok(file) => {
+        // A lost upload response can leave an unused file at the provider;
+        // it costs storage, not money, and expires.
+        self.retry
+            .run(
+                |n| async move {
+                    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+                    let file = self.upload_once(source, &counters).await?;
                     let stats = UploadStats {
                         bytes_sent: counters[0].load(Ordering::Relaxed),
                         chunks: counters[1].load(Ordering::Relaxed),
                         max_chunk: counters[2].load(Ordering::Relaxed),
-                        attempts: attempt + 1,
+                        attempts: n + 1,
                     };
-                    return Ok((file, stats));
-                }
-                Err(e) if e.is_retryable() => {
-                    // A lost upload response can leave an unused file at the
-                    // provider; it costs storage, not money, and expires.
-                    self.backoff_or_give_up(op, attempt, e).await?;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+                    Ok((file, stats))
+                },
+                judge,
+                |n, wait, e| self.wait_before_retry(op, n, wait, e),
+            )
+            .await
+            .map_err(|g| give_up(op, g))
     }
 
     async fn file_content(&self, id: &ProviderFileId) -> Result<ByteStream, ProviderError> {
@@ -465,9 +465,9 @@ impl Provider for OpenAiClient {
             "metadata": { METADATA_JOB_ID: req.job_id.as_str() },
         });
         let url = self.url("/batches");
-        let mut attempt = 0;
-        loop {
-            if check_first || attempt > 0 {
+        let (url, body) = (&url, &body);
+        let attempt = |n: u32| async move {
+            if check_first || n > 0 {
                 if let Some(existing) = self.find_batch(req).await? {
                     tracing::info!(job_id = %req.job_id, batch_id = %existing.id, "found the batch an earlier attempt created");
                     return Ok(existing);
@@ -476,14 +476,13 @@ impl Provider for OpenAiClient {
             // A body cut off after the status line is as lost as a dropped
             // connection: the batch may exist, so it takes the retry path.
             let result = match self
-                .send_once(op, self.http.request(Method::POST, &url).json(&body))
+                .send_once(op, self.http.request(Method::POST, url).json(body))
                 .await
             {
                 Ok(resp) => Self::json::<Batch>(op, resp).await,
                 Err(e) => Err(e),
             };
             match result {
-                Ok(batch) => return Ok(batch),
                 Err(e) if e.is_retryable() => {
                     // A 429 is refused before any work; a 5xx, a timeout or a
                     // cut answer may come after the batch was made, and the
@@ -496,17 +495,23 @@ impl Provider for OpenAiClient {
                             return Ok(existing);
                         }
                     }
-                    if let Err(give_up) = self.backoff_or_give_up(op, attempt, e).await {
-                        // One last look: the final attempt may have succeeded.
-                        return match self.find_batch(req).await? {
-                            Some(existing) => Ok(existing),
-                            None => Err(give_up),
-                        };
-                    }
-                    attempt += 1;
+                    Err(e)
                 }
-                Err(e) => return Err(e),
+                other => other,
             }
+        };
+        match self
+            .retry
+            .run(attempt, judge, |n, wait, e| self.wait_before_retry(op, n, wait, e))
+            .await
+        {
+            Ok(batch) => Ok(batch),
+            // One last look: the final attempt may have succeeded.
+            Err(g) if g.exhausted => match self.find_batch(req).await? {
+                Some(existing) => Ok(existing),
+                None => Err(give_up(op, g)),
+            },
+            Err(g) => Err(g.last),
         }
     }
 
@@ -600,12 +605,52 @@ mod tests {
         let c = OpenAiClient::new(&cfg.provider, "k")
             .unwrap()
             .with_backoff(Duration::from_millis(100), Duration::from_millis(800));
+        assert_eq!(c.retry.max_retries, cfg.provider.max_retries);
         for attempt in 0..10 {
-            let d = c.delay(attempt, None);
+            let d = c.retry.delay(attempt, None);
             let bound = Duration::from_millis((100u64 << attempt.min(16)).min(800));
             assert!(d <= bound, "attempt {attempt}: {d:?} > {bound:?}");
         }
-        assert_eq!(c.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
-        assert_eq!(c.delay(0, Some(Duration::from_secs(600))), MAX_RETRY_AFTER);
+        // Retry-After is honoured up to its own cap, past the backoff's.
+        assert_eq!(c.retry.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(c.retry.delay(0, Some(Duration::from_secs(600))), MAX_RETRY_AFTER);
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_end_in_retries_exhausted_after_the_allowed_attempts() {
+        let cfg = crate::config::Config::from_lookup(&|_| None).unwrap();
+        let c = OpenAiClient::new(&cfg.provider, "k").unwrap();
+        let policy = RetryPolicy::new(2, Duration::ZERO, Duration::ZERO);
+        let out: Result<(), _> = policy
+            .run(
+                |_| async {
+                    Err(ProviderError::Retryable {
+                        op: "list batches",
+                        status: 503,
+                        message: "busy".into(),
+                        retry_after: None,
+                    })
+                },
+                judge,
+                |n, wait, e| c.wait_before_retry("list batches", n, wait, e),
+            )
+            .await;
+        let err = give_up("list batches", out.unwrap_err());
+        assert!(
+            matches!(err, ProviderError::RetriesExhausted { attempts: 3, .. }),
+            "{err}"
+        );
+        let fatal = give_up(
+            "x",
+            GaveUp {
+                attempts: 1,
+                last: ProviderError::Unauthorized {
+                    op: "x",
+                    message: "no".into(),
+                },
+                exhausted: false,
+            },
+        );
+        assert!(matches!(fatal, ProviderError::Unauthorized { .. }));
     }
 }

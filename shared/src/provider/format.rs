@@ -1,0 +1,105 @@
+//! The port for a provider's batch file format: how a request becomes an
+//! input line, the limits an input file must keep, and how one output or
+//! error line reads in domain terms (the request it answers, its outcome,
+//! the response payload, its [`Usage`]). Each provider owns its whole format
+//! in one place (`provider/openai/` for OpenAI and Azure OpenAI); the
+//! pipeline asks the provider's format and knows no wire shape.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::ids::RequestKey;
+use crate::request::{Endpoint, RequestError, Usage};
+
+/// The limits one batch input file must keep (the provider's documented
+/// caps; configuration may lower them, never raise them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimits {
+    pub max_lines: u64,
+    pub max_bytes: u64,
+    /// Inputs over all lines (embeddings); `u64::MAX` where there is no cap.
+    pub max_inputs: u64,
+}
+
+impl FileLimits {
+    /// The tighter of each limit.
+    pub fn min(self, other: FileLimits) -> FileLimits {
+        FileLimits {
+            max_lines: self.max_lines.min(other.max_lines),
+            max_bytes: self.max_bytes.min(other.max_bytes),
+            max_inputs: self.max_inputs.min(other.max_inputs),
+        }
+    }
+}
+
+/// One result line read into domain terms.
+#[derive(Debug)]
+pub struct ResultLine {
+    /// 1-based line number in its file.
+    pub number: u64,
+    pub key: RequestKey,
+    pub outcome: Outcome,
+}
+
+/// What a result line says of its request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A 2xx answer: its body kept verbatim, its usage and billed model.
+    Success {
+        status_code: u16,
+        body: String,
+        usage: Option<Usage>,
+        model: Option<String>,
+    },
+    /// A failure: its error, the error body if any, and whether the request
+    /// may go back to the queue (attempts permitting).
+    Error {
+        error: RequestError,
+        body: Option<String>,
+        retryable: bool,
+    },
+}
+
+/// Why a line is not a result line. Never carries the line's content.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MalformedLine {
+    #[error("not a result line: not UTF-8")]
+    NotUtf8,
+    /// The JSON parser's reason (position and kind, not content).
+    #[error("not a result line: {0}")]
+    NotJson(String),
+    #[error("no custom_id")]
+    NoCustomId,
+    #[error("custom_id is not one of batchq's")]
+    ForeignCustomId,
+    #[error("line has neither a response nor an error")]
+    NoOutcome,
+}
+
+/// A provider's batch file format.
+pub trait BatchFormat: Send + Sync {
+    /// The documented limits of one input file for `endpoint`.
+    fn limits(&self, endpoint: Endpoint) -> FileLimits;
+
+    /// Appends the input line of one request (`body_json` is its
+    /// already-serialized body, copied as is) to `out`, newline included.
+    fn write_input_line(&self, out: &mut Vec<u8>, key: &RequestKey, url: &str, body_json: &str);
+
+    /// Size in bytes of the line [`BatchFormat::write_input_line`] writes.
+    fn input_line_len(&self, url: &str, body_bytes: u64) -> u64;
+
+    /// The request key of an input line this format wrote.
+    fn input_line_key(&self, line: &[u8]) -> Option<RequestKey>;
+
+    /// Longest result line read; longer ones go to [`BatchFormat::read_too_long_line`].
+    fn max_result_line_bytes(&self) -> usize;
+
+    /// Reads one output or error line of a batch for `endpoint`.
+    fn read_result_line(&self, endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine>;
+
+    /// A result line over [`BatchFormat::max_result_line_bytes`], known from
+    /// its first bytes: the request it answers ends failed (sent again, it
+    /// would be answered and billed alike). `None` when the head names no
+    /// request.
+    fn read_too_long_line(&self, number: u64, bytes: u64, head: &Bytes) -> Option<ResultLine>;
+}

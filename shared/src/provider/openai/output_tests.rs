@@ -1,0 +1,194 @@
+//! Tests of the OpenAI result line reader.
+
+use super::*;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn line(json: &str) -> Result<ResultLine, MalformedLine> {
+    parse_line(Endpoint::ChatCompletions, 1, json.as_bytes())
+}
+
+#[test]
+fn body_meta_reads_what_a_full_parse_reads() {
+    fn seen(m: &BodyMeta) -> String {
+        let e = m.error.as_ref().map(|e| (&e.message, &e.kind, &e.code));
+        format!(
+            "{:?} {:?} {e:?}",
+            m.model,
+            m.usage.as_ref().map(|u| u.to_usage(Endpoint::ChatCompletions))
+        )
+    }
+    let usage = r#"{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}"#;
+    for body in [
+        format!(
+            r#"{{"id":"x","model":"gpt-4o-mini","choices":[{{"message":{{"content":"a \"}}\" ] {{ b\\"}}}}],"usage":{usage}}}"#
+        ),
+        format!(r#" {{ "usage" : {usage} , "model" : "m" , "n" : [1, 2.5e3, true, null, {{"k": "}}"}}] }} "#),
+        r#"{"error":{"message":"bad","type":"invalid_request_error","code":"invalid_value"}}"#.to_owned(),
+        r#"{"model":7,"usage":{"prompt_tokens":1}}"#.to_owned(),
+        r#"{"model":"a","model":"b"}"#.to_owned(),
+        // backslash runs before a quote: odd escapes it, even does not
+        r#"{"x":"a\\","model":"even","y":"b\\\"c\\\\","usage":{"prompt_tokens":2}}"#.to_owned(),
+        r#"{"x":"\\\"model\":\"fake\"","model":"real"}"#.to_owned(),
+        r#"{"usage":{"prompt_tokens":-1}}"#.to_owned(),
+        r#"{"mod\u0065l":"escaped","usage":null}"#.to_owned(),
+        r#"{"error":{"code":429},"usage":{"input_tokens":5,"output_tokens":2}}"#.to_owned(),
+        r#"[1,2]"#.to_owned(),
+        r#""text""#.to_owned(),
+        "{}".to_owned(),
+    ] {
+        let full: BodyMeta = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(seen(&body_meta(&body)), seen(&full), "{body}");
+    }
+}
+
+#[test]
+fn a_2xx_line_keeps_its_body_verbatim_and_reads_chat_usage() {
+    let l = line(&format!(
+        r#"{{"id":"b1","custom_id":"{KEY}","response":{{"status_code":200,"request_id":"r","body":{{"model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{{"cached_tokens":4}},"completion_tokens_details":{{"reasoning_tokens":2}}}}}}}},"error":null}}"#
+    ))
+    .unwrap();
+    let Outcome::Success {
+        status_code,
+        body,
+        usage,
+        model,
+    } = l.outcome
+    else {
+        panic!("expected success")
+    };
+    assert_eq!(status_code, 200);
+    assert!(body.starts_with(r#"{"model":"gpt-4o-mini-2024-07-18","choices":[]"#));
+    assert_eq!(
+        usage.unwrap(),
+        Usage {
+            input_tokens: 12,
+            cached_input_tokens: 4,
+            output_tokens: 5,
+            reasoning_tokens: 2
+        }
+    );
+    assert_eq!(model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+}
+
+#[test]
+fn responses_api_usage_is_read_from_its_own_field_names() {
+    let l = line(&format!(
+        r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"usage":{{"input_tokens":7,"output_tokens":3,"input_tokens_details":{{"cached_tokens":1}},"output_tokens_details":{{"reasoning_tokens":2}}}}}}}}}}"#
+    ))
+    .unwrap();
+    let Outcome::Success { usage, .. } = l.outcome else {
+        panic!()
+    };
+    assert_eq!(
+        usage.unwrap(),
+        Usage {
+            input_tokens: 7,
+            cached_input_tokens: 1,
+            output_tokens: 3,
+            reasoning_tokens: 2
+        }
+    );
+}
+
+#[test]
+fn expired_and_server_errors_are_retryable_but_a_400_is_not() {
+    let expired = line(&format!(
+        r#"{{"custom_id":"{KEY}","response":null,"error":{{"code":"batch_expired","message":"late"}}}}"#
+    ))
+    .unwrap();
+    assert!(
+        matches!(expired.outcome, Outcome::Error { retryable: true, ref error, .. } if error.code == "batch_expired")
+    );
+    let e500 = line(&format!(
+        r#"{{"custom_id":"{KEY}","response":{{"status_code":500,"body":{{"error":{{"message":"oops","type":"server_error"}}}}}},"error":null}}"#
+    ))
+    .unwrap();
+    assert!(
+        matches!(e500.outcome, Outcome::Error { retryable: true, ref error, .. } if error.status_code == Some(500) && error.code == "server_error")
+    );
+    let e400 = line(&format!(
+        r#"{{"custom_id":"{KEY}","response":{{"status_code":400,"body":{{"error":{{"message":"bad","type":"invalid_request_error","code":"invalid_value"}}}}}},"error":null}}"#
+    ))
+    .unwrap();
+    assert!(
+        matches!(e400.outcome, Outcome::Error { retryable: false, ref error, .. } if error.code == "invalid_value" && error.message == "bad")
+    );
+}
+
+#[test]
+fn an_over_long_line_is_known_by_the_custom_id_and_status_in_its_head() {
+    let head = format!(
+        r#"{{"id": "batch_req_1", "custom_id" : "{KEY}", "response": {{"status_code": 200, "body": {{"data": [0.1"#
+    );
+    let l = too_long_line(7, 40_000_000, head.as_bytes()).expect("known");
+    assert_eq!((l.number, l.key.as_str()), (7, KEY));
+    let Outcome::Error { error, retryable, .. } = l.outcome else {
+        panic!("a failure")
+    };
+    assert_eq!(
+        (error.code.as_str(), error.status_code, retryable),
+        ("result_too_large", Some(200), false)
+    );
+    assert!(error.message.contains("40000000 bytes"), "{}", error.message);
+    assert!(too_long_line(1, 1, b"{\"id\":\"x\",\"response\":{").is_none());
+    assert!(too_long_line(1, 1, br#"{"custom_id":"someone-else"}"#).is_none());
+}
+
+#[test]
+fn lines_that_are_not_result_lines_are_refused_without_echoing_content() {
+    for bad in [
+        "not json",
+        "{}",
+        r#"{"custom_id":"someone-elses-id","response":{"status_code":200,"body":{}}}"#,
+        &format!(r#"{{"custom_id":"{KEY}"}}"#),
+        &format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":"200"}}}}"#),
+    ] {
+        let err = line(bad)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} should be refused"))
+            .to_string();
+        assert!(!err.contains("someone-elses-id"), "{err}");
+    }
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_refused_even_where_the_text_is_not_read() {
+    let good =
+        format!(r#"{{"id":"b1","custom_id":"{KEY}","response":{{"status_code":200,"body":{{"x":"caf\u00e9"}}}}}}"#);
+    assert!(parse_line(Endpoint::ChatCompletions, 1, good.as_bytes()).is_ok());
+    for field in [r#""id":"b1""#, r#""x":"caf\u00e9""#] {
+        let mut bytes = good.clone().into_bytes();
+        let at = good.find(field).unwrap() + field.len() - 2;
+        bytes[at] = 0xff;
+        let err = parse_line(Endpoint::ChatCompletions, 1, &bytes)
+            .err()
+            .unwrap_or_else(|| panic!("{field}: 0xff accepted"))
+            .to_string();
+        assert!(err.contains("UTF-8"), "{err}");
+    }
+}
+
+#[test]
+fn the_endpoint_decides_whether_a_missing_output_count_is_unknown_or_zero() {
+    let l = |endpoint: Endpoint, usage: &str| {
+        let json = format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"usage":{usage}}}}}}}"#);
+        match parse_line(endpoint, 1, json.as_bytes()).unwrap().outcome {
+            Outcome::Success { usage, .. } => usage,
+            Outcome::Error { .. } => panic!("a success"),
+        }
+    };
+    let embedding = r#"{"prompt_tokens":8,"total_tokens":8}"#;
+    assert_eq!(
+        l(Endpoint::Embeddings, embedding).map(|u| (u.input_tokens, u.output_tokens)),
+        Some((8, 0))
+    );
+    assert_eq!(l(Endpoint::ChatCompletions, embedding), None);
+    assert_eq!(
+        l(
+            Endpoint::ChatCompletions,
+            r#"{"prompt_tokens":null,"completion_tokens":2}"#
+        ),
+        None
+    );
+}
