@@ -7,7 +7,11 @@ VENV   ?= .venv
 # Pinned emulator: S3 + DynamoDB in one process, started via scripts/moto_server.py (see README, Development).
 MOTO_SPEC := moto[server]==5.2.5
 
-CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --workspace --no-fail-fast" || echo "cargo test --workspace --no-fail-fast")
+TEST_RUNNER := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
+CARGO_TEST := $(TEST_RUNNER) --workspace --no-fail-fast
+# The test files that run on whichever store BATCHQ_TEST_STORE names: the
+# in-memory store in the first run, DynamoDB and S3 on the emulator in the second.
+STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz
 
 .PHONY: help venv test lint fmt clippy check clean
 
@@ -21,10 +25,11 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_SPEC)'
 	@touch $@
 
-test: venv ## Build and run every test against a private local emulator
+test: venv ## Build and run every test (store tests on the in-memory store, then again on a private local emulator)
 	$(VENV)/bin/python scripts/check_emulator.py
 	cargo build --workspace --all-targets --quiet
 	scripts/with-emulator.sh $(CARGO_TEST)
+	BATCHQ_TEST_STORE=emulator scripts/with-emulator.sh $(TEST_RUNNER) -p batchq-tests --no-fail-fast $(addprefix --test ,$(STORE_TESTS))
 
 lint: fmt clippy ## cargo fmt --check and clippy -D warnings
 

@@ -454,15 +454,13 @@ impl Submitter {
             let updates = picked.iter().map(|(u, _, _)| u.clone()).collect();
             let results = self.core.ports.requests.apply_many(updates).await?;
             let mut refused = Vec::new();
-            for ((_, req, len), res) in picked.into_iter().zip(results) {
+            for ((claim, req, len), res) in picked.into_iter().zip(results) {
                 match res {
                     Ok(_) => match rules.admit(&req.key, url, &req.model, len, req.weight.inputs) {
                         Ok(()) => claimed.push(Claimed::of(&req)),
                         Err(Refusal::Full) | Err(Refusal::Invalid(_)) => {
                             // Cannot happen within one group; give the request back untouched.
-                            let mut claimed_req = req.clone();
-                            claimed_req.status = RequestStatus::Claimed;
-                            claimed_req.attempts += 1;
+                            let claimed_req = claim.applied_to(&req);
                             refused.push(RequestUpdate::requeue_free(&claimed_req, &job.id, None, now));
                         }
                     },
