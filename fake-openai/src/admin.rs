@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::api_error::api_error;
 use crate::config::Faults;
 use crate::lifecycle::{cancel, finish, half_done, present, validate_now, write_result_files};
-use crate::routes::api_error;
 use crate::state::{now_s, Inner, Shared, Submission};
 
 pub(crate) async fn admin_log(State(shared): State<Arc<Shared>>) -> Response {

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::api_error::api_error;
 use crate::files::{limit_param, listed};
 use crate::lifecycle::{advance, present, read_lines};
-use crate::routes::api_error;
 use crate::state::{now_s, BatchRec, Inner, Shared, Submission};
 
 #[derive(Deserialize)]

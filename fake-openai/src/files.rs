@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::api_error::api_error;
 use crate::config::Faults;
-use crate::routes::api_error;
 use crate::state::{now_s, FileRec, Inner, Shared};
 
 pub(crate) async fn upload(State(shared): State<Arc<Shared>>, mut form: Multipart) -> Response {

@@ -15,6 +15,7 @@
 //! could not all be confirmed against the live service.
 
 mod admin;
+mod api_error;
 mod batches;
 mod config;
 mod files;

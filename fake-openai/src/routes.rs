@@ -4,30 +4,17 @@
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api_error::api_error;
 use crate::batches::{cancel_batch, create_batch, list_batches, retrieve_batch};
 use crate::files::{delete_file, file_content, get_file, list_files, upload};
 use crate::state::{Flavor, LogEntry, Shared};
-
-pub(crate) fn api_error(
-    status: StatusCode,
-    message: impl Into<String>,
-    code: Option<&str>,
-    param: Option<&str>,
-) -> Response {
-    (
-        status,
-        Json(json!({"error": {"message": message.into(), "type": "invalid_request_error", "param": param, "code": code}})),
-    )
-        .into_response()
-}
 
 pub(crate) fn route_name(method: &Method, path: &str) -> &'static str {
     let p = path.trim_start_matches("/v1").trim_start_matches("/openai");
