@@ -8,8 +8,10 @@ use batchq_core::job::ProviderKind;
 use batchq_core::request::Usage;
 use batchq_core::time::Timestamp;
 use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
-use super::analysis::*;
+use super::terms::{parse_tolerance, Category, LineProblem, Priority};
 
 pub(crate) fn skip_to_next_line<R: BufRead>(reader: &mut R) -> std::io::Result<()> {
     loop {
@@ -158,89 +160,20 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Call, LineProblem> {
 
 /// Parses an RFC 3339 date-time (`2026-11-02T09:00:00Z`,
 /// `2026-11-02T09:00:00.250+01:00`; `t`, `z` and a space separator too) to
-/// the millisecond; finer fractions are cut off.
+/// the millisecond; finer fractions are cut off. The `time` crate reads it;
+/// what it would also take is refused here: a leap second (`:60`) and any
+/// other separator between date and time.
 pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let b = s.trim().as_bytes();
-    let digits = |from: usize, len: usize| -> Option<i64> {
-        let part = b.get(from..from + len)?;
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.get(17..19) == Some(b"60") {
         return None;
     }
-    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
-    if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
-        return None;
-    }
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            if i - start < 3 {
-                millis = millis * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..3 {
-            millis *= 10;
-        }
-    }
-    let offset_secs = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (oh, om) = (digits(i + 1, 2)?, digits(i + 4, 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let off = oh * 3600 + om * 60;
-            if sign == b'+' {
-                off
-            } else {
-                -off
-            }
-        }
+    let parsed = match b.get(10)? {
+        b'T' | b't' => OffsetDateTime::parse(s, &Rfc3339),
+        b' ' => OffsetDateTime::parse(&format!("{}T{}", &s[..10], &s[11..]), &Rfc3339),
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(Timestamp::from_millis(secs * 1000 + millis))
-}
-
-pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let nanos = parsed.ok()?.unix_timestamp_nanos();
+    Some(Timestamp::from_millis(i64::try_from(nanos.div_euclid(1_000_000)).ok()?))
 }

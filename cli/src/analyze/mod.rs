@@ -20,12 +20,13 @@ use crate::Failure;
 
 mod analysis;
 mod log_line;
+mod terms;
 
 use self::analysis::{Analysis, Totals};
 
 /// Reads `--min-wait`: `24h`, `2d`, `90m`, `1w`, or seconds.
 pub fn parse_min_wait(s: &str) -> Result<Duration, String> {
-    analysis::parse_wait(s)
+    terms::parse_wait(s)
 }
 
 pub fn analyze(file: &Path, min_wait: Duration, json: bool) -> Result<(), Failure> {
@@ -236,7 +237,7 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
     out.push(format!("{}: {}, {period}", file.display(), count(a.lines_read, "line")));
     out.push(format!(
         "A call is batchable when it can wait at least {} (--min-wait).",
-        analysis::format_wait(a.min_wait)
+        terms::format_wait(a.min_wait)
     ));
     out.push(String::new());
 

@@ -1,4 +1,6 @@
 use super::*;
+use crate::analyze::log_line::*;
+use crate::analyze::terms::*;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -380,6 +382,29 @@ fn rfc3339_timestamps_parse_with_fractions_and_offsets() {
         "2026-11-02T00:00:00+0100",
         "2026-11-02T00:00:00Z junk",
         "1793577600",
+    ] {
+        assert_eq!(parse_rfc3339(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn rfc3339_edges_keep_their_reading() {
+    let ms = |s: &str| parse_rfc3339(s).map(Timestamp::millis);
+    // Surrounding blanks are ignored; fractions past the millisecond are cut.
+    assert_eq!(ms("  2026-11-02T00:00:00Z\n"), Some(1_793_577_600_000));
+    assert_eq!(ms("2026-11-02T00:00:00.9999999999Z"), Some(1_793_577_600_999));
+    // Before 1970 the millisecond is still cut towards the earlier instant.
+    assert_eq!(ms("1969-12-31T23:59:59.999Z"), Some(-1));
+    assert_eq!(ms("0000-01-01T00:00:00Z"), Some(-62_167_219_200_000));
+    assert_eq!(ms("9999-12-31T23:59:59Z"), Some(253_402_300_799_000));
+    for bad in [
+        "2026-12-31T23:59:60Z",
+        "2026-11-02T00:00:00+24:00",
+        "2026-11-02T00:00:00+01:60",
+        "2026-04-31T00:00:00Z",
+        "2026-11-02T00:60:00Z",
+        "2026-11-02X00:00:00Z",
+        "",
     ] {
         assert_eq!(parse_rfc3339(bad), None, "{bad}");
     }
