@@ -184,21 +184,9 @@ fn verify(req: &Received) -> Verdict {
 
 /// `20260101T000000Z` as a time.
 fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    if s.len() != 16 || !s.ends_with('Z') || &s[8..9] != "T" {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    let format = time::format_description::parse_borrowed::<2>("[year][month][day]T[hour][minute][second]Z").ok()?;
+    let t = time::PrimitiveDateTime::parse(s, &format).ok()?.assume_utc();
+    Some(SystemTime::from(t))
 }
 
 /// The check itself is right: it reproduces the AWS SigV4 test suite's

@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::{BatchRec, Faults, Inner};
+use crate::config::Faults;
+use crate::state::{BatchRec, Inner};
 
 /// Whether a batch's tokens count against its model's limit now. A vanished
 /// batch never advances again, so counting it would block its model for good.

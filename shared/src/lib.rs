@@ -2,7 +2,6 @@
 //! storage and provider ports, and their AWS and HTTP adapters. The Lambda
 //! functions and the CLI are thin shells around this crate.
 
-pub mod analyze;
 pub mod api;
 pub mod app;
 pub mod auth;

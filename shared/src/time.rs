@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -37,17 +38,22 @@ impl Timestamp {
     }
 
     /// RFC 3339 in UTC with millisecond precision: `2026-11-25T04:05:06.789Z`.
+    /// The calendar is the `time` crate's, which spans the years -9999 to
+    /// 9999; an instant beyond that prints as the nearest end of that span.
     pub fn to_rfc3339(self) -> String {
-        let secs = self.0.div_euclid(1000);
+        let first = PrimitiveDateTime::MIN.assume_utc().unix_timestamp();
+        let last = PrimitiveDateTime::MAX.assume_utc().unix_timestamp();
+        let secs = self.0.div_euclid(1000).clamp(first, last);
         let ms = self.0.rem_euclid(1000);
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let t = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            sod / 3600,
-            (sod % 3600) / 60,
-            sod % 60
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
         )
     }
 
@@ -61,21 +67,6 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The clock port: the core never reads the system time directly, so tests
@@ -132,6 +123,23 @@ mod tests {
         );
         assert_eq!(Timestamp::from_millis(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
         assert_eq!(Timestamp::from_unix_seconds(1_795_000_000).utc_date(), "2026-11-18");
+        assert_eq!(Timestamp::from_millis(-1_000).to_rfc3339(), "1969-12-31T23:59:59.000Z");
+        assert_eq!(
+            Timestamp::from_millis(253_402_300_799_999).to_rfc3339(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(Timestamp::from_millis(951_782_400_000).utc_date(), "2000-02-29");
+    }
+
+    #[test]
+    fn rfc3339_clamps_instants_beyond_the_calendar_to_its_ends() {
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX).to_rfc3339(),
+            "9999-12-31T23:59:59.807Z"
+        );
+        assert!(Timestamp::from_millis(i64::MIN)
+            .to_rfc3339()
+            .starts_with("-9999-01-01T00:00:00."));
     }
 
     #[test]

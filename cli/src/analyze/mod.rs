@@ -1,6 +1,6 @@
 //! `batchq analyze USAGE.jsonl`: which past real-time calls could have waited
 //! for a batch, and what that would save. The log format, the batchable rule
-//! and the arithmetic are in `batchq_core::analyze`. Needs no AWS and no
+//! and the arithmetic are in `analysis`. Needs no AWS and no
 //! provider: only the file and a price table (the bundled one, or a local
 //! file named by `BATCHQ_PRICING_FILE`).
 
@@ -9,7 +9,6 @@ use std::io::BufReader;
 use std::path::Path;
 use std::time::Duration;
 
-use batchq_core::analyze::{self, Analysis, Totals};
 use batchq_core::config::PRICING_FILE;
 use batchq_core::money::Money;
 use batchq_core::pricing::PriceBook;
@@ -19,16 +18,22 @@ use serde_json::{json, Value};
 use crate::output::emit;
 use crate::Failure;
 
+mod analysis;
+mod log_line;
+mod terms;
+
+use self::analysis::{Analysis, Totals};
+
 /// Reads `--min-wait`: `24h`, `2d`, `90m`, `1w`, or seconds.
 pub fn parse_min_wait(s: &str) -> Result<Duration, String> {
-    analyze::parse_wait(s)
+    terms::parse_wait(s)
 }
 
 pub fn analyze(file: &Path, min_wait: Duration, json: bool) -> Result<(), Failure> {
     let reader = File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let prices = price_book()?;
     let analysis =
-        analyze::analyze(BufReader::new(reader), &prices, min_wait).map_err(|e| format!("{}: {e}", file.display()))?;
+        analysis::analyze(BufReader::new(reader), &prices, min_wait).map_err(|e| format!("{}: {e}", file.display()))?;
     let v = to_json(&analysis, &prices, file);
     emit(json, &v, || human(&analysis, &prices, file));
     Ok(())
@@ -232,7 +237,7 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
     out.push(format!("{}: {}, {period}", file.display(), count(a.lines_read, "line")));
     out.push(format!(
         "A call is batchable when it can wait at least {} (--min-wait).",
-        analyze::format_wait(a.min_wait)
+        terms::format_wait(a.min_wait)
     ));
     out.push(String::new());
 
@@ -314,8 +319,8 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
     }
     for u in &a.unpriced {
         let why = match u.reason {
-            analyze::UnpricedReason::UnknownModel => "model not in the price table",
-            analyze::UnpricedReason::UsageNotPriced => "usage the price table cannot price",
+            analysis::UnpricedReason::UnknownModel => "model not in the price table",
+            analysis::UnpricedReason::UsageNotPriced => "usage the price table cannot price",
         };
         out.push(format!(
             "Not priced, left out of every figure: {} / {}: {} on {} ({why}).",

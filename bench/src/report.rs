@@ -1,0 +1,164 @@
+//! What the bench measured and the table it prints.
+
+use batchq_bench::cost::{Counts, Overhead};
+use batchq_bench::hot;
+use batchq_bench::meter::Meter;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FunctionInfo {
+    pub(crate) name: String,
+    pub(crate) bytes: u64,
+    pub(crate) memory_mb: u32,
+    pub(crate) start_to_ready_ms: Vec<f64>,
+    pub(crate) start_to_ready_median_ms: f64,
+    pub(crate) rss_at_ready_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Phase {
+    pub(crate) name: String,
+    pub(crate) requests: u64,
+    pub(crate) wall_s: f64,
+    pub(crate) invocations: u64,
+    /// Σ of invocation times, ms.
+    pub(crate) lambda_ms: f64,
+    pub(crate) lambda_mb_ms: f64,
+    pub(crate) api_gateway_units: u64,
+    pub(crate) provider_calls: u64,
+    pub(crate) meter: Meter,
+}
+
+impl Phase {
+    pub(crate) fn per_1000(&self, n: f64) -> f64 {
+        n * 1000.0 / self.requests.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PeakMemory {
+    pub(crate) what: String,
+    pub(crate) max_rss_bytes: u64,
+    pub(crate) goal_bytes: u64,
+    pub(crate) met: bool,
+    pub(crate) wall_s: f64,
+    pub(crate) detail: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Results {
+    pub(crate) generated_at: String,
+    pub(crate) quick: bool,
+    pub(crate) profile: String,
+    pub(crate) machine: Value,
+    pub(crate) hot_paths: hot::HotPaths,
+    pub(crate) functions: Vec<FunctionInfo>,
+    pub(crate) end_to_end: Vec<Phase>,
+    pub(crate) end_to_end_requests: u64,
+    pub(crate) end_to_end_completed: u64,
+    pub(crate) peak_memory: Vec<PeakMemory>,
+    pub(crate) cost_counts: Counts,
+    pub(crate) overhead_per_1000_usd: Overhead,
+    pub(crate) saving_per_1000_usd: f64,
+    pub(crate) overhead_to_saving: f64,
+    pub(crate) seconds: f64,
+}
+
+pub(crate) fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+pub(crate) fn print_table(r: &Results) {
+    let h = &r.hot_paths;
+    println!();
+    println!(
+        "batchq bench ({} profile{})",
+        r.profile,
+        if r.quick { ", --quick" } else { "" }
+    );
+    println!();
+    println!("1. Hot paths, one core                      MB/s   IgnoredAny floor   ratio");
+    for (name, t) in [
+        ("build input JSONL", &h.build_input),
+        ("parse result JSONL", &h.parse_results),
+    ] {
+        println!(
+            "   {name:<38} {:>7.0}   {:>16.0}   {:>5.2}   ({:.0} MB, {} lines)",
+            t.mb_per_s,
+            t.floor_mb_per_s,
+            t.ratio,
+            t.bytes as f64 / 1e6,
+            t.lines
+        );
+    }
+    println!();
+    println!("2. Peak memory (max RSS of the function process; goal < 64 MiB)");
+    for m in &r.peak_memory {
+        println!(
+            "   {:<58} {:>6.1} MiB  {}  ({:.0} s)",
+            m.what,
+            mib(m.max_rss_bytes),
+            if m.met { "ok" } else { "OVER GOAL" },
+            m.wall_s
+        );
+    }
+    println!();
+    println!(
+        "3. End to end: {} requests ({} completed); per 1,000 requests",
+        r.end_to_end_requests, r.end_to_end_completed
+    );
+    println!("   phase               requests   wall s  invocations  DynamoDB calls      WCU      RCU  S3 calls  provider calls");
+    for p in &r.end_to_end {
+        println!(
+            "   {:<18} {:>9} {:>8.1} {:>12.1} {:>15.1} {:>8.1} {:>8.1} {:>9.2} {:>15.2}",
+            p.name,
+            p.requests,
+            p.wall_s,
+            p.per_1000(p.invocations as f64),
+            p.per_1000(p.meter.dynamodb_calls() as f64),
+            p.per_1000(p.meter.wcu()),
+            p.per_1000(p.meter.rcu()),
+            p.per_1000(p.meter.s3_calls() as f64),
+            p.per_1000(p.provider_calls as f64),
+        );
+    }
+    println!();
+    let o = &r.overhead_per_1000_usd;
+    println!("4. AWS overhead per 1,000 requests (list prices, us-east-1, arm64; see bench/src/cost.rs)");
+    for (name, v) in [
+        ("API Gateway", o.api_gateway),
+        ("Lambda requests", o.lambda_requests),
+        ("Lambda duration", o.lambda_duration),
+        ("DynamoDB writes", o.dynamodb_writes),
+        ("DynamoDB reads", o.dynamodb_reads),
+        ("DynamoDB storage (1 month)", o.dynamodb_storage),
+        ("S3 requests", o.s3_requests),
+        ("S3 storage", o.s3_storage),
+    ] {
+        println!("   {name:<28} ${v:>9.5}");
+    }
+    println!("   {:<28} ${:>9.5}", "total overhead", o.total);
+    println!(
+        "   {:<28} ${:>9.5}",
+        "saving (Batch vs real time)", r.saving_per_1000_usd
+    );
+    println!("   overhead / saving            {:>9.1}%", r.overhead_to_saving * 100.0);
+    println!();
+    println!(
+        "5. Function binaries          bytes    MiB   start to ready (median of {})   RSS at ready",
+        r.functions.first().map_or(0, |f| f.start_to_ready_ms.len())
+    );
+    for f in &r.functions {
+        println!(
+            "   {:<20} {:>12} {:>6.1} {:>16.1} ms {:>26.1} MiB",
+            f.name,
+            f.bytes,
+            mib(f.bytes),
+            f.start_to_ready_median_ms,
+            mib(f.rss_at_ready_bytes.unwrap_or(0))
+        );
+    }
+    println!();
+    println!("Took {:.0} s; written to bench/results.json", r.seconds);
+}

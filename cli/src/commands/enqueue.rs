@@ -1,0 +1,252 @@
+//! `batchq enqueue`: a JSONL file into the queue, directly or through the
+//! deployed API (`--api`), chunked to the API's limits.
+
+use crate::chunk::{Chunker, Limits, Piece};
+use crate::output::{emit, progress_allowed, text};
+use crate::remote::{Auth, AuthMode};
+use crate::Failure;
+use batchq_core::api::ApiRequest;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::path::Path;
+use tokio::io::AsyncBufReadExt;
+
+use super::Ctx;
+
+use crate::commands::steps::EXIT_PARTIAL;
+
+/// What one bulk call said about its lines, renumbered to the file.
+#[derive(Default)]
+pub(crate) struct EnqueueSummary {
+    pub(crate) lines: u64,
+    pub(crate) created: u64,
+    pub(crate) existing: u64,
+    pub(crate) conflict: u64,
+    pub(crate) rejected: Vec<Value>,
+}
+
+/// A running API that `enqueue --api` sends to.
+pub(crate) struct Remote {
+    pub(crate) http: reqwest::Client,
+    /// `BASE/v1/requests/bulk`.
+    pub(crate) bulk_url: reqwest::Url,
+    pub(crate) auth: Auth,
+}
+
+pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMode) -> Result<(), Failure> {
+    // Credentials first: a missing profile or an expired SSO session is
+    // reported before the file is read.
+    let remote = match api_url {
+        None => None,
+        Some(base) => {
+            let raw = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
+            let bulk_url = reqwest::Url::parse(&raw).map_err(|e| format!("--api {base}: not a URL: {e}"))?;
+            let api_key = std::env::var("BATCHQ_API_KEY").ok();
+            let auth = Auth::resolve(auth, &bulk_url, api_key).await?;
+            Some(Remote {
+                http: reqwest::Client::new(),
+                bulk_url,
+                auth,
+            })
+        }
+    };
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let total_bytes = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let bar = if progress_allowed(ctx.json) {
+        let b = ProgressBar::new(total_bytes);
+        b.set_style(
+            ProgressStyle::with_template("enqueue [{bar:40}] {bytes}/{total_bytes} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut reader = tokio::io::BufReader::new(f).lines();
+    let mut sum = EnqueueSummary::default();
+    let limits = if api_url.is_some() { Limits::API } else { Limits::STORE };
+    let mut chunker = Chunker::new(limits);
+    let mut line_no = 0u64;
+    loop {
+        let line = reader
+            .next_line()
+            .await
+            .map_err(|e| format!("{}: line {}: {e}", file.display(), line_no + 1))?;
+        let done = line.is_none();
+        let pieces = match line {
+            Some(line) => {
+                line_no += 1;
+                bar.inc(line.len() as u64 + 1);
+                chunker.push(line)
+            }
+            None => chunker.finish().map(Piece::Send).into_iter().collect(),
+        };
+        for piece in pieces {
+            match piece {
+                Piece::Send(chunk) => {
+                    let answer = send_bulk(ctx, remote.as_ref(), chunk.body).await?;
+                    merge_bulk(&mut sum, &answer, chunk.first_line - 1)?;
+                    bar.set_message(format!("{} accepted", sum.created + sum.existing));
+                }
+                Piece::TooLong { line, bytes } => {
+                    sum.lines += 1;
+                    sum.rejected.push(too_long(line, bytes, limits, api_url.is_some()));
+                }
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let v = json!({
+        "file": file.display().to_string(),
+        "lines": sum.lines,
+        "created": sum.created,
+        "duplicates": sum.existing,
+        "conflicts": sum.conflict,
+        "rejected": sum.rejected.len(),
+        "rejections": sum.rejected,
+    });
+    emit(ctx.json, &v, || {
+        let mut out = vec![format!(
+            "{}: {} accepted ({} new, {} already queued), {} conflicts, {} rejected",
+            file.display(),
+            sum.created + sum.existing,
+            sum.created,
+            sum.existing,
+            sum.conflict,
+            sum.rejected.len()
+        )];
+        for r in sum.rejected.iter().take(50) {
+            out.push(format!(
+                "  line {}: {}: {}",
+                text(&r["line"]),
+                text(&r["error"]["field"]),
+                text(&r["error"]["message"])
+            ));
+        }
+        if sum.rejected.len() > 50 {
+            out.push(format!("  … and {} more (use --json for all)", sum.rejected.len() - 50));
+        }
+        out.join("\n")
+    });
+    if !sum.rejected.is_empty() || sum.conflict > 0 {
+        return Err(Failure {
+            message: format!(
+                "{} lines rejected, {} conflicting with stored requests",
+                sum.rejected.len(),
+                sum.conflict
+            ),
+            code: EXIT_PARTIAL,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) async fn send_bulk(ctx: &Ctx, remote: Option<&Remote>, body: String) -> Result<Value, Failure> {
+    let Some(remote) = remote else {
+        let resp = ctx
+            .api
+            .handle(
+                &ctx.tenant,
+                ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
+            )
+            .await;
+        // Refused as a whole (over quota, storage down): no per-line outcomes.
+        if !resp.body["results"].is_array() {
+            return Err(format!(
+                "enqueue failed: {}",
+                answer_message(&resp.body, resp.body_string().as_bytes())
+            )
+            .into());
+        }
+        return Ok(resp.body);
+    };
+    let url = &remote.bulk_url;
+    const CONTENT_TYPE: &str = "application/x-ndjson";
+    let post = remote.http.post(url.clone()).header("content-type", CONTENT_TYPE);
+    let post = remote
+        .auth
+        .apply(post, "POST", url, CONTENT_TYPE, body.as_bytes())
+        .await?;
+    let resp = post.body(body).send().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| format!("POST {url}: {e}"))?;
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Per-line outcomes come with 200, and with 400 when every line was bad.
+    // Anything else refuses the call as a whole (no key, a wrong key or
+    // signature, over quota, too large, API Gateway's own answers such as
+    // `{"message":"Forbidden"}`): nothing to report per line.
+    if !v["results"].is_array() {
+        let mut message = format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes));
+        if matches!(status.as_u16(), 401 | 403) {
+            message.push_str(&format!(" ({})", remote.auth.refusal_hint()));
+        }
+        return Err(message.into());
+    }
+    Ok(v)
+}
+
+/// The message of an error answer: the API's `error.message`, API Gateway's
+/// `message`, or the start of whatever text came back.
+pub(crate) fn answer_message(v: &Value, raw: &[u8]) -> String {
+    if let Some(m) = v["error"]["message"].as_str().or_else(|| v["message"].as_str()) {
+        return m.to_owned();
+    }
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty answer)".into();
+    }
+    text.chars().take(300).collect()
+}
+
+/// The rejection of a line too long to be sent, shaped like the API's own.
+pub(crate) fn too_long(line: u64, bytes: usize, limits: Limits, through_api: bool) -> Value {
+    let message = if through_api {
+        format!(
+            "the line is {bytes} bytes; through --api a line is sent in one call of at most {} bytes \
+             (API Gateway hands Lambda at most 6 MB, with the body base64-encoded); make its body smaller \
+             or enqueue the file without --api",
+            limits.max_line_bytes
+        )
+    } else {
+        format!(
+            "the line is {bytes} bytes; the API reads at most {} bytes per call",
+            limits.max_line_bytes
+        )
+    };
+    json!({
+        "line": line,
+        "custom_id": Value::Null,
+        "outcome": "rejected",
+        "status": Value::Null,
+        "error": {"code": "line_too_large", "message": message, "field": Value::Null},
+    })
+}
+
+pub(crate) fn merge_bulk(sum: &mut EnqueueSummary, answer: &Value, offset: u64) -> Result<(), Failure> {
+    let results = answer["results"]
+        .as_array()
+        .ok_or_else(|| format!("unexpected bulk answer: {answer}"))?;
+    for r in results {
+        sum.lines += 1;
+        match r["outcome"].as_str() {
+            Some("created") => sum.created += 1,
+            Some("existing") => sum.existing += 1,
+            Some("conflict") => sum.conflict += 1,
+            _ => {
+                let mut r = r.clone();
+                if let Some(n) = r["line"].as_u64() {
+                    r["line"] = json!(n + offset);
+                }
+                sum.rejected.push(r);
+            }
+        }
+    }
+    Ok(())
+}

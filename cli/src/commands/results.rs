@@ -1,0 +1,189 @@
+//! `batchq wait` and `batchq results`: waiting for the queue to drain, and
+//! downloading the answers.
+
+use crate::output::{emit, progress_allowed, text};
+use crate::Failure;
+use batchq_core::api::ApiRequest;
+use batchq_core::ids::JobId;
+use batchq_core::request::{Payload, RequestStatus};
+use batchq_core::store::{JobStore, ObjectStore, RequestStore};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+use super::Ctx;
+
+pub async fn wait(ctx: &Ctx, timeout: Duration) -> Result<(), Failure> {
+    let started = Instant::now();
+    let show = progress_allowed(ctx.json);
+    let multi = MultiProgress::new();
+    let overall = if show {
+        let b = multi.add(ProgressBar::new(0));
+        b.set_style(
+            ProgressStyle::with_template("all  [{bar:40}] {pos}/{len} finished  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    loop {
+        let stats = ctx.call(ApiRequest::get("/v1/stats")).await?;
+        let by = &stats["requests"]["by_status"];
+        let n = |k: &str| by[k].as_u64().unwrap_or(0);
+        let total = stats["requests"]["total"].as_u64().unwrap_or(0);
+        let finished = n("completed") + n("failed") + n("cancelled");
+        overall.set_length(total);
+        overall.set_position(finished);
+        overall.set_message(format!(
+            "{} queued, {} in flight, {} jobs open",
+            n("queued"),
+            n("claimed"),
+            stats["jobs"]["open"].as_u64().unwrap_or(0)
+        ));
+        if show {
+            let jobs = ctx.call(ApiRequest::get("/v1/jobs").with_query("limit=20")).await?;
+            for j in jobs["jobs"].as_array().into_iter().flatten() {
+                let id = text(&j["id"]);
+                let bar = bars.entry(id.clone()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(0));
+                    b.set_style(
+                        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b.set_prefix(id.chars().skip(4).take(8).collect::<String>());
+                    b
+                });
+                let c = &j["request_counts"];
+                bar.set_length(c["total"].as_u64().unwrap_or(0));
+                bar.set_position(c["completed"].as_u64().unwrap_or(0) + c["failed"].as_u64().unwrap_or(0));
+                bar.set_message(format!("{} {}", text(&j["model"]), text(&j["status"])));
+            }
+        }
+        let open_jobs = stats["jobs"]["open"].as_u64().unwrap_or(0);
+        if n("queued") == 0 && n("claimed") == 0 && open_jobs == 0 {
+            overall.finish_and_clear();
+            for b in bars.values() {
+                b.finish_and_clear();
+            }
+            let v = json!({"waited_seconds": started.elapsed().as_secs(), "stats": stats});
+            emit(ctx.json, &v, || {
+                format!(
+                    "done after {}s: {} completed, {} failed, {} cancelled",
+                    started.elapsed().as_secs(),
+                    n("completed"),
+                    n("failed"),
+                    n("cancelled")
+                )
+            });
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(format!(
+                "timed out after {}s: {} still queued, {} in flight, {} jobs open",
+                timeout.as_secs(),
+                n("queued"),
+                n("claimed"),
+                open_jobs
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result<(), Failure> {
+    let jobs: Vec<JobId> = match job {
+        Some(j) => vec![JobId::parse(j).map_err(|e| e.message)?],
+        None => {
+            let mut ids = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = ctx.app.store.list_jobs(None, cursor, 100).await?;
+                ids.extend(page.items.into_iter().map(|j| j.id));
+                match page.next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            ids.reverse(); // oldest first
+            ids
+        }
+    };
+    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match out {
+        Some(p) => Box::new(tokio::io::BufWriter::new(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => Box::new(tokio::io::BufWriter::new(tokio::io::stdout())),
+    };
+    let mut written = 0u64;
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    for job_id in &jobs {
+        let mut cursor = None;
+        loop {
+            let page = ctx.app.store.by_job(job_id, cursor, 500).await?;
+            for req in page.items {
+                if !matches!(req.status, RequestStatus::Completed | RequestStatus::Failed) {
+                    continue;
+                }
+                let Some((req, Some(result))) = ctx.app.store.get_with_result(&req.key).await? else {
+                    continue;
+                };
+                if &result.job_id != job_id {
+                    continue;
+                }
+                let body = match &result.response {
+                    Some(Payload::Inline(s)) => Some(serde_json::from_str::<Value>(s)?),
+                    Some(Payload::S3 { key, .. }) => {
+                        let bytes = ctx
+                            .app
+                            .objects
+                            .get(key)
+                            .await?
+                            .ok_or_else(|| format!("response object {key} is missing"))?;
+                        Some(serde_json::from_slice::<Value>(&bytes)?)
+                    }
+                    None => None,
+                };
+                // The OpenAI batch output line shape, with the caller's own custom_id.
+                let line = json!({
+                    "id": format!("batchq_req_{}", req.key),
+                    "custom_id": req.custom_id,
+                    "response": result.status_code.map(|code| json!({
+                        "status_code": code,
+                        "request_id": Value::Null,
+                        "body": body.clone().unwrap_or(Value::Null),
+                    })),
+                    "error": match (&result.error, result.status_code) {
+                        (Some(e), None) => json!({"code": e.code, "message": e.message}),
+                        _ => Value::Null,
+                    },
+                });
+                sink.write_all(line.to_string().as_bytes()).await?;
+                sink.write_all(b"\n").await?;
+                written += 1;
+                *by_status.entry(req.status.as_str().to_owned()).or_default() += 1;
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    }
+    sink.flush().await?;
+    drop(sink);
+    let v = json!({"written": written, "by_status": by_status, "jobs": jobs.len(),
+                   "out": out.map(|p| p.display().to_string())});
+    match out {
+        Some(p) => emit(ctx.json, &v, || format!("wrote {written} results to {}", p.display())),
+        None if ctx.json => {} // stdout holds the JSONL itself
+        None => eprintln!("wrote {written} results"),
+    }
+    Ok(())
+}

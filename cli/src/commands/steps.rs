@@ -1,0 +1,213 @@
+//! The pipeline's steps run by hand: init, submit, poll, ingest.
+
+use crate::output::emit;
+use crate::Failure;
+use batchq_core::pipeline::SubmitOptions;
+use serde_json::json;
+
+use super::Ctx;
+
+pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
+    ctx.app.store.create_tables().await?;
+    let bucket = &ctx.app.config.bucket;
+    let s3 = ctx.app.objects.client();
+    // us-east-1 answers 200 to creating a bucket one already owns, so ask first.
+    let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+    let created_bucket = if exists {
+        false
+    } else {
+        match s3.create_bucket().bucket(bucket).send().await {
+            Ok(_) => true,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_bucket_already_owned_by_you()) =>
+            {
+                false
+            }
+            Err(e) => {
+                return Err(format!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)).into())
+            }
+        }
+    };
+    let cfg = &ctx.app.config;
+    let v = json!({
+        "requests_table": cfg.requests_table,
+        "jobs_table": cfg.jobs_table,
+        "bucket": bucket,
+        "bucket_created": created_bucket,
+    });
+    emit(ctx.json, &v, || {
+        format!(
+            "ready: tables {} and {}, bucket {} ({})",
+            cfg.requests_table,
+            cfg.jobs_table,
+            bucket,
+            if created_bucket { "created" } else { "already there" }
+        )
+    });
+    Ok(())
+}
+
+/// Exit status of a step that ran but could not do all of its work: a
+/// submit or poll whose report lists errors (the same status as `enqueue`
+/// with rejected lines). 1 stays "the command failed".
+pub const EXIT_PARTIAL: u8 = 2;
+
+pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
+    let report = ctx.submitter().await?.run(SubmitOptions { force }).await?;
+    let v = serde_json::to_value(&report)?;
+    emit(ctx.json, &v, || {
+        let mut lines = Vec::new();
+        for j in report.resumed.iter().chain(&report.jobs) {
+            lines.push(format!(
+                "job {}  {}  {} requests  {}  batch {}",
+                j.job_id,
+                j.group,
+                j.requests,
+                j.status,
+                j.provider_batch_id.as_deref().unwrap_or("-")
+            ));
+        }
+        for g in report.waiting.iter().chain(&report.held) {
+            lines.push(format!("{}: {} queued, {}", g.group, g.queued, g.note));
+        }
+        lines.extend(report.errors.iter().map(|e| format!("error: {e}")));
+        lines.extend(
+            report
+                .abandoned
+                .iter()
+                .map(|a| format!("abandoned (job failed, requests released): {a}")),
+        );
+        if lines.is_empty() {
+            lines.push("nothing to submit".into());
+        }
+        lines.join("\n")
+    });
+    match step_failure("submit", &report.errors, &report.abandoned) {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+pub async fn poll(ctx: &Ctx) -> Result<(), Failure> {
+    let provider = ctx.provider().await?;
+    let poller = ctx.app.poller(provider);
+    let report = poller.run().await?;
+    let ingester = ctx.app.ingester();
+    let mut ingested = Vec::new();
+    // One file that cannot be ingested does not stop the others (the next
+    // poll ingests it again); it is reported and fails the run.
+    let mut ingest_errors: Vec<String> = Vec::new();
+    let mut not_ingested: Vec<&str> = Vec::new();
+    for key in &report.copied {
+        match ingester.ingest_key(key).await {
+            Ok(r) => ingested.push(serde_json::to_value(r)?),
+            Err(e) => {
+                ingest_errors.push(format!("ingest {key}: {e}"));
+                not_ingested.push(key);
+            }
+        }
+    }
+    let v = json!({"poll": report, "ingested": ingested, "ingest_errors": ingest_errors});
+    emit(ctx.json, &v, || {
+        let mut lines: Vec<String> = report
+            .changed
+            .iter()
+            .map(|c| format!("job {}: {} -> {}", c.job_id, c.from, c.to))
+            .collect();
+        lines.extend(report.copied.iter().map(|k| {
+            if not_ingested.contains(&k.as_str()) {
+                format!("copied {k} (not ingested, see the error below)")
+            } else {
+                format!("copied and ingested {k}")
+            }
+        }));
+        lines.extend(
+            report
+                .errors
+                .iter()
+                .chain(&ingest_errors)
+                .map(|e| format!("error: {e}")),
+        );
+        if lines.is_empty() {
+            lines.push(format!("{} open jobs checked, nothing changed", report.checked));
+        }
+        lines.join("\n")
+    });
+    let errors: Vec<String> = report.errors.iter().chain(&ingest_errors).cloned().collect();
+    match step_failure("poll", &errors, &[]) {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// The failure of a step whose report lists errors or abandoned jobs: what
+/// went wrong, named, with the first error in full (the report printed on
+/// stdout has them all). `None` when the step did all its work.
+pub(crate) fn step_failure(step: &str, errors: &[String], abandoned: &[String]) -> Option<Failure> {
+    if errors.is_empty() && abandoned.is_empty() {
+        return None;
+    }
+    let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut what = Vec::new();
+    if !errors.is_empty() {
+        what.push(count(errors.len(), "error", "errors"));
+    }
+    if !abandoned.is_empty() {
+        what.push(count(abandoned.len(), "job abandoned", "jobs abandoned"));
+    }
+    let what = what.join(", ");
+    // Reports carry errors as text; a refused key is the provider error
+    // `Unauthorized`, displayed as `<op>: authentication failed: <message>`.
+    let message = match errors
+        .iter()
+        .chain(abandoned)
+        .find(|e| e.contains("authentication failed"))
+    {
+        Some(auth) => format!(
+            "{step}: the provider refused the key: {auth} ({what}; check OPENAI_API_KEY, or the secret \
+             BATCHQ_OPENAI_API_KEY_SECRET_ARN names)"
+        ),
+        None => {
+            let first = errors
+                .first()
+                .or(abandoned.first())
+                .map(String::as_str)
+                .unwrap_or_default();
+            format!("{step}: {what}; first: {first}")
+        }
+    };
+    Some(Failure {
+        message,
+        code: EXIT_PARTIAL,
+    })
+}
+
+pub async fn ingest(ctx: &Ctx, url: &str) -> Result<(), Failure> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url:?}: expected s3://BUCKET/KEY"))?;
+    let (bucket, key) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("{url:?}: expected s3://BUCKET/KEY"))?;
+    if bucket != ctx.app.config.bucket {
+        return Err(format!("bucket {bucket} is not batchq's bucket {}", ctx.app.config.bucket).into());
+    }
+    let report = ctx.app.ingester().ingest_key(key).await?;
+    let v = serde_json::to_value(&report)?;
+    emit(ctx.json, &v, || {
+        format!(
+            "{}: {} lines: {} completed, {} failed, {} re-queued, {} replayed, {} not in the job, {} malformed{}",
+            report.key,
+            report.lines,
+            report.completed,
+            report.failed,
+            report.requeued,
+            report.replayed,
+            report.not_in_job,
+            report.malformed,
+            if report.closed { "; job done" } else { "" }
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The HTTP surface: the OpenAI and Azure routers, and the guard every API
+//! route passes (auth, api-version, injected faults, the request log).
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api_error::api_error;
+use crate::batches::{cancel_batch, create_batch, list_batches, retrieve_batch};
+use crate::files::{delete_file, file_content, get_file, list_files, upload};
+use crate::state::{Flavor, LogEntry, Shared};
+
+pub(crate) fn route_name(method: &Method, path: &str) -> &'static str {
+    let p = path.trim_start_matches("/v1").trim_start_matches("/openai");
+    match (method.as_str(), p) {
+        ("POST", "/files") => "upload",
+        ("GET", "/files") => "list_files",
+        ("GET", "/files/{id}") => "file",
+        ("DELETE", "/files/{id}") => "delete",
+        ("GET", "/files/{id}/content") => "content",
+        ("POST", "/batches") => "create",
+        ("GET", "/batches") => "list",
+        ("GET", "/batches/{id}") => "retrieve",
+        ("POST", "/batches/{id}/cancel") => "cancel",
+        _ => "other",
+    }
+}
+
+/// Auth, api-version, injected faults and the request log, for every API route.
+pub(crate) async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.clone())
+        .unwrap_or_else(|| req.uri().clone());
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or("").to_owned();
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| path.clone());
+    let route = route_name(&method, &matched);
+    let headers = req.headers().clone();
+
+    // Logged on arrival (status 0 until answered), so a request whose answer
+    // is held back is visible while it hangs.
+    let (key, faults, slot) = {
+        let mut inner = shared.inner.lock().expect("lock");
+        let seq = inner.log.len() as u64 + 1;
+        inner.log.push(LogEntry {
+            seq,
+            method: method.to_string(),
+            path,
+            query: query.clone(),
+            route: route.into(),
+            status: 0,
+        });
+        (
+            inner.config.api_key.clone(),
+            inner.config.faults.clone(),
+            seq as usize - 1,
+        )
+    };
+    let early = {
+        let authed = match flavor {
+            Flavor::OpenAi => headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == format!("Bearer {key}")),
+            Flavor::Azure => headers.get("api-key").and_then(|v| v.to_str().ok()) == Some(key.as_str()),
+        };
+        if !authed {
+            Some(api_error(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect API key provided. You can find your API key in your account settings.",
+                Some("invalid_api_key"),
+                None,
+            ))
+        } else if flavor == Flavor::Azure && !query.split('&').any(|kv| kv.starts_with("api-version=")) {
+            Some(api_error(
+                StatusCode::BAD_REQUEST,
+                "Missing required query parameter: api-version",
+                Some("missing_api_version"),
+                Some("api-version"),
+            ))
+        } else {
+            None
+        }
+    };
+    if let Some(d) = faults.delay_ms.get(route) {
+        tokio::time::sleep(Duration::from_millis(*d)).await;
+    }
+    let injected = if early.is_some() {
+        early
+    } else {
+        let mut inner = shared.inner.lock().expect("lock");
+        let calls = {
+            let c = inner.route_calls.entry(route.to_owned()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let f = &mut inner.config.faults;
+        let every = |m: &HashMap<String, u32>| m.get(route).is_some_and(|k| *k > 0 && calls.is_multiple_of(*k));
+        let rate_429 = every(&f.http_429_every);
+        let rate_500 = every(&f.http_500_every);
+        let next_429 = f.http_429.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some();
+        if next_429 || rate_429 {
+            let ms = f.retry_after_ms;
+            let mut r = api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit reached for requests. Please try again later.",
+                Some("rate_limit_exceeded"),
+                None,
+            );
+            r.headers_mut()
+                .insert("retry-after-ms", ms.to_string().parse().expect("header"));
+            r.headers_mut()
+                .insert("retry-after", ms.div_ceil(1000).to_string().parse().expect("header"));
+            Some(r)
+        } else if f.http_400.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() {
+            Some(api_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid request: the server refused this call.",
+                Some("invalid_request_error"),
+                None,
+            ))
+        } else if f.http_500.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() || rate_500 {
+            Some(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server had an error while processing your request. Sorry about that!",
+                None,
+                None,
+            ))
+        } else {
+            None
+        }
+    };
+    let resp = match injected {
+        Some(r) => r,
+        None => next.run(req).await,
+    };
+    shared.inner.lock().expect("lock").log[slot].status = resp.status().as_u16();
+    resp
+}
+
+pub(crate) fn api_router(shared: Arc<Shared>, flavor: Flavor) -> Router {
+    Router::new()
+        .route("/files", post(upload).get(list_files))
+        .route("/files/{id}", get(get_file).delete(delete_file))
+        .route("/files/{id}/content", get(file_content))
+        .route("/batches", post(create_batch).get(list_batches))
+        .route("/batches/{id}", get(retrieve_batch))
+        .route("/batches/{id}/cancel", post(cancel_batch))
+        .route_layer(middleware::from_fn_with_state((shared.clone(), flavor), guard))
+        .with_state(shared)
+}
