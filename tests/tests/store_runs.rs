@@ -22,7 +22,10 @@ fn every_test_file_on_the_chosen_store_is_run_on_the_emulator_too() {
             following.insert(name);
         }
     }
-    assert!(following.contains("crash_matrix"), "the scan finds the known files: {following:?}");
+    assert!(
+        following.contains("crash_matrix"),
+        "the scan finds the known files: {following:?}"
+    );
 
     let makefile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Makefile")).unwrap();
     let listed: BTreeSet<String> = makefile
