@@ -431,6 +431,19 @@ impl Job {
     pub fn lists_every_tenant(&self) -> bool {
         self.tenant_count <= self.tenants.len() as u64
     }
+
+    /// Whether `tenant` holds requests of this job, when the row alone
+    /// tells; `None` when its bounded list is full and the store's
+    /// per-tenant records must be asked (`JobStore::add_job_tenants`).
+    pub fn holds_tenant(&self, tenant: &TenantId) -> Option<bool> {
+        if self.tenants.contains(tenant) {
+            Some(true)
+        } else if self.lists_every_tenant() {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]

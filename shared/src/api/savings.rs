@@ -47,22 +47,14 @@ fn day(q: &Query, name: &str) -> Result<Option<String>, ApiError> {
         )
     };
     let b = raw.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
         return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| raw[r].parse::<u32>().map_err(|_| bad());
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if d == 0 || d > days || raw[0..4].contains(['+', '-']) {
-        return Err(bad());
-    }
+    let num = |r: std::ops::Range<usize>| raw[r].parse::<u8>().map_err(|_| bad());
+    let year: i32 = raw[0..4].parse().map_err(|_| bad())?;
+    let month = time::Month::try_from(num(5..7)?).map_err(|_| bad())?;
+    time::Date::from_calendar_date(year, month, num(8..10)?).map_err(|_| bad())?;
     Ok(Some(raw.to_owned()))
 }
 

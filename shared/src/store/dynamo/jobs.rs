@@ -214,11 +214,8 @@ impl JobStore for DynamoStore {
     }
 
     async fn job_has_tenant(&self, job: &Job, tenant: &TenantId) -> Result<bool, StoreError> {
-        if job.tenants.contains(tenant) {
-            return Ok(true);
-        }
-        if job.lists_every_tenant() {
-            return Ok(false);
+        if let Some(known) = job.holds_tenant(tenant) {
+            return Ok(known);
         }
         Ok(self
             .get_item(&self.jobs_table, &tenant_jobs_pk(tenant), &tenant_job_sk(job))
