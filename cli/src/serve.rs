@@ -18,7 +18,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
-use batchq_core::api::{Api, ApiRequest, ApiResponse, Method};
+use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::auth::ApiKeys;
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
@@ -166,8 +166,8 @@ async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body
         match front.keys.authenticate(header.as_deref()) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(method = %parts.method, status = e.status(), "api request refused: not authenticated");
-                let resp = ApiResponse::from(e);
+                let resp = ApiResponse::from(ApiError::from(e));
+                tracing::warn!(method = %parts.method, status = resp.status, "api request refused: not authenticated");
                 return json_response(resp.status, &resp.headers, resp.body_string());
             }
         }

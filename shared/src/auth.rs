@@ -11,7 +11,6 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::error::ApiError;
 use crate::ids::TenantId;
 
 /// Why `BATCHQ_API_KEYS` was refused. Entries are named by position (1-based)
@@ -35,6 +34,19 @@ pub enum ApiKeysError {
 }
 
 /// Shortest API key accepted in `BATCHQ_API_KEYS`.
+/// Why a caller is not let in. The API's edge answers 401 for
+/// [`AuthError::Unauthenticated`] and 403 (`no_tenant`) for
+/// [`AuthError::NoTenant`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials, or credentials that are not valid.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// An authenticated identity that cannot be a tenant.
+    #[error("{0}")]
+    NoTenant(String),
+}
+
 pub const MIN_KEY_LEN: usize = 16;
 
 /// The API keys of the local server: `tenant:key` pairs. Only SHA-256
@@ -111,18 +123,18 @@ impl ApiKeys {
     /// header. Every configured key is compared, in constant time, so
     /// neither timing nor the position of a match tells anything about the
     /// keys.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<TenantId, ApiError> {
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<TenantId, AuthError> {
         let Some(value) = authorization else {
-            return Err(ApiError::Unauthorized {
-                message: "authentication required: send Authorization: Bearer <api key>".into(),
-            });
+            return Err(AuthError::Unauthenticated(
+                "authentication required: send Authorization: Bearer <api key>".into(),
+            ));
         };
         let token = match value.trim().split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => {
-                return Err(ApiError::Unauthorized {
-                    message: "the Authorization header must be `Bearer <api key>`".into(),
-                })
+                return Err(AuthError::Unauthenticated(
+                    "the Authorization header must be `Bearer <api key>`".into(),
+                ))
             }
         };
         let presented = digest(token);
@@ -132,17 +144,14 @@ impl ApiKeys {
                 found = Some(tenant);
             }
         }
-        found.cloned().ok_or_else(|| ApiError::Unauthorized {
-            message: "the API key is not valid".into(),
-        })
+        found
+            .cloned()
+            .ok_or_else(|| AuthError::Unauthenticated("the API key is not valid".into()))
     }
 }
 
-fn forbidden(message: String) -> ApiError {
-    ApiError::Forbidden {
-        code: "no_tenant",
-        message,
-    }
+fn forbidden(message: String) -> AuthError {
+    AuthError::NoTenant(message)
 }
 
 /// The tenant of a caller API Gateway authenticated with IAM (SigV4), by
@@ -163,11 +172,11 @@ fn forbidden(message: String) -> ApiError {
 /// either. The path is left out: a name is unique in its account whatever
 /// the path. Names with characters a tenant id cannot hold (IAM also allows
 /// `+ = , @`) are refused with 403, never folded together.
-pub fn tenant_from_iam(account_id: Option<&str>, user_arn: Option<&str>) -> Result<TenantId, ApiError> {
+pub fn tenant_from_iam(account_id: Option<&str>, user_arn: Option<&str>) -> Result<TenantId, AuthError> {
     let (Some(account), Some(arn)) = (account_id, user_arn) else {
-        return Err(ApiError::Unauthorized {
-            message: "the request carries no IAM identity; the API must be called with SigV4".into(),
-        });
+        return Err(AuthError::Unauthenticated(
+            "the request carries no IAM identity; the API must be called with SigV4".into(),
+        ));
     };
     let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
     let (kind, name) = match resource.split_once('/') {
@@ -204,7 +213,7 @@ pub fn tenant_from_iam(account_id: Option<&str>, user_arn: Option<&str>) -> Resu
 }
 
 /// The tenant named by a JWT authorizer's claim `claim`.
-pub fn tenant_from_claim(value: Option<&str>, claim: &str) -> Result<TenantId, ApiError> {
+pub fn tenant_from_claim(value: Option<&str>, claim: &str) -> Result<TenantId, AuthError> {
     let Some(value) = value else {
         return Err(forbidden(format!(
             "the token has no {claim:?} claim, which names the tenant"
@@ -217,6 +226,15 @@ pub fn tenant_from_claim(value: Option<&str>, claim: &str) -> Result<TenantId, A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl AuthError {
+        fn status_code(&self) -> u16 {
+            match self {
+                AuthError::Unauthenticated(_) => 401,
+                AuthError::NoTenant(_) => 403,
+            }
+        }
+    }
 
     #[test]
     fn keys_map_to_their_tenant_and_anything_else_is_401() {
@@ -235,10 +253,10 @@ mod tests {
             "",
         ] {
             let e = keys.authenticate(Some(bad)).unwrap_err();
-            assert_eq!(e.status(), 401, "{bad:?}");
+            assert_eq!(e.status_code(), 401, "{bad:?}");
             assert!(!e.to_string().contains("acme-key"), "{e}");
         }
-        assert_eq!(keys.authenticate(None).unwrap_err().status(), 401);
+        assert_eq!(keys.authenticate(None).unwrap_err().status_code(), 401);
     }
 
     #[test]
@@ -286,14 +304,19 @@ mod tests {
             t("arn:aws-cn:iam::123456789012:user/alice").unwrap(),
             "123456789012:user:alice"
         );
-        assert_eq!(t("arn:aws:iam::123456789012:user/a+b@c").unwrap_err().status(), 403);
-        assert_eq!(t("arn:aws:iam::123456789012:user/a:b").unwrap_err().status(), 403);
-        assert_eq!(t("arn:aws:iam::123456789012:user/").unwrap_err().status(), 403);
         assert_eq!(
-            t("arn:aws:sts::123456789012:federated-user/bob").unwrap_err().status(),
+            t("arn:aws:iam::123456789012:user/a+b@c").unwrap_err().status_code(),
             403
         );
-        assert_eq!(tenant_from_iam(None, None).unwrap_err().status(), 401);
+        assert_eq!(t("arn:aws:iam::123456789012:user/a:b").unwrap_err().status_code(), 403);
+        assert_eq!(t("arn:aws:iam::123456789012:user/").unwrap_err().status_code(), 403);
+        assert_eq!(
+            t("arn:aws:sts::123456789012:federated-user/bob")
+                .unwrap_err()
+                .status_code(),
+            403
+        );
+        assert_eq!(tenant_from_iam(None, None).unwrap_err().status_code(), 401);
     }
 
     /// IAM lets a user and a role share a name; they are different
@@ -334,7 +357,10 @@ mod tests {
     #[test]
     fn a_jwt_claim_names_the_tenant() {
         assert_eq!(tenant_from_claim(Some("team-7"), "sub").unwrap().as_str(), "team-7");
-        assert_eq!(tenant_from_claim(Some("auth0|7"), "sub").unwrap_err().status(), 403);
-        assert_eq!(tenant_from_claim(None, "tenant").unwrap_err().status(), 403);
+        assert_eq!(
+            tenant_from_claim(Some("auth0|7"), "sub").unwrap_err().status_code(),
+            403
+        );
+        assert_eq!(tenant_from_claim(None, "tenant").unwrap_err().status_code(), 403);
     }
 }

@@ -131,10 +131,11 @@ pub fn tenant_of(event: &Request, jwt_tenant_claim: &str) -> Result<TenantId, Ap
                 claims.and_then(|c| c.get(jwt_tenant_claim)).map(String::as_str),
                 jwt_tenant_claim,
             )
+            .map_err(ApiError::from)
         }
         Some(a) if a.iam.is_some() => {
             let iam = a.iam.as_ref().expect("checked");
-            auth::tenant_from_iam(iam.account_id.as_deref(), iam.user_arn.as_deref())
+            auth::tenant_from_iam(iam.account_id.as_deref(), iam.user_arn.as_deref()).map_err(ApiError::from)
         }
         _ => Err(ApiError::Unauthorized {
             message: "the request carries no identity from API Gateway's authorizer; call the API with SigV4 (or the configured JWT)".into(),

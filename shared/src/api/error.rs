@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use crate::auth::AuthError;
 use crate::error::ValidationError;
 use crate::store::StoreError;
 
@@ -63,6 +64,18 @@ pub enum ApiError {
     /// 500: a bug or corrupt data; details are in the log only.
     #[error("internal error; it has been logged")]
     Internal,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(message) => Self::Unauthorized { message },
+            AuthError::NoTenant(message) => Self::Forbidden {
+                code: "no_tenant",
+                message,
+            },
+        }
+    }
 }
 
 impl ApiError {
