@@ -78,6 +78,15 @@ crate::status_machine! {
 
 use JobStatus as J;
 
+/// Why a job cannot be saved as another (see [`Job::succeeded_by`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaveRefused {
+    #[error("job {prev} cannot be saved as job {next}")]
+    DifferentJobs { prev: JobId, next: JobId },
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+}
+
 impl JobStatus {
     /// Before the provider batch exists: a submit run owns the job (lease).
     pub fn is_pre_submit(self) -> bool {
@@ -425,6 +434,23 @@ impl Job {
         self.finished_at = Some(now);
         self.updated_at = now;
         Ok(())
+    }
+
+    /// `next` as a store saves it in place of this job (conditioned on
+    /// this job's status and version): the same job, a status move the
+    /// machine allows, one version on.
+    pub fn succeeded_by(&self, mut next: Job) -> Result<Job, SaveRefused> {
+        if self.id != next.id {
+            return Err(SaveRefused::DifferentJobs {
+                prev: self.id.clone(),
+                next: next.id,
+            });
+        }
+        if self.status != next.status {
+            self.status.check_transition(next.status)?;
+        }
+        next.version = self.version + 1;
+        Ok(next)
     }
 
     /// Whether `tenants` names every tenant of the job.

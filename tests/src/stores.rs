@@ -147,34 +147,7 @@ impl Stores {
     /// Every object under `results/`, as its ObjectCreated event names it.
     pub async fn result_objects(&self) -> Vec<ResultObject> {
         match &self.backing {
-            Backing::Emulator(env) => {
-                let mut out = Vec::new();
-                let mut token = None;
-                loop {
-                    let page = env
-                        .s3_client
-                        .list_objects_v2()
-                        .bucket(&env.config.bucket)
-                        .prefix(RESULTS_PREFIX)
-                        .set_continuation_token(token)
-                        .send()
-                        .await
-                        .expect("list results");
-                    for obj in page.contents() {
-                        if let (Some(key), Some(etag)) = (obj.key(), obj.e_tag()) {
-                            out.push(ResultObject {
-                                key: key.to_owned(),
-                                size: obj.size().unwrap_or(0) as u64,
-                                etag: etag.to_owned(),
-                            });
-                        }
-                    }
-                    match page.next_continuation_token() {
-                        Some(t) => token = Some(t.to_owned()),
-                        None => return out,
-                    }
-                }
-            }
+            Backing::Emulator(env) => list_bucket(env, RESULTS_PREFIX).await,
             Backing::Memory { objects, .. } => {
                 let mut out = Vec::new();
                 for key in objects.keys() {
@@ -219,25 +192,37 @@ impl Stores {
     pub async fn object_keys(&self) -> Vec<String> {
         match &self.backing {
             Backing::Memory { objects, .. } => objects.keys(),
-            Backing::Emulator(env) => {
-                let mut out = Vec::new();
-                let mut token = None;
-                loop {
-                    let page = env
-                        .s3_client
-                        .list_objects_v2()
-                        .bucket(&env.config.bucket)
-                        .set_continuation_token(token)
-                        .send()
-                        .await
-                        .expect("list bucket");
-                    out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-                    match page.next_continuation_token() {
-                        Some(t) => token = Some(t.to_owned()),
-                        None => return out,
-                    }
-                }
+            Backing::Emulator(env) => list_bucket(env, "").await.into_iter().map(|o| o.key).collect(),
+        }
+    }
+}
+
+/// Every object of the emulator bucket under `prefix`, page by page.
+async fn list_bucket(env: &TestEnv, prefix: &str) -> Vec<ResultObject> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = env
+            .s3_client
+            .list_objects_v2()
+            .bucket(&env.config.bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list bucket");
+        for obj in page.contents() {
+            if let (Some(key), Some(etag)) = (obj.key(), obj.e_tag()) {
+                out.push(ResultObject {
+                    key: key.to_owned(),
+                    size: obj.size().unwrap_or(0) as u64,
+                    etag: etag.to_owned(),
+                });
             }
+        }
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return out,
         }
     }
 }

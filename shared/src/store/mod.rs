@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::budget::TokenBudget;
 use crate::error::TransitionError;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
-use crate::job::Job;
+use crate::job::{Job, SaveRefused};
 use crate::money::Money;
 use crate::placement::QueuedRow;
 use crate::request::{InsertOutcome, NewRequest, Payload, QueueGroup, Request, RequestResult, RequestStatus, Usage};
@@ -56,6 +56,15 @@ pub enum StoreError {
     /// The backend failed (network, throttling after retries, service error).
     #[error("{op} failed: {message}")]
     Backend { op: &'static str, message: String },
+}
+
+impl From<SaveRefused> for StoreError {
+    fn from(e: SaveRefused) -> Self {
+        match e {
+            SaveRefused::Transition(t) => Self::IllegalTransition(t),
+            other => Self::backend("save_job", other),
+        }
+    }
 }
 
 impl StoreError {

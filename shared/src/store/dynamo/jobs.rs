@@ -71,14 +71,8 @@ impl JobStore for DynamoStore {
             .transpose()
     }
 
-    async fn save_job(&self, prev: &Job, mut next: Job) -> Result<Job, StoreError> {
-        if prev.id != next.id {
-            return Err(StoreError::backend("save_job", "prev and next are different jobs"));
-        }
-        if prev.status != next.status {
-            prev.status.check_transition(next.status)?;
-        }
-        next.version = prev.version + 1;
+    async fn save_job(&self, prev: &Job, next: Job) -> Result<Job, StoreError> {
+        let next = prev.succeeded_by(next)?;
         let res = self
             .client
             .put_item()
