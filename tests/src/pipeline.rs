@@ -93,7 +93,13 @@ impl Pipeline {
 
     /// A pipeline whose fake provider starts with `faults`.
     pub async fn with_faults(faults: fake_openai::Faults, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start(
+        Self::with_faults_on(StoreKind::from_env(), faults, tweak).await
+    }
+
+    /// As [`Pipeline::with_faults`], on stores of `kind`.
+    pub async fn with_faults_on(kind: StoreKind, faults: fake_openai::Faults, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(
+            kind,
             FakeConfig {
                 faults,
                 ..FakeConfig::default()
