@@ -76,6 +76,17 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// A usage from its four counts, in the order `Usage` lists them (tests).
+    #[cfg(test)]
+    pub(crate) fn of(input: u64, cached: u64, output: u64, reasoning: u64) -> Self {
+        Self {
+            input_tokens: input,
+            cached_input_tokens: cached,
+            output_tokens: output,
+            reasoning_tokens: reasoning,
+        }
+    }
+
     /// Adds `other`, saturating: counts come from untrusted result files.
     pub fn add(&mut self, other: &Usage) {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);

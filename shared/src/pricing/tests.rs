@@ -11,15 +11,6 @@ use serde_json::Value;
 
 const OPENAI: ProviderKind = ProviderKind::OpenAi;
 
-fn usage(input: u64, cached: u64, output: u64, reasoning: u64) -> Usage {
-    Usage {
-        input_tokens: input,
-        cached_input_tokens: cached,
-        output_tokens: output,
-        reasoning_tokens: reasoning,
-    }
-}
-
 fn pico(p: i128) -> Money {
     Money::from_picodollars(p)
 }
@@ -37,7 +28,7 @@ fn cost_of(model: &str, u: Usage) -> Cost {
 fn gpt_4o_mini_plain() {
     // realtime: in $0.15 → 150_000, out $0.60 → 600_000
     // batch:    in $0.075 → 75_000, out $0.30 → 300_000
-    let c = cost_of("gpt-4o-mini", usage(1_000, 0, 500, 0));
+    let c = cost_of("gpt-4o-mini", Usage::of(1_000, 0, 500, 0));
     // 1000×150_000 + 500×600_000 = 150_000_000 + 300_000_000 = 450_000_000 = $0.00045
     assert_eq!(c.realtime, pico(450_000_000));
     // 1000×75_000 + 500×300_000 = 75_000_000 + 150_000_000 = 225_000_000 = $0.000225
@@ -51,7 +42,7 @@ fn gpt_4o_mini_plain() {
 fn gpt_4o_with_cached_input() {
     // realtime: in $2.50 → 2_500_000, cached $1.25 → 1_250_000, out $10 → 10_000_000
     // batch:    in $1.25 → 1_250_000, cached "-" → billed at input, out $5 → 5_000_000
-    let c = cost_of("gpt-4o", usage(2_048, 1_024, 300, 0));
+    let c = cost_of("gpt-4o", Usage::of(2_048, 1_024, 300, 0));
     // (2048−1024)×2_500_000 + 1024×1_250_000 + 300×10_000_000
     //   = 2_560_000_000 + 1_280_000_000 + 3_000_000_000 = 6_840_000_000 = $0.00684
     assert_eq!(c.realtime, pico(6_840_000_000));
@@ -66,7 +57,7 @@ fn gpt_4o_with_cached_input() {
 fn o4_mini_reasoning_tokens_are_part_of_output() {
     // realtime: in $1.10 → 1_100_000, cached $0.275 → 275_000, out $4.40 → 4_400_000
     // batch:    in $0.55 → 550_000, cached "-" → 550_000, out $2.20 → 2_200_000
-    let c = cost_of("o4-mini", usage(3_000, 2_048, 2_000, 1_500));
+    let c = cost_of("o4-mini", Usage::of(3_000, 2_048, 2_000, 1_500));
     // (3000−2048)×1_100_000 + 2048×275_000 + 2000×4_400_000
     //   = 1_047_200_000 + 563_200_000 + 8_800_000_000 = 10_410_400_000 = $0.0104104
     assert_eq!(c.realtime, pico(10_410_400_000));
@@ -74,13 +65,13 @@ fn o4_mini_reasoning_tokens_are_part_of_output() {
     assert_eq!(c.batch, pico(6_050_000_000));
     assert_eq!(c.realtime.to_decimal_string(), "0.0104104");
     // The 1_500 reasoning tokens are inside the 2_000 output tokens: not billed twice.
-    assert_eq!(cost_of("o4-mini", usage(3_000, 2_048, 2_000, 0)), c);
+    assert_eq!(cost_of("o4-mini", Usage::of(3_000, 2_048, 2_000, 0)), c);
 }
 
 #[test]
 fn o1_dated_snapshot() {
     // realtime: in $15 → 15_000_000, out $60 → 60_000_000; batch: in $7.50 → 7_500_000, out $30 → 30_000_000
-    let c = cost_of("o1-2024-12-17", usage(7, 0, 13, 9));
+    let c = cost_of("o1-2024-12-17", Usage::of(7, 0, 13, 9));
     // 7×15_000_000 + 13×60_000_000 = 105_000_000 + 780_000_000 = 885_000_000
     assert_eq!(c.realtime, pico(885_000_000));
     // 7×7_500_000 + 13×30_000_000 = 52_500_000 + 390_000_000 = 442_500_000
@@ -91,7 +82,7 @@ fn o1_dated_snapshot() {
 fn gpt_4_1_nano_a_million_tokens() {
     // realtime: in $0.10 → 100_000, cached $0.025 → 25_000, out $0.40 → 400_000
     // batch:    in $0.05 → 50_000, cached "-" → 50_000, out $0.20 → 200_000
-    let c = cost_of("gpt-4.1-nano", usage(1_000_000, 400_000, 1_000_000, 0));
+    let c = cost_of("gpt-4.1-nano", Usage::of(1_000_000, 400_000, 1_000_000, 0));
     // 600_000×100_000 + 400_000×25_000 + 1_000_000×400_000
     //   = 60_000_000_000 + 10_000_000_000 + 400_000_000_000 = 470_000_000_000 = $0.47
     assert_eq!(c.realtime, pico(470_000_000_000));
@@ -103,7 +94,7 @@ fn gpt_4_1_nano_a_million_tokens() {
 #[test]
 fn gpt_4_1_mostly_cached_can_cost_more_in_a_batch() {
     // realtime: in $2 → 2_000_000, cached $0.50 → 500_000; batch: in $1 → 1_000_000, cached "-" → 1_000_000
-    let c = cost_of("gpt-4.1", usage(10_000, 10_000, 0, 0));
+    let c = cost_of("gpt-4.1", Usage::of(10_000, 10_000, 0, 0));
     // 10_000×500_000 = 5_000_000_000; batch 10_000×1_000_000 = 10_000_000_000
     assert_eq!(c.realtime, pico(5_000_000_000));
     assert_eq!(c.batch, pico(10_000_000_000));
@@ -114,7 +105,7 @@ fn gpt_4_1_mostly_cached_can_cost_more_in_a_batch() {
 fn gpt_5_nano_has_a_batch_cached_price() {
     // realtime: in $0.05 → 50_000, cached $0.005 → 5_000, out $0.40 → 400_000
     // batch:    in $0.025 → 25_000, cached $0.0025 → 2_500, out $0.20 → 200_000
-    let c = cost_of("gpt-5-nano-2025-08-07", usage(10_000, 8_000, 1_000, 600));
+    let c = cost_of("gpt-5-nano-2025-08-07", Usage::of(10_000, 8_000, 1_000, 600));
     // 2_000×50_000 + 8_000×5_000 + 1_000×400_000 = 100_000_000 + 40_000_000 + 400_000_000 = 540_000_000
     assert_eq!(c.realtime, pico(540_000_000));
     // 2_000×25_000 + 8_000×2_500 + 1_000×200_000 = 50_000_000 + 20_000_000 + 200_000_000 = 270_000_000
@@ -124,7 +115,7 @@ fn gpt_5_nano_has_a_batch_cached_price() {
 #[test]
 fn gpt_3_5_turbo() {
     // realtime: in $0.50 → 500_000, out $1.50 → 1_500_000; batch: in $0.25 → 250_000, out $0.75 → 750_000
-    let c = cost_of("gpt-3.5-turbo", usage(100, 0, 50, 0));
+    let c = cost_of("gpt-3.5-turbo", Usage::of(100, 0, 50, 0));
     // 100×500_000 + 50×1_500_000 = 50_000_000 + 75_000_000 = 125_000_000
     assert_eq!(c.realtime, pico(125_000_000));
     // 100×250_000 + 50×750_000 = 25_000_000 + 37_500_000 = 62_500_000
@@ -134,13 +125,13 @@ fn gpt_3_5_turbo() {
 #[test]
 fn embeddings_have_no_output_price() {
     // text-embedding-3-small: realtime $0.02 → 20_000, batch $0.01 → 10_000
-    let c = cost_of("text-embedding-3-small", usage(12_345, 0, 0, 0));
+    let c = cost_of("text-embedding-3-small", Usage::of(12_345, 0, 0, 0));
     // 12_345×20_000 = 246_900_000; 12_345×10_000 = 123_450_000
     assert_eq!(c.realtime, pico(246_900_000));
     assert_eq!(c.batch, pico(123_450_000));
     // Output tokens on a model with no output price are not priced as zero.
     assert_eq!(
-        PriceBook::bundled().cost(OPENAI, "text-embedding-3-small", &usage(1, 0, 1, 0)),
+        PriceBook::bundled().cost(OPENAI, "text-embedding-3-small", &Usage::of(1, 0, 1, 0)),
         None
     );
 }
@@ -153,11 +144,11 @@ fn moderation_is_free_and_known() {
         realtime: Money::ZERO,
     };
     assert_eq!(
-        book.cost(OPENAI, "omni-moderation-latest", &usage(500, 0, 0, 0)),
+        book.cost(OPENAI, "omni-moderation-latest", &Usage::of(500, 0, 0, 0)),
         Some(zero)
     );
     assert_eq!(
-        book.cost(OPENAI, "omni-moderation-2024-09-26", &usage(500, 0, 0, 0)),
+        book.cost(OPENAI, "omni-moderation-2024-09-26", &Usage::of(500, 0, 0, 0)),
         Some(zero)
     );
 }
@@ -168,7 +159,7 @@ fn fine_tuned_models_use_fine_tuned_prices() {
     // batch in $0.15 → 150_000, out $0.60 → 600_000
     let c = cost_of(
         "ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123",
-        usage(1_000, 0, 1_000, 0),
+        Usage::of(1_000, 0, 1_000, 0),
     );
     // 1000×300_000 + 1000×1_200_000 = 1_500_000_000; 1000×150_000 + 1000×600_000 = 750_000_000
     assert_eq!(c.realtime, pico(1_500_000_000));
@@ -189,9 +180,9 @@ fn fine_tuned_models_use_fine_tuned_prices() {
 fn odd_usages_are_not_priced() {
     let book = PriceBook::bundled();
     // More cached than input tokens: inconsistent, so unpriced rather than guessed.
-    assert_eq!(book.cost(OPENAI, "gpt-4o", &usage(10, 11, 0, 0)), None);
+    assert_eq!(book.cost(OPENAI, "gpt-4o", &Usage::of(10, 11, 0, 0)), None);
     // Huge counts still compute exactly: (2^64−1) × 2_500_000 fits in i128.
-    let c = book.cost(OPENAI, "gpt-4o", &usage(u64::MAX, 0, 0, 0)).unwrap();
+    let c = book.cost(OPENAI, "gpt-4o", &Usage::of(u64::MAX, 0, 0, 0)).unwrap();
     assert_eq!(c.realtime.picodollars(), i128::from(u64::MAX) * 2_500_000);
 }
 
@@ -225,13 +216,13 @@ fn exact_names_win_over_families() {
         book.lookup(OPENAI, "gpt-4o-2024-05-13").unwrap().model,
         "gpt-4o-2024-05-13"
     );
-    let c = cost_of("gpt-4o-2024-05-13", usage(1_000, 0, 1_000, 0));
+    let c = cost_of("gpt-4o-2024-05-13", Usage::of(1_000, 0, 1_000, 0));
     // 1000×5_000_000 + 1000×15_000_000 = 20_000_000_000; 1000×2_500_000 + 1000×7_500_000 = 10_000_000_000
     assert_eq!(c.realtime, pico(20_000_000_000));
     assert_eq!(c.batch, pico(10_000_000_000));
     // gpt-4o family: 1000×2_500_000 + 1000×10_000_000 = 12_500_000_000
     assert_eq!(
-        cost_of("gpt-4o-2024-08-06", usage(1_000, 0, 1_000, 0)).realtime,
+        cost_of("gpt-4o-2024-08-06", Usage::of(1_000, 0, 1_000, 0)).realtime,
         pico(12_500_000_000)
     );
 }
@@ -251,7 +242,7 @@ fn unknown_models_are_none() {
         "gpt-4o:extended",
     ] {
         assert!(book.lookup(OPENAI, name).is_none(), "{name:?} must be unknown");
-        assert_eq!(book.cost(OPENAI, name, &usage(1, 0, 1, 0)), None);
+        assert_eq!(book.cost(OPENAI, name, &Usage::of(1, 0, 1, 0)), None);
     }
     // No Azure prices are shipped: deployment names are free-form.
     assert!(book.lookup(ProviderKind::AzureOpenAi, "gpt-4o-mini").is_none());

@@ -105,27 +105,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn usage(input: u64, cached: u64, output: u64, reasoning: u64) -> Usage {
-        Usage {
-            input_tokens: input,
-            cached_input_tokens: cached,
-            output_tokens: output,
-            reasoning_tokens: reasoning,
-        }
-    }
-
     #[test]
     fn chat_and_responses_usage_read_with_their_details() {
         let chat = json!({"usage": {"prompt_tokens": 12, "completion_tokens": 5,
             "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}});
         assert_eq!(
             usage_of_body(Endpoint::ChatCompletions, &chat),
-            Some(usage(12, 4, 5, 2))
+            Some(Usage::of(12, 4, 5, 2))
         );
-        assert_eq!(usage_of_body(Endpoint::Completions, &chat), Some(usage(12, 4, 5, 2)));
+        assert_eq!(
+            usage_of_body(Endpoint::Completions, &chat),
+            Some(Usage::of(12, 4, 5, 2))
+        );
         let responses = json!({"usage": {"input_tokens": 7, "output_tokens": 3,
             "input_tokens_details": {"cached_tokens": 1}, "output_tokens_details": {"reasoning_tokens": 2}}});
-        assert_eq!(usage_of_body(Endpoint::Responses, &responses), Some(usage(7, 1, 3, 2)));
+        assert_eq!(
+            usage_of_body(Endpoint::Responses, &responses),
+            Some(Usage::of(7, 1, 3, 2))
+        );
     }
 
     #[test]
@@ -148,13 +145,16 @@ mod tests {
     fn a_missing_or_null_detail_counts_as_zero() {
         let body = json!({"usage": {"prompt_tokens": 3, "completion_tokens": 2,
             "prompt_tokens_details": null, "completion_tokens_details": {"reasoning_tokens": null}}});
-        assert_eq!(usage_of_body(Endpoint::ChatCompletions, &body), Some(usage(3, 0, 2, 0)));
+        assert_eq!(
+            usage_of_body(Endpoint::ChatCompletions, &body),
+            Some(Usage::of(3, 0, 2, 0))
+        );
     }
 
     #[test]
     fn embeddings_have_no_output_count_and_need_their_input_count() {
         let body = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
-        assert_eq!(usage_of_body(Endpoint::Embeddings, &body), Some(usage(8, 0, 0, 0)));
+        assert_eq!(usage_of_body(Endpoint::Embeddings, &body), Some(Usage::of(8, 0, 0, 0)));
         assert_eq!(usage_of_body(Endpoint::Embeddings, &json!({"usage": {}})), None);
         assert_eq!(usage_of_body(Endpoint::Moderations, &json!({"id": "modr"})), None);
     }

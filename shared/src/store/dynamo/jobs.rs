@@ -12,7 +12,7 @@ use super::item::{err_msg, expiry_secs, n, s, Reader};
 use super::job_item::{job_from_item, job_to_item};
 use super::query::QuerySpec;
 use super::schema::*;
-use super::DynamoStore;
+use super::{DynamoStore, Item};
 use crate::budget::TokenBudget;
 use crate::ids::{JobId, ModelName, TenantId};
 use crate::job::Job;
@@ -35,6 +35,20 @@ fn tenant_job_sk(job: &Job) -> String {
 
 /// Per-model enqueued-token budgets (sort key: the model).
 const BUDGET_PK: &str = "budget#tokens";
+
+impl DynamoStore {
+    /// Writes one item of the jobs table as it is (no condition).
+    async fn put_job_item(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.jobs_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("dynamodb PutItem", err_msg(e)))?;
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl JobStore for DynamoStore {
@@ -163,14 +177,7 @@ impl JobStore for DynamoStore {
                 item.insert(name.to_owned(), n(v.millis()));
             }
         }
-        self.client
-            .put_item()
-            .table_name(&self.jobs_table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::backend("dynamodb PutItem", err_msg(e)))?;
-        Ok(())
+        self.put_job_item(item).await
     }
 
     async fn add_job_tenants(&self, job: &Job, tenants: &[TenantId]) -> Result<(), StoreError> {
@@ -189,15 +196,7 @@ impl JobStore for DynamoStore {
                 if let Some(e) = expires {
                     item.insert(EXPIRES_AT.to_owned(), n(e));
                 }
-                async move {
-                    self.client
-                        .put_item()
-                        .table_name(&self.jobs_table)
-                        .set_item(Some(item))
-                        .send()
-                        .await
-                        .map_err(|e| StoreError::backend("dynamodb PutItem", err_msg(e)))
-                }
+                self.put_job_item(item)
             })
             .buffer_unordered(16);
         futures::pin_mut!(puts);
