@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::api::Api;
 use crate::config::Config;
-use crate::job::ProviderKind;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
 use crate::ports::Ports;
@@ -135,9 +134,8 @@ impl App {
     /// The configured provider's batch file format (no key needed: ingest
     /// reads result files without calling the provider).
     pub fn format(&self) -> Arc<dyn BatchFormat> {
-        match self.config.provider.kind {
-            ProviderKind::OpenAi | ProviderKind::AzureOpenAi => Arc::new(OpenAiFormat),
-        }
+        // TODO(#16): the Anthropic format replaces this placeholder.
+        Arc::new(OpenAiFormat)
     }
 
     /// The same app reading time from `clock` (tests).

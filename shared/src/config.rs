@@ -342,11 +342,6 @@ impl Config {
         })?;
 
         let (base_url, literal_key) = match kind {
-            ProviderKind::OpenAi => {
-                let url = env.string(OPENAI_BASE_URL, "https://api.openai.com/v1");
-                check_url(OPENAI_BASE_URL, &url)?;
-                (url, env.get(OPENAI_API_KEY))
-            }
             ProviderKind::AzureOpenAi => {
                 let url = env.get(AZURE_OPENAI_ENDPOINT).ok_or_else(|| ConfigError {
                     var: AZURE_OPENAI_ENDPOINT,
@@ -355,6 +350,12 @@ impl Config {
                 })?;
                 check_url(AZURE_OPENAI_ENDPOINT, &url)?;
                 (url, env.get(AZURE_OPENAI_API_KEY).or_else(|| env.get(OPENAI_API_KEY)))
+            }
+            // TODO(#16): the provider table gives the other kinds their bases and keys.
+            _ => {
+                let url = env.string(OPENAI_BASE_URL, "https://api.openai.com/v1");
+                check_url(OPENAI_BASE_URL, &url)?;
+                (url, env.get(OPENAI_API_KEY))
             }
         };
         let api_key = match (env.get(OPENAI_API_KEY_SECRET_ARN), literal_key) {

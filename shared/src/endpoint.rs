@@ -19,15 +19,19 @@ pub enum Endpoint {
     Responses,
     #[serde(rename = "/v1/moderations")]
     Moderations,
+    /// Anthropic's Messages API (Message Batches).
+    #[serde(rename = "/v1/messages")]
+    Messages,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 6] = [
         Self::ChatCompletions,
         Self::Embeddings,
         Self::Completions,
         Self::Responses,
         Self::Moderations,
+        Self::Messages,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Endpoint {
             Self::Completions => "/v1/completions",
             Self::Responses => "/v1/responses",
             Self::Moderations => "/v1/moderations",
+            Self::Messages => "/v1/messages",
         }
     }
 

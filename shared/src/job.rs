@@ -208,21 +208,40 @@ pub enum ProviderKind {
     OpenAi,
     #[serde(rename = "azure_openai")]
     AzureOpenAi,
+    /// Anthropic Message Batches.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+    /// Groq's OpenAI-compatible Batch API (`/openai/v1`).
+    #[serde(rename = "groq")]
+    Groq,
+    /// Together AI's batch API (OpenAI-like, with its own line and status shapes).
+    #[serde(rename = "together")]
+    Together,
 }
 
 impl ProviderKind {
+    pub const ALL: [ProviderKind; 5] = [
+        Self::OpenAi,
+        Self::AzureOpenAi,
+        Self::Anthropic,
+        Self::Groq,
+        Self::Together,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
             Self::AzureOpenAi => "azure_openai",
+            Self::Anthropic => "anthropic",
+            Self::Groq => "groq",
+            Self::Together => "together",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "openai" => Some(Self::OpenAi),
-            "azure_openai" | "azure" => Some(Self::AzureOpenAi),
-            _ => None,
+            "azure" => Some(Self::AzureOpenAi),
+            _ => Self::ALL.into_iter().find(|k| k.as_str() == s),
         }
     }
 }

@@ -69,10 +69,16 @@ impl QueueGroup {
 /// Token usage of one response, from its `usage` object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// All input tokens, cached and cache-written ones included.
     pub input_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (part of `input_tokens`).
     pub cached_input_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (part of
+    /// `input_tokens`; Anthropic bills them above the input price).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -84,6 +90,7 @@ impl Usage {
             cached_input_tokens: cached,
             output_tokens: output,
             reasoning_tokens: reasoning,
+            cache_write_tokens: 0,
         }
     }
 
@@ -93,6 +100,7 @@ impl Usage {
         self.cached_input_tokens = self.cached_input_tokens.saturating_add(other.cached_input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(other.cache_write_tokens);
     }
 }
 

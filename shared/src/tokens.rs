@@ -67,6 +67,15 @@ pub fn estimate(endpoint: Endpoint, body: &Value) -> Weight {
             let instructions = body.get("instructions").map(content_tokens).unwrap_or(0);
             3 + input + instructions + extras(body, &["tools", "text", "tool_choice"])
         }
+        Endpoint::Messages => {
+            let messages = match body.get("messages") {
+                Some(Value::Array(m)) => m.iter().map(|m| 4 + message_tokens(m)).sum(),
+                Some(other) => json_tokens(other),
+                None => 0,
+            };
+            let system = body.get("system").map(content_tokens).unwrap_or(0);
+            3 + messages + system + extras(body, &["tools", "tool_choice"])
+        }
         Endpoint::Completions => body.get("prompt").map(prompt_tokens).unwrap_or(0),
         Endpoint::Embeddings | Endpoint::Moderations => body.get("input").map(prompt_tokens).unwrap_or(0),
     };

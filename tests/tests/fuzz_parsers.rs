@@ -347,6 +347,7 @@ fn usage_json() -> impl Strategy<Value = (Value, Option<Usage>)> {
                 cached_input_tokens: cached.unwrap_or(0),
                 output_tokens: output,
                 reasoning_tokens: reasoning.unwrap_or(0),
+                cache_write_tokens: 0,
             };
             let believable = [input, output, usage.cached_input_tokens, usage.reasoning_tokens]
                 .iter()

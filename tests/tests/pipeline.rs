@@ -667,6 +667,8 @@ async fn a_second_provider_batch_carrying_a_jobs_id_is_cancelled_reported_and_re
             &batchq_core::provider::CreateBatch {
                 job_id: job.id.clone(),
                 input_file_id: job.provider_file_id.clone().unwrap(),
+                input_key: job.input_key.clone(),
+                lines: job.input_lines,
                 endpoint: job.endpoint,
                 not_before: 0,
             },

@@ -85,6 +85,8 @@ fn create_req(file: &str) -> CreateBatch {
     CreateBatch {
         job_id: JobId::generate(),
         input_file_id: ProviderFileId::new(file),
+        input_key: String::new(),
+        lines: 0,
         endpoint: Endpoint::ChatCompletions,
         not_before: 0,
     }

@@ -365,6 +365,7 @@ async fn result_is_recorded_once_and_replays_change_nothing() {
             cached_input_tokens: 0,
             output_tokens: 5000,
             reasoning_tokens: 0,
+            cache_write_tokens: 0,
         }),
         batch_cost: None,
         realtime_cost: None,

@@ -81,6 +81,7 @@ async fn finished_job(t: &ApiEnv, requests: &[(&str, &str)]) -> Job {
                 cached_input_tokens: 0,
                 output_tokens: 4,
                 reasoning_tokens: 0,
+                cache_write_tokens: 0,
             }),
             batch_cost: Some(Money::from_picodollars(1_000_000)),
             realtime_cost: Some(Money::from_picodollars(2_000_000)),

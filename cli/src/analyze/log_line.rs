@@ -149,6 +149,7 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Call, LineProblem> {
             cached_input_tokens: cached,
             output_tokens: output,
             reasoning_tokens: 0,
+            cache_write_tokens: 0,
         },
         calls: raw.num_model_requests.unwrap_or(1),
         start,

@@ -578,6 +578,8 @@ impl Submitter {
                     let req = CreateBatch {
                         job_id: job.id.clone(),
                         input_file_id: file_id,
+                        input_key: job.input_key.clone(),
+                        lines: job.input_lines,
                         endpoint: job.endpoint,
                         // Margin for clock skew between us and the provider.
                         not_before: job.created_at.unix_seconds() - 3600,

@@ -12,8 +12,7 @@ use crate::request::Usage;
 pub struct PriceBook {
     pub(super) source: String,
     pub(super) as_of: String,
-    pub(super) openai: HashMap<String, ModelPrice>,
-    pub(super) azure_openai: HashMap<String, ModelPrice>,
+    pub(super) tables: HashMap<ProviderKind, HashMap<String, ModelPrice>>,
 }
 
 pub(super) const BUNDLED_JSON: &str = include_str!("../../data/prices.json");
@@ -75,9 +74,9 @@ impl PriceBook {
     }
 
     fn table(&self, provider: ProviderKind) -> &HashMap<String, ModelPrice> {
-        match provider {
-            ProviderKind::OpenAi => &self.openai,
-            ProviderKind::AzureOpenAi => &self.azure_openai,
-        }
+        static EMPTY: std::sync::OnceLock<HashMap<String, ModelPrice>> = std::sync::OnceLock::new();
+        self.tables
+            .get(&provider)
+            .unwrap_or_else(|| EMPTY.get_or_init(HashMap::new))
     }
 }

@@ -68,14 +68,17 @@ fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
     let mut book = PriceBook {
         source,
         as_of,
-        openai: HashMap::new(),
-        azure_openai: HashMap::new(),
+        tables: HashMap::new(),
     };
     let mut seen = HashSet::new();
     for (name, models) in providers {
         let field = format!("providers.{name}");
-        let kind = ProviderKind::parse(&name)
-            .ok_or_else(|| file_err(&field, "unknown provider; expected \"openai\" or \"azure_openai\""))?;
+        let kind = ProviderKind::parse(&name).ok_or_else(|| {
+            file_err(
+                &field,
+                "unknown provider; expected one of openai, azure_openai, anthropic, groq, together",
+            )
+        })?;
         if !seen.insert(kind) {
             return Err(file_err(&field, "the same provider is listed twice"));
         }
@@ -85,10 +88,7 @@ fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
                 format!("must be an object of models, got {}", models.kind()),
             ));
         };
-        let table = match kind {
-            ProviderKind::OpenAi => &mut book.openai,
-            ProviderKind::AzureOpenAi => &mut book.azure_openai,
-        };
+        let table = book.tables.entry(kind).or_default();
         for (model, entry) in models {
             let price = parse_model(kind, &model, entry)?;
             table.insert(model, price);

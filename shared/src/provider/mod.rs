@@ -120,6 +120,11 @@ pub struct UploadStats {
 pub struct CreateBatch {
     pub job_id: JobId,
     pub input_file_id: ProviderFileId,
+    /// The staged input file in batchq's object store (providers that take
+    /// their requests inline, such as Anthropic, stream it from there).
+    pub input_key: String,
+    /// Lines (requests) in the input file.
+    pub lines: u64,
     pub endpoint: Endpoint,
     /// Batches created before this (unix seconds) cannot be this job's; bounds
     /// the search for a batch a lost response already created.

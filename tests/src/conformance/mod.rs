@@ -176,6 +176,7 @@ pub(crate) fn result(req: &Request, job: &JobId, text: &str, at: Timestamp) -> R
             cached_input_tokens: 2,
             output_tokens: 5,
             reasoning_tokens: 0,
+            cache_write_tokens: 0,
         }),
         batch_cost: Some(batchq_core::money::Money::from_picodollars(1_500)),
         realtime_cost: Some(batchq_core::money::Money::from_picodollars(3_000)),

@@ -19,6 +19,7 @@ fn row(t: &str, day: &str, model: &str, requests: u64) -> SavingsRow {
                 cached_input_tokens: 10 * requests,
                 output_tokens: 50 * requests,
                 reasoning_tokens: requests,
+                cache_write_tokens: 0,
             },
             batch_cost: Money::from_picodollars(1_000 * requests as i128),
             realtime_cost: Money::from_picodollars(2_000 * requests as i128),

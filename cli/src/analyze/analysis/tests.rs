@@ -127,7 +127,8 @@ fn openai_export_and_chat_field_names_give_the_same_figures() {
             input_tokens: 5000,
             cached_input_tokens: 4000,
             output_tokens: 1000,
-            reasoning_tokens: 0
+            reasoning_tokens: 0,
+            cache_write_tokens: 0,
         }
     );
     assert_eq!(a.totals.calls, 5);

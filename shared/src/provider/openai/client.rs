@@ -104,7 +104,7 @@ impl OpenAiClient {
         let mut headers = HeaderMap::new();
         let key_err = |_| ProviderError::Key("the key contains characters not allowed in a header".into());
         match cfg.kind {
-            ProviderKind::OpenAi => {
+            ProviderKind::OpenAi | ProviderKind::Groq | ProviderKind::Together => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(key_err)?;
                 v.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, v);
@@ -124,6 +124,11 @@ impl OpenAiClient {
                 v.set_sensitive(true);
                 headers.insert("api-key", v);
             }
+            ProviderKind::Anthropic => {
+                return Err(ProviderError::Key(
+                    "the OpenAI client does not speak Anthropic's API".into(),
+                ))
+            }
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -136,11 +141,11 @@ impl OpenAiClient {
                 message: e.to_string(),
             })?;
         let (base, api_version) = match cfg.kind {
-            ProviderKind::OpenAi => (cfg.base_url.trim_end_matches('/').to_owned(), None),
             ProviderKind::AzureOpenAi => (
                 format!("{}/openai", cfg.base_url.trim_end_matches('/')),
                 Some(cfg.api_version.clone()),
             ),
+            _ => (cfg.base_url.trim_end_matches('/').to_owned(), None),
         };
         Ok(Self {
             http,
@@ -406,9 +411,9 @@ impl Provider for OpenAiClient {
 
     fn endpoint_url(&self, endpoint: Endpoint) -> &'static str {
         match self.kind {
-            ProviderKind::OpenAi => endpoint.as_str(),
             // Azure OpenAI's batch API names endpoints without the /v1 prefix.
             ProviderKind::AzureOpenAi => &endpoint.as_str()[3..],
+            _ => endpoint.as_str(),
         }
     }
 
@@ -536,8 +541,8 @@ impl Provider for OpenAiClient {
     async fn list_files(&self, after: Option<&str>, limit: u32) -> Result<FilePage, ProviderError> {
         // Azure's list takes `purpose` only (and answers all files at once).
         let mut path = match self.kind {
-            ProviderKind::OpenAi => format!("/files?purpose=batch&order=desc&limit={}", limit.clamp(1, 10_000)),
             ProviderKind::AzureOpenAi => "/files?purpose=batch".to_owned(),
+            _ => format!("/files?purpose=batch&order=desc&limit={}", limit.clamp(1, 10_000)),
         };
         if let (Some(a), ProviderKind::OpenAi) = (after, self.kind) {
             path.push_str(&format!("&after={a}"));

@@ -65,7 +65,8 @@ fn a_2xx_line_keeps_its_body_verbatim_and_reads_chat_usage() {
             input_tokens: 12,
             cached_input_tokens: 4,
             output_tokens: 5,
-            reasoning_tokens: 2
+            reasoning_tokens: 2,
+            cache_write_tokens: 0,
         }
     );
     assert_eq!(model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
@@ -86,7 +87,8 @@ fn responses_api_usage_is_read_from_its_own_field_names() {
             input_tokens: 7,
             cached_input_tokens: 1,
             output_tokens: 3,
-            reasoning_tokens: 2
+            reasoning_tokens: 2,
+            cache_write_tokens: 0,
         }
     );
 }

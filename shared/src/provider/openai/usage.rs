@@ -81,6 +81,7 @@ impl WireUsage {
             reasoning_tokens: reasoning(&self.completion_tokens_details)
                 .or(reasoning(&self.output_tokens_details))
                 .unwrap_or(0),
+            cache_write_tokens: 0,
         };
         let counts = [
             usage.input_tokens,

@@ -62,6 +62,7 @@ pub(super) fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     item.insert("cached_input_tokens".into(), n(t.usage.cached_input_tokens));
     item.insert("output_tokens".into(), n(t.usage.output_tokens));
     item.insert("reasoning_tokens".into(), n(t.usage.reasoning_tokens));
+    item.insert("cache_write_tokens".into(), n(t.usage.cache_write_tokens));
     item.insert("batch_cost".into(), n(t.batch_cost.picodollars()));
     item.insert("realtime_cost".into(), n(t.realtime_cost.picodollars()));
     item.insert("unpriced_requests".into(), n(t.unpriced_requests));
@@ -201,6 +202,7 @@ pub(super) fn usage_of(r: &Reader<'_>) -> Result<Usage, StoreError> {
         cached_input_tokens: r.req_n("cached_input_tokens")?,
         output_tokens: r.req_n("output_tokens")?,
         reasoning_tokens: r.req_n("reasoning_tokens")?,
+        cache_write_tokens: r.opt_n("cache_write_tokens")?.unwrap_or(0),
     })
 }
 

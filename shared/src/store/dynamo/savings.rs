@@ -30,6 +30,7 @@ impl SavingsStore for DynamoStore {
                 (":cached".to_owned(), n(t.usage.cached_input_tokens)),
                 (":output".to_owned(), n(t.usage.output_tokens)),
                 (":reasoning".to_owned(), n(t.usage.reasoning_tokens)),
+                (":cache_write".to_owned(), n(t.usage.cache_write_tokens)),
                 (":batch".to_owned(), n(t.batch_cost.picodollars())),
                 (":realtime".to_owned(), n(t.realtime_cost.picodollars())),
                 (":unpriced".to_owned(), n(t.unpriced_requests)),
@@ -48,7 +49,7 @@ impl SavingsStore for DynamoStore {
                 .update_expression(
                     "SET #day = :day, #model = :model \
                      ADD #requests :requests, #input :input, #cached :cached, #output :output, \
-                     #reasoning :reasoning, #batch :batch, #realtime :realtime, #unpriced :unpriced, \
+                     #reasoning :reasoning, #cache_write :cache_write, #batch :batch, #realtime :realtime, #unpriced :unpriced, \
                      #sources :sources",
                 )
                 .condition_expression("attribute_not_exists(#sources) OR NOT contains(#sources, :source)")
@@ -61,6 +62,7 @@ impl SavingsStore for DynamoStore {
                         ("#cached", "cached_input_tokens"),
                         ("#output", "output_tokens"),
                         ("#reasoning", "reasoning_tokens"),
+                        ("#cache_write", "cache_write_tokens"),
                         ("#batch", "batch_cost"),
                         ("#realtime", "realtime_cost"),
                         ("#unpriced", "unpriced_requests"),
