@@ -669,6 +669,7 @@ async fn a_second_provider_batch_carrying_a_jobs_id_is_cancelled_reported_and_re
                 input_file_id: job.provider_file_id.clone().unwrap(),
                 input_key: job.input_key.clone(),
                 lines: job.input_lines,
+                taken: Vec::new(),
                 endpoint: job.endpoint,
                 not_before: 0,
             },

@@ -87,6 +87,7 @@ fn create_req(file: &str) -> CreateBatch {
         input_file_id: ProviderFileId::new(file),
         input_key: String::new(),
         lines: 0,
+        taken: Vec::new(),
         endpoint: Endpoint::ChatCompletions,
         not_before: 0,
     }

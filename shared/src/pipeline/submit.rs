@@ -580,6 +580,7 @@ impl Submitter {
                         input_file_id: file_id,
                         input_key: job.input_key.clone(),
                         lines: job.input_lines,
+                        taken: Vec::new(),
                         endpoint: job.endpoint,
                         // Margin for clock skew between us and the provider.
                         not_before: job.created_at.unix_seconds() - 3600,

@@ -125,6 +125,10 @@ pub struct CreateBatch {
     pub input_key: String,
     /// Lines (requests) in the input file.
     pub lines: u64,
+    /// Batches other jobs of this provider already recorded: never this
+    /// job's (a provider that cannot tag a batch with the job, such as
+    /// Anthropic, tells its batch from others by count and time).
+    pub taken: Vec<ProviderBatchId>,
     pub endpoint: Endpoint,
     /// Batches created before this (unix seconds) cannot be this job's; bounds
     /// the search for a batch a lost response already created.
