@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use crate::api::Api;
 use crate::config::Config;
+use crate::job::ProviderKind;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
 use crate::ports::Ports;
 use crate::pricing::{PriceBook, PricingError};
 use crate::provider::openai::{OpenAiClient, OpenAiFormat};
-use crate::provider::{BatchFormat, Provider, ProviderError};
+use crate::provider::{BatchFormat, Formats, Provider, ProviderError};
 use crate::store::dynamo::DynamoStore;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
@@ -131,13 +132,6 @@ impl App {
         ))
     }
 
-    /// The configured provider's batch file format (no key needed: ingest
-    /// reads result files without calling the provider).
-    pub fn format(&self) -> Arc<dyn BatchFormat> {
-        // TODO(#16): the Anthropic format replaces this placeholder.
-        Arc::new(OpenAiFormat)
-    }
-
     /// The same app reading time from `clock` (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.ports.clock = clock;
@@ -150,7 +144,7 @@ impl App {
             ports: self.ports.clone(),
             config: self.config.clone(),
             crash: Arc::new(NoCrashes),
-            format: self.format(),
+            formats: formats(),
         }
     }
 
@@ -178,4 +172,14 @@ pub fn inline_limits(config: &Config) -> InlineLimits {
         body_max: config.limits.inline_body_max_bytes,
         result_max: config.limits.inline_result_max_bytes,
     }
+}
+
+/// Every provider kind's batch file format (no key needed: ingest reads
+/// result files without calling the provider).
+pub fn formats() -> Formats {
+    let openai: Arc<dyn BatchFormat> = Arc::new(OpenAiFormat);
+    // TODO(#16): the Anthropic and Together formats replace these placeholders.
+    ProviderKind::ALL
+        .into_iter()
+        .fold(Formats::new(), |f, kind| f.with(kind, openai.clone()))
 }

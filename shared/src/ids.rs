@@ -207,6 +207,44 @@ impl ProviderBatchId {
 }
 
 string_id!(
+    /// The name of one provider instance in the provider table (`openai`,
+    /// `claude`, `groq-eu`): which account and API a request is sent to.
+    ProviderName
+);
+
+impl ProviderName {
+    pub const MAX_LEN: usize = 32;
+
+    /// Lowercase ASCII letters, digits, `-` and `_`, starting with a letter.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        let ok = value.len() <= Self::MAX_LEN
+            && value.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(ValidationError::new(
+                "provider",
+                "invalid",
+                format!(
+                    "provider name {:?} must be 1 to {} lowercase letters, digits, - or _, starting with a letter",
+                    value.chars().take(40).collect::<String>(),
+                    Self::MAX_LEN
+                ),
+            ))
+        }
+    }
+
+    /// The name of the single provider configured without a provider table.
+    pub fn default_name() -> Self {
+        Self("openai".to_owned())
+    }
+}
+
+string_id!(
     /// A model name as the caller wrote it in `body.model`.
     ModelName
 );

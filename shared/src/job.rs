@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
+use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, ProviderName, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, QueueGroup, Usage};
 use crate::status::TransitionError;
@@ -296,7 +296,10 @@ pub const MAX_JOB_TENANTS: usize = 100;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub id: JobId,
+    /// The API the job's batch goes to.
     pub provider: ProviderKind,
+    /// The provider instance (account) the job's batch goes to.
+    pub provider_name: ProviderName,
     pub endpoint: Endpoint,
     pub model: ModelName,
     pub status: JobStatus,
@@ -377,6 +380,7 @@ impl Job {
         Self {
             id,
             provider,
+            provider_name: group.provider.clone(),
             endpoint: group.endpoint,
             model: group.model.clone(),
             status: JobStatus::Preparing,
@@ -418,6 +422,7 @@ impl Job {
 
     pub fn queue_group(&self) -> QueueGroup {
         QueueGroup {
+            provider: self.provider_name.clone(),
             endpoint: self.endpoint,
             model: self.model.clone(),
         }
@@ -573,10 +578,7 @@ mod tests {
     }
 
     fn job_in(status: JobStatus) -> Job {
-        let group = QueueGroup {
-            endpoint: Endpoint::ChatCompletions,
-            model: ModelName::parse("m").unwrap(),
-        };
+        let group = QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("m").unwrap());
         let t = Timestamp::from_unix_seconds(1_700_000_000);
         let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group, t, t);
         job.status = status;

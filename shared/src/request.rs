@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::endpoint::Endpoint;
-use crate::ids::{ContentHash, CustomId, JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{ContentHash, CustomId, JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::money::Money;
 use crate::time::Timestamp;
 use crate::tokens::Weight;
@@ -42,24 +42,43 @@ crate::status_machine! {
     }
 }
 
-/// The queue a request waits in: one provider batch file holds one endpoint
-/// and one model.
+/// The queue a request waits in: one provider batch file goes to one
+/// provider instance and holds one endpoint and one model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueGroup {
+    pub provider: ProviderName,
     pub endpoint: Endpoint,
     pub model: ModelName,
 }
 
 impl QueueGroup {
-    /// Stable string form used as a store key: `"{endpoint} {model}"`
-    /// (a space cannot start an endpoint path, so the split is unambiguous).
-    pub fn key(&self) -> String {
-        format!("{} {}", self.endpoint.as_str(), self.model.as_str())
+    /// The group of the default provider (no provider table).
+    pub fn of(endpoint: Endpoint, model: ModelName) -> Self {
+        Self {
+            provider: ProviderName::default_name(),
+            endpoint,
+            model,
+        }
     }
 
+    /// Stable string form used as a store key: `"{provider} {endpoint}
+    /// {model}"` (neither a provider name nor an endpoint holds a space, so
+    /// the split is unambiguous; a model may).
+    pub fn key(&self) -> String {
+        format!("{} {} {}", self.provider, self.endpoint.as_str(), self.model.as_str())
+    }
+
+    /// Reads [`QueueGroup::key`]; a key written before provider instances
+    /// existed (`"{endpoint} {model}"`) belongs to the default provider.
     pub fn from_key(key: &str) -> Option<Self> {
-        let (endpoint, model) = key.split_once(' ')?;
+        if key.starts_with('/') {
+            let (endpoint, model) = key.split_once(' ')?;
+            return Some(Self::of(Endpoint::parse(endpoint).ok()?, ModelName::parse(model).ok()?));
+        }
+        let (provider, rest) = key.split_once(' ')?;
+        let (endpoint, model) = rest.split_once(' ')?;
         Some(Self {
+            provider: ProviderName::parse(provider).ok()?,
             endpoint: Endpoint::parse(endpoint).ok()?,
             model: ModelName::parse(model).ok()?,
         })
@@ -120,6 +139,8 @@ pub struct Request {
     pub key: RequestKey,
     pub tenant: TenantId,
     pub custom_id: CustomId,
+    /// The provider instance the request was routed to at enqueue.
+    pub provider: ProviderName,
     pub endpoint: Endpoint,
     pub model: ModelName,
     pub status: RequestStatus,
@@ -144,6 +165,7 @@ pub struct Request {
 impl Request {
     pub fn queue_group(&self) -> QueueGroup {
         QueueGroup {
+            provider: self.provider.clone(),
             endpoint: self.endpoint,
             model: self.model.clone(),
         }
@@ -156,6 +178,8 @@ pub struct NewRequest {
     pub key: RequestKey,
     pub tenant: TenantId,
     pub custom_id: CustomId,
+    /// The provider instance the request is routed to.
+    pub provider: ProviderName,
     pub endpoint: Endpoint,
     pub model: ModelName,
     /// The `body` object, serialized once (compact, keys sorted).
@@ -178,6 +202,7 @@ impl NewRequest {
             key,
             tenant,
             custom_id,
+            provider: ProviderName::default_name(),
             endpoint,
             model,
             body_json,
@@ -186,8 +211,15 @@ impl NewRequest {
         }
     }
 
+    /// The same request routed to `provider`.
+    pub fn routed_to(mut self, provider: ProviderName) -> Self {
+        self.provider = provider;
+        self
+    }
+
     pub fn queue_group(&self) -> QueueGroup {
         QueueGroup {
+            provider: self.provider.clone(),
             endpoint: self.endpoint,
             model: self.model.clone(),
         }
@@ -314,10 +346,20 @@ mod tests {
     #[test]
     fn queue_group_key_round_trips_models_with_spaces_and_slashes() {
         let g = QueueGroup {
+            provider: ProviderName::parse("groq-eu").unwrap(),
             endpoint: Endpoint::ChatCompletions,
             model: ModelName::parse("ft:gpt-4o-mini:org/custom name").unwrap(),
         };
         assert_eq!(QueueGroup::from_key(&g.key()).unwrap(), g);
+    }
+
+    #[test]
+    fn queue_group_key_without_a_provider_reads_as_the_default_provider() {
+        let g = QueueGroup::from_key("/v1/embeddings text-embedding-3-small").unwrap();
+        assert_eq!(g.provider, ProviderName::default_name());
+        assert_eq!(g.endpoint, Endpoint::Embeddings);
+        assert_eq!(g.model.as_str(), "text-embedding-3-small");
+        assert_eq!(QueueGroup::from_key("Openai /v1/embeddings m"), None);
     }
 
     #[test]

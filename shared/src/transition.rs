@@ -17,6 +17,7 @@ pub fn queued(r: &NewRequest, now: Timestamp) -> Request {
         key: r.key.clone(),
         tenant: r.tenant.clone(),
         custom_id: r.custom_id.clone(),
+        provider: r.provider.clone(),
         endpoint: r.endpoint,
         model: r.model.clone(),
         status: RequestStatus::Queued,

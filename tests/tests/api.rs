@@ -44,10 +44,7 @@ fn default_key(custom_id: &str) -> RequestKey {
 }
 
 fn chat_group() -> QueueGroup {
-    QueueGroup {
-        endpoint: Endpoint::ChatCompletions,
-        model: ModelName::parse("gpt-4o-mini").unwrap(),
-    }
+    QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap())
 }
 
 async fn stored(t: &ApiEnv, custom_id: &str) -> Request {

@@ -10,10 +10,7 @@ use batchq_core::time::Timestamp;
 use batchq_tests::TestEnv;
 
 fn group() -> QueueGroup {
-    QueueGroup {
-        endpoint: Endpoint::ChatCompletions,
-        model: ModelName::parse("gpt-4o-mini").unwrap(),
-    }
+    QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap())
 }
 
 fn new_job(at_ms: i64) -> Job {

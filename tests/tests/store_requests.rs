@@ -215,10 +215,7 @@ async fn illegal_transition_is_refused_before_any_write() {
 #[tokio::test]
 async fn queued_by_model_returns_oldest_first_across_pages() {
     let env = TestEnv::new().await;
-    let group = QueueGroup {
-        endpoint: Endpoint::ChatCompletions,
-        model: ModelName::parse("gpt-4o-mini").unwrap(),
-    };
+    let group = QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap());
     // Interleave three groups; insert newest first so storage order differs from age order.
     let mut expected = Vec::new();
     for i in (0..23).rev() {

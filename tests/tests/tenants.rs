@@ -32,10 +32,7 @@ fn key(t: &str, custom_id: &str) -> RequestKey {
 }
 
 fn group() -> QueueGroup {
-    QueueGroup {
-        endpoint: Endpoint::ChatCompletions,
-        model: ModelName::parse("gpt-4o-mini").unwrap(),
-    }
+    QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap())
 }
 
 fn line_with_model(custom_id: &str, model: &str) -> Value {

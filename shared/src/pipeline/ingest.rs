@@ -165,7 +165,7 @@ impl Ingester {
         }
 
         let (_, stream) = self.core.ports.objects.open(&key).await?;
-        let format = self.core.format.as_ref();
+        let format = self.core.format(&job)?;
         let mut reader = LineReader::new(stream, format.max_result_line_bytes());
         let mut totals = CostTotals::default();
         let mut by_tenant = TenantTotals::new();

@@ -70,7 +70,7 @@ impl Ingester {
         };
         let mut sums = Sums::default();
         if let Some(stream) = output {
-            let format = self.core.format.as_ref();
+            let format = self.core.format(job)?;
             let mut reader = LineReader::new(stream, format.max_result_line_bytes());
             let mut seen = HashSet::new();
             let mut chunk = Vec::with_capacity(CHUNK_LINES);

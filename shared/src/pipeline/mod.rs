@@ -37,7 +37,7 @@ use crate::ids::{JobId, RequestKey};
 use crate::job::Job;
 use crate::jsonl::{Line, LineReader};
 use crate::ports::Ports;
-use crate::provider::{BatchFormat, ProviderError};
+use crate::provider::{BatchFormat, Formats, ProviderError};
 use crate::request::{Request, RequestError, RequestStatus};
 use crate::store::{Page, StoreError};
 use crate::time::Timestamp;
@@ -65,17 +65,21 @@ pub enum PipelineError {
     /// The event cannot be handled (not one of ours); retrying will not help.
     #[error("{0}")]
     Rejected(String),
+    /// A job names a provider instance or kind this deployment has not
+    /// configured (the provider table lost an entry the job still needs).
+    #[error("provider {0} is not configured")]
+    UnknownProvider(String),
 }
 
-/// What every step works with: the ports, the configuration, the
-/// provider's file format and (in tests) crash injection.
+/// What every step works with: the ports, the configuration, each
+/// provider kind's file format and (in tests) crash injection.
 #[derive(Clone)]
 pub struct Core {
     pub ports: Ports,
     pub config: Arc<Config>,
     pub crash: Arc<dyn CrashPoints>,
-    /// The provider's batch file format (input lines, result lines).
-    pub format: Arc<dyn BatchFormat>,
+    /// Each provider kind's batch file format (input lines, result lines).
+    pub formats: Formats,
 }
 
 impl Core {
@@ -87,6 +91,13 @@ impl Core {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.ports.clock.now()
+    }
+
+    /// The batch file format of the job's provider.
+    pub(crate) fn format(&self, job: &Job) -> Result<&dyn BatchFormat, PipelineError> {
+        self.formats
+            .get(job.provider)
+            .ok_or_else(|| PipelineError::UnknownProvider(job.provider.as_str().to_owned()))
     }
 
     pub(crate) fn crash(&self, point: CrashPoint) -> Result<(), PipelineError> {
@@ -148,12 +159,13 @@ impl Core {
         if job.input_lines == 0 {
             return Ok(Vec::new());
         }
+        let format = self.format(job)?;
         let (_, stream) = self.ports.objects.open(&job.input_key).await?;
         let mut reader = LineReader::new(stream, usize::MAX);
         let mut keys = Vec::with_capacity(job.input_lines as usize);
         while let Some(line) = reader.next_line().await? {
             if let Line::Data { bytes, number } = line {
-                match self.format.input_line_key(&bytes) {
+                match format.input_line_key(&bytes) {
                     Some(k) => keys.push(k),
                     None => tracing::warn!(job = %job.id, line = number, "input line without a readable custom_id"),
                 }

@@ -33,7 +33,7 @@ use serde::Serialize;
 use super::ingest::Ingester;
 use super::{Core, CrashPoint, LateReport, PipelineError};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
-use crate::provider::{Provider, ProviderError};
+use crate::provider::{Provider, ProviderError, Providers};
 use crate::telemetry;
 
 pub use give_up::CANCEL_GRACE;
@@ -92,17 +92,24 @@ pub struct StatusChange {
 #[derive(Clone)]
 pub struct Poller {
     core: Core,
-    provider: Arc<dyn Provider>,
+    providers: Providers,
     ingester: Ingester,
 }
 
 impl Poller {
-    pub fn new(core: Core, provider: Arc<dyn Provider>, ingester: Ingester) -> Self {
+    pub fn new(core: Core, providers: impl Into<Providers>, ingester: Ingester) -> Self {
         Self {
             core,
-            provider,
+            providers: providers.into(),
             ingester,
         }
+    }
+
+    /// The provider instance the job's batch went to.
+    pub(crate) fn provider(&self, job: &Job) -> Result<&Arc<dyn Provider>, PipelineError> {
+        self.providers
+            .get(&job.provider_name)
+            .ok_or_else(|| PipelineError::UnknownProvider(job.provider_name.to_string()))
     }
 
     pub async fn run(&self) -> Result<PollReport, PipelineError> {
@@ -190,7 +197,7 @@ impl Poller {
                 job.id
             )));
         };
-        let batch = match self.provider.retrieve_batch(&batch_id).await {
+        let batch = match self.provider(&job)?.retrieve_batch(&batch_id).await {
             Ok(b) => b,
             Err(ProviderError::NotFound { .. }) => return self.vanished(job, report).await,
             Err(e) => return Err(e.into()),
@@ -257,7 +264,7 @@ impl Poller {
                 let cancelled_before = job.errors.iter().any(|e| e.code == "batch_deadline_exceeded");
                 if now >= deadline && *in_flight != ProviderBatchStatus::Cancelling && !cancelled_before {
                     tracing::warn!(job = %job.id, batch = %batch_id, status = %in_flight, "batch past its deadline; cancelling");
-                    let message = match self.provider.cancel_batch(&batch_id).await {
+                    let message = match self.provider(&job)?.cancel_batch(&batch_id).await {
                         Ok(b) => {
                             next.provider_status = Some(b.status.clone());
                             next.mirror(&b.status, JobStatus::is_in_flight);

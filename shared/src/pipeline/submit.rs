@@ -12,7 +12,7 @@
 //! reaches batch creation first asks the provider whether the lost attempt
 //! created one, so a job never has two provider batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -21,10 +21,10 @@ use tracing::Instrument;
 use super::{Claims, Core, CrashPoint, PipelineError};
 use crate::budget::TokenBudget;
 use crate::config::Limits;
-use crate::ids::{JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderName, RequestKey, TenantId};
 use crate::job::{Job, JobStatus, MAX_JOB_TENANTS};
 use crate::provider::input_rules::{InputFileRules, Refusal};
-use crate::provider::{CreateBatch, FileLimits, ObjectSource, Provider, ProviderError};
+use crate::provider::{CreateBatch, FileLimits, ObjectSource, Provider, ProviderError, Providers};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::ObjectWriter;
 use crate::telemetry;
@@ -99,12 +99,22 @@ pub struct GroupNote {
 #[derive(Clone)]
 pub struct Submitter {
     core: Core,
-    provider: Arc<dyn Provider>,
+    providers: Providers,
 }
 
 impl Submitter {
-    pub fn new(core: Core, provider: Arc<dyn Provider>) -> Self {
-        Self { core, provider }
+    pub fn new(core: Core, providers: impl Into<Providers>) -> Self {
+        Self {
+            core,
+            providers: providers.into(),
+        }
+    }
+
+    /// The provider instance a queue group or job names.
+    fn provider(&self, name: &ProviderName) -> Result<&Arc<dyn Provider>, PipelineError> {
+        self.providers
+            .get(name)
+            .ok_or_else(|| PipelineError::UnknownProvider(name.to_string()))
     }
 
     pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
@@ -125,18 +135,29 @@ impl Submitter {
 
     async fn run_into(&self, opts: SubmitOptions, report: &mut SubmitReport) -> Result<(), PipelineError> {
         let open = self.core.ports.jobs.open_jobs().await?;
-        self.resume_stalled(&open, report).await?;
+        // Providers that refused their key this run: every further call to
+        // them would be refused too, so their groups wait for a later run.
+        let mut refused: HashSet<ProviderName> = HashSet::new();
+        self.resume_stalled(&open, &mut refused, report).await?;
 
         let mut plan = TokenPlan::new(self.core.ports.jobs.token_budgets().await?, &open);
         for stats in self.core.ports.requests.queue_groups().await? {
+            if refused.contains(&stats.group.provider) {
+                continue;
+            }
             if let Err(e) = self
                 .submit_group(&stats.group, stats.queued, opts.force, &mut plan, report)
                 .await
             {
-                if matches!(e, PipelineError::Crashed(_)) || Self::is_unauthorized(&e) {
+                if matches!(e, PipelineError::Crashed(_)) {
                     return Err(e);
                 }
-                tracing::error!(group = %stats.group.key(), error = %e, "could not submit the group; a later run retries");
+                if Self::is_unauthorized(&e) {
+                    tracing::error!(provider = %stats.group.provider, error = %e, "the provider refused the API key; its groups wait");
+                    refused.insert(stats.group.provider.clone());
+                } else {
+                    tracing::error!(group = %stats.group.key(), error = %e, "could not submit the group; a later run retries");
+                }
                 report.errors.push(format!("{}: {e}", stats.group.key()));
             }
         }
@@ -263,10 +284,18 @@ impl Submitter {
     }
 
     /// Finishes jobs an earlier run left before their batch was recorded.
-    async fn resume_stalled(&self, open: &[Job], report: &mut SubmitReport) -> Result<(), PipelineError> {
+    async fn resume_stalled(
+        &self,
+        open: &[Job],
+        refused: &mut HashSet<ProviderName>,
+        report: &mut SubmitReport,
+    ) -> Result<(), PipelineError> {
         for job in open.iter().cloned() {
             let now = self.core.now();
-            if !job.status.is_pre_submit() || job.lease_until.is_some_and(|l| l > now) {
+            if !job.status.is_pre_submit()
+                || job.lease_until.is_some_and(|l| l > now)
+                || refused.contains(&job.provider_name)
+            {
                 continue;
             }
             // Take the lease: of two runs resuming the same job, one wins.
@@ -278,10 +307,16 @@ impl Submitter {
             };
             tracing::info!(job = %job.id, status = %job.status, "resuming a job left half-way");
             let id = job.id.clone();
+            let job_provider = job.provider_name.clone();
             match self.advance_or_abandon(job, None, true, report).await {
                 Ok(Some(job)) => report.resumed.push(JobSummary::of(&job)),
                 Ok(None) => {}
-                Err(e) if matches!(e, PipelineError::Crashed(_)) || Self::is_unauthorized(&e) => return Err(e),
+                Err(e) if matches!(e, PipelineError::Crashed(_)) => return Err(e),
+                Err(e) if Self::is_unauthorized(&e) => {
+                    tracing::error!(provider = %job_provider, error = %e, "the provider refused the API key; its jobs wait");
+                    report.errors.push(format!("{id}: {e}"));
+                    refused.insert(job_provider);
+                }
                 Err(e) => {
                     tracing::error!(job = %id, error = %e, "could not resume the job; a later run retries");
                     report.errors.push(format!("{id}: {e}"));
@@ -362,7 +397,7 @@ impl Submitter {
 
             let mut job = Job::new(
                 JobId::generate(),
-                self.provider.kind(),
+                self.provider(&group.provider)?.kind(),
                 group,
                 now,
                 now.plus(policy.job_lease),
@@ -397,8 +432,9 @@ impl Submitter {
     /// may be waiting).
     async fn claim(&self, job: &Job, token_cap: Option<u64>) -> Result<(Vec<Claimed>, bool), PipelineError> {
         let configured = &self.core.config.limits;
-        let format = self.provider.format();
-        let url = self.provider.endpoint_url(job.endpoint);
+        let provider = self.provider(&job.provider_name)?;
+        let format = provider.format();
+        let url = provider.endpoint_url(job.endpoint);
         let group = job.queue_group();
         // The provider's documented limits, lowered by configuration.
         let limits = format.limits(job.endpoint).min(FileLimits {
@@ -494,6 +530,7 @@ impl Submitter {
         resumed: bool,
     ) -> Result<Option<Job>, PipelineError> {
         let policy = &self.core.config.policy;
+        let provider = self.provider(&job.provider_name)?;
         loop {
             let now = self.core.now();
             let mut next = job.clone();
@@ -541,7 +578,7 @@ impl Submitter {
                     // A resumed job may have been uploaded by a run that
                     // crashed before recording the file: use that upload.
                     let earlier = if resumed {
-                        self.provider
+                        provider
                             .find_uploaded_file(&filename, job.input_bytes, job.created_at.unix_seconds() - 3600)
                             .await?
                     } else {
@@ -558,7 +595,7 @@ impl Submitter {
                                 key: job.input_key.clone(),
                                 filename,
                             };
-                            let (file, stats) = self.provider.upload_file(&source).await?;
+                            let (file, stats) = provider.upload_file(&source).await?;
                             tracing::info!(job = %job.id, file = %file.id, bytes = stats.bytes_sent, "input file uploaded");
                             file
                         }
@@ -580,7 +617,11 @@ impl Submitter {
                         input_file_id: file_id,
                         input_key: job.input_key.clone(),
                         lines: job.input_lines,
-                        taken: Vec::new(),
+                        taken: if provider.tags_batches() {
+                            Vec::new()
+                        } else {
+                            self.batches_of_other_jobs(&job).await?
+                        },
                         endpoint: job.endpoint,
                         // Margin for clock skew between us and the provider.
                         not_before: job.created_at.unix_seconds() - 3600,
@@ -595,7 +636,7 @@ impl Submitter {
                     };
                     job = renewed;
                     next = job.clone();
-                    let batch = self.provider.create_batch(&req, resumed).await?;
+                    let batch = provider.create_batch(&req, resumed).await?;
                     tracing::info!(job = %job.id, batch = %batch.id, status = %batch.status, "provider batch created");
                     self.core.crash(CrashPoint::SubmitAfterCreate)?;
                     // Terminal statuses are left for poll to handle; the job is in flight now.
@@ -623,11 +664,27 @@ impl Submitter {
         }
     }
 
+    /// The batches the other open jobs of the job's provider instance have
+    /// recorded: a provider that cannot tag a batch with its job tells a
+    /// lost create's batch from theirs this way.
+    async fn batches_of_other_jobs(&self, job: &Job) -> Result<Vec<ProviderBatchId>, PipelineError> {
+        Ok(self
+            .core
+            .ports
+            .jobs
+            .open_jobs()
+            .await?
+            .into_iter()
+            .filter(|j| j.id != job.id && j.provider_name == job.provider_name)
+            .filter_map(|j| j.provider_batch_id)
+            .collect())
+    }
+
     /// Streams the claimed requests' lines to the job's input object.
     /// Requests whose body cannot be found end failed (they could never be
     /// sent) and are left out. Returns (lines, bytes) written.
     async fn write_input(&self, job: &Job, keys: &[RequestKey]) -> Result<(u64, u64), PipelineError> {
-        let url = self.provider.endpoint_url(job.endpoint);
+        let url = self.provider(&job.provider_name)?.endpoint_url(job.endpoint);
         let mut writer = self
             .core
             .ports
@@ -657,7 +714,7 @@ impl Submitter {
         keys: &[RequestKey],
         writer: &mut dyn ObjectWriter,
     ) -> Result<u64, PipelineError> {
-        let format = self.provider.format();
+        let format = self.provider(&job.provider_name)?.format();
         let mut buf = Vec::with_capacity(256 * 1024);
         let mut lines = 0u64;
         let mut missing = Vec::new();

@@ -6,6 +6,7 @@
 pub mod format;
 pub mod input_rules;
 pub mod openai;
+pub mod registry;
 pub mod types;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::job::ProviderKind;
 use crate::request::Endpoint;
 use crate::store::{ByteStream, ObjectStore, StoreError};
 pub use format::{BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
+pub use registry::{Formats, Providers};
 pub use types::{Batch, BatchPage, FileObject, FilePage};
 
 #[derive(Debug, Error)]
@@ -145,6 +147,14 @@ pub trait Provider: Send + Sync {
 
     /// The provider's batch file format: input lines, file limits, result lines.
     fn format(&self) -> &dyn BatchFormat;
+
+    /// Whether a batch carries the job id it was created for (OpenAI's
+    /// metadata). A provider that cannot tag its batches (Anthropic) is
+    /// given the batches other jobs recorded, to tell a lost create's
+    /// batch from theirs (see [`CreateBatch::taken`]).
+    fn tags_batches(&self) -> bool {
+        true
+    }
 
     /// The `url` to write in input lines and to send as the batch `endpoint`.
     fn endpoint_url(&self, endpoint: Endpoint) -> &'static str;

@@ -124,10 +124,7 @@ pub(crate) fn tenant(t: &str) -> TenantId {
 }
 
 pub(crate) fn group(model: &str) -> QueueGroup {
-    QueueGroup {
-        endpoint: Endpoint::ChatCompletions,
-        model: ModelName::parse(model).unwrap(),
-    }
+    QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse(model).unwrap())
 }
 
 pub(crate) fn new_request(t: &str, custom_id: &str, model: &str, text: &str) -> NewRequest {

@@ -5,7 +5,7 @@
 use super::{capped, PollReport, Poller};
 use crate::job::{Job, JobError};
 use crate::pipeline::PipelineError;
-use crate::provider::{Batch, ProviderError};
+use crate::provider::{Batch, Provider, ProviderError};
 
 /// Pages of the provider's batch listing one poll run reads looking for
 /// duplicate batches (100 batches a page, newest first).
@@ -18,6 +18,22 @@ impl Poller {
     /// it yet. Such a batch would run (and be billed) alongside the job's
     /// own; it is cancelled, reported, and recorded on its job.
     pub(super) async fn cancel_duplicates(&self, open: &[Job], report: &mut PollReport) -> Result<(), PipelineError> {
+        for (name, provider) in self.providers.iter() {
+            if !provider.tags_batches() {
+                continue; // its batches cannot name their job
+            }
+            let theirs: Vec<Job> = open.iter().filter(|j| &j.provider_name == name).cloned().collect();
+            self.cancel_duplicates_of(provider.as_ref(), &theirs, report).await?;
+        }
+        Ok(())
+    }
+
+    async fn cancel_duplicates_of(
+        &self,
+        provider: &dyn Provider,
+        open: &[Job],
+        report: &mut PollReport,
+    ) -> Result<(), PipelineError> {
         let Some(oldest) = open.iter().map(|j| j.created_at).min() else {
             return Ok(());
         };
@@ -25,7 +41,7 @@ impl Poller {
         let not_before = oldest.unix_seconds() - 3600;
         let mut after: Option<String> = None;
         for _ in 0..DUPLICATE_SCAN_PAGES {
-            let page = self.provider.list_batches(after.as_deref(), 100).await?;
+            let page = provider.list_batches(after.as_deref(), 100).await?;
             for b in &page.data {
                 let Some(job) = b
                     .job_id_metadata()
@@ -59,7 +75,7 @@ impl Poller {
     ) -> Result<(), PipelineError> {
         let id = batch.batch_id();
         if !batch.status.is_terminal() {
-            match self.provider.cancel_batch(&id).await {
+            match self.provider(job)?.cancel_batch(&id).await {
                 Ok(_) | Err(ProviderError::NotFound { .. }) => {}
                 // It ended meanwhile: nothing left to stop.
                 Err(ProviderError::Api { status: 400 | 409, .. }) => {}

@@ -103,7 +103,7 @@ impl Poller {
                 })
                 .await?;
             }
-            self.delete_provider_files(std::slice::from_ref(&job.provider_file_id))
+            self.delete_provider_files(&job, std::slice::from_ref(&job.provider_file_id))
                 .await;
         }
         Ok(())

@@ -106,7 +106,7 @@ impl Poller {
             return Ok(());
         };
         let now = self.core.now();
-        let batch = match self.provider.retrieve_batch(&batch_id).await {
+        let batch = match self.provider(&job)?.retrieve_batch(&batch_id).await {
             Ok(b) => Some(b),
             Err(ProviderError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
@@ -120,7 +120,7 @@ impl Poller {
             }
         };
         let stream = match &output {
-            Some(id) => Some(self.provider.file_content(id).await?),
+            Some(id) => Some(self.provider(&job)?.file_content(id).await?),
             None => None,
         };
         let late = self
@@ -130,7 +130,7 @@ impl Poller {
             .await?;
         if late.counted {
             if let Some(b) = &batch {
-                self.delete_provider_files(&[b.output_file_id.clone(), b.error_file_id.clone()])
+                self.delete_provider_files(&job, &[b.output_file_id.clone(), b.error_file_id.clone()])
                     .await;
             }
         }

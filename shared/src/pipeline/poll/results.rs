@@ -26,18 +26,21 @@ impl Poller {
             for (id, key, kind) in files {
                 let Some(id) = id else { continue };
                 if self.core.ports.objects.head(&key).await?.is_none() {
-                    self.copy_file(&id, &key).await?;
+                    self.copy_file(&job, &id, &key).await?;
                     report.copied.push(key);
                 }
                 if kind == FileKind::Output {
                     self.core.crash(CrashPoint::PollAfterCopyOutput)?;
                 }
             }
-            self.delete_provider_files(&[
-                job.provider_file_id.clone(),
-                job.output_file_id.clone(),
-                job.error_file_id.clone(),
-            ])
+            self.delete_provider_files(
+                &job,
+                &[
+                    job.provider_file_id.clone(),
+                    job.output_file_id.clone(),
+                    job.error_file_id.clone(),
+                ],
+            )
             .await;
             self.core.crash(CrashPoint::PollAfterCopies)?;
             let now = self.core.now();
@@ -106,8 +109,8 @@ impl Poller {
     }
 
     /// Streams a provider file into S3 without holding it in memory.
-    pub(super) async fn copy_file(&self, id: &ProviderFileId, key: &str) -> Result<(), PipelineError> {
-        let mut stream = self.provider.file_content(id).await?;
+    pub(super) async fn copy_file(&self, job: &Job, id: &ProviderFileId, key: &str) -> Result<(), PipelineError> {
+        let mut stream = self.provider(job)?.file_content(id).await?;
         let mut writer = self.core.ports.objects.writer(key, "application/jsonl").await?;
         let res = pump(&mut stream, writer.as_mut()).await;
         match res {
@@ -127,12 +130,19 @@ impl Poller {
 
     /// Deletes files at the provider when configured; failures are logged,
     /// not fatal (the files are safe in S3 either way).
-    pub(super) async fn delete_provider_files(&self, ids: &[Option<ProviderFileId>]) {
+    pub(super) async fn delete_provider_files(&self, job: &Job, ids: &[Option<ProviderFileId>]) {
         if !self.core.config.policy.delete_provider_files {
             return;
         }
+        let provider = match self.provider(job) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "cannot delete the provider files; they stay there");
+                return;
+            }
+        };
         for id in ids.iter().flatten() {
-            match self.provider.delete_file(id).await {
+            match provider.delete_file(id).await {
                 Ok(()) | Err(ProviderError::NotFound { .. }) => {}
                 Err(e) => tracing::warn!(file = %id, error = %e, "could not delete the provider file; it stays there"),
             }

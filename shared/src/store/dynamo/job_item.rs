@@ -8,7 +8,7 @@ use super::item::expires_from;
 use super::item::{expiry_secs, n, s, Reader};
 use super::schema::*;
 use super::Item;
-use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, TenantId};
+use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderFileId, ProviderName, TenantId};
 use crate::job::{CostTotals, Job, JobError, JobStatus, ProviderBatchStatus, ProviderKind, RequestCounts};
 use crate::money::Money;
 use crate::request::Endpoint;
@@ -27,6 +27,7 @@ pub(super) fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
     }
     item.insert("id".into(), s(j.id.as_str()));
     item.insert("provider".into(), s(j.provider.as_str()));
+    item.insert("provider_name".into(), s(j.provider_name.as_str()));
     item.insert("endpoint".into(), s(j.endpoint.as_str()));
     item.insert("model".into(), s(j.model.as_str()));
     item.insert("status".into(), s(j.status.as_str()));
@@ -127,6 +128,10 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         provider: r.parse("provider", |v| {
             ProviderKind::parse(v).ok_or_else(|| format!("unknown provider {v}"))
         })?,
+        provider_name: match r.opt_s("provider_name")? {
+            Some(v) => ProviderName::parse(v).map_err(|e| r.corrupt(e.message))?,
+            None => ProviderName::default_name(),
+        },
         endpoint: r.parse("endpoint", |v| Endpoint::parse(v).map_err(|e| e.message))?,
         model: r.parse("model", |v| ModelName::parse(v).map_err(|e| e.message))?,
         status: r.parse("status", |v| v.parse::<JobStatus>())?,

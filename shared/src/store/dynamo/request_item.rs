@@ -6,7 +6,7 @@ use super::counters::job_part;
 use super::item::{expires_from, n, s, Reader};
 use super::schema::*;
 use super::Item;
-use crate::ids::{ContentHash, CustomId, JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{ContentHash, CustomId, JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::money::Money;
 use crate::request::{Endpoint, Payload, Request, RequestResult, RequestStatus, Usage};
 use crate::store::StoreError;
@@ -19,6 +19,7 @@ pub(super) fn request_to_item(r: &Request) -> Item {
     item.insert(SK.into(), s(SK_STATE));
     item.insert("tenant".into(), s(r.tenant.as_str()));
     item.insert("custom_id".into(), s(r.custom_id.as_str()));
+    item.insert("provider_name".into(), s(r.provider.as_str()));
     item.insert("endpoint".into(), s(r.endpoint.as_str()));
     item.insert("model".into(), s(r.model.as_str()));
     item.insert("status".into(), s(r.status.as_str()));
@@ -61,6 +62,10 @@ pub(super) fn request_from_item(item: &Item) -> Result<Request, StoreError> {
         key: r.parse(PK, |v| RequestKey::parse(v).map_err(|e| e.message))?,
         tenant: r.parse("tenant", |v| TenantId::parse(v).map_err(|e| e.message))?,
         custom_id: r.parse("custom_id", |v| CustomId::parse(v).map_err(|e| e.message))?,
+        provider: match r.opt_s("provider_name")? {
+            Some(v) => ProviderName::parse(v).map_err(|e| r.corrupt(e.message))?,
+            None => ProviderName::default_name(),
+        },
         endpoint: r.parse("endpoint", |v| Endpoint::parse(v).map_err(|e| e.message))?,
         model: r.parse("model", |v| ModelName::parse(v).map_err(|e| e.message))?,
         status: r.parse("status", |v| v.parse::<RequestStatus>())?,
