@@ -39,9 +39,9 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         )
         .into());
     }
-    let provider = ctx.provider().await?;
-    let submitter = ctx.app.submitter(provider.clone());
-    let poller = ctx.app.poller(provider);
+    let providers = ctx.providers().await?;
+    let submitter = ctx.app.submitter(providers.clone());
+    let poller = ctx.app.poller(providers);
     let ingester = ctx.app.ingester();
 
     let listener = tokio::net::TcpListener::bind(addr)

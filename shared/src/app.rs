@@ -5,30 +5,40 @@ use std::sync::Arc;
 
 use crate::api::Api;
 use crate::config::Config;
+use crate::config::{PRICING_FILE, PROVIDERS_FILE};
 use crate::job::ProviderKind;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
 use crate::ports::Ports;
-use crate::pricing::{PriceBook, PricingError};
+use crate::pricing::PriceBook;
 use crate::provider::openai::{OpenAiClient, OpenAiFormat};
-use crate::provider::{BatchFormat, Formats, Provider, ProviderError};
+use crate::provider::{BatchFormat, FileLimits, Formats, Provider, ProviderError, Providers};
+use crate::provider_table::{ProviderInstance, ProviderTable};
 use crate::store::dynamo::DynamoStore;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
 use crate::store::ObjectStore;
 use crate::time::{Clock, SystemClock};
 
-/// Why the price table `BATCHQ_PRICING_FILE` names cannot be used. Every
-/// message starts with the variable and the file, so a cold start that fails
-/// on it says where to look.
+/// Why a table a variable names (`BATCHQ_PRICING_FILE`,
+/// `BATCHQ_PROVIDERS_FILE`) cannot be used. Every message starts with the
+/// variable and the file, so a cold start that fails on it says where to look.
 #[derive(Debug, thiserror::Error)]
-pub enum PriceFileError {
-    #[error("BATCHQ_PRICING_FILE={file:?}: expected s3://BUCKET/KEY")]
-    NotAnS3Object { file: String },
-    #[error("BATCHQ_PRICING_FILE={file:?}: {reason}")]
-    Unreadable { file: String, reason: String },
-    #[error("BATCHQ_PRICING_FILE={file:?}: {error}")]
-    Invalid { file: String, error: PricingError },
+pub enum TableFileError {
+    #[error("{var}={file:?}: expected s3://BUCKET/KEY")]
+    NotAnS3Object { var: &'static str, file: String },
+    #[error("{var}={file:?}: {reason}")]
+    Unreadable {
+        var: &'static str,
+        file: String,
+        reason: String,
+    },
+    #[error("{var}={file:?}: {error}")]
+    Invalid {
+        var: &'static str,
+        file: String,
+        error: String,
+    },
 }
 
 /// Everything a handler needs, built once.
@@ -43,8 +53,11 @@ pub struct App {
     pub objects: Arc<S3Store>,
     pub sdk: aws_config::SdkConfig,
     /// The price table costs are computed with (bundled unless
-    /// `BATCHQ_PRICING_FILE` names another; see [`App::with_configured_prices`]).
+    /// `BATCHQ_PRICING_FILE` names another; see [`App::with_configured_tables`]).
     pub prices: Arc<PriceBook>,
+    /// The provider instances and the routes to them (the environment's one
+    /// provider unless `BATCHQ_PROVIDERS_FILE` names a table).
+    pub providers: Arc<ProviderTable>,
 }
 
 impl App {
@@ -70,7 +83,9 @@ impl App {
         )
         .with_retention(config.policy.retention);
         let store = Arc::new(PlacedStore::new(tables, objects.clone(), inline_limits(&config)));
+        let providers = Arc::new(ProviderTable::single(&config));
         Self {
+            providers,
             config: Arc::new(config),
             ports: Ports::over(store.clone(), objects, Arc::new(SystemClock)),
             store,
@@ -80,22 +95,51 @@ impl App {
         }
     }
 
-    /// Loads `BATCHQ_PRICING_FILE` (a local path or `s3://BUCKET/KEY`) in
-    /// place of the bundled table; an unreadable or invalid file is an error
-    /// naming it, so a cold start fails loudly rather than pricing wrongly.
-    pub async fn with_configured_prices(mut self) -> Result<Self, PriceFileError> {
-        let Some(source) = self.config.pricing_file.clone() else {
-            return Ok(self);
-        };
-        let unreadable = |reason: String| PriceFileError::Unreadable {
-            file: source.clone(),
+    /// Loads the tables the environment names in place of the defaults:
+    /// `BATCHQ_PRICING_FILE` (prices) and `BATCHQ_PROVIDERS_FILE` (provider
+    /// instances and routes), each a local path or `s3://BUCKET/KEY`. An
+    /// unreadable or invalid file is an error naming it, so a cold start
+    /// fails loudly rather than pricing or routing wrongly.
+    pub async fn with_configured_tables(mut self) -> Result<Self, TableFileError> {
+        if let Some(source) = self.config.pricing_file.clone() {
+            let text = self.read_table(PRICING_FILE, &source).await?;
+            let book = PriceBook::from_json(&text).map_err(|error| TableFileError::Invalid {
+                var: PRICING_FILE,
+                file: source.clone(),
+                error: error.to_string(),
+            })?;
+            tracing::info!(source, as_of = book.as_of(), "price table loaded");
+            self.prices = Arc::new(book);
+        }
+        if let Some(source) = self.config.providers_file.clone() {
+            let text = self.read_table(PROVIDERS_FILE, &source).await?;
+            let env = |name: &str| std::env::var(name).ok();
+            let table =
+                ProviderTable::from_json(&text, &self.config, &env).map_err(|error| TableFileError::Invalid {
+                    var: PROVIDERS_FILE,
+                    file: source.clone(),
+                    error: error.to_string(),
+                })?;
+            let names: Vec<&str> = table.instances.iter().map(|i| i.name.as_str()).collect();
+            tracing::info!(source, providers = %names.join(","), "provider table loaded");
+            self.providers = Arc::new(table);
+        }
+        Ok(self)
+    }
+
+    /// Reads a table file: a local path or `s3://BUCKET/KEY`.
+    async fn read_table(&self, var: &'static str, source: &str) -> Result<String, TableFileError> {
+        let unreadable = |reason: String| TableFileError::Unreadable {
+            var,
+            file: source.to_owned(),
             reason,
         };
-        let text = match source.strip_prefix("s3://") {
+        match source.strip_prefix("s3://") {
             Some(rest) => {
-                let (bucket, key) = rest
-                    .split_once('/')
-                    .ok_or_else(|| PriceFileError::NotAnS3Object { file: source.clone() })?;
+                let (bucket, key) = rest.split_once('/').ok_or_else(|| TableFileError::NotAnS3Object {
+                    var,
+                    file: source.to_owned(),
+                })?;
                 let out = self
                     .objects
                     .client()
@@ -111,25 +155,45 @@ impl App {
                     .await
                     .map_err(|e| unreadable(e.to_string()))?
                     .into_bytes();
-                String::from_utf8(bytes.to_vec()).map_err(|_| unreadable("not UTF-8".into()))?
+                String::from_utf8(bytes.to_vec()).map_err(|_| unreadable("not UTF-8".into()))
             }
-            None => std::fs::read_to_string(&source).map_err(|e| unreadable(e.to_string()))?,
-        };
-        let book = PriceBook::from_json(&text).map_err(|error| PriceFileError::Invalid {
-            file: source.clone(),
-            error,
-        })?;
-        tracing::info!(source, as_of = book.as_of(), "price table loaded");
-        self.prices = Arc::new(book);
-        Ok(self)
+            None => std::fs::read_to_string(source).map_err(|e| unreadable(e.to_string())),
+        }
     }
 
-    /// The configured provider client; reads the key (from Secrets Manager
-    /// when configured) once.
-    pub async fn provider(&self) -> Result<Arc<dyn Provider>, ProviderError> {
-        Ok(Arc::new(
-            OpenAiClient::from_config(&self.config.provider, &self.sdk).await?,
-        ))
+    /// A client for every configured provider instance; reads each key
+    /// (from Secrets Manager when configured) once.
+    pub async fn providers(&self) -> Result<Providers, ProviderError> {
+        let mut out = Providers::new();
+        for instance in &self.providers.instances {
+            let client = self.provider_client(instance).await.map_err(|e| match e {
+                ProviderError::Key(m) => ProviderError::Key(format!("provider {}: {m}", instance.name)),
+                other => other,
+            })?;
+            out = out.with(instance.name.clone(), client).with_file_limits(
+                instance.name.clone(),
+                FileLimits {
+                    max_lines: instance.max_lines_per_batch.unwrap_or(u64::MAX),
+                    max_bytes: instance.max_bytes_per_batch.unwrap_or(u64::MAX),
+                    max_inputs: u64::MAX,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn provider_client(&self, instance: &ProviderInstance) -> Result<Arc<dyn Provider>, ProviderError> {
+        let cfg = &instance.config;
+        Ok(match cfg.kind {
+            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Groq | ProviderKind::Together => {
+                // TODO(#16): Together gets its own client.
+                Arc::new(OpenAiClient::from_config(cfg, &self.sdk).await?)
+            }
+            ProviderKind::Anthropic => {
+                // TODO(#16): the Anthropic client.
+                return Err(ProviderError::Key("the anthropic kind is not wired yet".into()));
+            }
+        })
     }
 
     /// The same app reading time from `clock` (tests).
@@ -150,19 +214,19 @@ impl App {
 
     /// The HTTP API over this app's ports.
     pub fn api(&self) -> Api {
-        Api::new(self.ports.clone(), &self.config.limits)
+        Api::new(self.ports.clone(), &self.config.limits).with_routing(Arc::new(self.providers.routing.clone()))
     }
 
     pub fn ingester(&self) -> Ingester {
         Ingester::new(self.core(), self.prices.clone())
     }
 
-    pub fn submitter(&self, provider: Arc<dyn Provider>) -> Submitter {
-        Submitter::new(self.core(), provider)
+    pub fn submitter(&self, providers: impl Into<Providers>) -> Submitter {
+        Submitter::new(self.core(), providers)
     }
 
-    pub fn poller(&self, provider: Arc<dyn Provider>) -> Poller {
-        Poller::new(self.core(), provider, self.ingester())
+    pub fn poller(&self, providers: impl Into<Providers>) -> Poller {
+        Poller::new(self.core(), providers, self.ingester())
     }
 }
 

@@ -41,7 +41,15 @@ env_vars! {
     BUCKET = "BATCHQ_BUCKET", "batchq",
         "S3 bucket for batch input files, result files and large bodies.";
     PROVIDER = "BATCHQ_PROVIDER", "openai",
-        "Provider API: `openai` (any OpenAI-compatible batch API) or `azure_openai`.";
+        "Provider API when no provider table is given: `openai` (any OpenAI-compatible batch API) or `azure_openai`. Anthropic, Groq and Together are configured in BATCHQ_PROVIDERS_FILE.";
+    PROVIDERS_FILE = "BATCHQ_PROVIDERS_FILE", "",
+        "Provider table (JSON): a local path or `s3://BUCKET/KEY` naming the provider instances (kind, base URL, key source, limits, endpoints) and the routes from url and model to each. Unset: the one provider above takes every request its kind serves.";
+    ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY", "",
+        "Default key variable of an `anthropic` provider in the provider table (the official SDKs' name).";
+    GROQ_API_KEY = "GROQ_API_KEY", "",
+        "Default key variable of a `groq` provider in the provider table.";
+    TOGETHER_API_KEY = "TOGETHER_API_KEY", "",
+        "Default key variable of a `together` provider in the provider table.";
     OPENAI_BASE_URL = "OPENAI_BASE_URL", "https://api.openai.com/v1",
         "Base URL of the OpenAI-compatible API (the official SDKs' name).";
     OPENAI_API_KEY = "OPENAI_API_KEY", "",
@@ -210,6 +218,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub limits: Limits,
     pub policy: Policy,
+    /// `BATCHQ_PROVIDERS_FILE`: a local path or `s3://BUCKET/KEY`.
+    pub providers_file: Option<String>,
     /// `BATCHQ_PRICING_FILE`: a local path or `s3://BUCKET/KEY`.
     pub pricing_file: Option<String>,
     /// `BATCHQ_API_KEYS` (local server only).
@@ -335,11 +345,15 @@ impl Config {
         }
 
         let kind_raw = env.string(PROVIDER, "openai");
-        let kind = ProviderKind::parse(kind_raw.trim()).ok_or_else(|| ConfigError {
-            var: PROVIDER,
-            value: kind_raw.clone(),
-            expected: "openai or azure_openai".into(),
-        })?;
+        let kind = ProviderKind::parse(kind_raw.trim())
+            .filter(|k| matches!(k, ProviderKind::OpenAi | ProviderKind::AzureOpenAi))
+            .ok_or_else(|| ConfigError {
+                var: PROVIDER,
+                value: kind_raw.clone(),
+                expected:
+                    "openai or azure_openai (anthropic, groq and together are configured in BATCHQ_PROVIDERS_FILE)"
+                        .into(),
+            })?;
 
         let (base_url, literal_key) = match kind {
             ProviderKind::AzureOpenAi => {
@@ -351,7 +365,6 @@ impl Config {
                 check_url(AZURE_OPENAI_ENDPOINT, &url)?;
                 (url, env.get(AZURE_OPENAI_API_KEY).or_else(|| env.get(OPENAI_API_KEY)))
             }
-            // TODO(#16): the provider table gives the other kinds their bases and keys.
             _ => {
                 let url = env.string(OPENAI_BASE_URL, "https://api.openai.com/v1");
                 check_url(OPENAI_BASE_URL, &url)?;
@@ -473,6 +486,7 @@ impl Config {
             provider,
             limits,
             policy,
+            providers_file: env.get(PROVIDERS_FILE),
             pricing_file: env.get(PRICING_FILE),
             api_keys,
             jwt_tenant_claim: env.string(JWT_TENANT_CLAIM, "sub").trim().to_owned(),
@@ -523,7 +537,7 @@ mod tests {
     #[test]
     fn malformed_values_of_each_kind_are_rejected_by_name() {
         for (var, bad) in [
-            ("BATCHQ_PROVIDER", "anthropic"),
+            ("BATCHQ_PROVIDER", "bedrock"),
             ("OPENAI_BASE_URL", "api.openai.com"),
             ("AWS_ENDPOINT_URL", "localhost:5000"),
             ("BATCHQ_DELETE_PROVIDER_FILES", "maybe"),

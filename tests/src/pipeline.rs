@@ -16,7 +16,7 @@ use batchq_core::job::Job;
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
 use batchq_core::ports::Ports;
 use batchq_core::pricing::PriceBook;
-use batchq_core::provider::openai::{OpenAiClient, OpenAiFormat};
+use batchq_core::provider::openai::OpenAiClient;
 use batchq_core::provider::Provider;
 use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
 use batchq_core::store::ObjectStore;
@@ -134,7 +134,7 @@ impl Pipeline {
             ports: self.ports(),
             config: Arc::new(config),
             crash,
-            format: Arc::new(OpenAiFormat),
+            formats: batchq_core::app::formats(),
         }
     }
 

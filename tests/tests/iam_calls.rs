@@ -267,16 +267,16 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     let enqueue_app = cold_start(&config, &access["EnqueueFunction"], &clock).await;
     let api = enqueue_app.api();
     let submit_app = cold_start(&config, &access["SubmitFunction"], &clock).await;
-    let submitter = submit_app.submitter(submit_app.provider().await.expect("submit reads the key's secret"));
+    let submitter = submit_app.submitter(submit_app.providers().await.expect("submit reads the key's secret"));
     let poll_app = cold_start(&config, &access["PollFunction"], &clock)
         .await
-        .with_configured_prices()
+        .with_configured_tables()
         .await
         .expect("poll reads the price table");
-    let poller = poll_app.poller(poll_app.provider().await.expect("poll reads the key's secret"));
+    let poller = poll_app.poller(poll_app.providers().await.expect("poll reads the key's secret"));
     let ingest_app = cold_start(&config, &access["IngestFunction"], &clock)
         .await
-        .with_configured_prices()
+        .with_configured_tables()
         .await
         .expect("ingest reads the price table");
     let ingester = ingest_app.ingester();
@@ -416,7 +416,7 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         submit_app
             .core()
             .with_crashes(Arc::new(CrashOnce::new(CrashPoint::SubmitAfterClaim))),
-        submit_app.provider().await.expect("submit reads the key's secret"),
+        submit_app.providers().await.expect("submit reads the key's secret"),
     );
     let crashed = batchq_submit::handle(&killed, scheduled_event()).await;
     assert!(crashed.is_err(), "the run stops after its claim");

@@ -565,7 +565,8 @@ async fn a_provider_key_refused_gives_the_claims_back_at_once_with_their_attempt
     let mut cfg = p.config().provider.clone();
     cfg.base_url = p.fake.base_url();
     let wrong = batchq_core::provider::openai::OpenAiClient::new(&cfg, "sk-wrong-key").unwrap();
-    let submitter = batchq_core::pipeline::Submitter::new(p.core(), Arc::new(wrong));
+    let submitter =
+        batchq_core::pipeline::Submitter::new(p.core(), Arc::new(wrong) as Arc<dyn batchq_core::provider::Provider>);
 
     let report = submitter.run(SubmitOptions::default()).await.unwrap();
     assert!(

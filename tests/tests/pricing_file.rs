@@ -29,7 +29,7 @@ async fn a_local_price_file_replaces_the_bundled_table() {
     std::fs::write(&path, TABLE).unwrap();
     let mut config = env.config.clone();
     config.pricing_file = Some(path.display().to_string());
-    let app = App::from_config(config).await.with_configured_prices().await.unwrap();
+    let app = App::from_config(config).await.with_configured_tables().await.unwrap();
     std::fs::remove_file(&path).unwrap();
     // 0.05 USD per 1M tokens = 50,000 picodollars per token.
     assert_eq!(input_price(&app), Some(Money::from_picodollars(50_000)));
@@ -48,7 +48,7 @@ async fn a_price_file_in_s3_replaces_the_bundled_table() {
         .unwrap();
     let mut config = env.config.clone();
     config.pricing_file = Some(format!("s3://{}/config/prices.json", env.config.bucket));
-    let app = App::from_config(config).await.with_configured_prices().await.unwrap();
+    let app = App::from_config(config).await.with_configured_tables().await.unwrap();
     assert_eq!(input_price(&app), Some(Money::from_picodollars(50_000)));
 }
 
@@ -57,7 +57,7 @@ async fn without_a_price_file_the_bundled_table_is_used() {
     let env = TestEnv::new().await;
     let app = App::from_config(env.config.clone())
         .await
-        .with_configured_prices()
+        .with_configured_tables()
         .await
         .unwrap();
     // gpt-4o-mini batch input: 0.075 USD per 1M tokens.
@@ -89,7 +89,7 @@ async fn start_error(env: &TestEnv, source: &str) -> String {
     config.pricing_file = Some(source.to_owned());
     App::from_config(config)
         .await
-        .with_configured_prices()
+        .with_configured_tables()
         .await
         .err()
         .expect("the start fails")

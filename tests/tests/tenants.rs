@@ -229,6 +229,7 @@ async fn stats_and_savings_count_only_the_callers_requests() {
             vec![SavingsRow {
                 tenant: tenant(ACME),
                 day,
+                provider: batchq_core::ids::ProviderName::default_name(),
                 model: ModelName::parse("gpt-4o-mini").unwrap(),
                 totals: SavingsTotals {
                     requests: 3,

@@ -2,14 +2,12 @@
 //! uses (`batchq_core::api`), so `batchq status` prints what
 //! `GET /v1/requests/{id}` answers.
 
-use std::sync::Arc;
-
 use batchq_core::api::{Api, ApiRequest, ApiResponse};
 use batchq_core::app::App;
 use batchq_core::config::Config;
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::Submitter;
-use batchq_core::provider::Provider;
+use batchq_core::provider::Providers;
 use serde_json::Value;
 
 use crate::Failure;
@@ -33,20 +31,20 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(config: Config, json: bool, tenant: TenantId) -> Result<Self, Failure> {
-        let app = App::from_config(config).await.with_configured_prices().await?;
+        let app = App::from_config(config).await.with_configured_tables().await?;
         let api = app.api();
         Ok(Self { app, api, tenant, json })
     }
 
-    pub async fn provider(&self) -> Result<Arc<dyn Provider>, Failure> {
-        self.app
-            .provider()
-            .await
-            .map_err(|e| format!("provider: {e} (set OPENAI_API_KEY, or BATCHQ_OPENAI_API_KEY_SECRET_ARN)").into())
+    /// A client for every configured provider instance.
+    pub async fn providers(&self) -> Result<Providers, Failure> {
+        self.app.providers().await.map_err(|e| {
+            format!("provider: {e} (set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN, or the key variable the provider table names)").into()
+        })
     }
 
     pub async fn submitter(&self) -> Result<Submitter, Failure> {
-        Ok(self.app.submitter(self.provider().await?))
+        Ok(self.app.submitter(self.providers().await?))
     }
 
     /// Calls the API core; a 4xx/5xx becomes a failure with the API's message.

@@ -90,8 +90,8 @@ pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
 }
 
 pub async fn poll(ctx: &Ctx) -> Result<(), Failure> {
-    let provider = ctx.provider().await?;
-    let poller = ctx.app.poller(provider);
+    let providers = ctx.providers().await?;
+    let poller = ctx.app.poller(providers);
     let report = poller.run().await?;
     let ingester = ctx.app.ingester();
     let mut ingested = Vec::new();

@@ -10,7 +10,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
-    let app = App::from_config(config).await.with_configured_prices().await?;
+    let app = App::from_config(config).await.with_configured_tables().await?;
     let ingester = app.ingester();
     let bucket = app.config.bucket.clone();
     lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| {

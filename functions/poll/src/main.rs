@@ -10,8 +10,8 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
-    let app = App::from_config(config).await.with_configured_prices().await?;
-    let poller = app.poller(app.provider().await?);
+    let app = App::from_config(config).await.with_configured_tables().await?;
+    let poller = app.poller(app.providers().await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         batchq_poll::handle(&poller, event)
     }))

@@ -30,6 +30,7 @@ mod requests;
 mod savings;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -37,8 +38,10 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::config::Limits;
-use crate::ids::TenantId;
+use crate::ids::{ProviderName, TenantId};
+use crate::job::ProviderKind;
 use crate::ports::Ports;
+use crate::routing::RoutingTable;
 
 pub use error::ApiError;
 
@@ -236,14 +239,24 @@ impl ApiLimits {
 pub struct Api {
     pub ports: Ports,
     pub limits: ApiLimits,
+    /// Which provider instance each enqueued request goes to.
+    pub routing: Arc<RoutingTable>,
 }
 
 impl Api {
+    /// An API whose requests all go to the default provider (OpenAI).
     pub fn new(ports: Ports, limits: &Limits) -> Self {
         Self {
             ports,
             limits: ApiLimits::from_config(limits),
+            routing: Arc::new(RoutingTable::single(ProviderName::default_name(), ProviderKind::OpenAi)),
         }
+    }
+
+    /// The same API routing requests with `routing`.
+    pub fn with_routing(mut self, routing: Arc<RoutingTable>) -> Self {
+        self.routing = routing;
+        self
     }
 
     /// Answers one request for `tenant`. Never fails: every error becomes

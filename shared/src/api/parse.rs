@@ -25,7 +25,7 @@ pub const JSONL_TYPES: &[&str] = &[
 
 /// The fields of a request line. Anything else is refused, so a typo
 /// (`"bdy"`) fails loudly instead of being dropped.
-pub const LINE_FIELDS: &[&str] = &["custom_id", "method", "url", "body"];
+pub const LINE_FIELDS: &[&str] = &["custom_id", "method", "url", "body", "provider"];
 
 /// Longest piece of caller input echoed back in an error message.
 const ECHO_MAX: usize = 80;
@@ -40,6 +40,8 @@ pub struct ParsedLine {
     pub model: ModelName,
     /// The `body` object, compact with sorted keys.
     pub body_json: String,
+    /// The provider instance the caller asked for, if any.
+    pub provider: Option<String>,
 }
 
 /// Checks the `Content-Type` header against the media types a route reads.
@@ -145,7 +147,8 @@ fn json_error_text(e: &serde_json::Error) -> String {
     full.strip_suffix(&suffix).unwrap_or(&full).to_owned()
 }
 
-/// Validates one request line: `{"custom_id"?, "method"?, "url", "body"}`.
+/// Validates one request line: `{"custom_id"?, "method"?, "url", "body",
+/// "provider"?}`.
 /// `max_body_bytes` bounds the compact serialization of `body`.
 pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiError> {
     let mut obj = match value {
@@ -199,6 +202,12 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
         Some(other) => return Err(wrong_type("url", "a string", &other)),
     };
 
+    let provider = match obj.remove("provider") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p),
+        Some(other) => return Err(wrong_type("provider", "a provider name (a string)", &other)),
+    };
+
     let body = match obj.remove("body") {
         None | Some(Value::Null) => return Err(missing("body", "the JSON request body for the endpoint")),
         Some(Value::Object(body)) => body,
@@ -228,6 +237,7 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
         endpoint,
         model,
         body_json,
+        provider,
     })
 }
 

@@ -49,7 +49,7 @@ impl Api {
         self.check_payload_size(req)?;
         let value = parse::decode_document(&req.body)?;
         let line = parse::parse_line(value, self.limits.max_body_bytes)?;
-        let new = new_request(tenant, line);
+        let new = self.new_request(tenant, line)?;
         self.check_quota(tenant, 1, new.body_bytes()).await?;
         let outcome = self
             .ports
@@ -106,9 +106,9 @@ impl Api {
                 }
             };
             let label = parse::custom_id_of(&value);
-            match parse::parse_line(value, self.limits.max_body_bytes) {
-                Ok(parsed) => {
-                    good.push((outcomes.len(), new_request(tenant, parsed)));
+            match parse::parse_line(value, self.limits.max_body_bytes).and_then(|p| self.new_request(tenant, p)) {
+                Ok(new) => {
+                    good.push((outcomes.len(), new));
                     outcomes.push(LineOutcome::pending(line.number));
                 }
                 Err(e) => outcomes.push(LineOutcome::rejected(line.number, label, e)),
@@ -289,14 +289,24 @@ impl Api {
     }
 }
 
-fn new_request(tenant: &TenantId, line: ParsedLine) -> NewRequest {
-    NewRequest::new(
-        tenant.clone(),
-        line.custom_id,
-        line.endpoint,
-        line.model,
-        line.body_json,
-    )
+impl Api {
+    /// The request a valid line makes, routed to its provider instance; a
+    /// line no configured provider can take is refused naming the field.
+    fn new_request(&self, tenant: &TenantId, line: ParsedLine) -> Result<NewRequest, ApiError> {
+        let provider = self
+            .routing
+            .route(line.endpoint, &line.model, line.provider.as_deref())?
+            .name
+            .clone();
+        Ok(NewRequest::new(
+            tenant.clone(),
+            line.custom_id,
+            line.endpoint,
+            line.model,
+            line.body_json,
+        )
+        .routed_to(provider))
+    }
 }
 
 fn unknown(custom_id: &CustomId) -> ApiError {

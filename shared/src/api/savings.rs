@@ -1,9 +1,9 @@
 //! `GET /v1/savings`: what the tenant's completed requests cost at batch
 //! prices, what they would have cost in real time, and the difference, per
-//! day or per model. Every amount is an exact decimal string in US dollars.
+//! day, per model or per provider instance. Every amount is an exact decimal string in US dollars.
 //!
 //! The figures come from running totals kept at ingest (one per tenant,
-//! day and model); a job's requests count on the UTC day the job was
+//! day, provider instance and model); a job's requests count on the UTC day the job was
 //! submitted.
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ fn day(q: &Query, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 impl Api {
-    /// `GET /v1/savings?from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=day|model`.
+    /// `GET /v1/savings?from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=day|model|provider`.
     pub(super) async fn savings_report(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
         let q = Query::parse(&req.query, &["from", "to", "group_by"])?;
         let from = day(&q, "from")?;
@@ -74,13 +74,13 @@ impl Api {
             }
         }
         let group_by = match q.get("group_by").unwrap_or("day") {
-            g @ ("day" | "model") => g,
+            g @ ("day" | "model" | "provider") => g,
             other => {
                 return Err(ApiError::bad_request(
                     Some("group_by"),
                     "invalid_value",
                     format!(
-                        "group_by must be day or model, not {:?}",
+                        "group_by must be day, model or provider, not {:?}",
                         other.chars().take(40).collect::<String>()
                     ),
                 ))
@@ -98,10 +98,10 @@ impl Api {
         let mut groups: BTreeMap<String, SavingsTotals> = BTreeMap::new();
         let mut total = SavingsTotals::default();
         for row in &rows {
-            let key = if group_by == "day" {
-                row.day.clone()
-            } else {
-                row.model.to_string()
+            let key = match group_by {
+                "day" => row.day.clone(),
+                "provider" => row.provider.to_string(),
+                _ => row.model.to_string(),
             };
             groups.entry(key).or_default().add(&row.totals);
             total.add(&row.totals);

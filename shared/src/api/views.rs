@@ -30,6 +30,7 @@ pub fn usage(u: &Usage) -> Value {
         "cached_input_tokens": u.cached_input_tokens,
         "output_tokens": u.output_tokens,
         "reasoning_tokens": u.reasoning_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
     })
 }
 
@@ -46,6 +47,7 @@ pub fn request(r: &Request) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("custom_id".into(), json!(r.custom_id));
     m.insert("status".into(), json!(r.status.as_str()));
+    m.insert("provider".into(), json!(r.provider));
     m.insert("url".into(), json!(r.endpoint.as_str()));
     m.insert("model".into(), json!(r.model));
     m.insert("attempts".into(), json!(r.attempts));
@@ -150,7 +152,8 @@ pub fn job(j: &Job) -> Value {
     json!({
         "id": j.id,
         "status": j.status.as_str(),
-        "provider": j.provider.as_str(),
+        "provider": j.provider_name,
+        "provider_kind": j.provider.as_str(),
         "provider_status": j.provider_status.as_ref().map(|s| s.as_str()),
         "provider_batch_id": j.provider_batch_id,
         "url": j.endpoint.as_str(),

@@ -265,6 +265,7 @@ impl Ingester {
             .map(|(tenant, totals)| SavingsRow {
                 tenant,
                 day: day.clone(),
+                provider: job.provider_name.clone(),
                 model: job.model.clone(),
                 totals,
             })

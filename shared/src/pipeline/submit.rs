@@ -437,14 +437,17 @@ impl Submitter {
         let url = provider.endpoint_url(job.endpoint);
         let group = job.queue_group();
         // The provider's documented limits, lowered by configuration.
-        let limits = format.limits(job.endpoint).min(FileLimits {
-            max_lines: configured.max_lines_per_batch,
-            max_bytes: configured.max_bytes_per_batch,
-            max_inputs: match job.endpoint {
-                Endpoint::Embeddings => configured.max_embedding_inputs_per_batch,
-                _ => u64::MAX,
-            },
-        });
+        let limits = format
+            .limits(job.endpoint)
+            .min(self.providers.file_limits(&job.provider_name))
+            .min(FileLimits {
+                max_lines: configured.max_lines_per_batch,
+                max_bytes: configured.max_bytes_per_batch,
+                max_inputs: match job.endpoint {
+                    Endpoint::Embeddings => configured.max_embedding_inputs_per_batch,
+                    _ => u64::MAX,
+                },
+            });
         let max_inputs = limits.max_inputs;
         let mut rules = InputFileRules::new(url, limits.max_lines, limits.max_bytes).with_max_inputs(max_inputs);
         let mut claimed: Vec<Claimed> = Vec::new();

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{BatchFormat, Provider};
+use super::{BatchFormat, FileLimits, Provider};
 use crate::ids::ProviderName;
 use crate::job::ProviderKind;
 
@@ -14,6 +14,8 @@ use crate::job::ProviderKind;
 #[derive(Clone, Default)]
 pub struct Providers {
     by_name: BTreeMap<ProviderName, Arc<dyn Provider>>,
+    /// Limits an instance's configuration puts on its batch files.
+    limits: BTreeMap<ProviderName, FileLimits>,
 }
 
 impl Providers {
@@ -25,6 +27,21 @@ impl Providers {
     pub fn with(mut self, name: ProviderName, provider: Arc<dyn Provider>) -> Self {
         self.by_name.insert(name, provider);
         self
+    }
+
+    /// The same set with the batch files of `name` kept within `limits`.
+    pub fn with_file_limits(mut self, name: ProviderName, limits: FileLimits) -> Self {
+        self.limits.insert(name, limits);
+        self
+    }
+
+    /// The limits configured for `name`'s batch files (none: no cap).
+    pub fn file_limits(&self, name: &ProviderName) -> FileLimits {
+        self.limits.get(name).copied().unwrap_or(FileLimits {
+            max_lines: u64::MAX,
+            max_bytes: u64::MAX,
+            max_inputs: u64::MAX,
+        })
     }
 
     pub fn get(&self, name: &ProviderName) -> Option<&Arc<dyn Provider>> {

@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::budget::TokenBudget;
 use crate::error::TransitionError;
-use crate::ids::{JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::job::{Job, SaveRefused};
 use crate::money::Money;
 use crate::placement::QueuedRow;
@@ -304,6 +304,8 @@ impl SavingsTotals {
 pub struct SavingsRow {
     pub tenant: TenantId,
     pub day: String,
+    /// The provider instance that ran the requests.
+    pub provider: ProviderName,
     pub model: ModelName,
     pub totals: SavingsTotals,
 }

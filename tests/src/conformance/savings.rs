@@ -1,6 +1,6 @@
 //! Running savings totals: counted once per source, read by day range.
 
-use batchq_core::ids::ModelName;
+use batchq_core::ids::{ModelName, ProviderName};
 use batchq_core::money::Money;
 use batchq_core::request::Usage;
 use batchq_core::store::{SavingsRow, SavingsTotals};
@@ -11,6 +11,7 @@ fn row(t: &str, day: &str, model: &str, requests: u64) -> SavingsRow {
     SavingsRow {
         tenant: tenant(t),
         day: day.into(),
+        provider: ProviderName::default_name(),
         model: ModelName::parse(model).unwrap(),
         totals: SavingsTotals {
             requests,
@@ -84,4 +85,26 @@ pub async fn savings_are_counted_once_per_source_and_read_by_day_then_model(s: S
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn savings_of_two_providers_for_one_model_and_day_are_kept_apart(s: StoreUnderTest) {
+    let via = |provider: &str, requests: u64| SavingsRow {
+        provider: ProviderName::parse(provider).unwrap(),
+        ..row("acme", "2026-11-01", "shared-model", requests)
+    };
+    s.savings
+        .add_savings("results/job_a/output.jsonl", vec![via("openai", 3)])
+        .await
+        .unwrap();
+    s.savings
+        .add_savings("results/job_b/output.jsonl", vec![via("groq", 5)])
+        .await
+        .unwrap();
+    let got = s
+        .savings
+        .savings(&tenant("acme"), "2026-11-01", "2026-11-01")
+        .await
+        .unwrap();
+    // Sorted by day, then provider, then model.
+    assert_eq!(got, vec![via("groq", 5), via("openai", 3)]);
 }

@@ -11,7 +11,7 @@ use super::job_item::usage_of;
 use super::query::QuerySpec;
 use super::schema::*;
 use super::DynamoStore;
-use crate::ids::{ModelName, TenantId};
+use crate::ids::{ModelName, ProviderName, TenantId};
 use crate::money::Money;
 use crate::store::{SavingsRow, SavingsStore, SavingsTotals, StoreError};
 
@@ -38,16 +38,17 @@ impl SavingsStore for DynamoStore {
                 (":source".to_owned(), s(source)),
                 (":day".to_owned(), s(row.day.clone())),
                 (":model".to_owned(), s(row.model.as_str())),
+                (":provider".to_owned(), s(row.provider.as_str())),
             ]);
             let res = self
                 .client
                 .update_item()
                 .table_name(&self.jobs_table)
                 .key(PK, s(savings_pk(&row.tenant)))
-                .key(SK, s(format!("{}#{}", row.day, row.model)))
+                .key(SK, s(format!("{}#{}#{}", row.day, row.provider, row.model)))
                 // Every attribute through a name placeholder: none can clash with a reserved word.
                 .update_expression(
-                    "SET #day = :day, #model = :model \
+                    "SET #day = :day, #model = :model, #provider = :provider \
                      ADD #requests :requests, #input :input, #cached :cached, #output :output, \
                      #reasoning :reasoning, #cache_write :cache_write, #batch :batch, #realtime :realtime, #unpriced :unpriced, \
                      #sources :sources",
@@ -57,6 +58,7 @@ impl SavingsStore for DynamoStore {
                     [
                         ("#day", "day"),
                         ("#model", "model"),
+                        ("#provider", "provider"),
                         ("#requests", "requests"),
                         ("#input", "input_tokens"),
                         ("#cached", "cached_input_tokens"),
@@ -89,7 +91,7 @@ impl SavingsStore for DynamoStore {
         let values = HashMap::from([
             (":pk".to_owned(), s(savings_pk(tenant))),
             (":from".to_owned(), s(from)),
-            // Every `{to}#{model}` sorts below `{to}#` followed by U+FFFF.
+            // Every `{to}#{provider}#{model}` sorts below `{to}#` followed by U+FFFF.
             (":to".to_owned(), s(format!("{to}#\u{ffff}"))),
         ]);
         let items = self
@@ -107,6 +109,10 @@ impl SavingsStore for DynamoStore {
                 Ok(SavingsRow {
                     tenant: tenant.clone(),
                     day: r.req_s("day")?.to_owned(),
+                    provider: match r.opt_s("provider")? {
+                        Some(v) => ProviderName::parse(v).map_err(|e| r.corrupt(e.message))?,
+                        None => ProviderName::default_name(),
+                    },
                     model: r.parse("model", |v| ModelName::parse(v).map_err(|e| e.message))?,
                     totals: SavingsTotals {
                         requests: r.req_n("requests")?,

@@ -160,9 +160,10 @@ impl SavingsStore for MemoryStore {
                 .savings
                 .entry(row.tenant.clone())
                 .or_default()
-                .entry(format!("{}#{}", row.day, row.model))
+                .entry(format!("{}#{}#{}", row.day, row.provider, row.model))
                 .or_insert_with(|| SavingsEntry {
                     day: row.day.clone(),
+                    provider: row.provider.clone(),
                     model: row.model.clone(),
                     totals: Default::default(),
                     sources: HashSet::new(),
@@ -177,7 +178,7 @@ impl SavingsStore for MemoryStore {
 
     async fn savings(&self, tenant: &TenantId, from: &str, to: &str) -> Result<Vec<SavingsRow>, StoreError> {
         let state = self.lock();
-        // Every `{to}#{model}` sorts below `{to}#` followed by U+FFFF.
+        // Every `{to}#{provider}#{model}` sorts below `{to}#` followed by U+FFFF.
         let upper = format!("{to}#\u{ffff}");
         Ok(state
             .savings
@@ -188,6 +189,7 @@ impl SavingsStore for MemoryStore {
             .map(|(_, e)| SavingsRow {
                 tenant: tenant.clone(),
                 day: e.day.clone(),
+                provider: e.provider.clone(),
                 model: e.model.clone(),
                 totals: e.totals,
             })

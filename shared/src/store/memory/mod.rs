@@ -31,7 +31,7 @@ pub use objects::MemoryObjects;
 use super::placed::PlacedStore;
 use super::{ObjectStore, Page, SavingsTotals, StoreError};
 use crate::budget::TokenBudget;
-use crate::ids::{JobId, ModelName, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::job::Job;
 use crate::placement::InlineLimits;
 use crate::request::{Payload, Request, RequestResult};
@@ -94,6 +94,7 @@ struct RequestRow {
 /// One savings total and the sources (result files) it has counted.
 struct SavingsEntry {
     day: String,
+    provider: ProviderName,
     model: ModelName,
     totals: SavingsTotals,
     sources: HashSet<String>,
