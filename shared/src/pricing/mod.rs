@@ -80,7 +80,7 @@ mod error;
 mod file;
 mod names;
 
-pub use book::PriceBook;
+pub use book::{PriceBook, Provenance};
 pub use cost::{Cost, ModelPrice, TokenPrices};
 pub use error::{FieldError, PriceError, PricingError};
 
