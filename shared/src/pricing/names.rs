@@ -45,9 +45,15 @@ mod tests {
     #[test]
     fn iso_and_compact_snapshot_dates_are_stripped() {
         assert_eq!(strip_snapshot_date("gpt-4o-mini-2024-07-18"), Some("gpt-4o-mini"));
-        assert_eq!(strip_snapshot_date("claude-3-5-haiku-20241022"), Some("claude-3-5-haiku"));
+        assert_eq!(
+            strip_snapshot_date("claude-3-5-haiku-20241022"),
+            Some("claude-3-5-haiku")
+        );
         assert_eq!(strip_snapshot_date("claude-opus-4-1-20250805"), Some("claude-opus-4-1"));
-        assert_eq!(strip_snapshot_date("claude-haiku-4-5-20251001"), Some("claude-haiku-4-5"));
+        assert_eq!(
+            strip_snapshot_date("claude-haiku-4-5-20251001"),
+            Some("claude-haiku-4-5")
+        );
     }
 
     #[test]

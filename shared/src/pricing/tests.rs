@@ -422,10 +422,7 @@ fn file_level_problems_name_the_field() {
     assert!(e.contains("unit"), "{e}");
 
     let e = error_of(r#"{"source": "s", "as_of": "2025-11-13", "providers": {"mistral": {}}}"#);
-    assert!(
-        e.contains("providers.mistral") && e.contains("unknown provider"),
-        "{e}"
-    );
+    assert!(e.contains("providers.mistral") && e.contains("unknown provider"), "{e}");
 
     let e = error_of(r#"{"source": "s", "as_of": "2025-11-13", "providers": {"openai": {}, "azure": {}}, "x": 1}"#);
     assert!(e.contains("x: unknown field"), "{e}");
@@ -569,10 +566,7 @@ fn lookups_are_per_provider() {
     assert!(book.lookup(ANTHROPIC, "gpt-4o-mini").is_none());
     // Together has no section: its models are unknown, never free.
     assert_eq!(book.models(TOGETHER).count(), 0);
-    assert_eq!(
-        book.cost(TOGETHER, "openai/gpt-oss-120b", &Usage::of(1, 0, 1, 0)),
-        None
-    );
+    assert_eq!(book.cost(TOGETHER, "openai/gpt-oss-120b", &Usage::of(1, 0, 1, 0)), None);
 }
 
 #[test]
@@ -613,7 +607,11 @@ fn claude_snapshots_and_aliases_resolve_to_their_entry() {
             "{name}"
         );
     }
-    for name in ["claude-3-5-haiku-20241322", "claude-3-opus-20240229", "claude-3-5-haiku-1022"] {
+    for name in [
+        "claude-3-5-haiku-20241322",
+        "claude-3-opus-20240229",
+        "claude-3-5-haiku-1022",
+    ] {
         assert!(book.lookup(ANTHROPIC, name).is_none(), "{name} must be unknown");
     }
 }
@@ -698,7 +696,10 @@ fn bad_cache_write_values_are_refused_naming_the_field() {
         "realtime": { "input": "1", "cache_write": "1.25" },
         "batch": { "input": "0.5", "cache_write": "2.5" }
     })));
-    assert!(e.contains("batch.cache_write") && e.contains("above the real-time"), "{e}");
+    assert!(
+        e.contains("batch.cache_write") && e.contains("above the real-time"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -759,18 +760,27 @@ fn bad_provider_sections_name_the_field() {
     let e = error_of(&file_with_provider(
         json!({ "as_of": "Nov 2026", "models": one_model() }),
     ));
-    assert!(e.contains("providers.anthropic.as_of") && e.contains("YYYY-MM-DD"), "{e}");
+    assert!(
+        e.contains("providers.anthropic.as_of") && e.contains("YYYY-MM-DD"),
+        "{e}"
+    );
     let e = error_of(&file_with_provider(json!({ "source": "", "models": one_model() })));
     assert!(e.contains("providers.anthropic.source") && e.contains("empty"), "{e}");
     let e = error_of(&file_with_provider(json!({ "source": 1, "models": one_model() })));
     assert!(e.contains("providers.anthropic.source") && e.contains("string"), "{e}");
     let e = error_of(&file_with_provider(json!({ "models": one_model(), "m2": {} })));
-    assert!(e.contains("providers.anthropic.m2") && e.contains("unknown field"), "{e}");
+    assert!(
+        e.contains("providers.anthropic.m2") && e.contains("unknown field"),
+        "{e}"
+    );
     let e = error_of(&file_with_provider(json!({ "models": "m" })));
     assert!(e.contains("providers.anthropic.models") && e.contains("object"), "{e}");
     // A model error inside the long form still names provider, model and field.
     let e = error_of(&file_with_provider(json!({
         "models": { "m": { "realtime": tier("1", "2"), "batch": { "input": "x", "output": "1" } } }
     })));
-    assert!(e.contains("anthropic") && e.contains("\"m\"") && e.contains("batch.input"), "{e}");
+    assert!(
+        e.contains("anthropic") && e.contains("\"m\"") && e.contains("batch.input"),
+        "{e}"
+    );
 }
