@@ -13,6 +13,18 @@ pub struct PriceBook {
     pub(super) source: String,
     pub(super) as_of: String,
     pub(super) tables: HashMap<ProviderKind, HashMap<String, ModelPrice>>,
+    /// Providers whose prices were read elsewhere or on another day than the
+    /// file-level `source` and `as_of` say.
+    pub(super) provenance: HashMap<ProviderKind, Provenance>,
+}
+
+/// Where and when a provider's prices were read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// URL of the published prices.
+    pub source: String,
+    /// The date the prices were read or published (`YYYY-MM-DD`).
+    pub as_of: String,
 }
 
 pub(super) const BUNDLED_JSON: &str = include_str!("../../data/prices.json");
@@ -36,6 +48,22 @@ impl PriceBook {
     /// The date the prices were read (`YYYY-MM-DD`).
     pub fn as_of(&self) -> &str {
         &self.as_of
+    }
+
+    /// Where `provider`'s prices were taken from: its own `source` in the
+    /// price file, else the file-level one.
+    pub fn source_for(&self, provider: ProviderKind) -> &str {
+        self.provenance
+            .get(&provider)
+            .map_or(self.source.as_str(), |p| p.source.as_str())
+    }
+
+    /// The date `provider`'s prices were read: its own `as_of`, else the
+    /// file-level one.
+    pub fn as_of_for(&self, provider: ProviderKind) -> &str {
+        self.provenance
+            .get(&provider)
+            .map_or(self.as_of.as_str(), |p| p.as_of.as_str())
     }
 
     /// Every entry listed for `provider`, in no particular order.

@@ -29,6 +29,9 @@ pub struct TokenPrices {
     /// Price of one output token (reasoning tokens included); `None` when the
     /// model has no output price, such as an embedding model.
     pub output: Option<Money>,
+    /// Price of one input token written to the prompt cache (Anthropic's
+    /// 5-minute write); `None` bills cache writes at `input`.
+    pub cache_write: Option<Money>,
 }
 
 impl TokenPrices {
@@ -37,21 +40,35 @@ impl TokenPrices {
         self.cached_input.unwrap_or(self.input)
     }
 
-    /// Exact cost of `usage` at these prices. `None` when the usage cannot be
-    /// priced: more cached than input tokens, output tokens on a model with no
-    /// output price, or an overflow.
+    /// The price a cache-written input token is billed at.
+    pub fn cache_write_or_input(&self) -> Money {
+        self.cache_write.unwrap_or(self.input)
+    }
+
+    /// Exact cost of `usage` at these prices:
+    ///
+    /// ```text
+    /// (input − cached − cache_write) × input + cached × cached_input
+    ///   + cache_write × cache_write_price + output × output
+    /// ```
+    ///
+    /// `None` when the usage cannot be priced: more cached and cache-written
+    /// than input tokens, output tokens on a model with no output price, or
+    /// an overflow.
     pub fn cost(&self, usage: &Usage) -> Option<Money> {
-        let uncached = usage.input_tokens.checked_sub(usage.cached_input_tokens)?;
+        let uncached = usage
+            .input_tokens
+            .checked_sub(usage.cached_input_tokens)?
+            .checked_sub(usage.cache_write_tokens)?;
         let output_price = match self.output {
             Some(p) => p.picodollars(),
             None if usage.output_tokens == 0 => 0,
             None => return None,
         };
-        let total = i128::from(uncached)
-            .checked_mul(self.input.picodollars())?
-            .checked_add(
-                i128::from(usage.cached_input_tokens).checked_mul(self.cached_input_or_input().picodollars())?,
-            )?
+        let term = |tokens: u64, price: Money| i128::from(tokens).checked_mul(price.picodollars());
+        let total = term(uncached, self.input)?
+            .checked_add(term(usage.cached_input_tokens, self.cached_input_or_input())?)?
+            .checked_add(term(usage.cache_write_tokens, self.cache_write_or_input())?)?
             .checked_add(i128::from(usage.output_tokens).checked_mul(output_price)?)?;
         Some(Money::from_picodollars(total))
     }

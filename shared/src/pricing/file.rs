@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::book::PriceBook;
+use super::book::{PriceBook, Provenance};
 use super::cost::{ModelPrice, TokenPrices};
 use super::error::{FieldError, PriceError, PricingError, PRICE_DECIMALS};
 use super::names::is_iso_date;
@@ -32,13 +32,7 @@ fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
     for (key, value) in top {
         match key.as_str() {
             "source" => source = Some(non_empty_str(&key, value)?),
-            "as_of" => {
-                let s = non_empty_str(&key, value)?;
-                if !is_iso_date(&s) {
-                    return Err(file_err("as_of", format!("must be a date YYYY-MM-DD, got {s:?}")));
-                }
-                as_of = Some(s);
-            }
+            "as_of" => as_of = Some(iso_date(&key, value)?),
             "unit" => {
                 let s = non_empty_str(&key, value)?;
                 if s != "USD per 1M tokens" {
@@ -69,9 +63,10 @@ fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
         source,
         as_of,
         tables: HashMap::new(),
+        provenance: HashMap::new(),
     };
     let mut seen = HashSet::new();
-    for (name, models) in providers {
+    for (name, section) in providers {
         let field = format!("providers.{name}");
         let kind = ProviderKind::parse(&name).ok_or_else(|| {
             file_err(
@@ -82,19 +77,93 @@ fn parse_book(text: &str) -> Result<PriceBook, PricingError> {
         if !seen.insert(kind) {
             return Err(file_err(&field, "the same provider is listed twice"));
         }
-        let Node::Map(models) = models else {
-            return Err(file_err(
-                &field,
-                format!("must be an object of models, got {}", models.kind()),
-            ));
-        };
+        let section = parse_provider_section(&field, section)?;
+        if let Some(provenance) = section.provenance(&book.source, &book.as_of) {
+            book.provenance.insert(kind, provenance);
+        }
         let table = book.tables.entry(kind).or_default();
-        for (model, entry) in models {
+        for (model, entry) in section.models {
             let price = parse_model(kind, &model, entry)?;
             table.insert(model, price);
         }
     }
     Ok(book)
+}
+
+/// One provider's section: its models, and where and when its prices were
+/// read when that differs from the file-level `source` and `as_of`.
+struct ProviderSection {
+    source: Option<String>,
+    as_of: Option<String>,
+    models: Vec<(String, Node)>,
+}
+
+impl ProviderSection {
+    /// The section's own provenance, the file-level fields filling what it leaves out.
+    fn provenance(&self, source: &str, as_of: &str) -> Option<Provenance> {
+        if self.source.is_none() && self.as_of.is_none() {
+            return None;
+        }
+        Some(Provenance {
+            source: self.source.clone().unwrap_or_else(|| source.to_owned()),
+            as_of: self.as_of.clone().unwrap_or_else(|| as_of.to_owned()),
+        })
+    }
+}
+
+/// A provider's value is either its models by name (short form) or an object
+/// with a `models` key and optional `source`, `as_of` and `notes` (long form).
+fn parse_provider_section(field: &str, node: Node) -> Result<ProviderSection, PricingError> {
+    let Node::Map(entries) = node else {
+        return Err(file_err(
+            field,
+            format!("must be an object of models, got {}", node.kind()),
+        ));
+    };
+    if !entries.iter().any(|(key, _)| key == "models") {
+        return Ok(ProviderSection {
+            source: None,
+            as_of: None,
+            models: entries,
+        });
+    }
+    let (mut source, mut as_of, mut models) = (None, None, None);
+    for (key, value) in entries {
+        let path = format!("{field}.{key}");
+        match key.as_str() {
+            "source" => source = Some(non_empty_str(&path, value)?),
+            "as_of" => as_of = Some(iso_date(&path, value)?),
+            "notes" => {}
+            "models" => match value {
+                Node::Map(m) => models = Some(m),
+                other => {
+                    return Err(file_err(
+                        &path,
+                        format!("must be an object of models, got {}", other.kind()),
+                    ))
+                }
+            },
+            _ => {
+                return Err(file_err(
+                    &path,
+                    "unknown field; a provider with a models key may only have source, as_of, notes and models",
+                ))
+            }
+        }
+    }
+    Ok(ProviderSection {
+        source,
+        as_of,
+        models: models.unwrap_or_default(),
+    })
+}
+
+fn iso_date(field: &str, node: Node) -> Result<String, PricingError> {
+    let s = non_empty_str(field, node)?;
+    if !is_iso_date(&s) {
+        return Err(file_err(field, format!("must be a date YYYY-MM-DD, got {s:?}")));
+    }
+    Ok(s)
 }
 
 fn file_err(field: &str, problem: impl Into<String>) -> PricingError {
@@ -161,6 +230,7 @@ fn parse_model(provider: ProviderKind, model: &str, entry: Node) -> Result<Model
         ("input", Some(realtime.input), Some(batch.input)),
         ("cached_input", realtime.cached_input, batch.cached_input),
         ("output", realtime.output, batch.output),
+        ("cache_write", realtime.cache_write, batch.cache_write),
     ];
     for (field, rt, b) in pairs {
         if let (Some(rt), Some(b)) = (rt, b) {
@@ -189,17 +259,18 @@ fn parse_tier(tier: &str, node: Node) -> Result<TokenPrices, FieldError> {
     let Node::Map(fields) = node else {
         return Err(FieldError::new(tier, format!("must be an object, got {}", node.kind())));
     };
-    let (mut input, mut cached_input, mut output) = (None, None, None);
+    let (mut input, mut cached_input, mut output, mut cache_write) = (None, None, None, None);
     for (key, value) in fields {
         let path = format!("{tier}.{key}");
         let slot = match key.as_str() {
             "input" => &mut input,
             "cached_input" => &mut cached_input,
             "output" => &mut output,
+            "cache_write" => &mut cache_write,
             _ => {
                 return Err(FieldError::new(
                     path,
-                    "unknown field; expected input, cached_input or output",
+                    "unknown field; expected input, cached_input, cache_write or output",
                 ))
             }
         };
@@ -234,6 +305,7 @@ fn parse_tier(tier: &str, node: Node) -> Result<TokenPrices, FieldError> {
         input,
         cached_input,
         output,
+        cache_write,
     })
 }
 

@@ -10,15 +10,31 @@ use serde_json::json;
 use serde_json::Value;
 
 const OPENAI: ProviderKind = ProviderKind::OpenAi;
+const ANTHROPIC: ProviderKind = ProviderKind::Anthropic;
+const GROQ: ProviderKind = ProviderKind::Groq;
+const TOGETHER: ProviderKind = ProviderKind::Together;
 
 fn pico(p: i128) -> Money {
     Money::from_picodollars(p)
 }
 
 fn cost_of(model: &str, u: Usage) -> Cost {
+    cost_at(OPENAI, model, u)
+}
+
+fn cost_at(provider: ProviderKind, model: &str, u: Usage) -> Cost {
     PriceBook::bundled()
-        .cost(OPENAI, model, &u)
+        .cost(provider, model, &u)
         .unwrap_or_else(|| panic!("{model} should be priced"))
+}
+
+/// A usage with cache writes: `input` counts all input tokens, `cached` and
+/// `written` included.
+fn cached_usage(input: u64, cached: u64, written: u64, output: u64) -> Usage {
+    Usage {
+        cache_write_tokens: written,
+        ..Usage::of(input, cached, output, 0)
+    }
 }
 
 // ---- costs against hand-computed figures --------------------------------
@@ -405,11 +421,8 @@ fn file_level_problems_name_the_field() {
     let e = error_of(r#"{"source": "s", "as_of": "2025-11-13", "unit": "USD per 1K tokens", "providers": {}}"#);
     assert!(e.contains("unit"), "{e}");
 
-    let e = error_of(r#"{"source": "s", "as_of": "2025-11-13", "providers": {"anthropic": {}}}"#);
-    assert!(
-        e.contains("providers.anthropic") && e.contains("unknown provider"),
-        "{e}"
-    );
+    let e = error_of(r#"{"source": "s", "as_of": "2025-11-13", "providers": {"mistral": {}}}"#);
+    assert!(e.contains("providers.mistral") && e.contains("unknown provider"), "{e}");
 
     let e = error_of(r#"{"source": "s", "as_of": "2025-11-13", "providers": {"openai": {}, "azure": {}}, "x": 1}"#);
     assert!(e.contains("x: unknown field"), "{e}");
@@ -448,4 +461,326 @@ fn a_price_that_is_not_an_exact_decimal_is_a_typed_error() {
         })
     );
     assert!(matches!(parse_price(&"9".repeat(60)), Err(PriceError::TooLarge(_))));
+}
+
+// ---- cache writes ------------------------------------------------------------
+
+fn prices(input: i128, cached: Option<i128>, write: Option<i128>, output: i128) -> TokenPrices {
+    TokenPrices {
+        input: pico(input),
+        cached_input: cached.map(pico),
+        output: Some(pico(output)),
+        cache_write: write.map(pico),
+    }
+}
+
+#[test]
+fn cache_writes_are_billed_at_the_cache_write_price() {
+    let p = prices(1_000, Some(100), Some(1_250), 5_000);
+    // uncached 10 − 4 − 3 = 3: 3×1_000 + 4×100 + 3×1_250 + 2×5_000 = 3_000 + 400 + 3_750 + 10_000
+    assert_eq!(p.cost(&cached_usage(10, 4, 3, 2)), Some(pico(17_150)));
+    // All input written to the cache: 10×1_250 = 12_500
+    assert_eq!(p.cost(&cached_usage(10, 0, 10, 0)), Some(pico(12_500)));
+}
+
+#[test]
+fn cache_writes_without_a_cache_write_price_are_billed_at_input() {
+    let p = prices(1_000, Some(100), None, 5_000);
+    assert_eq!(p.cache_write_or_input(), pico(1_000));
+    // 3×1_000 + 4×100 + 3×1_000 = 6_400
+    assert_eq!(p.cost(&cached_usage(10, 4, 3, 0)), Some(pico(6_400)));
+}
+
+#[test]
+fn more_cached_and_written_than_input_tokens_is_not_priced() {
+    let p = prices(1_000, Some(100), Some(1_250), 5_000);
+    assert_eq!(p.cost(&cached_usage(10, 6, 5, 0)), None);
+    assert_eq!(p.cost(&cached_usage(10, 0, 11, 0)), None);
+    // Exactly all of it cached or written is fine: 6×100 + 4×1_250 = 5_600
+    assert_eq!(p.cost(&cached_usage(10, 6, 4, 0)), Some(pico(5_600)));
+    // A usage with cache writes on a whole book refuses the same way.
+    assert_eq!(
+        PriceBook::bundled().cost(ANTHROPIC, "claude-haiku-4-5", &cached_usage(10, 6, 5, 0)),
+        None
+    );
+}
+
+#[test]
+fn claude_sonnet_with_cache_reads_and_writes_prices_exactly() {
+    // claude-sonnet-4-5 real time: in $3 → 3_000_000, cache hit $0.30 → 300_000,
+    //   5m write $3.75 → 3_750_000, out $15 → 15_000_000
+    // batch (50%): in 1_500_000, hit 150_000, write 1_875_000, out 7_500_000
+    let c = cost_at(
+        ANTHROPIC,
+        "claude-sonnet-4-5-20250929",
+        cached_usage(10_000, 6_000, 3_000, 500),
+    );
+    // (10_000 − 6_000 − 3_000)×3_000_000 + 6_000×300_000 + 3_000×3_750_000 + 500×15_000_000
+    //   = 3_000_000_000 + 1_800_000_000 + 11_250_000_000 + 7_500_000_000 = 23_550_000_000
+    assert_eq!(c.realtime, pico(23_550_000_000));
+    assert_eq!(c.realtime.to_decimal_string(), "0.02355");
+    // 1_000×1_500_000 + 6_000×150_000 + 3_000×1_875_000 + 500×7_500_000
+    //   = 1_500_000_000 + 900_000_000 + 5_625_000_000 + 3_750_000_000 = 11_775_000_000
+    assert_eq!(c.batch, pico(11_775_000_000));
+    assert_eq!(c.batch.to_decimal_string(), "0.011775");
+}
+
+#[test]
+fn claude_3_haiku_sub_cent_prices_are_exact() {
+    // real time: in $0.25 → 250_000, hit $0.03 → 30_000, write $0.30 → 300_000, out $1.25 → 1_250_000
+    // batch:     in $0.125 → 125_000, hit $0.015 → 15_000, write $0.15 → 150_000, out $0.625 → 625_000
+    let c = cost_at(
+        ANTHROPIC,
+        "claude-3-haiku-20240307",
+        cached_usage(2_000, 1_000, 500, 100),
+    );
+    // 500×250_000 + 1_000×30_000 + 500×300_000 + 100×1_250_000
+    //   = 125_000_000 + 30_000_000 + 150_000_000 + 125_000_000 = 430_000_000
+    assert_eq!(c.realtime, pico(430_000_000));
+    // 500×125_000 + 1_000×15_000 + 500×150_000 + 100×625_000
+    //   = 62_500_000 + 15_000_000 + 75_000_000 + 62_500_000 = 215_000_000
+    assert_eq!(c.batch, pico(215_000_000));
+}
+
+#[test]
+fn groq_cached_tokens_have_no_batch_discount_beyond_the_batch_input_price() {
+    // openai/gpt-oss-120b real time: in $0.15 → 150_000, cached $0.075 → 75_000, out $0.60 → 600_000
+    // batch: in $0.075 → 75_000 (no cached price: cached billed at input), out $0.30 → 300_000
+    let c = cost_at(GROQ, "openai/gpt-oss-120b", Usage::of(4_000, 2_000, 1_000, 200));
+    // 2_000×150_000 + 2_000×75_000 + 1_000×600_000 = 300_000_000 + 150_000_000 + 600_000_000
+    assert_eq!(c.realtime, pico(1_050_000_000));
+    // 4_000×75_000 + 1_000×300_000 = 300_000_000 + 300_000_000
+    assert_eq!(c.batch, pico(600_000_000));
+}
+
+// ---- per-provider tables -----------------------------------------------------
+
+#[test]
+fn lookups_are_per_provider() {
+    let book = PriceBook::bundled();
+    assert!(book.lookup(GROQ, "openai/gpt-oss-120b").is_some());
+    assert!(book.lookup(OPENAI, "openai/gpt-oss-120b").is_none());
+    assert!(book.lookup(ANTHROPIC, "claude-haiku-4-5").is_some());
+    assert!(book.lookup(OPENAI, "claude-haiku-4-5").is_none());
+    assert!(book.lookup(GROQ, "claude-haiku-4-5").is_none());
+    assert!(book.lookup(ANTHROPIC, "gpt-4o-mini").is_none());
+    // Together has no section: its models are unknown, never free.
+    assert_eq!(book.models(TOGETHER).count(), 0);
+    assert_eq!(book.cost(TOGETHER, "openai/gpt-oss-120b", &Usage::of(1, 0, 1, 0)), None);
+}
+
+#[test]
+fn each_provider_says_where_and_when_its_prices_were_read() {
+    let book = PriceBook::bundled();
+    assert_eq!(
+        book.source_for(ANTHROPIC),
+        "https://platform.claude.com/docs/en/about-claude/pricing"
+    );
+    assert_eq!(book.source_for(GROQ), "https://console.groq.com/docs/models");
+    assert_eq!(book.source_for(OPENAI), "https://platform.openai.com/docs/pricing");
+    for kind in [OPENAI, ANTHROPIC, GROQ] {
+        assert!(is_iso_date(book.as_of_for(kind)), "{kind:?}");
+    }
+    // A provider without its own fields falls back to the file-level ones.
+    assert_eq!(book.source_for(TOGETHER), book.source());
+    assert_eq!(book.as_of_for(TOGETHER), book.as_of());
+}
+
+#[test]
+fn claude_snapshots_and_aliases_resolve_to_their_entry() {
+    let book = PriceBook::bundled();
+    for (name, entry) in [
+        ("claude-3-5-haiku-20241022", "claude-3-5-haiku"),
+        ("claude-3-5-haiku-latest", "claude-3-5-haiku-latest"),
+        ("claude-3-haiku-20240307", "claude-3-haiku"),
+        ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-opus-4-20250514", "claude-opus-4"),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+        ("claude-opus-4-5-20251101", "claude-opus-4-5"),
+        ("claude-opus-4-8", "claude-opus-4-8"),
+    ] {
+        assert_eq!(
+            book.lookup(ANTHROPIC, name).map(|p| p.model.as_str()),
+            Some(entry),
+            "{name}"
+        );
+    }
+    for name in [
+        "claude-3-5-haiku-20241322",
+        "claude-3-opus-20240229",
+        "claude-3-5-haiku-1022",
+    ] {
+        assert!(book.lookup(ANTHROPIC, name).is_none(), "{name} must be unknown");
+    }
+}
+
+#[test]
+fn bundled_anthropic_and_groq_batch_prices_are_half_of_realtime() {
+    let book = PriceBook::bundled();
+    let half = |rt: Money| pico(rt.picodollars() / 2);
+    for p in book.models(ANTHROPIC) {
+        // Every Claude entry has all four prices, and batch is 50% of each.
+        for (field, rt, b) in [
+            ("input", Some(p.realtime.input), Some(p.batch.input)),
+            ("cached_input", p.realtime.cached_input, p.batch.cached_input),
+            ("cache_write", p.realtime.cache_write, p.batch.cache_write),
+            ("output", p.realtime.output, p.batch.output),
+        ] {
+            let (rt, b) = (rt.expect(field), b.expect(field));
+            assert_eq!(rt.picodollars() % 2, 0, "{} {field}", p.model);
+            assert_eq!(b, half(rt), "{} {field}", p.model);
+        }
+        // The 5-minute cache write is 1.25× input and a cache hit 0.1× input,
+        // except on Claude Haiku 3, which the page prices apart ($0.30 and $0.03
+        // on a $0.25 input).
+        if p.model == "claude-3-haiku" {
+            continue;
+        }
+        assert_eq!(
+            p.realtime.cache_write.unwrap().picodollars() * 4,
+            p.realtime.input.picodollars() * 5,
+            "{}",
+            p.model
+        );
+        assert_eq!(
+            p.realtime.cached_input.unwrap().picodollars() * 10,
+            p.realtime.input.picodollars(),
+            "{}",
+            p.model
+        );
+    }
+    assert!(book.models(ANTHROPIC).count() >= 12);
+    for p in book.models(GROQ) {
+        assert_eq!(p.batch.input, half(p.realtime.input), "{}", p.model);
+        assert_eq!(p.batch.output, p.realtime.output.map(half), "{}", p.model);
+        assert_eq!(p.realtime.cache_write, None, "{}", p.model);
+    }
+    assert!(book.models(GROQ).count() >= 2);
+}
+
+#[test]
+fn bundled_model_names_are_valid_request_model_names() {
+    let book = PriceBook::bundled();
+    for kind in [OPENAI, ANTHROPIC, GROQ] {
+        for p in book.models(kind) {
+            assert!(crate::ids::ModelName::parse(p.model.clone()).is_ok(), "{}", p.model);
+        }
+    }
+}
+
+// ---- bad cache_write values and provider sections ------------------------------
+
+#[test]
+fn bad_cache_write_values_are_refused_naming_the_field() {
+    let e = error_of(&file_with(json!({
+        "realtime": { "input": "1", "cache_write": 1.25 },
+        "batch": { "input": "0.5" }
+    })));
+    assert!(
+        e.contains("\"m\"") && e.contains("realtime.cache_write") && e.contains("decimal string"),
+        "{e}"
+    );
+    let e = error_of(&file_with(json!({
+        "realtime": { "input": "1", "cache_write": "-1.25" },
+        "batch": { "input": "0.5" }
+    })));
+    assert!(e.contains("realtime.cache_write") && e.contains("negative"), "{e}");
+    let e = error_of(&file_with(json!({
+        "realtime": { "input": "1" },
+        "batch": { "input": "0.5", "cache_write": "0.6250001" }
+    })));
+    assert!(e.contains("batch.cache_write") && e.contains("7 decimal places"), "{e}");
+    let e = error_of(&file_with(json!({
+        "realtime": { "input": "1", "cache_write": "1.25" },
+        "batch": { "input": "0.5", "cache_write": "2.5" }
+    })));
+    assert!(
+        e.contains("batch.cache_write") && e.contains("above the real-time"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cache_write_price_parses_in_both_tiers() {
+    let book = PriceBook::from_json(&file_with(json!({
+        "realtime": { "input": "3", "cached_input": "0.30", "cache_write": "3.75", "output": "15" },
+        "batch": { "input": "1.50", "cached_input": "0.15", "cache_write": "1.875", "output": "7.50" }
+    })))
+    .unwrap();
+    let p = book.lookup(OPENAI, "m").unwrap();
+    assert_eq!(p.realtime.cache_write, Some(pico(3_750_000)));
+    assert_eq!(p.batch.cache_write, Some(pico(1_875_000)));
+}
+
+fn file_with_provider(section: Value) -> String {
+    json!({
+        "source": "https://example.com/pricing",
+        "as_of": "2025-11-13",
+        "providers": { "anthropic": section }
+    })
+    .to_string()
+}
+
+fn one_model() -> Value {
+    json!({ "m": { "realtime": tier("1", "2"), "batch": tier("0.5", "1") } })
+}
+
+#[test]
+fn a_provider_section_carries_its_own_source_and_as_of() {
+    let book = PriceBook::from_json(&file_with_provider(json!({
+        "source": "https://example.com/claude",
+        "as_of": "2026-11-30",
+        "notes": ["free text"],
+        "models": one_model()
+    })))
+    .unwrap();
+    assert!(book.lookup(ANTHROPIC, "m").is_some());
+    assert_eq!(book.source_for(ANTHROPIC), "https://example.com/claude");
+    assert_eq!(book.as_of_for(ANTHROPIC), "2026-11-30");
+    assert_eq!(book.source(), "https://example.com/pricing");
+
+    // Only as_of: the source is the file-level one.
+    let book = PriceBook::from_json(&file_with_provider(
+        json!({ "as_of": "2026-11-30", "models": one_model() }),
+    ))
+    .unwrap();
+    assert_eq!(book.source_for(ANTHROPIC), "https://example.com/pricing");
+    assert_eq!(book.as_of_for(ANTHROPIC), "2026-11-30");
+
+    // The short form (models directly) keeps the file-level fields.
+    let book = PriceBook::from_json(&file_with_provider(one_model())).unwrap();
+    assert!(book.lookup(ANTHROPIC, "m").is_some());
+    assert_eq!(book.as_of_for(ANTHROPIC), "2025-11-13");
+}
+
+#[test]
+fn bad_provider_sections_name_the_field() {
+    let e = error_of(&file_with_provider(
+        json!({ "as_of": "Nov 2026", "models": one_model() }),
+    ));
+    assert!(
+        e.contains("providers.anthropic.as_of") && e.contains("YYYY-MM-DD"),
+        "{e}"
+    );
+    let e = error_of(&file_with_provider(json!({ "source": "", "models": one_model() })));
+    assert!(e.contains("providers.anthropic.source") && e.contains("empty"), "{e}");
+    let e = error_of(&file_with_provider(json!({ "source": 1, "models": one_model() })));
+    assert!(e.contains("providers.anthropic.source") && e.contains("string"), "{e}");
+    let e = error_of(&file_with_provider(json!({ "models": one_model(), "m2": {} })));
+    assert!(
+        e.contains("providers.anthropic.m2") && e.contains("unknown field"),
+        "{e}"
+    );
+    let e = error_of(&file_with_provider(json!({ "models": "m" })));
+    assert!(e.contains("providers.anthropic.models") && e.contains("object"), "{e}");
+    // A model error inside the long form still names provider, model and field.
+    let e = error_of(&file_with_provider(json!({
+        "models": { "m": { "realtime": tier("1", "2"), "batch": { "input": "x", "output": "1" } } }
+    })));
+    assert!(
+        e.contains("anthropic") && e.contains("\"m\"") && e.contains("batch.input"),
+        "{e}"
+    );
 }
