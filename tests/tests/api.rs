@@ -123,6 +123,7 @@ async fn posting_a_request_through_api_gateway_queues_it_with_202() {
         json!({
             "custom_id": "fixture-1",
             "status": "queued",
+            "provider": "openai",
             "url": "/v1/chat/completions",
             "model": "gpt-4o-mini",
             "attempts": 0,

@@ -275,7 +275,7 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
         saw_cached |= cached > 0;
         saw_reasoning |= u["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap_or(0) > 0;
         let model = req.model.as_str();
-        let price = &prices["providers"]["openai"][model];
+        let price = &prices["providers"]["openai"]["models"][model];
         let cost = |tier: &str| {
             let t = &price[tier];
             let inp = pico_per_token(t["input"].as_str().unwrap());

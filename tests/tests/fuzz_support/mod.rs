@@ -285,6 +285,10 @@ pub fn line_oracle(v: &Value, max_body: u64) -> Result<Option<String>, Option<St
         Some(Value::String(u)) if Endpoint::ALL.iter().any(|e| e.as_str() == u) => {}
         _ => return Err(Some("url".into())),
     }
+    match obj.get("provider") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(_) => return Err(Some("provider".into())),
+    }
     let Some(Value::Object(body)) = obj.get("body") else {
         return Err(Some("body".into()));
     };

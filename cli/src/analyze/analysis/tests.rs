@@ -173,7 +173,7 @@ fn malformed_lines_are_reported_with_line_numbers_and_skipped() {
         r#"{"model": "gpt-4o-mini", "input_tokens": 10, "timestamp": "2026-02-30T00:00:00Z"}"#,
         r#"{"model": "gpt-4o-mini", "input_tokens": 10, "latency_tolerance": "whenever"}"#,
         r#"{"model": "gpt-4o-mini", "input_tokens": 10, "priority": "urgent"}"#,
-        r#"{"model": "gpt-4o-mini", "input_tokens": 10, "provider": "anthropic"}"#,
+        r#"{"model": "gpt-4o-mini", "input_tokens": 10, "provider": "bedrock"}"#,
         r#"{"model": "gpt-4o-mini", "input_tokens": 10, "start_time": 1793577600, "end_time": 1793577599}"#,
         r#"{"model": "gpt-4o-mini", "input_tokens": 10, "end_time": 1793577600}"#,
         r#"[1, 2, 3]"#,
@@ -198,7 +198,7 @@ fn malformed_lines_are_reported_with_line_numbers_and_skipped() {
     assert_eq!(got[6].1, LineProblem::BadTimestamp("2026-02-30T00:00:00Z".into()));
     assert_eq!(got[7].1, LineProblem::BadTolerance("whenever".into()));
     assert_eq!(got[8].1, LineProblem::BadPriority("urgent".into()));
-    assert_eq!(got[9].1, LineProblem::BadProvider("anthropic".into()));
+    assert_eq!(got[9].1, LineProblem::BadProvider("bedrock".into()));
     assert_eq!(got[10].1, LineProblem::EndBeforeStart);
     assert_eq!(got[11].1, LineProblem::EndWithoutStart);
     assert!(matches!(got[12].1, LineProblem::Json(_)));
