@@ -4,9 +4,12 @@
 //! OpenAI's variant of it. Only the wiring names an adapter.
 
 pub mod format;
+pub(crate) mod http;
 pub mod input_rules;
 pub mod openai;
+pub mod together;
 pub mod types;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,7 @@ use crate::request::Endpoint;
 use crate::store::{ByteStream, ObjectStore, StoreError};
 pub use format::{BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
 pub use types::{Batch, BatchPage, FileObject, FilePage};
+pub use window::{check_completion_window, supports_endpoint};
 
 #[derive(Debug, Error)]
 pub enum ProviderError {
