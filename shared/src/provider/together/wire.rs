@@ -38,57 +38,73 @@ pub struct TogetherBatch {
 }
 
 /// Create's answer: `{"job": {...}, "warning": "..."}` (a bare job is
-/// taken too).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum CreateAnswer {
-    Wrapped {
-        job: TogetherBatch,
-        #[serde(default)]
-        warning: Option<String>,
-    },
-    Bare(TogetherBatch),
+/// taken too). Read by hand rather than as an untagged enum, which loses
+/// number types on the way.
+#[derive(Debug)]
+pub struct CreateAnswer {
+    pub job: TogetherBatch,
+    pub warning: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for CreateAnswer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut v = serde_json::Value::deserialize(d)?;
+        let warning = v.get("warning").and_then(|w| w.as_str()).map(str::to_owned);
+        let job = match v.get_mut("job") {
+            Some(job) => job.take(),
+            None => v,
+        };
+        Ok(Self {
+            job: serde_json::from_value(job).map_err(serde::de::Error::custom)?,
+            warning,
+        })
+    }
 }
 
 impl CreateAnswer {
     pub fn into_job(self) -> (TogetherBatch, Option<String>) {
-        match self {
-            Self::Wrapped { job, warning } => (job, warning),
-            Self::Bare(job) => (job, None),
-        }
+        (self.job, self.warning)
     }
 }
 
 /// `GET /batches`: a bare array (or `{"data": [...]}`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum BatchList {
-    Bare(Vec<TogetherBatch>),
-    Wrapped { data: Vec<TogetherBatch> },
+#[derive(Debug)]
+pub struct BatchList(pub Vec<TogetherBatch>);
+
+impl<'de> Deserialize<'de> for BatchList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut v = serde_json::Value::deserialize(d)?;
+        let list = match v.get_mut("data") {
+            Some(data) => data.take(),
+            None => v,
+        };
+        serde_json::from_value(list).map(Self).map_err(serde::de::Error::custom)
+    }
 }
 
 impl BatchList {
     pub fn into_vec(self) -> Vec<TogetherBatch> {
-        match self {
-            Self::Bare(v) | Self::Wrapped { data: v } => v,
-        }
+        self.0
     }
 }
 
 /// A time Together gives as ISO 8601 or as Unix seconds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum WireTime {
-    Unix(i64),
-    Iso(String),
+#[derive(Debug, Clone)]
+pub struct WireTime(Option<i64>);
+
+impl<'de> Deserialize<'de> for WireTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => parse_iso8601(&s),
+            _ => None,
+        }))
+    }
 }
 
 impl WireTime {
     fn unix(&self) -> Option<i64> {
-        match self {
-            Self::Unix(s) => Some(*s),
-            Self::Iso(s) => parse_iso8601(s),
-        }
+        self.0
     }
 }
 
