@@ -35,7 +35,11 @@ async fn groq_create(State(shared): State<Arc<Shared>>, body: Option<Json<Value>
     let Some(Json(mut raw)) = body else {
         return api_error(StatusCode::BAD_REQUEST, "The body must be a JSON object.", None, None);
     };
-    let window = raw.get("completion_window").and_then(Value::as_str).unwrap_or("").to_owned();
+    let window = raw
+        .get("completion_window")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let Some(hours) = window_hours(&window).filter(|h| (24..=168).contains(h)) else {
         return api_error(
             StatusCode::BAD_REQUEST,

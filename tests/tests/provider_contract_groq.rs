@@ -22,7 +22,9 @@ async fn fake() -> FakeHandle {
 fn client(fake: &FakeHandle, extra: &[(&str, &str)]) -> OpenAiClient {
     let cfg = provider_config("groq", &fake.groq_base_url(), extra);
     assert_eq!(cfg.kind, ProviderKind::Groq);
-    OpenAiClient::new(&cfg, "sk-fake").unwrap().with_backoff(BACKOFF.0, BACKOFF.1)
+    OpenAiClient::new(&cfg, "sk-fake")
+        .unwrap()
+        .with_backoff(BACKOFF.0, BACKOFF.1)
 }
 
 async fn upload(client: &OpenAiClient, n: usize) -> (String, Vec<Req>) {
@@ -42,7 +44,11 @@ async fn a_batch_with_a_two_day_window_runs_to_completion_and_its_output_reads_w
     assert_eq!(created.status, ProviderBatchStatus::Validating);
     assert_eq!(created.completion_window.as_deref(), Some("48h"));
     assert_eq!(created.expires_at, created.created_at.map(|t| t + 48 * 3600));
-    assert_eq!(created.job_id_metadata(), Some(req.job_id.as_str()), "Groq keeps metadata");
+    assert_eq!(
+        created.job_id_metadata(),
+        Some(req.job_id.as_str()),
+        "Groq keeps metadata"
+    );
 
     let done = client.retrieve_batch(&created.batch_id()).await.unwrap();
     assert_eq!(done.status, ProviderBatchStatus::Completed);
@@ -52,7 +58,12 @@ async fn a_batch_with_a_two_day_window_runs_to_completion_and_its_output_reads_w
     for r in &reqs {
         let line = lines.iter().find(|l| l.key == r.key).expect("every request answered");
         match &line.outcome {
-            Outcome::Success { status_code, body, usage, .. } => {
+            Outcome::Success {
+                status_code,
+                body,
+                usage,
+                ..
+            } => {
                 assert_eq!(*status_code, 200);
                 let want = fake_openai::respond("/v1/chat/completions", r.key.as_str(), &r.body);
                 assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap(), want);
@@ -164,7 +175,9 @@ async fn a_window_groq_refuses_is_caught_by_the_check_and_refused_by_the_api() {
     let client = client(&fake, &[("BATCHQ_COMPLETION_WINDOW", "8d")]);
     let (file, _) = upload(&client, 1).await;
     match client.create_batch(&create_req(&file), false).await {
-        Err(ProviderError::Api { status: 400, message, .. }) => assert!(message.contains("24h and 7d"), "{message}"),
+        Err(ProviderError::Api {
+            status: 400, message, ..
+        }) => assert!(message.contains("24h and 7d"), "{message}"),
         other => panic!("expected a 400, got {other:?}"),
     }
     assert!(fake.submissions().is_empty());

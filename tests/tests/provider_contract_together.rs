@@ -23,7 +23,9 @@ async fn fake() -> FakeHandle {
 fn client(fake: &FakeHandle, extra: &[(&str, &str)]) -> TogetherClient {
     let cfg = provider_config("together", &fake.together_base_url(), extra);
     assert_eq!(cfg.kind, ProviderKind::Together);
-    TogetherClient::new(&cfg, "sk-fake").unwrap().with_backoff(BACKOFF.0, BACKOFF.1)
+    TogetherClient::new(&cfg, "sk-fake")
+        .unwrap()
+        .with_backoff(BACKOFF.0, BACKOFF.1)
 }
 
 async fn upload(client: &TogetherClient, n: usize) -> (String, Vec<Req>) {
@@ -39,13 +41,19 @@ async fn upload_create_poll_and_read_the_output_with_the_together_format() {
     let reqs = requests(10, MODEL);
     let data = input_file(&client, &reqs);
     let first: Value = serde_json::from_slice(data.split(|b| *b == b'\n').next().unwrap()).unwrap();
-    assert!(first.get("method").is_none() && first.get("url").is_none(), "Together lines are {{custom_id, body}}");
+    assert!(
+        first.get("method").is_none() && first.get("url").is_none(),
+        "Together lines are {{custom_id, body}}"
+    );
     let (file, stats) = client.upload_file(&MemSource(data.clone())).await.unwrap();
     assert_eq!(file.purpose.as_deref(), Some("batch-api"));
     assert_eq!(file.bytes, Some(data.len() as u64));
     assert_eq!(file.filename.as_deref(), Some("input.jsonl"));
     assert_eq!(stats.bytes_sent, data.len() as u64);
-    assert!(fake.calls("upload").iter().all(|e| e.path == "/together/v1/files/upload"));
+    assert!(fake
+        .calls("upload")
+        .iter()
+        .all(|e| e.path == "/together/v1/files/upload"));
 
     let req = create_req(&file.id);
     let created = client.create_batch(&req, true).await.unwrap();
@@ -63,12 +71,25 @@ async fn upload_create_poll_and_read_the_output_with_the_together_format() {
     assert_eq!(lines.len(), 10);
     for r in &reqs {
         let line = lines.iter().find(|l| l.key == r.key).expect("every request answered");
-        assert!(matches!(&line.outcome, Outcome::Success { status_code: 200, usage: Some(_), .. }));
+        assert!(matches!(
+            &line.outcome,
+            Outcome::Success {
+                status_code: 200,
+                usage: Some(_),
+                ..
+            }
+        ));
     }
     let listed = client.list_batches(None, 10).await.unwrap();
     assert_eq!(listed.data[0].id, created.id);
-    assert_eq!(client.find_batch(&req).await.unwrap().map(|b| b.id), Some(created.id.clone()));
-    let found = client.find_uploaded_file("input.jsonl", data.len() as u64, 0).await.unwrap();
+    assert_eq!(
+        client.find_batch(&req).await.unwrap().map(|b| b.id),
+        Some(created.id.clone())
+    );
+    let found = client
+        .find_uploaded_file("input.jsonl", data.len() as u64, 0)
+        .await
+        .unwrap();
     assert_eq!(found.map(|f| f.id), Some(file.id.clone()));
 
     client.delete_file(&file.file_id()).await.unwrap();
@@ -120,7 +141,11 @@ async fn a_batch_of_bad_lines_fails_with_its_error_string() {
     let batch = client.create_batch(&create_req(&file.id), false).await.unwrap();
     let done = client.retrieve_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(done.status, ProviderBatchStatus::Failed);
-    assert!(done.job_errors()[0].message.contains("line 1"), "{:?}", done.job_errors());
+    assert!(
+        done.job_errors()[0].message.contains("line 1"),
+        "{:?}",
+        done.job_errors()
+    );
 }
 
 #[tokio::test]
@@ -186,7 +211,9 @@ async fn a_429_and_500s_are_retried_and_an_unknown_batch_is_not_found() {
     let (_, stats) = client.upload_file(&MemSource(b"{}\n".to_vec())).await.unwrap();
     assert_eq!(stats.attempts, 2, "the upload was sent again after a 500");
     assert!(matches!(
-        client.retrieve_batch(&batchq_core::ids::ProviderBatchId::new("nope")).await,
+        client
+            .retrieve_batch(&batchq_core::ids::ProviderBatchId::new("nope"))
+            .await,
         Err(ProviderError::NotFound { what: "batch", .. })
     ));
 }

@@ -40,7 +40,14 @@ async fn upload(State(shared): State<Arc<Shared>>, mut form: Multipart) -> Respo
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed multipart body: {e}"), None, None),
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed multipart body: {e}"),
+                    None,
+                    None,
+                )
+            }
         };
         match field.name() {
             Some("purpose") => purpose = field.text().await.ok(),
@@ -83,7 +90,12 @@ async fn upload(State(shared): State<Arc<Shared>>, mut form: Multipart) -> Respo
         );
     }
     let Some((filename, path, bytes, lines)) = stored else {
-        return api_error(StatusCode::BAD_REQUEST, "Missing required field: 'file'.", None, Some("file"));
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "Missing required field: 'file'.",
+            None,
+            Some("file"),
+        );
     };
     let mut inner = shared.inner.lock().expect("lock");
     let mut meta = new_file(&mut inner, name.as_deref().unwrap_or(&filename), &purpose, path, bytes);
@@ -121,7 +133,11 @@ async fn get_file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> 
 /// Lines that are not Together lines are copied as they are, for the
 /// batch's validation to refuse by line number.
 fn openai_input(inner: &mut Inner, input_file_id: &str, endpoint: &str) -> Result<String, String> {
-    let file = inner.files.get(input_file_id).cloned().ok_or_else(|| format!("File {input_file_id} not found"))?;
+    let file = inner
+        .files
+        .get(input_file_id)
+        .cloned()
+        .ok_or_else(|| format!("File {input_file_id} not found"))?;
     let path = inner.dir.join(format!("together-{}", uuid::Uuid::new_v4().simple()));
     let mut out = std::fs::File::create(&path).map_err(|e| e.to_string())?;
     let mut n = 0u64;
@@ -166,7 +182,10 @@ fn present(inner: &Inner, id: &str) -> Option<Value> {
 }
 
 fn is_together(inner: &Inner, id: &str) -> bool {
-    inner.by_id.get(id).is_some_and(|r| r.obj["metadata"][INPUT].is_string())
+    inner
+        .by_id
+        .get(id)
+        .is_some_and(|r| r.obj["metadata"][INPUT].is_string())
 }
 
 async fn create(State(shared): State<Arc<Shared>>, body: Option<Json<Value>>) -> Response {
@@ -174,11 +193,21 @@ async fn create(State(shared): State<Arc<Shared>>, body: Option<Json<Value>>) ->
         return api_error(StatusCode::BAD_REQUEST, "The body must be a JSON object.", None, None);
     };
     let Some(input) = raw["input_file_id"].as_str().map(str::to_owned) else {
-        return api_error(StatusCode::BAD_REQUEST, "input_file_id is required", None, Some("input_file_id"));
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "input_file_id is required",
+            None,
+            Some("input_file_id"),
+        );
     };
     let endpoint = raw["endpoint"].as_str().unwrap_or("").to_owned();
     if !["/v1/chat/completions", "/v1/completions"].contains(&endpoint.as_str()) {
-        return api_error(StatusCode::BAD_REQUEST, format!("Unsupported endpoint '{endpoint}'"), None, Some("endpoint"));
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!("Unsupported endpoint '{endpoint}'"),
+            None,
+            Some("endpoint"),
+        );
     }
     match raw.get("completion_window").and_then(Value::as_str) {
         None | Some("24h") => {}
@@ -196,9 +225,21 @@ async fn create(State(shared): State<Arc<Shared>>, body: Option<Json<Value>>) ->
         match inner.files.get(&input) {
             Some(f) if f.meta["purpose"] == "batch-api" => {}
             Some(_) => {
-                return api_error(StatusCode::BAD_REQUEST, "The input file must have purpose 'batch-api'.", None, Some("input_file_id"))
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "The input file must have purpose 'batch-api'.",
+                    None,
+                    Some("input_file_id"),
+                )
             }
-            None => return api_error(StatusCode::BAD_REQUEST, format!("File {input} not found"), None, Some("input_file_id")),
+            None => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("File {input} not found"),
+                    None,
+                    Some("input_file_id"),
+                )
+            }
         }
         match openai_input(&mut inner, &input, &endpoint) {
             Ok(id) => id,
@@ -216,7 +257,10 @@ async fn create(State(shared): State<Arc<Shared>>, body: Option<Json<Value>>) ->
     let Ok(bytes) = axum::body::to_bytes(resp.into_body(), usize::MAX).await else {
         return api_error(StatusCode::INTERNAL_SERVER_ERROR, "create lost its answer", None, None);
     };
-    let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
+    let id = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
     let inner = shared.inner.lock().expect("lock");
     match present(&inner, &id) {
         Some(job) => (StatusCode::CREATED, Json(json!({"job": job, "warning": null}))).into_response(),
@@ -265,7 +309,12 @@ async fn list(State(shared): State<Arc<Shared>>) -> Response {
         .batches
         .values()
         .rev()
-        .filter(|id| inner.by_id.get(*id).is_some_and(|r| listed(r.created, &inner.config.faults)))
+        .filter(|id| {
+            inner
+                .by_id
+                .get(*id)
+                .is_some_and(|r| listed(r.created, &inner.config.faults))
+        })
         .filter_map(|id| present(&inner, id))
         .collect();
     Json(data).into_response()

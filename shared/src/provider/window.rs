@@ -66,7 +66,12 @@ mod tests {
 
     #[test]
     fn other_kinds_take_24h_only() {
-        for kind in [ProviderKind::OpenAi, ProviderKind::AzureOpenAi, ProviderKind::Together, ProviderKind::Anthropic] {
+        for kind in [
+            ProviderKind::OpenAi,
+            ProviderKind::AzureOpenAi,
+            ProviderKind::Together,
+            ProviderKind::Anthropic,
+        ] {
             assert_eq!(check_completion_window(kind, "24h"), Ok(()));
             let err = check_completion_window(kind, "48h").unwrap_err();
             assert!(err.contains(kind.as_str()) && err.contains("24h only"), "{err}");

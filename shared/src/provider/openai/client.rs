@@ -22,7 +22,9 @@ use crate::ids::{ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
 use crate::provider::http::{describe_transport, not_found, Transport};
 use crate::provider::types::{Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
-use crate::provider::{supports_endpoint, BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
+use crate::provider::{
+    supports_endpoint, BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats,
+};
 use crate::request::Endpoint;
 use crate::store::{ByteStream, StoreError};
 
@@ -220,7 +222,8 @@ impl Provider for OpenAiClient {
 
     async fn delete_file(&self, id: &ProviderFileId) -> Result<(), ProviderError> {
         let url = self.url(&format!("/files/{id}"));
-        self.t.send("delete file", || self.t.http.delete(&url))
+        self.t
+            .send("delete file", || self.t.http.delete(&url))
             .await
             .map_err(|e| not_found(e, "file", id.as_str()))?;
         Ok(())

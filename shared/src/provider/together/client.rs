@@ -116,7 +116,13 @@ impl TogetherClient {
 
 /// One page of `items` (newest first by `created`), after the item `after`
 /// names, as the OpenAI-shaped lists page.
-fn page<T>(mut items: Vec<T>, id: impl Fn(&T) -> &str, created: impl Fn(&T) -> Option<i64>, after: Option<&str>, limit: u32) -> (Vec<T>, bool) {
+fn page<T>(
+    mut items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    created: impl Fn(&T) -> Option<i64>,
+    after: Option<&str>,
+    limit: u32,
+) -> (Vec<T>, bool) {
     items.sort_by_key(|i| std::cmp::Reverse(created(i).unwrap_or(i64::MIN)));
     if let Some(a) = after {
         match items.iter().position(|i| id(i) == a) {
@@ -273,9 +279,15 @@ mod tests {
     fn lists_page_newest_first_after_an_id() {
         let items = vec![("a", 1), ("c", 3), ("b", 2), ("d", 4)];
         let (p, more) = page(items.clone(), |i| i.0, |i| Some(i.1), None, 2);
-        assert_eq!((p.iter().map(|i| i.0).collect::<Vec<_>>(), more), (vec!["d", "c"], true));
+        assert_eq!(
+            (p.iter().map(|i| i.0).collect::<Vec<_>>(), more),
+            (vec!["d", "c"], true)
+        );
         let (p, more) = page(items.clone(), |i| i.0, |i| Some(i.1), Some("c"), 2);
-        assert_eq!((p.iter().map(|i| i.0).collect::<Vec<_>>(), more), (vec!["b", "a"], false));
+        assert_eq!(
+            (p.iter().map(|i| i.0).collect::<Vec<_>>(), more),
+            (vec!["b", "a"], false)
+        );
         let (p, _) = page(items, |i| i.0, |i| Some(i.1), Some("gone"), 2);
         assert!(p.is_empty());
     }

@@ -115,15 +115,31 @@ mod tests {
             r#"{{"id":"r1","custom_id":"{k}","response":{{"status_code":200,"body":{{"model":"m","usage":{{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}}}}}}}"#,
             k = k.as_str()
         );
-        let line = TogetherFormat.read_result_line(Endpoint::ChatCompletions, 1, ok.as_bytes()).unwrap();
-        assert!(matches!(line.outcome, Outcome::Success { status_code: 200, usage: Some(_), .. }));
+        let line = TogetherFormat
+            .read_result_line(Endpoint::ChatCompletions, 1, ok.as_bytes())
+            .unwrap();
+        assert!(matches!(
+            line.outcome,
+            Outcome::Success {
+                status_code: 200,
+                usage: Some(_),
+                ..
+            }
+        ));
 
-        let bare = format!(r#"{{"custom_id":"{}","response":{{"body":{{"model":"m"}}}}}}"#, k.as_str());
-        let line = TogetherFormat.read_result_line(Endpoint::ChatCompletions, 2, bare.as_bytes()).unwrap();
+        let bare = format!(
+            r#"{{"custom_id":"{}","response":{{"body":{{"model":"m"}}}}}}"#,
+            k.as_str()
+        );
+        let line = TogetherFormat
+            .read_result_line(Endpoint::ChatCompletions, 2, bare.as_bytes())
+            .unwrap();
         assert!(matches!(line.outcome, Outcome::Success { status_code: 200, .. }));
 
         let err = format!(r#"{{"custom_id":"{}","error":"context length exceeded"}}"#, k.as_str());
-        let line = TogetherFormat.read_result_line(Endpoint::ChatCompletions, 3, err.as_bytes()).unwrap();
+        let line = TogetherFormat
+            .read_result_line(Endpoint::ChatCompletions, 3, err.as_bytes())
+            .unwrap();
         match line.outcome {
             Outcome::Error { error, retryable, .. } => {
                 assert_eq!(error.message, "context length exceeded");
@@ -132,9 +148,13 @@ mod tests {
             o => panic!("{o:?}"),
         }
         assert_eq!(
-            TogetherFormat.read_result_line(Endpoint::ChatCompletions, 4, b"{\"custom_id\":\"x\"}").unwrap_err(),
+            TogetherFormat
+                .read_result_line(Endpoint::ChatCompletions, 4, b"{\"custom_id\":\"x\"}")
+                .unwrap_err(),
             MalformedLine::ForeignCustomId
         );
-        assert!(TogetherFormat.read_result_line(Endpoint::ChatCompletions, 5, b"not json").is_err());
+        assert!(TogetherFormat
+            .read_result_line(Endpoint::ChatCompletions, 5, b"not json")
+            .is_err());
     }
 }

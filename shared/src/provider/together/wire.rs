@@ -205,7 +205,13 @@ impl From<TogetherBatch> for Batch {
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -265,9 +271,19 @@ pub fn as_openai_line(bytes: &[u8]) -> Option<Vec<u8>> {
     let line: Line<'_> = serde_json::from_str(text).ok()?;
     let id = line.custom_id.get();
     match (line.response, line.error) {
-        (Some(Response { status_code: None, body: Some(body) }), _) => {
-            Some(format!(r#"{{"custom_id":{id},"response":{{"status_code":200,"body":{}}}}}"#, body.get()).into_bytes())
-        }
+        (
+            Some(Response {
+                status_code: None,
+                body: Some(body),
+            }),
+            _,
+        ) => Some(
+            format!(
+                r#"{{"custom_id":{id},"response":{{"status_code":200,"body":{}}}}}"#,
+                body.get()
+            )
+            .into_bytes(),
+        ),
         (_, Some(serde_json::Value::String(message))) => Some(
             serde_json::json!({"custom_id": serde_json::from_str::<serde_json::Value>(id).ok()?,
                                "error": {"code": "request_failed", "message": message}})
@@ -289,7 +305,13 @@ mod tests {
         assert_eq!(parse_iso8601("2024-01-15T14:30:00.123456Z"), Some(1_705_329_000));
         assert_eq!(parse_iso8601("2024-01-15T15:30:00+01:00"), Some(1_705_329_000));
         assert_eq!(parse_iso8601("2024-02-29T00:00:00"), Some(1_709_164_800));
-        for bad in ["", "2024-01-15", "2024-13-01T00:00:00Z", "2024-01-15T14:30:00 UTC", "yesterday"] {
+        for bad in [
+            "",
+            "2024-01-15",
+            "2024-13-01T00:00:00Z",
+            "2024-01-15T14:30:00 UTC",
+            "yesterday",
+        ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }
@@ -306,7 +328,11 @@ mod tests {
         assert_eq!(b.expires_at, Some(1_705_329_000 + 86_400));
         assert_eq!(b.completed_at, Some(1_705_333_530));
         assert_eq!(b.failed_at, None);
-        assert_eq!(b.error_file_id, Some(ProviderFileId::new("file-err")), "a completed batch keeps its error file");
+        assert_eq!(
+            b.error_file_id,
+            Some(ProviderFileId::new("file-err")),
+            "a completed batch keeps its error file"
+        );
         assert_eq!(b.input_file_id.as_deref(), Some("file-in"));
         assert_eq!(b.model.as_deref(), Some("meta-llama/Llama-3.3-70B-Instruct-Turbo"));
         assert!(b.job_errors().is_empty(), "an empty error string is no error");
