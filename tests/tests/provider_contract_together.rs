@@ -260,3 +260,28 @@ fn the_together_format_caps_files_and_writes_no_url() {
     let l = TogetherFormat.limits(Endpoint::ChatCompletions);
     assert_eq!((l.max_lines, l.max_bytes), (50_000, 100_000_000));
 }
+
+#[tokio::test]
+async fn an_expired_batch_has_partial_output_and_retryable_expired_lines() {
+    let fake = FakeServer::start(FakeConfig {
+        step_ms: 60_000,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&fake, &[]);
+    let (file, _) = upload(&client, 16).await;
+    let batch = client.create_batch(&create_req(&file), false).await.unwrap();
+    assert!(fake.expire(&batch.id));
+    let done = client.retrieve_batch(&batch.batch_id()).await.unwrap();
+    assert_eq!(done.status, ProviderBatchStatus::Expired);
+    assert!(done.expired_at.is_some());
+    let ok = results(&client, done.output_file_id.as_ref().unwrap()).await;
+    let expired = results(&client, done.error_file_id.as_ref().unwrap()).await;
+    assert_eq!(ok.len() + expired.len(), 16);
+    assert!(!expired.is_empty());
+    assert!(expired.iter().all(|l| matches!(
+        &l.outcome,
+        Outcome::Error { retryable: true, error, .. } if error.code == "batch_expired"
+    )));
+}
