@@ -19,12 +19,14 @@ mod api_error;
 mod batches;
 mod config;
 mod files;
+mod groq;
 mod lifecycle;
 mod limits;
 pub mod responses;
 mod routes;
 mod server;
 mod state;
+mod together;
 
 pub use config::{FakeConfig, Faults};
 pub use responses::respond;

@@ -17,9 +17,13 @@ use crate::files::{delete_file, file_content, get_file, list_files, upload};
 use crate::state::{Flavor, LogEntry, Shared};
 
 pub(crate) fn route_name(method: &Method, path: &str) -> &'static str {
-    let p = path.trim_start_matches("/v1").trim_start_matches("/openai");
+    // OpenAI `/v1`, Azure `/openai`, Groq `/openai/v1`, Together `/together/v1`.
+    let p = path
+        .trim_start_matches("/together")
+        .trim_start_matches("/openai")
+        .trim_start_matches("/v1");
     match (method.as_str(), p) {
-        ("POST", "/files") => "upload",
+        ("POST", "/files" | "/files/upload") => "upload",
         ("GET", "/files") => "list_files",
         ("GET", "/files/{id}") => "file",
         ("DELETE", "/files/{id}") => "delete",

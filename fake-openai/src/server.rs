@@ -67,6 +67,8 @@ impl FakeServer {
             .with_state(shared.clone())
             .nest("/v1", api_router(shared.clone(), Flavor::OpenAi))
             .nest("/openai", api_router(shared.clone(), Flavor::Azure))
+            .nest("/openai/v1", crate::groq::router(shared.clone()))
+            .nest("/together/v1", crate::together::router(shared.clone()))
             .layer(DefaultBodyLimit::disable());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

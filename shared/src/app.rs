@@ -11,7 +11,8 @@ use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
 use crate::ports::Ports;
 use crate::pricing::PriceBook;
-use crate::provider::openai::{OpenAiClient, OpenAiFormat};
+use crate::provider::openai::{GroqFormat, OpenAiClient, OpenAiFormat};
+use crate::provider::together::{TogetherClient, TogetherFormat};
 use crate::provider::{BatchFormat, FileLimits, Formats, Provider, ProviderError, Providers};
 use crate::provider_table::{ProviderInstance, ProviderTable};
 use crate::store::dynamo::DynamoStore;
@@ -185,10 +186,10 @@ impl App {
     async fn provider_client(&self, instance: &ProviderInstance) -> Result<Arc<dyn Provider>, ProviderError> {
         let cfg = &instance.config;
         Ok(match cfg.kind {
-            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Groq | ProviderKind::Together => {
-                // TODO(#16): Together gets its own client.
+            ProviderKind::OpenAi | ProviderKind::AzureOpenAi | ProviderKind::Groq => {
                 Arc::new(OpenAiClient::from_config(cfg, &self.sdk).await?)
             }
+            ProviderKind::Together => Arc::new(TogetherClient::from_config(cfg, &self.sdk).await?),
             ProviderKind::Anthropic => {
                 // TODO(#16): the Anthropic client.
                 return Err(ProviderError::Key("the anthropic kind is not wired yet".into()));
@@ -242,8 +243,11 @@ pub fn inline_limits(config: &Config) -> InlineLimits {
 /// result files without calling the provider).
 pub fn formats() -> Formats {
     let openai: Arc<dyn BatchFormat> = Arc::new(OpenAiFormat);
-    // TODO(#16): the Anthropic and Together formats replace these placeholders.
-    ProviderKind::ALL
-        .into_iter()
-        .fold(Formats::new(), |f, kind| f.with(kind, openai.clone()))
+    // TODO(#16): the Anthropic format replaces this placeholder.
+    Formats::new()
+        .with(ProviderKind::OpenAi, openai.clone())
+        .with(ProviderKind::AzureOpenAi, openai.clone())
+        .with(ProviderKind::Groq, Arc::new(GroqFormat))
+        .with(ProviderKind::Together, Arc::new(TogetherFormat))
+        .with(ProviderKind::Anthropic, openai)
 }

@@ -387,6 +387,11 @@ impl Config {
         };
 
         let completion_window = env.string(COMPLETION_WINDOW, "24h");
+        crate::provider::check_completion_window(kind, &completion_window).map_err(|expected| ConfigError {
+            var: COMPLETION_WINDOW,
+            value: completion_window.clone(),
+            expected,
+        })?;
         let provider = ProviderConfig {
             kind,
             base_url: base_url.trim_end_matches('/').to_owned(),

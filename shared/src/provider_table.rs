@@ -27,6 +27,7 @@ use serde::Deserialize;
 use crate::config::{ApiKeySource, Config, ProviderConfig};
 use crate::ids::ProviderName;
 use crate::job::ProviderKind;
+use crate::provider::check_completion_window;
 use crate::request::Endpoint;
 use crate::routing::{ModelPattern, Route, RoutedProvider, RoutingTable};
 
@@ -230,6 +231,8 @@ impl ProviderTable {
                     return Err(err(field(f), "must be at least 1"));
                 }
             }
+            let completion_window = p.completion_window.unwrap_or_else(|| "24h".to_owned());
+            check_completion_window(kind, &completion_window).map_err(|e| err(field("completion_window"), e))?;
             let connection = ProviderConfig {
                 kind,
                 base_url: base_url.trim_end_matches('/').to_owned(),
@@ -237,7 +240,7 @@ impl ProviderTable {
                 organization: p.organization,
                 project: p.project,
                 api_version: p.api_version.unwrap_or_else(|| kind.default_api_version().to_owned()),
-                completion_window: p.completion_window.unwrap_or_else(|| "24h".to_owned()),
+                completion_window,
                 ..config.provider.clone()
             };
             routed.push(RoutedProvider {
@@ -397,6 +400,14 @@ mod tests {
                 "routes[0].model",
             ),
             (r#"{"providers": {"o": {"kind": "openai", "colour": "red"}}}"#, "(file)"),
+            (
+                r#"{"providers": {"o": {"kind": "openai", "completion_window": "48h"}}}"#,
+                "providers.o.completion_window",
+            ),
+            (
+                r#"{"providers": {"g": {"kind": "groq", "completion_window": "8d"}}}"#,
+                "providers.g.completion_window",
+            ),
         ];
         for (text, field) in cases {
             let e = parse(text).unwrap_err();

@@ -23,7 +23,7 @@ impl ProviderKind {
             ],
             Self::Anthropic => &[E::Messages],
             Self::Groq => &[E::ChatCompletions],
-            Self::Together => &[E::ChatCompletions, E::Completions],
+            Self::Together => &[E::ChatCompletions],
         }
     }
 }

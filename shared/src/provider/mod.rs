@@ -4,10 +4,13 @@
 //! OpenAI's variant of it. Only the wiring names an adapter.
 
 pub mod format;
+pub(crate) mod http;
 pub mod input_rules;
 pub mod openai;
 pub mod registry;
+pub mod together;
 pub mod types;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use crate::store::{ByteStream, ObjectStore, StoreError};
 pub use format::{BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
 pub use registry::{Formats, Providers};
 pub use types::{Batch, BatchPage, FileObject, FilePage};
+pub use window::{check_completion_window, supports_endpoint};
 
 #[derive(Debug, Error)]
 pub enum ProviderError {

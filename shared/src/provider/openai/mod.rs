@@ -3,6 +3,7 @@
 //! lines, usage — each in its own room.
 
 pub mod client;
+pub mod groq;
 pub mod input;
 pub mod limits;
 pub mod output;
@@ -11,6 +12,7 @@ pub mod usage;
 use bytes::Bytes;
 
 pub use client::{resolve_api_key, OpenAiClient};
+pub use groq::GroqFormat;
 
 use crate::ids::RequestKey;
 use crate::provider::format::{BatchFormat, FileLimits, MalformedLine, ResultLine};
