@@ -41,7 +41,7 @@ env_vars! {
     BUCKET = "BATCHQ_BUCKET", "batchq",
         "S3 bucket for batch input files, result files and large bodies.";
     PROVIDER = "BATCHQ_PROVIDER", "openai",
-        "Provider API when no provider table is given: `openai` (any OpenAI-compatible batch API) or `azure_openai`. Anthropic, Groq and Together are configured in BATCHQ_PROVIDERS_FILE.";
+        "The one provider when no provider table is given: `openai` (any OpenAI-compatible batch API), `azure_openai`, `anthropic`, `groq` or `together`. Its key is read from the kind's own variable (e.g. ANTHROPIC_API_KEY), else OPENAI_API_KEY; its base URL from OPENAI_BASE_URL, else the kind's public API. Several providers: BATCHQ_PROVIDERS_FILE.";
     PROVIDERS_FILE = "BATCHQ_PROVIDERS_FILE", "",
         "Provider table (JSON): a local path or `s3://BUCKET/KEY` naming the provider instances (kind, base URL, key source, limits, endpoints) and the routes from url and model to each. Unset: the one provider above takes every request its kind serves.";
     ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY", "",
@@ -51,7 +51,7 @@ env_vars! {
     TOGETHER_API_KEY = "TOGETHER_API_KEY", "",
         "Default key variable of a `together` provider in the provider table.";
     OPENAI_BASE_URL = "OPENAI_BASE_URL", "https://api.openai.com/v1",
-        "Base URL of the OpenAI-compatible API (the official SDKs' name).";
+        "Base URL of the provider's API (the official SDKs' name); for another kind than openai the default is that kind's public API.";
     OPENAI_API_KEY = "OPENAI_API_KEY", "",
         "Provider API key (the official SDKs' name). For local use; in AWS prefer the secret ARN.";
     OPENAI_API_KEY_SECRET_ARN = "BATCHQ_OPENAI_API_KEY_SECRET_ARN", "",
@@ -345,15 +345,11 @@ impl Config {
         }
 
         let kind_raw = env.string(PROVIDER, "openai");
-        let kind = ProviderKind::parse(kind_raw.trim())
-            .filter(|k| matches!(k, ProviderKind::OpenAi | ProviderKind::AzureOpenAi))
-            .ok_or_else(|| ConfigError {
-                var: PROVIDER,
-                value: kind_raw.clone(),
-                expected:
-                    "openai or azure_openai (anthropic, groq and together are configured in BATCHQ_PROVIDERS_FILE)"
-                        .into(),
-            })?;
+        let kind = ProviderKind::parse(kind_raw.trim()).ok_or_else(|| ConfigError {
+            var: PROVIDER,
+            value: kind_raw.clone(),
+            expected: "openai, azure_openai, anthropic, groq or together".into(),
+        })?;
 
         let (base_url, literal_key) = match kind {
             ProviderKind::AzureOpenAi => {
@@ -366,9 +362,10 @@ impl Config {
                 (url, env.get(AZURE_OPENAI_API_KEY).or_else(|| env.get(OPENAI_API_KEY)))
             }
             _ => {
-                let url = env.string(OPENAI_BASE_URL, "https://api.openai.com/v1");
+                let url = env.string(OPENAI_BASE_URL, kind.default_base_url().unwrap_or_default());
                 check_url(OPENAI_BASE_URL, &url)?;
-                (url, env.get(OPENAI_API_KEY))
+                let own_key = (lookup)(kind.default_key_env()).filter(|v| !v.trim().is_empty());
+                (url, own_key.or_else(|| env.get(OPENAI_API_KEY)))
             }
         };
         let api_key = match (env.get(OPENAI_API_KEY_SECRET_ARN), literal_key) {
@@ -398,7 +395,10 @@ impl Config {
             api_key,
             organization: env.get(OPENAI_ORG_ID),
             project: env.get(OPENAI_PROJECT_ID),
-            api_version: env.string(OPENAI_API_VERSION, "2024-10-21"),
+            api_version: match kind {
+                ProviderKind::AzureOpenAi => env.string(OPENAI_API_VERSION, "2024-10-21"),
+                _ => kind.default_api_version().to_owned(),
+            },
             completion_window,
             connect_timeout: env.seconds(HTTP_CONNECT_TIMEOUT_SECS, 10, 1)?,
             read_timeout: env.seconds(HTTP_READ_TIMEOUT_SECS, 120, 1)?,

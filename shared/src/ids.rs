@@ -238,9 +238,16 @@ impl ProviderName {
         }
     }
 
-    /// The name of the single provider configured without a provider table.
+    /// The name rows written before provider instances existed read as
+    /// (they all went to the one provider, OpenAI by default).
     pub fn default_name() -> Self {
         Self("openai".to_owned())
+    }
+
+    /// The name of the one provider configured without a provider table:
+    /// its kind (`openai`, `anthropic`, …).
+    pub fn of_kind(kind: crate::job::ProviderKind) -> Self {
+        Self(kind.as_str().to_owned())
     }
 }
 

@@ -131,10 +131,10 @@ struct FileRoute {
 }
 
 impl ProviderTable {
-    /// The one provider the environment configures, named after the
-    /// default provider, taking every request its kind serves.
+    /// The one provider the environment configures, named after its kind,
+    /// taking every request its kind serves.
     pub fn single(config: &Config) -> Self {
-        let name = ProviderName::default_name();
+        let name = ProviderName::of_kind(config.provider.kind);
         Self {
             routing: RoutingTable::single(name.clone(), config.provider.kind),
             instances: vec![ProviderInstance {

@@ -172,7 +172,17 @@ async fn a_window_groq_refuses_is_caught_by_the_check_and_refused_by_the_api() {
     assert!(err.contains("24h to 7d"), "{err}");
 
     let fake = fake().await;
-    let client = client(&fake, &[("BATCHQ_COMPLETION_WINDOW", "8d")]);
+    // The configuration refuses the window before any call...
+    let base = fake.groq_base_url();
+    let refused =
+        std::panic::catch_unwind(move || provider_config("groq", &base, &[("BATCHQ_COMPLETION_WINDOW", "8d")]));
+    assert!(refused.is_err(), "BATCHQ_COMPLETION_WINDOW=8d is refused for groq");
+    // ...and the API refuses it too, should one get through.
+    let mut cfg = provider_config("groq", &fake.groq_base_url(), &[]);
+    cfg.completion_window = "8d".into();
+    let client = OpenAiClient::new(&cfg, "sk-fake")
+        .unwrap()
+        .with_backoff(BACKOFF.0, BACKOFF.1);
     let (file, _) = upload(&client, 1).await;
     match client.create_batch(&create_req(&file), false).await {
         Err(ProviderError::Api {

@@ -246,7 +246,17 @@ async fn a_window_together_refuses_is_caught_by_the_check_and_refused_by_the_api
     assert!(err.contains("24h only"), "{err}");
 
     let fake = fake().await;
-    let client = client(&fake, &[("BATCHQ_COMPLETION_WINDOW", "48h")]);
+    // The configuration refuses the window before any call...
+    let base = fake.together_base_url();
+    let refused =
+        std::panic::catch_unwind(move || provider_config("together", &base, &[("BATCHQ_COMPLETION_WINDOW", "48h")]));
+    assert!(refused.is_err(), "BATCHQ_COMPLETION_WINDOW=48h is refused for together");
+    // ...and the API refuses it too, should one get through.
+    let mut cfg = provider_config("together", &fake.together_base_url(), &[]);
+    cfg.completion_window = "48h".into();
+    let client = TogetherClient::new(&cfg, "sk-fake")
+        .unwrap()
+        .with_backoff(BACKOFF.0, BACKOFF.1);
     let (file, _) = upload(&client, 1).await;
     assert!(matches!(
         client.create_batch(&create_req(&file), false).await,
