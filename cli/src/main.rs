@@ -114,7 +114,7 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = analyze::parse_min_wait)]
         min_wait: Duration,
     },
-    /// What batching saved: batch vs real-time cost per day or model, with a bar per day.
+    /// What batching saved: batch vs real-time cost per day, model or provider, with a bar per day.
     Savings {
         /// First day, YYYY-MM-DD (UTC).
         #[arg(long)]
@@ -122,7 +122,7 @@ enum Command {
         /// Last day, YYYY-MM-DD (UTC).
         #[arg(long)]
         to: Option<String>,
-        #[arg(long, value_parser = ["day", "model"], default_value = "day")]
+        #[arg(long, value_parser = ["day", "model", "provider"], default_value = "day")]
         group_by: String,
     },
 }

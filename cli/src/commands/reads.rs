@@ -15,7 +15,8 @@ pub async fn status(ctx: &Ctx, custom_id: &str) -> Result<(), Failure> {
         let mut out = vec![
             format!("{}  {}", text(&v["custom_id"]), text(&v["status"])),
             format!(
-                "  {} {}  attempts {}  job {}",
+                "  {} {} {}  attempts {}  job {}",
+                text(&v["provider"]),
                 text(&v["url"]),
                 text(&v["model"]),
                 text(&v["attempts"]),
@@ -80,15 +81,16 @@ pub async fn jobs(ctx: &Ctx, limit: u32) -> Result<(), Failure> {
             return "no jobs yet".into();
         }
         let mut out = vec![format!(
-            "{:<40} {:<12} {:<24} {:>7} {:>7} {:>7} {:>12} {:>12}",
-            "job", "status", "model", "total", "done", "failed", "batch cost", "saved"
+            "{:<40} {:<12} {:<10} {:<24} {:>7} {:>7} {:>7} {:>12} {:>12}",
+            "job", "status", "provider", "model", "total", "done", "failed", "batch cost", "saved"
         )];
         for j in &jobs {
             let c = &j["request_counts"];
             out.push(format!(
-                "{:<40} {:<12} {:<24} {:>7} {:>7} {:>7} {:>12} {:>12}",
+                "{:<40} {:<12} {:<10} {:<24} {:>7} {:>7} {:>7} {:>12} {:>12}",
                 text(&j["id"]),
                 text(&j["status"]),
+                text(&j["provider"]),
                 text(&j["model"]),
                 text(&c["total"]),
                 text(&c["completed"]),
