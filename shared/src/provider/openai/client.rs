@@ -86,7 +86,7 @@ fn parse_secret(raw: &str) -> Option<String> {
     let raw = raw.trim();
     if raw.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(raw).ok()?;
-        ["OPENAI_API_KEY", "api_key", "apiKey", "key"]
+        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "api_key", "apiKey", "key"]
             .iter()
             .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
             .map(str::to_owned)
@@ -343,7 +343,7 @@ impl OpenAiClient {
 
 /// How the retry policy treats a provider error: 429, 5xx and transport
 /// errors are retried (after the wait the provider asked for, if any).
-fn judge(e: &ProviderError) -> Verdict {
+pub(crate) fn judge(e: &ProviderError) -> Verdict {
     match e {
         ProviderError::Retryable { retry_after, .. } => Verdict::Retry { asked: *retry_after },
         e if e.is_retryable() => Verdict::Retry { asked: None },
@@ -353,7 +353,7 @@ fn judge(e: &ProviderError) -> Verdict {
 
 /// The error of a run that did not succeed: the typed give-up once every
 /// allowed attempt failed, else the fatal error itself.
-fn give_up(op: &'static str, g: GaveUp<ProviderError>) -> ProviderError {
+pub(crate) fn give_up(op: &'static str, g: GaveUp<ProviderError>) -> ProviderError {
     if g.exhausted {
         ProviderError::RetriesExhausted {
             op,
@@ -366,7 +366,7 @@ fn give_up(op: &'static str, g: GaveUp<ProviderError>) -> ProviderError {
 }
 
 /// `retry-after-ms` (milliseconds, OpenAI's) wins over `Retry-After` (seconds).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
@@ -379,7 +379,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_millis((s * 1000.0) as u64))
 }
 
-fn describe_transport(e: &reqwest::Error) -> String {
+pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
