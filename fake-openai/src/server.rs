@@ -52,6 +52,7 @@ impl FakeServer {
                 next: 0,
                 route_calls: HashMap::new(),
                 peak_enqueued: HashMap::new(),
+                anthropic: Default::default(),
             }),
             dir,
             owns_dir,
@@ -67,6 +68,7 @@ impl FakeServer {
             .with_state(shared.clone())
             .nest("/v1", api_router(shared.clone(), Flavor::OpenAi))
             .nest("/openai", api_router(shared.clone(), Flavor::Azure))
+            .merge(crate::anthropic::router(shared.clone()))
             .layer(DefaultBodyLimit::disable());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
