@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -237,21 +238,24 @@ pub(crate) async fn results(State(shared): State<Arc<Shared>>, Path(id): Path<St
         (Bytes::from(body), cut_at)
     };
     let len = body.len();
-    let stream: Vec<Result<Bytes, std::io::Error>> = match cut_at {
-        // Cut short of the declared length: the connection drops.
-        Some(at) => vec![
-            Ok(body.slice(..at)),
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "download cut (fault)",
-            )),
-        ],
-        None => vec![Ok(body)],
+    let stream = match cut_at {
+        // Cut short of the declared length: the connection drops once the
+        // first part (and the status line) went out.
+        Some(at) => futures::stream::iter([Ok(body.slice(..at))])
+            .chain(futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "download cut (fault)",
+                ))
+            }))
+            .boxed(),
+        None => futures::stream::iter([Ok::<_, std::io::Error>(body)]).boxed(),
     };
     Response::builder()
         .header("content-type", "application/binary")
         .header("content-length", len)
-        .body(Body::from_stream(futures::stream::iter(stream)))
+        .body(Body::from_stream(stream))
         .expect("response")
 }
 
