@@ -78,20 +78,27 @@ fn key_of(i: usize) -> RequestKey {
 fn params(i: usize) -> Value {
     let mut p = json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 200,
                        "messages": [{"role": "user", "content": format!("Classify review {i}: great value, slow delivery")}]});
-    if i % 7 == 0 {
-        p["system"] =
-            json!([{"type": "text", "text": "You classify product reviews. ".repeat(20), "cache_control": {"type": "ephemeral"}}]);
+    if i.is_multiple_of(7) {
+        p["system"] = json!([{"type": "text", "text": "You classify product reviews. ".repeat(20), "cache_control": {"type": "ephemeral"}}]);
     }
     p
 }
 
 /// Stages `n` requests (with `odd` params for the listed indexes) under
 /// `key` as the pipeline does; answers key → params in input order.
-async fn stage(objects: &Arc<dyn ObjectStore>, key: &str, n: usize, odd: &[(usize, Value)]) -> Vec<(RequestKey, Value)> {
+async fn stage(
+    objects: &Arc<dyn ObjectStore>,
+    key: &str,
+    n: usize,
+    odd: &[(usize, Value)],
+) -> Vec<(RequestKey, Value)> {
     let mut out = Vec::new();
     let mut reqs = Vec::new();
     for i in 0..n {
-        let p = odd.iter().find(|(j, _)| *j == i).map_or_else(|| params(i), |(_, p)| p.clone());
+        let p = odd
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map_or_else(|| params(i), |(_, p)| p.clone());
         AnthropicFormat.write_input_line(&mut out, &key_of(i), "/v1/messages", &p.to_string());
         reqs.push((key_of(i), p));
     }
@@ -165,14 +172,24 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
     };
     let (file, stats) = s.client.upload_file(&source).await.unwrap();
     assert_eq!(file.id, "inline:job-1.jsonl");
-    assert_eq!(file.bytes, Some(s.objects.get(INPUT_KEY).await.unwrap().unwrap().len() as u64));
+    assert_eq!(
+        file.bytes,
+        Some(s.objects.get(INPUT_KEY).await.unwrap().unwrap().len() as u64)
+    );
     assert_eq!(stats.bytes_sent, 0);
     assert!(s.fake.log().is_empty(), "nothing was sent: {:?}", s.fake.log());
 
-    let created = s.client.create_batch(&create_req(INPUT_KEY, 20, &[]), true).await.unwrap();
+    let created = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 20, &[]), true)
+        .await
+        .unwrap();
     assert!(created.id.starts_with("msgbatch_"), "{}", created.id);
     assert_eq!(created.status, ProviderBatchStatus::InProgress);
-    assert_eq!((created.request_counts.total, created.request_counts.completed), (20, 0));
+    assert_eq!(
+        (created.request_counts.total, created.request_counts.completed),
+        (20, 0)
+    );
     assert_eq!(created.output_file_id, None);
     assert!(created.created_at.unwrap() >= now_s() - 5);
     assert_eq!(created.expires_at, created.created_at.map(|t| t + 86_400));
@@ -186,7 +203,11 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
     let ended = s.client.retrieve_batch(&created.batch_id()).await.unwrap();
     assert_eq!(ended.status, ProviderBatchStatus::Completed);
     assert_eq!(
-        (ended.request_counts.total, ended.request_counts.completed, ended.request_counts.failed),
+        (
+            ended.request_counts.total,
+            ended.request_counts.completed,
+            ended.request_counts.failed
+        ),
         (20, 18, 2)
     );
     assert_eq!(
@@ -204,7 +225,10 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
         let i = reqs.iter().position(|(k, _)| *k == line.key).unwrap();
         match (&line.outcome, i) {
             (Outcome::Error { error, retryable, .. }, 3) => {
-                assert_eq!((error.code.as_str(), error.status_code, *retryable), ("overloaded_error", Some(529), true));
+                assert_eq!(
+                    (error.code.as_str(), error.status_code, *retryable),
+                    ("overloaded_error", Some(529), true)
+                );
             }
             (Outcome::Error { error, retryable, .. }, 5) => {
                 assert_eq!(
@@ -223,12 +247,19 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
             ) => {
                 assert_eq!(*status_code, 200);
                 let want = fake_openai::respond_message(line.key.as_str(), by_key[line.key.as_str()]);
-                assert_eq!(serde_json::from_str::<Value>(body).unwrap(), want, "the message verbatim");
+                assert_eq!(
+                    serde_json::from_str::<Value>(body).unwrap(),
+                    want,
+                    "the message verbatim"
+                );
                 assert_eq!(model.as_deref(), Some("claude-3-5-haiku-20241022"));
                 let u = usage.expect("priced");
-                assert_eq!(u.input_tokens, fake_openai::anthropic_prompt_tokens(by_key[line.key.as_str()]));
+                assert_eq!(
+                    u.input_tokens,
+                    fake_openai::anthropic_prompt_tokens(by_key[line.key.as_str()])
+                );
                 assert_eq!(u.output_tokens, want["usage"]["output_tokens"].as_u64().unwrap());
-                if i % 7 == 0 {
+                if i.is_multiple_of(7) {
                     assert!(u.cached_input_tokens > 0 && u.cache_write_tokens > 0, "{i}: {u:?}");
                 } else {
                     assert_eq!((u.cached_input_tokens, u.cache_write_tokens), (0, 0), "{i}");
@@ -243,7 +274,10 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
         .delete_file(&ProviderFileId::new("inline:job-1.jsonl"))
         .await
         .unwrap();
-    s.client.delete_file(ended.output_file_id.as_ref().unwrap()).await.unwrap();
+    s.client
+        .delete_file(ended.output_file_id.as_ref().unwrap())
+        .await
+        .unwrap();
     assert!(matches!(
         s.client.retrieve_batch(&created.batch_id()).await,
         Err(ProviderError::NotFound { what: "batch", .. })
@@ -259,12 +293,19 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
 async fn an_expired_batch_ends_with_its_unrun_requests_retryable_as_batch_expired() {
     let s = setup(Faults::default(), &[], "sk-fake").await;
     stage(&s.objects, INPUT_KEY, 16, &[]).await;
-    let created = s.client.create_batch(&create_req(INPUT_KEY, 16, &[]), false).await.unwrap();
+    let created = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 16, &[]), false)
+        .await
+        .unwrap();
     assert!(s.fake.expire(&created.id));
     let ended = s.client.retrieve_batch(&created.batch_id()).await.unwrap();
     assert_eq!(ended.status, ProviderBatchStatus::Completed);
     let lines = results(&s.client, &ended).await;
-    let expired = lines.iter().filter(|l| error_code(l) == Some(("batch_expired", true))).count();
+    let expired = lines
+        .iter()
+        .filter(|l| error_code(l) == Some(("batch_expired", true)))
+        .count();
     let answered = lines.iter().filter(|l| error_code(l).is_none()).count();
     assert!(expired > 0 && answered > 0, "{expired} expired, {answered} answered");
     assert_eq!(expired + answered, 16);
@@ -284,7 +325,11 @@ async fn a_cancel_goes_through_canceling_to_ended_with_canceled_lines() {
     )
     .await;
     stage(&s.objects, INPUT_KEY, 12, &[]).await;
-    let created = s.client.create_batch(&create_req(INPUT_KEY, 12, &[]), false).await.unwrap();
+    let created = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 12, &[]), false)
+        .await
+        .unwrap();
     let canceling = s.client.cancel_batch(&created.batch_id()).await.unwrap();
     assert_eq!(canceling.status, ProviderBatchStatus::Cancelling);
     assert!(canceling.cancelling_at.is_some());
@@ -302,7 +347,10 @@ async fn a_cancel_goes_through_canceling_to_ended_with_canceled_lines() {
     assert_eq!(ended.status, ProviderBatchStatus::Cancelled);
     assert!(ended.cancelled_at.is_some());
     let lines = results(&s.client, &ended).await;
-    let canceled = lines.iter().filter(|l| error_code(l) == Some(("batch_cancelled", true))).count();
+    let canceled = lines
+        .iter()
+        .filter(|l| error_code(l) == Some(("batch_cancelled", true)))
+        .count();
     assert!(canceled > 0 && canceled < 12, "{canceled} canceled");
     assert_eq!(ended.request_counts.completed, 12 - canceled as u64);
     s.client.delete_file(&results_file).await.unwrap();
@@ -329,7 +377,10 @@ async fn a_bad_key_is_unauthorized_and_a_call_without_a_version_is_refused() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "invalid_request_error");
-    assert_eq!(s.fake.calls("list").iter().map(|c| c.status).collect::<Vec<_>>(), [401, 400]);
+    assert_eq!(
+        s.fake.calls("list").iter().map(|c| c.status).collect::<Vec<_>>(),
+        [401, 400]
+    );
 }
 
 #[tokio::test]
@@ -354,7 +405,10 @@ async fn rate_limits_overload_and_server_errors_are_retried_honouring_retry_afte
 
     // A 500 on create may have made the batch: it is looked for, then created once.
     stage(&s.objects, INPUT_KEY, 3, &[]).await;
-    let created = client.create_batch(&create_req(INPUT_KEY, 3, &[]), false).await.unwrap();
+    let created = client
+        .create_batch(&create_req(INPUT_KEY, 3, &[]), false)
+        .await
+        .unwrap();
     assert_eq!(s.fake.submissions().len(), 1);
     assert_eq!(
         s.fake.calls("create").iter().map(|c| c.status).collect::<Vec<_>>(),
@@ -381,7 +435,11 @@ async fn a_lost_create_answer_is_recovered_by_find_batch_without_a_second_batch(
     )
     .await;
     stage(&s.objects, INPUT_KEY, 4, &[]).await;
-    let batch = s.client.create_batch(&create_req(INPUT_KEY, 4, &[]), false).await.unwrap();
+    let batch = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 4, &[]), false)
+        .await
+        .unwrap();
     let submitted = s.fake.submissions();
     assert_eq!(submitted.len(), 1, "one batch, not two");
     assert_eq!(batch.id, submitted[0].batch_id);
@@ -395,12 +453,23 @@ async fn find_batch_takes_the_oldest_untaken_batch_of_the_job_s_size_since_not_b
     stage(&s.objects, INPUT_KEY, 5, &[]).await;
     stage(&s.objects, "other.jsonl", 6, &[]).await;
     let req = create_req(INPUT_KEY, 5, &[]);
-    let other_job = s.client.create_batch(&create_req(INPUT_KEY, 5, &[]), false).await.unwrap();
-    let other_size = s.client.create_batch(&create_req("other.jsonl", 6, &[]), false).await.unwrap();
+    let other_job = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 5, &[]), false)
+        .await
+        .unwrap();
+    let other_size = s
+        .client
+        .create_batch(&create_req("other.jsonl", 6, &[]), false)
+        .await
+        .unwrap();
     assert_eq!(other_size.request_counts.total, 6);
 
     // Untaken, the other job's batch looks like this job's.
-    assert_eq!(s.client.find_batch(&req).await.unwrap().map(|b| b.id), Some(other_job.id.clone()));
+    assert_eq!(
+        s.client.find_batch(&req).await.unwrap().map(|b| b.id),
+        Some(other_job.id.clone())
+    );
     let mine = CreateBatch {
         taken: vec![other_job.batch_id()],
         ..req.clone()
@@ -410,8 +479,15 @@ async fn find_batch_takes_the_oldest_untaken_batch_of_the_job_s_size_since_not_b
     assert_ne!(ours.id, other_job.id);
     assert_eq!(s.fake.submissions().len(), 3);
     // A later batch of the same size: the oldest untaken one is the job's.
-    let later = s.client.create_batch(&create_req(INPUT_KEY, 5, &[]), false).await.unwrap();
-    assert_eq!(s.client.find_batch(&mine).await.unwrap().map(|b| b.id), Some(ours.id.clone()));
+    let later = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 5, &[]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.client.find_batch(&mine).await.unwrap().map(|b| b.id),
+        Some(ours.id.clone())
+    );
     // With check_first, a create finds it instead of making another.
     assert_eq!(s.client.create_batch(&mine, true).await.unwrap().id, ours.id);
     assert_eq!(s.fake.submissions().len(), 4);
@@ -429,7 +505,13 @@ async fn batches_list_newest_first_and_page_both_ways() {
     stage(&s.objects, INPUT_KEY, 2, &[]).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(s.client.create_batch(&create_req(INPUT_KEY, 2, &[]), false).await.unwrap().id);
+        ids.push(
+            s.client
+                .create_batch(&create_req(INPUT_KEY, 2, &[]), false)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let first = s.client.list_batches(None, 2).await.unwrap();
     assert_eq!(first.data.iter().map(|b| &b.id).collect::<Vec<_>>(), [&ids[2], &ids[1]]);
@@ -444,7 +526,12 @@ async fn batches_list_newest_first_and_page_both_ways() {
             .header("anthropic-version", "2023-06-01")
             .send()
     };
-    let newer: Value = get(format!("before_id={}&limit=1", ids[0])).await.unwrap().json().await.unwrap();
+    let newer: Value = get(format!("before_id={}&limit=1", ids[0]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(newer["data"][0]["id"], ids[1].as_str());
     assert_eq!(newer["has_more"], true);
     assert_eq!(newer["data"][0]["type"], "message_batch");
@@ -490,9 +577,17 @@ async fn a_results_download_cut_short_fails_as_a_stream_error() {
     )
     .await;
     stage(&s.objects, INPUT_KEY, 4, &[]).await;
-    let created = s.client.create_batch(&create_req(INPUT_KEY, 4, &[]), false).await.unwrap();
+    let created = s
+        .client
+        .create_batch(&create_req(INPUT_KEY, 4, &[]), false)
+        .await
+        .unwrap();
     let ended = s.client.retrieve_batch(&created.batch_id()).await.unwrap();
-    let stream = s.client.file_content(ended.output_file_id.as_ref().unwrap()).await.unwrap();
+    let stream = s
+        .client
+        .file_content(ended.output_file_id.as_ref().unwrap())
+        .await
+        .unwrap();
     assert!(stream.try_collect::<Vec<Bytes>>().await.is_err());
     assert_eq!(s.fake.calls("results").len(), 1);
     // The next download is whole.

@@ -48,40 +48,40 @@ fn valid_custom_id(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The requests of a create body, or the 400 it gets. Only the shape is
+/// The requests of a create body, or why it gets a 400. Only the shape is
 /// checked here; `params` are checked when the request runs.
-fn read_requests(body: &[u8]) -> Result<Vec<(String, Value)>, Response> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
+fn read_requests(body: &[u8]) -> Result<Vec<(String, Value)>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("The request body is not valid JSON: {e}"))?;
     let Some(requests) = v.get("requests").and_then(Value::as_array) else {
-        return Err(bad("requests: Field required"));
+        return Err("requests: Field required".into());
     };
     if requests.is_empty() {
-        return Err(bad("requests: List should have at least 1 item after validation, not 0"));
+        return Err("requests: List should have at least 1 item after validation, not 0".into());
     }
     if requests.len() > MAX_REQUESTS {
-        return Err(bad(format!(
+        return Err(format!(
             "requests: List should have at most {MAX_REQUESTS} items after validation, not {}",
             requests.len()
-        )));
+        ));
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
         let Some(custom_id) = r.get("custom_id").and_then(Value::as_str) else {
-            return Err(bad(format!("requests.{i}.custom_id: Field required")));
+            return Err(format!("requests.{i}.custom_id: Field required"));
         };
         if !valid_custom_id(custom_id) {
-            return Err(bad(format!(
+            return Err(format!(
                 "requests.{i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
-            )));
+            ));
         }
         let Some(params) = r.get("params").filter(|p| p.is_object()) else {
-            return Err(bad(format!("requests.{i}.params: Field required")));
+            return Err(format!("requests.{i}.params: Field required"));
         };
         if !seen.insert(custom_id) {
-            return Err(bad(format!(
+            return Err(format!(
                 "requests.{i}.custom_id: Duplicate custom_id '{custom_id}'; custom_id must be unique within a batch"
-            )));
+            ));
         }
         out.push((custom_id.to_owned(), params.clone()));
     }
@@ -99,7 +99,7 @@ pub(crate) async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap
     }
     let requests = match read_requests(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(message) => return bad(message),
     };
     let (hang, id) = {
         let mut inner = shared.inner.lock().expect("lock");
@@ -179,11 +179,7 @@ pub(crate) async fn retrieve(
 }
 
 /// `POST /v1/messages/batches/{id}/cancel`: in_progress → canceling.
-pub(crate) async fn cancel(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn cancel(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let mut inner = shared.inner.lock().expect("lock");
     let Some(b) = inner.anthropic.by_id.get_mut(&id).filter(|b| !b.gone) else {
         return not_found(&id);
@@ -223,7 +219,9 @@ pub(crate) async fn results(State(shared): State<Arc<Shared>>, Path(id): Path<St
             return not_found(&id);
         };
         if b.phase != Phase::Ended {
-            return bad(format!("Message batch {id} has not ended; its results are not available yet."));
+            return bad(format!(
+                "Message batch {id} has not ended; its results are not available yet."
+            ));
         }
         let mut body = Vec::new();
         for l in &b.results {
@@ -308,4 +306,3 @@ pub(crate) async fn list(
                 "first_id": data.first().map(|b| b["id"].clone()), "last_id": data.last().map(|b| b["id"].clone())}))
     .into_response()
 }
-

@@ -67,7 +67,10 @@ pub(crate) fn finish(b: &mut MsgBatch, done: &dyn Fn(&str) -> bool, not_done: &s
         {
             counts[1] += 1;
             let (kind, message) = match f.fail_status.unwrap_or(500) {
-                400 => ("invalid_request_error", "Invalid request: the model rejected this input."),
+                400 => (
+                    "invalid_request_error",
+                    "Invalid request: the model rejected this input.",
+                ),
                 429 => ("rate_limit_error", "Rate limited while processing this request."),
                 529 => ("overloaded_error", "Overloaded"),
                 _ => ("api_error", "Internal server error"),

@@ -59,16 +59,24 @@ mod tests {
 
     #[test]
     fn answers_are_deterministic_and_count_cache_tokens_when_marked() {
-        let plain = json!({"model": "claude-x", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]});
+        let plain =
+            json!({"model": "claude-x", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]});
         assert_eq!(respond_message("a", &plain), respond_message("a", &plain));
         assert_ne!(respond_message("a", &plain)["id"], respond_message("b", &plain)["id"]);
         let u = &respond_message("a", &plain)["usage"];
         assert_eq!(u["input_tokens"], prompt_tokens(&plain));
-        assert_eq!((u["cache_read_input_tokens"].as_u64(), u["cache_creation_input_tokens"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (
+                u["cache_read_input_tokens"].as_u64(),
+                u["cache_creation_input_tokens"].as_u64()
+            ),
+            (Some(0), Some(0))
+        );
         let cached = json!({"model": "claude-x", "max_tokens": 100, "system": [{"type": "text", "text": "a long system prompt", "cache_control": {"type": "ephemeral"}}],
                             "messages": [{"role": "user", "content": "hi"}]});
         let u = &respond_message("a", &cached)["usage"];
-        let total = u["input_tokens"].as_u64().unwrap() + u["cache_read_input_tokens"].as_u64().unwrap()
+        let total = u["input_tokens"].as_u64().unwrap()
+            + u["cache_read_input_tokens"].as_u64().unwrap()
             + u["cache_creation_input_tokens"].as_u64().unwrap();
         assert_eq!(total, prompt_tokens(&cached));
         assert!(u["cache_read_input_tokens"].as_u64().unwrap() > 0);

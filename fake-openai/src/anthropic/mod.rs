@@ -235,7 +235,11 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
                 "invalid_request_error",
                 "Invalid request: the server refused this call.",
             ),
-            Injected::Overloaded => error(StatusCode::from_u16(529).expect("529"), "overloaded_error", "Overloaded"),
+            Injected::Overloaded => error(
+                StatusCode::from_u16(529).expect("529"),
+                "overloaded_error",
+                "Overloaded",
+            ),
             Injected::ServerError => error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "Internal server error"),
         })
     });
@@ -250,10 +254,7 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
 /// The Anthropic routes, at their full paths (merged into the fake's app).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route(
-            "/v1/messages/batches",
-            post(batches::create).get(batches::list),
-        )
+        .route("/v1/messages/batches", post(batches::create).get(batches::list))
         .route(
             "/v1/messages/batches/{id}",
             get(batches::retrieve).delete(batches::delete),

@@ -559,8 +559,10 @@ mod tests {
     use super::*;
 
     async fn body_of(chunks: &[&str]) -> String {
-        let owned: Vec<Result<Bytes, StoreError>> =
-            chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c.as_bytes()))).collect();
+        let owned: Vec<Result<Bytes, StoreError>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::copy_from_slice(c.as_bytes())))
+            .collect();
         let out: Vec<Bytes> = requests_body(futures::stream::iter(owned).boxed())
             .try_collect()
             .await

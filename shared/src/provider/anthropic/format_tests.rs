@@ -11,11 +11,7 @@ fn line(json: &str) -> Result<ResultLine, MalformedLine> {
 
 fn error_of(json: &str) -> (RequestError, Option<String>, bool) {
     match line(json).unwrap().outcome {
-        Outcome::Error {
-            error,
-            body,
-            retryable,
-        } => (error, body, retryable),
+        Outcome::Error { error, body, retryable } => (error, body, retryable),
         Outcome::Success { .. } => panic!("expected a failure: {json}"),
     }
 }
@@ -144,14 +140,20 @@ fn errored_lines_are_retryable_by_their_error_type() {
     ));
     assert_eq!((error.code.as_str(), retryable), ("overloaded_error", true));
     let (error, body, retryable) = error_of(&format!(r#"{{"custom_id":"{KEY}","result":{{"type":"errored"}}}}"#));
-    assert_eq!((error.code.as_str(), error.status_code, body, retryable), ("unknown", None, None, false));
+    assert_eq!(
+        (error.code.as_str(), error.status_code, body, retryable),
+        ("unknown", None, None, false)
+    );
 }
 
 #[test]
 fn canceled_and_expired_lines_are_retryable_with_openais_codes() {
     for (kind, code) in [("canceled", "batch_cancelled"), ("expired", "batch_expired")] {
         let (error, body, retryable) = error_of(&format!(r#"{{"custom_id":"{KEY}","result":{{"type":"{kind}"}}}}"#));
-        assert_eq!((error.code.as_str(), error.status_code, body, retryable), (code, None, None, true));
+        assert_eq!(
+            (error.code.as_str(), error.status_code, body, retryable),
+            (code, None, None, true)
+        );
     }
 }
 
@@ -165,8 +167,14 @@ fn lines_that_are_not_result_lines_are_refused_without_echoing_content() {
             "foreign",
         ),
         (format!(r#"{{"custom_id":"{KEY}"}}"#), "no result"),
-        (format!(r#"{{"custom_id":"{KEY}","result":{{"type":"succeeded"}}}}"#), "no message"),
-        (format!(r#"{{"custom_id":"{KEY}","result":{{"type":"paused"}}}}"#), "unknown type"),
+        (
+            format!(r#"{{"custom_id":"{KEY}","result":{{"type":"succeeded"}}}}"#),
+            "no message",
+        ),
+        (
+            format!(r#"{{"custom_id":"{KEY}","result":{{"type":"paused"}}}}"#),
+            "unknown type",
+        ),
         (format!(r#"{{"custom_id":"{KEY}","result":{{"type":7}}}}"#), "odd type"),
     ] {
         let err = line(&bad)
@@ -201,9 +209,7 @@ fn an_over_long_line_is_known_by_the_custom_id_in_its_head() {
     let head = Bytes::from(format!(
         r#"{{"custom_id":"{KEY}","result":{{"type":"succeeded","message":{{"content":[{{"text":"aaa"#
     ));
-    let l = AnthropicFormat
-        .read_too_long_line(3, 40_000_000, &head)
-        .expect("known");
+    let l = AnthropicFormat.read_too_long_line(3, 40_000_000, &head).expect("known");
     assert_eq!((l.number, l.key.as_str()), (3, KEY));
     assert!(
         matches!(l.outcome, Outcome::Error { retryable: false, ref error, .. } if error.code == "result_too_large")

@@ -31,10 +31,7 @@ pub struct WireCounts {
 impl WireCounts {
     /// total = all five; completed = succeeded; failed = errored + canceled + expired.
     pub fn to_counts(self) -> RequestCounts {
-        let failed = self
-            .errored
-            .saturating_add(self.canceled)
-            .saturating_add(self.expired);
+        let failed = self.errored.saturating_add(self.canceled).saturating_add(self.expired);
         RequestCounts {
             total: self.processing.saturating_add(self.succeeded).saturating_add(failed),
             completed: self.succeeded,
