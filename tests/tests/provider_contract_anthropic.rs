@@ -177,6 +177,10 @@ async fn a_staged_object_becomes_a_batch_that_runs_to_ended_and_every_result_par
         Some(s.objects.get(INPUT_KEY).await.unwrap().unwrap().len() as u64)
     );
     assert_eq!(stats.bytes_sent, 0);
+    assert!(s.client.list_files(None, 100).await.unwrap().data.is_empty());
+    assert_eq!(s.client.find_uploaded_file("job-1.jsonl", 1, 0).await.unwrap(), None);
+    assert_eq!(s.client.kind(), ProviderKind::Anthropic);
+    assert_eq!(s.client.endpoint_url(Endpoint::Messages), "/v1/messages");
     assert!(s.fake.log().is_empty(), "nothing was sent: {:?}", s.fake.log());
 
     let created = s
