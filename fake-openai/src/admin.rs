@@ -51,6 +51,14 @@ pub(crate) async fn admin_config(State(shared): State<Arc<Shared>>, Json(patch):
     }
 }
 
+/// The batch an admin route moved, as its API shows it.
+fn admin_view(inner: &Inner, id: &str) -> Response {
+    if crate::anthropic::owns(id) {
+        return Json(crate::anthropic::view(inner, id, "")).into_response();
+    }
+    Json(present(&inner.by_id[id])).into_response()
+}
+
 pub(crate) async fn admin_expire(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let mut inner = shared.inner.lock().expect("lock");
     if !expire(&mut inner, &id) {
@@ -61,11 +69,14 @@ pub(crate) async fn admin_expire(State(shared): State<Arc<Shared>>, Path(id): Pa
             None,
         );
     }
-    Json(present(&inner.by_id[&id])).into_response()
+    admin_view(&inner, &id)
 }
 
 /// Expires a running batch: about half its lines are done, the rest `batch_expired`.
 pub(crate) fn expire(inner: &mut Inner, id: &str) -> bool {
+    if crate::anthropic::owns(id) {
+        return crate::anthropic::expire(inner, id);
+    }
     if inner.by_id.get(id).is_some_and(|r| r.obj["status"] == "validating") {
         validate_now(inner, id);
     }
@@ -91,7 +102,7 @@ pub(crate) async fn admin_complete(State(shared): State<Arc<Shared>>, Path(id): 
             None,
         );
     }
-    Json(present(&inner.by_id[&id])).into_response()
+    admin_view(&inner, &id)
 }
 
 /// Ends an unfinished batch now, whatever its clock and the `stay_*` faults:
@@ -99,6 +110,9 @@ pub(crate) async fn admin_complete(State(shared): State<Arc<Shared>>, Path(id): 
 /// finalizing one completes with every line answered, a cancelling one is
 /// cancelled with partial results. False if it is finished, vanished or unknown.
 pub(crate) fn complete(inner: &mut Inner, id: &str) -> bool {
+    if crate::anthropic::owns(id) {
+        return crate::anthropic::complete(inner, id);
+    }
     let Some(status) = inner
         .by_id
         .get(id)

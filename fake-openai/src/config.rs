@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Fault knobs. Route names: `upload`, `list_files`, `file`, `content`,
-/// `delete`, `create`, `list`, `retrieve`, `cancel`.
+/// `delete`, `create`, `list`, `retrieve`, `cancel`; Anthropic's routes
+/// share `create`, `list`, `retrieve` and `cancel`, and add `results` and
+/// `delete_batch`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -14,6 +16,9 @@ pub struct Faults {
     pub http_429: HashMap<String, u32>,
     /// The next N calls to a route answer 500.
     pub http_500: HashMap<String, u32>,
+    /// The next N calls to a route answer 529 (overloaded; Anthropic's
+    /// status for a busy API).
+    pub http_529: HashMap<String, u32>,
     /// The next N calls to a route answer 400 `invalid_request_error` (a
     /// refusal that retrying does not fix).
     pub http_400: HashMap<String, u32>,

@@ -9,12 +9,20 @@
 //! cut short. Used in-process by tests (`FakeServer::start`) and standalone
 //! (`fake-openai --port N`).
 //!
+//! The same process serves Anthropic's Message Batches API at
+//! `/v1/messages/batches` (`x-api-key` and `anthropic-version` headers,
+//! Anthropic's error shape, `msgbatch_…` ids, `in_progress` → `canceling` →
+//! `ended`, results as shuffled JSONL of `succeeded` / `errored` /
+//! `canceled` / `expired` lines), with the same clock, admin routes and
+//! fault knobs; see the `anthropic` module.
+//!
 //! Error codes: `token_limit_exceeded` and `batch_expired` / `batch_cancelled`
 //! are documented; the validation codes (`invalid_json_line`,
 //! `duplicate_custom_id`, `mismatched_model`, …) are our best reading and
 //! could not all be confirmed against the live service.
 
 mod admin;
+mod anthropic;
 mod api_error;
 mod batches;
 mod config;
@@ -28,6 +36,8 @@ mod server;
 mod state;
 mod together;
 
+pub use anthropic::messages::{invalid_params, prompt_tokens as anthropic_prompt_tokens};
+pub use anthropic::respond_message;
 pub use config::{FakeConfig, Faults};
 pub use responses::respond;
 pub use server::{FakeHandle, FakeServer};

@@ -14,7 +14,7 @@ pub fn hash64(parts: &[&[u8]]) -> u64 {
     u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
 }
 
-fn text_of(v: &Value) -> String {
+pub(crate) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Array(a) => a.iter().map(text_of).collect::<Vec<_>>().join(" "),
@@ -28,7 +28,7 @@ fn text_of(v: &Value) -> String {
 }
 
 /// Tokens as ~4 characters each, at least 1.
-fn tokens(text: &str) -> u64 {
+pub(crate) fn tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4).max(1)
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::api_error::api_error;
 use crate::batches::{cancel_batch, create_batch, list_batches, retrieve_batch};
 use crate::files::{delete_file, file_content, get_file, list_files, upload};
-use crate::state::{Flavor, LogEntry, Shared};
+use crate::state::{Flavor, Inner, LogEntry, Shared};
 
 pub(crate) fn route_name(method: &Method, path: &str) -> &'static str {
     // OpenAI `/v1`, Azure `/openai`, Groq `/openai/v1`, Together `/together/v1`.
@@ -33,6 +33,62 @@ pub(crate) fn route_name(method: &Method, path: &str) -> &'static str {
         ("GET", "/batches/{id}") => "retrieve",
         ("POST", "/batches/{id}/cancel") => "cancel",
         _ => "other",
+    }
+}
+
+/// Logs a call on arrival (status 0 until answered, so a request whose
+/// answer is held back is visible while it hangs); its slot in the log.
+pub(crate) fn log_arrival(inner: &mut Inner, method: &Method, path: String, query: String, route: &str) -> usize {
+    let seq = inner.log.len() as u64 + 1;
+    inner.log.push(LogEntry {
+        seq,
+        method: method.to_string(),
+        path,
+        query,
+        route: route.into(),
+        status: 0,
+    });
+    seq as usize - 1
+}
+
+/// A fault the configuration injects into a call, before its route runs;
+/// each API renders it in its own error shape.
+pub(crate) enum Injected {
+    /// 429, asking to wait `retry_after_ms`.
+    RateLimited { retry_after_ms: u64 },
+    /// 400: a refusal that retrying does not fix.
+    Refused,
+    /// 529: overloaded.
+    Overloaded,
+    /// 500.
+    ServerError,
+}
+
+/// Counts the call to `route` and takes the fault it meets, if any (the
+/// `http_*` counters count down; the `*_every` rates fire on every k-th call).
+pub(crate) fn injected_fault(inner: &mut Inner, route: &str) -> Option<Injected> {
+    let calls = {
+        let c = inner.route_calls.entry(route.to_owned()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    let f = &mut inner.config.faults;
+    let every = |m: &HashMap<String, u32>| m.get(route).is_some_and(|k| *k > 0 && calls.is_multiple_of(*k));
+    let rate_429 = every(&f.http_429_every);
+    let rate_500 = every(&f.http_500_every);
+    let next = |m: &mut HashMap<String, u32>| m.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some();
+    if next(&mut f.http_429) || rate_429 {
+        Some(Injected::RateLimited {
+            retry_after_ms: f.retry_after_ms,
+        })
+    } else if next(&mut f.http_400) {
+        Some(Injected::Refused)
+    } else if next(&mut f.http_529) {
+        Some(Injected::Overloaded)
+    } else if next(&mut f.http_500) || rate_500 {
+        Some(Injected::ServerError)
+    } else {
+        None
     }
 }
 
@@ -58,20 +114,8 @@ pub(crate) async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>,
     // is held back is visible while it hangs.
     let (key, faults, slot) = {
         let mut inner = shared.inner.lock().expect("lock");
-        let seq = inner.log.len() as u64 + 1;
-        inner.log.push(LogEntry {
-            seq,
-            method: method.to_string(),
-            path,
-            query: query.clone(),
-            route: route.into(),
-            status: 0,
-        });
-        (
-            inner.config.api_key.clone(),
-            inner.config.faults.clone(),
-            seq as usize - 1,
-        )
+        let slot = log_arrival(&mut inner, &method, path, query.clone(), route);
+        (inner.config.api_key.clone(), inner.config.faults.clone(), slot)
     };
     let early = {
         let authed = match flavor {
@@ -106,46 +150,39 @@ pub(crate) async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>,
         early
     } else {
         let mut inner = shared.inner.lock().expect("lock");
-        let calls = {
-            let c = inner.route_calls.entry(route.to_owned()).or_insert(0);
-            *c += 1;
-            *c
-        };
-        let f = &mut inner.config.faults;
-        let every = |m: &HashMap<String, u32>| m.get(route).is_some_and(|k| *k > 0 && calls.is_multiple_of(*k));
-        let rate_429 = every(&f.http_429_every);
-        let rate_500 = every(&f.http_500_every);
-        let next_429 = f.http_429.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some();
-        if next_429 || rate_429 {
-            let ms = f.retry_after_ms;
-            let mut r = api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit reached for requests. Please try again later.",
-                Some("rate_limit_exceeded"),
-                None,
-            );
-            r.headers_mut()
-                .insert("retry-after-ms", ms.to_string().parse().expect("header"));
-            r.headers_mut()
-                .insert("retry-after", ms.div_ceil(1000).to_string().parse().expect("header"));
-            Some(r)
-        } else if f.http_400.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() {
-            Some(api_error(
+        injected_fault(&mut inner, route).map(|fault| match fault {
+            Injected::RateLimited { retry_after_ms: ms } => {
+                let mut r = api_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Rate limit reached for requests. Please try again later.",
+                    Some("rate_limit_exceeded"),
+                    None,
+                );
+                r.headers_mut()
+                    .insert("retry-after-ms", ms.to_string().parse().expect("header"));
+                r.headers_mut()
+                    .insert("retry-after", ms.div_ceil(1000).to_string().parse().expect("header"));
+                r
+            }
+            Injected::Refused => api_error(
                 StatusCode::BAD_REQUEST,
                 "Invalid request: the server refused this call.",
                 Some("invalid_request_error"),
                 None,
-            ))
-        } else if f.http_500.get_mut(route).filter(|n| **n > 0).map(|n| *n -= 1).is_some() || rate_500 {
-            Some(api_error(
+            ),
+            Injected::Overloaded => api_error(
+                StatusCode::from_u16(529).expect("529"),
+                "The server is overloaded.",
+                None,
+                None,
+            ),
+            Injected::ServerError => api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The server had an error while processing your request. Sorry about that!",
                 None,
                 None,
-            ))
-        } else {
-            None
-        }
+            ),
+        })
     };
     let resp = match injected {
         Some(r) => r,

@@ -52,6 +52,7 @@ impl FakeServer {
                 next: 0,
                 route_calls: HashMap::new(),
                 peak_enqueued: HashMap::new(),
+                anthropic: Default::default(),
             }),
             dir,
             owns_dir,
@@ -69,6 +70,7 @@ impl FakeServer {
             .nest("/openai", api_router(shared.clone(), Flavor::Azure))
             .nest("/openai/v1", crate::groq::router(shared.clone()))
             .nest("/together/v1", crate::together::router(shared.clone()))
+            .merge(crate::anthropic::router(shared.clone()))
             .layer(DefaultBodyLimit::disable());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

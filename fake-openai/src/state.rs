@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pub(crate) route_calls: HashMap<String, u32>,
     /// Model → the most tokens its batches ever held at once.
     pub(crate) peak_enqueued: HashMap<String, u64>,
+    /// Anthropic's message batches.
+    pub(crate) anthropic: crate::anthropic::MsgBatches,
 }
 
 pub(crate) struct Shared {

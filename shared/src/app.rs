@@ -11,6 +11,7 @@ use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
 use crate::ports::Ports;
 use crate::pricing::PriceBook;
+use crate::provider::anthropic::{AnthropicClient, AnthropicFormat};
 use crate::provider::openai::{GroqFormat, OpenAiClient, OpenAiFormat};
 use crate::provider::together::{TogetherClient, TogetherFormat};
 use crate::provider::{BatchFormat, FileLimits, Formats, Provider, ProviderError, Providers};
@@ -191,8 +192,7 @@ impl App {
             }
             ProviderKind::Together => Arc::new(TogetherClient::from_config(cfg, &self.sdk).await?),
             ProviderKind::Anthropic => {
-                // TODO(#16): the Anthropic client.
-                return Err(ProviderError::Key("the anthropic kind is not wired yet".into()));
+                Arc::new(AnthropicClient::from_config(cfg, &self.sdk, self.ports.objects.clone()).await?)
             }
         })
     }
@@ -243,11 +243,10 @@ pub fn inline_limits(config: &Config) -> InlineLimits {
 /// result files without calling the provider).
 pub fn formats() -> Formats {
     let openai: Arc<dyn BatchFormat> = Arc::new(OpenAiFormat);
-    // TODO(#16): the Anthropic format replaces this placeholder.
     Formats::new()
         .with(ProviderKind::OpenAi, openai.clone())
-        .with(ProviderKind::AzureOpenAi, openai.clone())
+        .with(ProviderKind::AzureOpenAi, openai)
         .with(ProviderKind::Groq, Arc::new(GroqFormat))
         .with(ProviderKind::Together, Arc::new(TogetherFormat))
-        .with(ProviderKind::Anthropic, openai)
+        .with(ProviderKind::Anthropic, Arc::new(AnthropicFormat))
 }

@@ -3,6 +3,7 @@
 //! [`openai::OpenAiClient`] speaks the OpenAI Files + Batch API and Azure
 //! OpenAI's variant of it. Only the wiring names an adapter.
 
+pub mod anthropic;
 pub mod format;
 pub(crate) mod http;
 pub mod input_rules;

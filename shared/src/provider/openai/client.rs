@@ -79,7 +79,7 @@ fn parse_secret(raw: &str) -> Option<String> {
     let raw = raw.trim();
     if raw.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(raw).ok()?;
-        ["OPENAI_API_KEY", "api_key", "apiKey", "key"]
+        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "api_key", "apiKey", "key"]
             .iter()
             .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
             .map(str::to_owned)
