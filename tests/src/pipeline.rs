@@ -11,14 +11,17 @@ use std::time::Duration;
 use aws_lambda_events::event::s3::S3Event;
 use batchq_core::api::Api;
 use batchq_core::config::Config;
-use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
-use batchq_core::job::Job;
+use batchq_core::config::ProviderConfig;
+use batchq_core::ids::{CustomId, JobId, ModelName, ProviderName, RequestKey, TenantId};
+use batchq_core::job::{Job, ProviderKind};
 use batchq_core::pipeline::{Core, CrashPoints, Ingester, NoCrashes, Poller, Submitter};
 use batchq_core::ports::Ports;
 use batchq_core::pricing::PriceBook;
+use batchq_core::provider::anthropic::AnthropicClient;
 use batchq_core::provider::openai::OpenAiClient;
-use batchq_core::provider::Provider;
+use batchq_core::provider::{Provider, Providers};
 use batchq_core::request::{Endpoint, NewRequest, Payload, Request, RequestResult, RequestStatus};
+use batchq_core::routing::{ModelPattern, Route, RoutedProvider, RoutingTable};
 use batchq_core::store::ObjectStore;
 use batchq_core::time::{Clock, ManualClock, SystemClock};
 use fake_openai::{FakeConfig, FakeHandle, FakeServer};
@@ -34,7 +37,16 @@ pub struct Pipeline {
     pub stores: Stores,
     pub fake: FakeHandle,
     pub clock: Arc<ManualClock>,
+    /// The OpenAI client (provider instance `openai`).
     pub provider: Arc<dyn Provider>,
+    /// The Anthropic client (provider instance `claude`).
+    pub anthropic: Arc<dyn Provider>,
+    /// Every provider instance on the fake: `openai`, `claude` (Anthropic)
+    /// and `groq`.
+    pub providers: Providers,
+    /// Routes `/v1/messages` to `claude`, `openai/gpt-oss-*` models to
+    /// `groq`, everything else to `openai`.
+    pub routing: Arc<RoutingTable>,
     /// The request, job and savings ports (`stores.store`).
     pub store: Arc<dyn Store>,
     pub prices: Arc<PriceBook>,
@@ -63,15 +75,76 @@ impl Pipeline {
         provider_cfg.base_url = fake.base_url();
         // The fake's listings do not lag unless a test says so.
         provider_cfg.list_lag = Duration::ZERO;
-        let provider = OpenAiClient::new(&provider_cfg, "sk-fake")
-            .expect("provider client")
-            .with_backoff(Duration::from_millis(5), Duration::from_millis(50));
+        let backoff = (Duration::from_millis(5), Duration::from_millis(50));
+        let provider: Arc<dyn Provider> = Arc::new(
+            OpenAiClient::new(&provider_cfg, "sk-fake")
+                .expect("provider client")
+                .with_backoff(backoff.0, backoff.1),
+        );
+        let anthropic_cfg = ProviderConfig {
+            kind: ProviderKind::Anthropic,
+            api_version: ProviderKind::Anthropic.default_api_version().into(),
+            ..provider_cfg.clone()
+        };
+        let anthropic: Arc<dyn Provider> = Arc::new(
+            AnthropicClient::new(&anthropic_cfg, "sk-fake", stores.objects.clone())
+                .expect("anthropic client")
+                .with_backoff(backoff.0, backoff.1),
+        );
+        let groq_cfg = ProviderConfig {
+            kind: ProviderKind::Groq,
+            base_url: fake.groq_base_url(),
+            ..provider_cfg.clone()
+        };
+        let groq: Arc<dyn Provider> = Arc::new(
+            OpenAiClient::new(&groq_cfg, "sk-fake")
+                .expect("groq client")
+                .with_backoff(backoff.0, backoff.1),
+        );
+        let name = |n: &str| ProviderName::parse(n).unwrap();
+        let providers = Providers::new()
+            .with(name("openai"), provider.clone())
+            .with(name("claude"), anthropic.clone())
+            .with(name("groq"), groq);
+        let routed = |n: &str, kind: ProviderKind| RoutedProvider {
+            name: name(n),
+            kind,
+            endpoints: kind.endpoints().to_vec(),
+        };
+        let routing = RoutingTable::new(
+            vec![
+                routed("openai", ProviderKind::OpenAi),
+                routed("claude", ProviderKind::Anthropic),
+                routed("groq", ProviderKind::Groq),
+            ],
+            vec![
+                Route {
+                    url: Some(Endpoint::Messages),
+                    model: ModelPattern::Any,
+                    provider: name("claude"),
+                },
+                Route {
+                    url: None,
+                    model: ModelPattern::parse("openai/gpt-oss-*").unwrap(),
+                    provider: name("groq"),
+                },
+                Route {
+                    url: None,
+                    model: ModelPattern::Any,
+                    provider: name("openai"),
+                },
+            ],
+        )
+        .expect("routing table");
         Self {
             store: stores.store.clone(),
             stores,
             fake,
             clock: Arc::new(ManualClock::new(SystemClock.now())),
-            provider: Arc::new(provider),
+            provider,
+            anthropic,
+            providers,
+            routing: Arc::new(routing),
             prices: Arc::new(PriceBook::bundled()),
             delivered: Mutex::new(HashMap::new()),
             index_lag: None,
@@ -125,7 +198,7 @@ impl Pipeline {
 
     /// The HTTP API over this pipeline's stores and clock.
     pub fn api(&self) -> Api {
-        Api::new(self.ports(), &self.stores.config.limits)
+        Api::new(self.ports(), &self.stores.config.limits).with_routing(self.routing.clone())
     }
 
     pub fn core_with(&self, crash: Arc<dyn CrashPoints>) -> Core {
@@ -143,7 +216,7 @@ impl Pipeline {
     }
 
     pub fn submitter_with(&self, crash: Arc<dyn CrashPoints>) -> Submitter {
-        Submitter::new(self.core_with(crash), self.provider.clone())
+        Submitter::new(self.core_with(crash), self.providers.clone())
     }
 
     pub fn ingester_with(&self, crash: Arc<dyn CrashPoints>) -> Ingester {
@@ -153,7 +226,7 @@ impl Pipeline {
     pub fn poller_with(&self, crash: Arc<dyn CrashPoints>) -> Poller {
         Poller::new(
             self.core_with(crash.clone()),
-            self.provider.clone(),
+            self.providers.clone(),
             self.ingester_with(crash),
         )
     }
@@ -385,6 +458,31 @@ pub fn embedding(i: usize, model: &str) -> NewRequest {
     new_request(&format!("emb-{i}"), Endpoint::Embeddings, model, body)
 }
 
+/// A Messages request of the default tenant, for the `claude` provider.
+pub fn message(i: usize, model: &str) -> NewRequest {
+    let body = serde_json::json!({
+        "model": model,
+        "max_tokens": 16,
+        "system": "Classify the sentiment of the review as positive, negative or mixed.",
+        "messages": [
+            {"role": "user", "content": format!("Review #{i}: the keyboard is {} and the hinge creaks.", ["great", "fine", "awful"][i % 3])}
+        ]
+    });
+    new_request(&format!("msg-{i}"), Endpoint::Messages, model, body).routed_to(ProviderName::parse("claude").unwrap())
+}
+
+/// A chat request of the default tenant for the `groq` provider.
+pub fn groq_chat(i: usize, model: &str) -> NewRequest {
+    let mut r = chat(i, model);
+    r = new_request(
+        &format!("groq-{i}"),
+        Endpoint::ChatCompletions,
+        model,
+        serde_json::from_str(&r.body_json).unwrap(),
+    );
+    r.routed_to(ProviderName::parse("groq").unwrap())
+}
+
 pub fn new_request(custom_id: &str, endpoint: Endpoint, model: &str, body: Value) -> NewRequest {
     NewRequest::new(
         TenantId::default_tenant(),
@@ -398,7 +496,10 @@ pub fn new_request(custom_id: &str, endpoint: Endpoint, model: &str, body: Value
 /// What the fake provider answers for a request (its deterministic body).
 pub fn expected_response(req: &NewRequest) -> Value {
     let body: Value = serde_json::from_str(&req.body_json).unwrap();
-    let answer = fake_openai::respond(req.endpoint.as_str(), req.key.as_str(), &body);
+    let answer = match req.endpoint {
+        Endpoint::Messages => fake_openai::respond_message(req.key.as_str(), &body),
+        _ => fake_openai::respond(req.endpoint.as_str(), req.key.as_str(), &body),
+    };
     // Through text, as the stored copy went: floats parse back the same way.
     serde_json::from_str(&answer.to_string()).unwrap()
 }
@@ -421,8 +522,11 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
     let mut batches_of: HashMap<String, Vec<String>> = HashMap::new();
     let mut failed_batches = 0;
     for sub in p.fake.submissions() {
-        let batch = p
-            .provider
+        let client = match sub.endpoint.as_str() {
+            "/v1/messages" => &p.anthropic,
+            _ => &p.provider,
+        };
+        let batch = client
             .retrieve_batch(&batchq_core::ids::ProviderBatchId::new(sub.batch_id.clone()))
             .await
             .expect("retrieve batch");
@@ -529,6 +633,22 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
             Some(last) if page.has_more => after = Some(last.id.clone()),
             _ => break,
         }
+    }
+    // Message batches carry no job id: each one must be the batch a job
+    // records, or a create ran twice.
+    for sub in p.fake.submissions().iter().filter(|s| s.endpoint == "/v1/messages") {
+        let owners = jobs
+            .iter()
+            .filter(|j| j.provider_batch_id.as_ref().map(|b| b.as_str()) == Some(sub.batch_id.as_str()))
+            .count();
+        assert_eq!(owners, 1, "message batch {} is recorded by {owners} jobs", sub.batch_id);
+        per_job.insert(
+            jobs.iter()
+                .find(|j| j.provider_batch_id.as_ref().map(|b| b.as_str()) == Some(sub.batch_id.as_str()))
+                .map(|j| j.id.to_string())
+                .unwrap_or_default(),
+            1,
+        );
     }
     for (job, n) in &per_job {
         assert_eq!(*n, 1, "job {job} created {n} provider batches");

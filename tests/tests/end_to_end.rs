@@ -336,3 +336,216 @@ async fn the_savings_endpoint_equals_costs_computed_from_the_fakes_usage_and_the
     let again = as_default_tenant(&api, "/v1/savings", "group_by=model").await;
     assert_eq!(again.body, report.body);
 }
+
+/// 60 requests for each of three providers, enqueued through the API, whose
+/// provider table routes `/v1/messages` to Anthropic (`claude`),
+/// `openai/gpt-oss-*` to Groq (`groq`) and the rest to OpenAI (`openai`).
+fn three_provider_workload() -> Vec<Value> {
+    let long_system = "House style: one word, lower case, no punctuation. ".repeat(40);
+    let mut lines = Vec::new();
+    for i in 0..60 {
+        lines.push(json!({
+            "custom_id": format!("oa-{i:03}"),
+            "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "max_tokens": 3, "messages": [
+                {"role": "user", "content": format!("Review {i}: decent value.")}]}
+        }));
+        // Every third Messages request caches its long system prompt: the
+        // fake reads half of it from the cache and writes the other half.
+        let system = if i % 3 == 0 {
+            json!([{"type": "text", "text": long_system, "cache_control": {"type": "ephemeral"}}])
+        } else {
+            json!("Answer with one word.")
+        };
+        lines.push(json!({
+            "custom_id": format!("an-{i:03}"),
+            "url": "/v1/messages",
+            "body": {"model": "claude-haiku-4-5", "max_tokens": 8, "system": system, "messages": [
+                {"role": "user", "content": format!("Review {i}: the strap broke.")}]}
+        }));
+        lines.push(json!({
+            "custom_id": format!("gq-{i:03}"),
+            "url": "/v1/chat/completions",
+            "body": {"model": "openai/gpt-oss-20b", "max_tokens": 4, "messages": [
+                {"role": "user", "content": format!("Review {i}: quiet fan.")}]}
+        }));
+    }
+    lines
+}
+
+/// The usage counts `(uncached input, cache reads, cache writes, output)`
+/// the fake answered with, read from its own answer.
+fn fake_usage(line: &Value, key: &RequestKey) -> (i128, i128, i128, i128) {
+    let url = line["url"].as_str().unwrap();
+    if url == "/v1/messages" {
+        let u = fake_openai::respond_message(key.as_str(), &line["body"])["usage"].clone();
+        let n = |f: &str| u[f].as_u64().unwrap_or(0) as i128;
+        (
+            n("input_tokens"),
+            n("cache_read_input_tokens"),
+            n("cache_creation_input_tokens"),
+            n("output_tokens"),
+        )
+    } else {
+        let u = fake_openai::respond(url, key.as_str(), &line["body"])["usage"].clone();
+        let cached = u["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0) as i128;
+        let prompt = u["prompt_tokens"].as_u64().unwrap() as i128;
+        (
+            prompt - cached,
+            cached,
+            0,
+            u["completion_tokens"].as_u64().unwrap() as i128,
+        )
+    }
+}
+
+#[tokio::test]
+async fn three_providers_in_one_run_each_request_goes_to_its_provider_once_and_savings_per_provider_are_exact() {
+    let p = Pipeline::start(FakeConfig::default(), |_| {}).await;
+    let api = api_of(&p);
+    let lines = three_provider_workload();
+    let body: Vec<String> = lines.iter().map(Value::to_string).collect();
+    let c = call(
+        &api,
+        &post_event("/v1/requests/bulk", "application/x-ndjson", &body.join("\n")),
+    )
+    .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert_eq!(c.body["summary"]["created"], 180, "{}", c.body["summary"]);
+
+    let tenant = TenantId::parse(api_support::TENANT).unwrap();
+    let keys: Vec<RequestKey> = lines
+        .iter()
+        .map(|l| RequestKey::derive(&tenant, &CustomId::parse(l["custom_id"].as_str().unwrap()).unwrap()))
+        .collect();
+    let (submitter, poller, ingester) = (p.submitter(), p.poller(), p.ingester());
+    let mut rounds = 0;
+    while !p.all_terminal(&keys).await {
+        rounds += 1;
+        assert!(rounds <= 5, "not finished after {rounds} rounds");
+        p.submit_via_handler(&submitter).await.expect("submit handler");
+        p.poll_via_handler(&poller).await.expect("poll handler");
+        for ev in p.new_result_events().await {
+            let out = p.ingest_via_handler(&ingester, ev).await.expect("ingest handler");
+            assert!(out["skipped"].as_array().unwrap().is_empty(), "{out}");
+        }
+    }
+
+    // Each request went to its own provider, once, and holds that provider's answer.
+    let counts = p.fake.submitted_counts();
+    assert_eq!(counts.len(), 180);
+    assert!(counts.values().all(|n| *n == 1), "a request reached a provider twice");
+    let endpoint_of: HashMap<String, String> = p
+        .fake
+        .submissions()
+        .into_iter()
+        .flat_map(|s| s.custom_ids.into_iter().map(move |id| (id, s.endpoint.clone())))
+        .collect();
+    for (line, key) in lines.iter().zip(&keys) {
+        let id = line["custom_id"].as_str().unwrap();
+        let c = call(&api, &event("GET", &format!("/v1/requests/{id}"), None, None, false)).await;
+        assert_eq!(c.status, 200, "{}", c.body);
+        assert_eq!(c.body["status"], "completed", "{id}: {}", c.body);
+        let (provider, expected) = match &id[..2] {
+            "an" => ("claude", fake_openai::respond_message(key.as_str(), &line["body"])),
+            "gq" => (
+                "groq",
+                fake_openai::respond(line["url"].as_str().unwrap(), key.as_str(), &line["body"]),
+            ),
+            _ => (
+                "openai",
+                fake_openai::respond(line["url"].as_str().unwrap(), key.as_str(), &line["body"]),
+            ),
+        };
+        assert_eq!(c.body["provider"], provider, "{id}");
+        let expected: Value = serde_json::from_str(&expected.to_string()).unwrap();
+        assert_eq!(c.body["result"]["response"], expected, "{id} got another answer");
+        let sent_as = &endpoint_of[key.as_str()];
+        assert_eq!(
+            sent_as == "/v1/messages",
+            provider == "claude",
+            "{id} was sent as {sent_as}"
+        );
+    }
+    // Groq's batches were made on Groq's routes, OpenAI's on OpenAI's.
+    assert_eq!(
+        p.fake
+            .calls("create")
+            .iter()
+            .filter(|c| c.path.starts_with("/openai/v1/"))
+            .count(),
+        1
+    );
+
+    // One job per provider, each closed and naming its provider.
+    let jobs = call(&api, &event("GET", "/v1/jobs", None, None, false)).await;
+    let mut providers: Vec<(String, String)> = jobs.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            assert_eq!(j["status"], "done", "{j}");
+            (
+                j["provider"].as_str().unwrap().to_owned(),
+                j["provider_kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    providers.sort();
+    assert_eq!(
+        providers,
+        [("claude", "anthropic"), ("groq", "groq"), ("openai", "openai")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+
+    // Savings per provider equal the fake's usage priced from the price file.
+    let prices: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/prices.json")).unwrap(),
+    )
+    .unwrap();
+    let mut expected: HashMap<&str, (i128, i128)> = HashMap::new();
+    let mut saw_cache = (false, false);
+    for (line, key) in lines.iter().zip(&keys) {
+        let model = line["body"]["model"].as_str().unwrap();
+        let (provider, table) = match &line["custom_id"].as_str().unwrap()[..2] {
+            "an" => ("claude", "anthropic"),
+            "gq" => ("groq", "groq"),
+            _ => ("openai", "openai"),
+        };
+        let (plain, read, written, output) = fake_usage(line, key);
+        saw_cache.0 |= read > 0;
+        saw_cache.1 |= written > 0;
+        let price = &prices["providers"][table]["models"][model];
+        let cost = |tier: &str| {
+            let t = &price[tier];
+            let input = pico_per_token(t["input"].as_str().unwrap());
+            let cached = t["cached_input"].as_str().map(pico_per_token).unwrap_or(input);
+            let write = t["cache_write"].as_str().map(pico_per_token).unwrap_or(input);
+            plain * input + read * cached + written * write + output * pico_per_token(t["output"].as_str().unwrap())
+        };
+        let e = expected.entry(provider).or_default();
+        e.0 += cost("batch");
+        e.1 += cost("realtime");
+    }
+    assert!(
+        saw_cache.0 && saw_cache.1,
+        "the workload reads and writes the prompt cache"
+    );
+    let report = call(&api, &event("GET", "/v1/savings?group_by=provider", None, None, false)).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let money = |v: &Value| {
+        batchq_core::money::Money::parse_decimal(v.as_str().unwrap())
+            .unwrap()
+            .picodollars()
+    };
+    let groups = report.body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3, "{}", report.body);
+    for g in groups {
+        let provider = g["provider"].as_str().unwrap();
+        let (batch, realtime) = expected[provider];
+        assert_eq!(money(&g["batch_cost_usd"]), batch, "{provider} batch cost");
+        assert_eq!(money(&g["realtime_cost_usd"]), realtime, "{provider} real-time cost");
+        assert_eq!(money(&g["saved_usd"]), realtime - batch, "{provider} saving");
+        assert_eq!(g["requests"], 60, "{provider}");
+        assert_eq!(g["unpriced_requests"], 0, "{provider}");
+    }
+}
