@@ -526,22 +526,29 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
             "/v1/messages" => &p.anthropic,
             _ => &p.provider,
         };
-        let batch = client
+        // A message batch is deleted once its results are copied: it ran.
+        let (status, job) = match client
             .retrieve_batch(&batchq_core::ids::ProviderBatchId::new(sub.batch_id.clone()))
             .await
-            .expect("retrieve batch");
-        if batch.status == batchq_core::job::ProviderBatchStatus::Failed {
+        {
+            Ok(batch) => (
+                batch.status.to_string(),
+                batch.job_id_metadata().unwrap_or("?").to_owned(),
+            ),
+            Err(batchq_core::provider::ProviderError::NotFound { .. }) if sub.endpoint == "/v1/messages" => {
+                ("deleted".to_owned(), "?".to_owned())
+            }
+            Err(e) => panic!("retrieve batch {}: {e}", sub.batch_id),
+        };
+        if status == "failed" {
             failed_batches += 1;
             continue;
         }
         for id in sub.custom_ids {
             *ran.entry(id.clone()).or_default() += 1;
             batches_of.entry(id).or_default().push(format!(
-                "{} (job {}, file {}, {})",
-                batch.id,
-                batch.job_id_metadata().unwrap_or("?"),
-                sub.input_file_id,
-                batch.status
+                "{} (job {job}, file {}, {status})",
+                sub.batch_id, sub.input_file_id
             ));
         }
     }

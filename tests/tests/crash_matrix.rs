@@ -9,6 +9,10 @@
 //! store `BATCHQ_TEST_STORE` names (in-memory, or the emulator's DynamoDB and
 //! S3) with the indexes lagging their writes — the harder of the two, so the
 //! emulator's pass of `make test` runs only that one.
+//!
+//! The matrix runs again for Anthropic's Message Batches (module
+//! `anthropic`), whose batches take no metadata, are created inline and
+//! answer in one results file, on the store `BATCHQ_TEST_STORE` names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,17 +20,33 @@ use std::time::Duration;
 use batchq_core::pipeline::crash::CrashOnce;
 use batchq_core::pipeline::CrashPoint;
 use batchq_core::request::NewRequest;
-use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, Pipeline};
+use batchq_tests::pipeline::{assert_invariants, chat, embedding, keys, message, Pipeline};
 use batchq_tests::stores::StoreKind;
 use fake_openai::Faults;
 
 /// A workload that passes every boundary: two groups, a group split into two
 /// files, files longer than one ingest chunk, and an error file with
 /// retryable lines (so requests go round more than once).
-fn workload() -> Vec<NewRequest> {
-    let mut reqs: Vec<_> = (0..150).map(|i| chat(i, "gpt-4o-mini")).collect();
-    reqs.extend((0..30).map(|i| embedding(i, "text-embedding-3-small")));
-    reqs
+fn workload(provider: Provider) -> Vec<NewRequest> {
+    match provider {
+        Provider::OpenAi => {
+            let mut reqs: Vec<_> = (0..150).map(|i| chat(i, "gpt-4o-mini")).collect();
+            reqs.extend((0..30).map(|i| embedding(i, "text-embedding-3-small")));
+            reqs
+        }
+        Provider::Anthropic => {
+            let mut reqs: Vec<_> = (0..150).map(|i| message(i, "claude-haiku-4-5")).collect();
+            reqs.extend((150..180).map(|i| message(i, "claude-sonnet-4-5")));
+            reqs
+        }
+    }
+}
+
+/// Whose batch API the run goes through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    OpenAi,
+    Anthropic,
 }
 
 fn crashed(result: &Result<serde_json::Value, String>, point: CrashPoint) -> bool {
@@ -42,6 +62,15 @@ fn crashed(result: &Result<serde_json::Value, String>, point: CrashPoint) -> boo
 const INDEX_LAG: Duration = Duration::from_millis(400);
 
 async fn crash_then_rerun_twice(point: CrashPoint, index_lag: Option<Duration>) {
+    crash_then_rerun_twice_on(Provider::OpenAi, point, index_lag, StoreKind::Memory).await
+}
+
+async fn crash_then_rerun_twice_on(
+    provider: Provider,
+    point: CrashPoint,
+    index_lag: Option<Duration>,
+    unlagged_store: StoreKind,
+) {
     let token_limit_first = point == CrashPoint::PollAfterFailedRequests;
     let faults = Faults {
         fail_percent: 15,
@@ -51,7 +80,7 @@ async fn crash_then_rerun_twice(point: CrashPoint, index_lag: Option<Duration>) 
     };
     let kind = match index_lag {
         Some(_) => StoreKind::from_env(),
-        None => StoreKind::Memory,
+        None => unlagged_store,
     };
     let p = Pipeline::with_faults_on(kind, faults, |c| {
         c.limits.max_lines_per_batch = 120;
@@ -62,7 +91,7 @@ async fn crash_then_rerun_twice(point: CrashPoint, index_lag: Option<Duration>) 
         Some(lag) => p.with_index_lag(lag).await,
         None => p,
     };
-    let reqs = workload();
+    let reqs = workload(provider);
     p.enqueue(&reqs).await;
     // The schedule fires after the enqueue has reached the indexes, so the
     // workload keeps its shape (a group over two files, a file over one
@@ -157,6 +186,41 @@ macro_rules! crash_tests {
     };
 }
 
+/// The crashes a Message Batches run passes, on the store
+/// `BATCHQ_TEST_STORE` names. A message batch never fails as a whole (a
+/// full queue or a bad line ends as per-request results), so the failed-
+/// batch point has no Anthropic run.
+macro_rules! anthropic_crash_tests {
+    ($($name:ident => $point:ident),* $(,)?) => {
+        mod anthropic {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    crash_then_rerun_twice_on(Provider::Anthropic, CrashPoint::$point, None, StoreKind::from_env()).await;
+                }
+            )*
+        }
+    };
+}
+
+anthropic_crash_tests! {
+    crash_after_the_job_row_is_written_loses_nothing => SubmitAfterJobCreated,
+    crash_after_claiming_requests_submits_them_once => SubmitAfterClaim,
+    crash_while_streaming_the_input_file_submits_it_once => SubmitMidInputWrite,
+    crash_after_the_input_file_is_written_submits_it_once => SubmitAfterInputWritten,
+    crash_after_staging_submits_once => SubmitAfterStaged,
+    crash_after_the_inline_upload_submits_once => SubmitAfterUpload,
+    crash_after_create_before_recording_the_batch_creates_one_message_batch => SubmitAfterCreate,
+    crash_after_marking_ingesting_still_copies_the_results => PollAfterMarkIngesting,
+    crash_after_copying_the_results_still_ingests_them => PollAfterCopyOutput,
+    crash_after_the_copy_before_recording_it_closes_the_job => PollAfterCopies,
+    crash_in_the_middle_of_a_result_file_applies_every_line_once => IngestMidFile,
+    crash_before_adding_a_files_totals_counts_them_once => IngestBeforeTotals,
+    crash_after_adding_totals_closes_the_job_without_counting_again => IngestAfterTotals,
+    crash_while_closing_a_job_closes_it_once => CloseAfterLeftovers,
+}
+
 crash_tests! {
     crash_after_the_job_row_is_written_loses_nothing => SubmitAfterJobCreated,
     crash_after_claiming_requests_submits_them_once => SubmitAfterClaim,
@@ -178,11 +242,24 @@ crash_tests! {
 #[test]
 fn every_crash_point_has_a_test() {
     let source = include_str!("crash_matrix.rs");
+    let block = |start: &str| {
+        let rest = source.split_once(start).expect("the matrix is listed").1;
+        rest.split_once("\n}").expect("the list ends").0
+    };
+    let (openai, anthropic) = (block("\ncrash_tests! {"), block("\nanthropic_crash_tests! {"));
     for point in CrashPoint::ALL {
         let name = format!("{point:?}");
-        assert!(
-            source.matches(&format!("=> {name},")).count() == 1,
-            "crash point {name} has no test in the matrix"
+        let entry = format!("=> {name},");
+        assert_eq!(
+            openai.matches(&entry).count(),
+            1,
+            "crash point {name} has no OpenAI test"
+        );
+        let anthropic_runs = point != CrashPoint::PollAfterFailedRequests;
+        assert_eq!(
+            anthropic.matches(&entry).count(),
+            usize::from(anthropic_runs),
+            "crash point {name} has no Anthropic test"
         );
     }
 }
