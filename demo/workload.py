@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Writes the demo workload as batch-format JSONL on stdout: product-review
 sentiment classification (gpt-4o-mini) and news-article summaries
-(gpt-4.1-mini) — the kind of work that can wait a few hours for half price.
-Deterministic: the same arguments give the same file.
+(gpt-4.1-mini) for OpenAI, and support-ticket triage (claude-haiku-4-5,
+Anthropic's Messages API, `url: /v1/messages`) — the kind of work that can
+wait a few hours for half price. Deterministic: the same arguments give the
+same file.
 
-    python3 demo/workload.py [REVIEWS] [ARTICLES] > workload.jsonl
+    python3 demo/workload.py [REVIEWS] [ARTICLES] [TICKETS] > workload.jsonl
 """
 
 import json
@@ -66,15 +68,33 @@ def article(rng: random.Random, i: int) -> dict:
     }
 
 
+def ticket(rng: random.Random, i: int) -> dict:
+    product = rng.choice(PRODUCTS)
+    problem = rng.choice(COMPLAINTS)
+    return {
+        "custom_id": f"ticket-{i:05d}",
+        "url": "/v1/messages",
+        "body": {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 8,
+            "system": "Triage the support ticket. Answer with one word: refund, repair or advice.",
+            "messages": [{"role": "user", "content": f"My {product}: {problem}. Ticket #{200000 + i}."}],
+        },
+    }
+
+
 def main() -> None:
     reviews = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     articles = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    tickets = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     rng = random.Random(20261125)
     out = sys.stdout
     for i in range(reviews):
         out.write(json.dumps(review(rng, i), separators=(",", ":")) + "\n")
     for i in range(articles):
         out.write(json.dumps(article(rng, i), separators=(",", ":")) + "\n")
+    for i in range(tickets):
+        out.write(json.dumps(ticket(rng, i), separators=(",", ":")) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ trap 'rm -f "$out"' EXIT
 make --no-print-directory demo 2>&1 | tee "$out"
 grep -qE '^completed with gpt-4o-mini: 2000$' "$out" || { echo "check-demo: no per-model count for gpt-4o-mini" >&2; exit 1; }
 grep -qE '^completed with gpt-4.1-mini: 1000$' "$out" || { echo "check-demo: no per-model count for gpt-4.1-mini" >&2; exit 1; }
+grep -qE '^completed with claude-haiku-4-5: 500$' "$out" || { echo "check-demo: no per-model count for claude-haiku-4-5" >&2; exit 1; }
+for p in openai claude; do
+  grep -qE "^provider $p: [0-9]+ completed, paid \\\$[0-9.]+ instead of \\\$[0-9.]+: saved \\\$[0-9.]+$" "$out" \
+    || { echo "check-demo: no savings line for provider $p" >&2; exit 1; }
+done
 grep -qE '^savings: paid \$[0-9.]+ instead of \$[0-9.]+ in real time: saved \$[0-9.]+ \(50%\)$' "$out" \
   || { echo "check-demo: no savings line" >&2; exit 1; }
 sleep 1

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # make demo: the whole pipeline on this machine, end to end.
 #
-# Starts a private AWS emulator (moto) and the fake provider, runs
-# `batchq init` and `batchq serve`, enqueues the sample workload
-# (demo/workload.py: review sentiment + article summaries), waits with
-# progress, prints per-job results and the savings, and stops every process
-# it started — also on Ctrl-C or failure.
+# Starts a private AWS emulator (moto) and the fake provider (which speaks
+# both OpenAI's and Anthropic's batch APIs), runs `batchq init` and
+# `batchq serve` with a provider table of two providers (`openai`, and
+# `claude` for `/v1/messages`), enqueues the sample workload
+# (demo/workload.py: review sentiment and article summaries for OpenAI,
+# ticket triage for Anthropic), waits with progress, prints per-job results
+# and the savings per provider, and stops every process it started — also
+# on Ctrl-C or failure.
 #
 # Against the real OpenAI Batch API instead of the fake:
 #   OPENAI_API_KEY=sk-... BATCHQ_PROVIDER=openai make demo
@@ -32,12 +35,28 @@ echo "emulator on $AWS_ENDPOINT_URL"
 
 if $real_provider; then
   say "using the real OpenAI Batch API (OPENAI_API_KEY is set, BATCHQ_PROVIDER=openai)"
-  reviews=15 articles=5 timeout=26h
+  reviews=15 articles=5 tickets=0 timeout=26h
 else
-  say "starting the fake provider (OpenAI Files + Batch API, offline)"
+  say "starting the fake provider (OpenAI Batch API and Anthropic Message Batches, offline)"
   start_fake
   echo "fake provider on $OPENAI_BASE_URL"
-  reviews=2000 articles=1000 timeout=10m
+  reviews=2000 articles=1000 tickets=500 timeout=10m
+  # Two providers side by side: Messages requests go to Anthropic (here the
+  # fake's Anthropic routes), everything else to OpenAI.
+  cat >"$work/providers.json" <<JSON
+{
+  "providers": {
+    "openai": {"kind": "openai", "base_url": "$OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"},
+    "claude": {"kind": "anthropic", "base_url": "$OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"}
+  },
+  "routes": [
+    {"url": "/v1/messages", "provider": "claude"},
+    {"provider": "openai"}
+  ]
+}
+JSON
+  export BATCHQ_PROVIDERS_FILE="$work/providers.json"
+  echo "provider table: openai (OpenAI) and claude (Anthropic, for /v1/messages)"
 fi
 
 # Local tables and bucket of their own; groups are submitted a few seconds
@@ -55,8 +74,8 @@ pids+=($!)
 api=$(wait_for_line "$work/serve.out" 'http://[0-9.:]+' "${pids[-1]}")
 echo "API on $api"
 
-say "enqueueing $reviews review classifications and $articles article summaries"
-"$venv/bin/python" demo/workload.py "$reviews" "$articles" >"$work/workload.jsonl"
+say "enqueueing $reviews review classifications and $articles article summaries (OpenAI), $tickets ticket triages (Anthropic)"
+"$venv/bin/python" demo/workload.py "$reviews" "$articles" "$tickets" >"$work/workload.jsonl"
 "$bin/batchq" enqueue "$work/workload.jsonl" --api "$api"
 
 say "waiting for the batches"
@@ -74,6 +93,7 @@ from decimal import Decimal
 jobs = json.load(open(sys.argv[1]))["jobs"]
 lines = [json.loads(l) for l in open(sys.argv[2])]
 per_model = {}
+per_provider = {}
 batch = realtime = Decimal(0)
 for j in jobs:
     per_model.setdefault(j["model"], 0)
@@ -81,14 +101,28 @@ for j in jobs:
     t = j["totals"]
     batch += Decimal(t["batch_cost"])
     realtime += Decimal(t["realtime_cost"])
+    p = per_provider.setdefault(j["provider"], [0, Decimal(0), Decimal(0)])
+    p[0] += j["request_counts"]["completed"]
+    p[1] += Decimal(t["batch_cost"])
+    p[2] += Decimal(t["realtime_cost"])
 for model, n in sorted(per_model.items()):
     print(f"completed with {model}: {n}")
-ok = sum(1 for l in lines if l["response"] and 200 <= l["response"]["status_code"] < 300)
-print(f"result lines exported: {len(lines)} ({ok} successful), in OpenAI batch output format")
+for name, (n, b, r) in sorted(per_provider.items()):
+    print(f"provider {name}: {n} completed, paid ${b:.6f} instead of ${r:.6f}: saved ${r - b:.6f}")
+# OpenAI's output-file lines carry "response"; Anthropic's result lines "result".
+def succeeded(l):
+    if "result" in l:
+        return l["result"].get("type") == "succeeded"
+    return bool(l.get("response")) and 200 <= l["response"]["status_code"] < 300
+ok = sum(1 for l in lines if succeeded(l))
+print(f"result lines exported: {len(lines)} ({ok} successful), each in its provider's batch output format")
 saved = realtime - batch
 pct = (saved / realtime * 100) if realtime else Decimal(0)
 print(f"savings: paid ${batch:.6f} instead of ${realtime:.6f} in real time: saved ${saved:.6f} ({pct:.0f}%)")
 PY
+
+say "savings per provider"
+"$bin/batchq" savings --group-by provider
 
 say "stats"
 "$bin/batchq" stats
