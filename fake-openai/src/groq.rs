@@ -17,7 +17,6 @@ use crate::api_error::api_error;
 use crate::batches::{cancel_batch, create_batch, list_batches, retrieve_batch};
 use crate::files::{delete_file, file_content, get_file, list_files, upload};
 use crate::routes::guard;
-use crate::server::FakeHandle;
 use crate::state::{Flavor, Shared};
 
 /// Hours of a Groq window (`<n>h` or `<n>d`), if it is one.
@@ -92,13 +91,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/batches/{id}/cancel", post(cancel_batch))
         .route_layer(middleware::from_fn_with_state((shared.clone(), Flavor::OpenAi), guard))
         .with_state(shared)
-}
-
-impl FakeHandle {
-    /// `http://127.0.0.1:PORT/openai/v1`, Groq's base on this fake.
-    pub fn groq_base_url(&self) -> String {
-        format!("http://{}/openai/v1", self.addr)
-    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,16 @@ impl FakeHandle {
         format!("http://{}/v1", self.addr)
     }
 
+    /// `http://127.0.0.1:PORT/openai/v1`, Groq's base on this fake.
+    pub fn groq_base_url(&self) -> String {
+        format!("http://{}/openai/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/together/v1`, Together's base on this fake.
+    pub fn together_base_url(&self) -> String {
+        format!("http://{}/together/v1", self.addr)
+    }
+
     /// `http://127.0.0.1:PORT`, the value for `AZURE_OPENAI_ENDPOINT`.
     pub fn azure_endpoint(&self) -> String {
         format!("http://{}", self.addr)

@@ -84,7 +84,7 @@ pub(crate) struct Inner {
     /// Model → the most tokens its batches ever held at once.
     pub(crate) peak_enqueued: HashMap<String, u64>,
     /// Anthropic's message batches.
-    pub(crate) anthropic: crate::anthropic::MsgBatches,
+    pub(crate) anthropic: MsgBatches,
 }
 
 pub(crate) struct Shared {
@@ -112,4 +112,46 @@ pub(crate) fn now_s() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+// ---- Anthropic message batches (served by `crate::anthropic`)
+
+/// Where a message batch is in its processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    InProgress,
+    Canceling,
+    Ended,
+}
+
+/// One message batch.
+#[derive(Debug, Clone)]
+pub(crate) struct MsgBatch {
+    pub(crate) id: String,
+    /// Unix milliseconds.
+    pub(crate) created_ms: i64,
+    /// For the clock (`step_ms`) and the listing lag.
+    pub(crate) created: Instant,
+    /// (custom_id, params) in input order.
+    pub(crate) requests: Vec<(String, Value)>,
+    pub(crate) phase: Phase,
+    pub(crate) cancel_initiated_ms: Option<i64>,
+    pub(crate) ended_ms: Option<i64>,
+    /// succeeded, errored, canceled, expired (0 until ended).
+    pub(crate) counts: [u64; 4],
+    /// The result lines, once ended.
+    pub(crate) results: Vec<String>,
+    pub(crate) polls: u32,
+    pub(crate) in_progress_polls: u32,
+    pub(crate) canceling_polls: u32,
+    pub(crate) faults: Faults,
+    /// Deleted, or gone per `vanish_after_polls`: answered 404.
+    pub(crate) gone: bool,
+}
+
+/// Every message batch, by id and in creation order.
+#[derive(Debug, Default)]
+pub(crate) struct MsgBatches {
+    pub(crate) by_id: HashMap<String, MsgBatch>,
+    pub(crate) order: BTreeMap<u64, String>,
 }

@@ -384,10 +384,12 @@ impl Config {
         };
 
         let completion_window = env.string(COMPLETION_WINDOW, "24h");
-        crate::provider::check_completion_window(kind, &completion_window).map_err(|expected| ConfigError {
-            var: COMPLETION_WINDOW,
-            value: completion_window.clone(),
-            expected,
+        crate::completion_window::check_completion_window(kind, &completion_window).map_err(|expected| {
+            ConfigError {
+                var: COMPLETION_WINDOW,
+                value: completion_window.clone(),
+                expected,
+            }
         })?;
         let provider = ProviderConfig {
             kind,

@@ -243,12 +243,6 @@ impl ProviderName {
     pub fn default_name() -> Self {
         Self("openai".to_owned())
     }
-
-    /// The name of the one provider configured without a provider table:
-    /// its kind (`openai`, `anthropic`, …).
-    pub fn of_kind(kind: crate::job::ProviderKind) -> Self {
-        Self(kind.as_str().to_owned())
-    }
 }
 
 string_id!(

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod budget;
+pub mod completion_window;
 pub mod config;
 pub mod counters;
 pub mod endpoint;

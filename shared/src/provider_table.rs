@@ -24,10 +24,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::completion_window::check_completion_window;
 use crate::config::{ApiKeySource, Config, ProviderConfig};
 use crate::ids::ProviderName;
 use crate::job::ProviderKind;
-use crate::provider::check_completion_window;
 use crate::request::Endpoint;
 use crate::routing::{ModelPattern, Route, RoutedProvider, RoutingTable};
 
@@ -134,7 +134,7 @@ impl ProviderTable {
     /// The one provider the environment configures, named after its kind,
     /// taking every request its kind serves.
     pub fn single(config: &Config) -> Self {
-        let name = ProviderName::of_kind(config.provider.kind);
+        let name = config.provider.kind.instance_name();
         Self {
             routing: RoutingTable::single(name.clone(), config.provider.kind),
             instances: vec![ProviderInstance {

@@ -10,6 +10,12 @@ use crate::job::ProviderKind;
 use crate::request::Endpoint;
 
 impl ProviderKind {
+    /// The name of the one provider configured without a provider table:
+    /// its kind (`openai`, `anthropic`, …).
+    pub fn instance_name(self) -> ProviderName {
+        ProviderName::parse(self.as_str()).expect("a kind's name is a valid provider name")
+    }
+
     /// The endpoints a kind's batch API serves.
     pub fn endpoints(self) -> &'static [Endpoint] {
         use Endpoint as E;
@@ -319,6 +325,13 @@ mod tests {
             t.route(Endpoint::Messages, &model("claude-x"), None).unwrap_err().field,
             "body.model"
         );
+    }
+
+    #[test]
+    fn every_kind_names_a_valid_instance() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(kind.instance_name().as_str(), kind.as_str());
+        }
     }
 
     #[test]

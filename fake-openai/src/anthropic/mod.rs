@@ -41,11 +41,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::config::Faults;
 use crate::routes::{injected_fault, log_arrival, Injected};
 use crate::state::{Inner, Shared};
 
@@ -55,45 +53,7 @@ pub use messages::respond_message;
 /// Prefix of every message batch id.
 pub(crate) const ID_PREFIX: &str = "msgbatch_";
 
-/// Where a batch is in its processing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    InProgress,
-    Canceling,
-    Ended,
-}
-
-/// One message batch.
-#[derive(Debug, Clone)]
-pub(crate) struct MsgBatch {
-    pub(crate) id: String,
-    /// Unix milliseconds.
-    pub(crate) created_ms: i64,
-    /// For the clock (`step_ms`) and the listing lag.
-    pub(crate) created: Instant,
-    /// (custom_id, params) in input order.
-    pub(crate) requests: Vec<(String, Value)>,
-    pub(crate) phase: Phase,
-    pub(crate) cancel_initiated_ms: Option<i64>,
-    pub(crate) ended_ms: Option<i64>,
-    /// succeeded, errored, canceled, expired (0 until ended).
-    pub(crate) counts: [u64; 4],
-    /// The result lines, once ended.
-    pub(crate) results: Vec<String>,
-    pub(crate) polls: u32,
-    pub(crate) in_progress_polls: u32,
-    pub(crate) canceling_polls: u32,
-    pub(crate) faults: Faults,
-    /// Deleted, or gone per `vanish_after_polls`: answered 404.
-    pub(crate) gone: bool,
-}
-
-/// Every message batch, by id and in creation order.
-#[derive(Debug, Default)]
-pub(crate) struct MsgBatches {
-    pub(crate) by_id: HashMap<String, MsgBatch>,
-    pub(crate) order: BTreeMap<u64, String>,
-}
+pub(crate) use crate::state::{MsgBatch, Phase};
 
 /// Whether `id` names a message batch.
 pub(crate) fn owns(id: &str) -> bool {

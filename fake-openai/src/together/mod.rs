@@ -26,7 +26,6 @@ use crate::batches::{cancel_batch, create_batch, lookup, no_batch, retrieve_batc
 use crate::files::{delete_file, file_content, listed, new_file};
 use crate::lifecycle::read_lines;
 use crate::routes::guard;
-use crate::server::FakeHandle;
 use crate::state::{Flavor, Inner, Shared};
 
 /// Marks files and batches made through the Together routes.
@@ -332,11 +331,4 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/batches/{id}/cancel", post(cancel))
         .route_layer(middleware::from_fn_with_state((shared.clone(), Flavor::OpenAi), guard))
         .with_state(shared)
-}
-
-impl FakeHandle {
-    /// `http://127.0.0.1:PORT/together/v1`, Together's base on this fake.
-    pub fn together_base_url(&self) -> String {
-        format!("http://{}/together/v1", self.addr)
-    }
 }

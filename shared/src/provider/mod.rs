@@ -11,7 +11,6 @@ pub mod openai;
 pub mod registry;
 pub mod together;
 pub mod types;
-pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use crate::completion_window::{check_completion_window, supports_endpoint};
 use crate::ids::{JobId, ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
 use crate::request::Endpoint;
@@ -26,7 +26,6 @@ use crate::store::{ByteStream, ObjectStore, StoreError};
 pub use format::{BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
 pub use registry::{Formats, Providers};
 pub use types::{Batch, BatchPage, FileObject, FilePage};
-pub use window::{check_completion_window, supports_endpoint};
 
 #[derive(Debug, Error)]
 pub enum ProviderError {
