@@ -197,10 +197,14 @@ impl ProviderTable {
                 }
                 (Some(arn), None) => ApiKeySource::SecretArn(arn),
                 (None, var) => {
+                    let named = var.is_some();
                     let var = var.unwrap_or_else(|| kind.default_key_env().to_owned());
-                    match env(&var).filter(|v| !v.trim().is_empty()) {
-                        Some(key) => ApiKeySource::Literal(key),
-                        None => ApiKeySource::None,
+                    match (env(&var).filter(|v| !v.trim().is_empty()), &config.provider.api_key) {
+                        (Some(key), _) => ApiKeySource::Literal(key),
+                        // In AWS: the deployment's key secret, which holds
+                        // each provider's key under its SDK's name.
+                        (None, ApiKeySource::SecretArn(arn)) if !named => ApiKeySource::SecretArn(arn.clone()),
+                        (None, _) => ApiKeySource::None,
                     }
                 }
             };
@@ -413,6 +417,25 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn an_instance_without_a_key_setting_uses_the_deployments_key_secret() {
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:keys";
+        let config =
+            Config::from_lookup(&|k| (k == "BATCHQ_OPENAI_API_KEY_SECRET_ARN").then(|| arn.to_owned())).unwrap();
+        let t = ProviderTable::from_json(THREE, &config, &env).unwrap();
+        let instance = |n: &str| {
+            t.instance(&ProviderName::parse(n).unwrap())
+                .unwrap()
+                .config
+                .api_key
+                .clone()
+        };
+        assert_eq!(instance("openai"), ApiKeySource::SecretArn(arn.into()));
+        // A key in the environment, or a variable the table names, wins.
+        assert_eq!(instance("claude"), ApiKeySource::Literal("sk-ant".into()));
+        assert_eq!(instance("groq"), ApiKeySource::Literal("gsk".into()));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! One run of the whole system in which each of the four functions is
 //! built as its `main.rs` builds it (an `App` from the configuration, the
 //! provider key read from a Secrets Manager secret, the price table read
-//! from `s3://BUCKET/config/prices.json`), but with an access key id of its
+//! from `s3://BUCKET/config/prices.json`, and, for enqueue, submit and poll,
+//! the provider table from `s3://BUCKET/config/providers.json`), but with an
+//! access key id of its
 //! own, `fn-<function>-<unique>`, and driven through its real handler with
 //! real event shapes. The emulator records every call made with those keys
 //! (scripts/moto_calls.py). Then, for each function: (a) every recorded call
@@ -66,6 +68,7 @@ use serde_json::{json, Value};
 
 /// Where the price table is put; BATCHQ_PRICING_FILE names it.
 const PRICES_KEY: &str = "config/prices.json";
+const PROVIDERS_KEY: &str = "config/providers.json";
 const PRICES: &str = include_str!("../../shared/data/prices.json");
 
 /// An index lag far longer than this test: the index stays as it was when
@@ -252,6 +255,14 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     config.provider.base_url = fake.base_url();
     config.provider.api_key = ApiKeySource::SecretArn(secret_id.clone());
     config.pricing_file = Some(format!("s3://{}/{PRICES_KEY}", config.bucket));
+    // A provider table naming the fake, its key in the deployment's secret.
+    let table = serde_json::json!({"providers": {"openai": {
+        "kind": "openai", "base_url": fake.base_url(), "api_key_secret_arn": secret_id.clone()}}});
+    env.s3
+        .put(PROVIDERS_KEY, table.to_string().into_bytes().into(), "application/json")
+        .await
+        .expect("put the provider table");
+    config.providers_file = Some(format!("s3://{}/{PROVIDERS_KEY}", config.bucket));
 
     // Cold starts, each function with its own access key.
     let access: HashMap<&str, String> = FUNCTIONS
@@ -264,9 +275,17 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         })
         .collect();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let enqueue_app = cold_start(&config, &access["EnqueueFunction"], &clock).await;
+    let enqueue_app = cold_start(&config, &access["EnqueueFunction"], &clock)
+        .await
+        .with_configured_tables()
+        .await
+        .expect("enqueue reads the provider table");
     let api = enqueue_app.api();
-    let submit_app = cold_start(&config, &access["SubmitFunction"], &clock).await;
+    let submit_app = cold_start(&config, &access["SubmitFunction"], &clock)
+        .await
+        .with_configured_tables()
+        .await
+        .expect("submit reads the provider table");
     let submitter = submit_app.submitter(submit_app.providers().await.expect("submit reads the key's secret"));
     let poll_app = cold_start(&config, &access["PollFunction"], &clock)
         .await

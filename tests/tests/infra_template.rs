@@ -120,6 +120,19 @@ fn every_environment_name_is_one_the_code_reads() {
             prices_results.then_some(&pricing),
             "{id}: BATCHQ_PRICING_FILE"
         );
+        // The provider table: read at start by the functions that route
+        // (enqueue) or call providers (submit, poll).
+        let providers = json!({"Fn::If": [
+            "HasProvidersFile",
+            {"Fn::Sub": [format!("s3://{}/config/${{ProvidersFile}}", name[0].as_str().unwrap()), name[1]]},
+            reference("AWS::NoValue"),
+        ]});
+        let routes_or_calls = matches!(id, "EnqueueFunction" | "SubmitFunction" | "PollFunction");
+        assert_eq!(
+            env.get("BATCHQ_PROVIDERS_FILE"),
+            routes_or_calls.then_some(&providers),
+            "{id}: BATCHQ_PROVIDERS_FILE"
+        );
     }
 }
 
@@ -732,7 +745,7 @@ const ADAPTER_OPERATIONS: [(&str, &str, &str); 20] = [
     (
         "shared/src/app.rs",
         "get_object",
-        "s3:GetObject on BATCHQ_PRICING_FILE (config/* for ingest and poll)",
+        "s3:GetObject on BATCHQ_PRICING_FILE and BATCHQ_PROVIDERS_FILE (config/*)",
     ),
     (
         "shared/src/provider/openai/client.rs",

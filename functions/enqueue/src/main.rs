@@ -12,7 +12,7 @@ use lambda_http::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
-    let app = App::from_config(config).await;
+    let app = App::from_config(config).await.with_configured_tables().await?;
     let edge = batchq_enqueue::Edge::new(app.api(), app.config.jwt_tenant_claim.clone());
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         batchq_enqueue::handle_event(&edge, event)

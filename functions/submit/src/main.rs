@@ -10,7 +10,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
-    let app = App::from_config(config).await;
+    let app = App::from_config(config).await.with_configured_tables().await?;
     let submitter = app.submitter(app.providers().await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         batchq_submit::handle(&submitter, event)

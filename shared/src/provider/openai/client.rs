@@ -52,7 +52,9 @@ impl std::fmt::Debug for OpenAiClient {
 }
 
 /// Reads the provider key: from the environment, or once from Secrets
-/// Manager (a plain string, or JSON with `OPENAI_API_KEY` / `api_key`).
+/// Manager (a plain string, or JSON holding it under the kind's own name —
+/// `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GROQ_API_KEY`, … — or `api_key`;
+/// one secret can hold the keys of several providers).
 pub async fn resolve_api_key(cfg: &ProviderConfig, sdk: &aws_config::SdkConfig) -> Result<String, ProviderError> {
     match &cfg.api_key {
         ApiKeySource::Literal(k) => Ok(k.clone()),
@@ -70,18 +72,28 @@ pub async fn resolve_api_key(cfg: &ProviderConfig, sdk: &aws_config::SdkConfig) 
             let raw = out
                 .secret_string()
                 .ok_or_else(|| ProviderError::Key(format!("secret {arn} has no string value")))?;
-            parse_secret(raw).ok_or_else(|| ProviderError::Key(format!("secret {arn} holds no usable key")))
+            parse_secret(raw, cfg.kind).ok_or_else(|| {
+                ProviderError::Key(format!(
+                    "secret {arn} holds no usable key (for {}, a plain string or JSON with {} or api_key)",
+                    cfg.kind.as_str(),
+                    cfg.kind.default_key_env()
+                ))
+            })
         }
     }
 }
 
-fn parse_secret(raw: &str) -> Option<String> {
+fn parse_secret(raw: &str, kind: ProviderKind) -> Option<String> {
     let raw = raw.trim();
     if raw.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(raw).ok()?;
-        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "api_key", "apiKey", "key"]
-            .iter()
-            .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+        // The kind's own name first; OpenAI's name also serves the
+        // OpenAI-compatible kinds (never Anthropic: it is another account).
+        let openai_compatible = kind != ProviderKind::Anthropic;
+        [kind.default_key_env(), "api_key", "apiKey", "key"]
+            .into_iter()
+            .chain(openai_compatible.then_some("OPENAI_API_KEY"))
+            .find_map(|k| v.get(k).and_then(|x| x.as_str()))
             .map(str::to_owned)
             .filter(|k| !k.is_empty())
     } else if raw.is_empty() {
@@ -320,11 +332,30 @@ mod tests {
 
     #[test]
     fn secrets_may_be_plain_or_json() {
-        assert_eq!(parse_secret("sk-abc\n").as_deref(), Some("sk-abc"));
-        assert_eq!(parse_secret(r#"{"OPENAI_API_KEY":"sk-1"}"#).as_deref(), Some("sk-1"));
-        assert_eq!(parse_secret(r#"{"api_key":"sk-2"}"#).as_deref(), Some("sk-2"));
-        assert_eq!(parse_secret(r#"{"other":"x"}"#), None);
-        assert_eq!(parse_secret("  "), None);
+        let openai = ProviderKind::OpenAi;
+        assert_eq!(parse_secret("sk-abc\n", openai).as_deref(), Some("sk-abc"));
+        assert_eq!(
+            parse_secret(r#"{"OPENAI_API_KEY":"sk-1"}"#, openai).as_deref(),
+            Some("sk-1")
+        );
+        assert_eq!(parse_secret(r#"{"api_key":"sk-2"}"#, openai).as_deref(), Some("sk-2"));
+        assert_eq!(parse_secret(r#"{"other":"x"}"#, openai), None);
+        assert_eq!(parse_secret("  ", openai), None);
+    }
+
+    #[test]
+    fn one_secret_holds_each_providers_key_under_its_own_name() {
+        let both = r#"{"OPENAI_API_KEY":"sk-oa","ANTHROPIC_API_KEY":"sk-ant","GROQ_API_KEY":"gsk"}"#;
+        assert_eq!(parse_secret(both, ProviderKind::OpenAi).as_deref(), Some("sk-oa"));
+        assert_eq!(parse_secret(both, ProviderKind::Anthropic).as_deref(), Some("sk-ant"));
+        assert_eq!(parse_secret(both, ProviderKind::Groq).as_deref(), Some("gsk"));
+        // Together has no key of its own here: OpenAI-compatible, it takes OpenAI's name.
+        assert_eq!(parse_secret(both, ProviderKind::Together).as_deref(), Some("sk-oa"));
+        // Anthropic never takes another account's key.
+        assert_eq!(
+            parse_secret(r#"{"OPENAI_API_KEY":"sk-oa"}"#, ProviderKind::Anthropic),
+            None
+        );
     }
 
     #[test]
