@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use batchq_core::config::PRICING_FILE;
+use batchq_core::job::ProviderKind;
 use batchq_core::money::Money;
 use batchq_core::pricing::PriceBook;
 use batchq_core::request::Usage;
@@ -138,10 +139,9 @@ fn to_json(a: &Analysis, prices: &PriceBook, file: &Path) -> Value {
         "prices": {
             "source": prices.source(),
             "as_of": prices.as_of(),
-            "by_provider": a.providers().into_iter().map(|p| (p.as_str().to_owned(), json!({
-                "source": prices.source_for(p),
-                "as_of": prices.as_of_for(p),
-            }))).collect::<serde_json::Map<String, Value>>(),
+            "by_provider": a.providers().into_iter().map(|p| (p.as_str().to_owned(), provenance(prices, p)
+                .map_or(Value::Null, |(source, as_of)| json!({"source": source, "as_of": as_of}))))
+                .collect::<serde_json::Map<String, Value>>(),
         },
         "period": a.period.map(|p| json!({
             "from": p.from.to_rfc3339(),
@@ -369,6 +369,14 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
     out.join("\n")
 }
 
+/// Where and when `provider`'s prices were read; `None` when the price
+/// table lists no model of it (its calls are all unpriced, and the
+/// file-level source would name another provider's page).
+fn provenance(prices: &PriceBook, provider: ProviderKind) -> Option<(&str, &str)> {
+    prices.models(provider).next()?;
+    Some((prices.source_for(provider), prices.as_of_for(provider)))
+}
+
 /// `Prices: URL as of DATE.` for the price file, or per provider the log
 /// names: `Prices: anthropic URL as of DATE; openai URL as of DATE.`
 fn priced_from(a: &Analysis, prices: &PriceBook) -> String {
@@ -378,7 +386,10 @@ fn priced_from(a: &Analysis, prices: &PriceBook) -> String {
     }
     let each: Vec<String> = providers
         .into_iter()
-        .map(|p| format!("{} {} as of {}", p.as_str(), prices.source_for(p), prices.as_of_for(p)))
+        .map(|p| match provenance(prices, p) {
+            Some((source, as_of)) => format!("{} {source} as of {as_of}", p.as_str()),
+            None => format!("{} not in the price table", p.as_str()),
+        })
         .collect();
     format!("Prices: {}.", each.join("; "))
 }
