@@ -267,7 +267,10 @@ fn each_provider_is_a_group_of_its_own_priced_from_its_own_source() {
         by.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["anthropic", "groq", "openai", "together"]
     );
-    assert_eq!(by["anthropic"]["source"], "https://platform.claude.com/docs/en/about-claude/pricing");
+    assert_eq!(
+        by["anthropic"]["source"],
+        "https://platform.claude.com/docs/en/about-claude/pricing"
+    );
     assert_eq!(by["anthropic"]["as_of"], "2026-11-30");
     assert_eq!(by["groq"]["source"], "https://console.groq.com/docs/models");
     assert_eq!(by["openai"]["as_of"], "2025-11-13");
@@ -288,7 +291,10 @@ fn each_provider_is_a_group_of_its_own_priced_from_its_own_source() {
             ["tagging", "openai", "gpt-4o-mini"],
         ]
     );
-    assert!(text.contains("tagging / together / openai/gpt-oss-120b: 1 call on 1 line"), "{text}");
+    assert!(
+        text.contains("tagging / together / openai/gpt-oss-120b: 1 call on 1 line"),
+        "{text}"
+    );
     assert!(
         text.contains(
             "Prices: anthropic https://platform.claude.com/docs/en/about-claude/pricing as of 2026-11-30; \

@@ -467,34 +467,28 @@ impl<'a> Analyzer<'a> {
             } else {
                 UnpricedReason::UsageNotPriced
             };
-            let entry = self
-                .unpriced
-                .entry((key, reason))
-                .or_insert_with(|| Unpriced {
-                    category: call.category.clone(),
-                    provider: call.provider,
-                    model: call.model.clone(),
-                    reason,
-                    lines: 0,
-                    calls: 0,
-                    usage: Usage::default(),
-                });
+            let entry = self.unpriced.entry((key, reason)).or_insert_with(|| Unpriced {
+                category: call.category.clone(),
+                provider: call.provider,
+                model: call.model.clone(),
+                reason,
+                lines: 0,
+                calls: 0,
+                usage: Usage::default(),
+            });
             entry.lines = entry.lines.checked_add(1)?;
             entry.calls = entry.calls.checked_add(call.calls)?;
             return add_usage(&mut entry.usage, &call.usage);
         };
         let batchable = call.tolerance.map(|t| t >= self.min_wait);
         self.totals.add(call, cost, batchable)?;
-        let group = self
-            .groups
-            .entry(key)
-            .or_insert_with(|| Group {
-                category: call.category.clone(),
-                provider: call.provider,
-                model: call.model.clone(),
-                priced_as: price.model.clone(),
-                totals: Totals::default(),
-            });
+        let group = self.groups.entry(key).or_insert_with(|| Group {
+            category: call.category.clone(),
+            provider: call.provider,
+            model: call.model.clone(),
+            priced_as: price.model.clone(),
+            totals: Totals::default(),
+        });
         group.totals.add(call, cost, batchable)
     }
 

@@ -45,9 +45,7 @@ pub enum LineProblem {
     BadPriority(String),
     #[error("`provider` {0:?} is not one of {names}", names = provider_names())]
     BadProvider(String),
-    #[error(
-        "cache read ({cached}) and cache write ({written}) tokens together exceed input tokens ({input})"
-    )]
+    #[error("cache read ({cached}) and cache write ({written}) tokens together exceed input tokens ({input})")]
     CacheAboveInput { cached: u64, written: u64, input: u64 },
     #[error(
         "`{0}` is given with Anthropic's usage names (`cache_read_input_tokens`, \

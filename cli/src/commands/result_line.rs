@@ -173,16 +173,29 @@ mod tests {
 
     #[test]
     fn expired_and_cancelled_batches_export_as_anthropics_expired_and_canceled() {
-        let expired = failed("batch_expired", "This request could not be executed before the batch expired.", None);
+        let expired = failed(
+            "batch_expired",
+            "This request could not be executed before the batch expired.",
+            None,
+        );
         assert_eq!(expired, json!({"custom_id": "review-7", "result": {"type": "expired"}}));
         let cancelled = failed("batch_cancelled", "The batch was cancelled.", None);
-        assert_eq!(cancelled, json!({"custom_id": "review-7", "result": {"type": "canceled"}}));
+        assert_eq!(
+            cancelled,
+            json!({"custom_id": "review-7", "result": {"type": "canceled"}})
+        );
     }
 
     #[test]
     fn other_failures_map_to_the_anthropic_error_type_of_their_status_or_cause() {
-        assert_eq!(failed("http_error", "gone", Some(404)), errored("not_found_error", "gone"));
-        assert_eq!(failed("unknown", "teapot", Some(418)), errored("invalid_request_error", "teapot"));
+        assert_eq!(
+            failed("http_error", "gone", Some(404)),
+            errored("not_found_error", "gone")
+        );
+        assert_eq!(
+            failed("unknown", "teapot", Some(418)),
+            errored("invalid_request_error", "teapot")
+        );
         assert_eq!(failed("unknown", "boom", Some(502)), errored("api_error", "boom"));
         assert_eq!(
             failed("token_limit_exceeded", "enqueued token limit", None),
@@ -192,7 +205,10 @@ mod tests {
             failed("missing_result", "no line for it", None),
             errored("api_error", "no line for it")
         );
-        assert_eq!(failed("submit_failed", "refused", None), errored("api_error", "refused"));
+        assert_eq!(
+            failed("submit_failed", "refused", None),
+            errored("api_error", "refused")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use super::*;
-use batchq_core::job::ProviderKind;
 use crate::analyze::log_line::*;
 use crate::analyze::terms::*;
+use batchq_core::job::ProviderKind;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -631,12 +631,20 @@ fn unpriced_calls_are_kept_apart_per_provider() {
 {"provider": "azure", "model": "gpt-4o-mini", "input_tokens": 10}
 "#;
     let a = run(log, DEFAULT_MIN_WAIT);
-    let unpriced: Vec<_> = a.unpriced.iter().map(|u| (u.provider, u.model.as_str(), u.reason)).collect();
+    let unpriced: Vec<_> = a
+        .unpriced
+        .iter()
+        .map(|u| (u.provider, u.model.as_str(), u.reason))
+        .collect();
     assert_eq!(
         unpriced,
         vec![
             (ProviderKind::AzureOpenAi, "gpt-4o-mini", UnpricedReason::UnknownModel),
-            (ProviderKind::Together, "openai/gpt-oss-120b", UnpricedReason::UnknownModel),
+            (
+                ProviderKind::Together,
+                "openai/gpt-oss-120b",
+                UnpricedReason::UnknownModel
+            ),
         ]
     );
     assert_eq!(a.groups.len(), 1);
