@@ -133,7 +133,7 @@ fn the_minimum_wait_decides_what_counts_as_batchable() {
 }
 
 #[test]
-fn people_get_a_table_per_category_and_model_with_totals_and_the_projection() {
+fn people_get_a_table_per_category_provider_and_model_with_totals_and_the_projection() {
     let file = sample();
     let out = batchq(&["analyze", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -149,6 +149,7 @@ fn people_get_a_table_per_category_and_model_with_totals_and_the_projection() {
         row("category"),
         [
             "category",
+            "provider",
             "model",
             "calls",
             "batchable",
@@ -165,6 +166,7 @@ fn people_get_a_table_per_category_and_model_with_totals_and_the_projection() {
         row("nightly-summaries"),
         [
             "nightly-summaries",
+            "openai",
             "gpt-4o-mini-2024-07-18",
             "218,956",
             "218,956",
@@ -197,10 +199,110 @@ fn people_get_a_table_per_category_and_model_with_totals_and_the_projection() {
         "{text}"
     );
     assert!(
-        text.contains("experiments / acme-llm-70b: 200 calls on 4 lines"),
+        text.contains("experiments / openai / acme-llm-70b: 200 calls on 4 lines"),
         "{text}"
     );
     assert!(text.contains("line 113: "), "{text}");
+    assert!(
+        text.contains("Prices: openai https://platform.openai.com/docs/pricing as of 2025-11-13."),
+        "{text}"
+    );
+}
+
+/// A log of three providers, one model name under two of them (Groq and
+/// Together both serve `openai/gpt-oss-120b`; Together is not priced).
+const MIXED_LOG: &str = r#"{"category": "tagging", "provider": "anthropic", "model": "claude-haiku-4-5-20251001", "input_tokens": 200, "cache_read_input_tokens": 800000, "cache_creation_input_tokens": 100000, "output_tokens": 50000, "priority": "batch"}
+{"category": "tagging", "provider": "groq", "model": "openai/gpt-oss-120b", "input_tokens": 2000000, "output_tokens": 100000, "priority": "batch"}
+{"category": "tagging", "provider": "together", "model": "openai/gpt-oss-120b", "input_tokens": 1000, "priority": "batch"}
+{"category": "tagging", "model": "gpt-4o-mini", "input_tokens": 1000000, "priority": "high"}
+"#;
+
+fn analyze_mixed(json: bool) -> Output {
+    let dir = std::env::temp_dir().join(format!("batchq-analyze-mixed-{}-{json}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("usage.jsonl");
+    std::fs::write(&log, MIXED_LOG).unwrap();
+    let mut args = vec!["analyze", log.to_str().unwrap()];
+    if json {
+        args.push("--json");
+    }
+    let out = batchq(&args);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn each_provider_is_a_group_of_its_own_priced_from_its_own_source() {
+    let v: Value = serde_json::from_slice(&analyze_mixed(true).stdout).unwrap();
+    let groups: Vec<(&str, &str)> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["provider"].as_str().unwrap(), g["model"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("anthropic", "claude-haiku-4-5-20251001"),
+            ("groq", "openai/gpt-oss-120b"),
+            ("openai", "gpt-4o-mini"),
+        ]
+    );
+    // claude-haiku-4-5 per M: 200 × $1 + 800,000 × $0.10 + 100,000 × $1.25 + 50,000 × $5
+    //   = $0.0002 + $0.08 + $0.125 + $0.25; batch is half of each.
+    let claude = &v["groups"][0];
+    assert_eq!(claude["priced_as"], "claude-haiku-4-5");
+    assert_eq!(claude["tokens"]["input"], 900_200);
+    assert_eq!(claude["tokens"]["cached_input"], 800_000);
+    assert_eq!(claude["tokens"]["cache_write"], 100_000);
+    assert_eq!(claude["realtime_cost_usd"], "0.4552");
+    assert_eq!(claude["batch_cost_usd"], "0.2276");
+    // Groq: 2M × $0.15 + 0.1M × $0.60 = $0.36 real time, $0.18 batch.
+    assert_eq!(v["groups"][1]["realtime_cost_usd"], "0.36");
+    assert_eq!(v["unpriced"][0]["provider"], "together");
+    assert_eq!(v["unpriced"][0]["model"], "openai/gpt-oss-120b");
+    let by = &v["prices"]["by_provider"];
+    assert_eq!(
+        by.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["anthropic", "groq", "openai", "together"]
+    );
+    assert_eq!(
+        by["anthropic"]["source"],
+        "https://platform.claude.com/docs/en/about-claude/pricing"
+    );
+    assert_eq!(by["anthropic"]["as_of"], "2026-11-30");
+    assert_eq!(by["groq"]["source"], "https://console.groq.com/docs/models");
+    assert_eq!(by["openai"]["as_of"], "2025-11-13");
+    // Together has no prices: no source is claimed for it.
+    assert!(by["together"].is_null(), "{by}");
+
+    let text = String::from_utf8(analyze_mixed(false).stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("tagging"))
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["tagging", "anthropic", "claude-haiku-4-5-20251001"],
+            ["tagging", "groq", "openai/gpt-oss-120b"],
+            ["tagging", "openai", "gpt-4o-mini"],
+        ]
+    );
+    assert!(
+        text.contains("tagging / together / openai/gpt-oss-120b: 1 call on 1 line"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Prices: anthropic https://platform.claude.com/docs/en/about-claude/pricing as of 2026-11-30; \
+             groq https://console.groq.com/docs/models as of 2026-11-30; \
+             openai https://platform.openai.com/docs/pricing as of 2025-11-13; together not in the price table."
+        ),
+        "{text}"
+    );
 }
 
 #[test]

@@ -14,15 +14,17 @@
 //! | field | meaning |
 //! |---|---|
 //! | `model` | required, the model name as sent (`gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`, see [`PriceBook::lookup`]) |
-//! | `input_tokens` or `prompt_tokens` | required, input tokens *including* cached ones (as OpenAI reports them) |
-//! | `cached_input_tokens` or `input_cached_tokens` | cached input tokens, part of the input; default 0 |
+//! | `input_tokens` or `prompt_tokens` | required, input tokens *including* cached and cache-written ones (as OpenAI reports them; Anthropic's names below change this) |
+//! | `cached_input_tokens` or `input_cached_tokens` | input tokens read from the prompt cache, part of the input; default 0 |
+//! | `cache_write_tokens` | input tokens written to the prompt cache (Anthropic bills them above the input price), part of the input; default 0 |
+//! | `cache_read_input_tokens`, `cache_creation_input_tokens` | Anthropic's `usage` names for the cache reads and writes: a line with either is read as Anthropic counts, `input_tokens` being the *uncached* input only (the input is their sum) |
 //! | `output_tokens` or `completion_tokens` | output tokens, reasoning included; default 0 |
 //! | `num_model_requests` | the line stands for this many calls (token counts are their sums); default 1 |
 //! | `timestamp` or `start_time` | when the call was made (or its bucket began): RFC 3339 string, or Unix seconds |
 //! | `end_time` | end of an aggregate's time bucket, Unix seconds (usage export) |
 //! | `max_latency_seconds`, `latency_tolerance`, `priority` | how long the caller could wait (below) |
 //! | `category` | free text naming the workload (`nightly-summaries`); default `uncategorized` |
-//! | `provider` | `openai` (default) or `azure_openai` |
+//! | `provider` | the provider kind whose prices apply: `openai` (default), `azure_openai`, `anthropic`, `groq` or `together` |
 //! | `batch` | `true` marks usage that already went through a Batch API: counted apart, not analysed |
 //!
 //! The token, `num_model_requests`, `start_time`, `end_time` and `batch` names
@@ -31,7 +33,17 @@
 //! onto it, grouped by model), so its export reads as is; every other field
 //! (`object`, `project_id`, `api_key_id`, …) is ignored. Giving both names of
 //! one quantity (`input_tokens` and `prompt_tokens`) is an error, as is a
-//! cached count above the input count. Blank lines are skipped.
+//! cached count above the input count (or cache reads and writes together
+//! above it), and so is mixing Anthropic's cache names with batchq's
+//! (`prompt_tokens`, `cached_input_tokens`, `input_cached_tokens`,
+//! `cache_write_tokens`). Blank lines are skipped.
+//!
+//! An Anthropic `usage` object copied onto a line reads as is:
+//!
+//! ```json
+//! {"provider": "anthropic", "model": "claude-sonnet-4-5-20250929", "input_tokens": 120,
+//!  "cache_read_input_tokens": 4000, "cache_creation_input_tokens": 900, "output_tokens": 350, "priority": "low"}
+//! ```
 //!
 //! # The rule: when is a call batchable?
 //!
@@ -56,7 +68,10 @@
 //!
 //! Every priced call adds its real-time cost (what it cost) and its batch cost
 //! (what it would have cost through the Batch API), both exact in
-//! picodollars from the [`PriceBook`]. Per (category, model) and in total:
+//! picodollars from the [`PriceBook`] table of the line's provider kind
+//! (cache reads at the cached-input price, cache writes at the cache-write
+//! price, each the input price where the table gives none). Per (category,
+//! provider, model) and in total:
 //!
 //! - `saving_if_batched` = real-time cost − batch cost of *all* its calls;
 //! - `batchable.saving` = the same for its batchable calls only. It can be
@@ -76,7 +91,9 @@
 //! that cannot be read is reported with its line number and skipped.
 //!
 //! The reader holds one line at a time (at most [`MAX_LINE_BYTES`]) plus one
-//! aggregate per (category, model).
+//! aggregate per (category, provider, model). The same model name under two
+//! providers (`openai/gpt-oss-120b` on Groq and elsewhere) makes two groups,
+//! each priced from its own provider's table.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,6 +103,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use batchq_core::ids::ModelName;
+use batchq_core::job::ProviderKind;
 use batchq_core::money::Money;
 use batchq_core::pricing::{Cost, PriceBook};
 use batchq_core::request::Usage;
@@ -246,13 +264,16 @@ fn add_usage(sum: &mut Usage, u: &Usage) -> Option<()> {
     sum.input_tokens = sum.input_tokens.checked_add(u.input_tokens)?;
     sum.cached_input_tokens = sum.cached_input_tokens.checked_add(u.cached_input_tokens)?;
     sum.output_tokens = sum.output_tokens.checked_add(u.output_tokens)?;
+    sum.cache_write_tokens = sum.cache_write_tokens.checked_add(u.cache_write_tokens)?;
     Some(())
 }
 
-/// The priced calls of one (category, model).
+/// The priced calls of one (category, provider, model).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub category: Category,
+    /// The provider kind the line names (priced from its price table).
+    pub provider: ProviderKind,
     /// The model as the log names it.
     pub model: ModelName,
     /// The price table entry it was priced as (`gpt-4o-mini` for `gpt-4o-mini-2024-07-18`).
@@ -279,10 +300,11 @@ impl UnpricedReason {
     }
 }
 
-/// Calls of one (category, model) that could not be priced.
+/// Calls of one (category, provider, model) that could not be priced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpriced {
     pub category: Category,
+    pub provider: ProviderKind,
     pub model: ModelName,
     pub reason: UnpricedReason,
     pub lines: u64,
@@ -305,11 +327,12 @@ pub struct Analysis {
     pub lines_read: u64,
     /// `None` when no line had a time, or all had the same.
     pub period: Option<Period>,
-    /// Priced calls per (category, model), sorted by category then model.
+    /// Priced calls per (category, provider, model), sorted by category,
+    /// provider name, then model.
     pub groups: Vec<Group>,
     /// Sum of `groups`.
     pub totals: Totals,
-    /// Sorted by category, model, reason.
+    /// Sorted by category, provider name, model, reason.
     pub unpriced: Vec<Unpriced>,
     /// Lines marked `"batch": true`: already at batch prices, not analysed.
     pub already_batched: Count,
@@ -323,6 +346,19 @@ impl Analysis {
     /// The batchable calls' saving over the period, scaled to 30 days.
     pub fn projected_monthly_saving(&self) -> Option<Money> {
         self.project(&self.totals)
+    }
+
+    /// The provider kinds of the priced and unpriced calls, by name, each once.
+    pub fn providers(&self) -> Vec<ProviderKind> {
+        let mut kinds: Vec<ProviderKind> = self
+            .groups
+            .iter()
+            .map(|g| g.provider)
+            .chain(self.unpriced.iter().map(|u| u.provider))
+            .collect();
+        kinds.sort_by_key(|k| k.as_str());
+        kinds.dedup();
+        kinds
     }
 
     /// One group's (or any totals') batchable saving scaled to 30 days.
@@ -372,14 +408,15 @@ pub fn analyze<R: BufRead>(mut reader: R, prices: &PriceBook, min_wait: Duration
     Ok(analyzer.finish(number))
 }
 
-type GroupKey = (Category, ModelName);
+/// (category, provider name, model): a provider sorts by its name.
+type GroupKey = (Category, &'static str, ModelName);
 
 struct Analyzer<'a> {
     prices: &'a PriceBook,
     min_wait: Duration,
     groups: BTreeMap<GroupKey, Group>,
     totals: Totals,
-    unpriced: BTreeMap<(Category, ModelName, UnpricedReason), Unpriced>,
+    unpriced: BTreeMap<(GroupKey, UnpricedReason), Unpriced>,
     already_batched: Count,
     earliest: Option<Timestamp>,
     latest: Option<Timestamp>,
@@ -421,6 +458,7 @@ impl<'a> Analyzer<'a> {
             self.already_batched.calls = self.already_batched.calls.checked_add(call.calls)?;
             return Some(());
         }
+        let key: GroupKey = (call.category.clone(), call.provider.as_str(), call.model.clone());
         let price = self.prices.lookup(call.provider, call.model.as_str());
         let cost = price.and_then(|p| p.cost(&call.usage));
         let (Some(price), Some(cost)) = (price, cost) else {
@@ -429,32 +467,28 @@ impl<'a> Analyzer<'a> {
             } else {
                 UnpricedReason::UsageNotPriced
             };
-            let entry = self
-                .unpriced
-                .entry((call.category.clone(), call.model.clone(), reason))
-                .or_insert_with(|| Unpriced {
-                    category: call.category.clone(),
-                    model: call.model.clone(),
-                    reason,
-                    lines: 0,
-                    calls: 0,
-                    usage: Usage::default(),
-                });
+            let entry = self.unpriced.entry((key, reason)).or_insert_with(|| Unpriced {
+                category: call.category.clone(),
+                provider: call.provider,
+                model: call.model.clone(),
+                reason,
+                lines: 0,
+                calls: 0,
+                usage: Usage::default(),
+            });
             entry.lines = entry.lines.checked_add(1)?;
             entry.calls = entry.calls.checked_add(call.calls)?;
             return add_usage(&mut entry.usage, &call.usage);
         };
         let batchable = call.tolerance.map(|t| t >= self.min_wait);
         self.totals.add(call, cost, batchable)?;
-        let group = self
-            .groups
-            .entry((call.category.clone(), call.model.clone()))
-            .or_insert_with(|| Group {
-                category: call.category.clone(),
-                model: call.model.clone(),
-                priced_as: price.model.clone(),
-                totals: Totals::default(),
-            });
+        let group = self.groups.entry(key).or_insert_with(|| Group {
+            category: call.category.clone(),
+            provider: call.provider,
+            model: call.model.clone(),
+            priced_as: price.model.clone(),
+            totals: Totals::default(),
+        });
         group.totals.add(call, cost, batchable)
     }
 

@@ -38,6 +38,11 @@ pub(crate) struct RawLine {
     pub(crate) prompt_tokens: Option<u64>,
     pub(crate) cached_input_tokens: Option<u64>,
     pub(crate) input_cached_tokens: Option<u64>,
+    pub(crate) cache_write_tokens: Option<u64>,
+    /// Anthropic's `usage` names: with either, `input_tokens` is Anthropic's
+    /// uncached count.
+    pub(crate) cache_read_input_tokens: Option<u64>,
+    pub(crate) cache_creation_input_tokens: Option<u64>,
     pub(crate) output_tokens: Option<u64>,
     pub(crate) completion_tokens: Option<u64>,
     pub(crate) num_model_requests: Option<u64>,
@@ -95,15 +100,7 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Call, LineProblem> {
         None => ProviderKind::OpenAi,
         Some(p) => ProviderKind::parse(p.trim()).ok_or_else(|| LineProblem::BadProvider(p.to_owned()))?,
     };
-    let input = one_of(raw.input_tokens, "input_tokens", raw.prompt_tokens, "prompt_tokens")?
-        .ok_or(LineProblem::MissingInputTokens)?;
-    let cached = one_of(
-        raw.cached_input_tokens,
-        "cached_input_tokens",
-        raw.input_cached_tokens,
-        "input_cached_tokens",
-    )?
-    .unwrap_or(0);
+    let (input, cached, written) = input_counts(&raw)?;
     let output = one_of(
         raw.output_tokens,
         "output_tokens",
@@ -111,9 +108,6 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Call, LineProblem> {
         "completion_tokens",
     )?
     .unwrap_or(0);
-    if cached > input {
-        return Err(LineProblem::CachedAboveInput { cached, input });
-    }
     let start = match (raw.timestamp, raw.start_time) {
         (Some(_), Some(_)) => return Err(LineProblem::Both("timestamp", "start_time")),
         (Some(t), None) => Some(parse_rfc3339(&t).ok_or(LineProblem::BadTimestamp(t))?),
@@ -149,7 +143,7 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Call, LineProblem> {
             cached_input_tokens: cached,
             output_tokens: output,
             reasoning_tokens: 0,
-            cache_write_tokens: 0,
+            cache_write_tokens: written,
         },
         calls: raw.num_model_requests.unwrap_or(1),
         start,
@@ -157,6 +151,50 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Result<Call, LineProblem> {
         tolerance,
         already_batched: raw.batch == Some(true),
     })
+}
+
+/// The input, cache-read and cache-write counts, in `Usage`'s terms (the
+/// input counts every input token). A line in Anthropic's names
+/// (`cache_read_input_tokens`, `cache_creation_input_tokens`) counts its
+/// `input_tokens` as Anthropic does, without the cache reads and writes,
+/// so they are added; it may not also use batchq's names for the same counts.
+fn input_counts(raw: &RawLine) -> Result<(u64, u64, u64), LineProblem> {
+    if raw.cache_read_input_tokens.is_some() || raw.cache_creation_input_tokens.is_some() {
+        let ours = [
+            ("prompt_tokens", raw.prompt_tokens),
+            ("cached_input_tokens", raw.cached_input_tokens),
+            ("input_cached_tokens", raw.input_cached_tokens),
+            ("cache_write_tokens", raw.cache_write_tokens),
+        ];
+        if let Some((name, _)) = ours.iter().find(|(_, v)| v.is_some()) {
+            return Err(LineProblem::MixedUsageNames(name));
+        }
+        let uncached = raw.input_tokens.ok_or(LineProblem::MissingInputTokens)?;
+        let read = raw.cache_read_input_tokens.unwrap_or(0);
+        let written = raw.cache_creation_input_tokens.unwrap_or(0);
+        let input = uncached
+            .checked_add(read)
+            .and_then(|n| n.checked_add(written))
+            .ok_or(LineProblem::TokenOverflow)?;
+        return Ok((input, read, written));
+    }
+    let input = one_of(raw.input_tokens, "input_tokens", raw.prompt_tokens, "prompt_tokens")?
+        .ok_or(LineProblem::MissingInputTokens)?;
+    let cached = one_of(
+        raw.cached_input_tokens,
+        "cached_input_tokens",
+        raw.input_cached_tokens,
+        "input_cached_tokens",
+    )?
+    .unwrap_or(0);
+    let written = raw.cache_write_tokens.unwrap_or(0);
+    if cached > input {
+        return Err(LineProblem::CachedAboveInput { cached, input });
+    }
+    if written > input - cached {
+        return Err(LineProblem::CacheAboveInput { cached, written, input });
+    }
+    Ok((input, cached, written))
 }
 
 /// Parses an RFC 3339 date-time (`2026-11-02T09:00:00Z`,

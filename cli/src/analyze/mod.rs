@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use batchq_core::config::PRICING_FILE;
+use batchq_core::job::ProviderKind;
 use batchq_core::money::Money;
 use batchq_core::pricing::PriceBook;
 use batchq_core::request::Usage;
@@ -67,7 +68,12 @@ fn usd_opt(m: Option<Money>) -> Value {
 }
 
 fn tokens(u: &Usage) -> Value {
-    json!({"input": u.input_tokens, "cached_input": u.cached_input_tokens, "output": u.output_tokens})
+    json!({
+        "input": u.input_tokens,
+        "cached_input": u.cached_input_tokens,
+        "cache_write": u.cache_write_tokens,
+        "output": u.output_tokens,
+    })
 }
 
 fn totals_json(t: &Totals, projected: Option<Money>) -> Value {
@@ -97,6 +103,7 @@ fn to_json(a: &Analysis, prices: &PriceBook, file: &Path) -> Value {
         .map(|g| {
             let mut v = json!({
                 "category": g.category.as_str(),
+                "provider": g.provider.as_str(),
                 "model": g.model.as_str(),
                 "priced_as": g.priced_as,
             });
@@ -112,6 +119,7 @@ fn to_json(a: &Analysis, prices: &PriceBook, file: &Path) -> Value {
         .map(|u| {
             json!({
                 "category": u.category.as_str(),
+                "provider": u.provider.as_str(),
                 "model": u.model.as_str(),
                 "reason": u.reason.as_str(),
                 "lines": u.lines,
@@ -128,7 +136,13 @@ fn to_json(a: &Analysis, prices: &PriceBook, file: &Path) -> Value {
     json!({
         "file": file.display().to_string(),
         "min_wait_seconds": a.min_wait.as_secs(),
-        "prices": {"source": prices.source(), "as_of": prices.as_of()},
+        "prices": {
+            "source": prices.source(),
+            "as_of": prices.as_of(),
+            "by_provider": a.providers().into_iter().map(|p| (p.as_str().to_owned(), provenance(prices, p)
+                .map_or(Value::Null, |(source, as_of)| json!({"source": source, "as_of": as_of}))))
+                .collect::<serde_json::Map<String, Value>>(),
+        },
         "period": a.period.map(|p| json!({
             "from": p.from.to_rfc3339(),
             "to": p.to.to_rfc3339(),
@@ -209,8 +223,8 @@ fn table(rows: &[Vec<String>]) -> String {
                 .iter()
                 .enumerate()
                 .map(|(c, s)| {
-                    // Text columns (category, model) left, figures right.
-                    if c < 2 {
+                    // Text columns (category, provider, model) left, figures right.
+                    if c < 3 {
                         format!("{s:<w$}", w = widths[c])
                     } else {
                         format!("{s:>w$}", w = widths[c])
@@ -247,6 +261,7 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
     } else {
         let mut rows = vec![[
             "category",
+            "provider",
             "model",
             "calls",
             "batchable",
@@ -258,9 +273,10 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
         ]
         .map(String::from)
         .to_vec()];
-        let row = |category: &str, model: &str, t: &Totals, projected: Option<Money>| {
+        let row = |category: &str, provider: &str, model: &str, t: &Totals, projected: Option<Money>| {
             vec![
                 category.to_owned(),
+                provider.to_owned(),
                 model.to_owned(),
                 thousands(t.calls),
                 thousands(t.batchable_calls),
@@ -274,13 +290,14 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
         for g in &a.groups {
             rows.push(row(
                 g.category.as_str(),
+                g.provider.as_str(),
                 g.model.as_str(),
                 &g.totals,
                 a.project(&g.totals),
             ));
         }
         rows.push(Vec::new());
-        rows.push(row("total", "", t, a.projected_monthly_saving()));
+        rows.push(row("total", "", "", t, a.projected_monthly_saving()));
         let mut text = table(&rows);
         // The empty row becomes a rule above the total.
         let width = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
@@ -323,8 +340,9 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
             analysis::UnpricedReason::UsageNotPriced => "usage the price table cannot price",
         };
         out.push(format!(
-            "Not priced, left out of every figure: {} / {}: {} on {} ({why}).",
+            "Not priced, left out of every figure: {} / {} / {}: {} on {} ({why}).",
             u.category,
+            u.provider.as_str(),
             u.model,
             count(u.calls, "call"),
             count(u.lines, "line")
@@ -347,12 +365,33 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
             out.push(format!("  … and {unlisted} more"));
         }
     }
-    out.push(format!(
-        "Prices: {} as of {}. Exact figures: --json.",
-        prices.source(),
-        prices.as_of()
-    ));
+    out.push(format!("{} Exact figures: --json.", priced_from(a, prices)));
     out.join("\n")
+}
+
+/// Where and when `provider`'s prices were read; `None` when the price
+/// table lists no model of it (its calls are all unpriced, and the
+/// file-level source would name another provider's page).
+fn provenance(prices: &PriceBook, provider: ProviderKind) -> Option<(&str, &str)> {
+    prices.models(provider).next()?;
+    Some((prices.source_for(provider), prices.as_of_for(provider)))
+}
+
+/// `Prices: URL as of DATE.` for the price file, or per provider the log
+/// names: `Prices: anthropic URL as of DATE; openai URL as of DATE.`
+fn priced_from(a: &Analysis, prices: &PriceBook) -> String {
+    let providers = a.providers();
+    if providers.is_empty() {
+        return format!("Prices: {} as of {}.", prices.source(), prices.as_of());
+    }
+    let each: Vec<String> = providers
+        .into_iter()
+        .map(|p| match provenance(prices, p) {
+            Some((source, as_of)) => format!("{} {source} as of {as_of}", p.as_str()),
+            None => format!("{} not in the price table", p.as_str()),
+        })
+        .collect();
+    format!("Prices: {}.", each.join("; "))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use batchq_core::job::ProviderKind;
 use thiserror::Error;
 
 /// The default minimum wait: the Batch API's 24 h completion window.
@@ -42,8 +43,22 @@ pub enum LineProblem {
     BadTolerance(String),
     #[error("`priority` {0:?} is not high, normal, low or batch")]
     BadPriority(String),
-    #[error("`provider` {0:?} is not openai or azure_openai")]
+    #[error("`provider` {0:?} is not one of {names}", names = provider_names())]
     BadProvider(String),
+    #[error("cache read ({cached}) and cache write ({written}) tokens together exceed input tokens ({input})")]
+    CacheAboveInput { cached: u64, written: u64, input: u64 },
+    #[error(
+        "`{0}` is given with Anthropic's usage names (`cache_read_input_tokens`, \
+         `cache_creation_input_tokens`), whose `input_tokens` counts another way; use one set"
+    )]
+    MixedUsageNames(&'static str),
+    #[error("the token counts overflow")]
+    TokenOverflow,
+}
+
+/// The `provider` values a line may give: `openai, azure_openai, …`.
+fn provider_names() -> String {
+    ProviderKind::ALL.map(ProviderKind::as_str).join(", ")
 }
 
 /// A skipped line and why.

@@ -14,6 +14,7 @@ use crate::Failure;
 
 mod enqueue;
 mod reads;
+mod result_line;
 mod results;
 mod steps;
 

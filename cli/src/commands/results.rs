@@ -151,20 +151,8 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
                     }
                     None => None,
                 };
-                // The OpenAI batch output line shape, with the caller's own custom_id.
-                let line = json!({
-                    "id": format!("batchq_req_{}", req.key),
-                    "custom_id": req.custom_id,
-                    "response": result.status_code.map(|code| json!({
-                        "status_code": code,
-                        "request_id": Value::Null,
-                        "body": body.clone().unwrap_or(Value::Null),
-                    })),
-                    "error": match (&result.error, result.status_code) {
-                        (Some(e), None) => json!({"code": e.code, "message": e.message}),
-                        _ => Value::Null,
-                    },
-                });
+                // The provider's own result line shape, with the caller's own custom_id.
+                let line = super::result_line::export_line(&req, &result, body);
                 sink.write_all(line.to_string().as_bytes()).await?;
                 sink.write_all(b"\n").await?;
                 written += 1;

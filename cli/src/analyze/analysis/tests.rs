@@ -1,6 +1,7 @@
 use super::*;
 use crate::analyze::log_line::*;
 use crate::analyze::terms::*;
+use batchq_core::job::ProviderKind;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -536,4 +537,150 @@ fn the_shipped_sample_gives_the_independently_computed_figures() {
     assert_eq!(a.totals.batchable_share().unwrap().to_string(), "73.15");
     assert_eq!(a.totals.batchable_saving(), usd("108.502567645"));
     assert_eq!(a.projected_monthly_saving(), Some(usd("465.011004192857")));
+}
+
+#[test]
+fn an_anthropic_line_with_cache_reads_and_writes_prices_exactly() {
+    // claude-sonnet-4-5 per M tokens, real time: input $3, cache read $0.30,
+    // cache write $3.75, output $15; batch: half of each.
+    // Anthropic's usage names: input_tokens 120 is the uncached part only.
+    // Real time: 120×3 + 4000×0.30 + 900×3.75 + 350×15 = 360 + 1200 + 3375 + 5250 = 10185 → $0.010185.
+    // Batch: 120×1.5 + 4000×0.15 + 900×1.875 + 350×7.5 = 180 + 600 + 1687.5 + 2625 = 5092.5 → $0.0050925.
+    let anthropic_names = r#"{"provider": "anthropic", "model": "claude-sonnet-4-5-20250929", "input_tokens": 120, "cache_read_input_tokens": 4000, "cache_creation_input_tokens": 900, "output_tokens": 350, "priority": "batch"}"#;
+    // The same call in batchq's names: the input counts every input token.
+    let batchq_names = r#"{"provider": "anthropic", "model": "claude-sonnet-4-5-20250929", "input_tokens": 5020, "cached_input_tokens": 4000, "cache_write_tokens": 900, "output_tokens": 350, "priority": "batch"}"#;
+    for log in [anthropic_names, batchq_names] {
+        let a = run(log, DEFAULT_MIN_WAIT);
+        assert!(a.malformed.is_empty(), "{:?}", a.malformed);
+        let g = group(&a, UNCATEGORIZED, "claude-sonnet-4-5-20250929");
+        assert_eq!(g.provider, ProviderKind::Anthropic);
+        assert_eq!(g.priced_as, "claude-sonnet-4-5");
+        assert_eq!(
+            g.totals.usage,
+            Usage {
+                input_tokens: 5020,
+                cached_input_tokens: 4000,
+                output_tokens: 350,
+                reasoning_tokens: 0,
+                cache_write_tokens: 900,
+            }
+        );
+        assert_eq!(g.totals.realtime_cost, usd("0.010185"));
+        assert_eq!(g.totals.batch_cost, usd("0.0050925"));
+        assert_eq!(a.totals.batchable_saving(), usd("0.0050925"));
+        assert_eq!(a.providers(), vec![ProviderKind::Anthropic]);
+    }
+}
+
+#[test]
+fn cache_writes_without_a_cache_write_price_are_billed_as_input() {
+    // gpt-4o-mini has no cache-write price: 1000 input tokens at $0.15/M
+    // whether 400 of them were written to the cache or not.
+    let log = r#"{"model": "gpt-4o-mini", "input_tokens": 1000, "cache_write_tokens": 400}"#;
+    let a = run(log, DEFAULT_MIN_WAIT);
+    assert_eq!(a.totals.usage.cache_write_tokens, 400);
+    assert_eq!(a.totals.realtime_cost, usd("0.00015"));
+}
+
+#[test]
+fn the_same_model_under_two_providers_makes_two_groups_each_priced_from_its_own_table() {
+    let prices = PriceBook::from_json(
+        r#"{"source": "https://example.com/all", "as_of": "2026-11-01", "providers": {
+            "groq": {"source": "https://example.com/groq", "as_of": "2026-11-30", "models": {
+                "openai/gpt-oss-120b": {"realtime": {"input": "0.15", "output": "0.60"}, "batch": {"input": "0.075", "output": "0.30"}}}},
+            "together": {"source": "https://example.com/together", "as_of": "2026-10-15", "models": {
+                "openai/gpt-oss-120b": {"realtime": {"input": "0.20", "output": "0.80"}, "batch": {"input": "0.10", "output": "0.40"}}}}}}"#,
+    )
+    .unwrap();
+    let log = r#"
+{"provider": "groq", "model": "openai/gpt-oss-120b", "input_tokens": 1000000, "category": "tagging"}
+{"provider": "together", "model": "openai/gpt-oss-120b", "input_tokens": 1000000, "category": "tagging"}
+{"provider": "groq", "model": "openai/gpt-oss-120b", "input_tokens": 1000000, "category": "tagging"}
+"#;
+    let a = analyze(log.as_bytes(), &prices, DEFAULT_MIN_WAIT).unwrap();
+    let got: Vec<_> = a
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.category.as_str(),
+                g.provider,
+                g.model.as_str(),
+                g.totals.calls,
+                g.totals.realtime_cost,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("tagging", ProviderKind::Groq, "openai/gpt-oss-120b", 2, usd("0.30")),
+            ("tagging", ProviderKind::Together, "openai/gpt-oss-120b", 1, usd("0.20")),
+        ]
+    );
+    assert_eq!(a.totals.realtime_cost, usd("0.50"));
+    assert_eq!(a.providers(), vec![ProviderKind::Groq, ProviderKind::Together]);
+}
+
+#[test]
+fn unpriced_calls_are_kept_apart_per_provider() {
+    // Together has no prices in the bundled table; Groq does.
+    let log = r#"
+{"provider": "together", "model": "openai/gpt-oss-120b", "input_tokens": 10}
+{"provider": "groq", "model": "openai/gpt-oss-120b", "input_tokens": 10}
+{"provider": "azure", "model": "gpt-4o-mini", "input_tokens": 10}
+"#;
+    let a = run(log, DEFAULT_MIN_WAIT);
+    let unpriced: Vec<_> = a
+        .unpriced
+        .iter()
+        .map(|u| (u.provider, u.model.as_str(), u.reason))
+        .collect();
+    assert_eq!(
+        unpriced,
+        vec![
+            (ProviderKind::AzureOpenAi, "gpt-4o-mini", UnpricedReason::UnknownModel),
+            (
+                ProviderKind::Together,
+                "openai/gpt-oss-120b",
+                UnpricedReason::UnknownModel
+            ),
+        ]
+    );
+    assert_eq!(a.groups.len(), 1);
+    assert_eq!(a.groups[0].provider, ProviderKind::Groq);
+}
+
+#[test]
+fn cache_counts_that_do_not_add_up_or_mix_naming_schemes_are_malformed() {
+    let log = r#"{"model": "gpt-4o-mini", "input_tokens": 10, "cached_input_tokens": 6, "cache_write_tokens": 5}
+{"provider": "anthropic", "model": "claude-haiku-4-5", "input_tokens": 10, "cache_read_input_tokens": 5, "cached_input_tokens": 5}
+{"provider": "anthropic", "model": "claude-haiku-4-5", "prompt_tokens": 10, "cache_creation_input_tokens": 5}
+{"provider": "anthropic", "model": "claude-haiku-4-5", "cache_creation_input_tokens": 5}
+{"provider": "anthropic", "model": "claude-haiku-4-5", "input_tokens": 18446744073709551615, "cache_read_input_tokens": 1}
+{"model": "gpt-4o-mini", "input_tokens": 10, "provider": "bedrock"}"#;
+    let a = run(log, DEFAULT_MIN_WAIT);
+    assert_eq!(
+        problems(&a),
+        vec![
+            (
+                1,
+                LineProblem::CacheAboveInput {
+                    cached: 6,
+                    written: 5,
+                    input: 10
+                }
+            ),
+            (2, LineProblem::MixedUsageNames("cached_input_tokens")),
+            (3, LineProblem::MixedUsageNames("prompt_tokens")),
+            (4, LineProblem::MissingInputTokens),
+            (5, LineProblem::TokenOverflow),
+            (6, LineProblem::BadProvider("bedrock".into())),
+        ]
+    );
+    assert_eq!(a.totals, Totals::default());
+    assert_eq!(
+        LineProblem::BadProvider("bedrock".into()).to_string(),
+        "`provider` \"bedrock\" is not one of openai, azure_openai, anthropic, groq, together"
+    );
 }
