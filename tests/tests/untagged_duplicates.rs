@@ -79,14 +79,20 @@ async fn completed_once(p: &Pipeline, reqs: &[NewRequest], job: &Job) {
     let savings = p.default_tenant_savings().await;
     let requests: u64 = savings.iter().map(|s| s.totals.requests).sum();
     let input: u64 = savings.iter().map(|s| s.totals.usage.input_tokens).sum();
-    let batch: Money = savings.iter().map(|s| s.totals.batch_cost).fold(Money::ZERO, |a, b| a + b);
+    let batch: Money = savings
+        .iter()
+        .map(|s| s.totals.batch_cost)
+        .fold(Money::ZERO, |a, b| a + b);
     let realtime: Money = savings
         .iter()
         .map(|s| s.totals.realtime_cost)
         .fold(Money::ZERO, |a, b| a + b);
     assert_eq!(requests, reqs.len() as u64, "each request counted once in the savings");
     assert_eq!(input, usage.input_tokens);
-    assert_eq!(realtime, done.totals.realtime_cost, "no saving counted for the duplicate");
+    assert_eq!(
+        realtime, done.totals.realtime_cost,
+        "no saving counted for the duplicate"
+    );
     assert_eq!(
         batch,
         done.totals.batch_cost + done.double_spent_cost,
@@ -123,7 +129,10 @@ async fn a_running_second_message_batch_of_a_jobs_size_is_cancelled_recorded_and
         recorded.errors.iter().filter(|e| e.code == "duplicate_batch").count(),
         1
     );
-    assert_eq!(recorded.provider_batch_id, job.provider_batch_id, "the job keeps its own batch");
+    assert_eq!(
+        recorded.provider_batch_id, job.provider_batch_id,
+        "the job keeps its own batch"
+    );
 
     let again = p.poller().run().await.unwrap();
     assert!(again.duplicates_cancelled.is_empty(), "{again:?}");
@@ -176,14 +185,15 @@ async fn an_ended_second_message_batch_is_counted_as_paid_twice_recorded_reporte
 #[tokio::test]
 async fn batches_of_another_system_in_the_same_workspace_are_left_alone() {
     let (p, reqs, job) = submitted(6).await;
-    // Another system's batches: one of the job's very size whose custom ids
-    // are no batchq request keys (ended), and one of another size (running).
-    let theirs = |n: usize, key: &str| {
+    // Another system's batches: two of the job's very size (ended) whose
+    // custom ids are no batchq request keys, or look like keys but name no
+    // stored request, and one of another size (running).
+    let theirs = |n: usize, key: &str, like_keys: bool| {
         let lines: String = (0..n)
             .map(|i| {
                 format!(
                     "{}\n",
-                    serde_json::json!({"custom_id": format!("other-{i}"), "params": {
+                    serde_json::json!({"custom_id": if like_keys { format!("{:032x}", 0xabc000 + i) } else { format!("other-{i}") }, "params": {
                         "model": MODEL, "max_tokens": 8,
                         "messages": [{"role": "user", "content": format!("theirs {i}")}]}})
                 )
@@ -191,14 +201,22 @@ async fn batches_of_another_system_in_the_same_workspace_are_left_alone() {
             .collect();
         (key.to_owned(), bytes::Bytes::from(lines))
     };
-    let (same_key, same_body) = theirs(6, "others/same.jsonl");
-    let (other_key, other_body) = theirs(4, "others/other.jsonl");
-    p.objects().put(&same_key, same_body, "application/jsonl").await.unwrap();
-    p.objects().put(&other_key, other_body, "application/jsonl").await.unwrap();
-    let same = create_directly(&p, &job, &same_key, 6).await;
+    let mut ended = Vec::new();
+    for (key, like_keys) in [("others/same.jsonl", false), ("others/keys.jsonl", true)] {
+        let (key, body) = theirs(6, key, like_keys);
+        p.objects().put(&key, body, "application/jsonl").await.unwrap();
+        let same = create_directly(&p, &job, &key, 6).await;
+        let done = p.anthropic.retrieve_batch(&same.batch_id()).await.unwrap();
+        assert_eq!(done.status, ProviderBatchStatus::Completed);
+        assert_eq!(done.request_counts.completed, 6);
+        ended.push(same);
+    }
+    let (other_key, other_body) = theirs(4, "others/other.jsonl", false);
+    p.objects()
+        .put(&other_key, other_body, "application/jsonl")
+        .await
+        .unwrap();
     let other = create_directly(&p, &job, &other_key, 4).await;
-    let ended = p.anthropic.retrieve_batch(&same.batch_id()).await.unwrap();
-    assert_eq!(ended.status, ProviderBatchStatus::Completed);
 
     p.clock.advance(UNTAGGED_MIN_AGE);
     for _ in 0..2 {
@@ -208,8 +226,10 @@ async fn batches_of_another_system_in_the_same_workspace_are_left_alone() {
         assert!(report.errors.is_empty(), "{report:?}");
     }
     assert_eq!(listed_status(&p, &other.id).await, ProviderBatchStatus::InProgress);
-    let kept = p.anthropic.retrieve_batch(&same.batch_id()).await.unwrap();
-    assert_eq!(kept.status, ProviderBatchStatus::Completed, "not deleted");
+    for same in &ended {
+        let kept = p.anthropic.retrieve_batch(&same.batch_id()).await.unwrap();
+        assert_eq!(kept.status, ProviderBatchStatus::Completed, "not deleted");
+    }
     let recorded = p.job(&job.id).await;
     assert!(recorded.duplicate_batches.is_empty());
     assert_eq!(recorded.double_spent, 0);

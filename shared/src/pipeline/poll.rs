@@ -72,7 +72,8 @@ pub struct PollReport {
     /// Result files ingested by poll itself (their ingest never finished).
     pub ingested_late: Vec<String>,
     /// Provider batches carrying the id of a job that records another
-    /// batch, cancelled in this run: (job, batch).
+    /// batch (or, at a provider whose batches carry no id, judged a job's
+    /// second by size and time), cancelled in this run: (job, batch).
     pub duplicates_cancelled: Vec<(String, String)>,
     /// Ended provider batches that ran an open job's requests a second time
     /// (a provider whose batches cannot carry their job id), with what that

@@ -148,7 +148,9 @@ impl Poller {
     /// another batch, has the batch's size, and `batch` was made in its
     /// window.
     fn could_be_second_of(job: &Job, batch: &Batch) -> bool {
-        job.provider_batch_id.as_ref().is_some_and(|own| own.as_str() != batch.id)
+        job.provider_batch_id
+            .as_ref()
+            .is_some_and(|own| own.as_str() != batch.id)
             && job.input_lines == batch.request_counts.total
             && Self::in_create_window(job, batch)
     }
@@ -243,7 +245,10 @@ impl Poller {
         let Some(file) = batch.output_file_id.clone() else {
             return Ok(()); // no results: nothing ran, or they are gone
         };
-        let endpoint = theirs.first().map(|j| j.endpoint).unwrap_or(crate::request::Endpoint::Messages);
+        let endpoint = theirs
+            .first()
+            .map(|j| j.endpoint)
+            .unwrap_or(crate::request::Endpoint::Messages);
         let Some(first) = self.first_answer(provider, endpoint, batch).await? else {
             return Ok(()); // no successful answer: nothing billed, or not ours
         };
@@ -418,5 +423,60 @@ impl Poller {
             "job {}: could not record duplicate batch {id} after repeated conflicts",
             job.id
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::JobId;
+    use crate::job::ProviderKind;
+    use crate::request::{Endpoint, QueueGroup};
+    use crate::time::Timestamp;
+
+    const T0: i64 = 1_790_000_000;
+
+    fn job(lines: u64, own: Option<&str>) -> Job {
+        let group = QueueGroup::of(
+            Endpoint::Messages,
+            crate::ids::ModelName::parse("claude-haiku-4-5").unwrap(),
+        );
+        let t = Timestamp::from_unix_seconds(T0);
+        let mut j = Job::new(JobId::generate(), ProviderKind::Anthropic, &group, t, t);
+        j.input_lines = lines;
+        j.provider_batch_id = own.map(ProviderBatchId::new);
+        j.submitted_at = own.map(|_| Timestamp::from_unix_seconds(T0 + 60));
+        j
+    }
+
+    fn batch(id: &str, lines: u64, created: i64) -> Batch {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "status": "in_progress", "created_at": created,
+            "request_counts": {"total": lines, "completed": 0, "failed": 0}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_second_batch_has_the_jobs_size_and_was_made_in_its_create_window() {
+        let j = job(6, Some("own"));
+        assert!(Poller::could_be_second_of(&j, &batch("b", 6, T0 + 30)));
+        // Skew: a little before the job's row, up to an hour after its submission.
+        assert!(Poller::could_be_second_of(&j, &batch("b", 6, T0 - DECISION_SKEW)));
+        assert!(Poller::could_be_second_of(&j, &batch("b", 6, T0 + 60 + CREATE_WINDOW)));
+        assert!(!Poller::could_be_second_of(&j, &batch("b", 6, T0 - DECISION_SKEW - 1)));
+        assert!(!Poller::could_be_second_of(&j, &batch("b", 6, T0 + 61 + CREATE_WINDOW)));
+        assert!(!Poller::could_be_second_of(&j, &batch("b", 5, T0 + 30)), "another size");
+        assert!(
+            !Poller::could_be_second_of(&j, &batch("own", 6, T0 + 30)),
+            "its own batch"
+        );
+        assert!(
+            !Poller::could_be_second_of(&job(6, None), &batch("b", 6, T0 + 30)),
+            "a job without a batch may be creating it"
+        );
+        let mut unknown_time = batch("b", 6, T0 + 30);
+        unknown_time.created_at = None;
+        assert!(!Poller::could_be_second_of(&j, &unknown_time));
     }
 }
