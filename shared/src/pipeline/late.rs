@@ -109,8 +109,9 @@ impl Ingester {
             let mut next = current.clone();
             next.totals.add(&sums.used);
             next.late_used = report.used;
-            next.double_spent = report.double_spent;
-            next.double_spent_cost = report.double_spent_cost;
+            // Added: duplicate batches found by poll count here too.
+            next.double_spent += report.double_spent;
+            next.double_spent_cost += report.double_spent_cost;
             next.watch_until = None;
             next.updated_at = self.core.now();
             if self.core.save_job(&current, next).await?.is_some() {

@@ -23,6 +23,7 @@ mod duplicates;
 mod failed;
 mod give_up;
 mod results;
+mod untagged;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use crate::provider::{Provider, ProviderError, Providers};
 use crate::telemetry;
 
 pub use give_up::CANCEL_GRACE;
+pub use untagged::{DuplicateFound, MIN_AGE as UNTAGGED_MIN_AGE};
 
 /// Most provider errors kept on a job row (a 50,000-line file can fail with
 /// one error per line; DynamoDB items hold 400 KB).
@@ -70,8 +72,13 @@ pub struct PollReport {
     /// Result files ingested by poll itself (their ingest never finished).
     pub ingested_late: Vec<String>,
     /// Provider batches carrying the id of a job that records another
-    /// batch, cancelled in this run: (job, batch).
+    /// batch (or, at a provider whose batches carry no id, judged a job's
+    /// second by size and time), cancelled in this run: (job, batch).
     pub duplicates_cancelled: Vec<(String, String)>,
+    /// Ended provider batches that ran an open job's requests a second time
+    /// (a provider whose batches cannot carry their job id), with what that
+    /// cost; recorded on the job in this run.
+    pub duplicates_ended: Vec<DuplicateFound>,
     /// Given-up batches that ended after all, and what their answers did.
     pub late: Vec<LateReport>,
     /// Jobs that could not be handled this time (they are retried next run).

@@ -19,10 +19,14 @@ impl Poller {
     /// own; it is cancelled, reported, and recorded on its job.
     pub(super) async fn cancel_duplicates(&self, open: &[Job], report: &mut PollReport) -> Result<(), PipelineError> {
         for (name, provider) in self.providers.iter() {
-            if !provider.tags_batches() {
-                continue; // its batches cannot name their job
-            }
             let theirs: Vec<Job> = open.iter().filter(|j| &j.provider_name == name).cloned().collect();
+            if !provider.tags_batches() {
+                // Its batches cannot name their job: told by size, time and
+                // their results' requests (`untagged`).
+                self.find_untagged_duplicates(provider.as_ref(), &theirs, open, report)
+                    .await?;
+                continue;
+            }
             self.cancel_duplicates_of(provider.as_ref(), &theirs, report).await?;
         }
         Ok(())
