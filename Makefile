@@ -13,7 +13,7 @@ CARGO_TEST := $(TEST_RUNNER) --workspace --no-fail-fast
 # in-memory store in the first run, DynamoDB and S3 on the emulator in the second
 # (selected within --workspace: a narrower package set would unify features
 # differently and rebuild the dependencies).
-STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz
+STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz untagged_duplicates
 
 .PHONY: help venv test lint fmt clippy check clean
 
