@@ -1,65 +1,28 @@
 //! Contract tests: the provider client against the fake provider over real HTTP.
 
+mod compat_support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use batchq_core::config::Config;
-use batchq_core::ids::{JobId, ProviderBatchId, ProviderFileId};
+use batchq_core::ids::{ProviderBatchId, ProviderFileId};
 use batchq_core::job::ProviderBatchStatus;
 use batchq_core::provider::openai::OpenAiClient;
-use batchq_core::provider::{Batch, CreateBatch, Provider, ProviderError, UploadSource};
-use batchq_core::request::Endpoint;
-use batchq_core::store::{ByteStream, StoreError};
-use bytes::Bytes;
+use batchq_core::provider::{Batch, Provider, ProviderError};
+use compat_support::*;
 use fake_openai::{FakeConfig, FakeHandle, FakeServer, Faults};
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-/// An in-memory upload source.
-struct MemSource(Vec<u8>);
-
-#[async_trait]
-impl UploadSource for MemSource {
-    fn filename(&self) -> &str {
-        "input.jsonl"
-    }
-    async fn open(&self) -> Result<(u64, ByteStream), StoreError> {
-        let chunks: Vec<Result<Bytes, StoreError>> = self
-            .0
-            .chunks(64 * 1024)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        Ok((self.0.len() as u64, futures::stream::iter(chunks).boxed()))
-    }
-}
-
-async fn fake() -> FakeHandle {
-    FakeServer::start(FakeConfig::default()).await.unwrap()
-}
-
 fn client_for(fake: &FakeHandle, extra: &[(&str, &str)]) -> OpenAiClient {
-    let base = fake.base_url();
+    // Tests that need the listing's lag waited out set it themselves.
     let azure = fake.azure_endpoint();
-    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let cfg = Config::from_lookup(&move |k| {
-        if let Some((_, v)) = extra.iter().find(|(n, _)| n == k) {
-            return Some(v.clone());
-        }
-        match k {
-            "OPENAI_BASE_URL" => Some(base.clone()),
-            "AZURE_OPENAI_ENDPOINT" => Some(azure.clone()),
-            "OPENAI_API_KEY" => Some("sk-fake".into()),
-            "BATCHQ_HTTP_MAX_RETRIES" => Some("3".into()),
-            // Tests that need the listing's lag waited out set it themselves.
-            "BATCHQ_PROVIDER_LIST_LAG_SECS" => Some("0".into()),
-            _ => None,
-        }
-    })
-    .unwrap();
-    OpenAiClient::new(&cfg.provider, "sk-fake")
+    let mut settings = vec![("AZURE_OPENAI_ENDPOINT", azure.as_str())];
+    settings.extend_from_slice(extra);
+    let cfg = provider_config("openai", &fake.base_url(), &settings);
+    OpenAiClient::new(&cfg, "sk-fake")
         .unwrap()
-        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .with_backoff(BACKOFF.0, BACKOFF.1)
 }
 
 /// A valid input file of `n` chat requests for one model.
@@ -81,23 +44,11 @@ fn input(n: usize, url: &str) -> (Vec<u8>, Vec<(String, Value)>) {
     (out, lines)
 }
 
-fn create_req(file: &str) -> CreateBatch {
-    CreateBatch {
-        job_id: JobId::generate(),
-        input_file_id: ProviderFileId::new(file),
-        input_key: String::new(),
-        lines: 0,
-        taken: Vec::new(),
-        endpoint: Endpoint::ChatCompletions,
-        not_before: 0,
-    }
-}
-
-async fn download(client: &OpenAiClient, id: &ProviderFileId) -> Vec<Value> {
-    let bytes: Vec<Bytes> = client.file_content(id).await.unwrap().try_collect().await.unwrap();
-    let all: Vec<u8> = bytes.concat();
-    all.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
+/// A file's lines as JSON.
+async fn download_json(client: &OpenAiClient, id: &ProviderFileId) -> Vec<Value> {
+    download(client, id)
+        .await
+        .iter()
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect()
 }
@@ -129,7 +80,7 @@ async fn upload_create_retrieve_list_download_and_delete_round_trip() {
     assert_eq!(done.request_counts.completed, 20);
     assert!(done.usage.is_some());
 
-    let out = download(&client, done.output_file_id.as_ref().unwrap()).await;
+    let out = download_json(&client, done.output_file_id.as_ref().unwrap()).await;
     assert_eq!(out.len(), 20);
     let order: Vec<&str> = out.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
     let mut sorted = order.clone();
@@ -151,11 +102,7 @@ async fn upload_create_retrieve_list_download_and_delete_round_trip() {
     assert_eq!(page.data[0].id, created.id);
     assert!(client.find_batch(&req).await.unwrap().is_some());
 
-    client.delete_file(&file.file_id()).await.unwrap();
-    assert!(matches!(
-        client.delete_file(&file.file_id()).await,
-        Err(ProviderError::NotFound { what: "file", .. })
-    ));
+    delete_twice(&client, &file.file_id()).await;
     assert_eq!(fake.submitted_counts().values().copied().max(), Some(1));
 }
 
@@ -317,7 +264,7 @@ async fn completed_batch_may_have_no_output_file_and_empty_string_ids() {
     assert_eq!(done.status, ProviderBatchStatus::Completed);
     assert_eq!(done.output_file_id, None, "\"\" reads as no file");
     assert_eq!(done.request_counts.completed, 0);
-    let errors = download(&client, done.error_file_id.as_ref().unwrap()).await;
+    let errors = download_json(&client, done.error_file_id.as_ref().unwrap()).await;
     assert_eq!(errors.len(), 4);
     assert!(errors
         .iter()
@@ -336,7 +283,7 @@ async fn some_lines_fail_into_the_error_file() {
     let batch = submit(&client, input(15, "/v1/chat/completions").0).await;
     let done = client.retrieve_batch(&batch.batch_id()).await.unwrap();
     assert_eq!((done.request_counts.completed, done.request_counts.failed), (5, 10));
-    let errors = download(&client, done.error_file_id.as_ref().unwrap()).await;
+    let errors = download_json(&client, done.error_file_id.as_ref().unwrap()).await;
     assert!(errors
         .iter()
         .all(|l| l["custom_id"].as_str().unwrap().starts_with("req-000")));
@@ -356,8 +303,8 @@ async fn expired_batch_has_partial_results_and_batch_expired_lines() {
     assert!(fake.expire(&batch.id));
     let expired = client.retrieve_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(expired.status, ProviderBatchStatus::Expired);
-    let out = download(&client, expired.output_file_id.as_ref().unwrap()).await;
-    let errors = download(&client, expired.error_file_id.as_ref().unwrap()).await;
+    let out = download_json(&client, expired.output_file_id.as_ref().unwrap()).await;
+    let errors = download_json(&client, expired.error_file_id.as_ref().unwrap()).await;
     assert_eq!(out.len() + errors.len(), 40);
     assert!(!out.is_empty() && !errors.is_empty());
     assert!(errors
@@ -382,8 +329,8 @@ async fn cancelled_batch_has_partial_results() {
     assert_eq!(cancelling.status, ProviderBatchStatus::Cancelling);
     let cancelled = client.retrieve_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(cancelled.status, ProviderBatchStatus::Cancelled);
-    let out = download(&client, cancelled.output_file_id.as_ref().unwrap()).await;
-    let errors = download(&client, cancelled.error_file_id.as_ref().unwrap()).await;
+    let out = download_json(&client, cancelled.output_file_id.as_ref().unwrap()).await;
+    let errors = download_json(&client, cancelled.error_file_id.as_ref().unwrap()).await;
     assert_eq!(out.len() + errors.len(), 40);
     assert!(!out.is_empty() && !errors.is_empty());
     assert!(errors.iter().all(|l| l["error"]["code"] == "batch_cancelled"));

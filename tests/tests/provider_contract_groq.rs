@@ -15,10 +15,6 @@ use fake_openai::{FakeConfig, FakeHandle, FakeServer, Faults};
 
 const MODEL: &str = "llama-3.1-8b-instant";
 
-async fn fake() -> FakeHandle {
-    FakeServer::start(FakeConfig::default()).await.unwrap()
-}
-
 fn client(fake: &FakeHandle, extra: &[(&str, &str)]) -> OpenAiClient {
     let cfg = provider_config("groq", &fake.groq_base_url(), extra);
     assert_eq!(cfg.kind, ProviderKind::Groq);
@@ -27,18 +23,12 @@ fn client(fake: &FakeHandle, extra: &[(&str, &str)]) -> OpenAiClient {
         .with_backoff(BACKOFF.0, BACKOFF.1)
 }
 
-async fn upload(client: &OpenAiClient, n: usize) -> (String, Vec<Req>) {
-    let reqs = requests(n, MODEL);
-    let (file, _) = client.upload_file(&MemSource(input_file(client, &reqs))).await.unwrap();
-    (file.id, reqs)
-}
-
 #[tokio::test]
 async fn a_batch_with_a_two_day_window_runs_to_completion_and_its_output_reads_with_the_groq_format() {
     let fake = fake().await;
     let client = client(&fake, &[("BATCHQ_COMPLETION_WINDOW", "48h")]);
     assert_eq!(client.format().limits(Endpoint::ChatCompletions).max_bytes, 100_000_000);
-    let (file, reqs) = upload(&client, 12).await;
+    let (file, reqs) = upload(&client, 12, MODEL).await;
     let req = create_req(&file);
     let created = client.create_batch(&req, true).await.unwrap();
     assert_eq!(created.status, ProviderBatchStatus::Validating);
@@ -87,7 +77,7 @@ async fn a_completed_batch_with_failed_lines_has_an_error_file_read_as_retryable
         ..Faults::default()
     });
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 20).await;
+    let (file, _) = upload(&client, 20, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     let done = client.retrieve_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(done.status, ProviderBatchStatus::Completed);
@@ -109,7 +99,7 @@ async fn a_cancelled_batch_ends_cancelled() {
     .await
     .unwrap();
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 3).await;
+    let (file, _) = upload(&client, 3, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     let cancelling = client.cancel_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(cancelling.status, ProviderBatchStatus::Cancelling);
@@ -132,7 +122,7 @@ async fn a_wrong_key_is_unauthorized() {
 async fn a_429_and_a_500_are_retried_honouring_retry_after() {
     let fake = fake().await;
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 1).await;
+    let (file, _) = upload(&client, 1, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     fake.set_faults(Faults {
         http_429: [("retrieve".to_owned(), 1)].into(),
@@ -153,7 +143,7 @@ async fn a_429_and_a_500_are_retried_honouring_retry_after() {
 async fn a_create_whose_answer_is_lost_is_found_again_without_a_second_batch() {
     let fake = fake().await;
     let client = client(&fake, &[("BATCHQ_HTTP_READ_TIMEOUT_SECS", "1")]);
-    let (file, _) = upload(&client, 5).await;
+    let (file, _) = upload(&client, 5, MODEL).await;
     fake.set_faults(Faults {
         hang_after_create_ms: Some(3_000),
         ..Faults::default()
@@ -183,7 +173,7 @@ async fn a_window_groq_refuses_is_caught_by_the_check_and_refused_by_the_api() {
     let client = OpenAiClient::new(&cfg, "sk-fake")
         .unwrap()
         .with_backoff(BACKOFF.0, BACKOFF.1);
-    let (file, _) = upload(&client, 1).await;
+    let (file, _) = upload(&client, 1, MODEL).await;
     match client.create_batch(&create_req(&file), false).await {
         Err(ProviderError::Api {
             status: 400, message, ..

@@ -16,22 +16,12 @@ use serde_json::Value;
 
 const MODEL: &str = "meta-llama/Llama-3.3-70B-Instruct-Turbo";
 
-async fn fake() -> FakeHandle {
-    FakeServer::start(FakeConfig::default()).await.unwrap()
-}
-
 fn client(fake: &FakeHandle, extra: &[(&str, &str)]) -> TogetherClient {
     let cfg = provider_config("together", &fake.together_base_url(), extra);
     assert_eq!(cfg.kind, ProviderKind::Together);
     TogetherClient::new(&cfg, "sk-fake")
         .unwrap()
         .with_backoff(BACKOFF.0, BACKOFF.1)
-}
-
-async fn upload(client: &TogetherClient, n: usize) -> (String, Vec<Req>) {
-    let reqs = requests(n, MODEL);
-    let (file, _) = client.upload_file(&MemSource(input_file(client, &reqs))).await.unwrap();
-    (file.id, reqs)
 }
 
 #[tokio::test]
@@ -92,11 +82,7 @@ async fn upload_create_poll_and_read_the_output_with_the_together_format() {
         .unwrap();
     assert_eq!(found.map(|f| f.id), Some(file.id.clone()));
 
-    client.delete_file(&file.file_id()).await.unwrap();
-    assert!(matches!(
-        client.delete_file(&file.file_id()).await,
-        Err(ProviderError::NotFound { what: "file", .. })
-    ));
+    delete_twice(&client, &file.file_id()).await;
     assert_eq!(fake.submitted_counts().values().copied().max(), Some(1));
 }
 
@@ -109,7 +95,7 @@ async fn a_completed_batch_can_still_have_an_error_file() {
         ..Faults::default()
     });
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 20).await;
+    let (file, _) = upload(&client, 20, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     let done = client.retrieve_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(done.status, ProviderBatchStatus::Completed);
@@ -161,7 +147,7 @@ async fn a_cancelled_batch_goes_through_canceling_to_cancelled() {
         ..Faults::default()
     });
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 3).await;
+    let (file, _) = upload(&client, 3, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     let cancelling = client.cancel_batch(&batch.batch_id()).await.unwrap();
     assert_eq!(cancelling.status, ProviderBatchStatus::Cancelling);
@@ -193,7 +179,7 @@ async fn a_wrong_key_is_unauthorized() {
 async fn a_429_and_500s_are_retried_and_an_unknown_batch_is_not_found() {
     let fake = fake().await;
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 1).await;
+    let (file, _) = upload(&client, 1, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     fake.set_faults(Faults {
         http_429: [("retrieve".to_owned(), 1)].into(),
@@ -222,7 +208,7 @@ async fn a_429_and_500s_are_retried_and_an_unknown_batch_is_not_found() {
 async fn a_create_whose_answer_is_lost_is_found_by_its_input_file_without_a_second_batch() {
     let fake = fake().await;
     let client = client(&fake, &[("BATCHQ_HTTP_READ_TIMEOUT_SECS", "1")]);
-    let (file, _) = upload(&client, 5).await;
+    let (file, _) = upload(&client, 5, MODEL).await;
     fake.set_faults(Faults {
         hang_after_create_ms: Some(3_000),
         ..Faults::default()
@@ -257,7 +243,7 @@ async fn a_window_together_refuses_is_caught_by_the_check_and_refused_by_the_api
     let client = TogetherClient::new(&cfg, "sk-fake")
         .unwrap()
         .with_backoff(BACKOFF.0, BACKOFF.1);
-    let (file, _) = upload(&client, 1).await;
+    let (file, _) = upload(&client, 1, MODEL).await;
     assert!(matches!(
         client.create_batch(&create_req(&file), false).await,
         Err(ProviderError::Api { status: 400, .. })
@@ -280,7 +266,7 @@ async fn an_expired_batch_has_partial_output_and_retryable_expired_lines() {
     .await
     .unwrap();
     let client = client(&fake, &[]);
-    let (file, _) = upload(&client, 16).await;
+    let (file, _) = upload(&client, 16, MODEL).await;
     let batch = client.create_batch(&create_req(&file), false).await.unwrap();
     assert!(fake.expire(&batch.id));
     let done = client.retrieve_batch(&batch.batch_id()).await.unwrap();

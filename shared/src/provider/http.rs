@@ -11,18 +11,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
-use reqwest::header::HeaderMap;
+use futures::{StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::config::ProviderConfig;
+use crate::ids::ProviderFileId;
+use crate::job::ProviderKind;
 use crate::provider::types::{ApiErrorBody, Batch};
-use crate::provider::{CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
+use crate::provider::{supports_endpoint, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
+use crate::request::Endpoint;
 use crate::retry::{GaveUp, RetryPolicy, Verdict};
+use crate::store::{ByteStream, StoreError};
 
 /// Longest wait batchq accepts from a `Retry-After` header.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How a provider's failed answers read: what differs between the
+/// OpenAI-shaped APIs and Anthropic's.
+#[derive(Clone, Copy)]
+pub(crate) struct ErrorStyle {
+    /// The message and code of an error body.
+    pub(crate) message: fn(&str) -> (String, Option<String>),
+    /// The wait a retryable answer (429, 408, 5xx) asks for, from its headers.
+    pub(crate) asked_wait: fn(&'static str, StatusCode, &HeaderMap) -> Option<Duration>,
+    /// Retryable statuses refused before any work (a create answered so
+    /// made no batch).
+    pub(crate) refused: fn(u16) -> bool,
+}
+
+/// The OpenAI-shaped APIs' errors (OpenAI, Azure, Groq, Together).
+pub(crate) const OPENAI_ERRORS: ErrorStyle = ErrorStyle {
+    message: error_message,
+    asked_wait: |_, _, headers| retry_after(headers),
+    refused: |status| status == 429,
+};
+
+/// The builder settings every client on a [`Transport`] (its field `t`)
+/// offers: `with_backoff` and `record_waits`.
+macro_rules! transport_settings {
+    () => {
+        /// Changes the backoff (tests use milliseconds).
+        pub fn with_backoff(mut self, base: std::time::Duration, cap: std::time::Duration) -> Self {
+            self.t.set_backoff(base, cap);
+            self
+        }
+
+        /// Records every wait before a retry into `log` (tests check that
+        /// `Retry-After` was honoured without timing anything).
+        pub fn record_waits(mut self, log: std::sync::Arc<std::sync::Mutex<Vec<std::time::Duration>>>) -> Self {
+            self.t.waits = Some(log);
+            self
+        }
+    };
+}
+pub(crate) use transport_settings;
 
 /// An HTTP client with its retry policy.
 #[derive(Clone)]
@@ -32,6 +77,39 @@ pub(crate) struct Transport {
     pub(crate) retry: RetryPolicy,
     /// Every wait before a retry, when recording is on (tests).
     pub(crate) waits: Option<Arc<std::sync::Mutex<Vec<Duration>>>>,
+    errors: ErrorStyle,
+}
+
+/// A key as a header value, kept out of logs.
+pub(crate) fn secret_header(value: &str) -> Result<HeaderValue, ProviderError> {
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| ProviderError::Key("the key contains characters not allowed in a header".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// The refusal of a create for an endpoint `kind`'s batches do not run.
+pub(crate) fn refuse_unsupported(
+    kind: ProviderKind,
+    endpoint: Endpoint,
+    op: &'static str,
+) -> Result<(), ProviderError> {
+    if supports_endpoint(kind, endpoint) {
+        return Ok(());
+    }
+    Err(ProviderError::Api {
+        op,
+        status: 400,
+        code: Some("unsupported_endpoint".into()),
+        message: format!("{} batches do not run {}", kind.as_str(), endpoint.as_str()),
+    })
+}
+
+/// A response body as a byte stream (`what` names it in errors).
+pub(crate) fn byte_stream(resp: Response, what: &'static str) -> ByteStream {
+    resp.bytes_stream()
+        .map_err(move |e| StoreError::backend(what, describe_transport(&e)))
+        .boxed()
 }
 
 impl Transport {
@@ -41,7 +119,53 @@ impl Transport {
             retry: RetryPolicy::new(max_retries, Duration::from_millis(500), Duration::from_secs(30))
                 .with_max_asked_wait(MAX_RETRY_AFTER),
             waits: None,
+            errors: OPENAI_ERRORS,
         }
+    }
+
+    /// The transport for `cfg` (timeouts, retries, user agent) sending
+    /// `headers` with every request.
+    pub(crate) fn for_config(cfg: &ProviderConfig, headers: HeaderMap) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .user_agent(concat!("batchq/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Transport {
+                op: "client",
+                message: e.to_string(),
+            })?;
+        Ok(Self::new(http, cfg.max_retries))
+    }
+
+    /// Reads failed answers in `errors`' way.
+    pub(crate) fn with_errors(mut self, errors: ErrorStyle) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Streams a file's content (`NotFound` names the file `id`).
+    pub(crate) async fn download(&self, url: &str, id: &ProviderFileId) -> Result<ByteStream, ProviderError> {
+        let resp = self
+            .send("download file", || self.http.get(url))
+            .await
+            .map_err(|e| not_found(e, "file", id.as_str()))?;
+        Ok(byte_stream(resp, "provider file content"))
+    }
+
+    /// Deletes what `url` names (`NotFound` names it `what` `id`).
+    pub(crate) async fn delete(
+        &self,
+        op: &'static str,
+        url: &str,
+        what: &'static str,
+        id: &str,
+    ) -> Result<(), ProviderError> {
+        self.send(op, || self.http.delete(url))
+            .await
+            .map_err(|e| not_found(e, what, id))?;
+        Ok(())
     }
 
     /// Changes the backoff (tests use milliseconds).
@@ -79,9 +203,9 @@ impl Transport {
         if status.is_success() {
             return Ok(resp);
         }
-        let retry_after = retry_after(resp.headers());
+        let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
-        let (message, code) = error_message(&body);
+        let (message, code) = (self.errors.message)(&body);
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Unauthorized { op, message },
             StatusCode::NOT_FOUND => ProviderError::NotFound {
@@ -94,7 +218,7 @@ impl Transport {
                     op,
                     status: s.as_u16(),
                     message,
-                    retry_after,
+                    retry_after: (self.errors.asked_wait)(op, s, &headers),
                 }
             }
             s => ProviderError::Api {
@@ -232,7 +356,8 @@ impl Transport {
                     // cut answer may come after the batch was made, and the
                     // listing may not show it yet: look for it until the
                     // listing has caught up before creating again.
-                    let ambiguous = !matches!(e, ProviderError::Retryable { status: 429, .. });
+                    let ambiguous =
+                        !matches!(e, ProviderError::Retryable { status, .. } if (self.errors.refused)(status));
                     if ambiguous {
                         if let Some(existing) = self.confirm_created(provider, req, list_lag).await? {
                             tracing::info!(job_id = %req.job_id, batch_id = %existing.id, "found the batch a lost create made");

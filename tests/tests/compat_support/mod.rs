@@ -1,6 +1,6 @@
-//! What the Groq and Together contract tests share: an in-memory upload
-//! source, a provider config pointed at the fake, input files written by
-//! the provider's own format, and result files read by it.
+//! What the provider contract tests share: the fake started, an in-memory
+//! upload source, a provider config pointed at the fake, input files
+//! written by the provider's own format, and result files read by it.
 
 #![allow(dead_code)]
 
@@ -9,12 +9,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use batchq_core::config::{Config, ProviderConfig};
 use batchq_core::ids::{CustomId, JobId, ProviderFileId, RequestKey, TenantId};
-use batchq_core::provider::{CreateBatch, Provider, ResultLine, UploadSource};
+use batchq_core::provider::{CreateBatch, Provider, ProviderError, ResultLine, UploadSource};
 use batchq_core::request::Endpoint;
 use batchq_core::store::{ByteStream, StoreError};
 use bytes::Bytes;
+use fake_openai::{FakeConfig, FakeHandle, FakeServer};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
+
+/// The fake provider, started with its defaults.
+pub async fn fake() -> FakeHandle {
+    FakeServer::start(FakeConfig::default()).await.unwrap()
+}
 
 /// An in-memory upload source.
 pub struct MemSource(pub Vec<u8>);
@@ -87,6 +93,22 @@ pub fn input_file(provider: &dyn Provider, reqs: &[Req]) -> Vec<u8> {
         );
     }
     out
+}
+
+/// `n` requests for `model` uploaded as an input file: its id and the requests.
+pub async fn upload(client: &dyn Provider, n: usize, model: &str) -> (String, Vec<Req>) {
+    let reqs = requests(n, model);
+    let (file, _) = client.upload_file(&MemSource(input_file(client, &reqs))).await.unwrap();
+    (file.id, reqs)
+}
+
+/// Deletes the file `id`; a second delete finds it gone.
+pub async fn delete_twice(client: &dyn Provider, id: &ProviderFileId) {
+    client.delete_file(id).await.unwrap();
+    assert!(matches!(
+        client.delete_file(id).await,
+        Err(ProviderError::NotFound { what: "file", .. })
+    ));
 }
 
 pub fn create_req(file: &str) -> CreateBatch {

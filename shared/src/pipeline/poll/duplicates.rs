@@ -4,12 +4,37 @@
 
 use super::{capped, PollReport, Poller};
 use crate::job::{Job, JobError};
+use crate::money::Money;
 use crate::pipeline::PipelineError;
-use crate::provider::{Batch, Provider, ProviderError};
+use crate::provider::{Batch, BatchPage, Provider, ProviderError};
 
 /// Pages of the provider's batch listing one poll run reads looking for
 /// duplicate batches (100 batches a page, newest first).
 const DUPLICATE_SCAN_PAGES: usize = 20;
+
+/// Where a newest-first scan of the batch listing goes on: after the last
+/// batch of `page`, unless the listing ended or reached batches made before
+/// `not_before` (unix seconds).
+pub(super) fn next_page(page: &BatchPage, not_before: i64) -> Option<String> {
+    let past = page
+        .data
+        .last()
+        .and_then(|b| b.created_at)
+        .is_some_and(|t| t < not_before);
+    match page.data.last() {
+        Some(last) if page.has_more && !past => Some(last.id.clone()),
+        _ => None,
+    }
+}
+
+/// How a duplicate is recorded on its job.
+pub(super) struct Record<'a> {
+    pub(super) batch: &'a Batch,
+    pub(super) message: String,
+    /// Its answers paid twice, and what they cost.
+    pub(super) answers: u64,
+    pub(super) cost: Money,
+}
 
 impl Poller {
     /// Looks through the provider's recent batches for ones carrying the id
@@ -58,14 +83,9 @@ impl Poller {
                     self.cancel_duplicate(job, b, report).await?;
                 }
             }
-            let past = page
-                .data
-                .last()
-                .and_then(|b| b.created_at)
-                .is_some_and(|t| t < not_before);
-            match page.data.last() {
-                Some(last) if page.has_more && !past => after = Some(last.id.clone()),
-                _ => return Ok(()),
+            match next_page(&page, not_before) {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
             }
         }
         Ok(())
@@ -95,32 +115,54 @@ impl Poller {
             "a second provider batch carries this job's id (a create whose answer was lost); cancelled"
         );
         report.duplicates_cancelled.push((job.id.to_string(), id.to_string()));
-        // Recorded on the job, so it is reported once; another runner may
-        // have changed the job meanwhile: read it again.
-        for _ in 0..3 {
+        // Recorded on the job, so it is reported once.
+        let record = Record {
+            batch,
+            message: format!(
+                "provider batch {id} also carried this job's id and was cancelled ({} of its requests had \
+                 completed: paid twice)",
+                batch.request_counts.completed
+            ),
+            answers: 0,
+            cost: Money::ZERO,
+        };
+        self.record_duplicate(job, &record, 3).await?;
+        Ok(())
+    }
+
+    /// Records a duplicate on its job once (with its twice-paid answers),
+    /// conditioned on the job's version; another runner may have changed
+    /// the job meanwhile: it is read again, up to `tries` times. False when
+    /// every try lost to another writer.
+    pub(super) async fn record_duplicate(
+        &self,
+        job: &Job,
+        record: &Record<'_>,
+        tries: usize,
+    ) -> Result<bool, PipelineError> {
+        let id = record.batch.batch_id();
+        for _ in 0..tries {
             let Some(current) = self.core.ports.jobs.get_job(&job.id).await? else {
-                return Ok(());
+                return Ok(true);
             };
             if current.duplicate_batches.contains(&id) {
-                return Ok(());
+                return Ok(true);
             }
             let mut next = current.clone();
             next.duplicate_batches.push(id.clone());
+            next.double_spent += record.answers;
+            next.double_spent_cost += record.cost;
             next.errors.push(JobError {
                 code: "duplicate_batch".into(),
-                message: format!(
-                    "provider batch {id} also carried this job's id and was cancelled ({} of its requests had \
-                     completed: paid twice)",
-                    batch.request_counts.completed
-                ),
+                message: record.message.clone(),
                 line: None,
             });
             next.errors = capped(next.errors);
             next.updated_at = self.core.now();
             if self.core.save_job(&current, next).await?.is_some() {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 }

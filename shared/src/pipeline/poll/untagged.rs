@@ -36,9 +36,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{capped, PollReport, Poller};
+use super::duplicates::{next_page, Record};
+use super::{PollReport, Poller};
 use crate::ids::ProviderBatchId;
-use crate::job::{Job, JobError};
+use crate::job::Job;
 use crate::jsonl::{Line, LineReader};
 use crate::money::Money;
 use crate::pipeline::ingest::TenantTotals;
@@ -78,14 +79,6 @@ pub struct DuplicateFound {
     pub double_spent_cost: Money,
 }
 
-/// How a duplicate is recorded on its job.
-struct Record<'a> {
-    batch: &'a Batch,
-    message: String,
-    answers: u64,
-    cost: Money,
-}
-
 impl Poller {
     /// Looks for duplicates among `provider`'s recent batches (a provider
     /// whose batches do not carry their job id). `theirs`: the open jobs of
@@ -119,14 +112,9 @@ impl Poller {
                     self.cancel_untagged(provider, job, b, report).await?;
                 }
             }
-            let past = page
-                .data
-                .last()
-                .and_then(|b| b.created_at)
-                .is_some_and(|t| t < not_before);
-            match page.data.last() {
-                Some(last) if page.has_more && !past => after = Some(last.id.clone()),
-                _ => return Ok(()),
+            match next_page(&page, not_before) {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
             }
         }
         Ok(())
@@ -396,29 +384,10 @@ impl Poller {
     /// conditioned on the job's version; another runner may have changed
     /// the job meanwhile: it is read again.
     async fn record_untagged(&self, job: &Job, record: Record<'_>) -> Result<(), PipelineError> {
-        let id = record.batch.batch_id();
-        for _ in 0..20 {
-            let Some(current) = self.core.ports.jobs.get_job(&job.id).await? else {
-                return Ok(());
-            };
-            if current.duplicate_batches.contains(&id) {
-                return Ok(());
-            }
-            let mut next = current.clone();
-            next.duplicate_batches.push(id.clone());
-            next.double_spent += record.answers;
-            next.double_spent_cost += record.cost;
-            next.errors.push(JobError {
-                code: "duplicate_batch".into(),
-                message: record.message.clone(),
-                line: None,
-            });
-            next.errors = capped(next.errors);
-            next.updated_at = self.core.now();
-            if self.core.save_job(&current, next).await?.is_some() {
-                return Ok(());
-            }
+        if self.record_duplicate(job, &record, 20).await? {
+            return Ok(());
         }
+        let id = record.batch.batch_id();
         Err(PipelineError::Rejected(format!(
             "job {}: could not record duplicate batch {id} after repeated conflicts",
             job.id

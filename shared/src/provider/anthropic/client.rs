@@ -24,24 +24,29 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue};
-use reqwest::{RequestBuilder, Response, StatusCode};
-use serde::de::DeserializeOwned;
+use reqwest::StatusCode;
 
 use super::wire::{ErrorBody, MessageBatch, MessageBatchPage, INLINE_PREFIX, RESULTS_PREFIX};
 use super::AnthropicFormat;
 use crate::config::ProviderConfig;
 use crate::ids::{ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
-use crate::provider::http::{describe_transport, give_up, judge, retry_after};
+use crate::provider::http::{byte_stream, not_found, retry_after, secret_header, ErrorStyle, Transport};
 use crate::provider::openai::client::resolve_api_key;
 use crate::provider::types::{Batch, BatchPage, FileObject, FilePage};
 use crate::provider::{BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
 use crate::request::Endpoint;
-use crate::retry::RetryPolicy;
 use crate::store::{ByteStream, ObjectStore, StoreError};
 
-/// Longest wait batchq accepts from `retry-after` or a rate limit's reset.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How Anthropic's failed answers read: `{"error": {"type", "message"}}`;
+/// a retryable one waits its `retry-after` or, without one, the reset of
+/// an exhausted `anthropic-ratelimit-*` limit; 429 and 529 (overloaded)
+/// refuse before any work.
+const ANTHROPIC_ERRORS: ErrorStyle = ErrorStyle {
+    message: error_message,
+    asked_wait,
+    refused: |status| matches!(status, 429 | 529),
+};
 
 /// Batches per page when looking for a lost create's batch.
 const FIND_PAGE: u32 = 100;
@@ -50,14 +55,12 @@ const FIND_MAX_PAGES: usize = 50;
 
 #[derive(Clone)]
 pub struct AnthropicClient {
-    http: reqwest::Client,
+    t: Transport,
     /// The `/v1` base, e.g. `https://api.anthropic.com/v1`.
     base: String,
     objects: Arc<dyn ObjectStore>,
-    retry: RetryPolicy,
-    /// How long the listing may lag a create (see the OpenAI client).
+    /// How long the listing may lag a create (see `Transport::create_once`).
     list_lag: Duration,
-    waits: Option<Arc<std::sync::Mutex<Vec<Duration>>>>,
 }
 
 impl std::fmt::Debug for AnthropicClient {
@@ -73,33 +76,17 @@ impl AnthropicClient {
     /// input objects are read from `objects`.
     pub fn new(cfg: &ProviderConfig, api_key: &str, objects: Arc<dyn ObjectStore>) -> Result<Self, ProviderError> {
         let mut headers = HeaderMap::new();
-        let mut key = HeaderValue::from_str(api_key)
-            .map_err(|_| ProviderError::Key("the key contains characters not allowed in a header".into()))?;
-        key.set_sensitive(true);
-        headers.insert("x-api-key", key);
+        headers.insert("x-api-key", secret_header(api_key)?);
         let version = HeaderValue::from_str(&cfg.api_version).map_err(|_| ProviderError::Decode {
             op: "client",
             message: "the API version is not a valid header value".into(),
         })?;
         headers.insert("anthropic-version", version);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.read_timeout)
-            .user_agent(concat!("batchq/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Transport {
-                op: "client",
-                message: e.to_string(),
-            })?;
         Ok(Self {
-            http,
+            t: Transport::for_config(cfg, headers)?.with_errors(ANTHROPIC_ERRORS),
             base: cfg.base_url.trim_end_matches('/').to_owned(),
             objects,
-            retry: RetryPolicy::new(cfg.max_retries, Duration::from_millis(500), Duration::from_secs(30))
-                .with_max_asked_wait(MAX_RETRY_AFTER),
             list_lag: cfg.list_lag,
-            waits: None,
         })
     }
 
@@ -113,129 +100,20 @@ impl AnthropicClient {
         Self::new(cfg, &key, objects)
     }
 
-    /// Changes the backoff (tests use milliseconds).
-    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.retry = RetryPolicy::new(self.retry.max_retries, base, cap).with_max_asked_wait(MAX_RETRY_AFTER);
-        self
-    }
-
-    /// Records every wait before a retry into `log` (tests).
-    pub fn record_waits(mut self, log: Arc<std::sync::Mutex<Vec<Duration>>>) -> Self {
-        self.waits = Some(log);
-        self
-    }
-
-    async fn pause(&self, d: Duration) {
-        if let Some(log) = &self.waits {
-            log.lock().expect("wait log").push(d);
-        }
-        tokio::time::sleep(d).await;
-    }
+    crate::provider::http::transport_settings!();
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn wait_before_retry(
-        &self,
-        op: &'static str,
-        attempt: u32,
-        wait: Duration,
-        e: &ProviderError,
-    ) -> impl std::future::Future<Output = ()> + '_ {
-        tracing::warn!(op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; retrying");
-        self.pause(wait)
-    }
-
-    /// Sends one request and classifies the answer. No retries.
-    async fn send_once(&self, op: &'static str, req: RequestBuilder) -> Result<Response, ProviderError> {
-        let resp = req.send().await.map_err(|e| ProviderError::Transport {
-            op,
-            message: describe_transport(&e),
-        })?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
-        let err = serde_json::from_str::<ErrorBody>(&body)
-            .unwrap_or_default()
-            .error
-            .unwrap_or_default();
-        let message = err
-            .message
-            .unwrap_or_else(|| body.chars().take(300).collect::<String>());
-        Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Unauthorized { op, message },
-            StatusCode::NOT_FOUND => ProviderError::NotFound {
-                op,
-                what: "resource",
-                id: message,
-            },
-            // 529 (overloaded) is a server error too.
-            s if s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT || s.is_server_error() => {
-                let asked = retry_after(&headers).or_else(|| ratelimit_reset_wait(&headers, time_now()));
-                if s == StatusCode::TOO_MANY_REQUESTS {
-                    log_ratelimit(op, &headers);
-                }
-                ProviderError::Retryable {
-                    op,
-                    status: s.as_u16(),
-                    message,
-                    retry_after: asked,
-                }
-            }
-            s => ProviderError::Api {
-                op,
-                status: s.as_u16(),
-                code: err.kind,
-                message,
-            },
-        })
-    }
-
-    /// Sends with retries; `build` makes a fresh request for every attempt.
-    async fn send(&self, op: &'static str, build: impl Fn() -> RequestBuilder) -> Result<Response, ProviderError> {
-        self.retry
-            .run(
-                |_| self.send_once(op, build()),
-                judge,
-                |n, wait, e| self.wait_before_retry(op, n, wait, e),
-            )
-            .await
-            .map_err(|g| give_up(op, g))
-    }
-
-    async fn json<T: DeserializeOwned>(op: &'static str, resp: Response) -> Result<T, ProviderError> {
-        let bytes = resp.bytes().await.map_err(|e| ProviderError::Transport {
-            op,
-            message: describe_transport(&e),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| ProviderError::Decode {
-            op,
-            message: e.to_string(),
-        })
-    }
-
-    fn not_found(e: ProviderError, what: &'static str, id: &str) -> ProviderError {
-        match e {
-            ProviderError::NotFound { op, .. } => ProviderError::NotFound {
-                op,
-                what,
-                id: id.to_owned(),
-            },
-            other => other,
-        }
-    }
-
     async fn retrieve_wire(&self, id: &ProviderBatchId) -> Result<MessageBatch, ProviderError> {
         let url = self.url(&format!("/messages/batches/{id}"));
         let resp = self
-            .send("retrieve batch", || self.http.get(&url))
+            .t
+            .send("retrieve batch", || self.t.http.get(&url))
             .await
-            .map_err(|e| Self::not_found(e, "batch", id.as_str()))?;
-        Self::json("retrieve batch", resp).await
+            .map_err(|e| not_found(e, "batch", id.as_str()))?;
+        Transport::json("retrieve batch", resp).await
     }
 
     /// The batch a `results:<id>` file names.
@@ -247,39 +125,21 @@ impl AnthropicClient {
     }
 
     /// One attempt at the create: the staged object, reopened, streamed as the body.
-    async fn create_once(&self, op: &'static str, req: &CreateBatch) -> Result<Batch, ProviderError> {
+    async fn post_create(&self, op: &'static str, req: &CreateBatch) -> Result<Batch, ProviderError> {
         let (_, stream) = self.objects.open(&req.input_key).await?;
         let body = reqwest::Body::wrap_stream(requests_body(stream));
         let resp = self
+            .t
             .send_once(
                 op,
-                self.http
+                self.t
+                    .http
                     .post(self.url("/messages/batches"))
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body),
             )
             .await?;
-        Ok(Self::json::<MessageBatch>(op, resp).await?.to_batch())
-    }
-
-    /// After a create whose answer was lost: lists again with backoff until
-    /// the listing's lag has passed (as the OpenAI client does).
-    async fn confirm_created(&self, req: &CreateBatch) -> Result<Option<Batch>, ProviderError> {
-        let mut waited = Duration::ZERO;
-        let mut wait = Duration::from_secs(1).min(self.list_lag);
-        loop {
-            if let Some(b) = self.find_batch(req).await? {
-                return Ok(Some(b));
-            }
-            if waited >= self.list_lag {
-                return Ok(None);
-            }
-            let step = wait.min(self.list_lag - waited);
-            tracing::info!(job_id = %req.job_id, wait_ms = step.as_millis() as u64, "the batch create's answer was lost; looking for the batch again");
-            self.pause(step).await;
-            waited += step;
-            wait = wait.saturating_mul(2);
-        }
+        Ok(Transport::json::<MessageBatch>(op, resp).await?.to_batch())
     }
 }
 
@@ -288,6 +148,28 @@ fn time_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The message and type of an error body, else the body's first 300 characters.
+fn error_message(body: &str) -> (String, Option<String>) {
+    let err = serde_json::from_str::<ErrorBody>(body)
+        .unwrap_or_default()
+        .error
+        .unwrap_or_default();
+    let message = err
+        .message
+        .unwrap_or_else(|| body.chars().take(300).collect::<String>());
+    (message, err.kind)
+}
+
+/// The wait a retryable answer asks for (529, overloaded, is a server
+/// error too); a 429's limits are logged.
+fn asked_wait(op: &'static str, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    let asked = retry_after(headers).or_else(|| ratelimit_reset_wait(headers, time_now()));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        log_ratelimit(op, headers);
+    }
+    asked
 }
 
 /// The limits Anthropic reports in `anthropic-ratelimit-<name>-{remaining,reset}`.
@@ -422,13 +304,11 @@ impl Provider for AnthropicClient {
             }
         };
         let resp = self
-            .send(op, || self.http.get(&url).header("accept", "application/binary"))
+            .t
+            .send(op, || self.t.http.get(&url).header("accept", "application/binary"))
             .await
-            .map_err(|e| Self::not_found(e, "file", id.as_str()))?;
-        Ok(resp
-            .bytes_stream()
-            .map_err(|e| StoreError::backend("provider results", describe_transport(&e)))
-            .boxed())
+            .map_err(|e| not_found(e, "file", id.as_str()))?;
+        Ok(byte_stream(resp, "provider results"))
     }
 
     /// `inline:…` was never sent: nothing to delete. `results:<id>` deletes
@@ -445,49 +325,14 @@ impl Provider for AnthropicClient {
             });
         };
         let url = self.url(&format!("/messages/batches/{batch}"));
-        self.send("delete batch", || self.http.delete(&url))
-            .await
-            .map_err(|e| Self::not_found(e, "batch", batch.as_str()))?;
-        Ok(())
+        self.t.delete("delete batch", &url, "batch", batch.as_str()).await
     }
 
     async fn create_batch(&self, req: &CreateBatch, check_first: bool) -> Result<Batch, ProviderError> {
         let op = "create batch";
-        let attempt = |n: u32| async move {
-            if check_first || n > 0 {
-                if let Some(existing) = self.find_batch(req).await? {
-                    tracing::info!(job_id = %req.job_id, batch_id = %existing.id, "found the batch an earlier attempt created");
-                    return Ok(existing);
-                }
-            }
-            match self.create_once(op, req).await {
-                Err(e) if e.is_retryable() => {
-                    // 429 and 529 refuse before any work; a 5xx, a timeout or
-                    // a cut answer may come after the batch was made.
-                    let refused = matches!(e, ProviderError::Retryable { status: 429 | 529, .. });
-                    if !refused {
-                        if let Some(existing) = self.confirm_created(req).await? {
-                            tracing::info!(job_id = %req.job_id, batch_id = %existing.id, "found the batch a lost create made");
-                            return Ok(existing);
-                        }
-                    }
-                    Err(e)
-                }
-                other => other,
-            }
-        };
-        match self
-            .retry
-            .run(attempt, judge, |n, wait, e| self.wait_before_retry(op, n, wait, e))
+        self.t
+            .create_once(op, self, req, check_first, self.list_lag, || self.post_create(op, req))
             .await
-        {
-            Ok(batch) => Ok(batch),
-            Err(g) if g.exhausted => match self.find_batch(req).await? {
-                Some(existing) => Ok(existing),
-                None => Err(give_up(op, g)),
-            },
-            Err(g) => Err(g.last),
-        }
     }
 
     async fn retrieve_batch(&self, id: &ProviderBatchId) -> Result<Batch, ProviderError> {
@@ -497,10 +342,11 @@ impl Provider for AnthropicClient {
     async fn cancel_batch(&self, id: &ProviderBatchId) -> Result<Batch, ProviderError> {
         let url = self.url(&format!("/messages/batches/{id}/cancel"));
         let resp = self
-            .send("cancel batch", || self.http.post(&url))
+            .t
+            .send("cancel batch", || self.t.http.post(&url))
             .await
-            .map_err(|e| Self::not_found(e, "batch", id.as_str()))?;
-        Ok(Self::json::<MessageBatch>("cancel batch", resp).await?.to_batch())
+            .map_err(|e| not_found(e, "batch", id.as_str()))?;
+        Ok(Transport::json::<MessageBatch>("cancel batch", resp).await?.to_batch())
     }
 
     async fn list_batches(&self, after: Option<&str>, limit: u32) -> Result<BatchPage, ProviderError> {
@@ -509,8 +355,10 @@ impl Provider for AnthropicClient {
             path.push_str(&format!("&after_id={a}"));
         }
         let url = self.url(&path);
-        let resp = self.send("list batches", || self.http.get(&url)).await?;
-        Ok(Self::json::<MessageBatchPage>("list batches", resp).await?.to_page())
+        let resp = self.t.send("list batches", || self.t.http.get(&url)).await?;
+        Ok(Transport::json::<MessageBatchPage>("list batches", resp)
+            .await?
+            .to_page())
     }
 
     /// Anthropic has no files.

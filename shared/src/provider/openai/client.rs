@@ -7,11 +7,9 @@
 //! blind: before each retry the client looks for the batch the lost attempt
 //! may have created.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
 use serde_json::json;
@@ -20,13 +18,11 @@ use super::{GroqFormat, OpenAiFormat};
 use crate::config::{ApiKeySource, ProviderConfig};
 use crate::ids::{ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
-use crate::provider::http::{describe_transport, not_found, Transport};
+use crate::provider::http::{not_found, refuse_unsupported, secret_header, Transport};
 use crate::provider::types::{Batch, BatchPage, FileObject, FilePage, METADATA_JOB_ID};
-use crate::provider::{
-    supports_endpoint, BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats,
-};
+use crate::provider::{BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
 use crate::request::Endpoint;
-use crate::store::{ByteStream, StoreError};
+use crate::store::ByteStream;
 
 #[derive(Clone)]
 pub struct OpenAiClient {
@@ -107,12 +103,12 @@ impl OpenAiClient {
     /// Builds a client for `cfg` with an already-resolved key.
     pub fn new(cfg: &ProviderConfig, api_key: &str) -> Result<Self, ProviderError> {
         let mut headers = HeaderMap::new();
-        let key_err = |_| ProviderError::Key("the key contains characters not allowed in a header".into());
         match cfg.kind {
             ProviderKind::OpenAi | ProviderKind::Groq => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(key_err)?;
-                v.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, v);
+                headers.insert(
+                    reqwest::header::AUTHORIZATION,
+                    secret_header(&format!("Bearer {api_key}"))?,
+                );
                 if let Some(org) = &cfg.organization {
                     if let Ok(v) = HeaderValue::from_str(org) {
                         headers.insert("OpenAI-Organization", v);
@@ -125,9 +121,7 @@ impl OpenAiClient {
                 }
             }
             ProviderKind::AzureOpenAi => {
-                let mut v = HeaderValue::from_str(api_key).map_err(key_err)?;
-                v.set_sensitive(true);
-                headers.insert("api-key", v);
+                headers.insert("api-key", secret_header(api_key)?);
             }
             ProviderKind::Anthropic | ProviderKind::Together => {
                 return Err(ProviderError::Key(format!(
@@ -136,16 +130,7 @@ impl OpenAiClient {
                 )))
             }
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.read_timeout)
-            .user_agent(concat!("batchq/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Transport {
-                op: "client",
-                message: e.to_string(),
-            })?;
+        let t = Transport::for_config(cfg, headers)?;
         let (base, api_version) = match cfg.kind {
             ProviderKind::AzureOpenAi => (
                 format!("{}/openai", cfg.base_url.trim_end_matches('/')),
@@ -154,7 +139,7 @@ impl OpenAiClient {
             _ => (cfg.base_url.trim_end_matches('/').to_owned(), None),
         };
         Ok(Self {
-            t: Transport::new(http, cfg.max_retries),
+            t,
             kind: cfg.kind,
             base,
             api_version,
@@ -169,18 +154,7 @@ impl OpenAiClient {
         Self::new(cfg, &key)
     }
 
-    /// Changes the backoff (tests use milliseconds).
-    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.t.set_backoff(base, cap);
-        self
-    }
-
-    /// Records every wait before a retry into `log` (tests check that
-    /// `Retry-After` was honoured without timing anything).
-    pub fn record_waits(mut self, log: Arc<std::sync::Mutex<Vec<Duration>>>) -> Self {
-        self.t.waits = Some(log);
-        self
-    }
+    crate::provider::http::transport_settings!();
 
     fn url(&self, path: &str) -> String {
         match &self.api_version {
@@ -220,37 +194,17 @@ impl Provider for OpenAiClient {
     }
 
     async fn file_content(&self, id: &ProviderFileId) -> Result<ByteStream, ProviderError> {
-        let url = self.url(&format!("/files/{id}/content"));
-        let resp = self
-            .t
-            .send("download file", || self.t.http.get(&url))
-            .await
-            .map_err(|e| not_found(e, "file", id.as_str()))?;
-        Ok(resp
-            .bytes_stream()
-            .map_err(|e| StoreError::backend("provider file content", describe_transport(&e)))
-            .boxed())
+        self.t.download(&self.url(&format!("/files/{id}/content")), id).await
     }
 
     async fn delete_file(&self, id: &ProviderFileId) -> Result<(), ProviderError> {
         let url = self.url(&format!("/files/{id}"));
-        self.t
-            .send("delete file", || self.t.http.delete(&url))
-            .await
-            .map_err(|e| not_found(e, "file", id.as_str()))?;
-        Ok(())
+        self.t.delete("delete file", &url, "file", id.as_str()).await
     }
 
     async fn create_batch(&self, req: &CreateBatch, check_first: bool) -> Result<Batch, ProviderError> {
         let op = "create batch";
-        if !supports_endpoint(self.kind, req.endpoint) {
-            return Err(ProviderError::Api {
-                op,
-                status: 400,
-                code: Some("unsupported_endpoint".into()),
-                message: format!("{} batches do not run {}", self.kind.as_str(), req.endpoint.as_str()),
-            });
-        }
+        refuse_unsupported(self.kind, req.endpoint, op)?;
         let body = json!({
             "input_file_id": req.input_file_id.as_str(),
             "endpoint": self.endpoint_url(req.endpoint),

@@ -10,12 +10,10 @@
 //! array), `GET /batches/{id}`, `POST /batches/{id}/cancel`. Together's
 //! lists do not page: this client pages them itself, newest first.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde_json::json;
 
 use super::wire::{BatchList, CreateAnswer, FileList, TogetherBatch, TogetherFile};
@@ -23,14 +21,12 @@ use super::TogetherFormat;
 use crate::config::ProviderConfig;
 use crate::ids::{ProviderBatchId, ProviderFileId};
 use crate::job::ProviderKind;
-use crate::provider::http::{describe_transport, not_found, Transport};
+use crate::provider::http::{not_found, refuse_unsupported, secret_header, Transport};
 use crate::provider::openai::resolve_api_key;
 use crate::provider::types::{Batch, BatchPage, FileObject, FilePage};
-use crate::provider::{
-    supports_endpoint, BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats,
-};
+use crate::provider::{BatchFormat, CreateBatch, Provider, ProviderError, UploadSource, UploadStats};
 use crate::request::Endpoint;
-use crate::store::{ByteStream, StoreError};
+use crate::store::ByteStream;
 
 /// The purpose Together's batch input files are uploaded with.
 pub const FILE_PURPOSE: &str = "batch-api";
@@ -65,22 +61,12 @@ impl TogetherClient {
             )));
         }
         let mut headers = HeaderMap::new();
-        let mut v = HeaderValue::from_str(&format!("Bearer {api_key}"))
-            .map_err(|_| ProviderError::Key("the key contains characters not allowed in a header".into()))?;
-        v.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, v);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.read_timeout)
-            .user_agent(concat!("batchq/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Transport {
-                op: "client",
-                message: e.to_string(),
-            })?;
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            secret_header(&format!("Bearer {api_key}"))?,
+        );
         Ok(Self {
-            t: Transport::new(http, cfg.max_retries),
+            t: Transport::for_config(cfg, headers)?,
             base: cfg.base_url.trim_end_matches('/').to_owned(),
             completion_window: cfg.completion_window.clone(),
             list_lag: cfg.list_lag,
@@ -93,17 +79,7 @@ impl TogetherClient {
         Self::new(cfg, &key)
     }
 
-    /// Changes the backoff (tests use milliseconds).
-    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.t.set_backoff(base, cap);
-        self
-    }
-
-    /// Records every wait before a retry into `log`.
-    pub fn record_waits(mut self, log: Arc<std::sync::Mutex<Vec<Duration>>>) -> Self {
-        self.t.waits = Some(log);
-        self
-    }
+    crate::provider::http::transport_settings!();
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -166,39 +142,19 @@ impl Provider for TogetherClient {
     }
 
     async fn file_content(&self, id: &ProviderFileId) -> Result<ByteStream, ProviderError> {
-        let url = self.url(&format!("/files/{id}/content"));
-        let resp = self
-            .t
-            .send("download file", || self.t.http.get(&url))
-            .await
-            .map_err(|e| not_found(e, "file", id.as_str()))?;
-        Ok(resp
-            .bytes_stream()
-            .map_err(|e| StoreError::backend("provider file content", describe_transport(&e)))
-            .boxed())
+        self.t.download(&self.url(&format!("/files/{id}/content")), id).await
     }
 
     async fn delete_file(&self, id: &ProviderFileId) -> Result<(), ProviderError> {
         let url = self.url(&format!("/files/{id}"));
-        self.t
-            .send("delete file", || self.t.http.delete(&url))
-            .await
-            .map_err(|e| not_found(e, "file", id.as_str()))?;
-        Ok(())
+        self.t.delete("delete file", &url, "file", id.as_str()).await
     }
 
     /// Together keeps no metadata on a batch: a batch this job created is
     /// recognised by its input file id (the default `find_batch`).
     async fn create_batch(&self, req: &CreateBatch, check_first: bool) -> Result<Batch, ProviderError> {
         let op = "create batch";
-        if !supports_endpoint(ProviderKind::Together, req.endpoint) {
-            return Err(ProviderError::Api {
-                op,
-                status: 400,
-                code: Some("unsupported_endpoint".into()),
-                message: format!("together batches do not run {}", req.endpoint.as_str()),
-            });
-        }
+        refuse_unsupported(ProviderKind::Together, req.endpoint, op)?;
         let body = json!({
             "input_file_id": req.input_file_id.as_str(),
             "endpoint": self.endpoint_url(req.endpoint),
