@@ -50,9 +50,12 @@ bench: venv ## Benchmarks: hot paths, peak memory, calls and AWS cost per reques
 	cargo build --profile perf --quiet -p batchq-bench -p batchq-enqueue -p batchq-submit -p batchq-poll -p batchq-ingest
 	BATCHQ_MOTO_METER=1 scripts/with-emulator.sh target/perf/batchq-bench $(BENCH_ARGS)
 
-.PHONY: demo
-demo: venv ## Run the whole pipeline locally end to end (emulator + fake provider) and print what it did
-	scripts/demo.sh
+.PHONY: demo demo-aws
+demo: ## Run the whole pipeline locally end to end (embedded store + fake provider; needs only Rust) and print what it did
+	scripts/demo.sh embedded
+
+demo-aws: venv ## The same demo on DynamoDB and S3 (a private local emulator) instead of the embedded store
+	scripts/demo.sh aws
 
 .PHONY: load
 load: venv ## Load test: LOAD_CLIENTS (32) clients enqueue through batchq serve for LOAD_SECONDS (60), then "lost: 0"

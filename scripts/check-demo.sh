@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# CI check of `make demo`: it exits 0, prints the requests completed per
-# model and the savings, and leaves none of the processes it started running.
+# CI check of `make demo` (or `scripts/check-demo.sh demo-aws`): it exits 0,
+# prints the requests completed per model and the savings, and leaves none of
+# the processes it started running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${1:-demo}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-make --no-print-directory demo 2>&1 | tee "$out"
+make --no-print-directory "$target" 2>&1 | tee "$out"
 grep -qE '^completed with gpt-4o-mini: 2000$' "$out" || { echo "check-demo: no per-model count for gpt-4o-mini" >&2; exit 1; }
 grep -qE '^completed with gpt-4.1-mini: 1000$' "$out" || { echo "check-demo: no per-model count for gpt-4.1-mini" >&2; exit 1; }
 grep -qE '^completed with claude-haiku-4-5: 500$' "$out" || { echo "check-demo: no per-model count for claude-haiku-4-5" >&2; exit 1; }
@@ -15,6 +17,9 @@ for p in openai claude; do
 done
 grep -qE '^savings: paid \$[0-9.]+ instead of \$[0-9.]+ in real time: saved \$[0-9.]+ \(50%\)$' "$out" \
   || { echo "check-demo: no savings line" >&2; exit 1; }
+if [ "$target" = demo ]; then
+  grep -qE '^batchq: store embedded:' "$out" || { echo "check-demo: make demo did not run on the embedded store" >&2; exit 1; }
+fi
 sleep 1
 left=$(pgrep -af 'scripts/moto_server.py|target/debug/fake-openai|target/debug/batchq serve' || true)
 if [ -n "$left" ]; then
@@ -22,4 +27,4 @@ if [ -n "$left" ]; then
   echo "$left" >&2
   exit 1
 fi
-echo "check-demo: make demo passed and left nothing running"
+echo "check-demo: make $target passed and left nothing running"

@@ -16,6 +16,7 @@ mod commands;
 mod output;
 mod remote;
 mod serve;
+mod serve_marker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,13 +43,25 @@ struct Cli {
     /// store trusts this process. Over `--api`, the credentials decide the tenant.
     #[arg(long, global = true, env = "BATCHQ_TENANT", default_value = "default")]
     tenant: String,
+    /// Work through a running API instead of the store itself (e.g.
+    /// `http://127.0.0.1:8080` for `batchq serve`, or the deployed
+    /// `https://ID.execute-api.REGION.amazonaws.com`): enqueue, wait,
+    /// status, stats, jobs and savings. Needed to reach an embedded store
+    /// that a running `batchq serve` holds.
+    #[arg(long, global = true)]
+    api: Option<String>,
+    /// How calls to --api authenticate. SigV4 (the deployed API's IAM authorization) takes
+    /// credentials from the standard AWS chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, ...) and
+    /// the region from the URL's execute-api host name, else AWS_REGION.
+    #[arg(long, global = true, env = "BATCHQ_API_AUTH", value_enum, default_value = "auto")]
+    api_auth: remote::AuthMode,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the tables and the bucket (idempotent).
+    /// Create the store (idempotent): the embedded data directory, or the tables and the bucket.
     Init,
     /// Serve the HTTP API locally and run submit, poll and ingest on a schedule.
     Serve {
@@ -69,21 +82,10 @@ enum Command {
     },
     /// Run poll once now (and ingest the result files it copies).
     Poll,
-    /// Ingest one result file now: `s3://BUCKET/results/JOB/output.jsonl`.
+    /// Ingest one result file now: `s3://BUCKET/results/JOB/output.jsonl` (the embedded store: `results/JOB/output.jsonl`).
     Ingest { url: String },
     /// Enqueue a batch-format JSONL file (one request per line).
-    Enqueue {
-        file: PathBuf,
-        /// Send to a running API (e.g. `http://127.0.0.1:8080`, or the deployed
-        /// `https://ID.execute-api.REGION.amazonaws.com`) instead of writing to the store directly.
-        #[arg(long)]
-        api: Option<String>,
-        /// How calls to --api authenticate. SigV4 (the deployed API's IAM authorization) takes
-        /// credentials from the standard AWS chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, ...) and
-        /// the region from the URL's execute-api host name, else AWS_REGION.
-        #[arg(long, env = "BATCHQ_API_AUTH", value_enum, default_value = "auto")]
-        api_auth: remote::AuthMode,
-    },
+    Enqueue { file: PathBuf },
     /// Wait until nothing is queued or in flight and every job is closed.
     Wait {
         #[arg(long, default_value = "30m", value_parser = parse_duration)]
@@ -190,7 +192,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     output::init_logs(&config, quiet_logs);
     let tenant =
         batchq_core::ids::TenantId::parse(cli.tenant.clone()).map_err(|e| format!("--tenant: {}", e.message))?;
-    let ctx = commands::Ctx::new(config, cli.json, tenant).await?;
+    let through_api = matches!(
+        cli.command,
+        Command::Enqueue { .. }
+            | Command::Wait { .. }
+            | Command::Status { .. }
+            | Command::Stats
+            | Command::Jobs { .. }
+            | Command::Savings { .. }
+    );
+    let ctx = match &cli.api {
+        Some(base) if through_api => commands::Ctx::remote(base, cli.api_auth, cli.json, tenant).await?,
+        Some(_) => {
+            return Err("--api works with enqueue, wait, status, stats, jobs and savings; \
+                        this command works on the store itself"
+                .into())
+        }
+        None => {
+            let create = matches!(cli.command, Command::Init | Command::Serve { .. });
+            commands::Ctx::local(config, cli.json, tenant, create).await?
+        }
+    };
     match cli.command {
         Command::Init => commands::init(&ctx).await,
         Command::Serve {
@@ -201,7 +223,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Submit { force } => commands::submit(&ctx, force).await,
         Command::Poll => commands::poll(&ctx).await,
         Command::Ingest { url } => commands::ingest(&ctx, &url).await,
-        Command::Enqueue { file, api, api_auth } => commands::enqueue(&ctx, &file, api.as_deref(), api_auth).await,
+        Command::Enqueue { file } => commands::enqueue(&ctx, &file).await,
         Command::Wait { timeout } => commands::wait(&ctx, timeout).await,
         Command::Results { out, job } => commands::results(&ctx, out.as_deref(), job.as_deref()).await,
         Command::Status { custom_id } => commands::status(&ctx, &custom_id).await,

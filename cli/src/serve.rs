@@ -2,7 +2,7 @@
 //! routes, same code, same JSON), plus the local stand-ins for EventBridge
 //! (submit and poll on intervals) and for the S3 notification (each result
 //! file poll copies is ingested right away; one that fails is retried on the
-//! next tick). Ctrl-C stops accepting requests, lets a running step finish,
+//! next tick). Ctrl-C or SIGTERM stops accepting requests, lets a running step finish,
 //! and exits; a step cut short would be finished by the next run anyway.
 //!
 //! Callers authenticate with `Authorization: Bearer KEY`, keys from
@@ -19,19 +19,24 @@ use axum::extract::State;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
 use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
+use batchq_core::app::{App, Backend};
 use batchq_core::auth::ApiKeys;
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
 use tokio::sync::watch;
 
 use crate::commands::Ctx;
+use crate::serve_marker;
 use crate::Failure;
 
 /// Largest request body read (the API refuses more than 10 MiB anyway).
 const MAX_BODY: usize = 12 * 1024 * 1024;
 
 pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_every: Duration) -> Result<(), Failure> {
-    let keys = ctx.app.config.api_keys.clone();
+    let app = ctx.app()?;
+    // Where the state lives, and why, before anything else.
+    eprintln!("{}", store_line(app));
+    let keys = app.config.api_keys.clone();
     if keys.is_empty() && !addr.ip().is_loopback() {
         return Err(format!(
             "refusing to listen on {addr} without authentication: set BATCHQ_API_KEYS=tenant:key,... \
@@ -40,9 +45,9 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         .into());
     }
     let providers = ctx.providers().await?;
-    let submitter = ctx.app.submitter(providers.clone());
-    let poller = ctx.app.poller(providers);
-    let ingester = ctx.app.ingester();
+    let submitter = app.submitter(providers.clone());
+    let poller = app.poller(providers);
+    let ingester = app.ingester();
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -50,12 +55,12 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     let bound = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_signal().await;
         eprintln!("batchq: stopping (finishing the running step)…");
         let _ = stop_tx.send(true);
     });
     let app = Router::new().fallback(handle).with_state(Front {
-        api: ctx.api.clone(),
+        api: ctx.api()?.clone(),
         keys: keys.clone(),
     });
     let mut http_stop = stop_rx.clone();
@@ -75,6 +80,13 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     } else {
         println!("batchq serving http://{bound}");
     }
+    let data_dir = match &app.backend {
+        Backend::Embedded(e) => Some(e.dir.path().to_path_buf()),
+        Backend::Aws(_) => None,
+    };
+    if let Some(dir) = &data_dir {
+        serve_marker::write(dir, &format!("http://{bound}"));
+    }
     if keys.is_empty() {
         eprintln!("batchq: no BATCHQ_API_KEYS: every caller is the default tenant (loopback only)");
     } else {
@@ -88,11 +100,48 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     );
 
     schedule(submitter, poller, ingester, submit_every, poll_every, stop_rx).await;
-    server
+    let served = server
         .await
-        .map_err(|e| format!("server task: {e}"))?
-        .map_err(|e| format!("server: {e}"))?;
+        .map_err(|e| format!("server task: {e}"))
+        .and_then(|r| r.map_err(|e| format!("server: {e}")));
+    if let Some(dir) = &data_dir {
+        serve_marker::remove(dir);
+    }
+    served?;
     Ok(())
+}
+
+/// The first line `serve` prints: the store, and why it is that one.
+fn store_line(app: &App) -> String {
+    let cfg = &app.config;
+    match &app.backend {
+        Backend::Embedded(e) => format!(
+            "batchq: store embedded:{} ({})",
+            e.dir.path().display(),
+            cfg.store_reason
+        ),
+        Backend::Aws(_) => format!(
+            "batchq: store aws: tables {} and {}, bucket {} ({})",
+            cfg.requests_table, cfg.jobs_table, cfg.bucket, cfg.store_reason
+        ),
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (what `kill`, systemd and container
+/// runtimes send): both stop the server gracefully.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn schedule(
@@ -131,6 +180,12 @@ async fn schedule(
                         to_ingest.extend(r.copied);
                     }
                     Err(e) => tracing::error!(error = %e, "poll failed; the next tick retries"),
+                }
+                // Copied files not yet counted: the notifications a stop or a
+                // crash between copy and ingest took with it.
+                match ingester.pending_files().await {
+                    Ok(keys) => to_ingest.extend(keys),
+                    Err(e) => tracing::error!(error = %e, "listing result files to ingest failed; the next tick retries"),
                 }
                 for key in std::mem::take(&mut to_ingest) {
                     match ingester.ingest_key(&key).await {

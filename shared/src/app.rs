@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::api::Api;
-use crate::config::Config;
+use crate::config::{Config, StoreChoice};
 use crate::config::{PRICING_FILE, PROVIDERS_FILE};
 use crate::job::ProviderKind;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
@@ -16,7 +16,10 @@ use crate::provider::openai::{GroqFormat, OpenAiClient, OpenAiFormat};
 use crate::provider::together::{TogetherClient, TogetherFormat};
 use crate::provider::{BatchFormat, FileLimits, Formats, Provider, ProviderError, Providers};
 use crate::provider_table::{ProviderInstance, ProviderTable};
+use crate::store::data_dir::{DataDir, DataDirError};
 use crate::store::dynamo::DynamoStore;
+use crate::store::fs::FsObjects;
+use crate::store::sqlite::SqliteStore;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
 use crate::store::ObjectStore;
@@ -43,16 +46,48 @@ pub enum TableFileError {
     },
 }
 
+/// The AWS stores: DynamoDB tables with large payloads placed in S3.
+#[derive(Clone)]
+pub struct AwsStores {
+    pub store: Arc<PlacedStore<DynamoStore>>,
+    pub objects: Arc<S3Store>,
+}
+
+/// The stores behind an [`App`], for what only one kind has (creating
+/// the tables and the bucket; the data directory).
+#[derive(Clone)]
+pub enum Backend {
+    Aws(AwsStores),
+    Embedded(EmbeddedStores),
+}
+
+/// The embedded stores: SQLite and files in one locked data directory.
+#[derive(Clone)]
+pub struct EmbeddedStores {
+    pub dir: Arc<DataDir>,
+    pub store: Arc<PlacedStore<SqliteStore>>,
+    pub objects: Arc<FsObjects>,
+}
+
+/// Why [`App::open`] could not open the configured store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Everything a handler needs, built once.
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
     /// The ports the API and the pipeline use: the stores below and the clock.
     pub ports: Ports,
-    /// The DynamoDB tables, with large payloads placed in S3 (for what only
-    /// they have: creating the tables).
-    pub store: Arc<PlacedStore<DynamoStore>>,
-    pub objects: Arc<S3Store>,
+    /// The stores behind the ports.
+    pub backend: Backend,
+    /// The AWS SDK configuration (Secrets Manager keys, `s3://` tables; the
+    /// stores too when they are AWS's).
     pub sdk: aws_config::SdkConfig,
     /// The price table costs are computed with (bundled unless
     /// `BATCHQ_PRICING_FILE` names another; see [`App::with_configured_tables`]).
@@ -63,7 +98,40 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the AWS clients and adapters from `config`.
+    /// Opens the store `config.store` names (`BATCHQ_STORE`): the AWS
+    /// adapters, or the embedded store in its data directory, created when
+    /// `create` (else it must exist) and locked for this process.
+    pub async fn open(config: Config, create: bool) -> Result<Self, OpenError> {
+        let dir = match &config.store {
+            StoreChoice::Aws => return Ok(Self::from_config(config).await),
+            StoreChoice::Embedded { dir } => dir.clone(),
+        };
+        let sdk = crate::aws::sdk_config(&config).await;
+        let dir = Arc::new(DataDir::open(&dir, create)?);
+        let objects = dir.objects();
+        let shared: Arc<dyn ObjectStore> = objects.clone();
+        let store = Arc::new(dir.store(embedded_inline_limits())?);
+        let providers = Arc::new(ProviderTable::single(&config));
+        Ok(Self {
+            providers,
+            config: Arc::new(config),
+            ports: Ports::over(store.clone(), shared, Arc::new(SystemClock)),
+            backend: Backend::Embedded(EmbeddedStores { dir, store, objects }),
+            sdk,
+            prices: Arc::new(PriceBook::bundled()),
+        })
+    }
+
+    /// The AWS stores, when this app runs on them.
+    pub fn aws(&self) -> Option<&AwsStores> {
+        match &self.backend {
+            Backend::Aws(a) => Some(a),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// Builds the AWS clients and adapters from `config` (whatever
+    /// `BATCHQ_STORE` says: the Lambda functions run on AWS).
     pub async fn from_config(config: Config) -> Self {
         let sdk = crate::aws::sdk_config(&config).await;
         Self::from_sdk(config, sdk)
@@ -90,8 +158,7 @@ impl App {
             providers,
             config: Arc::new(config),
             ports: Ports::over(store.clone(), objects, Arc::new(SystemClock)),
-            store,
-            objects: s3,
+            backend: Backend::Aws(AwsStores { store, objects: s3 }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
         }
@@ -142,9 +209,7 @@ impl App {
                     var,
                     file: source.to_owned(),
                 })?;
-                let out = self
-                    .objects
-                    .client()
+                let out = crate::aws::s3_client(&self.sdk, &self.config)
                     .get_object()
                     .bucket(bucket)
                     .key(key)
@@ -236,6 +301,16 @@ pub fn inline_limits(config: &Config) -> InlineLimits {
     InlineLimits {
         body_max: config.limits.inline_body_max_bytes,
         result_max: config.limits.inline_result_max_bytes,
+    }
+}
+
+/// Inline limits of the embedded store: SQLite rows hold a body or a
+/// response of any size the API accepts (10 MiB), so only input and
+/// result files go to the data directory's files.
+pub fn embedded_inline_limits() -> InlineLimits {
+    InlineLimits {
+        body_max: 16 * 1024 * 1024,
+        result_max: 16 * 1024 * 1024,
     }
 }
 

@@ -30,6 +30,8 @@ macro_rules! env_vars {
 }
 
 env_vars! {
+    STORE = "BATCHQ_STORE", "aws when AWS is configured, else embedded:./batchq-data",
+        "Where batchq keeps its state: `aws` (the DynamoDB tables and S3 bucket below) or `embedded:DIR` (SQLite and files in DIR: one machine, one process at a time; see Run on one machine). Unset: `aws` in Lambda, when AWS_ENDPOINT_URL is set, or when AWS credentials are configured (AWS_ACCESS_KEY_ID, AWS_PROFILE, web identity or container credentials, ~/.aws/credentials or ~/.aws/config); otherwise `embedded:./batchq-data`. On EC2 with only an instance role, set `aws`.";
     AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL", "",
         "AWS SDK's own variable: send S3 and DynamoDB calls to this endpoint (a local emulator). When set and no AWS credentials are configured, batchq uses dummy static credentials and path-style S3 addressing.";
     AWS_REGION = "AWS_REGION", "us-east-1",
@@ -171,6 +173,114 @@ pub struct ProviderConfig {
     pub list_lag: Duration,
 }
 
+/// Where the state lives (`BATCHQ_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// DynamoDB tables and an S3 bucket.
+    Aws,
+    /// SQLite and files in one directory, used by one process at a time.
+    Embedded { dir: std::path::PathBuf },
+}
+
+/// Why the store is the one it is, for the line `batchq serve` starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreReason {
+    /// `BATCHQ_STORE` names it.
+    Configured,
+    /// Running in Lambda.
+    Lambda,
+    /// `AWS_ENDPOINT_URL` is set.
+    AwsEndpoint,
+    /// AWS credentials are configured (the variable or file named).
+    AwsCredentials(&'static str),
+    /// Nothing about AWS is configured: the embedded default.
+    NothingConfigured,
+}
+
+impl std::fmt::Display for StoreReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured => write!(f, "BATCHQ_STORE"),
+            Self::Lambda => write!(f, "running in AWS Lambda"),
+            Self::AwsEndpoint => write!(f, "AWS_ENDPOINT_URL is set"),
+            Self::AwsCredentials(what) => write!(f, "AWS credentials are configured ({what})"),
+            Self::NothingConfigured => write!(f, "no BATCHQ_STORE, no AWS endpoint and no AWS credentials"),
+        }
+    }
+}
+
+/// The default directory of the embedded store.
+pub const DEFAULT_DATA_DIR: &str = "./batchq-data";
+
+impl StoreChoice {
+    /// `aws`, `embedded` (the default directory) or `embedded:DIR`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        match raw {
+            "aws" => Some(Self::Aws),
+            "embedded" => Some(Self::Embedded {
+                dir: DEFAULT_DATA_DIR.into(),
+            }),
+            _ => {
+                let dir = raw.strip_prefix("embedded:")?.trim();
+                (!dir.is_empty()).then(|| Self::Embedded { dir: dir.into() })
+            }
+        }
+    }
+
+    /// The store to use when `BATCHQ_STORE` is unset, and why: AWS when
+    /// anything says this process works with AWS, else the embedded store.
+    fn default_for(lookup: &dyn Fn(&str) -> Option<String>, in_lambda: bool) -> (Self, StoreReason) {
+        let set = |name: &str| lookup(name).is_some_and(|v| !v.trim().is_empty());
+        if in_lambda {
+            return (Self::Aws, StoreReason::Lambda);
+        }
+        if set(AWS_ENDPOINT_URL) {
+            return (Self::Aws, StoreReason::AwsEndpoint);
+        }
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ] {
+            if set(var) {
+                return (Self::Aws, StoreReason::AwsCredentials(var));
+            }
+        }
+        let shared_file = |var: &str, default: &str| -> Option<std::path::PathBuf> {
+            match lookup(var).filter(|v| !v.trim().is_empty()) {
+                Some(p) => Some(p.into()),
+                None => lookup("HOME").map(|h| std::path::Path::new(&h).join(".aws").join(default)),
+            }
+        };
+        for (var, default, what) in [
+            ("AWS_SHARED_CREDENTIALS_FILE", "credentials", "~/.aws/credentials"),
+            ("AWS_CONFIG_FILE", "config", "~/.aws/config"),
+        ] {
+            if shared_file(var, default).is_some_and(|p| p.is_file()) {
+                return (Self::Aws, StoreReason::AwsCredentials(what));
+            }
+        }
+        (
+            Self::Embedded {
+                dir: DEFAULT_DATA_DIR.into(),
+            },
+            StoreReason::NothingConfigured,
+        )
+    }
+}
+
+impl std::fmt::Display for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Aws => write!(f, "aws"),
+            Self::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_lines_per_batch: u64,
@@ -210,6 +320,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `BATCHQ_STORE`, or the default this environment implies.
+    pub store: StoreChoice,
+    pub store_reason: StoreReason,
     pub aws_endpoint_url: Option<String>,
     pub aws_region: Option<String>,
     pub requests_table: String,
@@ -465,6 +578,17 @@ impl Config {
         };
 
         let in_lambda = (lookup)("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let (store, store_reason) = match env.get(STORE) {
+            Some(raw) => (
+                StoreChoice::parse(&raw).ok_or_else(|| ConfigError {
+                    var: STORE,
+                    value: raw.clone(),
+                    expected: "aws, embedded or embedded:DIR".into(),
+                })?,
+                StoreReason::Configured,
+            ),
+            None => StoreChoice::default_for(lookup, in_lambda),
+        };
         let log_format = match env.get(LOG_FORMAT).as_deref().map(str::trim) {
             None => {
                 if in_lambda {
@@ -485,6 +609,8 @@ impl Config {
         };
 
         Ok(Self {
+            store,
+            store_reason,
             aws_endpoint_url,
             aws_region: env.get(AWS_REGION),
             requests_table: env.string(REQUESTS_TABLE, "batchq-requests"),
@@ -511,6 +637,54 @@ mod tests {
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_store_is_embedded_in_the_default_directory_when_nothing_names_aws() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.store, StoreChoice::Embedded { dir: "./batchq-data".into() });
+        assert_eq!(c.store_reason, StoreReason::NothingConfigured);
+    }
+
+    #[test]
+    fn the_store_is_aws_when_an_endpoint_credentials_or_lambda_say_so() {
+        for (var, value) in [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ACCESS_KEY_ID", "AKIA0000"),
+            ("AWS_PROFILE", "work"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "batchq-submit"),
+        ] {
+            let c = parse(&[(var, value)]).unwrap();
+            assert_eq!(c.store, StoreChoice::Aws, "{var}");
+            assert_ne!(c.store_reason, StoreReason::NothingConfigured, "{var}");
+        }
+    }
+
+    #[test]
+    fn a_shared_credentials_file_makes_the_store_aws() {
+        let dir = std::env::temp_dir().join(format!("batchq-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("credentials");
+        std::fs::write(&file, "[default]\n").unwrap();
+        let c = parse(&[("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap())]).unwrap();
+        assert_eq!(c.store, StoreChoice::Aws);
+        let missing = dir.join("nothing-here");
+        let c = parse(&[("AWS_SHARED_CREDENTIALS_FILE", missing.to_str().unwrap()), ("HOME", "/nonexistent")]).unwrap();
+        assert_eq!(c.store, StoreChoice::Embedded { dir: "./batchq-data".into() });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn batchq_store_wins_and_a_bad_value_names_the_variable() {
+        let c = parse(&[("BATCHQ_STORE", "embedded:/var/lib/batchq"), ("AWS_PROFILE", "work")]).unwrap();
+        assert_eq!(c.store, StoreChoice::Embedded { dir: "/var/lib/batchq".into() });
+        assert_eq!(c.store_reason, StoreReason::Configured);
+        let c = parse(&[("BATCHQ_STORE", "aws")]).unwrap();
+        assert_eq!(c.store, StoreChoice::Aws);
+        for bad in ["sqlite", "embedded:", "dynamo"] {
+            let e = parse(&[("BATCHQ_STORE", bad)]).unwrap_err();
+            assert_eq!(e.var, "BATCHQ_STORE", "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use crate::chunk::{Chunker, Limits, Piece};
 use crate::output::{emit, progress_allowed, text};
-use crate::remote::{Auth, AuthMode};
 use crate::Failure;
 use batchq_core::api::ApiRequest;
 
@@ -26,31 +25,8 @@ pub(crate) struct EnqueueSummary {
     pub(crate) rejected: Vec<Value>,
 }
 
-/// A running API that `enqueue --api` sends to.
-pub(crate) struct Remote {
-    pub(crate) http: reqwest::Client,
-    /// `BASE/v1/requests/bulk`.
-    pub(crate) bulk_url: reqwest::Url,
-    pub(crate) auth: Auth,
-}
-
-pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMode) -> Result<(), Failure> {
-    // Credentials first: a missing profile or an expired SSO session is
-    // reported before the file is read.
-    let remote = match api_url {
-        None => None,
-        Some(base) => {
-            let raw = format!("{}/v1/requests/bulk", base.trim_end_matches('/'));
-            let bulk_url = reqwest::Url::parse(&raw).map_err(|e| format!("--api {base}: not a URL: {e}"))?;
-            let api_key = std::env::var("BATCHQ_API_KEY").ok();
-            let auth = Auth::resolve(auth, &bulk_url, api_key).await?;
-            Some(Remote {
-                http: reqwest::Client::new(),
-                bulk_url,
-                auth,
-            })
-        }
-    };
+pub async fn enqueue(ctx: &Ctx, file: &Path) -> Result<(), Failure> {
+    let remote = ctx.remote();
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -67,7 +43,7 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMo
     };
     let mut reader = tokio::io::BufReader::new(f).lines();
     let mut sum = EnqueueSummary::default();
-    let limits = if api_url.is_some() { Limits::API } else { Limits::STORE };
+    let limits = if remote.is_some() { Limits::API } else { Limits::STORE };
     let mut chunker = Chunker::new(limits);
     let mut line_no = 0u64;
     loop {
@@ -87,13 +63,13 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMo
         for piece in pieces {
             match piece {
                 Piece::Send(chunk) => {
-                    let answer = send_bulk(ctx, remote.as_ref(), chunk.body).await?;
+                    let answer = send_bulk(ctx, chunk.body).await?;
                     merge_bulk(&mut sum, &answer, chunk.first_line - 1)?;
                     bar.set_message(format!("{} accepted", sum.created + sum.existing));
                 }
                 Piece::TooLong { line, bytes } => {
                     sum.lines += 1;
-                    sum.rejected.push(too_long(line, bytes, limits, api_url.is_some()));
+                    sum.rejected.push(too_long(line, bytes, limits, remote.is_some()));
                 }
             }
         }
@@ -147,10 +123,10 @@ pub async fn enqueue(ctx: &Ctx, file: &Path, api_url: Option<&str>, auth: AuthMo
     Ok(())
 }
 
-pub(crate) async fn send_bulk(ctx: &Ctx, remote: Option<&Remote>, body: String) -> Result<Value, Failure> {
-    let Some(remote) = remote else {
+pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure> {
+    let Some(remote) = ctx.remote() else {
         let resp = ctx
-            .api
+            .api()?
             .handle(
                 &ctx.tenant,
                 ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
@@ -166,7 +142,7 @@ pub(crate) async fn send_bulk(ctx: &Ctx, remote: Option<&Remote>, body: String) 
         }
         return Ok(resp.body);
     };
-    let url = &remote.bulk_url;
+    let url = &remote.url("/v1/requests/bulk", "")?;
     const CONTENT_TYPE: &str = "application/x-ndjson";
     let post = remote.http.post(url.clone()).header("content-type", CONTENT_TYPE);
     let post = remote

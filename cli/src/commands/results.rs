@@ -97,13 +97,14 @@ pub async fn wait(ctx: &Ctx, timeout: Duration) -> Result<(), Failure> {
 }
 
 pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result<(), Failure> {
+    let app = ctx.app()?;
     let jobs: Vec<JobId> = match job {
         Some(j) => vec![JobId::parse(j).map_err(|e| e.message)?],
         None => {
             let mut ids = Vec::new();
             let mut cursor = None;
             loop {
-                let page = ctx.app.store.list_jobs(None, cursor, 100).await?;
+                let page = app.ports.jobs.list_jobs(None, cursor, 100).await?;
                 ids.extend(page.items.into_iter().map(|j| j.id));
                 match page.next {
                     Some(n) => cursor = Some(n),
@@ -127,12 +128,12 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
     for job_id in &jobs {
         let mut cursor = None;
         loop {
-            let page = ctx.app.store.by_job(job_id, cursor, 500).await?;
+            let page = app.ports.requests.by_job(job_id, cursor, 500).await?;
             for req in page.items {
                 if !matches!(req.status, RequestStatus::Completed | RequestStatus::Failed) {
                     continue;
                 }
-                let Some((req, Some(result))) = ctx.app.store.get_with_result(&req.key).await? else {
+                let Some((req, Some(result))) = app.ports.requests.get_with_result(&req.key).await? else {
                     continue;
                 };
                 if &result.job_id != job_id {
@@ -141,8 +142,8 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
                 let body = match &result.response {
                     Some(Payload::Inline(s)) => Some(serde_json::from_str::<Value>(s)?),
                     Some(Payload::S3 { key, .. }) => {
-                        let bytes = ctx
-                            .app
+                        let bytes = app
+                            .ports
                             .objects
                             .get(key)
                             .await?

@@ -3,14 +3,30 @@
 use crate::output::emit;
 use crate::Failure;
 use batchq_core::pipeline::SubmitOptions;
+use batchq_core::app::{AwsStores, Backend};
 use serde_json::json;
 
 use super::Ctx;
 
 pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
-    ctx.app.store.create_tables().await?;
-    let bucket = &ctx.app.config.bucket;
-    let s3 = ctx.app.objects.client();
+    let app = ctx.app()?;
+    match &app.backend {
+        Backend::Embedded(e) => {
+            // Opening the app created the directory and its database.
+            let dir = e.dir.path().display().to_string();
+            let v = json!({"store": "embedded", "dir": dir});
+            emit(ctx.json, &v, || format!("ready: embedded store in {dir}"));
+            Ok(())
+        }
+        Backend::Aws(aws) => init_aws(ctx, aws).await,
+    }
+}
+
+async fn init_aws(ctx: &Ctx, aws: &AwsStores) -> Result<(), Failure> {
+    let app = ctx.app()?;
+    aws.store.create_tables().await?;
+    let bucket = &app.config.bucket;
+    let s3 = aws.objects.client();
     // us-east-1 answers 200 to creating a bucket one already owns, so ask first.
     let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
     let created_bucket = if exists {
@@ -29,8 +45,9 @@ pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
             }
         }
     };
-    let cfg = &ctx.app.config;
+    let cfg = &app.config;
     let v = json!({
+        "store": "aws",
         "requests_table": cfg.requests_table,
         "jobs_table": cfg.jobs_table,
         "bucket": bucket,
@@ -91,9 +108,9 @@ pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
 
 pub async fn poll(ctx: &Ctx) -> Result<(), Failure> {
     let providers = ctx.providers().await?;
-    let poller = ctx.app.poller(providers);
+    let poller = ctx.app()?.poller(providers);
     let report = poller.run().await?;
-    let ingester = ctx.app.ingester();
+    let ingester = ctx.app()?.ingester();
     let mut ingested = Vec::new();
     // One file that cannot be ingested does not stop the others (the next
     // poll ingests it again); it is reported and fails the run.
@@ -184,16 +201,25 @@ pub(crate) fn step_failure(step: &str, errors: &[String], abandoned: &[String]) 
 }
 
 pub async fn ingest(ctx: &Ctx, url: &str) -> Result<(), Failure> {
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| format!("{url:?}: expected s3://BUCKET/KEY"))?;
-    let (bucket, key) = rest
-        .split_once('/')
-        .ok_or_else(|| format!("{url:?}: expected s3://BUCKET/KEY"))?;
-    if bucket != ctx.app.config.bucket {
-        return Err(format!("bucket {bucket} is not batchq's bucket {}", ctx.app.config.bucket).into());
-    }
-    let report = ctx.app.ingester().ingest_key(key).await?;
+    let app = ctx.app()?;
+    let key = match (&app.backend, url.strip_prefix("s3://")) {
+        (Backend::Aws(_), Some(rest)) => {
+            let (bucket, key) = rest
+                .split_once('/')
+                .ok_or_else(|| format!("{url:?}: expected s3://BUCKET/KEY"))?;
+            if bucket != app.config.bucket {
+                return Err(format!("bucket {bucket} is not batchq's bucket {}", app.config.bucket).into());
+            }
+            key
+        }
+        (Backend::Aws(_), None) => return Err(format!("{url:?}: expected s3://BUCKET/KEY").into()),
+        // The embedded store's objects are named by their key alone.
+        (Backend::Embedded(_), Some(_)) => {
+            return Err(format!("{url:?}: the embedded store names result files by key: results/JOB/output.jsonl").into())
+        }
+        (Backend::Embedded(_), None) => url,
+    };
+    let report = app.ingester().ingest_key(key).await?;
     let v = serde_json::to_value(&report)?;
     emit(ctx.json, &v, || {
         format!(

@@ -137,6 +137,33 @@ impl Ingester {
         self.ingest_file(job, kind).await
     }
 
+    /// The result files copied to the object store and not yet counted:
+    /// what S3 notifications would still have to deliver. A process that
+    /// stands in for them (`batchq serve`) ingests these after a restart,
+    /// instead of waiting a lease for poll to find them stale.
+    pub async fn pending_files(&self) -> Result<Vec<String>, PipelineError> {
+        let mut keys = Vec::new();
+        for job in self.core.ports.jobs.open_jobs().await? {
+            if job.status != JobStatus::Ingesting {
+                continue;
+            }
+            for kind in [FileKind::Output, FileKind::Errors] {
+                let has_file = match kind {
+                    FileKind::Output => job.output_file_id.is_some(),
+                    FileKind::Errors => job.error_file_id.is_some(),
+                };
+                if !has_file || kind.counted(&job) {
+                    continue;
+                }
+                let key = kind.key(&job.id);
+                if self.core.ports.objects.head(&key).await?.is_some() {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// Ingests one result file of `job`.
     pub async fn ingest_file(&self, job: Job, kind: FileKind) -> Result<IngestReport, PipelineError> {
         let key = kind.key(&job.id);
