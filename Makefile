@@ -10,9 +10,11 @@ MOTO_SPEC := moto[server]==5.2.5
 TEST_RUNNER := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 CARGO_TEST := $(TEST_RUNNER) --workspace --no-fail-fast
 # The test files that run on whichever store BATCHQ_TEST_STORE names: the
-# in-memory store in the first run, DynamoDB and S3 on the emulator in the second
-# (selected within --workspace: a narrower package set would unify features
-# differently and rebuild the dependencies).
+# in-memory store in the first run, DynamoDB and S3 on the emulator in the
+# second, the embedded store (SQLite + files in a temporary data directory) in
+# the third (selected within --workspace: a narrower package set would unify
+# features differently and rebuild the dependencies). The store conformance
+# suite runs on all three stores in the first run.
 STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz untagged_duplicates
 
 .PHONY: help venv test lint fmt clippy check clean
@@ -27,11 +29,12 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_SPEC)'
 	@touch $@
 
-test: venv ## Build and run every test (store tests on the in-memory store, then again on a private local emulator)
+test: venv ## Build and run every test (store tests on the in-memory store, then again on a private local emulator, then on the embedded store)
 	$(VENV)/bin/python scripts/check_emulator.py
 	cargo build --workspace --all-targets --quiet
 	scripts/with-emulator.sh $(CARGO_TEST)
 	BATCHQ_TEST_STORE=emulator scripts/with-emulator.sh $(CARGO_TEST) $(addprefix --test ,$(STORE_TESTS))
+	BATCHQ_TEST_STORE=embedded scripts/with-emulator.sh $(CARGO_TEST) $(addprefix --test ,$(STORE_TESTS))
 
 lint: fmt clippy ## cargo fmt --check and clippy -D warnings
 

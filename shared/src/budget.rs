@@ -47,7 +47,7 @@ pub const FLOOR: u64 = 1_000;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 
 /// One model's budget of enqueued tokens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenBudget {
     pub model: ModelName,
     /// Tokens (batchq's estimate) the model's waiting and running batches

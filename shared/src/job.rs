@@ -293,7 +293,7 @@ pub struct JobError {
 pub const MAX_JOB_TENANTS: usize = 100;
 
 /// A job row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
     /// The API the job's batch goes to.

@@ -134,7 +134,7 @@ pub struct RequestError {
 }
 
 /// The state item of a request: small, and the only part that changes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub key: RequestKey,
     pub tenant: TenantId,
@@ -241,8 +241,12 @@ pub enum InsertOutcome {
     Conflict(Request),
 }
 
-/// Where a stored body or response lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a stored body or response lives. As JSON (the embedded store's
+/// rows, `batchq export`): `{"inline": "<the JSON text>"}` or
+/// `{"s3": {"key": "...", "bytes": n}}` (an object store key, whichever
+/// object store holds it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Payload {
     /// Small enough to sit in the DynamoDB item.
     Inline(String),
@@ -251,7 +255,7 @@ pub enum Payload {
 }
 
 /// The write-once body item of a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestBody {
     pub key: RequestKey,
     pub content_hash: ContentHash,
@@ -260,7 +264,7 @@ pub struct RequestBody {
 
 /// The write-once result item of a request: the provider's answer for the
 /// attempt that finished it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestResult {
     pub key: RequestKey,
     pub job_id: JobId,

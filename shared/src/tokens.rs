@@ -32,7 +32,7 @@ use crate::endpoint::Endpoint;
 pub const IMAGE_TOKENS: u64 = 765;
 
 /// A request's weight against provider limits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Weight {
     /// Estimated input tokens.
     pub tokens: u64,

@@ -1,9 +1,11 @@
-//! The stores a test runs on: in memory (the default: fast, no emulator)
-//! or DynamoDB and S3 on the emulator, chosen by `BATCHQ_TEST_STORE`
-//! (`memory` | `emulator`). `make test` runs the pipeline, crash-matrix and
-//! API tests once on each, so every store inherits them.
+//! The stores a test runs on: in memory (the default: fast, no emulator),
+//! DynamoDB and S3 on the emulator, or the embedded store (SQLite and files
+//! in a fresh temporary data directory), chosen by `BATCHQ_TEST_STORE`
+//! (`memory` | `emulator` | `embedded`). `make test` runs the pipeline,
+//! crash-matrix and API tests once on each, so every store inherits them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,10 @@ use batchq_core::app::inline_limits;
 use batchq_core::config::Config;
 use batchq_core::keys::RESULTS_PREFIX;
 use batchq_core::ports::Ports;
+use batchq_core::store::data_dir::DataDir;
+use batchq_core::store::fs::FsObjects;
 use batchq_core::store::memory::{MemoryObjects, MemoryStore};
+use batchq_core::store::sqlite::{SqliteOptions, SqliteStore};
 use batchq_core::store::placed::PlacedStore;
 use batchq_core::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
 use batchq_core::time::Clock;
@@ -29,15 +34,18 @@ impl<T: RequestStore + JobStore + SavingsStore> Store for T {}
 pub enum StoreKind {
     Memory,
     Emulator,
+    /// SQLite and files in a temporary data directory.
+    Embedded,
 }
 
 impl StoreKind {
-    /// `BATCHQ_TEST_STORE`: `memory` (also when unset) or `emulator`.
+    /// `BATCHQ_TEST_STORE`: `memory` (also when unset), `emulator` or `embedded`.
     pub fn from_env() -> Self {
         match std::env::var("BATCHQ_TEST_STORE").as_deref() {
             Err(_) | Ok("") | Ok("memory") => Self::Memory,
             Ok("emulator") => Self::Emulator,
-            Ok(other) => panic!("BATCHQ_TEST_STORE={other:?}: expected memory or emulator"),
+            Ok("embedded") => Self::Embedded,
+            Ok(other) => panic!("BATCHQ_TEST_STORE={other:?}: expected memory, emulator or embedded"),
         }
     }
 }
@@ -57,6 +65,35 @@ enum Backing {
         objects: MemoryObjects,
     },
     Emulator(Box<TestEnv>),
+    Embedded {
+        rows: SqliteStore,
+        objects: Arc<FsObjects>,
+        _dir: TempDataDir,
+    },
+}
+
+/// A fresh temporary data directory, removed (with everything in it) on drop.
+pub struct TempDataDir {
+    pub path: PathBuf,
+}
+
+impl TempDataDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("batchq-test-{}", uuid::Uuid::new_v4().simple()));
+        Self { path }
+    }
+}
+
+impl Default for TempDataDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Fresh, empty stores of one kind with the configuration they were built with.
@@ -88,6 +125,35 @@ impl Stores {
                     store,
                     objects,
                     backing: Backing::Emulator(Box::new(env)),
+                }
+            }
+            StoreKind::Embedded => {
+                let mut config = Config::from_lookup(&|_| None).expect("default config parses");
+                config.bucket = MEMORY_BUCKET.into();
+                config.limits.s3_part_bytes = batchq_core::config::S3_MIN_PART_BYTES;
+                tweak(&mut config);
+                let dir = TempDataDir::new();
+                let data = DataDir::open_with(
+                    &dir.path,
+                    true,
+                    SqliteOptions {
+                        retention: config.policy.retention,
+                        ..SqliteOptions::default()
+                    },
+                    config.limits.s3_part_bytes,
+                )
+                .expect("open a fresh data directory");
+                let objects = data.objects();
+                let store = Arc::new(data.store(inline_limits(&config)));
+                Self {
+                    config,
+                    store,
+                    objects: objects.clone(),
+                    backing: Backing::Embedded {
+                        rows: data.rows(),
+                        objects,
+                        _dir: dir,
+                    },
                 }
             }
             StoreKind::Memory => {
@@ -123,6 +189,7 @@ impl Stores {
         match self.backing {
             Backing::Memory { .. } => StoreKind::Memory,
             Backing::Emulator(_) => StoreKind::Emulator,
+            Backing::Embedded { .. } => StoreKind::Embedded,
         }
     }
 
@@ -131,16 +198,19 @@ impl Stores {
     pub fn emulator(&self) -> Option<&TestEnv> {
         match &self.backing {
             Backing::Emulator(env) => Some(env),
-            Backing::Memory { .. } => None,
+            Backing::Memory { .. } | Backing::Embedded { .. } => None,
         }
     }
 
     /// Makes the eventually consistent listings (DynamoDB's global
-    /// indexes; the memory store's own) lag writes by `lag`.
+    /// indexes; the memory store's own) lag writes by `lag`. A no-op on
+    /// the embedded store: SQLite's listings read the committed rows, as
+    /// consistent as its other reads, so they never lag.
     pub async fn set_index_lag(&self, lag: Duration) {
         match &self.backing {
             Backing::Emulator(env) => env.set_index_lag(lag).await,
             Backing::Memory { store, .. } => store.set_index_lag(lag),
+            Backing::Embedded { .. } => {}
         }
     }
 
@@ -148,23 +218,11 @@ impl Stores {
     pub async fn result_objects(&self) -> Vec<ResultObject> {
         match &self.backing {
             Backing::Emulator(env) => list_bucket(env, RESULTS_PREFIX).await,
-            Backing::Memory { objects, .. } => {
-                let mut out = Vec::new();
-                for key in objects.keys() {
-                    if !key.starts_with(RESULTS_PREFIX) {
-                        continue;
-                    }
-                    let Some(bytes) = objects.get(&key).await.expect("read result object") else {
-                        continue;
-                    };
-                    out.push(ResultObject {
-                        etag: format!("{:x}", Sha256::digest(&bytes)),
-                        size: bytes.len() as u64,
-                        key,
-                    });
-                }
-                out
+            Backing::Embedded { objects, .. } => {
+                let keys = objects.keys();
+                result_objects_of(objects.as_ref(), keys).await
             }
+            Backing::Memory { objects, .. } => result_objects_of(objects, objects.keys()).await,
         }
     }
 
@@ -185,6 +243,7 @@ impl Stores {
                 out
             }
             Backing::Memory { store, .. } => store.snapshot(),
+            Backing::Embedded { rows, .. } => rows.snapshot().await.expect("snapshot the embedded store"),
         }
     }
 
@@ -192,9 +251,30 @@ impl Stores {
     pub async fn object_keys(&self) -> Vec<String> {
         match &self.backing {
             Backing::Memory { objects, .. } => objects.keys(),
+            Backing::Embedded { objects, .. } => objects.keys(),
             Backing::Emulator(env) => list_bucket(env, "").await.into_iter().map(|o| o.key).collect(),
         }
     }
+}
+
+/// The objects under `results/` among `keys`, each with a digest of its
+/// bytes for its etag.
+async fn result_objects_of(objects: &dyn ObjectStore, keys: Vec<String>) -> Vec<ResultObject> {
+    let mut out = Vec::new();
+    for key in keys {
+        if !key.starts_with(RESULTS_PREFIX) {
+            continue;
+        }
+        let Some(bytes) = objects.get(&key).await.expect("read result object") else {
+            continue;
+        };
+        out.push(ResultObject {
+            etag: format!("{:x}", Sha256::digest(&bytes)),
+            size: bytes.len() as u64,
+            key,
+        });
+    }
+    out
 }
 
 /// Every object of the emulator bucket under `prefix`, page by page.

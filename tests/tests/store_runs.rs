@@ -1,7 +1,8 @@
 //! `make test` runs every test file that builds its stores from
-//! `BATCHQ_TEST_STORE` twice: on the in-memory store and on the emulator.
-//! A new such file must be named in the Makefile's `STORE_TESTS`, or it
-//! would silently run on the memory store alone.
+//! `BATCHQ_TEST_STORE` three times: on the in-memory store, on the emulator
+//! and on the embedded store. A new such file must be named in the
+//! Makefile's `STORE_TESTS`, or it would silently run on the memory store
+//! alone.
 
 use std::collections::BTreeSet;
 

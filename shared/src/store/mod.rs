@@ -6,10 +6,13 @@
 //! already placed) and [`placed::PlacedStore`] turns it, with an
 //! [`ObjectStore`], into the [`RequestStore`] the core uses.
 
+pub mod data_dir;
 pub mod dynamo;
+pub mod fs;
 pub mod memory;
 pub mod placed;
 pub mod s3;
+pub mod sqlite;
 
 use std::collections::HashMap;
 
@@ -273,7 +276,7 @@ pub trait JobStore: Send + Sync {
 }
 
 /// Money and tokens of completed requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavingsTotals {
     /// Completed requests counted (priced or not).
     pub requests: u64,

@@ -1,8 +1,8 @@
 //! The store conformance suite: what every store adapter must do, written
 //! once against the ports and run against each adapter
-//! (`tests/tests/store_conformance.rs`: the in-memory store and the
-//! DynamoDB + S3 adapters on the emulator). A new store passes these before
-//! the pipeline runs on it.
+//! (`tests/tests/store_conformance.rs`: the in-memory store, the
+//! DynamoDB + S3 adapters on the emulator and the embedded SQLite + files
+//! store). A new store passes these before the pipeline runs on it.
 //!
 //! Each case is a `pub async fn` taking a fresh [`StoreUnderTest`]; its
 //! name says the behaviour it pins.
@@ -73,6 +73,39 @@ pub fn memory_store() -> StoreUnderTest {
     StoreUnderTest {
         set_index_lag: Arc::new(move |lag| {
             lagging.set_index_lag(lag);
+            Box::pin(async {})
+        }),
+        requests: store.clone(),
+        jobs: store.clone(),
+        savings: store,
+        objects,
+        inline_body_max: INLINE_MAX,
+        inline_result_max: INLINE_MAX,
+    }
+}
+
+/// A fresh embedded store: SQLite and files in a temporary data directory,
+/// removed when the last handle goes. Its listings never lag (SQLite reads
+/// are consistent), so `set_index_lag` does nothing and the lag case is not
+/// run on it.
+pub fn embedded_store() -> StoreUnderTest {
+    let dir = Arc::new(crate::stores::TempDataDir::new());
+    let data = batchq_core::store::data_dir::DataDir::open_with(
+        &dir.path,
+        true,
+        Default::default(),
+        5 * 1024 * 1024,
+    )
+    .expect("open a fresh data directory");
+    let objects: Arc<dyn ObjectStore> = data.objects();
+    let store = Arc::new(data.store(InlineLimits {
+        body_max: INLINE_MAX,
+        result_max: INLINE_MAX,
+    }));
+    StoreUnderTest {
+        set_index_lag: Arc::new(move |_| {
+            // Keeps the directory as long as the store under test.
+            let _dir = dir.clone();
             Box::pin(async {})
         }),
         requests: store.clone(),

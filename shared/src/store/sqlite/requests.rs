@@ -1,0 +1,381 @@
+//! [`RequestRows`] on SQLite: rows arrive with their bodies and responses
+//! already placed, and the rules (the queued state, the counters, how a
+//! refused write is judged) are the domain's, applied inside one
+//! transaction per call.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rusqlite::{params, Transaction};
+
+use super::schema::PENDING_BYTES;
+use super::{after, db, from_json, one, order_key, page_limit, page_of, to_json, SqliteStore};
+use crate::counters::{self, Counter, Delta};
+use crate::ids::{JobId, RequestKey, TenantId};
+use crate::placement::QueuedRow;
+use crate::request::{Payload, QueueGroup, Request, RequestResult, RequestStatus};
+use crate::store::{Applied, Page, QueueGroupStats, RequestRows, RowInsert, StatusCounts, StoreError};
+use crate::time::Timestamp;
+use crate::transition::RequestUpdate;
+
+/// Counter deltas summed over one transaction, written once each at its end.
+#[derive(Default)]
+struct Deltas(HashMap<Counter, i64>);
+
+impl Deltas {
+    fn add(&mut self, deltas: Vec<Delta>) {
+        for (c, n) in deltas {
+            *self.0.entry(c).or_default() += n;
+        }
+    }
+
+    fn write(self, tx: &Transaction<'_>, op: &'static str) -> Result<(), StoreError> {
+        let mut tenant = tx
+            .prepare_cached(
+                "INSERT INTO tenant_counts (tenant, counter, n) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant, counter) DO UPDATE SET n = n + excluded.n",
+            )
+            .map_err(db(op))?;
+        let mut queue = tx
+            .prepare_cached(
+                "INSERT INTO queue_counts (queue, n) VALUES (?1, ?2) \
+                 ON CONFLICT (queue) DO UPDATE SET n = n + excluded.n",
+            )
+            .map_err(db(op))?;
+        for (c, n) in self.0 {
+            match c {
+                Counter::TenantStatus(t, st) => tenant.execute(params![t.as_str(), st.as_str(), n]),
+                Counter::PendingBytes(t) => tenant.execute(params![t.as_str(), PENDING_BYTES, n]),
+                Counter::Queued(g) => queue.execute(params![g.key(), n]),
+            }
+            .map_err(db(op))?;
+        }
+        Ok(())
+    }
+}
+
+/// The queue columns of a request: its group and place while queued.
+fn queue_columns(r: &Request) -> (Option<String>, Option<String>) {
+    if r.status == RequestStatus::Queued {
+        (
+            Some(r.queue_group().key()),
+            Some(order_key(r.created_at, r.key.as_str())),
+        )
+    } else {
+        (None, None)
+    }
+}
+
+fn read_request(tx: &Transaction<'_>, key: &RequestKey, op: &'static str) -> Result<Option<Request>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached("SELECT row FROM requests WHERE key = ?1")
+        .map_err(db(op))?;
+    match one(stmt.query_row([key.as_str()], |r| r.get::<_, String>(0)), op)? {
+        Some(json) => from_json("request", key.as_str(), &json).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes a request's state row (insert or replace).
+fn write_request(tx: &Transaction<'_>, r: &Request, op: &'static str) -> Result<(), StoreError> {
+    let (queue, queue_order) = queue_columns(r);
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE requests SET status = ?2, queue = ?3, queue_order = ?4, job_id = ?5, \
+             expires_at = ?6, row = ?7 WHERE key = ?1",
+        )
+        .map_err(db(op))?;
+    stmt.execute(params![
+        r.key.as_str(),
+        r.status.as_str(),
+        queue,
+        queue_order,
+        r.job_id.as_ref().map(|j| j.as_str()),
+        r.expires_at.map(Timestamp::millis),
+        to_json("request", r)?,
+    ])
+    .map_err(db(op))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Applies one update inside `tx`: its condition, state, result and
+    /// counters together.
+    fn apply_one(&self, tx: &Transaction<'_>, u: &RequestUpdate, deltas: &mut Deltas) -> Result<Applied, StoreError> {
+        let op = "apply";
+        u.check()?;
+        let current = read_request(tx, &u.key, op)?;
+        let cur = match current {
+            Some(cur) if u.holds_for(&cur) => cur,
+            other => return StoreError::from_refusal(u, u.judge_refusal(other.as_ref())),
+        };
+        let mut next = u.applied_to(&cur);
+        if u.to.is_terminal() {
+            if let Some(exp) = self.expiry(u.now) {
+                next.expires_at = Some(exp);
+            }
+        }
+        write_request(tx, &next, op)?;
+        if let Some(res) = &u.result {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO results (key, job_id, row) VALUES (?1, ?2, ?3)")
+                .map_err(db(op))?;
+            stmt.execute(params![res.key.as_str(), res.job_id.as_str(), to_json("result", res)?])
+                .map_err(db(op))?;
+        }
+        deltas.add(counters::for_update(u));
+        Ok(Applied::Now)
+    }
+}
+
+#[async_trait]
+impl RequestRows for SqliteStore {
+    async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError> {
+        self.tx("insert", true, move |tx| {
+            let op = "insert";
+            let mut deltas = Deltas::default();
+            let mut out = Vec::with_capacity(rows.len());
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO requests (key, tenant, status, queue, queue_order, job_id, expires_at, row) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+                )
+                .map_err(db(op))?;
+            let mut body = tx
+                .prepare_cached("INSERT OR REPLACE INTO bodies (key, payload) VALUES (?1, ?2)")
+                .map_err(db(op))?;
+            for QueuedRow { state: row, body: payload } in rows {
+                let (queue, queue_order) = queue_columns(&row);
+                let written = insert
+                    .execute(params![
+                        row.key.as_str(),
+                        row.tenant.as_str(),
+                        row.status.as_str(),
+                        queue,
+                        queue_order,
+                        row.job_id.as_ref().map(|j| j.as_str()),
+                        row.expires_at.map(Timestamp::millis),
+                        to_json("request", &row)?,
+                    ])
+                    .map_err(db(op))?;
+                if written == 0 {
+                    let existing = read_request(tx, &row.key, op)?.ok_or_else(|| StoreError::Corrupt {
+                        entity: "request",
+                        id: row.key.to_string(),
+                        reason: "refused as existing but not found".into(),
+                    })?;
+                    out.push(RowInsert::Exists(Box::new(existing)));
+                    continue;
+                }
+                body.execute(params![row.key.as_str(), to_json("body", &payload)?])
+                    .map_err(db(op))?;
+                deltas.add(counters::for_insert(&row));
+                out.push(RowInsert::Written);
+            }
+            deltas.write(tx, op)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get(&self, key: &RequestKey) -> Result<Option<Request>, StoreError> {
+        let key = key.clone();
+        self.tx("get", false, move |tx| read_request(tx, &key, "get")).await
+    }
+
+    async fn get_many(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Request>, StoreError> {
+        let keys = keys.to_vec();
+        self.tx("get_many", false, move |tx| {
+            let mut out = HashMap::with_capacity(keys.len());
+            for k in keys {
+                if let Some(r) = read_request(tx, &k, "get_many")? {
+                    out.insert(k, r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError> {
+        let key = key.clone();
+        self.tx("get_with_result", false, move |tx| {
+            let op = "get_with_result";
+            let Some(r) = read_request(tx, &key, op)? else {
+                return Ok(None);
+            };
+            let mut stmt = tx
+                .prepare_cached("SELECT row FROM results WHERE key = ?1")
+                .map_err(db(op))?;
+            let result = match one(stmt.query_row([key.as_str()], |r| r.get::<_, String>(0)), op)? {
+                Some(json) => Some(from_json("result", key.as_str(), &json)?),
+                None => None,
+            };
+            Ok(Some((r, result)))
+        })
+        .await
+    }
+
+    async fn body_payloads(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, Payload>, StoreError> {
+        let keys = keys.to_vec();
+        self.tx("bodies", false, move |tx| {
+            let op = "bodies";
+            let mut stmt = tx
+                .prepare_cached("SELECT payload FROM bodies WHERE key = ?1")
+                .map_err(db(op))?;
+            let mut out = HashMap::with_capacity(keys.len());
+            for k in keys {
+                if let Some(json) = one(stmt.query_row([k.as_str()], |r| r.get::<_, String>(0)), op)? {
+                    let payload = from_json("body", k.as_str(), &json)?;
+                    out.insert(k, payload);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn queued(
+        &self,
+        group: &QueueGroup,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Request>, StoreError> {
+        let after = after(cursor)?.unwrap_or_default();
+        let queue = group.key();
+        let limit = page_limit(limit);
+        self.tx("queued", false, move |tx| {
+            let op = "queued";
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT queue_order, key, row FROM requests WHERE queue = ?1 AND queue_order > ?2 \
+                     ORDER BY queue_order LIMIT ?3",
+                )
+                .map_err(db(op))?;
+            let rows = read_listed(&mut stmt, params![queue, after, limit as i64 + 1], op)?;
+            Ok(page_of(rows, limit))
+        })
+        .await
+    }
+
+    async fn queue_groups(&self) -> Result<Vec<QueueGroupStats>, StoreError> {
+        self.tx("queue_groups", false, |tx| {
+            let op = "queue_groups";
+            let mut stmt = tx
+                .prepare_cached("SELECT queue, n FROM queue_counts WHERE n > 0")
+                .map_err(db(op))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db(op))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, n) = row.map_err(db(op))?;
+                let group = QueueGroup::from_key(&key).ok_or_else(|| StoreError::Corrupt {
+                    entity: "queue counter",
+                    id: key.clone(),
+                    reason: "not a queue group key".into(),
+                })?;
+                out.push(QueueGroupStats {
+                    group,
+                    queued: n as u64,
+                });
+            }
+            out.sort_by(|a, b| a.group.cmp(&b.group));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn by_job(&self, job: &JobId, cursor: Option<String>, limit: u32) -> Result<Page<Request>, StoreError> {
+        let after = after(cursor)?.unwrap_or_default();
+        let job = job.clone();
+        let limit = page_limit(limit);
+        self.tx("by_job", false, move |tx| {
+            let op = "by_job";
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key, key, row FROM requests WHERE job_id = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+                )
+                .map_err(db(op))?;
+            let rows = read_listed(&mut stmt, params![job.as_str(), after, limit as i64 + 1], op)?;
+            Ok(page_of(rows, limit))
+        })
+        .await
+    }
+
+    async fn apply_placed(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let this = self.clone();
+        self.tx("apply", true, move |tx| {
+            let mut deltas = Deltas::default();
+            // In input order: a key repeated in the call sees its earlier update.
+            let out: Vec<Result<Applied, StoreError>> = updates
+                .iter()
+                .map(|u| match this.apply_one(tx, u, &mut deltas) {
+                    // A database failure fails the whole call (nothing is kept);
+                    // a refusal is this update's own answer.
+                    Err(e @ StoreError::Backend { .. }) => Err(e),
+                    other => other,
+                })
+                .collect();
+            if let Some(Err(StoreError::Backend { op, message })) =
+                out.iter().find(|r| matches!(r, Err(StoreError::Backend { .. })))
+            {
+                return Err(StoreError::Backend {
+                    op,
+                    message: message.clone(),
+                });
+            }
+            deltas.write(tx, "apply")?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
+        let tenant = tenant.clone();
+        self.tx("counts", false, move |tx| {
+            let op = "counts";
+            let mut stmt = tx
+                .prepare_cached("SELECT counter, n FROM tenant_counts WHERE tenant = ?1")
+                .map_err(db(op))?;
+            let rows = stmt
+                .query_map([tenant.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db(op))?;
+            let mut out = StatusCounts::default();
+            for row in rows {
+                let (counter, n) = row.map_err(db(op))?;
+                if counter == PENDING_BYTES {
+                    out.pending_bytes = n;
+                    continue;
+                }
+                let status = counter.parse::<RequestStatus>().map_err(|e| StoreError::Corrupt {
+                    entity: "tenant counter",
+                    id: format!("{tenant}/{counter}"),
+                    reason: e.to_string(),
+                })?;
+                out.by_status.insert(status, n);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Rows of a listing: (sort key, request key, JSON row) each.
+fn read_listed(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    op: &'static str,
+) -> Result<Vec<(String, Request)>, StoreError> {
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })
+        .map_err(db(op))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (sort, key, json) = row.map_err(db(op))?;
+        out.push((sort, from_json("request", &key, &json)?));
+    }
+    Ok(out)
+}

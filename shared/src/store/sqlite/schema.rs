@@ -1,0 +1,151 @@
+//! The embedded store's tables, created on first open; `PRAGMA
+//! user_version` holds the schema version, and a newer one than this build
+//! knows is refused (an older binary must not write a newer layout).
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::request::RequestStatus;
+use crate::store::data_dir::DataDirError;
+
+/// The schema this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1. Each table's `row` (or `payload`, `totals`) column is the
+/// whole domain value as JSON; the other columns are what queries select,
+/// order and count on.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE requests (
+    key         TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    -- the queue group key and the queue order, only while queued
+    queue       TEXT,
+    queue_order TEXT,
+    job_id      TEXT,
+    expires_at  INTEGER,
+    row         TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX requests_queue ON requests (queue, queue_order) WHERE queue IS NOT NULL;
+CREATE INDEX requests_job ON requests (job_id, key) WHERE job_id IS NOT NULL;
+CREATE INDEX requests_expiry ON requests (expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE bodies (
+    key     TEXT PRIMARY KEY,
+    payload TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE results (
+    key    TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    row    TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE jobs (
+    id         TEXT PRIMARY KEY,
+    -- created_at (15 digits of ms) '#' id: the listings' order
+    ord        TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    -- 1 while not terminal or watched (submit and poll list these)
+    open       INTEGER NOT NULL,
+    expires_at INTEGER,
+    row        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX jobs_order ON jobs (ord);
+CREATE INDEX jobs_open ON jobs (ord) WHERE open = 1;
+CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE tenant_jobs (
+    tenant TEXT NOT NULL,
+    ord    TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, ord)
+) WITHOUT ROWID;
+CREATE INDEX tenant_jobs_job ON tenant_jobs (job_id);
+
+-- counter: a request status name, or 'pending_bytes'
+CREATE TABLE tenant_counts (
+    tenant  TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (tenant, counter)
+) WITHOUT ROWID;
+
+CREATE TABLE queue_counts (
+    queue TEXT PRIMARY KEY,
+    n     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE budgets (
+    model TEXT PRIMARY KEY,
+    row   TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE savings (
+    tenant   TEXT NOT NULL,
+    day      TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model    TEXT NOT NULL,
+    totals   TEXT NOT NULL,
+    PRIMARY KEY (tenant, day, provider, model)
+) WITHOUT ROWID;
+
+-- the sources (result files) each savings total has counted
+CREATE TABLE savings_sources (
+    tenant   TEXT NOT NULL,
+    day      TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model    TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    PRIMARY KEY (tenant, day, provider, model, source)
+) WITHOUT ROWID;
+"#;
+
+/// The counter name of a tenant's unfinished body bytes.
+pub(super) const PENDING_BYTES: &str = "pending_bytes";
+
+/// The terminal request statuses as an SQL list (`'completed', ...`).
+pub(super) fn terminal_list() -> String {
+    RequestStatus::ALL
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Creates the schema in a new database, checks it in an existing one.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DataDirError> {
+    let fail = |e: rusqlite::Error| DataDirError::Database {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA_V1).map_err(fail)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .map_err(fail)?;
+        }
+        SCHEMA_VERSION => {}
+        found if found > SCHEMA_VERSION => {
+            return Err(DataDirError::NewerSchema {
+                path: path.to_owned(),
+                found,
+                known: SCHEMA_VERSION,
+            })
+        }
+        found => {
+            return Err(DataDirError::Database {
+                path: path.to_owned(),
+                message: format!("unknown schema version {found}"),
+            })
+        }
+    }
+    tx.commit().map_err(fail)
+}

@@ -1,0 +1,197 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::ids::{CustomId, ModelName, TenantId};
+use crate::job::{Job, JobStatus, ProviderKind};
+use crate::request::{Endpoint, InsertOutcome, NewRequest, QueueGroup, RequestResult, RequestStatus};
+use crate::store::data_dir::DataDir;
+use crate::store::memory::MemoryObjects;
+use crate::store::{JobStore, RequestRows, RequestStore};
+use crate::transition::RequestUpdate;
+
+const LIMITS: InlineLimits = InlineLimits {
+    body_max: 16 * 1024,
+    result_max: 16 * 1024,
+};
+
+fn temp_db() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("batchq-sqlite-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("test.sqlite3");
+    (dir, db)
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_790_000_000_000 + ms)
+}
+
+fn request(custom_id: &str) -> NewRequest {
+    NewRequest::new(
+        TenantId::parse("acme").unwrap(),
+        CustomId::parse(custom_id).unwrap(),
+        Endpoint::ChatCompletions,
+        ModelName::parse("gpt-4o-mini").unwrap(),
+        r#"{"messages":[{"content":"hi","role":"user"}],"model":"gpt-4o-mini"}"#.into(),
+    )
+}
+
+fn group() -> QueueGroup {
+    QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap())
+}
+
+fn created(o: &InsertOutcome) -> Request {
+    match o {
+        InsertOutcome::Created(r) => r.clone(),
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+use crate::request::Request;
+
+#[tokio::test]
+async fn rows_survive_dropping_the_store_and_opening_the_directory_again() {
+    let (dir, _) = temp_db();
+    let data = dir.join("data");
+    let job = Job::new(
+        JobId::generate(),
+        ProviderKind::OpenAi,
+        &group(),
+        ts(0),
+        ts(960_000),
+    );
+    let (a, b) = {
+        let d = DataDir::open(&data, true).unwrap();
+        let store = d.store(LIMITS);
+        let out = store.insert(vec![request("a"), request("b")], ts(1)).await.unwrap();
+        let (a, b) = (created(&out[0]), created(&out[1]));
+        store.apply(RequestUpdate::claim(&a, &job.id, ts(2))).await.unwrap();
+        store.create_job(&job).await.unwrap();
+        (a, b)
+    };
+    let d = DataDir::open(&data, false).unwrap();
+    let store = d.store(LIMITS);
+    let back = store.get(&a.key).await.unwrap().unwrap();
+    assert_eq!((back.status, back.job_id.clone()), (RequestStatus::Claimed, Some(job.id.clone())));
+    assert_eq!(store.get(&b.key).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.get_job(&job.id).await.unwrap(), Some(job.clone()));
+    let counts = store.counts(&TenantId::parse("acme").unwrap()).await.unwrap();
+    assert_eq!((counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)), (1, 1));
+    let bodies = store.bodies(std::slice::from_ref(&b.key)).await.unwrap();
+    assert_eq!(bodies[&b.key], request("b").body_json);
+    drop((store, d));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_cursor_another_store_issued_is_refused() {
+    let (dir, db) = temp_db();
+    let store = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    for cursor in ["mem1:000000000000001#x", "garbage", ""] {
+        let err = store.queued(&group(), Some(cursor.into()), 10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { entity: "cursor", .. }), "{err:?}");
+        let err = store.by_job(&JobId::generate(), Some(cursor.into()), 10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { entity: "cursor", .. }), "{err:?}");
+        let err = store.list_jobs(None, Some(cursor.into()), 10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { entity: "cursor", .. }), "{err:?}");
+    }
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused_and_the_current_one_opens() {
+    let (dir, db) = temp_db();
+    drop(SqliteStore::open(&db, SqliteOptions::default()).unwrap());
+    // Reopening the version this build wrote works.
+    drop(SqliteStore::open(&db, SqliteOptions::default()).unwrap());
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&db, SqliteOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, DataDirError::NewerSchema { found, known, .. } if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("newer"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_new_database_is_in_wal_mode_with_the_current_schema_version() {
+    let (dir, db) = temp_db();
+    drop(SqliteStore::open(&db, SqliteOptions::default()).unwrap());
+    let conn = Connection::open(&db).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!((mode.as_str(), version), ("wal", SCHEMA_VERSION));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_rest() {
+    let (dir, db) = temp_db();
+    let day = Duration::from_secs(86_400);
+    let rows = SqliteStore::open(
+        &db,
+        SqliteOptions {
+            retention: Some(day),
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    let store = rows.clone().placed(Arc::new(MemoryObjects::default()), LIMITS);
+    let out = store.insert(vec![request("done"), request("waiting")], ts(0)).await.unwrap();
+    let (done, waiting) = (created(&out[0]), created(&out[1]));
+    let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), ts(0), ts(1));
+    store.create_job(&job).await.unwrap();
+    store.apply(RequestUpdate::claim(&done, &job.id, ts(1))).await.unwrap();
+    let claimed = store.get(&done.key).await.unwrap().unwrap();
+    let result = RequestResult {
+        key: done.key.clone(),
+        job_id: job.id.clone(),
+        status_code: Some(200),
+        response: Some(crate::request::Payload::Inline("{}".into())),
+        error: None,
+        usage: None,
+        batch_cost: None,
+        realtime_cost: None,
+        recorded_at: ts(2),
+    };
+    store
+        .apply(RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, ts(2)))
+        .await
+        .unwrap();
+    let finished = store.get(&done.key).await.unwrap().unwrap();
+    assert_eq!(finished.expires_at, Some(ts(2).plus(day)));
+    let mut next = job.clone();
+    next.status = JobStatus::Failed;
+    next.finished_at = Some(ts(3));
+    job = store.save_job(&job, next).await.unwrap();
+    store
+        .add_job_tenants(&job, &[TenantId::parse("acme").unwrap()])
+        .await
+        .unwrap();
+
+    // Not yet expired: nothing goes.
+    assert_eq!(rows.purge_expired(ts(1).plus(day)).await.unwrap(), 0);
+    assert!(store.get(&done.key).await.unwrap().is_some());
+    let purged = rows.purge_expired(ts(10).plus(day)).await.unwrap();
+    assert_eq!(purged, 2, "the finished request and the failed job");
+    assert_eq!(store.get(&done.key).await.unwrap(), None);
+    assert!(store.get_with_result(&done.key).await.unwrap().is_none());
+    assert_eq!(store.get(&waiting.key).await.unwrap(), Some(waiting.clone()));
+    assert_eq!(store.get_job(&job.id).await.unwrap(), None);
+    assert!(store
+        .list_jobs(Some(&TenantId::parse("acme").unwrap()), None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let snap = rows.snapshot().await.unwrap();
+    assert!(!snap.keys().any(|k| k.contains(done.key.as_str())), "{snap:?}");
+    drop((store, rows));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
