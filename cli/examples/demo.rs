@@ -195,11 +195,15 @@ fn summary(jobs_json: &str, results_jsonl: &str) -> Result<(), String> {
     let (mut batch, mut realtime) = (Money::ZERO, Money::ZERO);
     for j in jobs["jobs"].as_array().into_iter().flatten() {
         let completed = j["request_counts"]["completed"].as_u64().unwrap_or(0);
-        *per_model.entry(j["model"].as_str().unwrap_or("?").to_owned()).or_default() += completed;
+        *per_model
+            .entry(j["model"].as_str().unwrap_or("?").to_owned())
+            .or_default() += completed;
         let (b, r) = (money(&j["totals"]["batch_cost"]), money(&j["totals"]["realtime_cost"]));
         batch += b;
         realtime += r;
-        let p = per_provider.entry(j["provider"].as_str().unwrap_or("?").to_owned()).or_default();
+        let p = per_provider
+            .entry(j["provider"].as_str().unwrap_or("?").to_owned())
+            .or_default();
         p.0 += completed;
         p.1 += b;
         p.2 += r;
@@ -224,7 +228,9 @@ fn summary(jobs_json: &str, results_jsonl: &str) -> Result<(), String> {
         // OpenAI's output-file lines carry "response"; Anthropic's result lines "result".
         let succeeded = match l.get("result") {
             Some(r) => r["type"] == "succeeded",
-            None => l["response"]["status_code"].as_u64().is_some_and(|s| (200..300).contains(&s)),
+            None => l["response"]["status_code"]
+                .as_u64()
+                .is_some_and(|s| (200..300).contains(&s)),
         };
         ok += u64::from(succeeded);
     }

@@ -202,7 +202,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Savings { .. }
     );
     let ctx = match &cli.api {
-        Some(base) if through_api => commands::Ctx::remote(base, cli.api_auth, cli.json, tenant).await?,
+        Some(base) if through_api => commands::Ctx::through_api(base, cli.api_auth, cli.json, tenant).await?,
         Some(_) => {
             return Err("--api works with enqueue, wait, status, stats, jobs and savings; \
                         this command works on the store itself"

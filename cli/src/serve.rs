@@ -59,13 +59,13 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         eprintln!("batchq: stopping (finishing the running step)…");
         let _ = stop_tx.send(true);
     });
-    let app = Router::new().fallback(handle).with_state(Front {
+    let router = Router::new().fallback(handle).with_state(Front {
         api: ctx.api()?.clone(),
         keys: keys.clone(),
     });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             })

@@ -19,9 +19,9 @@ use crate::provider_table::{ProviderInstance, ProviderTable};
 use crate::store::data_dir::{DataDir, DataDirError};
 use crate::store::dynamo::DynamoStore;
 use crate::store::fs::FsObjects;
-use crate::store::sqlite::SqliteStore;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::ObjectStore;
 use crate::time::{Clock, SystemClock};
 
@@ -74,8 +74,6 @@ pub struct EmbeddedStores {
 pub enum OpenError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
 }
 
 /// Everything a handler needs, built once.
@@ -107,10 +105,14 @@ impl App {
             StoreChoice::Embedded { dir } => dir.clone(),
         };
         let sdk = crate::aws::sdk_config(&config).await;
-        let dir = Arc::new(DataDir::open(&dir, create)?);
+        let options = SqliteOptions {
+            retention: config.policy.retention,
+            ..SqliteOptions::default()
+        };
+        let dir = Arc::new(DataDir::open_with(&dir, create, options, config.limits.s3_part_bytes)?);
         let objects = dir.objects();
         let shared: Arc<dyn ObjectStore> = objects.clone();
-        let store = Arc::new(dir.store(embedded_inline_limits())?);
+        let store = Arc::new(dir.store(embedded_inline_limits()));
         let providers = Arc::new(ProviderTable::single(&config));
         Ok(Self {
             providers,

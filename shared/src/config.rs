@@ -642,7 +642,12 @@ mod tests {
     #[test]
     fn the_store_is_embedded_in_the_default_directory_when_nothing_names_aws() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.store, StoreChoice::Embedded { dir: "./batchq-data".into() });
+        assert_eq!(
+            c.store,
+            StoreChoice::Embedded {
+                dir: "./batchq-data".into()
+            }
+        );
         assert_eq!(c.store_reason, StoreReason::NothingConfigured);
     }
 
@@ -669,15 +674,29 @@ mod tests {
         let c = parse(&[("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap())]).unwrap();
         assert_eq!(c.store, StoreChoice::Aws);
         let missing = dir.join("nothing-here");
-        let c = parse(&[("AWS_SHARED_CREDENTIALS_FILE", missing.to_str().unwrap()), ("HOME", "/nonexistent")]).unwrap();
-        assert_eq!(c.store, StoreChoice::Embedded { dir: "./batchq-data".into() });
+        let c = parse(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", missing.to_str().unwrap()),
+            ("HOME", "/nonexistent"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreChoice::Embedded {
+                dir: "./batchq-data".into()
+            }
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn batchq_store_wins_and_a_bad_value_names_the_variable() {
         let c = parse(&[("BATCHQ_STORE", "embedded:/var/lib/batchq"), ("AWS_PROFILE", "work")]).unwrap();
-        assert_eq!(c.store, StoreChoice::Embedded { dir: "/var/lib/batchq".into() });
+        assert_eq!(
+            c.store,
+            StoreChoice::Embedded {
+                dir: "/var/lib/batchq".into()
+            }
+        );
         assert_eq!(c.store_reason, StoreReason::Configured);
         let c = parse(&[("BATCHQ_STORE", "aws")]).unwrap();
         assert_eq!(c.store, StoreChoice::Aws);

@@ -72,15 +72,19 @@ impl Ctx {
         Ok(Self {
             tenant,
             json,
-            target: Target::Local { app: Box::new(app), api },
+            target: Target::Local {
+                app: Box::new(app),
+                api,
+            },
         })
     }
 
     /// Works through the API at `base`; credentials are resolved (and AWS
     /// ones loaded) now, so a missing profile is reported before any call.
-    pub async fn remote(base: &str, mode: AuthMode, json: bool, tenant: TenantId) -> Result<Self, Failure> {
+    pub async fn through_api(base: &str, mode: AuthMode, json: bool, tenant: TenantId) -> Result<Self, Failure> {
         let base = base.trim_end_matches('/').to_owned();
-        let probe = reqwest::Url::parse(&format!("{base}/v1/stats")).map_err(|e| format!("--api {base}: not a URL: {e}"))?;
+        let probe =
+            reqwest::Url::parse(&format!("{base}/v1/stats")).map_err(|e| format!("--api {base}: not a URL: {e}"))?;
         let auth = Auth::resolve(mode, &probe, std::env::var("BATCHQ_API_KEY").ok()).await?;
         Ok(Self {
             tenant,

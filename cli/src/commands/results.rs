@@ -6,7 +6,6 @@ use crate::Failure;
 use batchq_core::api::ApiRequest;
 use batchq_core::ids::JobId;
 use batchq_core::request::{Payload, RequestStatus};
-use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

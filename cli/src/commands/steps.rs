@@ -2,8 +2,8 @@
 
 use crate::output::emit;
 use crate::Failure;
-use batchq_core::pipeline::SubmitOptions;
 use batchq_core::app::{AwsStores, Backend};
+use batchq_core::pipeline::SubmitOptions;
 use serde_json::json;
 
 use super::Ctx;
@@ -215,7 +215,9 @@ pub async fn ingest(ctx: &Ctx, url: &str) -> Result<(), Failure> {
         (Backend::Aws(_), None) => return Err(format!("{url:?}: expected s3://BUCKET/KEY").into()),
         // The embedded store's objects are named by their key alone.
         (Backend::Embedded(_), Some(_)) => {
-            return Err(format!("{url:?}: the embedded store names result files by key: results/JOB/output.jsonl").into())
+            return Err(
+                format!("{url:?}: the embedded store names result files by key: results/JOB/output.jsonl").into(),
+            )
         }
         (Backend::Embedded(_), None) => url,
     };

@@ -73,7 +73,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -297,7 +299,11 @@ fn bad_cursor(c: &str) -> StoreError {
 /// store did not issue is refused.
 pub(super) fn after(cursor: Option<String>) -> Result<Option<String>, StoreError> {
     cursor
-        .map(|c| c.strip_prefix(CURSOR_PREFIX).map(str::to_owned).ok_or_else(|| bad_cursor(&c)))
+        .map(|c| {
+            c.strip_prefix(CURSOR_PREFIX)
+                .map(str::to_owned)
+                .ok_or_else(|| bad_cursor(&c))
+        })
         .transpose()
 }
 
