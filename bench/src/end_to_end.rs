@@ -178,6 +178,8 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
     let mut objects = Vec::new();
     for key in &copied {
         let head = app
+            .aws()
+            .ok_or("the bench app runs on AWS")?
             .objects
             .client()
             .head_object()
@@ -225,7 +227,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
 }
 
 pub(crate) async fn upload(app: &App, key: &str, data: &[u8]) -> Result<(), String> {
-    let s3 = app.objects.client();
+    let s3 = app.aws().ok_or("the bench app runs on AWS")?.objects.client();
     let err = |e: String| format!("upload {key}: {e}");
     let up = s3
         .create_multipart_upload()

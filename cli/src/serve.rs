@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
@@ -23,6 +24,8 @@ use batchq_core::app::{App, Backend};
 use batchq_core::auth::ApiKeys;
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
+use batchq_core::store::sqlite::SqliteStore;
+use batchq_core::time::Clock;
 use tokio::sync::watch;
 
 use crate::commands::Ctx;
@@ -99,7 +102,17 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         poll_every.as_secs_f32()
     );
 
-    schedule(submitter, poller, ingester, submit_every, poll_every, stop_rx).await;
+    let purge = match &app.backend {
+        Backend::Embedded(e) => Some((e.dir.rows(), app.ports.clock.clone())),
+        Backend::Aws(_) => None,
+    };
+    let steps = Steps {
+        submitter,
+        poller,
+        ingester,
+        purge,
+    };
+    schedule(steps, submit_every, poll_every, stop_rx).await;
     let served = server
         .await
         .map_err(|e| format!("server task: {e}"))
@@ -144,14 +157,28 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn schedule(
+/// What `serve` runs on its schedule.
+struct Steps {
     submitter: Submitter,
     poller: Poller,
     ingester: Ingester,
-    submit_every: Duration,
-    poll_every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    /// The embedded store, whose finished rows past retention `serve`
+    /// deletes (DynamoDB's TTL does it on AWS).
+    purge: Option<(SqliteStore, Arc<dyn Clock>)>,
+}
+
+/// How often the embedded store's expired rows are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mut stop: watch::Receiver<bool>) {
+    let Steps {
+        submitter,
+        poller,
+        ingester,
+        purge,
+    } = steps;
+    let mut purge_tick = tokio::time::interval(PURGE_EVERY);
+    purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut submit_tick = tokio::time::interval(submit_every);
     let mut poll_tick = tokio::time::interval(poll_every);
     submit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,6 +196,15 @@ async fn schedule(
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "submit failed; the next tick retries"),
+                }
+            }
+            _ = purge_tick.tick(), if purge.is_some() => {
+                if let Some((rows, clock)) = &purge {
+                    match rows.purge_expired(clock.now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(rows = n, "deleted finished rows past retention"),
+                        Err(e) => tracing::error!(error = %e, "deleting expired rows failed; retried in an hour"),
+                    }
                 }
             }
             _ = poll_tick.tick() => {
