@@ -38,7 +38,12 @@ fn big_chat(i: usize) -> NewRequest {
         "messages": [{"role": "user", "content": format!("Summarise #{i}: {}", "lorem ipsum ".repeat(60))}],
         "max_tokens": 5
     });
-    new_request(&format!("big-{i}"), batchq_core::request::Endpoint::ChatCompletions, MODEL, body)
+    new_request(
+        &format!("big-{i}"),
+        batchq_core::request::Endpoint::ChatCompletions,
+        MODEL,
+        body,
+    )
 }
 
 /// The source store: completed requests (inline and object responses, a
@@ -75,7 +80,13 @@ async fn source() -> Source {
     p.enqueue(&in_flight).await;
     let submitted = p.submitter().run(SubmitOptions::default()).await.unwrap();
     assert_eq!(submitted.jobs.len(), 1);
-    let job = p.all_jobs().await.into_iter().find(|j| !j.status.is_terminal()).unwrap().id;
+    let job = p
+        .all_jobs()
+        .await
+        .into_iter()
+        .find(|j| !j.status.is_terminal())
+        .unwrap()
+        .id;
 
     let queued: Vec<NewRequest> = (200..203).map(|i| chat(i, MODEL)).collect();
     let cancelled = chat(300, MODEL);
@@ -152,7 +163,13 @@ async fn an_imported_store_reads_back_as_exported_and_runs_on_sending_nothing_tw
         if *key == big.key {
             assert_eq!(got.body_bytes, 0, "a finished request whose body was gone has none");
             assert_eq!(got.content_hash, want.content_hash);
-            assert_eq!(batchq_core::request::Request { body_bytes: want.body_bytes, ..got }, want);
+            assert_eq!(
+                batchq_core::request::Request {
+                    body_bytes: want.body_bytes,
+                    ..got
+                },
+                want
+            );
         } else {
             assert_eq!(got, want, "{}", want.custom_id);
         }
@@ -173,13 +190,20 @@ async fn an_imported_store_reads_back_as_exported_and_runs_on_sending_nothing_tw
             }
         }
     }
-    assert!(inline > 0 && objects > 0, "responses inline ({inline}) and as objects ({objects})");
+    assert!(
+        inline > 0 && objects > 0,
+        "responses inline ({inline}) and as objects ({objects})"
+    );
     let unfinished = keys(&[s.in_flight.clone(), s.queued.clone()].concat());
     assert_eq!(
         t.store.bodies(&unfinished).await.unwrap(),
         s.p.store.bodies(&unfinished).await.unwrap()
     );
-    assert_eq!(t.store.get(&s.cancelled.key).await.unwrap(), None, "a cancelled request is history only");
+    assert_eq!(
+        t.store.get(&s.cancelled.key).await.unwrap(),
+        None,
+        "a cancelled request is history only"
+    );
 
     // Counters, queues, jobs, budgets, savings.
     let tenant = TenantId::default_tenant();
@@ -314,5 +338,49 @@ async fn export_refuses_a_directory_that_holds_files() {
     let e = backup::export(&s.p.ports(), &dir).await.unwrap_err();
     assert!(matches!(e, BackupError::NotEmpty { .. }), "{e}");
     assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "keep me");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_import_continues_a_request_part_way_on_its_path_and_leaves_one_the_target_moved_on() {
+    let s = source().await;
+    let dir = export_dir();
+    let exported = backup::export(&s.p.ports(), &dir).await.unwrap();
+    let cycle = JobId::parse(format!("job_{}", exported.manifest.export_id)).unwrap();
+
+    let t = Pipeline::start(FakeConfig::default(), tweak).await;
+    // As an import stopped after the first claim of the request that failed
+    // after two attempts: it stands claimed for the import's cycle job.
+    let flaky = s.finished.last().unwrap();
+    let want = s.p.store.get(&flaky.key).await.unwrap().unwrap();
+    assert_eq!((want.status, want.attempts), (RequestStatus::Failed, 2));
+    t.store.insert(vec![flaky.clone()], want.created_at).await.unwrap();
+    let r = t.store.get(&flaky.key).await.unwrap().unwrap();
+    t.store
+        .apply(RequestUpdate::claim(&r, &cycle, t.clock.now()))
+        .await
+        .unwrap();
+    // The target moved this one on by itself: claimed for a job of its own.
+    let moved = &s.queued[2];
+    t.enqueue(std::slice::from_ref(moved)).await;
+    let r = t.store.get(&moved.key).await.unwrap().unwrap();
+    let own = JobId::generate();
+    t.store
+        .apply(RequestUpdate::claim(&r, &own, t.clock.now()))
+        .await
+        .unwrap();
+
+    let report = backup::import(&t.ports(), &dir).await.unwrap();
+    assert_eq!(report.requests_continued, 1);
+    assert_eq!(t.store.get(&flaky.key).await.unwrap().unwrap(), want);
+    assert_eq!(report.off_path.len(), 1, "{:?}", report.off_path);
+    assert!(
+        report.off_path[0].contains(moved.custom_id.as_str()),
+        "{:?}",
+        report.off_path
+    );
+    let held = t.store.get(&moved.key).await.unwrap().unwrap();
+    assert_eq!((held.status, held.job_id), (RequestStatus::Claimed, Some(own)));
+    assert_eq!(report.requests_created, 11);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,12 +12,14 @@ use serde_json::Value;
 
 use crate::Failure;
 
+mod backup;
 mod enqueue;
 mod reads;
 mod result_line;
 mod results;
 mod steps;
 
+pub use backup::{export, import};
 pub use enqueue::enqueue;
 pub use reads::{jobs, savings, stats, status};
 pub use results::{results, wait};

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 
 use super::{
-    BackupError, Counts, JobRecord, Manifest, ObjectEntry, Record, RequestRecord, SavingsRecord, ALL_DAYS,
-    FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, OBJECTS_DIR, ROWS_FILE,
+    BackupError, Counts, JobRecord, Manifest, ObjectEntry, Record, RequestRecord, SavingsRecord, ALL_DAYS, FORMAT_NAME,
+    FORMAT_VERSION, MANIFEST_FILE, OBJECTS_DIR, ROWS_FILE,
 };
 use crate::ids::{RequestKey, TenantId};
 use crate::job::Job;
@@ -48,8 +48,7 @@ struct Writer {
 impl Writer {
     fn line(&mut self, record: &Record) -> Result<(), BackupError> {
         let path = self.dir.join(ROWS_FILE);
-        serde_json::to_writer(&mut self.rows, record)
-            .map_err(|e| BackupError::io(&path)(std::io::Error::other(e)))?;
+        serde_json::to_writer(&mut self.rows, record).map_err(|e| BackupError::io(&path)(std::io::Error::other(e)))?;
         self.rows.write_all(b"\n").map_err(BackupError::io(&path))
     }
 }
@@ -118,9 +117,7 @@ pub async fn export(ports: &Ports, dir: &Path) -> Result<ExportReport, BackupErr
         }
     }
 
-    w.rows
-        .flush()
-        .map_err(BackupError::io(dir.join(ROWS_FILE)))?;
+    w.rows.flush().map_err(BackupError::io(dir.join(ROWS_FILE)))?;
     w.rows
         .get_ref()
         .sync_all()
@@ -232,11 +229,9 @@ async fn export_requests(ports: &Ports, w: &mut Writer, listed: Vec<Request>) ->
             continue;
         };
         let result = match state.status {
-            RequestStatus::Completed | RequestStatus::Failed => ports
-                .requests
-                .get_with_result(&key)
-                .await?
-                .and_then(|(_, r)| r),
+            RequestStatus::Completed | RequestStatus::Failed => {
+                ports.requests.get_with_result(&key).await?.and_then(|(_, r)| r)
+            }
             _ => None,
         };
         let result = match result {

@@ -180,7 +180,10 @@ pub fn rebuild(rec: &RequestRecord) -> Result<NewRequest, String> {
         },
         None => return Err(format!("{}: an unfinished request without its body", r.custom_id)),
     };
-    Ok(NewRequest { weight: r.weight, ..new })
+    Ok(NewRequest {
+        weight: r.weight,
+        ..new
+    })
 }
 
 /// The job earlier attempts are claimed for during a replay: fixed by the
@@ -453,9 +456,10 @@ async fn replay_chunk(
         let r = &rec.request;
         let (state, created) = stored.remove(&i).unwrap_or((None, false));
         let Some(state) = state else {
-            report
-                .off_path
-                .push(format!("{} (tenant {}): stored with other content", r.custom_id, r.tenant));
+            report.off_path.push(format!(
+                "{} (tenant {}): stored with other content",
+                r.custom_id, r.tenant
+            ));
             continue;
         };
         match path.position(&state) {
@@ -505,7 +509,9 @@ async fn replay_chunk(
                 }
                 Err(e) => {
                     let r = &planned[i].0.request;
-                    report.off_path.push(format!("{} (tenant {}): {e}", r.custom_id, r.tenant));
+                    report
+                        .off_path
+                        .push(format!("{} (tenant {}): {e}", r.custom_id, r.tenant));
                     // Off its path now: no further step.
                     remaining[k].1 = usize::MAX;
                 }

@@ -240,10 +240,7 @@ mod tests {
     }
 
     fn moves(p: &Path) -> Vec<String> {
-        p.steps
-            .iter()
-            .map(|(u, _)| format!("{}->{}", u.from, u.to))
-            .collect()
+        p.steps.iter().map(|(u, _)| format!("{}->{}", u.from, u.to)).collect()
     }
 
     #[test]
@@ -254,7 +251,12 @@ mod tests {
         let p = plan(&new_request(), &want, Some(&result), &cycle).unwrap();
         assert_eq!(
             moves(&p),
-            ["queued->claimed", "claimed->queued", "queued->claimed", "claimed->completed"]
+            [
+                "queued->claimed",
+                "claimed->queued",
+                "queued->claimed",
+                "claimed->completed"
+            ]
         );
         let end = p.end();
         assert_eq!((end.attempts, end.job_id.as_ref()), (2, Some(&job)));
@@ -269,7 +271,10 @@ mod tests {
         let want = exported(RequestStatus::Queued, 3, None, Some("server_error"));
         let p = plan(&new_request(), &want, None, &cycle).unwrap();
         assert_eq!(p.steps.len(), 6);
-        assert!(p.steps.iter().all(|(u, _)| u.claim_for.as_ref().is_none_or(|j| *j == cycle)));
+        assert!(p
+            .steps
+            .iter()
+            .all(|(u, _)| u.claim_for.as_ref().is_none_or(|j| *j == cycle)));
         assert!(same_place(p.end(), &want));
         assert_eq!(p.end().job_id, None);
     }
@@ -309,7 +314,12 @@ mod tests {
         assert_eq!(p.position(&p.start), Position::At { done: 0 });
         assert_eq!(p.position(&p.steps[1].1), Position::At { done: 2 });
         assert_eq!(p.position(&want), Position::At { done: p.steps.len() });
-        let elsewhere = exported(RequestStatus::Claimed, 3, Some(&JobId::generate()), Some("server_error"));
+        let elsewhere = exported(
+            RequestStatus::Claimed,
+            3,
+            Some(&JobId::generate()),
+            Some("server_error"),
+        );
         assert_eq!(p.position(&elsewhere), Position::Off);
     }
 
@@ -317,7 +327,13 @@ mod tests {
     fn a_result_of_another_job_than_the_requests_is_refused() {
         let (job, other) = (JobId::generate(), JobId::generate());
         let want = exported(RequestStatus::Completed, 1, Some(&job), None);
-        let e = plan(&new_request(), &want, Some(&result_of(&other, None)), &JobId::generate()).unwrap_err();
+        let e = plan(
+            &new_request(),
+            &want,
+            Some(&result_of(&other, None)),
+            &JobId::generate(),
+        )
+        .unwrap_err();
         assert!(matches!(e, ReplayError::ResultOfAnotherJob { .. }));
     }
 }
