@@ -109,6 +109,10 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Write the whole store (queued work, jobs, results, budgets, savings) into a new directory.
+    Export { dir: PathBuf },
+    /// Load an export into this store; checks it whole first, and is safe to run again.
+    Import { dir: PathBuf },
     /// Report the batchable share of spend in a log of past real-time calls (JSONL) and the projected monthly saving.
     Analyze {
         file: PathBuf,
@@ -230,6 +234,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stats => commands::stats(&ctx).await,
         Command::Jobs { limit } => commands::jobs(&ctx, limit).await,
         Command::Analyze { file, min_wait } => analyze::analyze(&file, min_wait, cli.json),
+        Command::Export { dir } => commands::export(&ctx, &dir).await,
+        Command::Import { dir } => commands::import(&ctx, &dir).await,
         Command::Savings { from, to, group_by } => {
             commands::savings(&ctx, from.as_deref(), to.as_deref(), &group_by).await
         }

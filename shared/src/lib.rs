@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod aws;
+pub mod backup;
 pub mod budget;
 pub mod completion_window;
 pub mod config;

@@ -14,12 +14,14 @@ use crate::remote::{Auth, AuthMode};
 use crate::serve_marker;
 use crate::Failure;
 
+mod backup;
 mod enqueue;
 mod reads;
 mod result_line;
 mod results;
 mod steps;
 
+pub use backup::{export, import};
 pub use enqueue::enqueue;
 pub use reads::{jobs, savings, stats, status};
 pub use results::{results, wait};
