@@ -213,7 +213,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into())
         }
         None => {
-            let create = matches!(cli.command, Command::Init | Command::Serve { .. });
+            let create = matches!(
+                cli.command,
+                Command::Init | Command::Serve { .. } | Command::Import { .. }
+            );
             commands::Ctx::local(config, cli.json, tenant, create).await?
         }
     };

@@ -25,7 +25,7 @@ fn by_status(counts: &BTreeMap<String, u64>) -> String {
 }
 
 pub async fn export(ctx: &Ctx, dir: &Path) -> Result<(), Failure> {
-    let report = backup::export(&ctx.app.ports, dir).await?;
+    let report = backup::export(&ctx.app()?.ports, dir).await?;
     let m = &report.manifest;
     let c = &m.counts;
     let v = json!({
@@ -61,7 +61,7 @@ pub async fn export(ctx: &Ctx, dir: &Path) -> Result<(), Failure> {
 }
 
 pub async fn import(ctx: &Ctx, dir: &Path) -> Result<(), Failure> {
-    let r = backup::import(&ctx.app.ports, dir).await?;
+    let r = backup::import(&ctx.app()?.ports, dir).await?;
     let imported: u64 = r.requests_by_status.values().sum();
     let v = json!({
         "dir": dir.display().to_string(),
