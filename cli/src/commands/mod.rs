@@ -126,7 +126,12 @@ impl Ctx {
     /// A client for every configured provider instance.
     pub async fn providers(&self) -> Result<Providers, Failure> {
         self.app()?.providers().await.map_err(|e| {
-            format!("provider: {e} (set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN, or the key variable the provider table names)").into()
+            let e = e.to_string();
+            if e.contains("OPENAI_API_KEY") {
+                format!("provider: {e}").into()
+            } else {
+                format!("provider: {e} (set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN, or the key variable the provider table names)").into()
+            }
         })
     }
 
