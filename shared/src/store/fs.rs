@@ -93,10 +93,7 @@ impl FsObjects {
         for entry in std::fs::read_dir(&tmp).map_err(io(&tmp))? {
             let entry = entry.map_err(io(&tmp))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < started);
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < started);
             if old || !name.starts_with(&ours) {
                 let path = entry.path();
                 let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
@@ -148,7 +145,11 @@ impl FsObjects {
                 if prefix.is_empty() && name == TMP_DIR {
                     continue;
                 }
-                let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                let key = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 match e.file_type() {
                     Ok(t) if t.is_dir() => walk(&e.path(), &key, out),
                     Ok(t) if t.is_file() => out.push(key),
@@ -164,11 +165,9 @@ impl FsObjects {
 
     fn temp_path(&self) -> PathBuf {
         let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        self.root.join(TMP_DIR).join(format!(
-            "{}-{seq}-{:08x}.tmp",
-            std::process::id(),
-            fastrand::u32(..)
-        ))
+        self.root
+            .join(TMP_DIR)
+            .join(format!("{}-{seq}-{:08x}.tmp", std::process::id(), fastrand::u32(..)))
     }
 }
 
@@ -525,7 +524,10 @@ mod tests {
         let again = FsObjects::open(&root, 1024).unwrap();
         assert_eq!(tmp_files(&again).len(), 1, "only the live writer's temp file stays");
         w.finish().await.unwrap();
-        assert_eq!(again.get("out/live.jsonl").await.unwrap(), Some(Bytes::from_static(b"live")));
+        assert_eq!(
+            again.get("out/live.jsonl").await.unwrap(),
+            Some(Bytes::from_static(b"live"))
+        );
         assert!(again.keys() == vec!["out/live.jsonl".to_owned()]);
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -33,7 +33,9 @@ impl SqliteStore {
 }
 
 fn read_job(tx: &Transaction<'_>, id: &str, op: &'static str) -> Result<Option<Job>, StoreError> {
-    let mut stmt = tx.prepare_cached("SELECT row FROM jobs WHERE id = ?1").map_err(db(op))?;
+    let mut stmt = tx
+        .prepare_cached("SELECT row FROM jobs WHERE id = ?1")
+        .map_err(db(op))?;
     match one(stmt.query_row([id], |r| r.get::<_, String>(0)), op)? {
         Some(json) => from_json("job", id, &json).map(Some),
         None => Ok(None),
@@ -154,7 +156,10 @@ impl JobStore for SqliteStore {
             let mut stmt = tx
                 .prepare_cached("SELECT ord, id, row FROM jobs WHERE open = 1 ORDER BY ord")
                 .map_err(db(op))?;
-            Ok(read_jobs(&mut stmt, [], op)?.into_iter().filter_map(|(_, j)| j).collect())
+            Ok(read_jobs(&mut stmt, [], op)?
+                .into_iter()
+                .filter_map(|(_, j)| j)
+                .collect())
         })
         .await
     }
@@ -288,12 +293,7 @@ impl SavingsStore for SqliteStore {
                 )
                 .map_err(db(op))?;
             for row in rows {
-                let key = params![
-                    row.tenant.as_str(),
-                    row.day,
-                    row.provider.as_str(),
-                    row.model.as_str()
-                ];
+                let key = params![row.tenant.as_str(), row.day, row.provider.as_str(), row.model.as_str()];
                 // Already counted: a replay (each row is conditioned on its own).
                 let fresh = counted
                     .execute(params![

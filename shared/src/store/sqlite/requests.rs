@@ -144,7 +144,11 @@ impl RequestRows for SqliteStore {
             let mut body = tx
                 .prepare_cached("INSERT OR REPLACE INTO bodies (key, payload) VALUES (?1, ?2)")
                 .map_err(db(op))?;
-            for QueuedRow { state: row, body: payload } in rows {
+            for QueuedRow {
+                state: row,
+                body: payload,
+            } in rows
+            {
                 let (queue, queue_order) = queue_columns(&row);
                 let written = insert
                     .execute(params![

@@ -54,13 +54,7 @@ use crate::request::Request;
 async fn rows_survive_dropping_the_store_and_opening_the_directory_again() {
     let (dir, _) = temp_db();
     let data = dir.join("data");
-    let job = Job::new(
-        JobId::generate(),
-        ProviderKind::OpenAi,
-        &group(),
-        ts(0),
-        ts(960_000),
-    );
+    let job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), ts(0), ts(960_000));
     let (a, b) = {
         let d = DataDir::open(&data, true).unwrap();
         let store = d.store(LIMITS);
@@ -73,11 +67,17 @@ async fn rows_survive_dropping_the_store_and_opening_the_directory_again() {
     let d = DataDir::open(&data, false).unwrap();
     let store = d.store(LIMITS);
     let back = store.get(&a.key).await.unwrap().unwrap();
-    assert_eq!((back.status, back.job_id.clone()), (RequestStatus::Claimed, Some(job.id.clone())));
+    assert_eq!(
+        (back.status, back.job_id.clone()),
+        (RequestStatus::Claimed, Some(job.id.clone()))
+    );
     assert_eq!(store.get(&b.key).await.unwrap(), Some(b.clone()));
     assert_eq!(store.get_job(&job.id).await.unwrap(), Some(job.clone()));
     let counts = store.counts(&TenantId::parse("acme").unwrap()).await.unwrap();
-    assert_eq!((counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)), (1, 1));
+    assert_eq!(
+        (counts.get(RequestStatus::Queued), counts.get(RequestStatus::Claimed)),
+        (1, 1)
+    );
     let bodies = store.bodies(std::slice::from_ref(&b.key)).await.unwrap();
     assert_eq!(bodies[&b.key], request("b").body_json);
     drop((store, d));
@@ -91,7 +91,10 @@ async fn a_cursor_another_store_issued_is_refused() {
     for cursor in ["mem1:000000000000001#x", "garbage", ""] {
         let err = store.queued(&group(), Some(cursor.into()), 10).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { entity: "cursor", .. }), "{err:?}");
-        let err = store.by_job(&JobId::generate(), Some(cursor.into()), 10).await.unwrap_err();
+        let err = store
+            .by_job(&JobId::generate(), Some(cursor.into()), 10)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { entity: "cursor", .. }), "{err:?}");
         let err = store.list_jobs(None, Some(cursor.into()), 10).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { entity: "cursor", .. }), "{err:?}");
@@ -143,7 +146,10 @@ async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_res
     )
     .unwrap();
     let store = rows.clone().placed(Arc::new(MemoryObjects::default()), LIMITS);
-    let out = store.insert(vec![request("done"), request("waiting")], ts(0)).await.unwrap();
+    let out = store
+        .insert(vec![request("done"), request("waiting")], ts(0))
+        .await
+        .unwrap();
     let (done, waiting) = (created(&out[0]), created(&out[1]));
     let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), ts(0), ts(1));
     store.create_job(&job).await.unwrap();
@@ -161,7 +167,13 @@ async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_res
         recorded_at: ts(2),
     };
     store
-        .apply(RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, ts(2)))
+        .apply(RequestUpdate::finish(
+            &claimed,
+            &job.id,
+            RequestStatus::Completed,
+            result,
+            ts(2),
+        ))
         .await
         .unwrap();
     let finished = store.get(&done.key).await.unwrap().unwrap();
