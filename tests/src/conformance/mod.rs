@@ -90,13 +90,8 @@ pub fn memory_store() -> StoreUnderTest {
 /// run on it.
 pub fn embedded_store() -> StoreUnderTest {
     let dir = Arc::new(crate::stores::TempDataDir::new());
-    let data = batchq_core::store::data_dir::DataDir::open_with(
-        &dir.path,
-        true,
-        Default::default(),
-        5 * 1024 * 1024,
-    )
-    .expect("open a fresh data directory");
+    let data = batchq_core::store::data_dir::DataDir::open_with(&dir.path, true, Default::default(), 5 * 1024 * 1024)
+        .expect("open a fresh data directory");
     let objects: Arc<dyn ObjectStore> = data.objects();
     let store = Arc::new(data.store(InlineLimits {
         body_max: INLINE_MAX,
