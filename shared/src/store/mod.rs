@@ -1,6 +1,8 @@
 //! Storage ports: what the core needs from its stores, as small traits. The
 //! AWS adapters ([`dynamo`], [`s3`]) implement them; tests run the adapters
-//! against a local emulator through the real SDK.
+//! against a local emulator through the real SDK. The embedded adapters
+//! ([`sqlite`], [`fs`], opened together by [`data_dir`]) keep everything in
+//! one local directory; [`memory`] keeps it in the process.
 //!
 //! A row store implements [`RequestRows`] (rows with bodies and responses
 //! already placed) and [`placed::PlacedStore`] turns it, with an

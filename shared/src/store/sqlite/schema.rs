@@ -26,7 +26,7 @@ CREATE TABLE requests (
     job_id      TEXT,
     expires_at  INTEGER,
     row         TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX requests_queue ON requests (queue, queue_order) WHERE queue IS NOT NULL;
 CREATE INDEX requests_job ON requests (job_id, key) WHERE job_id IS NOT NULL;
 CREATE INDEX requests_expiry ON requests (expires_at) WHERE expires_at IS NOT NULL;
@@ -34,13 +34,13 @@ CREATE INDEX requests_expiry ON requests (expires_at) WHERE expires_at IS NOT NU
 CREATE TABLE bodies (
     key     TEXT PRIMARY KEY,
     payload TEXT NOT NULL
-) WITHOUT ROWID;
+);
 
 CREATE TABLE results (
     key    TEXT PRIMARY KEY,
     job_id TEXT NOT NULL,
     row    TEXT NOT NULL
-) WITHOUT ROWID;
+);
 
 CREATE TABLE jobs (
     id         TEXT PRIMARY KEY,
@@ -52,7 +52,7 @@ CREATE TABLE jobs (
     open       INTEGER NOT NULL,
     expires_at INTEGER,
     row        TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX jobs_order ON jobs (ord);
 CREATE INDEX jobs_open ON jobs (ord) WHERE open = 1;
 CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;

@@ -207,3 +207,34 @@ async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_res
     drop((store, rows));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rows_are_stored_as_readable_json_with_statuses_by_name_and_round_trip() {
+    let r = crate::transition::queued(&request("a"), ts(0));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["status"], "queued");
+    assert_eq!(json["endpoint"], "/v1/chat/completions");
+    assert_eq!(json["created_at"], ts(0).millis());
+    assert_eq!(serde_json::from_value::<Request>(json).unwrap(), r);
+
+    let inline = serde_json::to_value(crate::request::Payload::Inline("{}".into())).unwrap();
+    assert_eq!(inline, serde_json::json!({"inline": "{}"}));
+    let object = crate::request::Payload::S3 {
+        key: "bodies/k/h.json".into(),
+        bytes: 3,
+    };
+    assert_eq!(
+        serde_json::to_value(&object).unwrap(),
+        serde_json::json!({"s3": {"key": "bodies/k/h.json", "bytes": 3}})
+    );
+
+    let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), ts(0), ts(1));
+    job.status = JobStatus::InProgress;
+    job.provider_status = Some(crate::job::ProviderBatchStatus::parse("paused_by_provider"));
+    let json = serde_json::to_value(&job).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["provider_status"].as_str()),
+        (Some("in_progress"), Some("paused_by_provider"))
+    );
+    assert_eq!(serde_json::from_value::<Job>(json).unwrap(), job);
+}
