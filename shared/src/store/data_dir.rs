@@ -13,13 +13,11 @@
 //! as the `DataDir`, or any store built from it, lives. A second process,
 //! or a second open in the same process, is refused with the pid holding it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thiserror::Error;
-
+use super::dir_lock::{io, lock};
+pub use super::dir_lock::{DataDirError, LockGuard, LOCK_FILE};
 use super::fs::FsObjects;
 use super::placed::PlacedStore;
 use super::sqlite::{SqliteOptions, SqliteStore};
@@ -30,46 +28,6 @@ use crate::placement::InlineLimits;
 pub const DATABASE_FILE: &str = "batchq.sqlite3";
 /// The objects directory's name inside the data directory.
 pub const OBJECTS_DIR: &str = "objects";
-/// The lock file's name inside the data directory.
-pub const LOCK_FILE: &str = "lock";
-
-/// Why a data directory (or the store in it) could not be opened.
-#[derive(Debug, Error)]
-pub enum DataDirError {
-    #[error("{} does not exist; run `batchq init` to create it (or `batchq serve`, which creates it)", .path.display())]
-    Missing { path: PathBuf },
-    #[error("{} is in use by another batchq process{}; stop it first", .path.display(), match .pid {
-        Some(p) => format!(" (pid {p})"),
-        None => String::new(),
-    })]
-    InUse { path: PathBuf, pid: Option<u32> },
-    #[error("{}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("database {}: {message}", .path.display())]
-    Database { path: PathBuf, message: String },
-    #[error(
-        "database {} has schema version {found}, newer than this batchq knows ({known}); run a newer batchq",
-        .path.display()
-    )]
-    NewerSchema { path: PathBuf, found: i64, known: i64 },
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// The exclusive lock on `DIR/lock`; released when the last holder drops it.
-#[derive(Debug)]
-pub struct LockGuard {
-    _file: File,
-}
 
 /// An open data directory: its row store and object store, and its lock.
 #[derive(Debug, Clone)]
@@ -134,35 +92,6 @@ impl DataDir {
         let objects: Arc<dyn ObjectStore> = self.objects.clone();
         self.rows.clone().placed(objects, limits)
     }
-}
-
-/// Takes the exclusive lock of `dir` and writes our pid into the lock file.
-fn lock(dir: &Path) -> Result<LockGuard, DataDirError> {
-    let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io(&path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(DataDirError::InUse {
-                path: dir.to_owned(),
-                pid: text.trim().parse().ok(),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
-    }
-    file.set_len(0).map_err(io(&path))?;
-    file.seek(SeekFrom::Start(0)).map_err(io(&path))?;
-    writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
-    file.sync_all().map_err(io(&path))?;
-    Ok(LockGuard { _file: file })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::data_dir::{DataDirError, LockGuard};
+use super::dir_lock::{DataDirError, LockGuard};
 use super::{ByteStream, ObjectInfo, ObjectStore, ObjectWriter, StoreError, WriterStats};
 
 /// Chunk size of [`ObjectStore::open`]'s stream.

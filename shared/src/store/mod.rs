@@ -9,6 +9,7 @@
 //! [`ObjectStore`], into the [`RequestStore`] the core uses.
 
 pub mod data_dir;
+pub mod dir_lock;
 pub mod dynamo;
 pub mod fs;
 pub mod memory;

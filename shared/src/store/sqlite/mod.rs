@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::data_dir::{DataDirError, LockGuard};
+use super::dir_lock::{DataDirError, LockGuard};
 use super::placed::PlacedStore;
 use super::{ObjectStore, Page, StoreError};
 use crate::ids::JobId;

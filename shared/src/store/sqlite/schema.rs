@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::request::RequestStatus;
-use crate::store::data_dir::DataDirError;
+use crate::store::dir_lock::DataDirError;
 
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
