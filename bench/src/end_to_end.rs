@@ -177,7 +177,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
     let mut result_bytes = 0;
     let mut objects = Vec::new();
     for key in &copied {
-        let head = app
+        let head = aws(&app)
             .objects
             .client()
             .head_object()
@@ -225,7 +225,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
 }
 
 pub(crate) async fn upload(app: &App, key: &str, data: &[u8]) -> Result<(), String> {
-    let s3 = app.objects.client();
+    let s3 = aws(app).objects.client();
     let err = |e: String| format!("upload {key}: {e}");
     let up = s3
         .create_multipart_upload()
@@ -268,4 +268,9 @@ pub(crate) async fn upload(app: &App, key: &str, data: &[u8]) -> Result<(), Stri
         .await
         .map_err(|e| err(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
     Ok(())
+}
+
+/// The AWS stores the bench measures (`App::from_config` always builds them).
+fn aws(app: &App) -> &batchq_core::app::AwsStores {
+    app.aws().expect("App::from_config builds the AWS stores")
 }

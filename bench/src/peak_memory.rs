@@ -34,7 +34,7 @@ pub(crate) async fn peak_memory(env: &Env, sizes: &Sizes) -> Result<Vec<PeakMemo
         })
         .collect();
     let keys: Vec<_> = requests.iter().map(|r| r.key.clone()).collect();
-    let store = app.store.clone();
+    let store = app.aws().expect("App::from_config builds the AWS stores").store.clone();
     let now = app.ports.clock.now();
     let chunks: Vec<Vec<_>> = requests.chunks(100).map(|c| c.to_vec()).collect();
     drop(requests);
