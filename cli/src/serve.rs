@@ -39,6 +39,17 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     let app = ctx.app()?;
     // Where the state lives, and why, before anything else.
     eprintln!("{}", store_line(app));
+    if let Backend::Embedded(e) = &app.backend {
+        if !e.leases_ended.is_empty() {
+            eprintln!(
+                "batchq: {} job(s) a stopped batchq left in the middle of a submit resume now",
+                e.leases_ended.len()
+            );
+        }
+        for job in &e.leases_ended {
+            tracing::info!(job = %job, "lease of a stopped process ended: the next submit resumes the job");
+        }
+    }
     let keys = app.config.api_keys.clone();
     if keys.is_empty() && !addr.ip().is_loopback() {
         return Err(format!(

@@ -7,6 +7,7 @@ use crate::api::Api;
 use crate::config::{Config, StoreChoice};
 use crate::config::{PRICING_FILE, PROVIDERS_FILE};
 use crate::job::ProviderKind;
+use crate::pipeline::submit::end_leases_of_gone_processes;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
 use crate::ports::Ports;
@@ -67,6 +68,9 @@ pub struct EmbeddedStores {
     pub dir: Arc<DataDir>,
     pub store: Arc<PlacedStore<SqliteStore>>,
     pub objects: Arc<FsObjects>,
+    /// Jobs a process that is gone left leased (in the middle of a submit);
+    /// their leases ended when this process opened the directory.
+    pub leases_ended: Vec<crate::ids::JobId>,
 }
 
 /// Why [`App::open`] could not open the configured store.
@@ -74,6 +78,12 @@ pub struct EmbeddedStores {
 pub enum OpenError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+    #[error("{}: {source}", .path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::store::StoreError,
+    },
 }
 
 /// Everything a handler needs, built once.
@@ -114,11 +124,25 @@ impl App {
         let shared: Arc<dyn ObjectStore> = objects.clone();
         let store = Arc::new(dir.store(embedded_inline_limits()));
         let providers = Arc::new(ProviderTable::single(&config));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // The directory's lock is ours: no other process runs a step on it,
+        // so a lease a job holds now was taken by one that is gone.
+        let leases_ended = end_leases_of_gone_processes(store.as_ref(), clock.now())
+            .await
+            .map_err(|source| OpenError::Store {
+                path: dir.path().to_owned(),
+                source,
+            })?;
         Ok(Self {
             providers,
             config: Arc::new(config),
-            ports: Ports::over(store.clone(), shared, Arc::new(SystemClock)),
-            backend: Backend::Embedded(EmbeddedStores { dir, store, objects }),
+            ports: Ports::over(store.clone(), shared, clock),
+            backend: Backend::Embedded(EmbeddedStores {
+                dir,
+                store,
+                objects,
+                leases_ended,
+            }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
         })
@@ -326,4 +350,73 @@ pub fn formats() -> Formats {
         .with(ProviderKind::Groq, Arc::new(GroqFormat))
         .with(ProviderKind::Together, Arc::new(TogetherFormat))
         .with(ProviderKind::Anthropic, Arc::new(AnthropicFormat))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{JobId, ModelName};
+    use crate::job::{Job, JobStatus};
+    use crate::request::{Endpoint, QueueGroup};
+
+    fn embedded_config(dir: &std::path::Path) -> Config {
+        let store = format!("embedded:{}", dir.display());
+        Config::from_lookup(&|name| (name == "BATCHQ_STORE").then(|| store.clone())).unwrap()
+    }
+
+    /// A process killed in the middle of a submit leaves its job leased for
+    /// `BATCHQ_JOB_LEASE_SECS` (16 minutes). On the embedded store the next
+    /// process holds the directory's lock, so that lease is nobody's: it
+    /// ends at open and the next submit run resumes the job at once.
+    #[tokio::test]
+    async fn opening_the_data_directory_ends_the_leases_a_killed_process_held() {
+        let dir = std::env::temp_dir().join(format!("batchq-app-leases-{}", uuid::Uuid::new_v4().simple()));
+        let config = embedded_config(&dir);
+        let group = QueueGroup::of(Endpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap());
+        let (leased, lapsed, done) = {
+            let app = App::open(config.clone(), true).await.unwrap();
+            let now = app.ports.clock.now();
+            let lease = config.policy.job_lease;
+            let leased = Job::new(JobId::generate(), ProviderKind::OpenAi, &group, now, now.plus(lease));
+            // A lease that ran out already, and a job that is finished.
+            let lapsed = Job::new(JobId::generate(), ProviderKind::OpenAi, &group, now, now);
+            let mut done = Job::new(JobId::generate(), ProviderKind::OpenAi, &group, now, now.plus(lease));
+            for j in [&leased, &lapsed, &done] {
+                app.ports.jobs.create_job(j).await.unwrap();
+            }
+            let mut finished = done.clone();
+            finished.finish(JobStatus::Done, now).unwrap();
+            app.ports.jobs.save_job(&done, finished).await.unwrap();
+            done = app.ports.jobs.get_job(&done.id).await.unwrap().unwrap();
+            assert_eq!(app.ports.jobs.open_jobs().await.unwrap().len(), 2);
+            (leased, lapsed, done)
+            // Dropped here as a killed process drops it: the lock goes with it.
+        };
+
+        let app = App::open(config, false).await.unwrap();
+        let now = app.ports.clock.now();
+        let get = |id: JobId| {
+            let jobs = app.ports.jobs.clone();
+            async move { jobs.get_job(&id).await.unwrap().unwrap() }
+        };
+        let reopened = get(leased.id.clone()).await;
+        assert!(
+            reopened.lease_until.is_none_or(|l| l <= now),
+            "the lease of the gone process still holds the job: {:?}",
+            reopened.lease_until
+        );
+        assert_eq!(reopened.status, JobStatus::Preparing);
+        match &app.backend {
+            Backend::Embedded(e) => assert_eq!(e.leases_ended, vec![leased.id.clone()]),
+            Backend::Aws(_) => panic!("BATCHQ_STORE names the embedded store"),
+        }
+        assert_eq!(
+            get(lapsed.id.clone()).await.lease_until,
+            lapsed.lease_until,
+            "left as it was"
+        );
+        assert_eq!(get(done.id.clone()).await, done, "a finished job is left alone");
+        drop(app);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

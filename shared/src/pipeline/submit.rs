@@ -95,6 +95,31 @@ pub struct GroupNote {
     pub note: String,
 }
 
+/// Ends the leases every open job holds, so that the next submit run
+/// resumes the jobs at once; returns the jobs whose lease was ended.
+///
+/// Only for a store one process has to itself (the embedded store, whose
+/// data directory lock that process holds), called before it runs any step:
+/// a lease found then was taken by a process that is gone (killed, or
+/// stopped in the middle of a submit), and waiting it out (16 minutes by
+/// default) would hold the job and its claimed requests for nothing.
+pub async fn end_leases_of_gone_processes(
+    jobs: &dyn crate::store::JobStore,
+    now: Timestamp,
+) -> Result<Vec<JobId>, crate::store::StoreError> {
+    let mut ended = Vec::new();
+    for job in jobs.open_jobs().await? {
+        if job.lease_until.is_none_or(|l| l <= now) {
+            continue;
+        }
+        let mut next = job.clone();
+        next.lease_until = None;
+        jobs.save_job(&job, next).await?;
+        ended.push(job.id);
+    }
+    Ok(ended)
+}
+
 /// The submit step, wired to its ports.
 #[derive(Clone)]
 pub struct Submitter {
