@@ -224,7 +224,11 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
 
 /// The S3 client of an app on the AWS stores (the emulator's).
 pub(crate) fn s3_client(app: &App) -> Result<&aws_sdk_s3::Client, String> {
-    Ok(app.aws().ok_or("the bench's emulator app is not on the AWS stores")?.objects.client())
+    Ok(app
+        .aws()
+        .ok_or("the bench's emulator app is not on the AWS stores")?
+        .objects
+        .client())
 }
 
 pub(crate) async fn upload(app: &App, key: &str, data: &[u8]) -> Result<(), String> {
