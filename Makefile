@@ -49,9 +49,13 @@ clean: ## Remove build outputs and the virtualenv
 	rm -rf $(VENV) .tmp
 
 .PHONY: bench
-bench: venv ## Benchmarks: hot paths, peak memory, calls and AWS cost per request, binary sizes, start times (writes bench/results.json)
+bench: venv ## Benchmarks: hot paths, peak memory, calls and AWS cost per request, binary sizes, start times, the embedded store (writes bench/results.json)
 	cargo build --profile perf --quiet -p batchq-bench -p batchq-enqueue -p batchq-submit -p batchq-poll -p batchq-ingest
-	BATCHQ_MOTO_METER=1 scripts/with-emulator.sh target/perf/batchq-bench $(BENCH_ARGS)
+	@if [ "$$BATCHQ_BENCH_ONLY" = embedded ]; then \
+	  target/perf/batchq-bench $(BENCH_ARGS); \
+	else \
+	  BATCHQ_MOTO_METER=1 scripts/with-emulator.sh target/perf/batchq-bench $(BENCH_ARGS); \
+	fi
 
 .PHONY: demo demo-aws
 demo: ## Run the whole pipeline locally end to end (embedded store + fake provider; needs only Rust) and print what it did

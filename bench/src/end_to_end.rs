@@ -177,11 +177,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
     let mut result_bytes = 0;
     let mut objects = Vec::new();
     for key in &copied {
-        let head = app
-            .aws()
-            .ok_or("the bench app runs on AWS")?
-            .objects
-            .client()
+        let head = s3_client(&app)?
             .head_object()
             .bucket(&app.config.bucket)
             .key(key)
@@ -226,8 +222,17 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
     })
 }
 
+/// The S3 client of an app on the AWS stores (the emulator's).
+pub(crate) fn s3_client(app: &App) -> Result<&aws_sdk_s3::Client, String> {
+    Ok(app
+        .aws()
+        .ok_or("the bench's emulator app is not on the AWS stores")?
+        .objects
+        .client())
+}
+
 pub(crate) async fn upload(app: &App, key: &str, data: &[u8]) -> Result<(), String> {
-    let s3 = app.aws().ok_or("the bench app runs on AWS")?.objects.client();
+    let s3 = s3_client(app)?;
     let err = |e: String| format!("upload {key}: {e}");
     let up = s3
         .create_multipart_upload()

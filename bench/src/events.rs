@@ -80,7 +80,7 @@ pub(crate) async fn fresh_app(endpoint: &str, tag: &str) -> Result<App, String> 
     .collect();
     let config = Config::from_lookup(&|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
     let app = App::from_config(config).await;
-    let aws = app.aws().ok_or("the bench app runs on AWS")?;
+    let aws = app.aws().ok_or("App::from_config built no AWS stores")?;
     aws.store.create_tables().await.map_err(|e| e.to_string())?;
     aws.objects
         .client()

@@ -219,10 +219,7 @@ impl Function {
 
     /// A `/proc/PID/status` figure (`VmRSS`, `VmHWM`), bytes.
     fn proc_status(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
+        proc_status(&self.pid.to_string(), field)
     }
 
     /// Resident set size now, bytes.
@@ -294,4 +291,13 @@ impl Drop for Function {
             let _ = child.wait();
         }
     }
+}
+
+/// A figure of `/proc/PROC/status` (`PROC`: a pid or `self`), such as
+/// `VmHWM:` (the process's peak resident set) or `VmRSS:`, in bytes.
+pub fn proc_status(proc: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{proc}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -10,6 +10,8 @@
 //! 200 MB output files of the peak-memory runs (default 50,000: 3 KB bodies,
 //! 4 KB responses, as the issue asks; fewer, larger ones run faster).
 //! `BATCHQ_BENCH_ONLY=peak-memory` runs only those (prints them, writes nothing).
+//! `BATCHQ_BENCH_ONLY=embedded` runs only the embedded store's figures (no
+//! emulator needed), prints them and replaces them in `bench/results.json`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use batchq_core::app::App;
 use fake_openai::{FakeConfig, FakeHandle, FakeServer};
 use serde_json::json;
 
+mod embedded;
 mod end_to_end;
 mod events;
 mod peak_memory;
@@ -49,6 +52,10 @@ struct Sizes {
     hot_mb: usize,
     hot_reps: usize,
     starts: usize,
+    /// Requests through the embedded store end to end (enqueued in bulk).
+    embedded_requests: usize,
+    /// Single enqueue calls on the embedded store.
+    embedded_single: usize,
 }
 
 impl Sizes {
@@ -62,6 +69,8 @@ impl Sizes {
             hot_mb: 64,
             hot_reps: 5,
             starts: 5,
+            embedded_requests: 100_000,
+            embedded_single: 5_000,
         }
     }
     fn quick() -> Self {
@@ -74,6 +83,8 @@ impl Sizes {
             hot_mb: 16,
             hot_reps: 3,
             starts: 3,
+            embedded_requests: 10_000,
+            embedded_single: 500,
         }
     }
 }
@@ -194,6 +205,8 @@ async fn run(quick: bool, rss_requests: Option<usize>, out_path: &Path) -> Resul
     );
     let peak_memory = peak_memory(&env, &sizes).await?;
 
+    let embedded = embedded::embedded(&env.fake.base_url(), &sizes).await?;
+
     let mut counts = Counts {
         requests: sizes.requests as u64,
         input_bytes: e2e.input_bytes,
@@ -229,6 +242,7 @@ async fn run(quick: bool, rss_requests: Option<usize>, out_path: &Path) -> Resul
         end_to_end_completed: e2e.completed,
         end_to_end: e2e.phases,
         peak_memory,
+        embedded,
         overhead_to_saving: if saving > 0.0 {
             overhead.total / saving
         } else {
@@ -244,8 +258,51 @@ async fn run(quick: bool, rss_requests: Option<usize>, out_path: &Path) -> Resul
     Ok(results)
 }
 
+/// `BATCHQ_BENCH_ONLY=embedded`: the embedded store's figures only, put
+/// in place of the ones `out_path` holds (the other figures are kept).
+async fn run_embedded_only(quick: bool, rss_requests: Option<usize>, out_path: &Path) -> Result<(), String> {
+    let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    if let Some(n) = rss_requests {
+        sizes.big_requests = n;
+    }
+    let fake = FakeServer::start(FakeConfig::default())
+        .await
+        .map_err(|e| format!("fake provider: {e}"))?;
+    let figures = embedded::embedded(&fake.base_url(), &sizes).await?;
+    println!();
+    print_embedded(1, &figures);
+    let mut all: serde_json::Value = std::fs::read_to_string(out_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}));
+    all["embedded"] = serde_json::to_value(&figures).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
+    std::fs::write(out_path, text + "\n").map_err(|e| format!("{}: {e}", out_path.display()))?;
+    println!();
+    println!(
+        "Took {:.0} s; the embedded figures written to {}",
+        figures.seconds,
+        out_path.display()
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(embedded::INGEST_CHILD_FLAG) {
+        // The embedded section's ingest child (see embedded.rs).
+        let (Some(dir), Some(key)) = (args.get(1), args.get(2)) else {
+            eprintln!("usage: batchq-bench {} DIR KEY", embedded::INGEST_CHILD_FLAG);
+            return std::process::ExitCode::FAILURE;
+        };
+        return match embedded::ingest_child(dir, key) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("batchq-bench {}: {e}", embedded::INGEST_CHILD_FLAG);
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let rss_requests = args
         .iter()
@@ -262,6 +319,15 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if std::env::var("BATCHQ_BENCH_ONLY").as_deref() == Ok("embedded") {
+        return match rt.block_on(run_embedded_only(quick, rss_requests, &out)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("batchq-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(run(quick, rss_requests, &out)) {
         Ok(results) => {
             print_table(&results);

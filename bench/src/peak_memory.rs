@@ -3,7 +3,6 @@
 
 use batchq_bench::data;
 use batchq_bench::lambda::Usage;
-use batchq_core::store::RequestStore;
 use futures::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ pub(crate) async fn peak_memory(env: &Env, sizes: &Sizes) -> Result<Vec<PeakMemo
         })
         .collect();
     let keys: Vec<_> = requests.iter().map(|r| r.key.clone()).collect();
-    let store = app.aws().ok_or("the bench app runs on AWS")?.store.clone();
+    let store = app.ports.requests.clone();
     let now = app.ports.clock.now();
     let chunks: Vec<Vec<_>> = requests.chunks(100).map(|c| c.to_vec()).collect();
     drop(requests);

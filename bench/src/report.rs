@@ -6,6 +6,8 @@ use batchq_bench::meter::Meter;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::embedded::Embedded;
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct FunctionInfo {
     pub(crate) name: String,
@@ -58,6 +60,7 @@ pub(crate) struct Results {
     pub(crate) end_to_end_requests: u64,
     pub(crate) end_to_end_completed: u64,
     pub(crate) peak_memory: Vec<PeakMemory>,
+    pub(crate) embedded: Embedded,
     pub(crate) cost_counts: Counts,
     pub(crate) overhead_per_1000_usd: Overhead,
     pub(crate) saving_per_1000_usd: f64,
@@ -160,5 +163,64 @@ pub(crate) fn print_table(r: &Results) {
         );
     }
     println!();
+    print_embedded(6, &r.embedded);
+    println!();
     println!("Took {:.0} s; written to bench/results.json", r.seconds);
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The embedded store's figures, as section `n`, each with its target.
+pub(crate) fn print_embedded(n: u32, e: &Embedded) {
+    println!(
+        "{n}. Embedded store (SQLite, synchronous={}, temporary data dir; fake provider in process)    target",
+        e.durability
+    );
+    let b = &e.bulk_enqueue;
+    println!(
+        "   bulk enqueue, {} calls of {} lines        {:>9.0} requests/s      >= {:.0}/s  {}",
+        b.calls,
+        b.lines_per_call,
+        b.requests_per_s,
+        b.target_per_s,
+        verdict(b.met)
+    );
+    let s = &e.single_enqueue;
+    println!(
+        "   single enqueue, {} calls             p50 {:>5.2} ms  p99 {:>5.2} ms   p99 < {:.0} ms   {}  (p90 {:.2}, max {:.1} ms)",
+        s.calls,
+        s.p50_ms,
+        s.p99_ms,
+        s.target_p99_ms,
+        verdict(s.met),
+        s.p90_ms,
+        s.max_ms
+    );
+    let x = &e.end_to_end;
+    let phases: Vec<String> = x.phases.iter().map(|(p, t)| format!("{p} {t:.1}")).collect();
+    println!(
+        "   {} requests end to end ({} completed, {} jobs) {:>6.1} s        < {:.0} s     {}  ({} s)",
+        x.requests,
+        x.completed,
+        x.jobs,
+        x.wall_s,
+        x.target_s,
+        verdict(x.met),
+        phases.join(", ")
+    );
+    let m = &e.ingest_peak_memory;
+    println!(
+        "   peak RSS, {:<40} {:>6.1} MiB         < {:.0} MiB   {}  ({:.0} s)",
+        m.what,
+        mib(m.max_rss_bytes),
+        mib(m.goal_bytes),
+        verdict(m.met),
+        m.wall_s
+    );
 }

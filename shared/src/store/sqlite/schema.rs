@@ -15,9 +15,16 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// Version 1. Each table's `row` (or `payload`, `totals`) column is the
 /// whole domain value as JSON; the other columns are what queries select,
 /// order and count on.
+///
+/// Requests, bodies and results are rowid tables with a unique index on
+/// the key, not `WITHOUT ROWID` ones: their rows are large (a body is
+/// kilobytes) and their keys are hashes, so a table ordered by key would
+/// take each insert in a random place of a large B-tree (a page split and a
+/// page rewritten per row); a rowid table appends rows and only the small
+/// key index is written at random.
 const SCHEMA_V1: &str = r#"
 CREATE TABLE requests (
-    key         TEXT PRIMARY KEY,
+    key         TEXT NOT NULL UNIQUE,
     tenant      TEXT NOT NULL,
     status      TEXT NOT NULL,
     -- the queue group key and the queue order, only while queued
@@ -32,12 +39,12 @@ CREATE INDEX requests_job ON requests (job_id, key) WHERE job_id IS NOT NULL;
 CREATE INDEX requests_expiry ON requests (expires_at) WHERE expires_at IS NOT NULL;
 
 CREATE TABLE bodies (
-    key     TEXT PRIMARY KEY,
+    key     TEXT NOT NULL UNIQUE,
     payload TEXT NOT NULL
 );
 
 CREATE TABLE results (
-    key    TEXT PRIMARY KEY,
+    key    TEXT NOT NULL UNIQUE,
     job_id TEXT NOT NULL,
     row    TEXT NOT NULL
 );
