@@ -11,6 +11,7 @@ use batchq_core::pipeline::poll::UNTAGGED_MIN_AGE;
 use batchq_core::pipeline::SubmitOptions;
 use batchq_core::provider::{Batch, CreateBatch, ProviderError};
 use batchq_core::request::{NewRequest, RequestStatus, Usage};
+use batchq_core::time::Clock as _;
 use batchq_tests::pipeline::{keys, message, Pipeline};
 use fake_openai::FakeConfig;
 
@@ -49,6 +50,23 @@ async fn create_directly(p: &Pipeline, job: &Job, input_key: &str, lines: u64) -
         )
         .await
         .unwrap()
+}
+
+/// Moves the manual clock past the age an unfinished suspect must reach
+/// before poll judges it. The fake stamps batches with the wall clock, which
+/// has moved on since the pipeline's clock was set (more so on a loaded
+/// machine), so the clock goes to the newest batch's time plus that age.
+fn past_min_age(p: &Pipeline, batches: &[&Batch]) {
+    let newest = batches
+        .iter()
+        .filter_map(|b| b.created_at)
+        .max()
+        .expect("batches with times");
+    let due = newest + UNTAGGED_MIN_AGE.as_secs() as i64 + 1;
+    let now = p.clock.now().unix_seconds();
+    p.clock
+        .advance(std::time::Duration::from_secs(due.saturating_sub(now).max(0) as u64));
+    assert!(p.clock.now().unix_seconds() >= due);
 }
 
 /// A batch's status as the listing shows it (a retrieve moves the fake's
@@ -111,7 +129,7 @@ async fn a_running_second_message_batch_of_a_jobs_size_is_cancelled_recorded_and
     assert!(first.duplicates_cancelled.is_empty(), "{first:?}");
     assert_eq!(listed_status(&p, &duplicate.id).await, ProviderBatchStatus::InProgress);
 
-    p.clock.advance(UNTAGGED_MIN_AGE);
+    past_min_age(&p, &[&duplicate]);
     let report = p.poller().run().await.unwrap();
     assert_eq!(
         report.duplicates_cancelled,
@@ -218,7 +236,7 @@ async fn batches_of_another_system_in_the_same_workspace_are_left_alone() {
         .unwrap();
     let other = create_directly(&p, &job, &other_key, 4).await;
 
-    p.clock.advance(UNTAGGED_MIN_AGE);
+    past_min_age(&p, &[&ended[0], &ended[1], &other]);
     for _ in 0..2 {
         let report = p.poller().run().await.unwrap();
         assert!(report.duplicates_cancelled.is_empty(), "{report:?}");
