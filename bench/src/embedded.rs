@@ -28,11 +28,10 @@ use batchq_core::config::Config;
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::SubmitOptions;
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::end_to_end::line_of;
-use crate::report::PeakMemory;
+use crate::report::{Bulk, Embedded, EndToEnd, PeakMemory, Single};
 use crate::{Sizes, RSS_GOAL_BYTES};
 
 /// Lines per bulk call.
@@ -42,53 +41,6 @@ pub(crate) const SINGLE_P99_TARGET_MS: f64 = 5.0;
 pub(crate) const END_TO_END_TARGET_S: f64 = 60.0;
 /// The flag that runs this binary as the ingest child.
 pub(crate) const INGEST_CHILD_FLAG: &str = "--embedded-ingest";
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Bulk {
-    pub(crate) requests: u64,
-    pub(crate) calls: u64,
-    pub(crate) lines_per_call: u64,
-    pub(crate) body_bytes: u64,
-    pub(crate) wall_s: f64,
-    pub(crate) requests_per_s: f64,
-    pub(crate) target_per_s: f64,
-    pub(crate) met: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Single {
-    pub(crate) calls: u64,
-    pub(crate) p50_ms: f64,
-    pub(crate) p90_ms: f64,
-    pub(crate) p99_ms: f64,
-    pub(crate) max_ms: f64,
-    pub(crate) wall_s: f64,
-    pub(crate) target_p99_ms: f64,
-    pub(crate) met: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct EndToEnd {
-    pub(crate) requests: u64,
-    pub(crate) completed: u64,
-    pub(crate) jobs: u64,
-    pub(crate) wall_s: f64,
-    /// (phase, wall seconds): enqueue, submit, poll, ingest.
-    pub(crate) phases: Vec<(String, f64)>,
-    pub(crate) target_s: f64,
-    pub(crate) met: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Embedded {
-    /// `synchronous` of the SQLite database (`App::open`'s default).
-    pub(crate) durability: String,
-    pub(crate) bulk_enqueue: Bulk,
-    pub(crate) single_enqueue: Single,
-    pub(crate) end_to_end: EndToEnd,
-    pub(crate) ingest_peak_memory: PeakMemory,
-    pub(crate) seconds: f64,
-}
 
 /// A fresh data directory under the system's temporary directory, removed
 /// (with everything in it) on drop.

@@ -6,8 +6,6 @@ use batchq_bench::meter::Meter;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::embedded::Embedded;
-
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct FunctionInfo {
     pub(crate) name: String,
@@ -223,4 +221,53 @@ pub(crate) fn print_embedded(n: u32, e: &Embedded) {
         verdict(m.met),
         m.wall_s
     );
+}
+
+// ---------------------------------------------------------------- embedded store
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Bulk {
+    pub(crate) requests: u64,
+    pub(crate) calls: u64,
+    pub(crate) lines_per_call: u64,
+    pub(crate) body_bytes: u64,
+    pub(crate) wall_s: f64,
+    pub(crate) requests_per_s: f64,
+    pub(crate) target_per_s: f64,
+    pub(crate) met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Single {
+    pub(crate) calls: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) wall_s: f64,
+    pub(crate) target_p99_ms: f64,
+    pub(crate) met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EndToEnd {
+    pub(crate) requests: u64,
+    pub(crate) completed: u64,
+    pub(crate) jobs: u64,
+    pub(crate) wall_s: f64,
+    /// (phase, wall seconds): enqueue, submit, poll, ingest.
+    pub(crate) phases: Vec<(String, f64)>,
+    pub(crate) target_s: f64,
+    pub(crate) met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Embedded {
+    /// `synchronous` of the SQLite database (`App::open`'s default).
+    pub(crate) durability: String,
+    pub(crate) bulk_enqueue: Bulk,
+    pub(crate) single_enqueue: Single,
+    pub(crate) end_to_end: EndToEnd,
+    pub(crate) ingest_peak_memory: PeakMemory,
+    pub(crate) seconds: f64,
 }
