@@ -163,6 +163,14 @@ pub fn key_of(custom_id: &str) -> RequestKey {
 }
 
 /// A request as the store takes it (default tenant, chat completions).
+/// The `i`th request of the peak-memory runs: a `gpt-4o-mini` chat body of
+/// about `avg` serialized bytes (a little under it: under the inline limit
+/// when `avg` is).
+pub fn big_request(rng: &mut fastrand::Rng, i: usize, avg: usize) -> NewRequest {
+    let size = size_between(rng, avg - avg / 10, avg + avg / 20).saturating_sub(100);
+    new_request(&format!("big-{i}"), "gpt-4o-mini", chat_body(rng, "gpt-4o-mini", size))
+}
+
 pub fn new_request(custom_id: &str, model: &str, body_json: String) -> NewRequest {
     NewRequest::new(
         TenantId::default_tenant(),

@@ -301,14 +301,7 @@ async fn ingest_peak(fake_url: &str, sizes: &Sizes) -> Result<PeakMemory, String
         let now = app.ports.clock.now();
         for start in (0..n).step_by(BULK_LINES) {
             let chunk: Vec<_> = (start..(start + BULK_LINES).min(n))
-                .map(|i| {
-                    let size = data::size_between(&mut rng, avg - avg / 10, avg + avg / 20).saturating_sub(100);
-                    data::new_request(
-                        &format!("big-{i}"),
-                        "gpt-4o-mini",
-                        data::chat_body(&mut rng, "gpt-4o-mini", size),
-                    )
-                })
+                .map(|i| data::big_request(&mut rng, i, avg))
                 .collect();
             keys.extend(chunk.iter().map(|r| r.key.clone()));
             app.ports

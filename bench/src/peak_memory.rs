@@ -22,15 +22,8 @@ pub(crate) async fn peak_memory(env: &Env, sizes: &Sizes) -> Result<Vec<PeakMemo
     let t = Instant::now();
     let mut rng = fastrand::Rng::with_seed(7);
     let requests: Vec<_> = (0..n)
-        .map(|i| {
-            // Body sizes around the average (and under the 16 KB stored inline).
-            let size = data::size_between(&mut rng, avg - avg / 10, avg + avg / 20).saturating_sub(100);
-            data::new_request(
-                &format!("big-{i}"),
-                "gpt-4o-mini",
-                data::chat_body(&mut rng, "gpt-4o-mini", size),
-            )
-        })
+        // Body sizes around the average (and under the 16 KB stored inline).
+        .map(|i| data::big_request(&mut rng, i, avg))
         .collect();
     let keys: Vec<_> = requests.iter().map(|r| r.key.clone()).collect();
     let store = app.ports.requests.clone();

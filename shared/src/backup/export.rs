@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 
 use super::{
-    BackupError, Counts, JobRecord, Manifest, ObjectEntry, Record, RequestRecord, SavingsRecord, ALL_DAYS, FORMAT_NAME,
+    BackupError, Counts, JobRecord, Manifest, ObjectEntry, Record, RequestRecord, ALL_DAYS, FORMAT_NAME,
     FORMAT_VERSION, MANIFEST_FILE, OBJECTS_DIR, ROWS_FILE,
 };
 use crate::ids::{RequestKey, TenantId};
@@ -110,9 +110,7 @@ pub async fn export(ports: &Ports, dir: &Path) -> Result<ExportReport, BackupErr
     let tenants = std::mem::take(&mut w.tenants);
     for tenant in &tenants {
         for row in ports.savings.savings(tenant, ALL_DAYS.0, ALL_DAYS.1).await? {
-            w.line(&Record::Savings {
-                savings: SavingsRecord::from(row),
-            })?;
+            w.line(&Record::Savings { savings: row })?;
             w.counts.savings += 1;
         }
     }

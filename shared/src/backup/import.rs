@@ -375,7 +375,7 @@ async fn import_rest(
                 }
             }
             Record::Savings { savings: row } => {
-                savings.push(row.into());
+                savings.push(row);
                 if savings.len() >= CHUNK {
                     report.savings_rows += savings.len() as u64;
                     ports.savings.add_savings(&source, std::mem::take(&mut savings)).await?;

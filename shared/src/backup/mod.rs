@@ -33,10 +33,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::TokenBudget;
-use crate::ids::{ModelName, ProviderName, TenantId};
+use crate::ids::TenantId;
 use crate::job::Job;
 use crate::request::{Request, RequestResult};
-use crate::store::{SavingsRow, SavingsTotals, StoreError};
+use crate::store::{SavingsRow, StoreError};
 use crate::time::Timestamp;
 
 pub use export::export;
@@ -97,7 +97,7 @@ pub enum Record {
     Request(RequestRecord),
     Job(JobRecord),
     Budget { budget: TokenBudget },
-    Savings { savings: SavingsRecord },
+    Savings { savings: SavingsRow },
 }
 
 /// A request, its body and its result.
@@ -117,40 +117,6 @@ pub struct RequestRecord {
 pub struct JobRecord {
     pub job: Job,
     pub tenants: Vec<TenantId>,
-}
-
-/// A savings total ([`SavingsRow`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavingsRecord {
-    pub tenant: TenantId,
-    pub day: String,
-    pub provider: ProviderName,
-    pub model: ModelName,
-    pub totals: SavingsTotals,
-}
-
-impl From<SavingsRow> for SavingsRecord {
-    fn from(r: SavingsRow) -> Self {
-        Self {
-            tenant: r.tenant,
-            day: r.day,
-            provider: r.provider,
-            model: r.model,
-            totals: r.totals,
-        }
-    }
-}
-
-impl From<SavingsRecord> for SavingsRow {
-    fn from(r: SavingsRecord) -> Self {
-        Self {
-            tenant: r.tenant,
-            day: r.day,
-            provider: r.provider,
-            model: r.model,
-            totals: r.totals,
-        }
-    }
 }
 
 impl Record {

@@ -306,7 +306,7 @@ impl SavingsTotals {
 }
 
 /// The totals of one tenant, day (UTC, `YYYY-MM-DD`) and model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavingsRow {
     pub tenant: TenantId,
     pub day: String,
