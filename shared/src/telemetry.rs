@@ -1,6 +1,10 @@
 //! Logging setup: JSON lines in Lambda (CloudWatch parses them), readable text
-//! elsewhere. Spans and events carry ids and counts, never prompt or
-//! completion text.
+//! elsewhere, coloured only when stderr is a terminal and `NO_COLOR` is not
+//! set. Spans and events carry ids and counts, never prompt or completion
+//! text.
+
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
@@ -13,7 +17,8 @@ pub fn init(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr());
     let _ = match config.log_format {
         LogFormat::Json => builder
             .json()
@@ -23,6 +28,17 @@ pub fn init(config: &Config) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Whether log lines written to stderr may carry ANSI colour codes: only
+/// when stderr is a terminal (a redirected log stays plain text) and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+pub fn colour_on_stderr() -> bool {
+    colour_allowed(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref())
+}
+
+fn colour_allowed(terminal: bool, no_color: Option<&OsStr>) -> bool {
+    terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 /// The span of one run of a pipeline step (`submit`, `poll`, `ingest`, …).
@@ -59,5 +75,24 @@ pub fn record_tenants(span: &Span, job: &Job) {
         _ => {
             span.record("tenants", job.tenant_count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_allowed;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal() {
+        assert!(colour_allowed(true, None));
+        assert!(!colour_allowed(false, None));
+    }
+
+    #[test]
+    fn no_color_set_turns_colour_off_and_empty_does_not() {
+        assert!(!colour_allowed(true, Some(OsStr::new("1"))));
+        assert!(!colour_allowed(false, Some(OsStr::new("1"))));
+        assert!(colour_allowed(true, Some(OsStr::new(""))));
     }
 }
