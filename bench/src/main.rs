@@ -9,9 +9,12 @@
 //! `--rss-requests N` sets how many requests carry the 150 MB input and
 //! 200 MB output files of the peak-memory runs (default 50,000: 3 KB bodies,
 //! 4 KB responses, as the issue asks; fewer, larger ones run faster).
-//! `BATCHQ_BENCH_ONLY=peak-memory` runs only those (prints them, writes nothing).
-//! `BATCHQ_BENCH_ONLY=embedded` runs only the embedded store's figures (no
-//! emulator needed), prints them and replaces them in `bench/results.json`.
+//! `--out PATH` writes the results elsewhere than `bench/results.json`.
+//! `BATCHQ_BENCH_ONLY=peak-memory` (or `--only peak-memory`) runs only those
+//! (prints them, writes nothing). `BATCHQ_BENCH_ONLY=embedded` runs only the
+//! embedded store's figures (no emulator needed), prints them and replaces
+//! them in `bench/results.json`. `batchq-bench --help` lists every flag and
+//! variable; a bad flag or value exits 2 naming it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use batchq_bench::hot;
 use batchq_bench::lambda::Function;
 use batchq_bench::meter::Meter;
 use batchq_core::app::App;
+use clap::{Parser, ValueEnum};
 use fake_openai::{FakeConfig, FakeHandle, FakeServer};
 use serde_json::json;
 
@@ -144,7 +148,50 @@ impl Env {
     }
 }
 
-async fn run(quick: bool, rss_requests: Option<usize>, out_path: &Path) -> Result<Results, String> {
+/// Measures batchq for `make bench`: hot-path throughput, peak memory, AWS
+/// calls and cost per request, function sizes and start times (on the local
+/// emulator), and the embedded store's figures. Prints a table and writes the
+/// figures as JSON.
+#[derive(Parser, Debug)]
+#[command(
+    name = "batchq-bench",
+    after_help = "\
+Environment:
+  AWS_ENDPOINT_URL    the emulator (with its meter) to measure against; `make bench`
+                      starts one and sets it (not needed for --only embedded)
+  BATCHQ_BENCH_ONLY   the same as --only
+  BENCH_FUNCTION_ENV  extra variables for the function processes, \"K=V K2=V2\" (experiments)
+  BENCH_WRAP          a tool to run each function binary under, e.g. \"heaptrack -o /tmp/ht\"
+
+The four function binaries (batchq-enqueue, -submit, -poll, -ingest) must sit next
+to this one: `cargo build --profile perf` (what `make bench` does).
+`--embedded-ingest DIR KEY` is the bench's own child process (the embedded
+section's ingest, measured in a fresh process); not for use by hand."
+)]
+struct Args {
+    /// Run everything at a tenth of the size (for working on the bench).
+    #[arg(long)]
+    quick: bool,
+    /// Requests that carry the peak-memory runs' 150 MB input and 200 MB output files (default 50,000,
+    /// 5,000 with --quick); fewer, larger requests run faster.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    rss_requests: Option<u64>,
+    /// Where the results are written (default: bench/results.json in the source tree).
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Run one section only: `peak-memory` (prints the runs as JSON, writes nothing) or `embedded`
+    /// (the embedded store's figures, no emulator; replaces them in the results file).
+    #[arg(long, value_name = "SECTION", value_enum, env = "BATCHQ_BENCH_ONLY")]
+    only: Option<Only>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Only {
+    PeakMemory,
+    Embedded,
+}
+
+async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_path: &Path) -> Result<Results, String> {
     let started = Instant::now();
     let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
     if let Some(n) = rss_requests {
@@ -172,12 +219,12 @@ async fn run(quick: bool, rss_requests: Option<usize>, out_path: &Path) -> Resul
     });
     env.meter().await?;
 
-    if std::env::var("BATCHQ_BENCH_ONLY").as_deref() == Ok("peak-memory") {
+    if only == Some(Only::PeakMemory) {
         // For working on the peak-memory runs: only them, printed as JSON.
         let rows = peak_memory(&env, &sizes).await?;
         println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
         return Err(format!(
-            "BATCHQ_BENCH_ONLY=peak-memory: done in {:.0} s, nothing written",
+            "--only peak-memory: done in {:.0} s, nothing written",
             started.elapsed().as_secs_f64()
         ));
     }
@@ -303,23 +350,31 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let rss_requests = args
-        .iter()
-        .position(|a| a == "--rss-requests")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse::<usize>().ok());
-    let out = args
-        .iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
+    // Bad flags: clap prints the error and usage and exits 2. A bad
+    // BATCHQ_BENCH_ONLY is named as the variable, not as `--only`.
+    if let Some(v) = std::env::var_os("BATCHQ_BENCH_ONLY").filter(|v| !v.is_empty()) {
+        let v = v.to_string_lossy();
+        if Only::from_str(&v, false).is_err() {
+            use clap::CommandFactory;
+            Args::command()
+                .error(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("BATCHQ_BENCH_ONLY={v:?} is not a section: use peak-memory or embedded, or unset it"),
+                )
+                .exit();
+        }
+    }
+    let cli = Args::parse();
+    let quick = cli.quick;
+    let rss_requests = cli.rss_requests.map(|n| n as usize);
+    let out = cli
+        .out
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if std::env::var("BATCHQ_BENCH_ONLY").as_deref() == Ok("embedded") {
+    if cli.only == Some(Only::Embedded) {
         return match rt.block_on(run_embedded_only(quick, rss_requests, &out)) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -328,7 +383,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    match rt.block_on(run(quick, rss_requests, &out)) {
+    match rt.block_on(run(quick, rss_requests, cli.only, &out)) {
         Ok(results) => {
             print_table(&results);
             std::process::ExitCode::SUCCESS
@@ -337,5 +392,34 @@ fn main() -> std::process::ExitCode {
             eprintln!("batchq-bench: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_has_help_text() {
+        for arg in Args::command().get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "--{} has no help text", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn the_flags_make_bench_passes_are_read() {
+        let a = Args::try_parse_from(["batchq-bench", "--quick", "--rss-requests", "10000", "--out=/x.json"]).unwrap();
+        assert!(a.quick);
+        assert_eq!(a.rss_requests, Some(10_000));
+        assert_eq!(a.out.as_deref(), Some(Path::new("/x.json")));
+        let a = Args::try_parse_from(["batchq-bench", "--only", "peak-memory"]).unwrap();
+        assert_eq!(a.only, Some(Only::PeakMemory));
     }
 }
