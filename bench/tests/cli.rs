@@ -28,7 +28,11 @@ fn a_bad_flag_or_value_exits_2_naming_it() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {only:?}: {err}");
         assert!(err.contains(named), "{args:?} {only:?}: {err}");
-        assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.stdout.is_empty(),
+            "nothing ran: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 

@@ -37,7 +37,11 @@ fn serve_logs_on_a_redirected_stderr_carry_no_colour_codes() {
 
     // A call without a key: serve logs a warning for it.
     let mut conn = TcpStream::connect(&addr).unwrap();
-    write!(conn, "GET /v1/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        conn,
+        "GET /v1/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");

@@ -179,8 +179,15 @@ fn a_port_out_of_range_is_refused_not_wrapped() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--port") && err.contains("70000") && err.contains("65535"), "{err}");
-    assert!(out.stdout.is_empty(), "it never listened: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        err.contains("--port") && err.contains("70000") && err.contains("65535"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "it never listened: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
