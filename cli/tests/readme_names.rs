@@ -88,7 +88,10 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
                 source_files(&path, out);
             }
         } else {
-            let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+            let ext = path
+                .extension()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let code = ["rs", "sh", "py", "yaml", "yml", "toml", "json"].contains(&ext.as_str())
                 || name == "Makefile"
                 || (ext.is_empty() && path.parent().is_some_and(|p| p.ends_with(".ci")));
@@ -111,7 +114,11 @@ fn truth() -> Truth {
     let top_flags = flags_of(&top);
     let mut commands = BTreeMap::new();
     for sub in subcommands_of(&top) {
-        let flags = if sub == "help" { BTreeSet::new() } else { flags_of(&help(&[&sub])) };
+        let flags = if sub == "help" {
+            BTreeSet::new()
+        } else {
+            flags_of(&help(&[&sub]))
+        };
         commands.insert(sub, flags);
     }
     assert!(commands.len() >= 10, "batchq --help lists {:?}", commands.keys());
@@ -130,12 +137,18 @@ fn truth() -> Truth {
         if let Some(list) = line.strip_prefix(".PHONY:") {
             make_targets.extend(list.split_whitespace().map(str::to_owned));
         } else if let Some((target, rest)) = line.split_once(':') {
-            if !rest.starts_with('=') && !target.is_empty() && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            if !rest.starts_with('=')
+                && !target.is_empty()
+                && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
                 make_targets.insert(target.to_owned());
             }
         }
     }
-    assert!(make_targets.contains("demo") && make_targets.contains("test"), "{make_targets:?}");
+    assert!(
+        make_targets.contains("demo") && make_targets.contains("test"),
+        "{make_targets:?}"
+    );
 
     let mut files = Vec::new();
     source_files(&root(), &mut files);
@@ -145,7 +158,10 @@ fn truth() -> Truth {
             names_in_code.extend(upper_names(&text).map(str::to_owned));
         }
     }
-    assert!(names_in_code.contains("BATCHQ_SUBMIT_MAX_AGE_SECS"), "the source scan found too little");
+    assert!(
+        names_in_code.contains("BATCHQ_SUBMIT_MAX_AGE_SECS"),
+        "the source scan found too little"
+    );
 
     Truth {
         commands,
@@ -201,21 +217,25 @@ fn problems(page: &str, text: &str, truth: &Truth) -> Vec<String> {
     for snippet in code_snippets(text) {
         let snippet = snippet.replace("\\|", "/");
         for segment in snippet.split(['|', ';', '&', '(', ')', '>', '<']) {
-            let tokens: Vec<&str> = segment.split_whitespace().collect();
-            for (i, token) in tokens.iter().enumerate() {
-                let token = bare(token);
-                if token == "batchq" || token.ends_with("/batchq") {
-                    let rest: Vec<&str> = tokens[i + 1..].iter().map(|t| bare(t)).collect();
-                    check_batchq(page, &rest, truth, &mut found);
-                } else if token == "make" {
-                    let target = tokens[i + 1..]
-                        .iter()
-                        .map(|t| bare(t))
-                        .find(|t| !t.contains('=') && !t.starts_with('-'));
-                    if let Some(target) = target.filter(|t| !is_placeholder(t)) {
-                        if !truth.make_targets.contains(target) {
-                            found.push(format!("{page}: `make {target}`: no such Makefile target"));
-                        }
+            // The command: the first word after any `NAME=value` assignments
+            // (`--stack-name batchq` or "another batchq process" name none).
+            let raw: Vec<&str> = segment
+                .split_whitespace()
+                .skip_while(|t| t.contains('=') || *t == "$")
+                .collect();
+            let Some((&command, rest)) = raw.split_first() else {
+                continue;
+            };
+            // `batchq:` starts a message of batchq's, not a command.
+            let command = command.trim_matches(['[', ']', '(', ')', '"', '\'']);
+            let rest: Vec<&str> = rest.iter().map(|t| bare(t)).collect();
+            if command == "batchq" || command.ends_with("/batchq") {
+                check_batchq(page, &rest, truth, &mut found);
+            } else if command == "make" {
+                let target = rest.iter().find(|t| !t.contains('=') && !t.starts_with('-'));
+                if let Some(target) = target.filter(|t| !is_placeholder(t)) {
+                    if !truth.make_targets.contains(*target) {
+                        found.push(format!("{page}: `make {target}`: no such Makefile target"));
                     }
                 }
             }
@@ -224,7 +244,10 @@ fn problems(page: &str, text: &str, truth: &Truth) -> Vec<String> {
     for name in env_names(text) {
         let known = match name.strip_suffix('_') {
             // `BATCHQ_HTTP_*`: some variable starts so.
-            Some(_) => truth.names_in_code.iter().any(|n| n.starts_with(&name) && n.len() > name.len()),
+            Some(_) => truth
+                .names_in_code
+                .iter()
+                .any(|n| n.starts_with(&name) && n.len() > name.len()),
             None => truth.names_in_code.contains(&name),
         };
         if !known {
@@ -249,7 +272,11 @@ fn check_batchq(page: &str, rest: &[&str], truth: &Truth, found: &mut Vec<String
         return;
     }
     let Some(flags) = truth.commands.get(first) else {
-        if !truth.printed.contains(&format!("batchq {first}")) {
+        let phrase = format!("batchq {first}");
+        let printed = truth.printed.match_indices(&phrase).any(|(i, _)| {
+            !truth.printed[i + phrase.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+        if !printed {
             found.push(format!("{page}: `batchq {first}`: no such command"));
         }
         return;
@@ -267,23 +294,21 @@ fn check_batchq(page: &str, rest: &[&str], truth: &Truth, found: &mut Vec<String
 /// Environment variable names of a text: upper-case words with one of
 /// `ENV_PREFIXES`; `NAME_*` is kept as the prefix `NAME_`.
 fn env_names(text: &str) -> BTreeSet<String> {
+    let is_name_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
     let mut names = BTreeSet::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let starts_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
-        if starts_word && ENV_PREFIXES.iter().any(|p| text[i..].starts_with(p)) {
-            let end = text[i..]
-                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-                .map_or(text.len(), |n| i + n);
-            let followed_by_lower = text[end..].starts_with(|c: char| c.is_ascii_lowercase());
-            if !followed_by_lower {
-                names.insert(text[i..end].to_owned());
-            }
-            i = end.max(i + 1);
-        } else {
-            i += 1;
+    let mut previous: Option<char> = None;
+    let mut skip_to = 0;
+    for (i, c) in text.char_indices() {
+        let starts_word = !previous.is_some_and(|p| p.is_ascii_alphanumeric() || p == '_');
+        previous = Some(c);
+        if i < skip_to || !starts_word || !ENV_PREFIXES.iter().any(|p| text[i..].starts_with(p)) {
+            continue;
         }
+        let end = text[i..].find(|c: char| !is_name_char(c)).map_or(text.len(), |n| i + n);
+        if !text[end..].starts_with(|c: char| c.is_ascii_lowercase()) {
+            names.insert(text[i..end].to_owned());
+        }
+        skip_to = end;
     }
     names
 }
@@ -291,7 +316,10 @@ fn env_names(text: &str) -> BTreeSet<String> {
 /// README.md and every page of docs/.
 fn documentation() -> BTreeMap<String, String> {
     let mut pages = BTreeMap::new();
-    pages.insert("README.md".to_owned(), std::fs::read_to_string(root().join("README.md")).unwrap());
+    pages.insert(
+        "README.md".to_owned(),
+        std::fs::read_to_string(root().join("README.md")).unwrap(),
+    );
     for entry in std::fs::read_dir(root().join("docs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "md") {
@@ -307,8 +335,15 @@ fn the_readme_and_docs_name_only_commands_flags_targets_and_variables_that_exist
     let truth = truth();
     let pages = documentation();
     assert!(pages.len() >= 10, "{:?}", pages.keys());
-    let found: Vec<String> = pages.iter().flat_map(|(page, text)| problems(page, text, &truth)).collect();
-    assert!(found.is_empty(), "the documentation names what does not exist:\n{}", found.join("\n"));
+    let found: Vec<String> = pages
+        .iter()
+        .flat_map(|(page, text)| problems(page, text, &truth))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the documentation names what does not exist:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -320,9 +355,21 @@ fn a_misspelt_command_flag_target_or_variable_in_a_copy_of_the_readme_fails_the_
     // Each misspelling alone, built at run time so that no file names it.
     let variable = ["BATCHQ", "SUBMIT", "MAX", "AGE", "SECONDS"].join("_");
     let cases = [
-        ("batchq init", "batchq intit".to_owned(), "`batchq intit`: no such command"),
-        ("--timeout 25h", "--timeuot 25h".to_owned(), "`batchq wait --timeuot`: no such flag"),
-        ("make demo", "make demos".to_owned(), "`make demos`: no such Makefile target"),
+        (
+            "batchq init",
+            "batchq intit".to_owned(),
+            "`batchq intit`: no such command",
+        ),
+        (
+            "--timeout 25h",
+            "--timeuot 25h".to_owned(),
+            "`batchq wait --timeuot`: no such flag",
+        ),
+        (
+            "make demo",
+            "make demos".to_owned(),
+            "`make demos`: no such Makefile target",
+        ),
         (
             "BATCHQ_SUBMIT_MAX_AGE_SECS",
             variable.clone(),
@@ -330,10 +377,17 @@ fn a_misspelt_command_flag_target_or_variable_in_a_copy_of_the_readme_fails_the_
         ),
     ];
     for (right, wrong, expected) in cases {
-        assert!(readme.contains(right), "the README no longer says {right:?}; pick another example");
+        assert!(
+            readme.contains(right),
+            "the README no longer says {right:?}; pick another example"
+        );
         let copy = readme.replacen(right, &wrong, 1);
         let found = problems("README.md", &copy, &truth);
-        assert_eq!(found, [format!("README.md: {expected}")], "after {right:?} -> {wrong:?}");
+        assert_eq!(
+            found,
+            [format!("README.md: {expected}")],
+            "after {right:?} -> {wrong:?}"
+        );
     }
 }
 
@@ -342,9 +396,30 @@ fn names_are_read_from_shell_blocks_and_code_spans_not_from_output_or_prose() {
     let page = "Run `batchq serve --addr 127.0.0.1:8080` and `make demo`; batchq nonsense in prose.\n\
                 \n```sh\nbatchq enqueue f.jsonl --api \"$API\" | head   # batchq bogus\n```\n\
                 \n```text\nbatchq nothing --at-all\n```\n";
+    let truth = truth();
+    assert_eq!(problems("page", page, &truth), Vec::<String>::new());
+    let not_commands = "`aws cloudformation describe-stacks --stack-name batchq --query X`, \
+                        `another batchq process (pid N)`, `BENCH_ARGS=--quick make bench`, \
+                        `batchq: store embedded:./batchq-data (no BATCHQ_STORE)`, `batchq serving http://ADDR`";
+    assert_eq!(problems("page", not_commands, &truth), Vec::<String>::new());
+    let commands = "`VAR=1 batchq serv`, `$ batchq wait --timout 1m`, `BENCH_ARGS=--quick make benches`";
+    assert_eq!(
+        problems("page", commands, &truth),
+        [
+            "page: `batchq serv`: no such command",
+            "page: `batchq wait --timout`: no such flag",
+            "page: `make benches`: no such Makefile target",
+        ]
+    );
     let snippets = code_snippets(page);
-    assert!(snippets.iter().any(|s| s.starts_with("batchq serve --addr")), "{snippets:?}");
-    assert!(snippets.iter().all(|s| !s.contains("bogus") && !s.contains("nothing")), "{snippets:?}");
+    assert!(
+        snippets.iter().any(|s| s.starts_with("batchq serve --addr")),
+        "{snippets:?}"
+    );
+    assert!(
+        snippets.iter().all(|s| !s.contains("bogus") && !s.contains("nothing")),
+        "{snippets:?}"
+    );
     assert_eq!(
         env_names("`OPENAI_API_KEY=sk-…`, BATCHQ_HTTP_* and AWS_Lambda, not XBATCHQ_Y"),
         BTreeSet::from(["OPENAI_API_KEY".to_owned(), "BATCHQ_HTTP_".to_owned()])

@@ -489,10 +489,7 @@ fn the_http_api_routes_every_documented_route_to_enqueue() {
     }
     let mut expected = documented.clone();
     expected.insert("$default".into());
-    assert_eq!(
-        routes, expected,
-        "routes of the HTTP API vs docs/api.md (+ $default)"
-    );
+    assert_eq!(routes, expected, "routes of the HTTP API vs docs/api.md (+ $default)");
     let shapes: BTreeSet<String> = routes
         .iter()
         .filter_map(|r| r.split_once(' '))

@@ -231,5 +231,8 @@ fn anchors_follow_githubs_rules() {
         anchors("## Enqueue many: `POST /v1/requests/bulk`\n## Limits\n## Limits\n"),
         ["enqueue-many-post-v1requestsbulk", "limits", "limits-1"]
     );
-    assert_eq!(anchors("## Coming from the guide's `BatchProcessor`"), ["coming-from-the-guides-batchprocessor"]);
+    assert_eq!(
+        anchors("## Coming from the guide's `BatchProcessor`"),
+        ["coming-from-the-guides-batchprocessor"]
+    );
 }
