@@ -94,7 +94,7 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
                 .unwrap_or_default();
             let code = ["rs", "sh", "py", "yaml", "yml", "toml", "json"].contains(&ext.as_str())
                 || name == "Makefile"
-                || (ext.is_empty() && path.parent().is_some_and(|p| p.ends_with(".ci")));
+                || (ext.is_empty() && path.parent().and_then(Path::file_name).is_some_and(|d| d == ".ci"));
             // This file names misspelt variables on purpose.
             if code && !path.ends_with("cli/tests/readme_names.rs") {
                 out.push(path);
@@ -261,8 +261,8 @@ fn problems(page: &str, text: &str, truth: &Truth) -> Vec<String> {
 
 fn check_batchq(page: &str, rest: &[&str], truth: &Truth, found: &mut Vec<String>) {
     let Some(&first) = rest.first() else { return };
-    if first.starts_with("--") {
-        let flag = first[2..].split('=').next().unwrap();
+    if let Some(flag) = first.strip_prefix("--") {
+        let flag = flag.split('=').next().unwrap();
         if !truth.top_flags.contains(flag) {
             found.push(format!("{page}: `batchq --{flag}`: no such flag"));
         }
