@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV   ?= .venv
-# Pinned emulator: S3 + DynamoDB in one process, started via scripts/moto_server.py (see README, Development).
+# Pinned emulator: S3 + DynamoDB in one process, started via scripts/moto_server.py (see docs/development.md).
 MOTO_SPEC := moto[server]==5.2.5
 
 TEST_RUNNER := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
@@ -68,7 +68,7 @@ demo-aws: venv ## The same demo on DynamoDB and S3 (a private local emulator) in
 load: venv ## Load test: LOAD_CLIENTS (32) clients enqueue through batchq serve for LOAD_SECONDS (60), then "lost: 0"
 	scripts/load.sh
 
-# ---------------------------------------------------------------- AWS (README, Deploy)
+# ---------------------------------------------------------------- AWS (docs/operations.md, Deploy to AWS)
 # Pinned deploy tools from PyPI, installed into .venv on first use. The SAM CLI
 # gets its own virtualenv inside it (.venv/sam): its many exact pins must not
 # move the emulator's.

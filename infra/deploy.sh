@@ -59,6 +59,6 @@ fi
 cat <<'EOF'
 
 deploy: done. If this was the first deployment, put the provider key in the
-deploy: secret named by the ProviderKeySecretArn output (README, Deploy):
+deploy: secret named by the ProviderKeySecretArn output (docs/operations.md, Deploy to AWS):
 deploy:   aws secretsmanager put-secret-value --secret-id <ProviderKeySecretArn> --secret-string "$OPENAI_API_KEY"
 EOF

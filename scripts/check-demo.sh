@@ -21,7 +21,17 @@ if [ "$target" = demo ]; then
   grep -qE '^batchq: store embedded:' "$out" || { echo "check-demo: make demo did not run on the embedded store" >&2; exit 1; }
 fi
 sleep 1
-left=$(pgrep -af 'scripts/moto_server.py|target/debug/fake-openai|target/debug/batchq serve' || true)
+# Only processes of this checkout: others on the machine (another checkout's
+# tests) are not the demo's. The demo starts the fake and batchq by their
+# absolute paths, and the emulator from the checkout's root.
+root=$(pwd)
+left=$(pgrep -af -- "$root/target/debug/(fake-openai|batchq serve)" || true)
+for pid in $(pgrep -f 'scripts/moto_server.py' || true); do
+  if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(pwd -P)" ]; then
+    left+=$'\n'"$(ps -o pid=,args= -p "$pid")"
+  fi
+done
+left=$(printf '%s' "$left" | sed '/^$/d')
 if [ -n "$left" ]; then
   echo "check-demo: processes left running after make demo:" >&2
   echo "$left" >&2

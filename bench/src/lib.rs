@@ -1,4 +1,4 @@
-//! batchq's benchmark suite (`make bench`): see README.md, Performance.
+//! batchq's benchmark suite (`make bench`): see docs/performance.md.
 //!
 //! - [`hot`]: the two hot paths against the `IgnoredAny` floor;
 //! - [`lambda`]: the function binaries under a stand-in Lambda Runtime API

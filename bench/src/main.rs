@@ -1,4 +1,4 @@
-//! `batchq-bench`: what `make bench` runs (see README.md, Performance).
+//! `batchq-bench`: what `make bench` runs (see docs/performance.md).
 //!
 //! Needs the emulator with its meter (`BATCHQ_MOTO_METER=1
 //! scripts/with-emulator.sh`, which `make bench` does) and the four function

@@ -1,7 +1,7 @@
 //! Configuration from environment variables, parsed once per cold start.
 //!
 //! Every variable is listed in [`VARS`] with its default and meaning; the
-//! README's configuration table is checked against that list by a test, and
+//! table of docs/configuration.md is checked against that list by a test, and
 //! the SAM template's environment names are checked against it too.
 //! With nothing but `AWS_ENDPOINT_URL`, `OPENAI_BASE_URL` and `OPENAI_API_KEY`
 //! set, every default yields a working local system.
@@ -16,7 +16,7 @@ use crate::job::ProviderKind;
 #[derive(Debug, Clone, Copy)]
 pub struct EnvVar {
     pub name: &'static str,
-    /// Default as written in the README (empty: unset by default).
+    /// Default as written in docs/configuration.md (empty: unset by default).
     pub default: &'static str,
     pub description: &'static str,
 }
@@ -24,7 +24,7 @@ pub struct EnvVar {
 macro_rules! env_vars {
     ($($ident:ident = $name:literal, $default:literal, $desc:literal;)*) => {
         $(pub const $ident: &str = $name;)*
-        /// Every environment variable batchq reads, in README order.
+        /// Every environment variable batchq reads, in the order of docs/configuration.md.
         pub const VARS: &[EnvVar] = &[$(EnvVar { name: $name, default: $default, description: $desc }),*];
     };
 }

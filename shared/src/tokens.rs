@@ -20,7 +20,7 @@
 //!
 //! How far the estimate is from a provider's count is measured on the fake
 //! provider's bodies by a test (`estimate_stays_above_the_fake_providers_count`)
-//! and in the README; batches are planned against a budget learnt from the
+//! and in docs/lifecycle.md (Enqueued tokens); batches are planned against a budget learnt from the
 //! provider's own answers (see `budget`), so an estimate that runs low only
 //! costs one refused batch.
 

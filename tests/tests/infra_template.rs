@@ -402,21 +402,17 @@ fn sub_string(node: &Value) -> Option<&str> {
     }
 }
 
-/// Route keys ("METHOD /path") of README's API reference: its table and
-/// the routes named in its headings.
+/// Route keys ("METHOD /path") of the API reference (docs/api.md): its
+/// table and the routes named in its headings.
 fn documented_routes() -> BTreeSet<String> {
-    let readme = read("README.md");
-    let section = readme
-        .split("## API reference")
-        .nth(1)
-        .expect("README has an API reference");
+    let section = read("docs/api.md");
     let mut routes = BTreeSet::new();
-    for line in section.lines().take_while(|l| !l.starts_with("## ")) {
+    for line in section.lines() {
         if line.starts_with("| `/") {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             let path = cells[1].trim_matches('`').split('?').next().unwrap();
             routes.insert(format!("{} {path}", cells[2]));
-        } else if line.starts_with("### ") {
+        } else if line.starts_with("## ") {
             for span in line.split('`').skip(1).step_by(2) {
                 let Some((method, path)) = span.split_once(' ') else {
                     continue;
@@ -493,10 +489,7 @@ fn the_http_api_routes_every_documented_route_to_enqueue() {
     }
     let mut expected = documented.clone();
     expected.insert("$default".into());
-    assert_eq!(
-        routes, expected,
-        "routes of the HTTP API vs README's API reference (+ $default)"
-    );
+    assert_eq!(routes, expected, "routes of the HTTP API vs docs/api.md (+ $default)");
     let shapes: BTreeSet<String> = routes
         .iter()
         .filter_map(|r| r.split_once(' '))
@@ -1118,12 +1111,16 @@ fn logs_have_retention_and_metric_filters_match_the_code() {
     }
 }
 
-/// README's Deploy section lists every template parameter with its default.
+/// The Deploy section of docs/operations.md lists every template parameter
+/// with its default.
 #[test]
-fn the_readme_documents_every_parameter_with_its_default() {
+fn the_docs_list_every_parameter_with_its_default() {
     let t = Template::load();
-    let readme = read("README.md");
-    let section = readme.split("\n## Deploy").nth(1).expect("README has a Deploy section");
+    let operations = read("docs/operations.md");
+    let section = operations
+        .split("\n## Deploy to AWS")
+        .nth(1)
+        .expect("docs/operations.md has a Deploy to AWS section");
     let section = section.split("\n## ").next().unwrap();
     let table = section
         .split("| parameter | default | meaning |")
@@ -1146,7 +1143,7 @@ fn the_readme_documents_every_parameter_with_its_default() {
     assert_eq!(
         documented.iter().copied().collect::<BTreeSet<_>>(),
         declared.iter().copied().collect::<BTreeSet<_>>(),
-        "README parameters table vs the template's Parameters"
+        "docs/operations.md parameters table vs the template's Parameters"
     );
     for (name, default) in &rows {
         let expected = match &t.parameter(name)["Default"] {
@@ -1154,7 +1151,7 @@ fn the_readme_documents_every_parameter_with_its_default() {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        assert_eq!(default, &expected, "README default of {name}");
+        assert_eq!(default, &expected, "documented default of {name}");
     }
 }
 

@@ -14,7 +14,7 @@
 //! | `/v1/jobs/{id}` | GET | one provider batch with its progress |
 //! | `/v1/stats` | GET | counts by status, queue age, open jobs |
 //!
-//! The README's "API reference" documents the JSON of each.
+//! docs/api.md (the API reference) documents the JSON of each.
 //!
 //! Logging: one line per request with the route, status and duration, inside
 //! an `api` span (method, route, tenant, and the custom id or job id the path

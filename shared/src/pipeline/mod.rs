@@ -5,8 +5,7 @@
 //! Every step is written for at-least-once delivery: it may run twice for
 //! one event, concurrently with itself, or stop between any two calls. Each
 //! write is conditioned on the state the step read, so a re-run finishes the
-//! work instead of repeating it (see `../shared/design/lifecycle.md` and the
-//! README's lifecycle section):
+//! work instead of repeating it (see docs/lifecycle.md):
 //!
 //! * submit writes the job row before anything leaves AWS, claims requests
 //!   with conditional writes, and resumes a job left half-way (after its
