@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use crate::ids::{CustomId, ModelName};
 use crate::request::Endpoint;
+use crate::tokens::{self, Weight};
 
 /// Media types `POST /v1/requests` reads.
 pub const JSON_TYPES: &[&str] = &["application/json"];
@@ -40,6 +41,8 @@ pub struct ParsedLine {
     pub model: ModelName,
     /// The `body` object, compact with sorted keys.
     pub body_json: String,
+    /// The body's estimated weight (tokens, inputs), from the parsed value.
+    pub weight: Weight,
     /// The provider instance the caller asked for, if any.
     pub provider: Option<String>,
 }
@@ -219,7 +222,9 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
         Some(other) => return Err(wrong_type("body.model", "a string", other)),
     };
 
-    let body_json = canonical_json(&Value::Object(body));
+    let body = Value::Object(body);
+    let weight = tokens::estimate(endpoint, &body);
+    let body_json = canonical_json(&body);
     if body_json.len() as u64 > max_body_bytes {
         return Err(ApiError::too_large(
             Some("body"),
@@ -237,6 +242,7 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
         endpoint,
         model,
         body_json,
+        weight,
         provider,
     })
 }
@@ -255,38 +261,43 @@ pub fn custom_id_of(value: &Value) -> Option<CustomId> {
 /// whitespace the caller used. Sorting here does not rely on serde_json's
 /// map type (the `preserve_order` feature would change it).
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
+    serde_json::to_string(&Canonical(value)).expect("a JSON value always serializes")
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+/// A value that serializes with object keys sorted, written straight into
+/// the output by serde_json's serializer (no string built per key or
+/// scalar). A map that is already in order (serde_json's default `BTreeMap`)
+/// is not copied to be sorted.
+struct Canonical<'a>(&'a Value);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let mut out = s.serialize_map(Some(map.len()))?;
+                if map.keys().is_sorted() {
+                    for (k, v) in map {
+                        out.serialize_entry(k, &Canonical(v))?;
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    for (k, v) in entries {
+                        out.serialize_entry(k, &Canonical(v))?;
+                    }
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
+                out.end()
             }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            Value::Array(items) => {
+                let mut out = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    out.serialize_element(&Canonical(v))?;
                 }
-                write_canonical(v, out);
+                out.end()
             }
-            out.push(']');
+            scalar => scalar.serialize(s),
         }
-        scalar => out.push_str(&scalar.to_string()),
     }
 }
 

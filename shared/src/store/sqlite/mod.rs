@@ -17,6 +17,7 @@
 //! rusqlite is blocking: the one connection sits behind a mutex and every
 //! call runs on tokio's blocking pool. Reads are consistent (no index lag).
 
+mod checkpoint;
 mod jobs;
 mod requests;
 mod schema;
@@ -67,6 +68,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     retention: Option<Duration>,
+    /// Runs the WAL checkpoints beside the writer (dropped before the lock).
+    checkpointer: Arc<checkpoint::Checkpointer>,
     /// The data directory's lock, held as long as any clone lives.
     _lock: Option<Arc<LockGuard>>,
 }
@@ -123,15 +126,18 @@ impl SqliteStore {
         };
         conn.execute_batch(&format!(
             "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-{CACHE_KIB}; \
-             PRAGMA temp_store=MEMORY;"
+             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint={};",
+            checkpoint::BACKSTOP_PAGES
         ))
         .map_err(fail)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
+        let checkpointer = checkpoint::Checkpointer::start(path, sync).map_err(fail)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
             retention: options.retention,
+            checkpointer: Arc::new(checkpointer),
             _lock: lock,
         })
     }
@@ -156,6 +162,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let checkpointer = self.checkpointer.clone();
         tokio::task::spawn_blocking(move || {
             // A panic inside a transaction rolled it back (the guard's drop):
             // the connection is still good.
@@ -168,6 +175,9 @@ impl SqliteStore {
             let tx = conn.transaction_with_behavior(behavior).map_err(db(op))?;
             let out = f(&tx)?;
             tx.commit().map_err(db(op))?;
+            if write {
+                checkpointer.committed();
+            }
             Ok(out)
         })
         .await
@@ -229,7 +239,7 @@ impl SqliteStore {
             let mut out = BTreeMap::new();
             let queries: [(&str, &str); 9] = [
                 ("request", "SELECT key, 'state', row FROM requests"),
-                ("request", "SELECT key, 'body', payload FROM bodies"),
+                ("request", "SELECT key, 'body', kind || ' ' || payload FROM bodies"),
                 ("request", "SELECT key, 'result', row FROM results"),
                 ("counter|tenant", "SELECT tenant, counter, n FROM tenant_counts"),
                 ("counter|queue", "SELECT queue, '', n FROM queue_counts"),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{params, Transaction};
 
-use super::schema::PENDING_BYTES;
+use super::schema::{BODY_INLINE, BODY_PAYLOAD_JSON, PENDING_BYTES};
 use super::{after, db, from_json, one, order_key, page_limit, page_of, to_json, SqliteStore};
 use crate::counters::{self, Counter, Delta};
 use crate::ids::{JobId, RequestKey, TenantId};
@@ -142,7 +142,7 @@ impl RequestRows for SqliteStore {
                 )
                 .map_err(db(op))?;
             let mut body = tx
-                .prepare_cached("INSERT OR REPLACE INTO bodies (key, payload) VALUES (?1, ?2)")
+                .prepare_cached("INSERT OR REPLACE INTO bodies (key, kind, payload) VALUES (?1, ?2, ?3)")
                 .map_err(db(op))?;
             for QueuedRow {
                 state: row,
@@ -171,8 +171,11 @@ impl RequestRows for SqliteStore {
                     out.push(RowInsert::Exists(Box::new(existing)));
                     continue;
                 }
-                body.execute(params![row.key.as_str(), to_json("body", &payload)?])
-                    .map_err(db(op))?;
+                match &payload {
+                    Payload::Inline(json) => body.execute(params![row.key.as_str(), BODY_INLINE, json]),
+                    other => body.execute(params![row.key.as_str(), BODY_PAYLOAD_JSON, to_json("body", other)?]),
+                }
+                .map_err(db(op))?;
                 deltas.add(counters::for_insert(&row));
                 out.push(RowInsert::Written);
             }
@@ -225,14 +228,17 @@ impl RequestRows for SqliteStore {
         self.tx("bodies", false, move |tx| {
             let op = "bodies";
             let mut stmt = tx
-                .prepare_cached("SELECT payload FROM bodies WHERE key = ?1")
+                .prepare_cached("SELECT kind, payload FROM bodies WHERE key = ?1")
                 .map_err(db(op))?;
             let mut out = HashMap::with_capacity(keys.len());
             for k in keys {
-                if let Some(json) = one(stmt.query_row([k.as_str()], |r| r.get::<_, String>(0)), op)? {
-                    let payload = from_json("body", k.as_str(), &json)?;
-                    out.insert(k, payload);
-                }
+                let row = stmt.query_row([k.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)));
+                let payload = match one(row, op)? {
+                    None => continue,
+                    Some((BODY_INLINE, json)) => Payload::Inline(json),
+                    Some((_, json)) => from_json("body", k.as_str(), &json)?,
+                };
+                out.insert(k, payload);
             }
             Ok(out)
         })

@@ -238,3 +238,44 @@ fn rows_are_stored_as_readable_json_with_statuses_by_name_and_round_trip() {
     );
     assert_eq!(serde_json::from_value::<Job>(json).unwrap(), job);
 }
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_and_its_json_wrapped_bodies_still_read() {
+    let (dir, db) = temp_db();
+    let old = request("old");
+    {
+        // A data directory as version 1 left it: bodies as `Payload` JSON.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(schema::SCHEMA_V1).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        let payload = serde_json::to_string(&crate::request::Payload::Inline(old.body_json.clone())).unwrap();
+        conn.execute(
+            "INSERT INTO bodies (key, payload) VALUES (?1, ?2)",
+            rusqlite::params![old.key.as_str(), payload],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .unwrap()
+        .placed(Arc::new(MemoryObjects::default()), LIMITS);
+    let new = created(&store.insert(vec![request("new")], ts(1)).await.unwrap()[0]);
+    let bodies = store.bodies(&[old.key.clone(), new.key.clone()]).await.unwrap();
+    assert_eq!(
+        (bodies[&old.key].as_str(), bodies[&new.key].as_str()),
+        (old.body_json.as_str(), request("new").body_json.as_str())
+    );
+    drop(store);
+    let conn = Connection::open(&db).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    // The new body is stored as itself, not as a JSON string.
+    let raw: String = conn
+        .query_row("SELECT payload FROM bodies WHERE key = ?1", [new.key.as_str()], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        (version, raw.as_str()),
+        (SCHEMA_VERSION, request("new").body_json.as_str())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
