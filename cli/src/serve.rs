@@ -69,7 +69,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     let bound = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        stop_signal().await;
+        crate::signal::stop().await;
         eprintln!("batchq: stopping (finishing the running step)…");
         let _ = stop_tx.send(true);
     });
@@ -149,23 +149,6 @@ fn store_line(app: &App) -> String {
             cfg.requests_table, cfg.jobs_table, cfg.bucket, cfg.store_reason
         ),
     }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM (what `kill`, systemd and container
-/// runtimes send): both stop the server gracefully.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// What `serve` runs on its schedule.

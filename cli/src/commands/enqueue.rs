@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::Ctx;
 
-use crate::commands::steps::EXIT_PARTIAL;
+use crate::exit::Exit;
 
 /// What one bulk call said about its lines, renumbered to the file.
 #[derive(Default)]
@@ -109,16 +109,16 @@ pub async fn enqueue(ctx: &Ctx, file: &Path) -> Result<(), Failure> {
             out.push(format!("  … and {} more (use --json for all)", sum.rejected.len() - 50));
         }
         out.join("\n")
-    });
+    })?;
     if !sum.rejected.is_empty() || sum.conflict > 0 {
-        return Err(Failure {
-            message: format!(
+        return Err(Failure::new(
+            Exit::Partial,
+            format!(
                 "{} lines rejected, {} conflicting with stored requests",
                 sum.rejected.len(),
                 sum.conflict
             ),
-            code: EXIT_PARTIAL,
-        });
+        ));
     }
     Ok(())
 }

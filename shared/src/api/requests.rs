@@ -310,7 +310,7 @@ impl Api {
 }
 
 fn unknown(custom_id: &CustomId) -> ApiError {
-    ApiError::not_found(format!("no request with custom_id {custom_id:?}"))
+    ApiError::not_found(format!("no request with custom_id {:?}", custom_id.as_str()))
 }
 
 fn conflict(existing: &Request) -> ApiError {
