@@ -367,6 +367,7 @@ async fn result_is_recorded_once_and_replays_change_nothing() {
         batch_cost: None,
         realtime_cost: None,
         recorded_at: ts(2),
+        request_id: None,
     };
     let update = RequestUpdate::finish(&claimed, &job, RequestStatus::Completed, result.clone(), ts(2));
     assert_eq!(env.store.apply(update.clone()).await.unwrap(), Applied::Now);
@@ -625,6 +626,7 @@ async fn large_responses_of_one_batch_of_updates_are_written_to_s3_several_at_a_
             batch_cost: None,
             realtime_cost: None,
             recorded_at: ts(2),
+            request_id: None,
         };
         updates.push(RequestUpdate::finish(
             &claimed,
