@@ -245,9 +245,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if matches!(cli.command, Command::Serve { .. }) {
         return run_command(cli).await;
     }
+    // The signal first: its handlers are in place before the command starts.
     tokio::select! {
-        r = run_command(cli) => r,
+        biased;
         () = signal::stop() => Err(Failure::new(Exit::Interrupted, "interrupted")),
+        r = run_command(cli) => r,
     }
 }
 
