@@ -90,4 +90,19 @@ mod tests {
         // clap exits 2 on a usage error by itself: that must be ours too.
         assert_eq!(Exit::Usage.code(), 2);
     }
+
+    #[test]
+    fn docs_cli_md_lists_every_exit_status_and_no_other() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
+        let table = doc.split("## Exit status").nth(1).expect("an Exit status section");
+        let table = table.split("\n## ").next().unwrap();
+        let mut documented: Vec<u8> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+            .collect();
+        documented.sort_unstable();
+        let mut codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        codes.sort_unstable();
+        assert_eq!(documented, codes);
+    }
 }

@@ -122,4 +122,18 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn docs_cli_md_names_every_variable_a_help_lists() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
+        let env = doc.split("## Environment").nth(1).expect("an Environment section");
+        for command in [
+            "init", "serve", "submit", "poll", "ingest", "enqueue", "wait", "results", "status", "stats", "jobs",
+            "export", "import", "analyze", "savings",
+        ] {
+            for v in vars_of(command) {
+                assert!(env.contains(&format!("`{v}`")), "docs/cli.md: {v} ({command})");
+            }
+        }
+    }
 }

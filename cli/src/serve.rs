@@ -86,14 +86,14 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
             .await
     });
     // The line scripts wait for: the address actually bound (port 0 picks one).
-    if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({"serving": format!("http://{bound}"), "submit_every_ms": submit_every.as_millis() as u64, "poll_every_ms": poll_every.as_millis() as u64})
-        );
+    // A closed stdout does not stop the server (nothing else goes there).
+    let _ = if ctx.json {
+        crate::output::out(
+            &serde_json::json!({"serving": format!("http://{bound}"), "submit_every_ms": submit_every.as_millis() as u64, "poll_every_ms": poll_every.as_millis() as u64}).to_string(),
+        )
     } else {
-        println!("batchq serving http://{bound}");
-    }
+        crate::output::out(&format!("batchq serving http://{bound}"))
+    };
     let data_dir = match &app.backend {
         Backend::Embedded(e) => Some(e.dir.path().to_path_buf()),
         Backend::Aws(_) => None,
@@ -108,7 +108,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         eprintln!("batchq: bearer keys required; tenants: {}", tenants.join(", "));
     }
     eprintln!(
-        "batchq: submit every {}s, poll every {}s; Ctrl-C stops",
+        "batchq: submit every {}s, poll every {}s; Ctrl-C or SIGTERM stops",
         submit_every.as_secs_f32(),
         poll_every.as_secs_f32()
     );
