@@ -152,7 +152,11 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
                 ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
             )
             .await;
-        // Refused as a whole (over quota, storage down): no per-line outcomes.
+        // The API core logged the store's own error; this names the store.
+        if resp.status == 503 {
+            return Err(ctx.storage_unavailable(None));
+        }
+        // Refused as a whole (over quota, too large): no per-line outcomes.
         if !resp.body["results"].is_array() {
             return Err(format!(
                 "enqueue failed: {}",
@@ -177,6 +181,9 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
     // Anything else refuses the call as a whole (no key, a wrong key or
     // signature, over quota, too large, API Gateway's own answers such as
     // `{"message":"Forbidden"}`): nothing to report per line.
+    if status.as_u16() == 503 && v["error"]["code"] == "unavailable" {
+        return Err(ctx.storage_unavailable(Some(&format!("HTTP 503: {}", answer_message(&v, &bytes)))));
+    }
     if !v["results"].is_array() {
         let mut message = format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes));
         if matches!(status.as_u16(), 401 | 403) {

@@ -195,12 +195,12 @@ impl Ctx {
                     .map_err(|e| format!("{} {url}: {e}", req.method.as_str()))?;
                 let status = resp.status().as_u16();
                 let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-                if status == 503 {
-                    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                // batchq's own 503 (not a gateway's): the server's store is down.
+                if status == 503 && v["error"]["code"] == "unavailable" {
                     let message = enqueue::answer_message(&v, &bytes);
                     return Err(self.storage_unavailable(Some(&format!("HTTP 503: {message}"))));
                 }
-                let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 if matches!(status, 401 | 403) {
                     let message = enqueue::answer_message(&v, &bytes);
                     return Err(format!("{url}: HTTP {status}: {message} ({})", remote.auth.refusal_hint()).into());
