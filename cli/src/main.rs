@@ -5,34 +5,39 @@
 //! is a complete local system.
 //!
 //! Output is for people by default; `--json` prints one JSON document on
-//! stdout instead. Errors go to stderr with a non-zero exit: 1 for a failure,
-//! 2 when the command ran but part of its work failed (`enqueue` rejected
-//! lines, `submit` or `poll` reported errors; the report on stdout lists
-//! them).
+//! stdout instead. Errors go to stderr with a non-zero exit status, one of
+//! [`exit::Exit`] (listed by `batchq --help` and in docs/cli.md).
 
 mod analyze;
 mod chunk;
 mod commands;
+mod duration;
+mod exit;
+mod help;
 mod output;
 mod remote;
 mod serve;
 mod serve_marker;
+mod signal;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::exit::Exit;
 
 #[derive(Parser)]
 #[command(
     name = "batchq",
     version,
     about = "Queue LLM requests into provider batch APIs at half price",
-    after_help = "Exit status: 0 done; 1 the command failed (message on stderr); 2 it ran but part of \
-                  its work failed: enqueue rejected lines or found conflicts, submit or poll reported \
-                  errors or abandoned jobs (listed in the report on stdout, the first named on stderr)."
+    long_about = "Queue LLM requests into provider batch APIs at half price. \
+                  Every command reads the store the environment names (BATCHQ_STORE, AWS_ENDPOINT_URL, ...: \
+                  see each command's --help), or works through a running API with --api."
 )]
 struct Cli {
     /// Print one JSON document on stdout instead of human output.
@@ -41,19 +46,32 @@ struct Cli {
     /// The tenant the request commands (enqueue, results, status, stats,
     /// savings) act for when they use the store directly. Operator use: the
     /// store trusts this process. Over `--api`, the credentials decide the tenant.
-    #[arg(long, global = true, env = "BATCHQ_TENANT", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "BATCHQ_TENANT",
+        default_value = "default",
+        value_name = "NAME"
+    )]
     tenant: String,
     /// Work through a running API instead of the store itself (e.g.
     /// `http://127.0.0.1:8080` for `batchq serve`, or the deployed
     /// `https://ID.execute-api.REGION.amazonaws.com`): enqueue, wait,
     /// status, stats, jobs and savings. Needed to reach an embedded store
     /// that a running `batchq serve` holds.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "URL")]
     api: Option<String>,
     /// How calls to --api authenticate. SigV4 (the deployed API's IAM authorization) takes
     /// credentials from the standard AWS chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, ...) and
     /// the region from the URL's execute-api host name, else AWS_REGION.
-    #[arg(long, global = true, env = "BATCHQ_API_AUTH", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        env = "BATCHQ_API_AUTH",
+        value_enum,
+        default_value = "auto",
+        value_name = "MODE"
+    )]
     api_auth: remote::AuthMode,
     #[command(subcommand)]
     command: Command,
@@ -63,15 +81,16 @@ struct Cli {
 enum Command {
     /// Create the store (idempotent): the embedded data directory, or the tables and the bucket.
     Init,
-    /// Serve the HTTP API locally and run submit, poll and ingest on a schedule.
+    /// Serve the HTTP API locally and run submit, poll and ingest on a schedule; Ctrl-C or SIGTERM stops it.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The address to listen on (port 0 picks a free port; the one bound is printed).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
         addr: SocketAddr,
-        /// How often submit runs.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        /// How often submit runs (a duration: 500ms, 30s, 15m, 2h, 1d; a bare number is seconds).
+        #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
         submit_every: Duration,
-        /// How often poll runs (new result files are ingested right after).
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        /// How often poll runs, new result files being ingested right after (a duration, as --submit-every).
+        #[arg(long, default_value = "5s", value_parser = duration::parse, value_name = "DURATION")]
         poll_every: Duration,
     },
     /// Run submit once now.
@@ -82,111 +101,159 @@ enum Command {
     },
     /// Run poll once now (and ingest the result files it copies).
     Poll,
-    /// Ingest one result file now: `s3://BUCKET/results/JOB/output.jsonl` (the embedded store: `results/JOB/output.jsonl`).
-    Ingest { url: String },
+    /// Ingest one result file now.
+    Ingest {
+        /// The result file: `s3://BUCKET/results/JOB/output.jsonl` (the embedded store: `results/JOB/output.jsonl`).
+        url: String,
+    },
     /// Enqueue a batch-format JSONL file (one request per line).
-    Enqueue { file: PathBuf },
+    Enqueue {
+        /// The JSONL file: one `{"custom_id", "method", "url", "body"}` request per line.
+        file: PathBuf,
+    },
     /// Wait until nothing is queued or in flight and every job is closed.
     Wait {
-        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        /// Give up after this long, with exit status 5 (a duration: 500ms, 30s, 15m, 2h, 1d; a bare number is seconds).
+        #[arg(long, default_value = "30m", value_parser = duration::parse, value_name = "DURATION")]
         timeout: Duration,
     },
-    /// Export results as OpenAI batch output lines (JSONL).
+    /// Export results as the provider's batch output lines (JSONL).
     Results {
         /// Write to this file instead of stdout.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Only this job's results.
-        #[arg(long)]
+        #[arg(long, value_name = "JOB_ID")]
         job: Option<String>,
     },
     /// Show one request: status, attempts, result.
-    Status { custom_id: String },
+    Status {
+        /// The request's custom_id, as enqueued.
+        custom_id: String,
+    },
     /// Requests by status, queue age, open jobs.
     Stats,
     /// Provider batches, newest first.
     Jobs {
-        #[arg(long, default_value_t = 50)]
+        /// How many jobs to list (1 to 200).
+        #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
     },
     /// Write the whole store (queued work, jobs, results, budgets, savings) into a new directory.
-    Export { dir: PathBuf },
+    Export {
+        /// The directory to create (or an empty one).
+        dir: PathBuf,
+    },
     /// Load an export into this store; checks it whole first, and is safe to run again.
-    Import { dir: PathBuf },
+    Import {
+        /// A directory `batchq export` wrote.
+        dir: PathBuf,
+    },
     /// Report the batchable share of spend in a log of past real-time calls (JSONL) and the projected monthly saving.
     Analyze {
+        /// The log of past real-time calls, one JSON object per line.
         file: PathBuf,
-        /// A call is batchable when it can wait at least this long (e.g. 24h, 2d, 90m).
-        #[arg(long, default_value = "24h", value_parser = analyze::parse_min_wait)]
+        /// A call is batchable when it can wait at least this long (a duration: 90m, 24h, 2d, 1w; a bare number is seconds).
+        #[arg(long, default_value = "24h", value_parser = duration::parse, value_name = "DURATION")]
         min_wait: Duration,
     },
     /// What batching saved: batch vs real-time cost per day, model or provider, with a bar per day.
     Savings {
         /// First day, YYYY-MM-DD (UTC).
-        #[arg(long)]
+        #[arg(long, value_name = "DAY")]
         from: Option<String>,
         /// Last day, YYYY-MM-DD (UTC).
-        #[arg(long)]
+        #[arg(long, value_name = "DAY")]
         to: Option<String>,
+        /// One line per day, per model or per provider.
         #[arg(long, value_parser = ["day", "model", "provider"], default_value = "day")]
         group_by: String,
     },
 }
 
-/// Parses `90`, `90s`, `15m`, `2h`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 2h"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+/// The command line with its generated sections: every command's help ends
+/// with the environment variables it reads, `batchq --help` with the exit
+/// statuses.
+fn command_line() -> clap::Command {
+    let mut cmd = Cli::command().after_help(format!(
+        "{}\nEach command's --help lists the environment variables it reads; docs/cli.md has the whole reference.",
+        Exit::help_table()
+    ));
+    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        let section = help::environment(&name);
+        cmd = cmd.mut_subcommand(&name, |c| c.after_help(section));
     }
+    cmd
 }
 
-/// A command's failure, already phrased for the user.
+/// A command's failure, already phrased for the user, and the exit status
+/// it ends with. An empty message prints nothing.
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
-    pub code: u8,
+    pub exit: Exit,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            exit,
+        }
+    }
+
+    /// Ends the command with `exit` and nothing on stderr.
+    pub fn quiet(exit: Exit) -> Self {
+        Self::new(exit, "")
+    }
 }
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Self {
-            message: e.to_string(),
-            code: 1,
-        }
+        Self::new(Exit::Failure, e.to_string())
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command_line().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("batchq: cannot start: {e}");
-            return ExitCode::from(1);
+            let _ = writeln!(std::io::stderr(), "batchq: cannot start: {e}");
+            return ExitCode::from(Exit::Failure.code());
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("batchq: {}", f.message);
-            ExitCode::from(f.code)
+            if !f.message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "batchq: {}", f.message);
+            }
+            ExitCode::from(f.exit.code())
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // `serve` handles Ctrl-C and SIGTERM itself (it finishes a running step);
+    // every other command stops where it is, as Ctrl-C always stopped it.
+    if matches!(cli.command, Command::Serve { .. }) {
+        return run_command(cli).await;
+    }
+    // The signal first: its handlers are in place before the command starts.
+    tokio::select! {
+        biased;
+        () = signal::stop() => Err(Failure::new(Exit::Interrupted, "interrupted")),
+        r = run_command(cli) => r,
+    }
+}
+
+async fn run_command(cli: Cli) -> Result<(), Failure> {
     // Reads only the file and a price table: no AWS, no other configuration.
     if let Command::Analyze { file, min_wait } = &cli.command {
         return analyze::analyze(file, *min_wait, cli.json);
@@ -194,8 +261,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = batchq_core::config::Config::from_env()?;
     let quiet_logs = !matches!(cli.command, Command::Serve { .. });
     output::init_logs(&config, quiet_logs);
-    let tenant =
-        batchq_core::ids::TenantId::parse(cli.tenant.clone()).map_err(|e| format!("--tenant: {}", e.message))?;
+    let tenant = batchq_core::ids::TenantId::parse(cli.tenant.clone())
+        .map_err(|e| Failure::new(Exit::Usage, format!("--tenant: {}", e.message)))?;
     let through_api = matches!(
         cli.command,
         Command::Enqueue { .. }
@@ -208,9 +275,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let ctx = match &cli.api {
         Some(base) if through_api => commands::Ctx::through_api(base, cli.api_auth, cli.json, tenant).await?,
         Some(_) => {
-            return Err("--api works with enqueue, wait, status, stats, jobs and savings; \
-                        this command works on the store itself"
-                .into())
+            return Err(Failure::new(
+                Exit::Usage,
+                "--api works with enqueue, wait, status, stats, jobs and savings; \
+                 this command works on the store itself",
+            ))
         }
         None => {
             let create = matches!(
@@ -250,18 +319,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_and_without_units() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+    fn the_command_line_is_well_formed() {
+        command_line().debug_assert();
     }
 
     #[test]
-    fn the_command_line_is_well_formed() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+    fn every_argument_has_help_text_and_every_command_an_environment_section() {
+        let cmd = command_line();
+        let mut missing = Vec::new();
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(format!("{}: about", sub.get_name()));
+            }
+            for arg in sub.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {}", sub.get_name(), arg.get_id()));
+                }
+            }
+            let after = sub.get_after_help().map(|s| s.to_string()).unwrap_or_default();
+            assert!(after.starts_with("Environment:"), "{}: {after}", sub.get_name());
+        }
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("batchq {}", arg.get_id()));
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        let top = cmd.get_after_help().map(|s| s.to_string()).unwrap_or_default();
+        for e in Exit::ALL {
+            assert!(top.contains(&format!("{:>3}  {}", e.code(), e.meaning())), "{top}");
+        }
     }
 }

@@ -69,7 +69,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     let bound = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        stop_signal().await;
+        crate::signal::stop().await;
         eprintln!("batchq: stopping (finishing the running step)…");
         let _ = stop_tx.send(true);
     });
@@ -86,14 +86,14 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
             .await
     });
     // The line scripts wait for: the address actually bound (port 0 picks one).
-    if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({"serving": format!("http://{bound}"), "submit_every_ms": submit_every.as_millis() as u64, "poll_every_ms": poll_every.as_millis() as u64})
-        );
+    // A closed stdout does not stop the server (nothing else goes there).
+    let _ = if ctx.json {
+        crate::output::out(
+            &serde_json::json!({"serving": format!("http://{bound}"), "submit_every_ms": submit_every.as_millis() as u64, "poll_every_ms": poll_every.as_millis() as u64}).to_string(),
+        )
     } else {
-        println!("batchq serving http://{bound}");
-    }
+        crate::output::out(&format!("batchq serving http://{bound}"))
+    };
     let data_dir = match &app.backend {
         Backend::Embedded(e) => Some(e.dir.path().to_path_buf()),
         Backend::Aws(_) => None,
@@ -108,7 +108,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         eprintln!("batchq: bearer keys required; tenants: {}", tenants.join(", "));
     }
     eprintln!(
-        "batchq: submit every {}s, poll every {}s; Ctrl-C stops",
+        "batchq: submit every {}s, poll every {}s; Ctrl-C or SIGTERM stops",
         submit_every.as_secs_f32(),
         poll_every.as_secs_f32()
     );
@@ -149,23 +149,6 @@ fn store_line(app: &App) -> String {
             cfg.requests_table, cfg.jobs_table, cfg.bucket, cfg.store_reason
         ),
     }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM (what `kill`, systemd and container
-/// runtimes send): both stop the server gracefully.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// What `serve` runs on its schedule.

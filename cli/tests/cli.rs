@@ -180,7 +180,11 @@ async fn enqueue_wait_and_results_through_serve_give_openai_batch_output_lines()
         let mut server = Server::start(&env);
 
         let enq = env.run(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
-        assert_eq!(enq.status.code(), Some(2), "a rejected line makes a non-zero exit");
+        assert_eq!(
+            enq.status.code(),
+            Some(3),
+            "a rejected line: exit 3, part of the work failed"
+        );
         let summary = json_of(&enq);
         assert_eq!(summary["created"], 25);
         assert_eq!(summary["rejected"], 1);
@@ -316,7 +320,7 @@ async fn failures_go_to_stderr_with_a_non_zero_exit() {
             env.run(&["enqueue", file.to_str().unwrap()]);
             env.run(&["wait", "--timeout", "1s", "--json"])
         };
-        assert_eq!(timeout.status.code(), Some(1), "nothing submits: the wait times out");
+        assert_eq!(timeout.status.code(), Some(5), "nothing submits: the wait times out");
         assert!(String::from_utf8_lossy(&timeout.stderr).contains("timed out"));
     })
     .await
@@ -331,7 +335,7 @@ fn with_wrong_key(env: &Env, args: &[&str]) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submit_with_a_wrong_provider_key_names_the_authentication_failure_and_exits_2() {
+async fn submit_with_a_wrong_provider_key_names_the_authentication_failure_and_exits_3() {
     // Two stores: what a failed submit leaves claimed is the pipeline's
     // business (released at once, or resumed once its lease ends); each
     // output form gets a queue of its own.
@@ -348,7 +352,7 @@ async fn submit_with_a_wrong_provider_key_names_the_authentication_failure_and_e
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
         );
-        assert_eq!(out.status.code(), Some(2), "stdout: {stdout}\nstderr: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "stdout: {stdout}\nstderr: {stderr}");
         assert!(!stdout.contains("nothing to submit"), "{stdout}");
         assert!(
             stdout.contains("error: ") && stdout.contains("authentication failed"),
@@ -366,7 +370,7 @@ async fn submit_with_a_wrong_provider_key_names_the_authentication_failure_and_e
 
         // --json: the report on stdout carries the errors, and the exit says so.
         let out = with_wrong_key(&env_json, &["submit", "--force", "--json"]);
-        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
         let report = json_of(&out);
         let errors: Vec<&str> = report["errors"]
             .as_array()
@@ -383,7 +387,7 @@ async fn submit_with_a_wrong_provider_key_names_the_authentication_failure_and_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poll_with_a_wrong_provider_key_reports_the_errors_and_exits_2() {
+async fn poll_with_a_wrong_provider_key_reports_the_errors_and_exits_3() {
     let env = Env::new().await;
     let text: Vec<String> = (0..2).map(|i| request_line(&format!("p-{i}"), i).to_string()).collect();
     let file = env.write("in.jsonl", &text);
@@ -394,7 +398,7 @@ async fn poll_with_a_wrong_provider_key_reports_the_errors_and_exits_2() {
         assert_eq!(json_of(&submit)["jobs"].as_array().unwrap().len(), 1);
 
         let out = with_wrong_key(&env, &["poll", "--json"]);
-        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
         let v = json_of(&out);
         assert!(
             v["poll"]["errors"][0]
@@ -407,7 +411,7 @@ async fn poll_with_a_wrong_provider_key_reports_the_errors_and_exits_2() {
         assert!(stderr.contains("poll: the provider refused the key"), "{stderr}");
 
         let out = with_wrong_key(&env, &["poll"]);
-        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(out.status.code(), Some(3));
         assert!(String::from_utf8_lossy(&out.stdout).contains("error: "));
 
         // The right key: the same job finishes and poll exits 0.

@@ -241,7 +241,7 @@ impl App {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| unreadable(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+                    .map_err(|e| unreadable(crate::error::chain(&e)))?;
                 let bytes = out
                     .body
                     .collect()

@@ -135,6 +135,7 @@ mod tests {
             batch_cost: None,
             realtime_cost: None,
             recorded_at: Timestamp::from_millis(1),
+            request_id: None,
         };
         assert_eq!(LIMITS.response_object(&result("{}")), None);
         let big = LIMITS.response_object(&result(r#"{"long":"answer"}"#)).unwrap();

@@ -293,6 +293,11 @@ pub struct RequestResult {
     /// What it would have cost through the real-time API.
     pub realtime_cost: Option<Money>,
     pub recorded_at: Timestamp,
+    /// The provider's id of the request that answered (OpenAI's
+    /// `response.request_id`), for support; `None` when it gave none.
+    /// Absent from rows and exports written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[cfg(test)]

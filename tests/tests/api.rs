@@ -98,6 +98,7 @@ async fn complete(t: &ApiEnv, custom_id: &str, response_json: &str) -> Job {
         batch_cost: Some(Money::from_picodollars(4_800_000)),
         realtime_cost: Some(Money::from_picodollars(9_600_000)),
         recorded_at: ts(2_000),
+        request_id: None,
     };
     let finish = RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, ts(2_000));
     assert_eq!(t.stores.store.apply(finish).await.unwrap(), Applied::Now);

@@ -367,6 +367,7 @@ async fn result_is_recorded_once_and_replays_change_nothing() {
         batch_cost: None,
         realtime_cost: None,
         recorded_at: ts(2),
+        request_id: Some("req_0123456789abcdef".into()),
     };
     let update = RequestUpdate::finish(&claimed, &job, RequestStatus::Completed, result.clone(), ts(2));
     assert_eq!(env.store.apply(update.clone()).await.unwrap(), Applied::Now);
@@ -376,6 +377,10 @@ async fn result_is_recorded_once_and_replays_change_nothing() {
     assert_eq!(state.status, RequestStatus::Completed);
     let stored = stored.expect("result stored");
     assert_eq!(stored.usage, result.usage);
+    assert_eq!(
+        stored.request_id, result.request_id,
+        "the provider's request id is kept"
+    );
     match stored.response {
         Some(Payload::S3 { key, bytes }) => {
             assert_eq!(bytes, response.len() as u64);
@@ -625,6 +630,7 @@ async fn large_responses_of_one_batch_of_updates_are_written_to_s3_several_at_a_
             batch_cost: None,
             realtime_cost: None,
             recorded_at: ts(2),
+            request_id: None,
         };
         updates.push(RequestUpdate::finish(
             &claimed,

@@ -83,6 +83,7 @@ async fn finished_job(t: &ApiEnv, requests: &[(&str, &str)]) -> Job {
             batch_cost: Some(Money::from_picodollars(1_000_000)),
             realtime_cost: Some(Money::from_picodollars(2_000_000)),
             recorded_at: now,
+            request_id: None,
         };
         let finish = RequestUpdate::finish(&claimed, &job.id, RequestStatus::Completed, result, now);
         t.stores.store.apply(finish).await.unwrap();

@@ -25,18 +25,13 @@ mod terms;
 
 use self::analysis::{Analysis, Totals};
 
-/// Reads `--min-wait`: `24h`, `2d`, `90m`, `1w`, or seconds.
-pub fn parse_min_wait(s: &str) -> Result<Duration, String> {
-    terms::parse_wait(s)
-}
-
 pub fn analyze(file: &Path, min_wait: Duration, json: bool) -> Result<(), Failure> {
     let reader = File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let prices = price_book()?;
     let analysis =
         analysis::analyze(BufReader::new(reader), &prices, min_wait).map_err(|e| format!("{}: {e}", file.display()))?;
     let v = to_json(&analysis, &prices, file);
-    emit(json, &v, || human(&analysis, &prices, file));
+    emit(json, &v, || human(&analysis, &prices, file))?;
     Ok(())
 }
 

@@ -140,25 +140,10 @@ pub fn parse_tolerance(s: &str) -> Option<Duration> {
 }
 
 /// A wait written as a whole number and a unit: `90s`, `15m`, `24h`, `2d`,
-/// `1w` (a bare number is seconds).
+/// `1w` (a bare number is seconds): the command line's one duration syntax
+/// ([`crate::duration`]).
 pub fn parse_wait(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a wait like 90s, 15m, 24h, 2d or 1w"))?;
-    let unit_secs: u64 = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h, d or w")),
-    };
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
+    crate::duration::parse(s)
 }
 
 /// A wait as the shortest text [`parse_wait`] reads back (`24h`, `90m`, `45s`).

@@ -9,6 +9,7 @@ use batchq_core::backup;
 use serde_json::json;
 
 use super::Ctx;
+use crate::exit::Exit;
 use crate::output::emit;
 use crate::Failure;
 
@@ -56,7 +57,7 @@ pub async fn export(ctx: &Ctx, dir: &Path) -> Result<(), Failure> {
         )];
         out.extend(report.skipped.iter().map(|s| format!("  skipped {s}")));
         out.join("\n")
-    });
+    })?;
     partly_failed("export", &report.skipped)
 }
 
@@ -98,17 +99,17 @@ pub async fn import(ctx: &Ctx, dir: &Path) -> Result<(), Failure> {
         )];
         out.extend(r.off_path.iter().map(|s| format!("  left alone: {s}")));
         out.join("\n")
-    });
+    })?;
     partly_failed("import", &r.off_path)
 }
 
-/// Exit status 2 when some rows were left out (listed in the report).
+/// Exit status `Partial` when some rows were left out (listed in the report).
 fn partly_failed(what: &str, left: &[String]) -> Result<(), Failure> {
     match left.first() {
         None => Ok(()),
-        Some(first) => Err(Failure {
-            message: format!("{what}: {} request(s) left out, first: {first}", left.len()),
-            code: 2,
-        }),
+        Some(first) => Err(Failure::new(
+            Exit::Partial,
+            format!("{what}: {} request(s) left out, first: {first}", left.len()),
+        )),
     }
 }

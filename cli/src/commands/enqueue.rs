@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::Ctx;
 
-use crate::commands::steps::EXIT_PARTIAL;
+use crate::exit::Exit;
 
 /// What one bulk call said about its lines, renumbered to the file.
 #[derive(Default)]
@@ -22,6 +22,9 @@ pub(crate) struct EnqueueSummary {
     pub(crate) created: u64,
     pub(crate) existing: u64,
     pub(crate) conflict: u64,
+    /// The conflicting lines as the API reported them (`line`, `custom_id`,
+    /// `error`), renumbered to the file.
+    pub(crate) conflicts: Vec<Value>,
     pub(crate) rejected: Vec<Value>,
 }
 
@@ -41,24 +44,34 @@ pub async fn enqueue(ctx: &Ctx, file: &Path) -> Result<(), Failure> {
     } else {
         ProgressBar::hidden()
     };
-    let mut reader = tokio::io::BufReader::new(f).lines();
+    let mut reader = tokio::io::BufReader::new(f);
+    let mut raw: Vec<u8> = Vec::new();
     let mut sum = EnqueueSummary::default();
     let limits = if remote.is_some() { Limits::API } else { Limits::STORE };
     let mut chunker = Chunker::new(limits);
     let mut line_no = 0u64;
     loop {
-        let line = reader
-            .next_line()
+        raw.clear();
+        let read = reader
+            .read_until(b'\n', &mut raw)
             .await
             .map_err(|e| format!("{}: line {}: {e}", file.display(), line_no + 1))?;
-        let done = line.is_none();
-        let pieces = match line {
-            Some(line) => {
-                line_no += 1;
-                bar.inc(line.len() as u64 + 1);
-                chunker.push(line)
+        let done = read == 0;
+        let pieces = if done {
+            chunker.finish().map(Piece::Send).into_iter().collect()
+        } else {
+            line_no += 1;
+            bar.inc(read as u64);
+            match line_text(&mut raw) {
+                Ok(line) => chunker.push(line),
+                Err(offset) => {
+                    // Rejected alone, as the API rejects such a line; a blank
+                    // line takes its place so later lines keep their numbers.
+                    sum.lines += 1;
+                    sum.rejected.push(not_utf8(line_no, offset));
+                    chunker.push(String::new())
+                }
             }
-            None => chunker.finish().map(Piece::Send).into_iter().collect(),
         };
         for piece in pieces {
             match piece {
@@ -84,6 +97,7 @@ pub async fn enqueue(ctx: &Ctx, file: &Path) -> Result<(), Failure> {
         "created": sum.created,
         "duplicates": sum.existing,
         "conflicts": sum.conflict,
+        "conflicting": sum.conflicts,
         "rejected": sum.rejected.len(),
         "rejections": sum.rejected,
     });
@@ -97,28 +111,34 @@ pub async fn enqueue(ctx: &Ctx, file: &Path) -> Result<(), Failure> {
             sum.conflict,
             sum.rejected.len()
         )];
-        for r in sum.rejected.iter().take(50) {
+        let mut listed: Vec<&Value> = sum.rejected.iter().chain(&sum.conflicts).collect();
+        listed.sort_by_key(|r| r["line"].as_u64().unwrap_or(0));
+        for r in listed.iter().take(50) {
+            // A conflict's message names its custom_id; a rejection names the field at fault.
+            let field = match (r["outcome"].as_str(), r["error"]["field"].as_str()) {
+                (Some("conflict"), _) | (_, None) => String::new(),
+                (_, Some(field)) => format!("{field}: "),
+            };
             out.push(format!(
-                "  line {}: {}: {}",
+                "  line {}: {field}{}",
                 text(&r["line"]),
-                text(&r["error"]["field"]),
                 text(&r["error"]["message"])
             ));
         }
-        if sum.rejected.len() > 50 {
-            out.push(format!("  … and {} more (use --json for all)", sum.rejected.len() - 50));
+        if listed.len() > 50 {
+            out.push(format!("  … and {} more (use --json for all)", listed.len() - 50));
         }
         out.join("\n")
-    });
+    })?;
     if !sum.rejected.is_empty() || sum.conflict > 0 {
-        return Err(Failure {
-            message: format!(
-                "{} lines rejected, {} conflicting with stored requests",
-                sum.rejected.len(),
-                sum.conflict
+        return Err(Failure::new(
+            Exit::Partial,
+            format!(
+                "{} rejected, {} conflicting with stored requests (stdout lists them with their line numbers)",
+                plural(sum.rejected.len() as u64, "line"),
+                plural(sum.conflict, "line"),
             ),
-            code: EXIT_PARTIAL,
-        });
+        ));
     }
     Ok(())
 }
@@ -132,7 +152,11 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
                 ApiRequest::post("/v1/requests/bulk", "application/x-ndjson", body),
             )
             .await;
-        // Refused as a whole (over quota, storage down): no per-line outcomes.
+        // The API core logged the store's own error; this names the store.
+        if resp.status == 503 {
+            return Err(ctx.storage_unavailable(None));
+        }
+        // Refused as a whole (over quota, too large): no per-line outcomes.
         if !resp.body["results"].is_array() {
             return Err(format!(
                 "enqueue failed: {}",
@@ -157,6 +181,9 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
     // Anything else refuses the call as a whole (no key, a wrong key or
     // signature, over quota, too large, API Gateway's own answers such as
     // `{"message":"Forbidden"}`): nothing to report per line.
+    if status.as_u16() == 503 && v["error"]["code"] == "unavailable" {
+        return Err(ctx.storage_unavailable(Some(&format!("HTTP 503: {}", answer_message(&v, &bytes)))));
+    }
     if !v["results"].is_array() {
         let mut message = format!("POST {url}: HTTP {status}: {}", answer_message(&v, &bytes));
         if matches!(status.as_u16(), 401 | 403) {
@@ -179,6 +206,43 @@ pub(crate) fn answer_message(v: &Value, raw: &[u8]) -> String {
         return "(empty answer)".into();
     }
     text.chars().take(300).collect()
+}
+
+/// `1 line`, `2 lines`.
+fn plural(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A line read with its ending (`\n` or `\r\n`) as text; `Err` holds the
+/// offset of the first byte that is not UTF-8.
+fn line_text(raw: &mut Vec<u8>) -> Result<String, usize> {
+    if raw.last() == Some(&b'\n') {
+        raw.pop();
+        if raw.last() == Some(&b'\r') {
+            raw.pop();
+        }
+    }
+    String::from_utf8(std::mem::take(raw)).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        *raw = e.into_bytes();
+        offset
+    })
+}
+
+/// The rejection of a line that is not UTF-8, shaped like the API's own
+/// (`invalid_utf8`, which the bulk API answers for such a line).
+pub(crate) fn not_utf8(line: u64, offset: usize) -> Value {
+    json!({
+        "line": line,
+        "custom_id": Value::Null,
+        "outcome": "rejected",
+        "status": Value::Null,
+        "error": {
+            "code": "invalid_utf8",
+            "message": format!("the line is not valid UTF-8: invalid byte at offset {offset}"),
+            "field": Value::Null,
+        },
+    })
 }
 
 /// The rejection of a line too long to be sent, shaped like the API's own.
@@ -214,13 +278,17 @@ pub(crate) fn merge_bulk(sum: &mut EnqueueSummary, answer: &Value, offset: u64) 
         match r["outcome"].as_str() {
             Some("created") => sum.created += 1,
             Some("existing") => sum.existing += 1,
-            Some("conflict") => sum.conflict += 1,
-            _ => {
+            outcome => {
                 let mut r = r.clone();
                 if let Some(n) = r["line"].as_u64() {
                     r["line"] = json!(n + offset);
                 }
-                sum.rejected.push(r);
+                if outcome == Some("conflict") {
+                    sum.conflict += 1;
+                    sum.conflicts.push(r);
+                } else {
+                    sum.rejected.push(r);
+                }
             }
         }
     }

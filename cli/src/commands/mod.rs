@@ -8,7 +8,12 @@ use batchq_core::config::{Config, StoreChoice};
 use batchq_core::ids::TenantId;
 use batchq_core::pipeline::Submitter;
 use batchq_core::provider::Providers;
+use batchq_core::store::data_dir::DataDirError;
+use batchq_core::store::StoreError;
 use serde_json::Value;
+use std::time::Duration;
+
+use crate::exit::Exit;
 
 use crate::remote::{Auth, AuthMode};
 use crate::serve_marker;
@@ -65,11 +70,11 @@ impl Ctx {
     /// embedded store's data directory: `init` and `serve`).
     pub async fn local(config: Config, json: bool, tenant: TenantId, create: bool) -> Result<Self, Failure> {
         let store = config.store.clone();
-        let app = App::open(config, create)
-            .await
-            .map_err(|e| Failure::from(with_serve_hint(e, &store)))?
-            .with_configured_tables()
-            .await?;
+        if store == StoreChoice::Aws {
+            probe_endpoint(&config).await?;
+        }
+        let app = App::open(config, create).await.map_err(|e| open_failure(e, &store))?;
+        let app = app.with_configured_tables().await?;
         let api = app.api();
         Ok(Self {
             tenant,
@@ -79,6 +84,33 @@ impl Ctx {
                 api,
             },
         })
+    }
+
+    /// The failure of a store that answers no more (a dead endpoint, AWS
+    /// refusing, a data directory gone): where the store is and what to do.
+    /// `cause` is what the store said, when known.
+    pub fn storage_unavailable(&self, cause: Option<&str>) -> Failure {
+        match &self.target {
+            Target::Local { app, .. } => storage_unavailable(&app.config, cause),
+            Target::Remote(r) => Failure::new(
+                Exit::StorageUnavailable,
+                format!(
+                    "the API at {} cannot reach its storage{}; check the server (its log says why)",
+                    r.base,
+                    cause.map(|c| format!(": {c}")).unwrap_or_default()
+                ),
+            ),
+        }
+    }
+
+    /// A store error as a failure: a backend that failed (network,
+    /// service, disk) is the store being unavailable; anything else is
+    /// reported as it is.
+    pub fn store_failure(&self, e: StoreError) -> Failure {
+        match e {
+            StoreError::Backend { .. } => self.storage_unavailable(Some(&e.to_string())),
+            other => Failure::from(other),
+        }
     }
 
     /// Works through the API at `base`; credentials are resolved (and AWS
@@ -124,15 +156,11 @@ impl Ctx {
     }
 
     /// A client for every configured provider instance.
+    /// A client for every configured provider instance. The error names
+    /// the provider and the variable to set (`provider openai: no API key
+    /// configured: set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN`).
     pub async fn providers(&self) -> Result<Providers, Failure> {
-        self.app()?.providers().await.map_err(|e| {
-            let e = e.to_string();
-            if e.contains("OPENAI_API_KEY") {
-                format!("provider: {e}").into()
-            } else {
-                format!("provider: {e} (set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN, or the key variable the provider table names)").into()
-            }
-        })
+        self.app()?.providers().await.map_err(Failure::from)
     }
 
     pub async fn submitter(&self) -> Result<Submitter, Failure> {
@@ -168,6 +196,11 @@ impl Ctx {
                 let status = resp.status().as_u16();
                 let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
                 let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                // batchq's own 503 (not a gateway's): the server's store is down.
+                if status == 503 && v["error"]["code"] == "unavailable" {
+                    let message = enqueue::answer_message(&v, &bytes);
+                    return Err(self.storage_unavailable(Some(&format!("HTTP 503: {message}"))));
+                }
                 if matches!(status, 401 | 403) {
                     let message = enqueue::answer_message(&v, &bytes);
                     return Err(format!("{url}: HTTP {status}: {message} ({})", remote.auth.refusal_hint()).into());
@@ -178,28 +211,91 @@ impl Ctx {
                 (status, v)
             }
         };
+        if status == 503 && matches!(self.target, Target::Local { .. }) {
+            // The API core logged the store's own error; this names the store.
+            return Err(self.storage_unavailable(None));
+        }
         if status >= 400 {
             let msg = body["error"]["message"]
                 .as_str()
                 .or_else(|| body["message"].as_str())
                 .unwrap_or("request failed")
                 .to_owned();
-            return Err(Failure { message: msg, code: 1 });
+            return Err(Failure::from(msg));
         }
         Ok(body)
     }
 }
 
-/// The message of a store that cannot be opened; a data directory another
+/// The failure of a store that cannot be opened; a data directory another
 /// process holds says how to reach that process's API instead.
-fn with_serve_hint(e: OpenError, store: &StoreChoice) -> String {
+fn open_failure(e: OpenError, store: &StoreChoice) -> Failure {
     let message = e.to_string();
     let hint = match (&e, store) {
         (OpenError::DataDir(_), StoreChoice::Embedded { dir }) => serve_marker::hint(dir),
         _ => None,
     };
-    match hint {
+    let message = match hint {
         Some(hint) => format!("{message}; {hint}"),
         None => message,
+    };
+    let exit = match &e {
+        OpenError::DataDir(DataDirError::NewerSchema { .. }) => Exit::Failure,
+        _ => Exit::StorageUnavailable,
+    };
+    Failure::new(exit, message)
+}
+
+/// How long the AWS endpoint may take to accept a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// With `AWS_ENDPOINT_URL` set (an emulator), checks that something listens
+/// there before any AWS call: the SDK would otherwise retry a dead endpoint
+/// for tens of seconds and then report a generic dispatch failure.
+async fn probe_endpoint(config: &Config) -> Result<(), Failure> {
+    let Some(raw) = config.aws_endpoint_url.as_deref() else {
+        return Ok(());
+    };
+    let Ok(url) = reqwest::Url::parse(raw) else {
+        return Ok(()); // the configuration already checked it; the SDK will say
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Ok(());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(storage_unavailable(config, Some(&format!("cannot connect: {e}")))),
+        Err(_) => Err(storage_unavailable(
+            config,
+            Some(&format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
+        )),
     }
+}
+
+/// The failure of a store that cannot be reached: where it is (the AWS
+/// endpoint, AWS itself, or the data directory), why, and what to do.
+pub fn storage_unavailable(config: &Config, cause: Option<&str>) -> Failure {
+    let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
+    let message = match (&config.store, config.aws_endpoint_url.as_deref()) {
+        (StoreChoice::Embedded { dir }, _) => format!(
+            "the embedded store in {} is unavailable{cause}. Check the directory (BATCHQ_STORE names it)",
+            dir.display()
+        ),
+        (StoreChoice::Aws, Some(endpoint)) => format!(
+            "cannot reach the store at {endpoint} (AWS_ENDPOINT_URL){cause}. Start the emulator there \
+             (`make demo-aws` runs the demo with one) or fix AWS_ENDPOINT_URL; without AWS, unset it and use \
+             the embedded store (BATCHQ_STORE=embedded:DIR)"
+        ),
+        (StoreChoice::Aws, None) => format!(
+            "cannot reach the store in AWS (region {}, tables {} and {}, bucket {}){cause}. Check the network, \
+             the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, `aws sso login`) and AWS_REGION; for an \
+             emulator set AWS_ENDPOINT_URL; without AWS, use the embedded store (BATCHQ_STORE=embedded:DIR)",
+            config.aws_region.as_deref().unwrap_or("us-east-1"),
+            config.requests_table,
+            config.jobs_table,
+            config.bucket
+        ),
+    };
+    Failure::new(Exit::StorageUnavailable, message)
 }

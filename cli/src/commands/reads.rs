@@ -1,6 +1,6 @@
 //! The read commands: status, stats, jobs, savings.
 
-use crate::output::{emit, text, usd};
+use crate::output::{emit, text, usd, Align, Table};
 use crate::Failure;
 use batchq_core::api::ApiRequest;
 
@@ -46,7 +46,7 @@ pub async fn status(ctx: &Ctx, custom_id: &str) -> Result<(), Failure> {
             ));
         }
         out.join("\n")
-    });
+    })?;
     Ok(())
 }
 
@@ -67,7 +67,7 @@ pub async fn stats(ctx: &Ctx) -> Result<(), Failure> {
         }
         out.push(format!("open jobs: {}", text(&v["jobs"]["open"])));
         out.join("\n")
-    });
+    })?;
     Ok(())
 }
 
@@ -80,14 +80,20 @@ pub async fn jobs(ctx: &Ctx, limit: u32) -> Result<(), Failure> {
         if jobs.is_empty() {
             return "no jobs yet".into();
         }
-        let mut out = vec![format!(
-            "{:<40} {:<12} {:<10} {:<24} {:>7} {:>7} {:>7} {:>12} {:>12}",
-            "job", "status", "provider", "model", "total", "done", "failed", "batch cost", "saved"
-        )];
+        let mut table = Table::new(&[
+            ("job", Align::Left),
+            ("status", Align::Left),
+            ("provider", Align::Left),
+            ("model", Align::Left),
+            ("total", Align::Right),
+            ("done", Align::Right),
+            ("failed", Align::Right),
+            ("batch cost", Align::Right),
+            ("saved", Align::Right),
+        ]);
         for j in &jobs {
             let c = &j["request_counts"];
-            out.push(format!(
-                "{:<40} {:<12} {:<10} {:<24} {:>7} {:>7} {:>7} {:>12} {:>12}",
+            table.row(vec![
                 text(&j["id"]),
                 text(&j["status"]),
                 text(&j["provider"]),
@@ -96,11 +102,11 @@ pub async fn jobs(ctx: &Ctx, limit: u32) -> Result<(), Failure> {
                 text(&c["completed"]),
                 text(&c["failed"]),
                 usd(&j["totals"]["batch_cost"]),
-                usd(&j["totals"]["saved"])
-            ));
+                usd(&j["totals"]["saved"]),
+            ]);
         }
-        out.join("\n")
-    });
+        table.render()
+    })?;
     Ok(())
 }
 
@@ -112,7 +118,7 @@ pub async fn savings(ctx: &Ctx, from: Option<&str>, to: Option<&str>, group_by: 
         }
     }
     let v = ctx.call(ApiRequest::get("/v1/savings").with_query(query)).await?;
-    emit(ctx.json, &v, || savings_table(&v, group_by));
+    emit(ctx.json, &v, || savings_table(&v, group_by))?;
     Ok(())
 }
 
@@ -130,40 +136,38 @@ pub(crate) fn savings_table(v: &Value, group_by: &str) -> String {
             .unwrap_or(0)
     };
     let max = groups.iter().map(saved).max().unwrap_or(0);
-    let mut out = vec![format!(
-        "{:<24} {:>9} {:>16} {:>16} {:>16}  {}",
-        group_by,
-        "requests",
-        "batch cost",
-        "real-time cost",
-        "saved",
-        if group_by == "day" { "saved per day" } else { "" }
-    )];
+    let mut table = Table::new(&[
+        (group_by, Align::Left),
+        ("requests", Align::Right),
+        ("batch cost", Align::Right),
+        ("real-time cost", Align::Right),
+        ("saved", Align::Right),
+        (if group_by == "day" { "saved per day" } else { "" }, Align::Left),
+    ]);
     for g in &groups {
         let bar = if group_by == "day" && max > 0 {
             "#".repeat((saved(g).max(0) * 30 / max) as usize)
         } else {
             String::new()
         };
-        out.push(format!(
-            "{:<24} {:>9} {:>16} {:>16} {:>16}  {}",
+        table.row(vec![
             text(&g[group_by]),
             text(&g["requests"]),
             usd(&g["batch_cost_usd"]),
             usd(&g["realtime_cost_usd"]),
             usd(&g["saved_usd"]),
-            bar
-        ));
+            bar,
+        ]);
     }
     let t = &v["total"];
-    out.push(format!(
-        "{:<24} {:>9} {:>16} {:>16} {:>16}",
-        "total",
+    table.row(vec![
+        "total".into(),
         text(&t["requests"]),
         usd(&t["batch_cost_usd"]),
         usd(&t["realtime_cost_usd"]),
-        usd(&t["saved_usd"])
-    ));
+        usd(&t["saved_usd"]),
+    ]);
+    let mut out = vec![table.render()];
     if t["unpriced_requests"].as_u64().unwrap_or(0) > 0 {
         out.push(format!(
             "{} requests used models without a known price; their cost is not included",

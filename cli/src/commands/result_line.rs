@@ -17,14 +17,15 @@ pub fn export_line(req: &Request, result: &RequestResult, body: Option<Value>) -
 }
 
 /// OpenAI's batch output line: `{id, custom_id, response: {status_code,
-/// request_id, body}, error}`; `error` only when there was no response.
+/// request_id, body}, error}`; `error` only when there was no response;
+/// `request_id` the provider's own (null when it gave none).
 fn openai_line(req: &Request, result: &RequestResult, body: Option<Value>) -> Value {
     json!({
         "id": format!("batchq_req_{}", req.key),
         "custom_id": req.custom_id,
         "response": result.status_code.map(|code| json!({
             "status_code": code,
-            "request_id": Value::Null,
+            "request_id": result.request_id,
             "body": body.unwrap_or(Value::Null),
         })),
         "error": match (&result.error, result.status_code) {
@@ -43,13 +44,17 @@ fn anthropic_line(custom_id: &str, result: &RequestResult, body: Option<Value>) 
         Some(error) => match error.code.as_str() {
             "batch_expired" => json!({"type": "expired"}),
             "batch_cancelled" => json!({"type": "canceled"}),
-            _ => json!({
-                "type": "errored",
-                "error": {
+            _ => {
+                let mut error_body = json!({
                     "type": "error",
                     "error": {"type": anthropic_error_type(error, result.status_code), "message": error.message},
-                },
-            }),
+                });
+                // Anthropic's request id of an errored result, when it gave one.
+                if let Some(id) = &result.request_id {
+                    error_body["request_id"] = json!(id);
+                }
+                json!({"type": "errored", "error": error_body})
+            }
         },
     };
     json!({"custom_id": custom_id, "result": outcome})
@@ -120,6 +125,15 @@ mod tests {
     }
 
     fn result(req: &Request, status_code: Option<u16>, error: Option<(&str, &str)>) -> RequestResult {
+        with_request_id(req, status_code, error, None)
+    }
+
+    fn with_request_id(
+        req: &Request,
+        status_code: Option<u16>,
+        error: Option<(&str, &str)>,
+        request_id: Option<&str>,
+    ) -> RequestResult {
         RequestResult {
             key: req.key.clone(),
             job_id: JobId::generate(),
@@ -134,6 +148,7 @@ mod tests {
             batch_cost: None,
             realtime_cost: None,
             recorded_at: Timestamp::from_millis(0),
+            request_id: request_id.map(str::to_owned),
         }
     }
 
@@ -226,5 +241,33 @@ mod tests {
         assert_eq!(line["response"], Value::Null);
         assert_eq!(line["error"], json!({"code": "batch_expired", "message": "expired"}));
         assert!(line.get("result").is_none());
+    }
+
+    #[test]
+    fn the_providers_request_id_is_written_back_and_null_only_when_it_gave_none() {
+        let req = request("/v1/chat/completions", RequestStatus::Completed);
+        let body = json!({"id": "chatcmpl-1"});
+        let line = export_line(
+            &req,
+            &with_request_id(&req, Some(200), None, Some("req_0123abcd")),
+            Some(body.clone()),
+        );
+        assert_eq!(line["response"]["request_id"], "req_0123abcd");
+        let line = export_line(&req, &result(&req, Some(200), None), Some(body));
+        assert_eq!(line["response"]["request_id"], Value::Null);
+
+        let req = request("/v1/messages", RequestStatus::Failed);
+        let line = export_line(
+            &req,
+            &with_request_id(
+                &req,
+                Some(529),
+                Some(("overloaded_error", "Overloaded")),
+                Some("req_01ab"),
+            ),
+            None,
+        );
+        assert_eq!(line["result"]["error"]["request_id"], "req_01ab");
+        assert_eq!(line["result"]["error"]["error"]["type"], "overloaded_error");
     }
 }

@@ -1,6 +1,7 @@
 //! `batchq wait` and `batchq results`: waiting for the queue to drain, and
 //! downloading the answers.
 
+use crate::exit::Exit;
 use crate::output::{emit, progress_allowed, text};
 use crate::Failure;
 use batchq_core::api::ApiRequest;
@@ -78,18 +79,21 @@ pub async fn wait(ctx: &Ctx, timeout: Duration) -> Result<(), Failure> {
                     n("failed"),
                     n("cancelled")
                 )
-            });
+            })?;
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            return Err(format!(
-                "timed out after {}s: {} still queued, {} in flight, {} jobs open",
-                timeout.as_secs(),
-                n("queued"),
-                n("claimed"),
-                open_jobs
-            )
-            .into());
+            return Err(Failure::new(
+                Exit::TimedOut,
+                format!(
+                    "timed out after {}s: {} still queued, {} in flight, {} jobs open (wait longer with \
+                     --timeout, e.g. --timeout 2h; `batchq stats` shows the queue)",
+                    timeout.as_secs(),
+                    n("queued"),
+                    n("claimed"),
+                    open_jobs
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -103,7 +107,12 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
             let mut ids = Vec::new();
             let mut cursor = None;
             loop {
-                let page = app.ports.jobs.list_jobs(None, cursor, 100).await?;
+                let page = app
+                    .ports
+                    .jobs
+                    .list_jobs(None, cursor, 100)
+                    .await
+                    .map_err(|e| ctx.store_failure(e))?;
                 ids.extend(page.items.into_iter().map(|j| j.id));
                 match page.next {
                     Some(n) => cursor = Some(n),
@@ -122,17 +131,33 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
         )),
         None => Box::new(tokio::io::BufWriter::new(tokio::io::stdout())),
     };
+    // A closed stdout (`batchq results | head -1`) ends the export quietly.
+    let write_failed = |e: std::io::Error| match out {
+        Some(p) => Failure::from(format!("{}: {e}", p.display())),
+        None => crate::output::stdout_error(e),
+    };
     let mut written = 0u64;
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     for job_id in &jobs {
         let mut cursor = None;
         loop {
-            let page = app.ports.requests.by_job(job_id, cursor, 500).await?;
+            let page = app
+                .ports
+                .requests
+                .by_job(job_id, cursor, 500)
+                .await
+                .map_err(|e| ctx.store_failure(e))?;
             for req in page.items {
                 if !matches!(req.status, RequestStatus::Completed | RequestStatus::Failed) {
                     continue;
                 }
-                let Some((req, Some(result))) = app.ports.requests.get_with_result(&req.key).await? else {
+                let Some((req, Some(result))) = app
+                    .ports
+                    .requests
+                    .get_with_result(&req.key)
+                    .await
+                    .map_err(|e| ctx.store_failure(e))?
+                else {
                     continue;
                 };
                 if &result.job_id != job_id {
@@ -145,7 +170,8 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
                             .ports
                             .objects
                             .get(key)
-                            .await?
+                            .await
+                            .map_err(|e| ctx.store_failure(e))?
                             .ok_or_else(|| format!("response object {key} is missing"))?;
                         Some(serde_json::from_slice::<Value>(&bytes)?)
                     }
@@ -153,8 +179,9 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
                 };
                 // The provider's own result line shape, with the caller's own custom_id.
                 let line = super::result_line::export_line(&req, &result, body);
-                sink.write_all(line.to_string().as_bytes()).await?;
-                sink.write_all(b"\n").await?;
+                let mut text = line.to_string();
+                text.push('\n');
+                sink.write_all(text.as_bytes()).await.map_err(write_failed)?;
                 written += 1;
                 *by_status.entry(req.status.as_str().to_owned()).or_default() += 1;
             }
@@ -164,14 +191,16 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
             }
         }
     }
-    sink.flush().await?;
+    sink.flush().await.map_err(write_failed)?;
     drop(sink);
     let v = json!({"written": written, "by_status": by_status, "jobs": jobs.len(),
                    "out": out.map(|p| p.display().to_string())});
     match out {
         Some(p) => emit(ctx.json, &v, || format!("wrote {written} results to {}", p.display())),
-        None if ctx.json => {} // stdout holds the JSONL itself
-        None => eprintln!("wrote {written} results"),
+        None if ctx.json => Ok(()), // stdout holds the JSONL itself
+        None => {
+            eprintln!("wrote {written} results");
+            Ok(())
+        }
     }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The pipeline's steps run by hand: init, submit, poll, ingest.
 
+use crate::exit::Exit;
 use crate::output::emit;
 use crate::Failure;
 use batchq_core::app::{AwsStores, Backend};
@@ -15,7 +16,7 @@ pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
             // Opening the app created the directory and its database.
             let dir = e.dir.path().display().to_string();
             let v = json!({"store": "embedded", "dir": dir});
-            emit(ctx.json, &v, || format!("ready: embedded store in {dir}"));
+            emit(ctx.json, &v, || format!("ready: embedded store in {dir}"))?;
             Ok(())
         }
         Backend::Aws(aws) => init_aws(ctx, aws).await,
@@ -24,7 +25,7 @@ pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
 
 async fn init_aws(ctx: &Ctx, aws: &AwsStores) -> Result<(), Failure> {
     let app = ctx.app()?;
-    aws.store.create_tables().await?;
+    aws.store.create_tables().await.map_err(|e| ctx.store_failure(e))?;
     let bucket = &app.config.bucket;
     let s3 = aws.objects.client();
     // us-east-1 answers 200 to creating a bucket one already owns, so ask first.
@@ -41,7 +42,13 @@ async fn init_aws(ctx: &Ctx, aws: &AwsStores) -> Result<(), Failure> {
                 false
             }
             Err(e) => {
-                return Err(format!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)).into())
+                let cause = format!("create bucket {bucket}: {}", batchq_core::error::chain(&e));
+                return Err(match e {
+                    aws_sdk_s3::error::SdkError::DispatchFailure(_) | aws_sdk_s3::error::SdkError::TimeoutError(_) => {
+                        ctx.storage_unavailable(Some(&cause))
+                    }
+                    _ => cause.into(),
+                });
             }
         }
     };
@@ -61,14 +68,9 @@ async fn init_aws(ctx: &Ctx, aws: &AwsStores) -> Result<(), Failure> {
             bucket,
             if created_bucket { "created" } else { "already there" }
         )
-    });
+    })?;
     Ok(())
 }
-
-/// Exit status of a step that ran but could not do all of its work: a
-/// submit or poll whose report lists errors (the same status as `enqueue`
-/// with rejected lines). 1 stays "the command failed".
-pub const EXIT_PARTIAL: u8 = 2;
 
 pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
     let report = ctx.submitter().await?.run(SubmitOptions { force }).await?;
@@ -99,7 +101,7 @@ pub async fn submit(ctx: &Ctx, force: bool) -> Result<(), Failure> {
             lines.push("nothing to submit".into());
         }
         lines.join("\n")
-    });
+    })?;
     match step_failure("submit", &report.errors, &report.abandoned) {
         Some(f) => Err(f),
         None => Ok(()),
@@ -150,7 +152,7 @@ pub async fn poll(ctx: &Ctx) -> Result<(), Failure> {
             lines.push(format!("{} open jobs checked, nothing changed", report.checked));
         }
         lines.join("\n")
-    });
+    })?;
     let errors: Vec<String> = report.errors.iter().chain(&ingest_errors).cloned().collect();
     match step_failure("poll", &errors, &[]) {
         Some(f) => Err(f),
@@ -194,10 +196,7 @@ pub(crate) fn step_failure(step: &str, errors: &[String], abandoned: &[String]) 
             format!("{step}: {what}; first: {first}")
         }
     };
-    Some(Failure {
-        message,
-        code: EXIT_PARTIAL,
-    })
+    Some(Failure::new(Exit::Partial, message))
 }
 
 pub async fn ingest(ctx: &Ctx, url: &str) -> Result<(), Failure> {
@@ -236,6 +235,6 @@ pub async fn ingest(ctx: &Ctx, url: &str) -> Result<(), Failure> {
             report.malformed,
             if report.closed { "; job done" } else { "" }
         )
-    });
+    })?;
     Ok(())
 }

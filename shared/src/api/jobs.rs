@@ -51,7 +51,7 @@ impl Api {
     ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let id = JobId::parse(raw_id)?;
-        let not_found = || ApiError::not_found(format!("no job with id {id:?}"));
+        let not_found = || ApiError::not_found(format!("no job with id {:?}", id.as_str()));
         let job = self.ports.jobs.get_job(&id).await?.ok_or_else(not_found)?;
         if !self.ports.jobs.job_has_tenant(&job, tenant).await? {
             return Err(not_found());

@@ -339,7 +339,7 @@ const PARALLEL_PARSE_MIN_LINES: usize = 64;
 type LineError = (Option<CustomId>, ApiError);
 
 fn unknown(custom_id: &CustomId) -> ApiError {
-    ApiError::not_found(format!("no request with custom_id {custom_id:?}"))
+    ApiError::not_found(format!("no request with custom_id {:?}", custom_id.as_str()))
 }
 
 fn conflict(existing: &Request) -> ApiError {

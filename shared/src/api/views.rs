@@ -211,6 +211,7 @@ mod tests {
             batch_cost: Some(Money::from_picodollars(750_000_000)),
             realtime_cost: Some(Money::from_picodollars(1_500_000_000)),
             recorded_at: Timestamp::from_millis(0),
+            request_id: None,
         };
         let v = result(&r, ResponseBody::Inline(json!({"id": "x"})));
         assert_eq!(

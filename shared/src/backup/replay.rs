@@ -236,6 +236,7 @@ mod tests {
             batch_cost: None,
             realtime_cost: None,
             recorded_at: Timestamp::from_millis(19),
+            request_id: None,
         }
     }
 

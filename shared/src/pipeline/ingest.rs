@@ -437,6 +437,7 @@ impl Ingester {
             batch_cost: None,
             realtime_cost: None,
             recorded_at: now,
+            request_id: line.request_id.clone(),
         };
         let mut model = job.model.as_str();
         match &line.outcome {

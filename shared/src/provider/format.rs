@@ -39,6 +39,10 @@ pub struct ResultLine {
     pub number: u64,
     pub key: RequestKey,
     pub outcome: Outcome,
+    /// The provider's id of the request that answered this line (OpenAI's
+    /// `response.request_id`, Anthropic's `request_id` of an errored
+    /// result), kept for support; `None` when the provider gave none.
+    pub request_id: Option<String>,
 }
 
 /// What a result line says of its request.

@@ -83,7 +83,7 @@ pub(crate) struct Transport {
 /// A key as a header value, kept out of logs.
 pub(crate) fn secret_header(value: &str) -> Result<HeaderValue, ProviderError> {
     let mut v = HeaderValue::from_str(value)
-        .map_err(|_| ProviderError::Key("the key contains characters not allowed in a header".into()))?;
+        .map_err(|_| ProviderError::Key("the provider key contains characters not allowed in a header".into()))?;
     v.set_sensitive(true);
     Ok(v)
 }

@@ -72,8 +72,9 @@ pub enum ProviderError {
     /// Reading the input from S3 failed.
     #[error(transparent)]
     Source(#[from] StoreError),
-    /// The provider key could not be loaded.
-    #[error("provider key: {0}")]
+    /// The provider key could not be loaded (the message says which key
+    /// and what to set).
+    #[error("{0}")]
     Key(String),
 }
 

@@ -40,7 +40,7 @@ impl S3Store {
 }
 
 fn sdk_err<E: std::error::Error + 'static>(op: &'static str, e: aws_sdk_s3::error::SdkError<E>) -> StoreError {
-    StoreError::backend(op, aws_sdk_s3::error::DisplayErrorContext(e))
+    StoreError::backend(op, crate::error::chain(&e))
 }
 
 /// Turns the SDK's body into a stream of chunks.

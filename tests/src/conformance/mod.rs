@@ -206,6 +206,7 @@ pub(crate) fn result(req: &Request, job: &JobId, text: &str, at: Timestamp) -> R
         batch_cost: Some(batchq_core::money::Money::from_picodollars(1_500)),
         realtime_cost: Some(batchq_core::money::Money::from_picodollars(3_000)),
         recorded_at: at,
+        request_id: None,
     }
 }
 

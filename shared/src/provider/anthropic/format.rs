@@ -110,6 +110,9 @@ struct WireError {
     message: Option<String>,
     #[serde(default)]
     error: Option<Box<WireError>>,
+    /// Anthropic's id of the request, next to the inner error.
+    #[serde(default)]
+    request_id: Option<String>,
 }
 
 /// The HTTP status Anthropic answers with for an error type, and whether a
@@ -130,15 +133,17 @@ fn error_class(kind: &str) -> (Option<u16>, bool) {
     }
 }
 
-fn errored(raw: Option<&RawValue>) -> Outcome {
+/// An `errored` result's outcome and Anthropic's request id, when given.
+fn errored(raw: Option<&RawValue>) -> (Outcome, Option<String>) {
     let mut wire: WireError = raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or_default();
+    let request_id = wire.request_id.take().filter(|id| !id.is_empty());
     let inner = match wire.error.take() {
         Some(inner) => *inner,
         None => wire,
     };
     let code = inner.kind.unwrap_or_else(|| "unknown".to_owned());
     let (status_code, retryable) = error_class(&code);
-    Outcome::Error {
+    let outcome = Outcome::Error {
         error: RequestError {
             message: inner.message.unwrap_or_default(),
             code,
@@ -146,7 +151,8 @@ fn errored(raw: Option<&RawValue>) -> Outcome {
         },
         body: raw.map(|r| r.get().to_owned()),
         retryable,
-    }
+    };
+    (outcome, request_id)
 }
 
 /// A request the batch never ran: retryable, coded as OpenAI's error file
@@ -170,6 +176,7 @@ pub fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine
     let custom_id = wire.custom_id.ok_or(MalformedLine::NoCustomId)?;
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| MalformedLine::ForeignCustomId)?;
     let result = wire.result.ok_or(MalformedLine::NoOutcome)?;
+    let mut request_id = None;
     let outcome = match result.kind.as_deref() {
         Some("succeeded") => {
             let message = result.message.ok_or(MalformedLine::NoOutcome)?;
@@ -188,7 +195,11 @@ pub fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine
                 model: meta.model,
             }
         }
-        Some("errored") => errored(result.error),
+        Some("errored") => {
+            let (outcome, id) = errored(result.error);
+            request_id = id;
+            outcome
+        }
         Some("canceled") => not_run(
             "batch_cancelled",
             "The batch was cancelled before this request was processed.",
@@ -199,7 +210,12 @@ pub fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine
         ),
         _ => return Err(MalformedLine::NoOutcome),
     };
-    Ok(ResultLine { number, key, outcome })
+    Ok(ResultLine {
+        number,
+        key,
+        outcome,
+        request_id,
+    })
 }
 
 impl BatchFormat for AnthropicFormat {

@@ -219,3 +219,17 @@ fn an_over_long_line_is_known_by_the_custom_id_in_its_head() {
         .is_none());
     assert_eq!(AnthropicFormat.max_result_line_bytes(), MAX_RESULT_LINE_BYTES);
 }
+
+#[test]
+fn an_errored_lines_request_id_is_kept_and_a_succeeded_line_has_none() {
+    let errored = line(&format!(
+        r#"{{"custom_id":"{KEY}","result":{{"type":"errored","error":{{"type":"error","error":{{"type":"overloaded_error","message":"Overloaded"}},"request_id":"req_01abc"}}}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(errored.request_id.as_deref(), Some("req_01abc"));
+    let succeeded = line(&format!(
+        r#"{{"custom_id":"{KEY}","result":{{"type":"succeeded","message":{{"id":"msg_01","usage":{{"input_tokens":1,"output_tokens":1}}}}}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(succeeded.request_id, None);
+}

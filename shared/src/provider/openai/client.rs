@@ -54,15 +54,21 @@ impl std::fmt::Debug for OpenAiClient {
 pub async fn resolve_api_key(cfg: &ProviderConfig, sdk: &aws_config::SdkConfig) -> Result<String, ProviderError> {
     match &cfg.api_key {
         ApiKeySource::Literal(k) => Ok(k.clone()),
-        ApiKeySource::None => Err(ProviderError::Key(
-            "no provider key configured: set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN".into(),
-        )),
+        ApiKeySource::None => Err(ProviderError::Key(match cfg.kind {
+            ProviderKind::OpenAi => {
+                "no API key configured: set OPENAI_API_KEY or BATCHQ_OPENAI_API_KEY_SECRET_ARN".into()
+            }
+            kind => format!(
+                "no API key configured: set {} (or OPENAI_API_KEY), or BATCHQ_OPENAI_API_KEY_SECRET_ARN",
+                kind.default_key_env()
+            ),
+        })),
         ApiKeySource::SecretArn(arn) => {
             let client = aws_sdk_secretsmanager::Client::new(sdk);
             let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
                 ProviderError::Key(format!(
-                    "reading secret {arn}: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    "reading the key from secret {arn}: {}",
+                    crate::error::chain(&e)
                 ))
             })?;
             let raw = out

@@ -31,6 +31,8 @@ struct WireResponse<'a> {
     #[serde(default)]
     status_code: Option<u16>,
     #[serde(borrow, default)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     body: Option<&'a RawValue>,
 }
 
@@ -219,6 +221,11 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
     let custom_id = wire.custom_id.ok_or(MalformedLine::NoCustomId)?;
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| MalformedLine::ForeignCustomId)?;
     let response = wire.response.filter(|r| r.status_code.is_some());
+    let request_id = response
+        .as_ref()
+        .and_then(|r| r.request_id.as_deref())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
     let outcome = match (response, wire.error) {
         (Some(resp), _) => {
             let status_code = resp.status_code.unwrap_or(0);
@@ -268,7 +275,12 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
         }
         (None, None) => return Err(MalformedLine::NoOutcome),
     };
-    Ok(ResultLine { number, key, outcome })
+    Ok(ResultLine {
+        number,
+        key,
+        outcome,
+        request_id,
+    })
 }
 
 /// A result line over [`MAX_RESULT_LINE_BYTES`], from its first bytes: the
@@ -311,6 +323,7 @@ pub fn too_long_line(number: u64, bytes: u64, head: &[u8]) -> Option<ResultLine>
             body: None,
             retryable: false,
         },
+        request_id: None,
     })
 }
 

@@ -194,3 +194,25 @@ fn the_endpoint_decides_whether_a_missing_output_count_is_unknown_or_zero() {
         None
     );
 }
+
+#[test]
+fn the_providers_request_id_is_read_from_the_response_and_absent_without_one() {
+    let with = |response: &str| {
+        line(&format!(
+            r#"{{"id":"b1","custom_id":"{KEY}","response":{response},"error":null}}"#
+        ))
+        .unwrap()
+        .request_id
+    };
+    assert_eq!(
+        with(r#"{"status_code":200,"request_id":"req_abc123","body":{}}"#).as_deref(),
+        Some("req_abc123")
+    );
+    assert_eq!(
+        with(r#"{"status_code":429,"request_id":"req_def","body":{"error":{"message":"slow down"}}}"#).as_deref(),
+        Some("req_def")
+    );
+    assert_eq!(with(r#"{"status_code":200,"body":{}}"#), None);
+    assert_eq!(with(r#"{"status_code":200,"request_id":"","body":{}}"#), None);
+    assert_eq!(with(r#"{"status_code":200,"request_id":null,"body":{}}"#), None);
+}

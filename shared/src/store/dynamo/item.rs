@@ -97,8 +97,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(super) fn err_msg<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+pub(super) fn err_msg<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(e: SdkError<E, R>) -> String {
+    crate::error::chain(&e)
 }
 
 /// Epoch seconds (DynamoDB TTL's unit) `retention` after `at`.

@@ -155,6 +155,9 @@ pub(super) fn result_to_item(res: &RequestResult) -> Item {
     if let Some(c) = res.realtime_cost {
         item.insert("realtime_cost".into(), n(c.picodollars()));
     }
+    if let Some(id) = &res.request_id {
+        item.insert("request_id".into(), s(id));
+    }
     item
 }
 
@@ -170,5 +173,6 @@ pub(super) fn result_from_item(item: &Item) -> Result<RequestResult, StoreError>
         batch_cost: r.opt_n::<i128>("batch_cost")?.map(Money::from_picodollars),
         realtime_cost: r.opt_n::<i128>("realtime_cost")?.map(Money::from_picodollars),
         recorded_at: Timestamp::from_millis(r.req_n("recorded_at")?),
+        request_id: r.opt_s("request_id")?.map(str::to_owned),
     })
 }

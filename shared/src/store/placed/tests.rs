@@ -213,6 +213,7 @@ async fn a_large_response_reaches_the_rows_as_an_object_and_a_finished_requests_
         batch_cost: None,
         realtime_cost: None,
         recorded_at: now(),
+        request_id: None,
     };
     let finish = RequestUpdate::finish(&claimed, &job, RequestStatus::Completed, result, now());
     assert_eq!(store.apply(finish).await.unwrap(), Applied::Now);

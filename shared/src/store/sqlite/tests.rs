@@ -165,6 +165,7 @@ async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_res
         batch_cost: None,
         realtime_cost: None,
         recorded_at: ts(2),
+        request_id: None,
     };
     store
         .apply(RequestUpdate::finish(
