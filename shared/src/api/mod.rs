@@ -53,7 +53,7 @@ pub const MAX_BULK_LINES: usize = 10_000;
 /// How long a presigned result URL stays valid.
 pub const RESULT_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// Lines handed to one `RequestStore::insert` call during a bulk enqueue.
-pub const INSERT_CHUNK: usize = 250;
+pub const INSERT_CHUNK: usize = 1000;
 /// `GET /v1/jobs` page size: default and maximum.
 pub const JOBS_PAGE_DEFAULT: u32 = 50;
 pub const JOBS_PAGE_MAX: u32 = 200;

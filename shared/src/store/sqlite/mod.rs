@@ -201,10 +201,10 @@ impl SqliteStore {
             let op = "purge_expired";
             let terminal = schema::terminal_list();
             let mut n = 0u64;
-            for table in ["bodies", "results"] {
+            for (table, column, of_request) in [("bodies", "request_row", "rowid"), ("results", "key", "key")] {
                 tx.execute(
                     &format!(
-                        "DELETE FROM {table} WHERE key IN (SELECT key FROM requests \
+                        "DELETE FROM {table} WHERE {column} IN (SELECT {of_request} FROM requests \
                          WHERE expires_at <= ?1 AND status IN ({terminal}))"
                     ),
                     [now],
@@ -239,7 +239,11 @@ impl SqliteStore {
             let mut out = BTreeMap::new();
             let queries: [(&str, &str); 9] = [
                 ("request", "SELECT key, 'state', row FROM requests"),
-                ("request", "SELECT key, 'body', kind || ' ' || payload FROM bodies"),
+                (
+                    "request",
+                    "SELECT r.key, 'body', b.kind || ' ' || b.payload FROM bodies b \
+                     JOIN requests r ON r.rowid = b.request_row",
+                ),
                 ("request", "SELECT key, 'result', row FROM results"),
                 ("counter|tenant", "SELECT tenant, counter, n FROM tenant_counts"),
                 ("counter|queue", "SELECT queue, '', n FROM queue_counts"),

@@ -142,7 +142,7 @@ impl RequestRows for SqliteStore {
                 )
                 .map_err(db(op))?;
             let mut body = tx
-                .prepare_cached("INSERT OR REPLACE INTO bodies (key, kind, payload) VALUES (?1, ?2, ?3)")
+                .prepare_cached("INSERT OR REPLACE INTO bodies (request_row, kind, payload) VALUES (?1, ?2, ?3)")
                 .map_err(db(op))?;
             for QueuedRow {
                 state: row,
@@ -171,9 +171,10 @@ impl RequestRows for SqliteStore {
                     out.push(RowInsert::Exists(Box::new(existing)));
                     continue;
                 }
+                let request_row = tx.last_insert_rowid();
                 match &payload {
-                    Payload::Inline(json) => body.execute(params![row.key.as_str(), BODY_INLINE, json]),
-                    other => body.execute(params![row.key.as_str(), BODY_PAYLOAD_JSON, to_json("body", other)?]),
+                    Payload::Inline(json) => body.execute(params![request_row, BODY_INLINE, json]),
+                    other => body.execute(params![request_row, BODY_PAYLOAD_JSON, to_json("body", other)?]),
                 }
                 .map_err(db(op))?;
                 deltas.add(counters::for_insert(&row));
@@ -228,7 +229,10 @@ impl RequestRows for SqliteStore {
         self.tx("bodies", false, move |tx| {
             let op = "bodies";
             let mut stmt = tx
-                .prepare_cached("SELECT kind, payload FROM bodies WHERE key = ?1")
+                .prepare_cached(
+                    "SELECT b.kind, b.payload FROM requests r JOIN bodies b ON b.request_row = r.rowid \
+                     WHERE r.key = ?1",
+                )
                 .map_err(db(op))?;
             let mut out = HashMap::with_capacity(keys.len());
             for k in keys {

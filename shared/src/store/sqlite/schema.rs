@@ -110,14 +110,31 @@ CREATE TABLE savings_sources (
 ) WITHOUT ROWID;
 "#;
 
-/// Version 2: a body row says how its `payload` is written. `kind` 0 (every
-/// version-1 row): the [`Payload`](crate::request::Payload) as JSON, as the
-/// other tables keep their values. `kind` 1: the inline body's JSON itself,
-/// not wrapped in a JSON string (escaping every quote of a 4 KB body, and
-/// unescaping it to read it back, was a twentieth of a bulk enqueue's time).
-/// Adding a column with a constant default rewrites no row.
+/// Version 2: bodies are keyed by their request's row, not by the request
+/// key, and say how their `payload` is written.
+///
+/// - `request_row` is the `rowid` of the request in `requests`: a body is
+///   appended at the end of its table, and no second index of random hash
+///   keys has to be kept. Such an index dirtied a page per body at a random
+///   place, so each commit of a bulk insert rewrote most of that index into
+///   the WAL: more bytes than the bodies themselves.
+/// - `kind` 1: `payload` is the inline body's JSON itself, not wrapped in a
+///   JSON string (escaping every quote of a 4 KB body and unescaping it to
+///   read it back was a twentieth of a bulk enqueue's time). `kind` 0: the
+///   [`Payload`](crate::request::Payload) as JSON (every row a version-1
+///   database had, and bodies kept as objects).
+///
+/// Upgrading a version-1 database copies its bodies once.
 const SCHEMA_V2: &str = r#"
-ALTER TABLE bodies ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE bodies_v2 (
+    request_row INTEGER PRIMARY KEY,
+    kind        INTEGER NOT NULL,
+    payload     TEXT NOT NULL
+);
+INSERT INTO bodies_v2 (request_row, kind, payload)
+    SELECT r.rowid, 0, b.payload FROM bodies b JOIN requests r ON r.key = b.key;
+DROP TABLE bodies;
+ALTER TABLE bodies_v2 RENAME TO bodies;
 "#;
 
 /// `bodies.kind`: `payload` is the `Payload` as JSON.

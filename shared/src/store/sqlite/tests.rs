@@ -250,6 +250,12 @@ async fn a_version_1_database_is_upgraded_and_its_json_wrapped_bodies_still_read
         conn.execute_batch(schema::SCHEMA_V1).unwrap();
         conn.execute_batch("PRAGMA user_version = 1").unwrap();
         let payload = serde_json::to_string(&crate::request::Payload::Inline(old.body_json.clone())).unwrap();
+        let row = serde_json::to_string(&crate::transition::queued(&old, ts(0))).unwrap();
+        conn.execute(
+            "INSERT INTO requests (key, tenant, status, row) VALUES (?1, 'acme', 'queued', ?2)",
+            rusqlite::params![old.key.as_str(), row],
+        )
+        .unwrap();
         conn.execute(
             "INSERT INTO bodies (key, payload) VALUES (?1, ?2)",
             rusqlite::params![old.key.as_str(), payload],
@@ -270,9 +276,11 @@ async fn a_version_1_database_is_upgraded_and_its_json_wrapped_bodies_still_read
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     // The new body is stored as itself, not as a JSON string.
     let raw: String = conn
-        .query_row("SELECT payload FROM bodies WHERE key = ?1", [new.key.as_str()], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT b.payload FROM bodies b JOIN requests r ON r.rowid = b.request_row WHERE r.key = ?1",
+            [new.key.as_str()],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(
         (version, raw.as_str()),
