@@ -311,14 +311,20 @@ pub struct BulkLine<'a> {
 /// Splits a JSONL body on `\n` (a trailing `\r` is dropped); blank lines are
 /// skipped but still counted, so numbers match the caller's file.
 pub fn bulk_lines(body: &[u8]) -> Vec<BulkLine<'_>> {
-    body.split(|b| *b == b'\n')
-        .enumerate()
-        .map(|(i, line)| BulkLine {
-            number: i + 1,
-            bytes: line.strip_suffix(b"\r").unwrap_or(line),
-        })
-        .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
-        .collect()
+    let mut out = Vec::new();
+    let mut start = 0;
+    // memchr finds the line ends a word at a time; a byte-at-a-time split
+    // was a few percent of a bulk enqueue.
+    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    for (i, end) in ends.enumerate() {
+        let line = &body[start..end];
+        start = end + 1;
+        let bytes = line.strip_suffix(b"\r").unwrap_or(line);
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            out.push(BulkLine { number: i + 1, bytes });
+        }
+    }
+    out
 }
 
 fn missing(field: &str, what: &str) -> ApiError {
