@@ -1,5 +1,5 @@
 //! The exit statuses of `batchq`, in one place: `--help` prints this table,
-//! docs/cli.md documents it, and `cli/tests/exit_codes.rs` pins each one.
+//! docs/cli.md documents it, and `cli/tests/contract.rs` (`exit_statuses_are_the_ones_help_lists`) pins each one.
 
 /// Why `batchq` exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,10 @@ pub const CLI_VARS: [(&str, &str); 4] = [
         "BATCHQ_API_KEY",
         "with --api: the bearer token sent (a `batchq serve` key from its BATCHQ_API_KEYS, or a JWT)",
     ),
-    ("NO_COLOR", "set: no colour in progress bars and logs"),
+    (
+        "NO_COLOR",
+        "set and non-empty: log lines never coloured (otherwise coloured only when stderr is a terminal)",
+    ),
 ];
 
 /// Where the state lives: every command that opens the store.
