@@ -21,6 +21,12 @@ pub(super) const BACKSTOP_PAGES: u32 = 16_384;
 /// How long the thread waits for a commit before checkpointing anyway.
 const IDLE: Duration = Duration::from_secs(1);
 
+/// The shortest time between two checkpoints. Each one syncs the database
+/// file; after every small commit (one enqueue each) that doubled the
+/// syncs, while a checkpoint that waits a moment copies a page written by
+/// several commits once.
+const MIN_GAP: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct Signal {
     /// Commits since the last checkpoint started.
@@ -103,6 +109,15 @@ fn run(conn: Connection, signal: &(Mutex<Signal>, Condvar)) {
         }
         if stop {
             return;
+        }
+        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let until = std::time::Instant::now() + MIN_GAP;
+        while !s.stop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s = wake.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }

@@ -82,9 +82,11 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// SQLite's page cache (KiB): the default 2 MB spills to disk within one
-/// bulk insert of 1,000 requests' rows, bodies and index entries.
-const CACHE_KIB: u32 = 64 * 1024;
+/// SQLite's page cache (KiB), a bound on the writer's memory: it fills up
+/// to this over a long run (an ingest of a 200 MB result file held 64 MB of
+/// it). The default 2 MB spills to disk within one bulk insert of 1,000
+/// requests' rows, bodies and index entries (about 6 MB).
+const CACHE_KIB: u32 = 32 * 1024;
 
 /// Turns a rusqlite error into the port's backend error.
 pub(super) fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
