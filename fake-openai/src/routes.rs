@@ -185,11 +185,26 @@ pub(crate) async fn guard(State((shared, flavor)): State<(Arc<Shared>, Flavor)>,
         })
     };
     let resp = match injected {
-        Some(r) => r,
+        Some(r) => {
+            drain(req).await;
+            r
+        }
         None => next.run(req).await,
     };
     shared.inner.lock().expect("lock").log[slot].status = resp.status().as_u16();
     resp
+}
+
+/// Reads a request's body to its end before an injected or early error is
+/// answered, as the real API does (it answers once the upload is in).
+/// Answering first and closing the connection with the rest of an upload
+/// unread can reset the connection before the client reads the answer:
+/// the client then sees a broken connection, retries, and the fault a
+/// test injected is spent on an attempt nobody saw.
+pub(crate) async fn drain(req: Request) {
+    use futures::StreamExt;
+    let mut body = req.into_body().into_data_stream();
+    while let Some(Ok(_)) = body.next().await {}
 }
 
 pub(crate) fn api_router(shared: Arc<Shared>, flavor: Flavor) -> Router {

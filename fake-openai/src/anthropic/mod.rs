@@ -204,7 +204,10 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
         })
     });
     let resp = match injected {
-        Some(r) => r,
+        Some(r) => {
+            crate::routes::drain(req).await;
+            r
+        }
         None => next.run(req).await,
     };
     shared.inner.lock().expect("lock").log[slot].status = resp.status().as_u16();
