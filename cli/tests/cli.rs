@@ -2,7 +2,8 @@
 //! fake provider: enqueue → wait → results through `batchq serve`, the
 //! one-shot steps, and `--json` on every command.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -129,18 +130,7 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .expect("start batchq serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = match line.trim().strip_prefix("batchq serving ") {
-            Some(url) => url.to_owned(),
-            None => {
-                let v: Value = serde_json::from_str(line.trim())
-                    .unwrap_or_else(|e| panic!("first line is neither text nor JSON ({e}): {line:?}"));
-                v["serving"].as_str().expect("serving URL").to_owned()
-            }
-        };
+        let url = support::serving_url(&mut child);
         Self { child, url }
     }
 

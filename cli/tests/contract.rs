@@ -6,6 +6,8 @@
 //! one the command ends with; SIGTERM stops `serve` cleanly and `wait` like
 //! Ctrl-C; exports carry the provider's `request_id`.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -519,15 +521,7 @@ async fn sigterm_stops_serve_cleanly_and_leaves_no_temporary_files() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("batchq serving ")
-            .expect("serving line")
-            .to_owned();
+        let url = support::serving_url(&mut child);
         // Work flows through it while it runs.
         let file = env.write("in.jsonl", &jsonl(&[request("s-1", "one"), request("s-2", "two")]));
         env.ok(&["enqueue", file.to_str().unwrap(), "--api", &url]);

@@ -3,7 +3,8 @@
 //! emulator lose nothing; a server that forgets what it accepted is caught;
 //! anything but a loopback address is refused before a request is sent.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Child, Command, Output, Stdio};
 
 use axum::http::{Method, StatusCode};
@@ -76,15 +77,9 @@ async fn a_short_load_through_serve_loses_nothing_and_tenants_stay_apart() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let url = support::serving_url(&mut child);
     let _serve = Serve(child);
-    let api = line
-        .trim()
-        .strip_prefix("batchq serving ")
-        .expect("serve announces its URL");
+    let api = url.as_str();
 
     let out = tokio::task::block_in_place(|| {
         load(&[

@@ -3,7 +3,9 @@
 //! do) is plain text. The rule lives in `batchq_core::telemetry`, which the
 //! Lambda functions share.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
@@ -25,15 +27,8 @@ fn serve_logs_on_a_redirected_stderr_carry_no_colour_codes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("batchq serving http://")
-        .unwrap_or_else(|| panic!("no `batchq serving` line: {line:?}"))
-        .to_owned();
+    let url = support::serving_url(&mut child);
+    let addr = url.strip_prefix("http://").expect("an http URL").to_owned();
 
     // A call without a key: serve logs a warning for it.
     let mut conn = TcpStream::connect(&addr).unwrap();

@@ -153,7 +153,7 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
             )
             .await;
         // The API core logged the store's own error; this names the store.
-        if resp.status == 503 {
+        if store_unavailable(resp.status, &resp.body) {
             return Err(ctx.storage_unavailable(None));
         }
         // Refused as a whole (over quota, too large): no per-line outcomes.
@@ -181,7 +181,7 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
     // Anything else refuses the call as a whole (no key, a wrong key or
     // signature, over quota, too large, API Gateway's own answers such as
     // `{"message":"Forbidden"}`): nothing to report per line.
-    if status.as_u16() == 503 && v["error"]["code"] == "unavailable" {
+    if store_unavailable(status.as_u16(), &v) {
         return Err(ctx.storage_unavailable(Some(&format!("HTTP 503: {}", answer_message(&v, &bytes)))));
     }
     if !v["results"].is_array() {
@@ -192,6 +192,12 @@ pub(crate) async fn send_bulk(ctx: &Ctx, body: String) -> Result<Value, Failure>
         return Err(message.into());
     }
     Ok(v)
+}
+
+/// Whether an answer is batchq's own 503 (its store is down), not a
+/// gateway's or a proxy's.
+pub(crate) fn store_unavailable(status: u16, v: &Value) -> bool {
+    status == 503 && v["error"]["code"] == "unavailable"
 }
 
 /// The message of an error answer: the API's `error.message`, API Gateway's

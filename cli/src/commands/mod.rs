@@ -196,8 +196,7 @@ impl Ctx {
                 let status = resp.status().as_u16();
                 let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
                 let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                // batchq's own 503 (not a gateway's): the server's store is down.
-                if status == 503 && v["error"]["code"] == "unavailable" {
+                if enqueue::store_unavailable(status, &v) {
                     let message = enqueue::answer_message(&v, &bytes);
                     return Err(self.storage_unavailable(Some(&format!("HTTP 503: {message}"))));
                 }

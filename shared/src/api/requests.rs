@@ -290,8 +290,7 @@ impl Api {
     /// bulk enqueue's own time, and nothing else runs during it.
     fn parse_bulk_lines(&self, tenant: &TenantId, lines: &[parse::BulkLine<'_>]) -> Vec<Result<NewRequest, LineError>> {
         let one = |line: &parse::BulkLine<'_>| self.parse_bulk_line(tenant, line);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cores < 2 || lines.len() < PARALLEL_PARSE_MIN_LINES {
+        if cores() < 2 || lines.len() < PARALLEL_PARSE_MIN_LINES {
             return lines.iter().map(one).collect();
         }
         let (first, second) = lines.split_at(lines.len() / 2);
@@ -330,6 +329,13 @@ impl Api {
         )
         .routed_to(provider))
     }
+}
+
+/// The cores this process may use, asked once: the answer reads the
+/// cgroup's files on Linux, too much to repeat on every bulk call.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A bulk body with fewer lines is parsed on the calling thread alone.

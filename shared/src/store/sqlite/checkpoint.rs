@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::store::dir_lock::DataDirError;
+
 /// Pages the writer's own (automatic) checkpoint waits for: a backstop
 /// for when the checkpoint thread falls behind, about 64 MB of WAL.
 pub(super) const BACKSTOP_PAGES: u32 = 16_384;
@@ -46,16 +48,21 @@ impl Checkpointer {
     /// Starts the thread on its own connection to `path` (opened with the
     /// writer's `synchronous` setting, which decides whether a checkpoint
     /// syncs the database file).
-    pub(super) fn start(path: &Path, synchronous: &str) -> rusqlite::Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(&format!("PRAGMA synchronous={synchronous};"))?;
+    pub(super) fn start(path: &Path, synchronous: &str) -> Result<Self, DataDirError> {
+        let fail = |message: String| DataDirError::Database {
+            path: path.to_owned(),
+            message,
+        };
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .and_then(|()| conn.execute_batch(&format!("PRAGMA synchronous={synchronous};")))
+            .map_err(|e| fail(e.to_string()))?;
         let signal: Arc<(Mutex<Signal>, Condvar)> = Arc::default();
         let theirs = signal.clone();
         let thread = std::thread::Builder::new()
             .name("batchq-checkpoint".into())
             .spawn(move || run(conn, &theirs))
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            .map_err(|e| fail(format!("cannot start the WAL checkpoint thread: {e}")))?;
         Ok(Self {
             signal,
             thread: Some(thread),

@@ -134,7 +134,7 @@ impl SqliteStore {
         .map_err(fail)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
-        let checkpointer = checkpoint::Checkpointer::start(path, sync).map_err(fail)?;
+        let checkpointer = checkpoint::Checkpointer::start(path, sync)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
