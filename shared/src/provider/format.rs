@@ -5,7 +5,11 @@
 //! in one place (`provider/openai/` for OpenAI and Azure OpenAI); the
 //! pipeline asks the provider's format and knows no wire shape.
 
+use std::fmt;
+
 use bytes::Bytes;
+use serde::de::{self, Visitor};
+use serde::Deserializer;
 use thiserror::Error;
 
 use crate::ids::RequestKey;
@@ -106,4 +110,51 @@ pub trait BatchFormat: Send + Sync {
     /// would be answered and billed alike). `None` when the head names no
     /// request.
     fn read_too_long_line(&self, number: u64, bytes: u64, head: &Bytes) -> Option<ResultLine>;
+}
+
+/// A provider's request id, for `#[serde(deserialize_with)]`: kept when it is
+/// a string, dropped when it is anything else. It only helps a support
+/// ticket, so an odd one must not cost the caller their result.
+pub(crate) fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct StringOrNone;
+    impl<'de> Visitor<'de> for StringOrNone {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            de::IgnoredAny.visit_seq(seq).map(|_| None)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            de::IgnoredAny.visit_map(map).map(|_| None)
+        }
+    }
+    d.deserialize_any(StringOrNone)
 }

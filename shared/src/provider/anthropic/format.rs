@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::ids::RequestKey;
-use crate::provider::format::{BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
+use crate::provider::format::{string_or_none, BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
 use crate::provider::openai::limits::MAX_RESULT_LINE_BYTES;
 use crate::provider::openai::output::too_long_line;
 use crate::provider::openai::usage::MAX_USAGE_TOKENS;
@@ -111,7 +111,7 @@ struct WireError {
     #[serde(default)]
     error: Option<Box<WireError>>,
     /// Anthropic's id of the request, next to the inner error.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_none")]
     request_id: Option<String>,
 }
 

@@ -233,3 +233,20 @@ fn an_errored_lines_request_id_is_kept_and_a_succeeded_line_has_none() {
     .unwrap();
     assert_eq!(succeeded.request_id, None);
 }
+
+#[test]
+fn an_errored_line_with_a_request_id_that_is_not_a_string_keeps_its_error() {
+    let errored = line(&format!(
+        r#"{{"custom_id":"{KEY}","result":{{"type":"errored","error":{{"type":"error","error":{{"type":"overloaded_error","message":"Overloaded"}},"request_id":7}}}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(errored.request_id, None);
+    match errored.outcome {
+        Outcome::Error { error, retryable, .. } => {
+            assert_eq!(error.code, "overloaded_error");
+            assert_eq!(error.message, "Overloaded");
+            assert!(retryable);
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::limits::MAX_RESULT_LINE_BYTES;
 use super::usage::{WireUsage, MAX_USAGE_TOKENS};
 use crate::ids::RequestKey;
-use crate::provider::format::{MalformedLine, Outcome, ResultLine};
+use crate::provider::format::{string_or_none, MalformedLine, Outcome, ResultLine};
 use crate::request::{Endpoint, RequestError, Usage};
 
 #[derive(Deserialize)]
@@ -30,8 +30,11 @@ struct WireLine<'a> {
 struct WireResponse<'a> {
     #[serde(default)]
     status_code: Option<u16>,
-    #[serde(borrow, default)]
-    request_id: Option<Cow<'a, str>>,
+    /// Support's handle on the answer, kept when it is a string. Any other
+    /// type is dropped, not a reason to refuse the line: the result is the
+    /// caller's, this id only helps a support ticket.
+    #[serde(default, deserialize_with = "string_or_none")]
+    request_id: Option<String>,
     #[serde(borrow, default)]
     body: Option<&'a RawValue>,
 }
@@ -223,9 +226,8 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
     let response = wire.response.filter(|r| r.status_code.is_some());
     let request_id = response
         .as_ref()
-        .and_then(|r| r.request_id.as_deref())
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned);
+        .and_then(|r| r.request_id.clone())
+        .filter(|id| !id.is_empty());
     let outcome = match (response, wire.error) {
         (Some(resp), _) => {
             let status_code = resp.status_code.unwrap_or(0);

@@ -215,4 +215,7 @@ fn the_providers_request_id_is_read_from_the_response_and_absent_without_one() {
     assert_eq!(with(r#"{"status_code":200,"body":{}}"#), None);
     assert_eq!(with(r#"{"status_code":200,"request_id":"","body":{}}"#), None);
     assert_eq!(with(r#"{"status_code":200,"request_id":null,"body":{}}"#), None);
+    // A request id of another type is dropped; the result still counts.
+    assert_eq!(with(r#"{"status_code":200,"request_id":false,"body":{}}"#), None);
+    assert_eq!(with(r#"{"status_code":200,"request_id":{"a":1},"body":{}}"#), None);
 }
