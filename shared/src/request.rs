@@ -242,6 +242,14 @@ impl NewRequest {
     pub fn body_bytes(&self) -> u64 {
         self.body_json.len() as u64
     }
+
+    /// Whether `stored` is this request sent again (an idempotent retry)
+    /// rather than another request under the same custom id: the same
+    /// content and the same provider. The same body routed to another
+    /// provider is a conflict: the caller asked for something else.
+    pub fn is_repeat_of(&self, stored: &Request) -> bool {
+        stored.content_hash == self.content_hash && stored.provider == self.provider
+    }
 }
 
 /// What enqueueing one request did.

@@ -257,7 +257,7 @@ async fn check(ports: &Ports, dir: &Path, manifest: &Manifest, cycle: &JobId) ->
             let stored = ports.requests.get_many(&keys).await?;
             for r in chunk.drain(..) {
                 if let Some(s) = stored.get(&r.key) {
-                    if s.content_hash != r.content_hash {
+                    if s.content_hash != r.content_hash || s.provider != r.provider {
                         conflicts += 1;
                         first.get_or_insert_with(|| format!("tenant {} custom id {}", r.tenant, r.custom_id));
                     }

@@ -147,7 +147,7 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
         let written = self.rows.insert_rows(rows).await?;
 
         let judge = |r: &NewRequest, stored: Request| {
-            if stored.content_hash == r.content_hash {
+            if r.is_repeat_of(&stored) {
                 InsertOutcome::Existing(stored)
             } else {
                 InsertOutcome::Conflict(stored)

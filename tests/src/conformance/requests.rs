@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use batchq_core::ids::{JobId, RequestKey};
+use batchq_core::ids::{JobId, ProviderName, RequestKey};
 use batchq_core::keys;
 use batchq_core::request::{InsertOutcome, RequestStatus};
 use batchq_core::store::StoreError;
@@ -63,6 +63,20 @@ pub async fn insert_of_a_conflicting_body_returns_the_stored_request_and_keeps_i
         .unwrap();
     match &out[0] {
         InsertOutcome::Conflict(r) => assert_eq!(r.content_hash, first.content_hash),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    let bodies = s.requests.bodies(std::slice::from_ref(&first.key)).await.unwrap();
+    assert!(bodies[&first.key].contains("\"hi\""), "the accepted body stays");
+    assert_eq!(count(&s, "acme", RequestStatus::Queued).await, 1);
+}
+
+pub async fn insert_of_the_same_body_for_another_provider_is_a_conflict(s: StoreUnderTest) {
+    let first = insert_one(&s, new_request("acme", "r-1", "gpt-4o-mini", "hi"), ts(0)).await;
+    let elsewhere = new_request("acme", "r-1", "gpt-4o-mini", "hi").routed_to(ProviderName::parse("azure").unwrap());
+    assert_eq!(elsewhere.content_hash, first.content_hash);
+    let out = s.requests.insert(vec![elsewhere], ts(5)).await.unwrap();
+    match &out[0] {
+        InsertOutcome::Conflict(r) => assert_eq!(r.provider, first.provider),
         other => panic!("expected Conflict, got {other:?}"),
     }
     let bodies = s.requests.bodies(std::slice::from_ref(&first.key)).await.unwrap();
