@@ -180,6 +180,9 @@ pub struct NewRequest {
     pub custom_id: CustomId,
     /// The provider instance the request is routed to.
     pub provider: ProviderName,
+    /// Whether the caller named `provider` (rather than the routes choosing
+    /// it): only then does another provider make a repost a conflict.
+    pub provider_named: bool,
     pub endpoint: Endpoint,
     pub model: ModelName,
     /// The `body` object, serialized once (compact, keys sorted).
@@ -217,6 +220,7 @@ impl NewRequest {
             tenant,
             custom_id,
             provider: ProviderName::default_name(),
+            provider_named: false,
             endpoint,
             model,
             body_json,
@@ -225,9 +229,17 @@ impl NewRequest {
         }
     }
 
-    /// The same request routed to `provider`.
+    /// The same request routed to `provider` by the routes.
     pub fn routed_to(mut self, provider: ProviderName) -> Self {
         self.provider = provider;
+        self.provider_named = false;
+        self
+    }
+
+    /// The same request sent to `provider` because the caller named it.
+    pub fn sent_to(mut self, provider: ProviderName) -> Self {
+        self.provider = provider;
+        self.provider_named = true;
         self
     }
 
@@ -245,10 +257,12 @@ impl NewRequest {
 
     /// Whether `stored` is this request sent again (an idempotent retry)
     /// rather than another request under the same custom id: the same
-    /// content and the same provider. The same body routed to another
-    /// provider is a conflict: the caller asked for something else.
+    /// content and, when the caller named a provider, that provider. The
+    /// same body named for another provider is a conflict (the caller asked
+    /// for something else); a retry the routes now place elsewhere is not
+    /// (the caller sent the same thing; the operator changed the routes).
     pub fn is_repeat_of(&self, stored: &Request) -> bool {
-        stored.content_hash == self.content_hash && stored.provider == self.provider
+        stored.content_hash == self.content_hash && (!self.provider_named || stored.provider == self.provider)
     }
 }
 

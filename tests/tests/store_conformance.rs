@@ -54,7 +54,7 @@ conformance!(
     insert_creates_a_queued_request_and_counts_it,
     insert_of_the_same_body_again_returns_the_existing_request_and_counts_nothing,
     insert_of_a_conflicting_body_returns_the_stored_request_and_keeps_its_body,
-    insert_of_the_same_body_for_another_provider_is_a_conflict,
+    insert_of_the_same_body_routed_elsewhere_is_a_repeat_but_named_for_another_provider_a_conflict,
     insert_judges_a_key_repeated_in_one_call_against_its_first_occurrence,
     get_and_get_many_read_known_requests_and_leave_out_unknown_ones,
     get_with_result_reads_the_result_once_one_is_stored,

@@ -319,15 +319,20 @@ impl Api {
             .route(line.endpoint, &line.model, line.provider.as_deref())?
             .name
             .clone();
-        Ok(NewRequest::weighed(
+        let named = line.provider.is_some();
+        let new = NewRequest::weighed(
             tenant.clone(),
             line.custom_id,
             line.endpoint,
             line.model,
             line.body_json,
             line.weight,
-        )
-        .routed_to(provider))
+        );
+        Ok(if named {
+            new.sent_to(provider)
+        } else {
+            new.routed_to(provider)
+        })
     }
 }
 

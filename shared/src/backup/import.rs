@@ -161,7 +161,7 @@ pub fn rebuild(rec: &RequestRecord) -> Result<NewRequest, String> {
                 r.model.clone(),
                 body.clone(),
             )
-            .routed_to(r.provider.clone());
+            .sent_to(r.provider.clone());
             if new.content_hash != r.content_hash {
                 return Err(format!("{}: the body does not match its content hash", r.custom_id));
             }
@@ -172,6 +172,7 @@ pub fn rebuild(rec: &RequestRecord) -> Result<NewRequest, String> {
             tenant: r.tenant.clone(),
             custom_id: r.custom_id.clone(),
             provider: r.provider.clone(),
+            provider_named: true,
             endpoint: r.endpoint,
             model: r.model.clone(),
             body_json: String::new(),

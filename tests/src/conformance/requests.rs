@@ -70,9 +70,20 @@ pub async fn insert_of_a_conflicting_body_returns_the_stored_request_and_keeps_i
     assert_eq!(count(&s, "acme", RequestStatus::Queued).await, 1);
 }
 
-pub async fn insert_of_the_same_body_for_another_provider_is_a_conflict(s: StoreUnderTest) {
+pub async fn insert_of_the_same_body_routed_elsewhere_is_a_repeat_but_named_for_another_provider_a_conflict(
+    s: StoreUnderTest,
+) {
     let first = insert_one(&s, new_request("acme", "r-1", "gpt-4o-mini", "hi"), ts(0)).await;
-    let elsewhere = new_request("acme", "r-1", "gpt-4o-mini", "hi").routed_to(ProviderName::parse("azure").unwrap());
+    let azure = ProviderName::parse("azure").unwrap();
+    // The routes changed between the post and its retry: the same request.
+    let rerouted = new_request("acme", "r-1", "gpt-4o-mini", "hi").routed_to(azure.clone());
+    let out = s.requests.insert(vec![rerouted], ts(5)).await.unwrap();
+    match &out[0] {
+        InsertOutcome::Existing(r) => assert_eq!(r.provider, first.provider),
+        other => panic!("expected Existing, got {other:?}"),
+    }
+    // The caller named another provider: another request.
+    let elsewhere = new_request("acme", "r-1", "gpt-4o-mini", "hi").sent_to(azure);
     assert_eq!(elsewhere.content_hash, first.content_hash);
     let out = s.requests.insert(vec![elsewhere], ts(5)).await.unwrap();
     match &out[0] {
