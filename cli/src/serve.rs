@@ -23,7 +23,9 @@ use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::app::{App, Backend};
 use batchq_core::auth::ApiKeys;
 use batchq_core::ids::TenantId;
+use batchq_core::keys::object_expiry;
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
+use batchq_core::store::fs::FsObjects;
 use batchq_core::store::sqlite::SqliteStore;
 use batchq_core::time::Clock;
 use tokio::sync::watch;
@@ -114,7 +116,12 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     );
 
     let purge = match &app.backend {
-        Backend::Embedded(e) => Some((e.dir.rows(), app.ports.clock.clone())),
+        Backend::Embedded(e) => Some(Purge {
+            rows: e.dir.rows(),
+            objects: e.dir.objects(),
+            retention: app.config.policy.retention,
+            clock: app.ports.clock.clone(),
+        }),
         Backend::Aws(_) => None,
     };
     let steps = Steps {
@@ -156,9 +163,35 @@ struct Steps {
     submitter: Submitter,
     poller: Poller,
     ingester: Ingester,
-    /// The embedded store, whose finished rows past retention `serve`
-    /// deletes (DynamoDB's TTL does it on AWS).
-    purge: Option<(SqliteStore, Arc<dyn Clock>)>,
+    /// The embedded store, whose finished rows past retention and expired
+    /// objects `serve` deletes (DynamoDB's TTL and the bucket's lifecycle
+    /// rules do it on AWS).
+    purge: Option<Purge>,
+}
+
+/// What the hourly purge of the embedded store needs.
+struct Purge {
+    rows: SqliteStore,
+    objects: Arc<FsObjects>,
+    retention: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Purge {
+    async fn run(&self) {
+        let now = self.clock.now();
+        match self.rows.purge_expired(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "deleted finished rows past retention"),
+            Err(e) => tracing::error!(error = %e, "deleting expired rows failed; retried in an hour"),
+        }
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(now.millis().max(0) as u64);
+        match self.objects.expire(object_expiry(self.retention), at).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(objects = n, "deleted expired objects"),
+            Err(e) => tracing::error!(error = %e, "deleting expired objects failed; retried in an hour"),
+        }
+    }
 }
 
 /// How often the embedded store's expired rows are deleted.
@@ -193,12 +226,8 @@ async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mu
                 }
             }
             _ = purge_tick.tick(), if purge.is_some() => {
-                if let Some((rows, clock)) = &purge {
-                    match rows.purge_expired(clock.now()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(rows = n, "deleted finished rows past retention"),
-                        Err(e) => tracing::error!(error = %e, "deleting expired rows failed; retried in an hour"),
-                    }
+                if let Some(purge) = &purge {
+                    purge.run().await;
                 }
             }
             _ = poll_tick.tick() => {

@@ -12,7 +12,62 @@
 //! instead of a new one; bodies are content-addressed, so a conflicting
 //! re-post never overwrites an accepted body.
 
+use std::time::Duration;
+
 use crate::ids::{ContentHash, JobId, RequestKey};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// How long after enqueue a request's body is kept whatever happens, on top
+/// of the retention: a request still unfinished this long after enqueue (far
+/// beyond any batch window and its retries) would lose its body and end
+/// failed. DynamoDB's body item expires then; `bodies/` objects that nothing
+/// deleted (a body written just before its enqueue failed) go after it.
+pub const BODY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
+
+/// Days a job's input file is kept (`inputs/`). Poll reads it again when the
+/// batch fails validation, up to the batch deadline after submission.
+pub const INPUT_RETENTION_DAYS: u64 = 7;
+
+/// Days a copied result file is kept (`results/`); it is ingested within
+/// minutes.
+pub const RESULT_FILE_RETENTION_DAYS: u64 = 30;
+
+/// One prefix's expiry: objects under `prefix` older than `after` go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectExpiry {
+    pub prefix: &'static str,
+    pub after: Duration,
+}
+
+/// When objects expire, per prefix, given the retention of finished rows
+/// (`None`: keep everything). In AWS the bucket's lifecycle rules apply
+/// these (the template's defaults are these figures); the embedded store's
+/// `batchq serve` sweeps its files by them every hour. Finished requests'
+/// bodies are deleted at once; `bodies/` expiry takes what a crash left.
+pub fn object_expiry(retention: Option<Duration>) -> Vec<ObjectExpiry> {
+    let mut out = vec![
+        ObjectExpiry {
+            prefix: "inputs/",
+            after: DAY * INPUT_RETENTION_DAYS as u32,
+        },
+        ObjectExpiry {
+            prefix: RESULTS_PREFIX,
+            after: DAY * RESULT_FILE_RETENTION_DAYS as u32,
+        },
+    ];
+    if let Some(retention) = retention {
+        out.push(ObjectExpiry {
+            prefix: "responses/",
+            after: retention,
+        });
+        out.push(ObjectExpiry {
+            prefix: "bodies/",
+            after: retention + BODY_HORIZON,
+        });
+    }
+    out
+}
 
 pub const RESULTS_PREFIX: &str = "results/";
 

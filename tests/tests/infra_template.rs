@@ -1009,11 +1009,25 @@ fn the_bucket_is_private_encrypted_tls_only_and_expires_what_it_may() {
         bodies["Status"],
         json!({"Fn::If": ["HasRetention", "Enabled", "Disabled"]})
     );
-    let horizon_days = batchq_core::store::dynamo::BODY_HORIZON.as_secs() / 86_400;
+    let horizon_days = batchq_core::keys::BODY_HORIZON.as_secs() / 86_400;
     assert!(
         as_u64(&t.parameter("BodyRetentionDays")["Default"])
             >= as_u64(&t.parameter("RetentionDays")["Default"]) + horizon_days,
         "by default a queued request's body object may expire before its body item"
+    );
+    // The embedded store's hourly sweep applies the same figures
+    // (keys::object_expiry): the defaults here are those.
+    assert_eq!(
+        as_u64(&t.parameter("InputRetentionDays")["Default"]),
+        batchq_core::keys::INPUT_RETENTION_DAYS
+    );
+    assert_eq!(
+        as_u64(&t.parameter("ResultFileRetentionDays")["Default"]),
+        batchq_core::keys::RESULT_FILE_RETENTION_DAYS
+    );
+    assert_eq!(
+        as_u64(&t.parameter("BodyRetentionDays")["Default"]),
+        as_u64(&t.parameter("RetentionDays")["Default"]) + horizon_days
     );
     assert!(rules
         .iter()

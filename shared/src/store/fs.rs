@@ -22,6 +22,7 @@ use futures::StreamExt;
 
 use super::dir_lock::{DataDirError, LockGuard};
 use super::{ByteStream, ObjectInfo, ObjectStore, ObjectWriter, StoreError, WriterStats};
+use crate::keys::ObjectExpiry;
 
 /// Chunk size of [`ObjectStore::open`]'s stream.
 const READ_CHUNK: usize = 256 * 1024;
@@ -136,6 +137,26 @@ impl FsObjects {
         Ok(path)
     }
 
+    /// Deletes the objects `rules` expire by `now` (by the file's last
+    /// write, as S3 counts from an object's creation) and the directories
+    /// that leaves empty; returns the objects deleted. The embedded store's
+    /// counterpart of the bucket's lifecycle rules.
+    pub async fn expire(&self, rules: Vec<ObjectExpiry>, now: SystemTime) -> Result<u64, StoreError> {
+        let root = self.root.clone();
+        blocking("expire objects", move || {
+            let mut deleted = 0;
+            for rule in rules {
+                let Some(cutoff) = now.checked_sub(rule.after) else {
+                    continue;
+                };
+                let dir = root.join(rule.prefix.trim_end_matches('/'));
+                deleted += expire_under(&dir, cutoff).map_err(backend("expire objects"))?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
     /// Every key stored, sorted (for tests).
     pub fn keys(&self) -> Vec<String> {
         fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
@@ -214,6 +235,36 @@ fn file_size(path: &Path) -> std::io::Result<Option<u64>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Deletes files under `dir` last written before `cutoff`, and the
+/// directories below `dir` that leaves empty. A missing `dir` is nothing to do.
+fn expire_under(dir: &Path, cutoff: SystemTime) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut deleted = 0;
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            deleted += expire_under(&path, cutoff)?;
+            // Only an empty directory goes; one a write just filled stays.
+            if std::fs::remove_dir(&path).is_ok() {
+                continue;
+            }
+        } else if kind.is_file() && entry.metadata()?.modified()? < cutoff {
+            match std::fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 #[async_trait]
@@ -479,6 +530,70 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn expiry_deletes_each_prefixs_objects_past_its_age_and_the_directories_it_empties() {
+        let root = temp_root();
+        let o = FsObjects::open(&root, 1024).unwrap();
+        let day = Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        let aged = |key: &str, age: Duration| {
+            let file = File::options().write(true).open(o.path_of(key).unwrap()).unwrap();
+            file.set_modified(now - age).unwrap();
+        };
+        for key in [
+            "inputs/job_old.jsonl",
+            "inputs/job_new.jsonl",
+            "results/job_old/output.jsonl",
+            "results/job_new/output.jsonl",
+            "responses/r1/job_old.json",
+            "bodies/r2/hash.json",
+        ] {
+            o.put(key, Bytes::from_static(b"{}"), "application/json").await.unwrap();
+        }
+        aged("inputs/job_old.jsonl", day * 8);
+        aged("inputs/job_new.jsonl", day * 6);
+        aged("results/job_old/output.jsonl", day * 31);
+        aged("results/job_new/output.jsonl", day * 29);
+        aged("responses/r1/job_old.json", day * 31);
+        aged("bodies/r2/hash.json", day * 59);
+
+        // With no retention, responses and bodies are kept whatever their age.
+        let deleted = o.expire(crate::keys::object_expiry(None), now).await.unwrap();
+        assert_eq!(deleted, 2);
+        assert_eq!(
+            o.keys(),
+            vec![
+                "bodies/r2/hash.json",
+                "inputs/job_new.jsonl",
+                "responses/r1/job_old.json",
+                "results/job_new/output.jsonl",
+            ]
+        );
+        assert!(
+            !o.root().join("results/job_old").exists(),
+            "the emptied directory went too"
+        );
+
+        // A 30-day retention: the response goes; a body stays until 60 days.
+        let deleted = o.expire(crate::keys::object_expiry(Some(day * 30)), now).await.unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(
+            o.keys(),
+            vec![
+                "bodies/r2/hash.json",
+                "inputs/job_new.jsonl",
+                "results/job_new/output.jsonl"
+            ]
+        );
+        aged("bodies/r2/hash.json", day * 61);
+        assert_eq!(
+            o.expire(crate::keys::object_expiry(Some(day * 30)), now).await.unwrap(),
+            1
+        );
+        assert_eq!(o.keys(), vec!["inputs/job_new.jsonl", "results/job_new/output.jsonl"]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[tokio::test]

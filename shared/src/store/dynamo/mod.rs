@@ -64,13 +64,11 @@ pub mod schema {
     pub const JOB_PARTS: u8 = 16;
 }
 
-/// The body item's expiry is set when it is written, `retention` plus this
-/// after enqueue, so finishing a request never rewrites it: an update of
-/// the (up to 16 KB) body item costs as many write units as writing it, and
-/// inside a transaction twice that. A request still unfinished this long
-/// after enqueue (far beyond any batch window and its retries) would lose
-/// its body and end failed.
-pub const BODY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
+/// The body item's expiry is set when it is written, `retention` plus
+/// [`BODY_HORIZON`] after enqueue, so finishing a request never rewrites it:
+/// an update of the (up to 16 KB) body item costs as many write units as
+/// writing it, and inside a transaction twice that.
+pub use crate::keys::BODY_HORIZON;
 
 #[derive(Clone)]
 pub struct DynamoStore {

@@ -194,9 +194,9 @@ impl SqliteStore {
     /// Deletes what expired by `now`: finished requests (state, body row and
     /// result) and jobs (with their per-tenant rows) whose `expires_at` has
     /// passed. Counters are left as they are (they count what happened, as
-    /// DynamoDB's, whose TTL deletes rows the same way). Objects a purged
-    /// result referred to are not deleted here. Returns the rows deleted
-    /// (requests plus jobs).
+    /// DynamoDB's, whose TTL deletes rows the same way). Objects expire by
+    /// their own rules (`FsObjects::expire`), as in S3. Returns the rows
+    /// deleted (requests plus jobs).
     pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.tx("purge_expired", true, move |tx| {
             let now = now.millis();
