@@ -56,6 +56,18 @@ pub enum ApiError {
     /// 429: the tenant's quota would be exceeded; nothing was written.
     #[error("{message}")]
     QuotaExceeded { message: String, field: Option<String> },
+    /// 429: the enqueue would take the tenant's spend past a budget;
+    /// nothing was written.
+    #[error(
+        "tenant {tenant} has spent {} and committed {} (queued and in flight) of its {} budget of {} USD; adding {} would pass it",
+        standing.spent.to_decimal_string(), standing.committed.to_decimal_string(), standing.period.as_str(),
+        standing.limit.to_decimal_string(), adding.to_decimal_string()
+    )]
+    BudgetExceeded {
+        tenant: crate::ids::TenantId,
+        standing: crate::spend::Standing,
+        adding: crate::money::Money,
+    },
     /// 503: the storage backend failed; retrying is safe.
     #[error(
         "batchq's storage is unavailable right now; retry later (re-sending a request with the same custom_id is safe)"
@@ -108,7 +120,7 @@ impl ApiError {
             Self::BadRequest { .. } => 400,
             Self::Unauthorized { .. } => 401,
             Self::Forbidden { .. } => 403,
-            Self::QuotaExceeded { .. } => 429,
+            Self::QuotaExceeded { .. } | Self::BudgetExceeded { .. } => 429,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict { .. } => 409,
@@ -130,6 +142,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized { .. } => "unauthorized",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -149,11 +162,27 @@ impl ApiError {
     /// `{"code", "message", "field"}`: the inside of the error body, also
     /// used for one rejected line of a bulk enqueue.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "code": self.code(),
             "message": self.to_string(),
             "field": self.field(),
-        })
+        });
+        if let Self::BudgetExceeded {
+            tenant,
+            standing,
+            adding,
+        } = self
+        {
+            v["budget"] = json!({
+                "tenant": tenant,
+                "period": standing.period.as_str(),
+                "limit_usd": standing.limit.to_decimal_string(),
+                "spent_usd": standing.spent.to_decimal_string(),
+                "committed_usd": standing.committed.to_decimal_string(),
+                "adding_usd": adding.to_decimal_string(),
+            });
+        }
+        v
     }
 
     /// The full error body `{"error": {...}}`.
