@@ -17,6 +17,7 @@ use batchq_core::pricing::PriceBook;
 use batchq_core::request::Endpoint;
 use batchq_core::spend::{self, PeriodSetting};
 use batchq_core::store::{SavingsRow, SavingsTotals};
+use batchq_core::time::Clock;
 use serde_json::{json, Value};
 
 const MODEL: &str = "gpt-4o-mini";
