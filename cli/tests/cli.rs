@@ -442,7 +442,9 @@ fn prometheus_samples(text: &str) -> (Vec<(String, f64)>, std::collections::BTre
         if line.starts_with("# HELP ") {
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {line:?}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number in {line:?}"));
         samples.push((series.to_owned(), value));
     }
@@ -460,9 +462,7 @@ fn metric_value(samples: &[(String, f64)], series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exposes_every_metric_at_metrics_in_prometheus_text() {
     let env = Env::new().await;
-    let lines: Vec<String> = (0..6)
-        .map(|i| request_line(&format!("m-{i}"), i).to_string())
-        .collect();
+    let lines: Vec<String> = (0..6).map(|i| request_line(&format!("m-{i}"), i).to_string()).collect();
     let file = env.write("in.jsonl", &lines);
     tokio::task::spawn_blocking(move || {
         let mut server = Server::start(&env);
@@ -476,9 +476,16 @@ async fn serve_exposes_every_metric_at_metrics_in_prometheus_text() {
                 batchq_core::metrics::Kind::Counter => "counter",
                 batchq_core::metrics::Kind::Gauge => "gauge",
             };
-            assert_eq!(types.get(m.prometheus).map(String::as_str), Some(kind), "TYPE of {}", m.prometheus);
+            assert_eq!(
+                types.get(m.prometheus).map(String::as_str),
+                Some(kind),
+                "TYPE of {}",
+                m.prometheus
+            );
             assert!(
-                samples.iter().any(|(s, _)| s == m.prometheus || s.starts_with(&format!("{}{{", m.prometheus))),
+                samples
+                    .iter()
+                    .any(|(s, _)| s == m.prometheus || s.starts_with(&format!("{}{{", m.prometheus))),
                 "no sample of {} in /metrics:\n{text}",
                 m.prometheus
             );
@@ -497,7 +504,11 @@ async fn serve_exposes_every_metric_at_metrics_in_prometheus_text() {
         assert!(metric_value(&samples, "batchq_saved_usd_total") > 0.0, "{text}");
         // Gauges are read from the store at the scrape: nothing is queued now.
         assert_eq!(metric_value(&samples, "batchq_queue_depth"), 0.0, "{text}");
-        assert_eq!(metric_value(&samples, "batchq_jobs{status=\"in_progress\"}"), 0.0, "{text}");
+        assert_eq!(
+            metric_value(&samples, "batchq_jobs{status=\"in_progress\"}"),
+            0.0,
+            "{text}"
+        );
         assert!(server.interrupt().success());
     })
     .await
@@ -694,15 +705,25 @@ mod http {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_once('/').unwrap();
         let mut s = std::net::TcpStream::connect(host).unwrap();
-        let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let auth = key
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         let status: u16 = resp[9..12].parse().unwrap();
         let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
         let content_type = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
             .unwrap_or_default();
         (status, content_type, body.to_owned())
     }

@@ -31,7 +31,10 @@ pub fn for_insert(queued: &Request) -> Vec<Delta> {
         (Counter::TenantStatus(queued.tenant.clone(), RequestStatus::Queued), 1),
         (Counter::PendingBytes(queued.tenant.clone()), queued.body_bytes as i64),
         (Counter::Queued(queued.queue_group()), 1),
-        (Counter::Committed(queued.tenant.clone()), queued.estimated_cost_nanos as i64),
+        (
+            Counter::Committed(queued.tenant.clone()),
+            queued.estimated_cost_nanos as i64,
+        ),
     ]
 }
 

@@ -252,7 +252,10 @@ mod tests {
             batch: tier(75_000, Some(per_token(300_000))),
             note: None,
         };
-        let w = Weight { tokens: 1000, inputs: 1 };
+        let w = Weight {
+            tokens: 1000,
+            inputs: 1,
+        };
         // 1000 × 75,000 + 100 × 300,000 picodollars = 105,000,000 = 105,000 nanodollars.
         assert_eq!(estimate(Some(&price), w, Some(100)), Some(105_000));
         assert_eq!(
@@ -272,7 +275,10 @@ mod tests {
         };
         assert!(s("7.9").crosses_warning(money("0.1")));
         assert!(!s("7.0").crosses_warning(money("0.5")));
-        assert!(!s("8.0").crosses_warning(money("0.5")), "already past: no second warning");
+        assert!(
+            !s("8.0").crosses_warning(money("0.5")),
+            "already past: no second warning"
+        );
         assert!(!s("9.9").refuses(money("0.1")), "up to the limit passes");
         assert!(s("9.9").refuses(money("0.11")));
     }

@@ -84,7 +84,10 @@ async fn spend_up_to_the_limit_passes_and_the_next_enqueue_is_refused_writing_no
     }
     let stats = env.call(ApiRequest::get("/v1/stats")).await.body;
     let daily = &stats["budget"]["daily"];
-    assert_eq!(money(&daily["committed_usd"]), Money::from_picodollars(e.picodollars() * 3));
+    assert_eq!(
+        money(&daily["committed_usd"]),
+        Money::from_picodollars(e.picodollars() * 3)
+    );
     assert_eq!(money(&daily["spent_usd"]), Money::ZERO);
     assert_eq!(daily["used_fraction"], 1.0);
 
@@ -100,9 +103,15 @@ async fn spend_up_to_the_limit_passes_and_the_next_enqueue_is_refused_writing_no
     let budget = &refused.body["error"]["budget"];
     assert_eq!(budget["tenant"], TENANT);
     assert_eq!(budget["period"], "daily");
-    assert_eq!(money(&budget["limit_usd"]), Money::from_picodollars(e.picodollars() * 3));
+    assert_eq!(
+        money(&budget["limit_usd"]),
+        Money::from_picodollars(e.picodollars() * 3)
+    );
     assert_eq!(money(&budget["spent_usd"]), Money::ZERO);
-    assert_eq!(money(&budget["committed_usd"]), Money::from_picodollars(e.picodollars() * 3));
+    assert_eq!(
+        money(&budget["committed_usd"]),
+        Money::from_picodollars(e.picodollars() * 3)
+    );
     assert_eq!(money(&budget["adding_usd"]), e);
 
     let refused = env.call(bulk(3..5)).await;
@@ -140,7 +149,11 @@ async fn money_spent_today_counts_against_the_limit_with_what_is_committed() {
         .unwrap();
     assert_eq!(env.call(post(0)).await.status, 202);
     let refused = env.call(post(1)).await;
-    assert_eq!(refused.status, 429, "1.5 spent + 1 committed + 1 more passes 3: {}", refused.body);
+    assert_eq!(
+        refused.status, 429,
+        "1.5 spent + 1 committed + 1 more passes 3: {}",
+        refused.body
+    );
     assert_eq!(money(&refused.body["error"]["budget"]["spent_usd"]), spent);
     let stats = env.call(ApiRequest::get("/v1/stats")).await.body;
     assert_eq!(money(&stats["budget"]["daily"]["spent_usd"]), spent);
@@ -158,7 +171,11 @@ async fn a_cancelled_request_gives_its_committed_spend_back() {
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     let stats = env.call(ApiRequest::get("/v1/stats")).await.body;
     assert_eq!(money(&stats["budget"]["daily"]["committed_usd"]), e);
-    assert_eq!(env.call(post(2)).await.status, 202, "the cancelled request's share is free again");
+    assert_eq!(
+        env.call(post(2)).await.status,
+        202,
+        "the cancelled request's share is free again"
+    );
 }
 
 #[tokio::test]
@@ -172,12 +189,18 @@ async fn the_budget_warning_fires_once_per_crossing_of_eighty_percent() {
     assert_eq!(warnings(&sink, &mut seen), 0, "70% is below the warning");
     assert_eq!(env.call(post(7)).await.status, 202);
     assert_eq!(warnings(&sink, &mut seen), 1, "80% reached: one warning");
-    assert_eq!(seen[0].dims, vec![(batchq_core::metrics::Dim::Period, "daily".to_owned())]);
+    assert_eq!(
+        seen[0].dims,
+        vec![(batchq_core::metrics::Dim::Period, "daily".to_owned())]
+    );
     assert_eq!(env.call(post(8)).await.status, 202);
     assert_eq!(warnings(&sink, &mut seen), 1, "still past 80%: no second warning");
 
     for id in ["b-0", "b-1"] {
-        assert_eq!(env.call(ApiRequest::delete(format!("/v1/requests/{id}"))).await.status, 200);
+        assert_eq!(
+            env.call(ApiRequest::delete(format!("/v1/requests/{id}"))).await.status,
+            200
+        );
     }
     // 70% again; a bulk file taking it to 90% crosses once more.
     assert_eq!(env.call(bulk(9..11)).await.status, 200);
@@ -220,8 +243,7 @@ async fn an_unpriced_model_is_refused_under_a_budget_and_accepted_without_one() 
 async fn per_tenant_limits_apply_to_their_tenant_only() {
     let e = estimate(0);
     let env = ApiEnv::with(|c| {
-        c.limits.budgets.monthly =
-            PeriodSetting::parse(&format!("{TENANT}={}", e.to_decimal_string())).unwrap();
+        c.limits.budgets.monthly = PeriodSetting::parse(&format!("{TENANT}={}", e.to_decimal_string())).unwrap();
     })
     .await;
     assert_eq!(env.call(post(0)).await.status, 202);

@@ -1171,7 +1171,11 @@ fn failed_jobs_and_an_old_queue_raise_alarms() {
     let age = alarm(batchq_core::metrics::OLDEST_QUEUED_AGE.name);
     assert_eq!(age["Statistic"], "Maximum");
     assert_eq!(age["Threshold"], reference("OldestQueuedAgeAlarmSeconds"));
-    assert_eq!(age["Dimensions"], Value::Null, "the alarm watches the oldest of all groups");
+    assert_eq!(
+        age["Dimensions"],
+        Value::Null,
+        "the alarm watches the oldest of all groups"
+    );
     // JobsFailed comes from a log line the code writes (checked against the
     // code by logs_have_retention_and_metric_filters_match_the_code).
     assert!(
@@ -1205,7 +1209,11 @@ fn dashboard_body(t: &Template) -> Value {
     let body = sub_string(&dash["Properties"]["DashboardBody"]).expect("DashboardBody is a !Sub string");
     let mut text = body.to_owned();
     for name in sub_names(body) {
-        let placeholder = if name == "OldestQueuedAgeAlarmSeconds" { "7200" } else { "X" };
+        let placeholder = if name == "OldestQueuedAgeAlarmSeconds" {
+            "7200"
+        } else {
+            "X"
+        };
         text = text.replace(&format!("${{{name}}}"), placeholder);
     }
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("DashboardBody is not JSON: {e}\n{text}"))
@@ -1221,7 +1229,11 @@ fn dashboard_metrics(body: &Value) -> Vec<String> {
             match &row[0] {
                 Value::Object(o) => {
                     let expr = o["expression"].as_str().expect("an expression row");
-                    let names: Vec<&str> = expr.split("MetricName=\"").skip(1).filter_map(|r| r.split('"').next()).collect();
+                    let names: Vec<&str> = expr
+                        .split("MetricName=\"")
+                        .skip(1)
+                        .filter_map(|r| r.split('"').next())
+                        .collect();
                     assert!(!names.is_empty(), "an expression naming no metric: {expr}");
                     out.extend(names.into_iter().map(str::to_owned));
                 }
@@ -1249,7 +1261,10 @@ fn the_dashboard_and_alarms_name_only_metrics_the_code_emits() {
 
     let named = dashboard_metrics(&dashboard_body(&t));
     let unknown: Vec<&String> = named.iter().filter(|n| !known.contains(n.as_str())).collect();
-    assert!(unknown.is_empty(), "the dashboard names metrics the code does not emit: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard names metrics the code does not emit: {unknown:?}"
+    );
     // Every metric has its place on the dashboard.
     for m in batchq_core::metrics::ALL {
         assert!(named.iter().any(|n| n == m.name), "{} is not on the dashboard", m.name);

@@ -121,12 +121,9 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
         r.unwrap();
         lines.extend(l);
         for ev in p.new_result_events().await {
-            let (r, l) = batchq_ingest::handle_metered(
-                &ingester,
-                &p.config().bucket,
-                LambdaEvent::new(ev, Context::default()),
-            )
-            .await;
+            let (r, l) =
+                batchq_ingest::handle_metered(&ingester, &p.config().bucket, LambdaEvent::new(ev, Context::default()))
+                    .await;
             r.unwrap();
             lines.extend(l);
         }
@@ -152,11 +149,7 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
         }
     }
     // The queue figures come per group and for all groups.
-    assert!(seen["QueueDepth"].contains(&vec![
-        "Endpoint".to_owned(),
-        "Model".to_owned(),
-        "Provider".to_owned()
-    ]));
+    assert!(seen["QueueDepth"].contains(&vec!["Endpoint".to_owned(), "Model".to_owned(), "Provider".to_owned()]));
     assert!(seen["OldestQueuedAge"].contains(&Vec::new()));
 
     // What the lines add up to is what happened.
@@ -170,5 +163,8 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
     assert_eq!(total("RequestsCompleted"), reqs.len() as f64);
     assert_eq!(total("BudgetWarnings"), 1.0);
     assert!(total("ProviderErrors") >= 1.0);
-    assert!(total("RequestsRetried") >= 1.0, "the refused batch's requests went back");
+    assert!(
+        total("RequestsRetried") >= 1.0,
+        "the refused batch's requests went back"
+    );
 }

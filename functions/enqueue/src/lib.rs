@@ -13,7 +13,6 @@ use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::auth;
 use batchq_core::ids::TenantId;
 use batchq_core::metrics::{emf, Collected};
-use std::sync::Arc;
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::header::CONTENT_TYPE;
@@ -21,6 +20,7 @@ use lambda_http::http::request::Parts;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::Value;
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub use lambda_http::Error;

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, BudgetRefusal};
 use super::parse::ParsedLine;
 use super::Api;
 use crate::ids::TenantId;
@@ -78,11 +78,11 @@ impl Api {
     ) -> Result<Vec<Standing>, ApiError> {
         let standings = self.standings(tenant, counts).await?;
         if let Some(s) = standings.iter().find(|s| s.refuses(adding)) {
-            return Err(ApiError::BudgetExceeded {
+            return Err(ApiError::BudgetExceeded(Box::new(BudgetRefusal {
                 tenant: tenant.clone(),
                 standing: *s,
                 adding,
-            });
+            })));
         }
         Ok(standings.into_iter().filter(|s| s.crosses_warning(adding)).collect())
     }

@@ -203,7 +203,7 @@ impl From<ApiError> for ApiResponse {
             ApiError::Unavailable => resp.with_header("Retry-After", "1"),
             ApiError::Unauthorized { .. } => resp.with_header("WWW-Authenticate", "Bearer"),
             ApiError::QuotaExceeded { .. } => resp.with_header("Retry-After", "60"),
-            ApiError::BudgetExceeded { .. } => resp.with_header("Retry-After", "60"),
+            ApiError::BudgetExceeded(_) => resp.with_header("Retry-After", "60"),
             _ => resp,
         }
     }

@@ -9,8 +9,8 @@ use super::views::{self, ResponseBody};
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::{CustomId, RequestKey, TenantId};
 use crate::money::Money;
-use crate::spend::{self, Standing};
 use crate::request::{InsertOutcome, NewRequest, Payload, Request, RequestResult, RequestStatus};
+use crate::spend::{self, Standing};
 use crate::store::StoreError;
 use crate::transition::RequestUpdate;
 
@@ -136,9 +136,7 @@ impl Api {
 
         let adding_bytes = good.iter().map(|(_, n)| n.body_bytes()).sum();
         let cost = spend::nanos(good.iter().map(|(_, n)| n.estimated_cost_nanos as i64).sum());
-        let crossed = self
-            .check_limits(tenant, good.len() as u64, adding_bytes, cost)
-            .await?;
+        let crossed = self.check_limits(tenant, good.len() as u64, adding_bytes, cost).await?;
         let now = self.ports.clock.now();
         let mut rest = good;
         while !rest.is_empty() {
@@ -334,7 +332,9 @@ impl Api {
     }
 
     fn new_request(&self, tenant: &TenantId, line: ParsedLine) -> Result<NewRequest, ApiError> {
-        let routed = self.routing.route(line.endpoint, &line.model, line.provider.as_deref())?;
+        let routed = self
+            .routing
+            .route(line.endpoint, &line.model, line.provider.as_deref())?;
         let provider = routed.name.clone();
         let estimate = self.estimate(tenant, routed.kind, &line)?;
         Ok(NewRequest::weighed(

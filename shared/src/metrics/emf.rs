@@ -96,7 +96,10 @@ mod tests {
         assert_eq!(plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
         let per_model = docs.iter().find(|d| d.get("Model").is_some()).unwrap();
         assert_eq!(per_model["QueueDepth"], 4.0);
-        assert_eq!(per_model["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Model"]]));
+        assert_eq!(
+            per_model["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Model"]])
+        );
     }
 
     #[test]

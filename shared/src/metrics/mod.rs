@@ -344,7 +344,9 @@ pub fn queue_samples(levels: &[QueueLevel]) -> Vec<Sample> {
     let mut out = Vec::new();
     let (mut total, mut oldest) = (0u64, 0u64);
     for l in levels {
-        let Some(g) = QueueGroup::from_key(&l.group) else { continue };
+        let Some(g) = QueueGroup::from_key(&l.group) else {
+            continue;
+        };
         let dims = |m: &'static Metric, v: f64| {
             Sample::new(m, v)
                 .with(Dim::Provider, g.provider.as_str())
@@ -422,7 +424,10 @@ mod tests {
             },
         ];
         let s = queue_samples(&levels);
-        let total = s.iter().find(|s| s.metric == &QUEUE_DEPTH && s.dims.is_empty()).unwrap();
+        let total = s
+            .iter()
+            .find(|s| s.metric == &QUEUE_DEPTH && s.dims.is_empty())
+            .unwrap();
         assert_eq!(total.value, 7.0);
         let oldest = s
             .iter()

@@ -64,7 +64,10 @@ impl Registry {
                     }
                 }
                 Kind::Gauge => {
-                    for s in gauges.iter().filter(|s| std::ptr::eq(s.metric, *m) || s.metric.name == m.name) {
+                    for s in gauges
+                        .iter()
+                        .filter(|s| std::ptr::eq(s.metric, *m) || s.metric.name == m.name)
+                    {
                         sample_line(&mut out, m.prometheus, &s.dims, s.value);
                     }
                 }
@@ -123,6 +126,9 @@ mod tests {
         assert!(text.contains("# TYPE batchq_requests_completed_total counter\n"));
         assert!(text.contains("\nbatchq_requests_completed_total 5\n"), "{text}");
         assert!(text.contains("\nbatchq_queue_depth{model=\"a\\\"b\"} 7\n"), "{text}");
-        assert!(text.contains("batchq_budget_warnings_total{period=\"daily\"} 0\n"), "{text}");
+        assert!(
+            text.contains("batchq_budget_warnings_total{period=\"daily\"} 0\n"),
+            "{text}"
+        );
     }
 }

@@ -205,7 +205,7 @@ impl Poller {
         report.queue = metrics::queue_levels(&self.core.ports).await?;
         report.oldest_queued_age_seconds = report.queue.iter().filter_map(|l| l.oldest_age_seconds).max();
         if let Some(age) = report.oldest_queued_age_seconds {
-            // The queue-age alarm reads this line (infra/template.yaml).
+            // For the log reader; the alarm reads the OldestQueuedAge metric.
             tracing::info!(oldest_queued_age_seconds = age, "queue age");
         }
         Ok(report)

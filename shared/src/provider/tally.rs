@@ -25,12 +25,20 @@ impl ErrorTally {
     /// The counts so far, leaving the tally at zero.
     pub fn take(&self) -> BTreeMap<String, u64> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *m).into_iter().map(|(k, n)| (k.to_owned(), n)).collect()
+        std::mem::take(&mut *m)
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect()
     }
 
     fn note<T>(&self, r: Result<T, ProviderError>) -> Result<T, ProviderError> {
         if let Err(e) = &r {
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(e.kind()).or_default() += 1;
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(e.kind())
+                .or_default() += 1;
         }
         r
     }

@@ -399,14 +399,22 @@ pub async fn the_committed_cost_follows_requests_into_and_out_of_the_unfinished_
         let requests = s.requests.clone();
         async move { requests.counts(&tenant("acme")).await.unwrap().committed_nanos }
     };
-    let a = insert_one(&s, new_request("acme", "r-1", "gpt-4o-mini", "hi").estimated(700), ts(0)).await;
+    let a = insert_one(
+        &s,
+        new_request("acme", "r-1", "gpt-4o-mini", "hi").estimated(700),
+        ts(0),
+    )
+    .await;
     let b = insert_one(&s, new_request("acme", "r-2", "gpt-4o-mini", "ho").estimated(50), ts(0)).await;
     assert_eq!(a.estimated_cost_nanos, 700, "the estimate is stored on the row");
     assert_eq!(committed(&s).await, 750);
     // The same insert again (same content) commits nothing more.
     let again = s
         .requests
-        .insert(vec![new_request("acme", "r-1", "gpt-4o-mini", "hi").estimated(700)], ts(1))
+        .insert(
+            vec![new_request("acme", "r-1", "gpt-4o-mini", "hi").estimated(700)],
+            ts(1),
+        )
         .await
         .unwrap();
     assert!(matches!(again[0], batchq_core::request::InsertOutcome::Existing(_)));
@@ -423,7 +431,10 @@ pub async fn the_committed_cost_follows_requests_into_and_out_of_the_unfinished_
     assert_eq!(committed(&s).await, 750, "back in the queue is still committed");
     let queued = get(&s, &a).await;
     let job2 = JobId::generate();
-    s.requests.apply(RequestUpdate::claim(&queued, &job2, ts(12))).await.unwrap();
+    s.requests
+        .apply(RequestUpdate::claim(&queued, &job2, ts(12)))
+        .await
+        .unwrap();
     let claimed = get(&s, &a).await;
     let finish = RequestUpdate::finish(
         &claimed,
