@@ -64,10 +64,7 @@ impl Registry {
                     }
                 }
                 Kind::Gauge => {
-                    for s in gauges
-                        .iter()
-                        .filter(|s| std::ptr::eq(s.metric, *m) || s.metric.name == m.name)
-                    {
+                    for s in gauges.iter().filter(|s| s.metric.name == m.name) {
                         sample_line(&mut out, m.prometheus, &s.dims, s.value);
                     }
                 }
