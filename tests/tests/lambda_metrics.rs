@@ -130,7 +130,10 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
     }
     assert!(p.all_terminal(&keys).await, "the run finished");
     let counts = p.ports().requests.counts(&tenant).await.unwrap();
-    assert_eq!(counts.committed_nanos, 0, "every estimate was given back as its request finished");
+    assert_eq!(
+        counts.committed_nanos, 0,
+        "every estimate was given back as its request finished"
+    );
 
     let mut seen: BTreeMap<String, BTreeSet<Vec<String>>> = BTreeMap::new();
     for line in &lines {
