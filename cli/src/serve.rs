@@ -9,6 +9,11 @@
 //! `BATCHQ_API_KEYS` (`tenant:key,...`), and act as that key's tenant.
 //! Without keys every caller is the `default` tenant, so the server then
 //! refuses to listen anywhere but on a loopback address.
+//!
+//! `GET /metrics` is the Prometheus text exposition of batchq's metrics
+//! (`batchq_core::metrics`): operator-wide figures, not one tenant's. With
+//! keys configured a scrape needs one of them (any tenant's); without, it is
+//! open like the rest (loopback only).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -18,12 +23,15 @@ use std::time::Duration;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, Request, Response, StatusCode};
+use axum::routing::get;
 use axum::Router;
 use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::app::{App, Backend};
 use batchq_core::auth::ApiKeys;
 use batchq_core::ids::TenantId;
 use batchq_core::keys::object_expiry;
+use batchq_core::metrics::prometheus::{self, Registry};
+use batchq_core::metrics::{self, MetricsSink};
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
 use batchq_core::store::fs::FsObjects;
 use batchq_core::store::sqlite::SqliteStore;
@@ -75,10 +83,15 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         eprintln!("batchq: stopping (finishing the running step)…");
         let _ = stop_tx.send(true);
     });
-    let router = Router::new().fallback(handle).with_state(Front {
-        api: ctx.api()?.clone(),
-        keys: keys.clone(),
-    });
+    let registry = Arc::new(Registry::new());
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .fallback(handle)
+        .with_state(Front {
+            api: ctx.api()?.clone().with_metrics(registry.clone()),
+            keys: keys.clone(),
+            registry: registry.clone(),
+        });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -129,6 +142,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         poller,
         ingester,
         purge,
+        registry,
     };
     schedule(steps, submit_every, poll_every, stop_rx).await;
     let served = server
@@ -167,6 +181,8 @@ struct Steps {
     /// objects `serve` deletes (DynamoDB's TTL and the bucket's lifecycle
     /// rules do it on AWS).
     purge: Option<Purge>,
+    /// Counts what the runs report, for `GET /metrics`.
+    registry: Arc<Registry>,
 }
 
 /// What the hourly purge of the embedded store needs.
@@ -203,6 +219,7 @@ async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mu
         poller,
         ingester,
         purge,
+        registry,
     } = steps;
     let mut purge_tick = tokio::time::interval(PURGE_EVERY);
     purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,6 +238,7 @@ async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mu
                         for j in r.jobs.iter().chain(&r.resumed) {
                             tracing::info!(job = %j.job_id, group = %j.group, requests = j.requests, "submitted");
                         }
+                        registry.record(metrics::from_submit(&r));
                     }
                     Err(e) => tracing::error!(error = %e, "submit failed; the next tick retries"),
                 }
@@ -236,6 +254,7 @@ async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mu
                         for c in &r.changed {
                             tracing::info!(job = %c.job_id, from = %c.from, to = %c.to, "job status");
                         }
+                        registry.record(metrics::from_poll(&r));
                         to_ingest.extend(r.copied);
                     }
                     Err(e) => tracing::error!(error = %e, "poll failed; the next tick retries"),
@@ -248,7 +267,10 @@ async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mu
                 }
                 for key in std::mem::take(&mut to_ingest) {
                     match ingester.ingest_key(&key).await {
-                        Ok(r) => tracing::info!(key, completed = r.completed, failed = r.failed, requeued = r.requeued, "ingested"),
+                        Ok(r) => {
+                            tracing::info!(key, completed = r.completed, failed = r.failed, requeued = r.requeued, "ingested");
+                            registry.record(metrics::from_ingest([&r]));
+                        }
                         Err(e) => {
                             tracing::error!(key, error = %e, "ingest failed; retried next tick");
                             to_ingest.insert(key);
@@ -264,6 +286,34 @@ async fn schedule(steps: Steps, submit_every: Duration, poll_every: Duration, mu
 struct Front {
     api: Api,
     keys: ApiKeys,
+    registry: Arc<Registry>,
+}
+
+/// `GET /metrics`: the counters of this process and the gauges as the
+/// store has them now. With keys configured, any valid key may scrape.
+async fn scrape(State(front): State<Front>, req: Request<Body>) -> Response<Body> {
+    if !front.keys.is_empty() {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let Err(e) = front.keys.authenticate(header.as_deref()) {
+            let resp = ApiResponse::from(ApiError::from(e));
+            tracing::warn!(status = resp.status, "metrics scrape refused: not authenticated");
+            return json_response(resp.status, &resp.headers, resp.body_string());
+        }
+    }
+    match metrics::store_gauges(&front.api.ports).await {
+        Ok(gauges) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)
+            .body(Body::from(front.registry.render(&gauges)))
+            .unwrap_or_else(|_| Response::new(Body::empty())),
+        Err(e) => {
+            let resp = ApiResponse::from(ApiError::from(e));
+            json_response(resp.status, &resp.headers, resp.body_string())
+        }
+    }
 }
 
 /// Any request: authenticate it, then hand it to the API core as the

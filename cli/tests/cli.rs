@@ -426,6 +426,115 @@ async fn serve_with_json_announces_itself_as_json_and_answers_the_api() {
     .unwrap();
 }
 
+// ------------------------------------------------------------------ metrics
+
+/// `GET /metrics` as Prometheus text: metric name (with labels) -> value,
+/// and the TYPE of each name. Panics on a line that is not the format.
+fn prometheus_samples(text: &str) -> (Vec<(String, f64)>, std::collections::BTreeMap<String, String>) {
+    let mut samples = Vec::new();
+    let mut types = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            types.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        samples.push((series.to_owned(), value));
+    }
+    (samples, types)
+}
+
+fn metric_value(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exposes_every_metric_at_metrics_in_prometheus_text() {
+    let env = Env::new().await;
+    let lines: Vec<String> = (0..6).map(|i| request_line(&format!("m-{i}"), i).to_string()).collect();
+    let file = env.write("in.jsonl", &lines);
+    tokio::task::spawn_blocking(move || {
+        let mut server = Server::start(&env);
+        let metrics_url = format!("{}/metrics", server.url);
+        let (status, content_type, text) = http::get_text(&metrics_url, None);
+        assert_eq!(status, 200, "{text}");
+        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        let (samples, types) = prometheus_samples(&text);
+        for m in batchq_core::metrics::ALL {
+            let kind = match m.kind {
+                batchq_core::metrics::Kind::Counter => "counter",
+                batchq_core::metrics::Kind::Gauge => "gauge",
+            };
+            assert_eq!(
+                types.get(m.prometheus).map(String::as_str),
+                Some(kind),
+                "TYPE of {}",
+                m.prometheus
+            );
+            assert!(
+                samples
+                    .iter()
+                    .any(|(s, _)| s == m.prometheus || s.starts_with(&format!("{}{{", m.prometheus))),
+                "no sample of {} in /metrics:\n{text}",
+                m.prometheus
+            );
+        }
+        assert_eq!(metric_value(&samples, "batchq_requests_completed_total"), 0.0);
+
+        let enq = env.run(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
+        assert!(enq.status.success(), "{}", String::from_utf8_lossy(&enq.stderr));
+        let wait = env.run(&["wait", "--timeout", "60s", "--json"]);
+        assert!(wait.status.success(), "wait: {}", String::from_utf8_lossy(&wait.stderr));
+
+        let (_, _, text) = http::get_text(&metrics_url, None);
+        let (samples, _) = prometheus_samples(&text);
+        assert_eq!(metric_value(&samples, "batchq_requests_completed_total"), 6.0, "{text}");
+        assert!(metric_value(&samples, "batchq_batch_spend_usd_total") > 0.0, "{text}");
+        assert!(metric_value(&samples, "batchq_saved_usd_total") > 0.0, "{text}");
+        // Gauges are read from the store at the scrape: nothing is queued now.
+        assert_eq!(metric_value(&samples, "batchq_queue_depth"), 0.0, "{text}");
+        assert_eq!(
+            metric_value(&samples, "batchq_jobs{status=\"in_progress\"}"),
+            0.0,
+            "{text}"
+        );
+        assert!(server.interrupt().success());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_a_key_when_serve_has_keys() {
+    let mut env = Env::new().await;
+    env.vars.push(("BATCHQ_API_KEYS".into(), format!("acme:{ACME_KEY}")));
+    tokio::task::spawn_blocking(move || {
+        let mut server = Server::start(&env);
+        let url = format!("{}/metrics", server.url);
+        let (status, _, body) = http::get_text(&url, None);
+        assert_eq!(status, 401, "{body}");
+        let (status, _, _) = http::get_text(&url, Some("not-a-key-at-all-000"));
+        assert_eq!(status, 401);
+        let (status, _, body) = http::get_text(&url, Some(ACME_KEY));
+        assert_eq!(status, 200);
+        assert!(body.contains("# TYPE batchq_queue_depth gauge"), "{body}");
+        assert!(server.interrupt().success());
+    })
+    .await
+    .unwrap();
+}
+
 // ------------------------------------------------------------------ authentication and logs
 
 const ACME_KEY: &str = "acme-key-0123456789abcdef";
@@ -587,6 +696,36 @@ mod http {
         let status: u16 = resp[9..12].parse().unwrap();
         let text = resp.split("\r\n\r\n").nth(1).unwrap_or("");
         (status, serde_json::from_str(text).unwrap_or(Value::Null))
+    }
+
+    /// A GET with an optional bearer key: the status, the Content-Type and
+    /// the body as text.
+    pub fn get_text(url: &str, key: Option<&str>) -> (u16, String, String) {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let auth = key
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status: u16 = resp[9..12].parse().unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (status, content_type, body.to_owned())
     }
 
     /// A minimal HTTP/1.1 GET over a std TcpStream (the test has no blocking HTTP client).

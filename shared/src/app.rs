@@ -301,12 +301,15 @@ impl App {
             config: self.config.clone(),
             crash: Arc::new(NoCrashes),
             formats: formats(),
+            moves: Default::default(),
         }
     }
 
     /// The HTTP API over this app's ports.
     pub fn api(&self) -> Api {
-        Api::new(self.ports.clone(), &self.config.limits).with_routing(Arc::new(self.providers.routing.clone()))
+        Api::new(self.ports.clone(), &self.config.limits)
+            .with_routing(Arc::new(self.providers.routing.clone()))
+            .with_prices(self.prices.clone())
     }
 
     pub fn ingester(&self) -> Ingester {

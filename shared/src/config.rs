@@ -114,6 +114,12 @@ env_vars! {
         "Most unfinished requests one tenant may have; an enqueue that would pass it answers 429 `quota_exceeded`.";
     TENANT_MAX_PENDING_BYTES = "BATCHQ_TENANT_MAX_PENDING_BYTES", "10737418240",
         "Most bytes of request bodies one tenant may have unfinished (10 GiB); beyond it enqueue answers 429.";
+    TENANT_DAILY_BUDGET_USD = "BATCHQ_TENANT_DAILY_BUDGET_USD", "",
+        "Spend limit per tenant and UTC day, in US dollars: one amount for every tenant (`10.00`) or `tenant=amount` pairs, comma-separated, `*` for every tenant not listed (`acme=25,*=5`). Counted as the batch cost of the day's results plus the estimated cost of the tenant's queued and in-flight requests; an enqueue that would pass it answers 429 `budget_exceeded`, crossing 80% logs a warning. Unset: no limit. See [Budgets](operations.md#budgets).";
+    TENANT_MONTHLY_BUDGET_USD = "BATCHQ_TENANT_MONTHLY_BUDGET_USD", "",
+        "The same per UTC calendar month.";
+    METRICS_NAMESPACE = "BATCHQ_METRICS_NAMESPACE", "batchq",
+        "CloudWatch namespace of the metrics the Lambda functions write as Embedded Metric Format lines (the template sets `batchq/STACK`).";
     API_KEYS = "BATCHQ_API_KEYS", "",
         "`batchq serve` only: `tenant:key` pairs, comma-separated (keys of 16+ characters). Callers send `Authorization: Bearer KEY` and act as that tenant. Unset: one `default` tenant and loopback addresses only.";
     JWT_TENANT_CLAIM = "BATCHQ_JWT_TENANT_CLAIM", "sub",
@@ -297,6 +303,8 @@ pub struct Limits {
     pub tenant_max_pending: u64,
     /// Bytes of unfinished request bodies one tenant may have.
     pub tenant_max_pending_bytes: u64,
+    /// Per-tenant daily and monthly spend limits.
+    pub budgets: crate::spend::Budgets,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +349,8 @@ pub struct Config {
     pub jwt_tenant_claim: String,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// `BATCHQ_METRICS_NAMESPACE`: the CloudWatch namespace of EMF lines.
+    pub metrics_namespace: String,
 }
 
 /// Smallest part S3 accepts in a multipart upload (except the last).
@@ -376,6 +386,17 @@ impl Env<'_> {
                     expected: format!("a whole number of at least {min}"),
                 }),
             },
+        }
+    }
+
+    fn budget(&self, var: &'static str) -> Result<crate::spend::PeriodSetting, ConfigError> {
+        match self.get(var) {
+            None => Ok(Default::default()),
+            Some(raw) => crate::spend::PeriodSetting::parse(&raw).map_err(|expected| ConfigError {
+                var,
+                value: raw,
+                expected,
+            }),
         }
     }
 
@@ -539,6 +560,10 @@ impl Config {
             s3_part_bytes: env.number(S3_PART_BYTES, 8 * 1024 * 1024u64, S3_MIN_PART_BYTES)?,
             tenant_max_pending: env.number(TENANT_MAX_PENDING, 1_000_000u64, 1)?,
             tenant_max_pending_bytes: env.number(TENANT_MAX_PENDING_BYTES, 10 * 1024 * 1024 * 1024u64, 1)?,
+            budgets: crate::spend::Budgets {
+                daily: env.budget(TENANT_DAILY_BUDGET_USD)?,
+                monthly: env.budget(TENANT_MONTHLY_BUDGET_USD)?,
+            },
         };
         // DynamoDB items stop at 400 KB; leave room for the other attributes.
         for (var, v) in [
@@ -624,6 +649,7 @@ impl Config {
             api_keys,
             jwt_tenant_claim: env.string(JWT_TENANT_CLAIM, "sub").trim().to_owned(),
             log_filter: env.string(LOG, "info"),
+            metrics_namespace: env.string(METRICS_NAMESPACE, "batchq"),
             log_format,
         })
     }

@@ -16,6 +16,9 @@ pub enum Counter {
     PendingBytes(TenantId),
     /// Queued requests of a queue group (what submit looks at).
     Queued(QueueGroup),
+    /// Estimated batch cost, in nanodollars, of a tenant's unfinished
+    /// requests (what they commit of its spend budgets, [`crate::spend`]).
+    Committed(TenantId),
 }
 
 /// A change of one counter.
@@ -28,6 +31,10 @@ pub fn for_insert(queued: &Request) -> Vec<Delta> {
         (Counter::TenantStatus(queued.tenant.clone(), RequestStatus::Queued), 1),
         (Counter::PendingBytes(queued.tenant.clone()), queued.body_bytes as i64),
         (Counter::Queued(queued.queue_group()), 1),
+        (
+            Counter::Committed(queued.tenant.clone()),
+            queued.estimated_cost_nanos as i64,
+        ),
     ]
 }
 
@@ -41,6 +48,7 @@ pub fn for_update(u: &RequestUpdate) -> Vec<Delta> {
     ];
     if !u.from.is_terminal() && u.to.is_terminal() {
         out.push((Counter::PendingBytes(u.tenant.clone()), -(u.body_bytes as i64)));
+        out.push((Counter::Committed(u.tenant.clone()), -(u.estimated_cost_nanos as i64)));
     }
     if u.from == RequestStatus::Queued {
         out.push((Counter::Queued(u.group.clone()), -1));

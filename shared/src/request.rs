@@ -154,6 +154,12 @@ pub struct Request {
     /// Estimated input tokens and embedding inputs, used to plan batches
     /// against the provider's limits without reading bodies.
     pub weight: Weight,
+    /// Estimated batch cost in nanodollars, fixed at enqueue
+    /// ([`crate::spend::estimate`]): what the request commits of its
+    /// tenant's budget while unfinished. 0 for an unpriced model, and for
+    /// rows written before estimates were kept.
+    #[serde(default)]
+    pub estimated_cost_nanos: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_error: Option<RequestError>,
@@ -189,6 +195,8 @@ pub struct NewRequest {
     pub body_json: String,
     pub content_hash: ContentHash,
     pub weight: Weight,
+    /// Estimated batch cost in nanodollars (see [`Request::estimated_cost_nanos`]).
+    pub estimated_cost_nanos: u64,
 }
 
 impl NewRequest {
@@ -226,7 +234,14 @@ impl NewRequest {
             body_json,
             content_hash,
             weight,
+            estimated_cost_nanos: 0,
         }
+    }
+
+    /// The same request with its estimated batch cost.
+    pub fn estimated(mut self, nanos: u64) -> Self {
+        self.estimated_cost_nanos = nanos;
+        self
     }
 
     /// The same request routed to `provider` by the routes.

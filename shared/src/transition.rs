@@ -26,6 +26,7 @@ pub fn queued(r: &NewRequest, now: Timestamp) -> Request {
         content_hash: r.content_hash.clone(),
         body_bytes: r.body_bytes(),
         weight: r.weight,
+        estimated_cost_nanos: r.estimated_cost_nanos,
         created_at: now,
         updated_at: now,
         last_error: None,
@@ -56,6 +57,9 @@ pub struct RequestUpdate {
     /// Size of the request's body: its tenant's unfinished bytes shrink by
     /// this much when it finishes.
     pub body_bytes: u64,
+    /// The request's estimated cost: its tenant's committed spend shrinks
+    /// by this much when it finishes.
+    pub estimated_cost_nanos: u64,
     /// The body's hash: with `body_bytes` it locates a large body in S3,
     /// which is deleted once the request has finished.
     pub content_hash: ContentHash,
@@ -80,6 +84,7 @@ impl RequestUpdate {
             refund_attempt: false,
             last_error: None,
             body_bytes: req.body_bytes,
+            estimated_cost_nanos: req.estimated_cost_nanos,
             content_hash: req.content_hash.clone(),
             result: None,
             created_at: req.created_at,

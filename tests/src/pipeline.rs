@@ -208,6 +208,7 @@ impl Pipeline {
             config: Arc::new(config),
             crash,
             formats: batchq_core::app::formats(),
+            moves: Default::default(),
         }
     }
 

@@ -107,14 +107,15 @@ fn every_environment_name_is_one_the_code_reads() {
             talks_to_provider,
             "{id}: provider settings belong to submit and poll"
         );
-        // The price table: read at start by the two functions that price results.
+        // The price table: read at start by the two functions that price
+        // results and by enqueue, which estimates costs for budgets.
         let name = t.props("DataBucket")["BucketName"]["Fn::Sub"].clone();
         let pricing = json!({"Fn::If": [
             "HasPricingFile",
             {"Fn::Sub": [format!("s3://{}/config/${{PricingFile}}", name[0].as_str().unwrap()), name[1]]},
             reference("AWS::NoValue"),
         ]});
-        let prices_results = matches!(id, "IngestFunction" | "PollFunction");
+        let prices_results = matches!(id, "IngestFunction" | "PollFunction" | "EnqueueFunction");
         assert_eq!(
             env.get("BATCHQ_PRICING_FILE"),
             prices_results.then_some(&pricing),
@@ -1180,21 +1181,141 @@ fn failed_jobs_and_an_old_queue_raise_alarms() {
             .clone()
     };
     assert_eq!(alarm("JobsFailed")["Statistic"], "Sum");
-    let age = alarm("OldestQueuedAgeSeconds");
+    // The queue's age is a metric poll writes (no longer a log pattern).
+    let age = alarm(batchq_core::metrics::OLDEST_QUEUED_AGE.name);
     assert_eq!(age["Statistic"], "Maximum");
     assert_eq!(age["Threshold"], reference("OldestQueuedAgeAlarmSeconds"));
-    // Their metrics come from log lines the code writes (checked against the
+    assert_eq!(
+        age["Dimensions"],
+        Value::Null,
+        "the alarm watches the oldest of all groups"
+    );
+    // JobsFailed comes from a log line the code writes (checked against the
     // code by logs_have_retention_and_metric_filters_match_the_code).
-    let filters: Vec<String> = t
-        .of_type("AWS::Logs::MetricFilter")
-        .map(|(_, f)| {
-            f["Properties"]["MetricTransformations"][0]["MetricName"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    for metric in ["JobsFailed", "OldestQueuedAgeSeconds"] {
-        assert!(filters.iter().any(|m| m == metric), "no metric filter feeds {metric}");
+    assert!(
+        metric_filter_names(&t).contains("JobsFailed"),
+        "no metric filter feeds JobsFailed"
+    );
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// Metrics the template's metric filters make from log lines.
+fn metric_filter_names(t: &Template) -> BTreeSet<String> {
+    t.of_type("AWS::Logs::MetricFilter")
+        .flat_map(|(_, f)| one_or_many(&f["Properties"]["MetricTransformations"]))
+        .map(|m| m["MetricName"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The namespace the functions write their metrics in, as the template sets
+/// it (a `!Sub` string), and the one every alarm on them must name.
+fn metrics_namespace(t: &Template) -> Value {
+    t.global("Environment")["Variables"]["BATCHQ_METRICS_NAMESPACE"].clone()
+}
+
+/// The dashboard's body as JSON, `${…}` replaced by placeholders.
+fn dashboard_body(t: &Template) -> Value {
+    let (_, dash) = t
+        .of_type("AWS::CloudWatch::Dashboard")
+        .next()
+        .expect("the template has a CloudWatch dashboard");
+    let body = sub_string(&dash["Properties"]["DashboardBody"]).expect("DashboardBody is a !Sub string");
+    let mut text = body.to_owned();
+    for name in sub_names(body) {
+        let placeholder = if name == "OldestQueuedAgeAlarmSeconds" {
+            "7200"
+        } else {
+            "X"
+        };
+        text = text.replace(&format!("${{{name}}}"), placeholder);
     }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("DashboardBody is not JSON: {e}\n{text}"))
+}
+
+/// The metric names a dashboard names: plain metric rows
+/// (`[namespace, name, …]`) and `MetricName="…"` in SEARCH expressions.
+fn dashboard_metrics(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in body["widgets"].as_array().expect("widgets") {
+        for row in w["properties"]["metrics"].as_array().into_iter().flatten() {
+            let row = row.as_array().expect("a metric row is an array");
+            match &row[0] {
+                Value::Object(o) => {
+                    let expr = o["expression"].as_str().expect("an expression row");
+                    let names: Vec<&str> = expr
+                        .split("MetricName=\"")
+                        .skip(1)
+                        .filter_map(|r| r.split('"').next())
+                        .collect();
+                    assert!(!names.is_empty(), "an expression naming no metric: {expr}");
+                    out.extend(names.into_iter().map(str::to_owned));
+                }
+                Value::String(ns) => {
+                    assert_eq!(ns, "batchq/X", "a metric row outside batchq's namespace: {row:?}");
+                    out.push(row[1].as_str().expect("the metric name").to_owned());
+                }
+                other => panic!("unexpected metric row start {other}"),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_alarms_name_only_metrics_the_code_emits() {
+    let t = Template::load();
+    let known: BTreeSet<&str> = batchq_core::metrics::ALL.iter().map(|m| m.name).collect();
+    let from_logs = metric_filter_names(&t);
+    assert_eq!(
+        metrics_namespace(&t),
+        json!({"Fn::Sub": "batchq/${AWS::StackName}"}),
+        "the functions write their metrics where the dashboard and alarms read them"
+    );
+
+    let named = dashboard_metrics(&dashboard_body(&t));
+    let unknown: Vec<&String> = named.iter().filter(|n| !known.contains(n.as_str())).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard names metrics the code does not emit: {unknown:?}"
+    );
+    // Every metric has its place on the dashboard.
+    for m in batchq_core::metrics::ALL {
+        assert!(named.iter().any(|n| n == m.name), "{} is not on the dashboard", m.name);
+    }
+
+    let mut alarmed = 0;
+    for (id, a) in t.of_type("AWS::CloudWatch::Alarm") {
+        let p = &a["Properties"];
+        if p["Namespace"] != metrics_namespace(&t) {
+            continue;
+        }
+        let name = p["MetricName"].as_str().unwrap();
+        if from_logs.contains(name) {
+            continue;
+        }
+        alarmed += 1;
+        let metric = batchq_core::metrics::by_name(name)
+            .unwrap_or_else(|| panic!("{id} watches {name}, which the code does not emit"));
+        for d in one_or_many(&p["Dimensions"]) {
+            let dim = d["Name"].as_str().unwrap();
+            assert!(
+                metric.dims.iter().any(|k| k.cloudwatch() == dim),
+                "{id}: {name} has no dimension {dim}"
+            );
+        }
+    }
+    assert!(alarmed >= 1, "no alarm on batchq's own metrics");
+}
+
+/// The cross-check fails on a name the code does not emit.
+#[test]
+fn a_dashboard_naming_an_unknown_metric_is_caught() {
+    let body = json!({"widgets": [{"properties": {"metrics": [
+        ["batchq/X", "QueueDepth"],
+        [{"expression": "SEARCH('{batchq/X,Status} MetricName=\"JobsByStatus\"', 'Maximum', 60)"}]
+    ]}}]});
+    let named = dashboard_metrics(&body);
+    assert_eq!(named, vec!["QueueDepth".to_owned(), "JobsByStatus".to_owned()]);
+    assert!(batchq_core::metrics::by_name("JobsByStatus").is_none());
 }

@@ -73,6 +73,7 @@ conformance!(
     a_claim_of_a_request_another_job_holds_is_refused_with_its_state,
     finishing_a_request_for_another_job_is_refused_and_stores_no_result,
     finish_stores_the_result_counts_it_and_a_replay_keeps_the_first_result,
+    the_committed_cost_follows_requests_into_and_out_of_the_unfinished_statuses,
     fail_without_a_result_records_the_error_and_finishes_the_request,
     requeue_returns_a_request_to_the_queue_keeping_its_attempt_and_place,
     requeue_free_gives_the_attempt_back,

@@ -5,10 +5,14 @@
 //! [`batchq_core::api::ApiRequest`], the core answers, and its
 //! [`batchq_core::api::ApiResponse`] becomes the Lambda response. Every rule
 //! about requests lives in `batchq_core::api`, which the local server reuses.
+//!
+//! What the API reports for a metric (a budget warning) is printed after
+//! the invocation as CloudWatch EMF lines on stdout.
 
 use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::auth;
 use batchq_core::ids::TenantId;
+use batchq_core::metrics::{emf, Collected};
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::header::CONTENT_TYPE;
@@ -16,24 +20,47 @@ use lambda_http::http::request::Parts;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::Value;
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub use lambda_http::Error;
 
-/// What the handler keeps between invocations: the API core and the claim
-/// naming the tenant when API Gateway's JWT authorizer is in front.
+/// What the handler keeps between invocations: the API core, the claim
+/// naming the tenant when API Gateway's JWT authorizer is in front, and
+/// the metrics the API reported during the invocation.
 #[derive(Clone)]
 pub struct Edge {
     pub api: Api,
     pub jwt_tenant_claim: String,
+    /// CloudWatch namespace of the EMF lines (`BATCHQ_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+    metrics: Arc<Collected>,
 }
 
 impl Edge {
     pub fn new(api: Api, jwt_tenant_claim: impl Into<String>) -> Self {
+        let metrics = Arc::new(Collected::default());
         Self {
-            api,
+            api: api.with_metrics(metrics.clone()),
             jwt_tenant_claim: jwt_tenant_claim.into(),
+            metrics_namespace: "batchq".into(),
+            metrics,
         }
+    }
+
+    /// The same edge writing its EMF lines in `namespace`.
+    pub fn with_metrics_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.metrics_namespace = namespace.into();
+        self
+    }
+
+    /// The EMF lines of what the API reported since the last call.
+    pub fn take_emf_lines(&self) -> Vec<String> {
+        let samples = self.metrics.take();
+        if samples.is_empty() {
+            return Vec::new();
+        }
+        emf::lines(&self.metrics_namespace, &samples, self.api.ports.clock.now())
     }
 }
 
@@ -61,7 +88,11 @@ pub async fn handle(edge: &Edge, event: Request) -> Result<Response<Body>, Error
 /// decodes them back and judges them like any other parameter.
 pub async fn handle_event(edge: &Edge, event: LambdaEvent<Value>) -> Result<ApiGatewayV2httpResponse, Error> {
     let span = tracing::info_span!("lambda", function = "enqueue", aws_request_id = %event.context.request_id);
-    handle_json(edge, event.payload).instrument(span).await
+    let resp = handle_json(edge, event.payload).instrument(span).await;
+    for line in edge.take_emf_lines() {
+        println!("{line}");
+    }
+    resp
 }
 
 /// [`handle_event`] without the Lambda context (tests send events this way).

@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await.with_configured_tables().await?;
-    let edge = batchq_enqueue::Edge::new(app.api(), app.config.jwt_tenant_claim.clone());
+    let edge = batchq_enqueue::Edge::new(app.api(), app.config.jwt_tenant_claim.clone())
+        .with_metrics_namespace(app.config.metrics_namespace.clone());
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         batchq_enqueue::handle_event(&edge, event)
     }))

@@ -1,10 +1,15 @@
 //! batchq-ingest Lambda: on S3 `ObjectCreated` notifications for
 //! `results/`, stream-parses each result file into per-request results. The
 //! work lives in `batchq_core::pipeline::ingest`.
+//!
+//! Each invocation prints CloudWatch EMF lines to stdout from its reports:
+//! requests completed, failed and retried, and the batch spend and savings
+//! of the files it counted.
 
 use aws_lambda_events::event::s3::S3Event;
 use batchq_core::events::created_objects;
 use batchq_core::keys::{parse_result_key, ResultFile};
+use batchq_core::metrics;
 use batchq_core::pipeline::{Ingester, PipelineError};
 use batchq_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent};
@@ -15,18 +20,40 @@ use tracing::Instrument;
 /// known job (or are in another bucket) are reported and skipped; any other
 /// failure fails the invocation so Lambda retries it (a replay is harmless).
 pub async fn handle(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
+    let (result, lines) = handle_metered(ingester, bucket, event).await;
+    for line in lines {
+        println!("{line}");
+    }
+    result
+}
+
+/// [`handle`] answering the EMF lines instead of printing them (tests).
+/// Files ingested before a failure still count.
+pub async fn handle_metered(
+    ingester: &Ingester,
+    bucket: &str,
+    event: LambdaEvent<S3Event>,
+) -> (Result<Value, Error>, Vec<String>) {
     let span = tracing::info_span!("lambda", function = "ingest", aws_request_id = %event.context.request_id);
     run(ingester, bucket, event).instrument(span).await
 }
 
 /// Runs inside the lambda span, so the step span it makes is that span's child.
-async fn run(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
-    ingest_all(ingester, bucket, event)
+async fn run(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> (Result<Value, Error>, Vec<String>) {
+    let mut done = Vec::new();
+    let result = ingest_all(ingester, bucket, event, &mut done)
         .instrument(telemetry::step_span("ingest"))
-        .await
+        .await;
+    let lines = ingester.core().emf_lines(&metrics::from_ingest(&done));
+    (result, lines)
 }
 
-async fn ingest_all(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> Result<Value, Error> {
+async fn ingest_all(
+    ingester: &Ingester,
+    bucket: &str,
+    event: LambdaEvent<S3Event>,
+    done: &mut Vec<batchq_core::pipeline::IngestReport>,
+) -> Result<Value, Error> {
     let mut reports = Vec::new();
     let mut skipped = Vec::new();
     for obj in created_objects(&event.payload) {
@@ -41,7 +68,10 @@ async fn ingest_all(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Even
             file_span.record("job", tracing::field::display(&job));
         }
         match ingester.ingest_key(&obj.key).instrument(file_span).await {
-            Ok(report) => reports.push(serde_json::to_value(report)?),
+            Ok(report) => {
+                reports.push(serde_json::to_value(&report)?);
+                done.push(report);
+            }
             Err(PipelineError::Rejected(reason)) => {
                 tracing::warn!(key = %obj.key, reason, "object skipped");
                 skipped.push(json!({"bucket": obj.bucket, "key": obj.key, "reason": reason}));

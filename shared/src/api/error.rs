@@ -56,6 +56,10 @@ pub enum ApiError {
     /// 429: the tenant's quota would be exceeded; nothing was written.
     #[error("{message}")]
     QuotaExceeded { message: String, field: Option<String> },
+    /// 429: the enqueue would take the tenant's spend past a budget;
+    /// nothing was written.
+    #[error("{0}")]
+    BudgetExceeded(Box<BudgetRefusal>),
     /// 503: the storage backend failed; retrying is safe.
     #[error(
         "batchq's storage is unavailable right now; retry later (re-sending a request with the same custom_id is safe)"
@@ -64,6 +68,20 @@ pub enum ApiError {
     /// 500: a bug or corrupt data; details are in the log only.
     #[error("internal error; it has been logged")]
     Internal,
+}
+
+/// Why an enqueue was refused for a budget: the tenant, where it stands
+/// against the period's limit, and what the call would have added.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "tenant {tenant} has spent {} and committed {} (queued and in flight) of its {} budget of {} USD; adding {} would pass it",
+    standing.spent.to_decimal_string(), standing.committed.to_decimal_string(), standing.period.as_str(),
+    standing.limit.to_decimal_string(), adding.to_decimal_string()
+)]
+pub struct BudgetRefusal {
+    pub tenant: crate::ids::TenantId,
+    pub standing: crate::spend::Standing,
+    pub adding: crate::money::Money,
 }
 
 impl From<AuthError> for ApiError {
@@ -108,7 +126,7 @@ impl ApiError {
             Self::BadRequest { .. } => 400,
             Self::Unauthorized { .. } => 401,
             Self::Forbidden { .. } => 403,
-            Self::QuotaExceeded { .. } => 429,
+            Self::QuotaExceeded { .. } | Self::BudgetExceeded(_) => 429,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict { .. } => 409,
@@ -130,6 +148,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized { .. } => "unauthorized",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::BudgetExceeded(_) => "budget_exceeded",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -149,11 +168,27 @@ impl ApiError {
     /// `{"code", "message", "field"}`: the inside of the error body, also
     /// used for one rejected line of a bulk enqueue.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "code": self.code(),
             "message": self.to_string(),
             "field": self.field(),
-        })
+        });
+        if let Self::BudgetExceeded(refusal) = self {
+            let BudgetRefusal {
+                tenant,
+                standing,
+                adding,
+            } = refusal.as_ref();
+            v["budget"] = json!({
+                "tenant": tenant,
+                "period": standing.period.as_str(),
+                "limit_usd": standing.limit.to_decimal_string(),
+                "spent_usd": standing.spent.to_decimal_string(),
+                "committed_usd": standing.committed.to_decimal_string(),
+                "adding_usd": adding.to_decimal_string(),
+            });
+        }
+        v
     }
 
     /// The full error body `{"error": {...}}`.

@@ -76,6 +76,7 @@ impl Api {
             }
         }
         let savings = self.savings_total(tenant).await?;
+        let budget = self.budget_view(tenant, &counts).await?;
 
         let oldest_age = oldest
             .iter()
@@ -110,6 +111,7 @@ impl Api {
                     "by_status": by_status,
                 },
                 "savings": super::savings::totals_view(&savings),
+                "budget": budget,
                 "generated_at": views::time(now),
             }),
         ))

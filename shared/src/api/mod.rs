@@ -25,6 +25,7 @@ pub mod parse;
 pub mod query;
 pub mod views;
 
+mod budget;
 mod jobs;
 mod requests;
 mod savings;
@@ -40,7 +41,9 @@ use tracing::Instrument;
 use crate::config::Limits;
 use crate::ids::{ProviderName, TenantId};
 use crate::job::ProviderKind;
+use crate::metrics::{MetricsSink, NoMetrics};
 use crate::ports::Ports;
+use crate::pricing::PriceBook;
 use crate::routing::RoutingTable;
 
 pub use error::ApiError;
@@ -200,6 +203,7 @@ impl From<ApiError> for ApiResponse {
             ApiError::Unavailable => resp.with_header("Retry-After", "1"),
             ApiError::Unauthorized { .. } => resp.with_header("WWW-Authenticate", "Bearer"),
             ApiError::QuotaExceeded { .. } => resp.with_header("Retry-After", "60"),
+            ApiError::BudgetExceeded(_) => resp.with_header("Retry-After", "60"),
             _ => resp,
         }
     }
@@ -218,6 +222,8 @@ pub struct ApiLimits {
     pub tenant_max_pending: u64,
     /// Bytes of unfinished bodies one tenant may have.
     pub tenant_max_pending_bytes: u64,
+    /// Per-tenant spend limits.
+    pub budgets: crate::spend::Budgets,
 }
 
 impl ApiLimits {
@@ -229,6 +235,7 @@ impl ApiLimits {
             result_url_ttl: RESULT_URL_TTL,
             tenant_max_pending: limits.tenant_max_pending,
             tenant_max_pending_bytes: limits.tenant_max_pending_bytes,
+            budgets: limits.budgets.clone(),
         }
     }
 }
@@ -241,6 +248,10 @@ pub struct Api {
     pub limits: ApiLimits,
     /// Which provider instance each enqueued request goes to.
     pub routing: Arc<RoutingTable>,
+    /// The prices an enqueued request's cost is estimated at (budgets).
+    pub prices: Arc<PriceBook>,
+    /// Where the API reports what a metric counts (budget warnings).
+    pub metrics: Arc<dyn MetricsSink>,
 }
 
 impl Api {
@@ -250,7 +261,21 @@ impl Api {
             ports,
             limits: ApiLimits::from_config(limits),
             routing: Arc::new(RoutingTable::single(ProviderName::default_name(), ProviderKind::OpenAi)),
+            prices: Arc::new(PriceBook::bundled()),
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// The same API estimating costs with `prices`.
+    pub fn with_prices(mut self, prices: Arc<PriceBook>) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    /// The same API reporting budget warnings to `sink`.
+    pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// The same API routing requests with `routing`.

@@ -43,6 +43,8 @@ pub struct ParsedLine {
     pub body_json: String,
     /// The body's estimated weight (tokens, inputs), from the parsed value.
     pub weight: Weight,
+    /// The output limit the body sets, if any ([`crate::spend::max_output_tokens`]).
+    pub max_output_tokens: Option<u64>,
     /// The provider instance the caller asked for, if any.
     pub provider: Option<String>,
 }
@@ -224,6 +226,7 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
 
     let body = Value::Object(body);
     let weight = tokens::estimate(endpoint, &body);
+    let max_output_tokens = crate::spend::max_output_tokens(&body);
     let body_json = canonical_json(&body);
     if body_json.len() as u64 > max_body_bytes {
         return Err(ApiError::too_large(
@@ -243,6 +246,7 @@ pub fn parse_line(value: Value, max_body_bytes: u64) -> Result<ParsedLine, ApiEr
         model,
         body_json,
         weight,
+        max_output_tokens,
         provider,
     })
 }

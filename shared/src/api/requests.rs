@@ -8,7 +8,9 @@ use super::query::Query;
 use super::views::{self, ResponseBody};
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::{CustomId, RequestKey, TenantId};
+use crate::money::Money;
 use crate::request::{InsertOutcome, NewRequest, Payload, Request, RequestResult, RequestStatus};
+use crate::spend::{self, Standing};
 use crate::store::StoreError;
 use crate::transition::RequestUpdate;
 
@@ -17,7 +19,17 @@ impl Api {
     /// would take the tenant past its quota of unfinished requests or bytes.
     /// The check reads the tenant's counters; concurrent enqueues may pass
     /// it together, so the quota can be overshot by one call's worth.
-    async fn check_quota(&self, tenant: &TenantId, requests: u64, bytes: u64) -> Result<(), ApiError> {
+    ///
+    /// Then the tenant's spend budgets ([`crate::spend`]): `cost` more
+    /// committed must not pass a limit. Answers the budget periods whose
+    /// 80% warning this enqueue crosses.
+    async fn check_limits(
+        &self,
+        tenant: &TenantId,
+        requests: u64,
+        bytes: u64,
+        cost: Money,
+    ) -> Result<Vec<Standing>, ApiError> {
         let counts = self.ports.requests.counts(tenant).await?;
         let pending = counts.pending().max(0) as u64;
         let pending_bytes = counts.pending_bytes.max(0) as u64;
@@ -38,7 +50,7 @@ impl Api {
                 field: None,
             });
         }
-        Ok(())
+        self.check_budget(tenant, &counts, cost).await
     }
 
     /// `POST /v1/requests`: 202 created, 200 when the same request is
@@ -50,7 +62,8 @@ impl Api {
         let value = parse::decode_document(&req.body)?;
         let line = parse::parse_line(value, self.limits.max_body_bytes)?;
         let new = self.new_request(tenant, line)?;
-        self.check_quota(tenant, 1, new.body_bytes()).await?;
+        let cost = spend::nanos(new.estimated_cost_nanos as i64);
+        let crossed = self.check_limits(tenant, 1, new.body_bytes(), cost).await?;
         let outcome = self
             .ports
             .requests
@@ -61,6 +74,7 @@ impl Api {
         match outcome {
             InsertOutcome::Created(r) => {
                 tracing::info!(key = %r.key, url = %r.endpoint, model = %r.model, body_bytes = r.body_bytes, "request queued");
+                self.warn_budget(tenant, &crossed, cost);
                 Ok(ApiResponse::json(202, Value::Object(views::request(&r)))
                     .with_header("Location", format!("/v1/requests/{}", r.custom_id)))
             }
@@ -121,7 +135,8 @@ impl Api {
         }
 
         let adding_bytes = good.iter().map(|(_, n)| n.body_bytes()).sum();
-        self.check_quota(tenant, good.len() as u64, adding_bytes).await?;
+        let cost = spend::nanos(good.iter().map(|(_, n)| n.estimated_cost_nanos as i64).sum());
+        let crossed = self.check_limits(tenant, good.len() as u64, adding_bytes, cost).await?;
         let now = self.ports.clock.now();
         let mut rest = good;
         while !rest.is_empty() {
@@ -143,6 +158,9 @@ impl Api {
         }
 
         let count = |o: Outcome| outcomes.iter().filter(|l| l.outcome == o).count();
+        if count(Outcome::Created) > 0 {
+            self.warn_budget(tenant, &crossed, cost);
+        }
         let summary = json!({
             "lines": outcomes.len(),
             "created": count(Outcome::Created),
@@ -314,11 +332,11 @@ impl Api {
     }
 
     fn new_request(&self, tenant: &TenantId, line: ParsedLine) -> Result<NewRequest, ApiError> {
-        let provider = self
+        let routed = self
             .routing
-            .route(line.endpoint, &line.model, line.provider.as_deref())?
-            .name
-            .clone();
+            .route(line.endpoint, &line.model, line.provider.as_deref())?;
+        let provider = routed.name.clone();
+        let estimate = self.estimate(tenant, routed.kind, &line)?;
         let named = line.provider.is_some();
         let new = NewRequest::weighed(
             tenant.clone(),
@@ -327,7 +345,8 @@ impl Api {
             line.model,
             line.body_json,
             line.weight,
-        );
+        )
+        .estimated(estimate);
         Ok(if named {
             new.sent_to(provider)
         } else {

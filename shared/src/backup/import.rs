@@ -178,11 +178,13 @@ pub fn rebuild(rec: &RequestRecord) -> Result<NewRequest, String> {
             body_json: String::new(),
             content_hash: r.content_hash.clone(),
             weight: r.weight,
+            estimated_cost_nanos: r.estimated_cost_nanos,
         },
         None => return Err(format!("{}: an unfinished request without its body", r.custom_id)),
     };
     Ok(NewRequest {
         weight: r.weight,
+        estimated_cost_nanos: r.estimated_cost_nanos,
         ..new
     })
 }

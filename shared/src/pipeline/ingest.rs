@@ -121,6 +121,11 @@ impl Ingester {
         Self { core, prices }
     }
 
+    /// What this step works with.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Ingests the object under `key` (as named by an S3 event). Keys that
     /// are not result files of a known job are rejected.
     pub async fn ingest_key(&self, key: &str) -> Result<IngestReport, PipelineError> {

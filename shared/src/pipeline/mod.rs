@@ -79,6 +79,8 @@ pub struct Core {
     pub crash: Arc<dyn CrashPoints>,
     /// Each provider kind's batch file format (input lines, result lines).
     pub formats: Formats,
+    /// Requests this core's step failed or re-queued (for its run report).
+    pub moves: Arc<MoveTally>,
 }
 
 impl Core {
@@ -90,6 +92,12 @@ impl Core {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.ports.clock.now()
+    }
+
+    /// `samples` as CloudWatch EMF lines in the configured namespace
+    /// (`BATCHQ_METRICS_NAMESPACE`), stamped now.
+    pub fn emf_lines(&self, samples: &[crate::metrics::Sample]) -> Vec<String> {
+        crate::metrics::emf::lines(&self.config.metrics_namespace, samples, self.now())
     }
 
     /// The batch file format of the job's provider.
@@ -215,9 +223,13 @@ impl Core {
     pub(crate) async fn apply_all(&self, updates: Vec<RequestUpdate>) -> Result<AppliedCounts, StoreError> {
         let mut counts = AppliedCounts::default();
         for chunk in chunks(updates, 100) {
-            for r in self.ports.requests.apply_many(chunk).await? {
+            let targets: Vec<RequestStatus> = chunk.iter().map(|u| u.to).collect();
+            for (r, to) in self.ports.requests.apply_many(chunk).await?.into_iter().zip(targets) {
                 match r {
-                    Ok(crate::store::Applied::Now) => counts.now += 1,
+                    Ok(crate::store::Applied::Now) => {
+                        counts.now += 1;
+                        self.moves.note(to);
+                    }
                     Ok(crate::store::Applied::Already) => counts.already += 1,
                     Err(e) if e.is_condition_failed() => {
                         tracing::info!(error = %e, "request moved on meanwhile; skipped");
@@ -262,6 +274,31 @@ pub(crate) enum Claims<'a> {
     InputFile,
     /// The job index.
     Index,
+}
+
+/// Requests a step failed or sent back to the queue since the last
+/// [`MoveTally::take`] (its run report's share of the request metrics).
+#[derive(Debug, Default)]
+pub struct MoveTally {
+    failed: std::sync::atomic::AtomicU64,
+    requeued: std::sync::atomic::AtomicU64,
+}
+
+impl MoveTally {
+    fn note(&self, to: RequestStatus) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match to {
+            RequestStatus::Failed => self.failed.fetch_add(1, Relaxed),
+            RequestStatus::Queued => self.requeued.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// (failed, requeued) so far, leaving both at zero.
+    pub fn take(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.failed.swap(0, Relaxed), self.requeued.swap(0, Relaxed))
+    }
 }
 
 /// How a batch of conditional updates went.

@@ -25,6 +25,7 @@ mod give_up;
 mod results;
 mod untagged;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracing::Instrument;
@@ -34,6 +35,8 @@ use serde::Serialize;
 use super::ingest::Ingester;
 use super::{Core, CrashPoint, LateReport, PipelineError};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
+use crate::metrics::{self, QueueLevel};
+use crate::provider::tally::ErrorTally;
 use crate::provider::{Provider, ProviderError, Providers};
 use crate::telemetry;
 
@@ -85,6 +88,16 @@ pub struct PollReport {
     pub errors: Vec<String>,
     /// How long the oldest queued request has waited (none queued: `None`).
     pub oldest_queued_age_seconds: Option<u64>,
+    /// The queue per group, as the run read it for the queue age.
+    pub queue: Vec<QueueLevel>,
+    /// Unfinished jobs by status as the run left them.
+    pub open_jobs: BTreeMap<String, u64>,
+    /// Requests this run failed (failed or expired batches).
+    pub requests_failed: u64,
+    /// Requests this run sent back to the queue.
+    pub requests_retried: u64,
+    /// The run's failed provider calls, by kind ([`ProviderError::kind`]).
+    pub provider_errors: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,14 +114,18 @@ pub struct Poller {
     core: Core,
     providers: Providers,
     ingester: Ingester,
+    /// The failed provider calls of the running run (one run at a time).
+    tally: Arc<ErrorTally>,
 }
 
 impl Poller {
     pub fn new(core: Core, providers: impl Into<Providers>, ingester: Ingester) -> Self {
+        let tally = Arc::new(ErrorTally::default());
         Self {
             core,
-            providers: providers.into(),
+            providers: providers.into().tallied(&tally),
             ingester,
+            tally,
         }
     }
 
@@ -119,8 +136,18 @@ impl Poller {
             .ok_or_else(|| PipelineError::UnknownProvider(job.provider_name.to_string()))
     }
 
+    /// What this step works with.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub async fn run(&self) -> Result<PollReport, PipelineError> {
-        self.run_steps().instrument(telemetry::step_span("poll")).await
+        self.tally.take();
+        self.core.moves.take();
+        let mut report = self.run_steps().instrument(telemetry::step_span("poll")).await?;
+        report.provider_errors = self.tally.take();
+        (report.requests_failed, report.requests_retried) = self.core.moves.take();
+        Ok(report)
     }
 
     async fn run_steps(&self) -> Result<PollReport, PipelineError> {
@@ -156,25 +183,32 @@ impl Poller {
             tracing::error!(error = %e, "could not look for duplicate provider batches; next run retries");
             report.errors.push(format!("duplicate batches: {e}"));
         }
-        report.oldest_queued_age_seconds = self.oldest_queued_age().await?;
+        // The unfinished jobs as this run left them: as it found them, with
+        // the moves it made.
+        let mut by_status: Vec<(JobStatus, u64)> = Vec::new();
+        let mut add = |s: JobStatus, d: i64| match by_status.iter_mut().find(|(k, _)| *k == s) {
+            Some((_, n)) => *n = n.saturating_add_signed(d),
+            None => by_status.push((s, d.max(0) as u64)),
+        };
+        for j in &open {
+            add(j.status, 1);
+        }
+        for c in &report.changed {
+            add(c.from, -1);
+            add(c.to, 1);
+        }
+        report.open_jobs = by_status
+            .into_iter()
+            .filter(|(s, n)| !s.is_terminal() && *n > 0)
+            .map(|(s, n)| (s.as_str().to_owned(), n))
+            .collect();
+        report.queue = metrics::queue_levels(&self.core.ports).await?;
+        report.oldest_queued_age_seconds = report.queue.iter().filter_map(|l| l.oldest_age_seconds).max();
         if let Some(age) = report.oldest_queued_age_seconds {
-            // The queue-age alarm reads this line (infra/template.yaml).
+            // For the log reader; the alarm reads the OldestQueuedAge metric.
             tracing::info!(oldest_queued_age_seconds = age, "queue age");
         }
         Ok(report)
-    }
-
-    /// Age of the oldest queued request over all groups.
-    async fn oldest_queued_age(&self) -> Result<Option<u64>, PipelineError> {
-        let now = self.core.now();
-        let mut oldest: Option<u64> = None;
-        for g in self.core.ports.requests.queue_groups().await? {
-            if let Some(first) = self.core.ports.requests.queued(&g.group, None, 1).await?.items.first() {
-                let age = now.since(first.created_at).as_secs();
-                oldest = Some(oldest.map_or(age, |o| o.max(age)));
-            }
-        }
-        Ok(oldest)
     }
 
     async fn save(&self, job: &Job, next: Job, report: &mut PollReport) -> Result<Option<Job>, PipelineError> {

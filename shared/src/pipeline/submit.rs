@@ -12,7 +12,7 @@
 //! reaches batch creation first asks the provider whether the lost attempt
 //! created one, so a job never has two provider batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -24,6 +24,7 @@ use crate::config::Limits;
 use crate::ids::{JobId, ModelName, ProviderBatchId, ProviderName, RequestKey, TenantId};
 use crate::job::{Job, JobStatus, MAX_JOB_TENANTS};
 use crate::provider::input_rules::{InputFileRules, Refusal};
+use crate::provider::tally::ErrorTally;
 use crate::provider::{CreateBatch, FileLimits, ObjectSource, Provider, ProviderError, Providers};
 use crate::request::{Endpoint, QueueGroup, Request, RequestError, RequestStatus};
 use crate::store::ObjectWriter;
@@ -63,6 +64,12 @@ pub struct SubmitReport {
     pub errors: Vec<String>,
     /// Jobs ended `failed` because a permanent error stopped their submission.
     pub abandoned: Vec<String>,
+    /// The run's failed provider calls, by kind ([`ProviderError::kind`]).
+    pub provider_errors: BTreeMap<String, u64>,
+    /// Requests this run failed (a batch it could not submit, attempts used up).
+    pub requests_failed: u64,
+    /// Requests this run sent back to the queue.
+    pub requests_retried: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,13 +132,17 @@ pub async fn end_leases_of_gone_processes(
 pub struct Submitter {
     core: Core,
     providers: Providers,
+    /// The failed provider calls of the running run (one run at a time).
+    tally: Arc<ErrorTally>,
 }
 
 impl Submitter {
     pub fn new(core: Core, providers: impl Into<Providers>) -> Self {
+        let tally = Arc::new(ErrorTally::default());
         Self {
             core,
-            providers: providers.into(),
+            providers: providers.into().tallied(&tally),
+            tally,
         }
     }
 
@@ -142,10 +153,20 @@ impl Submitter {
             .ok_or_else(|| PipelineError::UnknownProvider(name.to_string()))
     }
 
+    /// What this step works with.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
     pub async fn run(&self, opts: SubmitOptions) -> Result<SubmitReport, PipelineError> {
         let mut report = SubmitReport::default();
+        self.tally.take();
+        self.core.moves.take();
         let run = self.run_into(opts, &mut report);
-        match run.instrument(telemetry::step_span("submit")).await {
+        let outcome = run.instrument(telemetry::step_span("submit")).await;
+        report.provider_errors = self.tally.take();
+        (report.requests_failed, report.requests_retried) = self.core.moves.take();
+        match outcome {
             Ok(()) => Ok(report),
             // Every further call would be refused too: the run stops, with
             // the job it was on failed and its requests back in the queue.

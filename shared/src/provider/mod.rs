@@ -9,6 +9,7 @@ pub(crate) mod http;
 pub mod input_rules;
 pub mod openai;
 pub mod registry;
+pub mod tally;
 pub mod together;
 pub mod types;
 
@@ -79,8 +80,36 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// Every [`ProviderError::kind`].
+    pub const KINDS: &'static [&'static str] = &[
+        "api",
+        "not_found",
+        "unauthorized",
+        "retries_exhausted",
+        "retryable",
+        "transport",
+        "decode",
+        "storage",
+        "key",
+    ];
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable { .. } | Self::Transport { .. })
+    }
+
+    /// The error's kind, as the `ProviderErrors` metric names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Api { .. } => "api",
+            Self::NotFound { .. } => "not_found",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::RetriesExhausted { .. } => "retries_exhausted",
+            Self::Retryable { .. } => "retryable",
+            Self::Transport { .. } => "transport",
+            Self::Decode { .. } => "decode",
+            Self::Source(_) => "storage",
+            Self::Key(_) => "key",
+        }
     }
 }
 

@@ -59,6 +59,14 @@ impl Providers {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+
+    /// The same set with every provider's failed calls counted in `tally`.
+    pub fn tallied(mut self, tally: &Arc<super::tally::ErrorTally>) -> Self {
+        for p in self.by_name.values_mut() {
+            *p = Arc::new(super::tally::Tallied::new(p.clone(), tally.clone()));
+        }
+        self
+    }
 }
 
 impl From<Arc<dyn Provider>> for Providers {

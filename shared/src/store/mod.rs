@@ -126,6 +126,9 @@ pub struct StatusCounts {
     pub by_status: HashMap<RequestStatus, i64>,
     /// Bytes of the bodies of requests not yet finished.
     pub pending_bytes: i64,
+    /// Estimated batch cost of the requests not yet finished, in
+    /// nanodollars ([`crate::counters::Counter::Committed`]).
+    pub committed_nanos: i64,
 }
 
 impl StatusCounts {

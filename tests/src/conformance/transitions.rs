@@ -389,3 +389,70 @@ pub async fn a_finished_requests_large_body_is_deleted_and_an_unfinished_ones_ke
     let counts = s.requests.counts(&tenant("acme")).await.unwrap();
     assert_eq!(counts.pending_bytes, b.body_bytes() as i64);
 }
+
+/// A tenant's committed spend (the estimated cost of its unfinished
+/// requests) rises with an insert, stays through a claim and a requeue,
+/// falls when a request finishes or is cancelled, and a replay moves it no
+/// further: it is written with the row it counts.
+pub async fn the_committed_cost_follows_requests_into_and_out_of_the_unfinished_statuses(s: StoreUnderTest) {
+    let committed = |s: &StoreUnderTest| {
+        let requests = s.requests.clone();
+        async move { requests.counts(&tenant("acme")).await.unwrap().committed_nanos }
+    };
+    let a = insert_one(
+        &s,
+        new_request("acme", "r-1", "gpt-4o-mini", "hi").estimated(700),
+        ts(0),
+    )
+    .await;
+    let b = insert_one(&s, new_request("acme", "r-2", "gpt-4o-mini", "ho").estimated(50), ts(0)).await;
+    assert_eq!(a.estimated_cost_nanos, 700, "the estimate is stored on the row");
+    assert_eq!(committed(&s).await, 750);
+    // The same insert again (same content) commits nothing more.
+    let again = s
+        .requests
+        .insert(
+            vec![new_request("acme", "r-1", "gpt-4o-mini", "hi").estimated(700)],
+            ts(1),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again[0], batchq_core::request::InsertOutcome::Existing(_)));
+    assert_eq!(committed(&s).await, 750);
+
+    let job = JobId::generate();
+    s.requests.apply(RequestUpdate::claim(&a, &job, ts(10))).await.unwrap();
+    assert_eq!(committed(&s).await, 750, "in flight is still committed");
+    let claimed = get(&s, &a).await;
+    s.requests
+        .apply(RequestUpdate::requeue(&claimed, &job, Some(err("x")), ts(11)))
+        .await
+        .unwrap();
+    assert_eq!(committed(&s).await, 750, "back in the queue is still committed");
+    let queued = get(&s, &a).await;
+    let job2 = JobId::generate();
+    s.requests
+        .apply(RequestUpdate::claim(&queued, &job2, ts(12)))
+        .await
+        .unwrap();
+    let claimed = get(&s, &a).await;
+    let finish = RequestUpdate::finish(
+        &claimed,
+        &job2,
+        RequestStatus::Completed,
+        result(&claimed, &job2, "done", ts(20)),
+        ts(20),
+    );
+    assert_eq!(s.requests.apply(finish.clone()).await.unwrap(), Applied::Now);
+    assert_eq!(committed(&s).await, 50, "a finished request commits nothing");
+    assert_eq!(s.requests.apply(finish).await.unwrap(), Applied::Already);
+    assert_eq!(committed(&s).await, 50, "a replay gives nothing back twice");
+
+    s.requests.apply(RequestUpdate::cancel(&b, ts(30))).await.unwrap();
+    assert_eq!(committed(&s).await, 0);
+    assert_eq!(
+        s.requests.counts(&tenant("other")).await.unwrap().committed_nanos,
+        0,
+        "per tenant"
+    );
+}

@@ -3,7 +3,7 @@
 //! job-index entry goes to.
 //!
 //! * `counter#tenant#{tenant}#{shard}` / `counts`: one attribute per status,
-//!   and `pending_bytes`;
+//!   `pending_bytes` and `committed_nanos`;
 //! * `counter#queue#{shard}` / `{queue group}`: `queued`.
 
 use std::collections::HashMap;
@@ -42,6 +42,8 @@ pub(super) fn job_part(job: &JobId, key: &RequestKey) -> String {
 }
 
 pub(super) const PENDING_BYTES_ATTR: &str = "pending_bytes";
+/// A tenant's committed spend, in nanodollars ([`Counter::Committed`]).
+pub(super) const COMMITTED_NANOS_ATTR: &str = "committed_nanos";
 
 pub(super) fn tenant_counter_pk(t: &TenantId, shard: u8) -> String {
     format!("counter#tenant#{t}#{shard}")
@@ -66,6 +68,10 @@ fn locate(c: &Counter, shard: u8) -> ((String, String), &'static str) {
             PENDING_BYTES_ATTR,
         ),
         Counter::Queued(g) => ((queue_counter_pk(shard), g.key()), "queued"),
+        Counter::Committed(t) => (
+            (tenant_counter_pk(t, shard), TENANT_COUNTER_SK.into()),
+            COMMITTED_NANOS_ATTR,
+        ),
     }
 }
 

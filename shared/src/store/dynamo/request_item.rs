@@ -30,6 +30,9 @@ pub(super) fn request_to_item(r: &Request) -> Item {
     if r.weight.inputs != 1 {
         item.insert("inputs".into(), n(r.weight.inputs));
     }
+    if r.estimated_cost_nanos != 0 {
+        item.insert("est_cost_nanos".into(), n(r.estimated_cost_nanos));
+    }
     item.insert("created_at".into(), n(r.created_at.millis()));
     item.insert("updated_at".into(), n(r.updated_at.millis()));
     if let Some(job) = &r.job_id {
@@ -84,6 +87,8 @@ pub(super) fn request_from_item(item: &Item) -> Result<Request, StoreError> {
             // Written before weights were kept.
             None => Weight::from_body_bytes(body_bytes),
         },
+        // Absent: written before estimates were kept, or an unpriced model.
+        estimated_cost_nanos: r.opt_n("est_cost_nanos")?.unwrap_or(0),
         created_at: Timestamp::from_millis(r.req_n("created_at")?),
         updated_at: Timestamp::from_millis(r.req_n("updated_at")?),
         last_error: r.json("last_error")?,

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::counters::{
-    job_part, queue_counter_pk, status_attr, tenant_counter_pk, PENDING_BYTES_ATTR, TENANT_COUNTER_SK,
+    job_part, queue_counter_pk, status_attr, tenant_counter_pk, COMMITTED_NANOS_ATTR, PENDING_BYTES_ATTR,
+    TENANT_COUNTER_SK,
 };
 use super::item::{expiry_secs, n, s, Reader};
 use super::query::QuerySpec;
@@ -383,6 +384,7 @@ impl RequestRows for DynamoStore {
                 }
             }
             counts.pending_bytes += r.opt_n::<i64>(PENDING_BYTES_ATTR)?.unwrap_or(0);
+            counts.committed_nanos += r.opt_n::<i64>(COMMITTED_NANOS_ATTR)?.unwrap_or(0);
         }
         Ok(counts)
     }

@@ -29,6 +29,7 @@ impl Counters {
                 }
                 Counter::PendingBytes(t) => self.tenants.entry(t).or_default().pending_bytes += n,
                 Counter::Queued(g) => *self.queues.entry(g).or_default() += n,
+                Counter::Committed(t) => self.tenants.entry(t).or_default().committed_nanos += n,
             }
         }
     }

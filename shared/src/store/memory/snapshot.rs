@@ -23,7 +23,10 @@ impl MemoryStore {
             let by_status: BTreeMap<&str, i64> = counts.by_status.iter().map(|(s, n)| (s.as_str(), *n)).collect();
             out.insert(
                 format!("counter|tenant|{tenant}"),
-                format!("{by_status:?} pending_bytes={}", counts.pending_bytes),
+                format!(
+                    "{by_status:?} pending_bytes={} committed_nanos={}",
+                    counts.pending_bytes, counts.committed_nanos
+                ),
             );
         }
         for (group, n) in &state.counters.queues {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{params, Transaction};
 
-use super::schema::{BODY_INLINE, BODY_PAYLOAD_JSON, PENDING_BYTES};
+use super::schema::{BODY_INLINE, BODY_PAYLOAD_JSON, COMMITTED_NANOS, PENDING_BYTES};
 use super::{after, db, from_json, one, order_key, page_limit, page_of, to_json, SqliteStore};
 use crate::counters::{self, Counter, Delta};
 use crate::ids::{JobId, RequestKey, TenantId};
@@ -47,6 +47,7 @@ impl Deltas {
                 Counter::TenantStatus(t, st) => tenant.execute(params![t.as_str(), st.as_str(), n]),
                 Counter::PendingBytes(t) => tenant.execute(params![t.as_str(), PENDING_BYTES, n]),
                 Counter::Queued(g) => queue.execute(params![g.key(), n]),
+                Counter::Committed(t) => tenant.execute(params![t.as_str(), COMMITTED_NANOS, n]),
             }
             .map_err(db(op))?;
         }
@@ -360,6 +361,10 @@ impl RequestRows for SqliteStore {
                 let (counter, n) = row.map_err(db(op))?;
                 if counter == PENDING_BYTES {
                     out.pending_bytes = n;
+                    continue;
+                }
+                if counter == COMMITTED_NANOS {
+                    out.committed_nanos = n;
                     continue;
                 }
                 let status = counter.parse::<RequestStatus>().map_err(|e| StoreError::Corrupt {

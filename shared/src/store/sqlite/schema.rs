@@ -72,7 +72,7 @@ CREATE TABLE tenant_jobs (
 ) WITHOUT ROWID;
 CREATE INDEX tenant_jobs_job ON tenant_jobs (job_id);
 
--- counter: a request status name, or 'pending_bytes'
+-- counter: a request status name, 'pending_bytes' or 'committed_nanos'
 CREATE TABLE tenant_counts (
     tenant  TEXT NOT NULL,
     counter TEXT NOT NULL,
@@ -144,6 +144,8 @@ pub(super) const BODY_INLINE: i64 = 1;
 
 /// The counter name of a tenant's unfinished body bytes.
 pub(super) const PENDING_BYTES: &str = "pending_bytes";
+/// The `tenant_counts` counter of a tenant's committed spend (nanodollars).
+pub(super) const COMMITTED_NANOS: &str = "committed_nanos";
 
 /// The terminal request statuses as an SQL list (`'completed', ...`).
 pub(super) fn terminal_list() -> String {
