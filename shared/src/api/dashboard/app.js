@@ -62,7 +62,9 @@
   function usd(s) {
     if (s === null || s === undefined) return 'unpriced';
     const n = Number(s);
-    if (n !== 0 && Math.abs(n) < 0.01) return '$' + normal(s);
+    // Cents from a dollar up; three significant digits below (batch prices are small).
+    if (n !== 0 && Math.abs(n) < 0.0001) return '$' + normal(s);
+    if (n !== 0 && Math.abs(n) < 1) return '$' + Number(n.toPrecision(3)).toString();
     return '$' + n.toFixed(2);
   }
   function count(n) { return Number(n).toLocaleString('en-US'); }
@@ -389,8 +391,12 @@
     const [stats, jobs, activity, days] = await Promise.all([
       call('/v1/stats'), call('/v1/jobs?limit=' + JOBS_LIMIT), call('/v1/activity'), call(savings),
     ]);
-    if ([stats, jobs, activity, days].some((r) => r.status === 401 || r.status === 403)) {
-      askForKey(key() ? 'that key was refused (' + stats.message + ')' : '');
+    const refused = [stats, jobs, activity, days].find((r) => r.status === 401 || r.status === 403);
+    if (refused) {
+      let why = '';
+      if (key()) why = 'that key was refused (' + refused.message + ')';
+      else if (refused.status === 403) why = 'the API refused an unsigned call (' + refused.message + '); a browser cannot sign IAM (SigV4) calls, but it can send a JWT the API accepts';
+      askForKey(why);
       return;
     }
     $('auth').hidden = true;
