@@ -176,6 +176,7 @@
     });
     if (line) {
       chart.appendChild(svg('polyline', { points: line.values.map((v, i) => f.x(i) + ',' + f.y(v)).join(' '), class: line.cls, fill: 'none' }));
+      line.values.forEach((v, i) => chart.appendChild(svg('circle', { cx: f.x(i), cy: f.y(v), r: 3, class: line.cls })));
     }
     chart.dataset.points = String(points);
   }
@@ -366,7 +367,7 @@
       tr.appendChild(el('td', { class: 'num' }, count(g.requests)));
       tr.appendChild(el('td', { class: 'num' }, usd(g.batch_cost_usd)));
       tr.appendChild(el('td', { class: 'num' }, usd(g.saved_usd)));
-      tr.appendChild(el('td', { class: 'num' }, '$' + decimal(running)));
+      tr.appendChild(el('td', { class: 'num' }, usd(decimal(running))));
       rows.appendChild(tr);
     }
     $('savings').dataset.total = decimal(running);
