@@ -296,7 +296,9 @@ fn json_response(status: u16, headers: &[(&'static str, String)], body: String) 
 }
 
 fn http_response(status: u16, content_type: &str, headers: &[(&'static str, String)], body: String) -> Response<Body> {
-    let mut builder = Response::builder().status(status).header(header::CONTENT_TYPE, content_type);
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type);
     for (name, value) in headers {
         builder = builder.header(*name, value.as_str());
     }

@@ -186,7 +186,8 @@ impl Browser {
             Some("Log.entryAdded")
                 if v["params"]["entry"]["level"] == "error" && v["params"]["entry"]["source"] != "network" =>
             {
-                self.page_errors.push(format!("console: {}", v["params"]["entry"]["text"]));
+                self.page_errors
+                    .push(format!("console: {}", v["params"]["entry"]["text"]));
             }
             _ => {}
         }
@@ -403,18 +404,45 @@ fn differences(page: &Value, api: &Client) -> Vec<String> {
     let (status, stats) = api.get("/v1/stats");
     assert_eq!(status, 200, "{stats}");
     for s in ["queued", "claimed", "completed", "failed", "cancelled"] {
-        same(&mut diffs, s, &page["stats"][s], number(&stats["requests"]["by_status"][s]));
+        same(
+            &mut diffs,
+            s,
+            &page["stats"][s],
+            number(&stats["requests"]["by_status"][s]),
+        );
     }
-    same(&mut diffs, "total", &page["stats"]["total"], number(&stats["requests"]["total"]));
-    same(&mut diffs, "open jobs", &page["stats"]["open-jobs"], number(&stats["jobs"]["open"]));
-    same(&mut diffs, 
+    same(
+        &mut diffs,
+        "total",
+        &page["stats"]["total"],
+        number(&stats["requests"]["total"]),
+    );
+    same(
+        &mut diffs,
+        "open jobs",
+        &page["stats"]["open-jobs"],
+        number(&stats["jobs"]["open"]),
+    );
+    same(
+        &mut diffs,
         "oldest queued age",
         &page["stats"]["oldest-age"],
         number(&stats["queue"]["oldest_queued_age_seconds"]),
     );
-    same(&mut diffs, "saved", &page["stats"]["saved"], decimal(&stats["savings"]["saved_usd"]));
-    same(&mut diffs, "batch spend", &page["stats"]["batch-cost"], decimal(&stats["savings"]["batch_cost_usd"]));
-    same(&mut diffs, 
+    same(
+        &mut diffs,
+        "saved",
+        &page["stats"]["saved"],
+        decimal(&stats["savings"]["saved_usd"]),
+    );
+    same(
+        &mut diffs,
+        "batch spend",
+        &page["stats"]["batch-cost"],
+        decimal(&stats["savings"]["batch_cost_usd"]),
+    );
+    same(
+        &mut diffs,
         "real-time price",
         &page["stats"]["realtime-cost"],
         decimal(&stats["savings"]["realtime_cost_usd"]),
@@ -422,7 +450,12 @@ fn differences(page: &Value, api: &Client) -> Vec<String> {
     same(&mut diffs, "tenant", &page["tenant"], TENANT.into());
     // Budgets (GET /v1/stats `budget`): not available on a server without them.
     match stats.get("budget") {
-        None => same(&mut diffs, "budget panel", &page["states"]["budget"], "not-available".into()),
+        None => same(
+            &mut diffs,
+            "budget panel",
+            &page["states"]["budget"],
+            "not-available".into(),
+        ),
         Some(budget) => {
             same(&mut diffs, "budget panel", &page["states"]["budget"], "ok".into());
             for period in ["daily", "monthly"] {
@@ -430,10 +463,30 @@ fn differences(page: &Value, api: &Client) -> Vec<String> {
                 match &budget[period] {
                     Value::Null => same(&mut diffs, period, &shown["state"], "none".into()),
                     b => {
-                        same(&mut diffs, &format!("{period} limit"), &shown["limit"], decimal(&b["limit_usd"]));
-                        same(&mut diffs, &format!("{period} spent"), &shown["spent"], decimal(&b["spent_usd"]));
-                        same(&mut diffs, &format!("{period} committed"), &shown["committed"], decimal(&b["committed_usd"]));
-                        same(&mut diffs, &format!("{period} used"), &shown["fraction"], number(&b["used_fraction"]));
+                        same(
+                            &mut diffs,
+                            &format!("{period} limit"),
+                            &shown["limit"],
+                            decimal(&b["limit_usd"]),
+                        );
+                        same(
+                            &mut diffs,
+                            &format!("{period} spent"),
+                            &shown["spent"],
+                            decimal(&b["spent_usd"]),
+                        );
+                        same(
+                            &mut diffs,
+                            &format!("{period} committed"),
+                            &shown["committed"],
+                            decimal(&b["committed_usd"]),
+                        );
+                        same(
+                            &mut diffs,
+                            &format!("{period} used"),
+                            &shown["fraction"],
+                            number(&b["used_fraction"]),
+                        );
                     }
                 }
             }
@@ -476,7 +529,12 @@ fn differences(page: &Value, api: &Client) -> Vec<String> {
         if shown != days {
             diffs.push(format!("savings per day: page {shown:?}, API {days:?}"));
         }
-        same(&mut diffs, "savings running total", &page["savings_total"], decimal(&savings["total"]["saved_usd"]));
+        same(
+            &mut diffs,
+            "savings running total",
+            &page["savings_total"],
+            decimal(&savings["total"]["saved_usd"]),
+        );
     }
     // Activity (GET /v1/activity): not available on a server without it.
     let (status, activity) = api.get("/v1/activity");
@@ -487,7 +545,12 @@ fn differences(page: &Value, api: &Client) -> Vec<String> {
     } else {
         assert_eq!(status, 200, "{activity}");
         for k in ["enqueued", "completed", "failed", "cancelled", "retried"] {
-            same(&mut diffs, &format!("{k} in the range"), &page["hours"][k], number(&activity["total"][k]));
+            same(
+                &mut diffs,
+                &format!("{k} in the range"),
+                &page["hours"][k],
+                number(&activity["total"][k]),
+            );
         }
         let failures: Vec<Value> = activity["failures"]
             .as_array()
@@ -496,7 +559,11 @@ fn differences(page: &Value, api: &Client) -> Vec<String> {
             .map(|f| json!({"code": f["code"], "count": number(&f["count"])}))
             .collect();
         if page["failures"].as_array() != Some(&failures) {
-            diffs.push(format!("failures: page {}, API {}", page["failures"], Value::from(failures)));
+            diffs.push(format!(
+                "failures: page {}, API {}",
+                page["failures"],
+                Value::from(failures)
+            ));
         }
     }
     diffs
@@ -585,7 +652,10 @@ fn the_dashboard_shows_what_the_api_returns_and_follows_a_run_in_a_real_browser(
     };
 
     // The page needs no key; the data does.
-    assert_eq!(api.get_anonymous("/dashboard"), (200, Some("text/html; charset=utf-8".into())));
+    assert_eq!(
+        api.get_anonymous("/dashboard"),
+        (200, Some("text/html; charset=utf-8".into()))
+    );
     assert_eq!(api.get_anonymous("/v1/stats").0, 401);
 
     // A first run, finished before the page opens.
@@ -640,23 +710,27 @@ fn the_dashboard_shows_what_the_api_returns_and_follows_a_run_in_a_real_browser(
     let before = fake.submissions().len();
     api.enqueue(&workload("second", SECOND_WAVE));
     let total = (FIRST_WAVE + SECOND_WAVE) as u64;
-    let mid = page_agrees(&mut browser, &api, "the page to show the second wave in flight", |page| {
-        if stat(page, "total") == total && stat(page, "claimed") == SECOND_WAVE as u64 {
-            Ok(())
-        } else {
-            Err(format!("page shows {}", page["stats"]))
-        }
-    });
+    let mid = page_agrees(
+        &mut browser,
+        &api,
+        "the page to show the second wave in flight",
+        |page| {
+            if stat(page, "total") == total && stat(page, "claimed") == SECOND_WAVE as u64 {
+                Ok(())
+            } else {
+                Err(format!("page shows {}", page["stats"]))
+            }
+        },
+    );
     assert!(
-        mid["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["status"] != "done"),
+        mid["jobs"].as_array().unwrap().iter().any(|j| j["status"] != "done"),
         "jobs in flight: {}",
         mid["jobs"]
     );
-    let in_flight: Vec<String> = fake.submissions()[before..].iter().map(|s| s.batch_id.clone()).collect();
+    let in_flight: Vec<String> = fake.submissions()[before..]
+        .iter()
+        .map(|s| s.batch_id.clone())
+        .collect();
     assert!(!in_flight.is_empty());
     for batch in &in_flight {
         assert!(fake.complete(batch), "{batch} was running");
@@ -676,7 +750,10 @@ fn the_dashboard_shows_what_the_api_returns_and_follows_a_run_in_a_real_browser(
     if done["states"]["hours"] != "not-available" {
         // With /v1/activity the activity charts are drawn too.
         for chart in ["hours", "failures", "queue-live"] {
-            assert!(done["points"][chart].as_u64() > Some(0), "chart {chart} is empty: {done}");
+            assert!(
+                done["points"][chart].as_u64() > Some(0),
+                "chart {chart} is empty: {done}"
+            );
         }
     }
 

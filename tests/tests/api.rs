@@ -791,7 +791,9 @@ async fn the_dashboard_page_is_served_without_an_identity_and_its_data_is_not() 
         e
     };
     for asset in batchq_core::api::dashboard::ASSETS {
-        let resp = batchq_enqueue::handle_json(&edge, unsigned("GET", asset.path)).await.unwrap();
+        let resp = batchq_enqueue::handle_json(&edge, unsigned("GET", asset.path))
+            .await
+            .unwrap();
         assert_eq!(resp.status_code, 200, "{}", asset.path);
         assert_eq!(resp.headers["content-type"], asset.content_type);
         assert_eq!(
@@ -804,7 +806,9 @@ async fn the_dashboard_page_is_served_without_an_identity_and_its_data_is_not() 
         }
     }
     // The routes the page reads still want an identity.
-    let stats = batchq_enqueue::handle_json(&edge, unsigned("GET", "/v1/stats")).await.unwrap();
+    let stats = batchq_enqueue::handle_json(&edge, unsigned("GET", "/v1/stats"))
+        .await
+        .unwrap();
     assert_eq!(stats.status_code, 401);
     // And an authenticated caller reaches the page through the core too.
     let page = env.call(ApiRequest::get("/dashboard")).await;

@@ -463,7 +463,10 @@ fn dashboard_paths() -> BTreeSet<String> {
         .filter_map(|rest| rest.split('"').next())
         .map(str::to_owned)
         .collect();
-    assert!(paths.contains("/dashboard"), "the dashboard's assets changed shape: {paths:?}");
+    assert!(
+        paths.contains("/dashboard"),
+        "the dashboard's assets changed shape: {paths:?}"
+    );
     paths
 }
 

@@ -102,12 +102,20 @@ mod tests {
     #[test]
     fn the_page_names_only_its_own_script_and_style_sheet() {
         let page = PAGE.text;
-        assert!(page.contains(r#"src="dashboard/app.js""#), "the page loads its script relative to itself");
-        assert!(page.contains(r#"href="dashboard/app.css""#), "the page loads its style sheet relative to itself");
+        assert!(
+            page.contains(r#"src="dashboard/app.js""#),
+            "the page loads its script relative to itself"
+        );
+        assert!(
+            page.contains(r#"href="dashboard/app.css""#),
+            "the page loads its style sheet relative to itself"
+        );
         for a in ASSETS {
             // The SVG namespace is a name, not a place the page loads from.
             let text = a.text.replace("http://www.w3.org/2000/svg", "");
-            for outside in ["http://", "https://", "//cdn", "<style", "style=\"", "onclick", "onload="] {
+            for outside in [
+                "http://", "https://", "//cdn", "<style", "style=\"", "onclick", "onload=",
+            ] {
                 assert!(!text.contains(outside), "{} contains {outside:?}", a.path);
             }
         }
