@@ -17,7 +17,7 @@ CARGO_TEST := $(TEST_RUNNER) --workspace --no-fail-fast
 # suite runs on all three stores in the first run.
 STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz untagged_duplicates backup budgets lambda_metrics
 
-.PHONY: help venv test lint fmt clippy check clean
+.PHONY: help venv browser test lint fmt clippy check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_SPEC)'
 	@touch $@
 
-test: venv ## Build and run every test (store tests on the in-memory store, then again on a private local emulator, then on the embedded store)
+browser: ## Install Debian's chromium (as root, when missing) for the dashboard's browser test
+	scripts/install-chromium.sh
+
+test: venv browser ## Build and run every test (store tests on the in-memory store, then again on a private local emulator, then on the embedded store; the dashboard's in headless Chromium)
 	$(VENV)/bin/python scripts/check_emulator.py
 	cargo build --workspace --all-targets --quiet
 	scripts/with-emulator.sh $(CARGO_TEST)

@@ -320,6 +320,12 @@ async fn scrape(State(front): State<Front>, req: Request<Body>) -> Response<Body
 /// Lambda handler does. An unauthenticated request's body is never read.
 async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    // The dashboard's files carry no data and need no key: a browser loads
+    // the page first, and the page then asks for the key.
+    let public = ApiRequest::new(Method::parse(parts.method.as_str()), parts.uri.path());
+    if let Some(resp) = front.api.handle_public(&public) {
+        return response(&resp);
+    }
     let tenant = if front.keys.is_empty() {
         TenantId::default_tenant()
     } else {
@@ -332,7 +338,7 @@ async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body
             Err(e) => {
                 let resp = ApiResponse::from(ApiError::from(e));
                 tracing::warn!(method = %parts.method, status = resp.status, "api request refused: not authenticated");
-                return json_response(resp.status, &resp.headers, resp.body_string());
+                return response(&resp);
             }
         }
     };
@@ -357,13 +363,21 @@ async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body
         body,
     };
     let resp = front.api.handle(&tenant, request).await;
-    json_response(resp.status, &resp.headers, resp.body_string())
+    response(&resp)
+}
+
+fn response(resp: &ApiResponse) -> Response<Body> {
+    http_response(resp.status, resp.content_type(), &resp.headers, resp.body_string())
 }
 
 fn json_response(status: u16, headers: &[(&'static str, String)], body: String) -> Response<Body> {
+    http_response(status, ApiResponse::CONTENT_TYPE, headers, body)
+}
+
+fn http_response(status: u16, content_type: &str, headers: &[(&'static str, String)], body: String) -> Response<Body> {
     let mut builder = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json");
+        .header(header::CONTENT_TYPE, content_type);
     for (name, value) in headers {
         builder = builder.header(*name, value.as_str());
     }

@@ -780,3 +780,38 @@ async fn a_storage_failure_is_a_503_that_reveals_nothing() {
         assert!(!text.to_lowercase().contains("dynamo"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_page_is_served_without_an_identity_and_its_data_is_not() {
+    let env = ApiEnv::new().await;
+    let edge = batchq_enqueue::Edge::new(env.api.clone(), "sub");
+    let unsigned = |method: &str, path: &str| {
+        let mut e = event(method, path, None, None, false);
+        e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+        e
+    };
+    for asset in batchq_core::api::dashboard::ASSETS {
+        let resp = batchq_enqueue::handle_json(&edge, unsigned("GET", asset.path))
+            .await
+            .unwrap();
+        assert_eq!(resp.status_code, 200, "{}", asset.path);
+        assert_eq!(resp.headers["content-type"], asset.content_type);
+        assert_eq!(
+            resp.headers["content-security-policy"],
+            batchq_core::api::dashboard::CONTENT_SECURITY_POLICY
+        );
+        match &resp.body {
+            Some(lambda_http::Body::Text(t)) => assert_eq!(t, asset.text),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The routes the page reads still want an identity.
+    let stats = batchq_enqueue::handle_json(&edge, unsigned("GET", "/v1/stats"))
+        .await
+        .unwrap();
+    assert_eq!(stats.status_code, 401);
+    // And an authenticated caller reaches the page through the core too.
+    let page = env.call(ApiRequest::get("/dashboard")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.content_type.as_deref(), Some("text/html; charset=utf-8"));
+}

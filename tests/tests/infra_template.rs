@@ -454,6 +454,23 @@ fn routed_paths() -> BTreeSet<String> {
     paths
 }
 
+/// The paths of the dashboard's files (`path: "/dashboard…"` of the assets in
+/// shared/src/api/dashboard/mod.rs), which the API answers without an identity.
+fn dashboard_paths() -> BTreeSet<String> {
+    let code = read("shared/src/api/dashboard/mod.rs");
+    let paths: BTreeSet<String> = code
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("path: \""))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        paths.contains("/dashboard"),
+        "the dashboard's assets changed shape: {paths:?}"
+    );
+    paths
+}
+
 /// `/v1/requests/{custom_id}` -> `/v1/requests/{}`.
 fn path_shape(path: &str) -> String {
     path.split('/')
@@ -467,16 +484,24 @@ fn the_http_api_routes_every_documented_route_to_enqueue() {
     let t = Template::load();
     let documented = documented_routes();
     assert!(documented.len() >= 7, "{documented:?}");
+    let dashboard = dashboard_paths();
     let mut routes = BTreeSet::new();
     for (id, route) in t.of_type("AWS::ApiGatewayV2::Route") {
         let p = &route["Properties"];
-        routes.insert(p["RouteKey"].as_str().unwrap().to_owned());
+        let key = p["RouteKey"].as_str().unwrap().to_owned();
+        routes.insert(key.clone());
         assert_eq!(p["ApiId"], reference("HttpApi"), "{id}");
         assert_eq!(
             p["Target"],
             json!({"Fn::Sub": "integrations/${HttpApiIntegration}"}),
             "{id}"
         );
+        if key.strip_prefix("GET ").is_some_and(|path| dashboard.contains(path)) {
+            // The dashboard's files carry no data: a browser loads them without signing.
+            assert_eq!(p["AuthorizationType"], "NONE", "{id}");
+            assert!(p.get("AuthorizerId").is_none(), "{id}");
+            continue;
+        }
         assert_eq!(
             p["AuthorizationType"],
             json!({"Fn::If": ["UseJwt", "JWT", "AWS_IAM"]}),
@@ -490,16 +515,21 @@ fn the_http_api_routes_every_documented_route_to_enqueue() {
     }
     let mut expected = documented.clone();
     expected.insert("$default".into());
-    assert_eq!(routes, expected, "routes of the HTTP API vs docs/api.md (+ $default)");
+    expected.extend(dashboard.iter().map(|p| format!("GET {p}")));
+    assert_eq!(
+        routes, expected,
+        "routes of the HTTP API vs docs/api.md (+ $default and the dashboard's files)"
+    );
     let shapes: BTreeSet<String> = routes
         .iter()
         .filter_map(|r| r.split_once(' '))
         .map(|(_, path)| path_shape(path))
         .collect();
+    let mut routed = routed_paths();
+    routed.extend(dashboard);
     assert_eq!(
-        shapes,
-        routed_paths(),
-        "paths of the HTTP API vs the paths the API core routes"
+        shapes, routed,
+        "paths of the HTTP API vs the paths the API core routes (+ the dashboard's files)"
     );
 
     let integration = t.props("HttpApiIntegration");

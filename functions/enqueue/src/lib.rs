@@ -16,7 +16,7 @@ use batchq_core::metrics::{emf, Collected};
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::header::CONTENT_TYPE;
-use lambda_http::http::request::Parts;
+use lambda_http::http::{Extensions, Uri};
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::Value;
@@ -69,6 +69,12 @@ impl Edge {
 /// An event without an identity API Gateway vouched for is answered 401 and
 /// touches nothing.
 pub async fn handle(edge: &Edge, event: Request) -> Result<Response<Body>, Error> {
+    // The dashboard's files carry no data: answered without an identity (its
+    // API Gateway routes have no authorizer; the data routes keep theirs).
+    let public = ApiRequest::new(Method::parse(event.method().as_str()), api_path_of(&event));
+    if let Some(resp) = edge.api.handle_public(&public) {
+        return Ok(to_lambda_response(resp));
+    }
     let resp = match tenant_of(&event, &edge.jwt_tenant_claim) {
         Ok(tenant) => edge.api.handle(&tenant, to_api_request(event)).await,
         Err(e) => {
@@ -191,17 +197,21 @@ pub fn to_api_request(event: Request) -> ApiRequest {
     };
     ApiRequest {
         method: Method::parse(parts.method.as_str()),
-        path: api_path(&parts),
+        path: api_path(&parts.uri, &parts.extensions),
         query: parts.uri.query().unwrap_or_default().to_owned(),
         content_type,
         body,
     }
 }
 
-fn api_path(parts: &Parts) -> String {
-    let raw = parts.extensions.raw_http_path();
-    let path = if raw.is_empty() { parts.uri.path() } else { raw };
-    let stage = match parts.extensions.request_context_ref() {
+fn api_path_of(event: &Request) -> String {
+    api_path(event.uri(), event.extensions())
+}
+
+fn api_path(uri: &Uri, extensions: &Extensions) -> String {
+    let raw = extensions.raw_http_path();
+    let path = if raw.is_empty() { uri.path() } else { raw };
+    let stage = match extensions.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
         _ => None,
     };
@@ -218,11 +228,12 @@ fn api_path(parts: &Parts) -> String {
     }
 }
 
-/// The core's response as a Lambda HTTP response (JSON text body).
+/// The core's response as a Lambda HTTP response (a JSON text body, or a
+/// dashboard file with its own type).
 pub fn to_lambda_response(resp: ApiResponse) -> Response<Body> {
     let mut builder = Response::builder()
         .status(resp.status)
-        .header(CONTENT_TYPE, ApiResponse::CONTENT_TYPE);
+        .header(CONTENT_TYPE, resp.content_type());
     for (name, value) in &resp.headers {
         builder = builder.header(*name, value.as_str());
     }

@@ -1,6 +1,8 @@
 //! The HTTP API, independent of any web framework: [`Api::handle`] takes an
 //! [`ApiRequest`] (method, raw path, raw query, content type, body bytes) and
 //! the caller's tenant, and returns an [`ApiResponse`] (status, headers, JSON).
+//! The dashboard's files (`/dashboard`, see [`dashboard`]) need no identity:
+//! front ends ask [`Api::handle_public`] first and authenticate the rest.
 //! The Lambda function (`functions/enqueue`) and the local server adapt their
 //! own request types to these and back; nothing here knows about either.
 //!
@@ -13,6 +15,7 @@
 //! | `/v1/jobs` | GET | provider batches, newest first, paged |
 //! | `/v1/jobs/{id}` | GET | one provider batch with its progress |
 //! | `/v1/stats` | GET | counts by status, queue age, open jobs |
+//! | `/dashboard` | GET | the dashboard page (no identity needed; its data comes from the routes above) |
 //!
 //! docs/api.md (the API reference) documents the JSON of each.
 //!
@@ -20,6 +23,7 @@
 //! an `api` span (method, route, tenant, and the custom id or job id the path
 //! names). Bodies (prompts) and responses (completions) are never logged.
 
+pub mod dashboard;
 pub mod error;
 pub mod parse;
 pub mod query;
@@ -157,13 +161,16 @@ impl ApiRequest {
 }
 
 /// The answer: a status, extra headers, and a JSON body
-/// (`Content-Type: application/json` always).
+/// (`Content-Type: application/json`), or one of the dashboard's files.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiResponse {
     pub status: u16,
     /// Headers besides `Content-Type` (`Allow` on 405, `Location` on 202).
     pub headers: Vec<(&'static str, String)>,
+    /// The JSON body (`null` when `asset` is sent instead).
     pub body: Value,
+    /// A file of the dashboard, sent instead of `body` with its own type.
+    pub asset: Option<dashboard::Asset>,
 }
 
 impl ApiResponse {
@@ -174,7 +181,27 @@ impl ApiResponse {
             status,
             headers: Vec::new(),
             body,
+            asset: None,
         }
+    }
+
+    /// 200 with one of the dashboard's files: a policy allowing only the
+    /// page's own origin, no type sniffing, and revalidated on every load
+    /// (a new binary's page is seen at once).
+    pub fn asset(asset: dashboard::Asset) -> Self {
+        Self {
+            asset: Some(asset),
+            ..Self::json(200, Value::Null)
+        }
+        .with_header("Content-Security-Policy", dashboard::CONTENT_SECURITY_POLICY)
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Referrer-Policy", "no-referrer")
+        .with_header("Cache-Control", "no-cache")
+    }
+
+    /// The `Content-Type` to send.
+    pub fn content_type(&self) -> &'static str {
+        self.asset.map_or(Self::CONTENT_TYPE, |a| a.content_type)
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -184,7 +211,10 @@ impl ApiResponse {
 
     /// The body as sent on the wire.
     pub fn body_string(&self) -> String {
-        self.body.to_string()
+        match self.asset {
+            Some(a) => a.text.to_owned(),
+            None => self.body.to_string(),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -284,9 +314,22 @@ impl Api {
         self
     }
 
+    /// Answers a request that needs no identity: the dashboard's files
+    /// (`/dashboard`, its script and style sheet), which carry no data.
+    /// `None` for every other path: authenticate it, then [`Api::handle`].
+    pub fn handle_public(&self, req: &ApiRequest) -> Option<ApiResponse> {
+        let route = dashboard::DashboardRoute::parse(&req.path)?;
+        let resp = route.answer(&req.method);
+        tracing::info!(method = %req.method, route = route.label(), status = resp.status, "api request");
+        Some(resp)
+    }
+
     /// Answers one request for `tenant`. Never fails: every error becomes
     /// its response (4xx for bad input, 5xx for storage failures).
     pub async fn handle(&self, tenant: &TenantId, req: ApiRequest) -> ApiResponse {
+        if let Some(resp) = self.handle_public(&req) {
+            return resp;
+        }
         let started = Instant::now();
         let route = Route::parse(&req.path);
         let label = route.as_ref().map(Route::label).unwrap_or("(unknown)");

@@ -61,7 +61,7 @@ impl From<ApiResponse> for Answer {
     fn from(r: ApiResponse) -> Self {
         Self {
             status: r.status,
-            content_type: Some(ApiResponse::CONTENT_TYPE.to_owned()),
+            content_type: Some(r.content_type().to_owned()),
             headers: r.headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
             body: r.body,
         }
