@@ -277,9 +277,33 @@ impl Pipeline {
             .map_err(|e| e.to_string())
     }
 
+    /// What the poll function's report run works with: this pipeline's
+    /// API and objects, the configured tenants, and `webhook`.
+    pub fn reports(&self, webhook: Option<String>) -> batchq_poll::Reports {
+        batchq_poll::Reports::new(
+            self.api(),
+            self.objects().clone(),
+            self.stores.config.report_tenants.clone(),
+            webhook,
+        )
+    }
+
     /// Runs the poll Lambda handler on a scheduled event.
     pub async fn poll_via_handler(&self, poller: &Poller) -> Result<Value, String> {
-        batchq_poll::handle(poller, self.scheduled_event())
+        batchq_poll::handle(poller, &self.reports(None), self.scheduled_event())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the poll Lambda handler on `payload` (e.g. `{"report": true}`).
+    pub async fn poll_event_via_handler(
+        &self,
+        reports: &batchq_poll::Reports,
+        payload: Value,
+    ) -> Result<Value, String> {
+        let mut event = self.scheduled_event();
+        event.payload = payload;
+        batchq_poll::handle(&self.poller(), reports, event)
             .await
             .map_err(|e| e.to_string())
     }

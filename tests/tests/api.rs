@@ -549,6 +549,15 @@ impl RequestStore for ClaimsFirst {
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
         self.inner.counts(tenant).await
     }
+
+    async fn activity(
+        &self,
+        tenant: &TenantId,
+        from: batchq_core::activity::Hour,
+        to: batchq_core::activity::Hour,
+    ) -> Result<batchq_core::activity::ActivityRows, StoreError> {
+        self.inner.activity(tenant, from, to).await
+    }
 }
 
 #[tokio::test]

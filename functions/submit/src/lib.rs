@@ -17,7 +17,7 @@ pub async fn handle(submitter: &Submitter, event: LambdaEvent<Value>) -> Result<
 }
 
 async fn run(submitter: &Submitter, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let Scheduled { force } = Scheduled::parse(&event.payload).map_err(|e| format!("bad submit event: {e}"))?;
+    let Scheduled { force, .. } = Scheduled::parse(&event.payload).map_err(|e| format!("bad submit event: {e}"))?;
     match submitter.run(SubmitOptions { force }).await {
         Ok(report) => {
             tracing::info!(
