@@ -22,11 +22,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DAY: &str = "2026-11-30";
 
-/// A pipeline whose clock stands at 10:00 UTC on [`DAY`]; lines of
-/// `chat-1…` fail with a 400 (for good).
+/// A pipeline whose clock stands at 10:00 UTC on [`DAY`]; a fifth of the
+/// lines fail with a 400 (for good).
 async fn pipeline_on_the_day() -> Pipeline {
     let faults = Faults {
-        fail_prefix: Some("chat-1".into()),
+        fail_percent: 20,
         fail_status: Some(400),
         ..Faults::default()
     };
@@ -79,13 +79,21 @@ async fn the_reports_figures_equal_stats_and_savings_for_the_same_day_after_a_re
     assert_eq!(d.requests.completed, by["completed"].as_i64().unwrap());
     assert_eq!(d.requests.failed, by["failed"].as_i64().unwrap());
     assert_eq!(d.requests.cancelled, by["cancelled"].as_i64().unwrap());
-    assert_eq!((d.requests.failed, d.requests.cancelled), (11, 1), "chat-1 and chat-10…19; chat-99");
+    let states = p.states(&keys(&reqs)).await;
+    let failed = states.values().filter(|r| r.status == RequestStatus::Failed).count() as i64;
+    assert!(failed > 0, "some lines failed");
+    assert_eq!((d.requests.failed, d.requests.cancelled), (failed, 1), "the failed lines; chat-99");
     assert_eq!(d.failures.values().sum::<i64>(), d.requests.failed);
     assert_eq!(d.spend_usd, savings["total"]["batch_cost_usd"].as_str().unwrap());
     assert_eq!(d.saved_usd, savings["total"]["saved_usd"].as_str().unwrap());
     assert_eq!(d.realtime_usd, savings["total"]["realtime_cost_usd"].as_str().unwrap());
     assert_eq!(d.priced_requests, savings["total"]["requests"].as_u64().unwrap());
-    assert!(d.spend_usd != "0", "the run cost something: {}", d.spend_usd);
+    let zero = batchq_core::money::Money::default();
+    assert!(
+        batchq_core::money::Money::parse_decimal(&d.spend_usd).unwrap() > zero,
+        "the run cost something: {}",
+        d.spend_usd
+    );
     // Every job was submitted and finished this day; the slowest are listed.
     let jobs = p.all_jobs().await;
     assert_eq!(d.jobs_submitted.values().sum::<u64>(), jobs.len() as u64);
@@ -93,7 +101,7 @@ async fn the_reports_figures_equal_stats_and_savings_for_the_same_day_after_a_re
     assert_eq!(d.slowest.len(), jobs.len().min(report::SLOWEST));
     // The day before had nothing.
     assert_eq!(r.previous.requests, Default::default());
-    assert_eq!(r.previous.spend_usd, "0");
+    assert_eq!(batchq_core::money::Money::parse_decimal(&r.previous.spend_usd), Some(zero));
     assert!(r.previous.jobs_finished.is_empty());
     // Every format shows the same figures.
     let completed = d.requests.completed.to_string();
@@ -109,7 +117,7 @@ async fn the_reports_figures_equal_stats_and_savings_for_the_same_day_after_a_re
 async fn activity_stays_exact_when_ingest_crashes_mid_file_and_its_event_comes_three_times() {
     let p = pipeline_on_the_day().await;
     // More answers than one ingest chunk (100 lines), so the crash falls
-    // inside the output file: chat-1, chat-10…19 and chat-100…199 fail.
+    // inside the output file.
     let reqs: Vec<_> = (0..250).map(|i| chat(i, "gpt-4o-mini")).collect();
     p.enqueue(&reqs).await;
     let crash = Arc::new(CrashOnce::new(CrashPoint::IngestMidFile));
@@ -148,7 +156,7 @@ async fn activity_stays_exact_when_ingest_crashes_mid_file_and_its_event_comes_t
         json!({"enqueued": 250, "completed": 250 - failed, "failed": failed, "cancelled": 0, "retried": 0}),
         "each request counted once"
     );
-    assert_eq!(failed, 111);
+    assert!(failed > 0, "some lines failed");
     assert_eq!(a["hours"][10]["enqueued"], 250);
 }
 
