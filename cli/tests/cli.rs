@@ -275,7 +275,11 @@ async fn one_shot_steps_and_every_read_command_print_json() {
         assert_eq!(report["day"]["day"], day.as_str());
         assert_eq!(report["day"]["requests"]["completed"], 5, "{report}");
         assert_eq!(report["day"]["spend_usd"], savings["total"]["batch_cost_usd"]);
-        for (format, mark) in [("text", "requests completed"), ("markdown", "| figure |"), ("html", "<!doctype html>")] {
+        for (format, mark) in [
+            ("text", "requests completed"),
+            ("markdown", "| figure |"),
+            ("html", "<!doctype html>"),
+        ] {
             let out = env.run(&["report", "--day", &day, "--format", format]);
             assert!(out.status.success(), "{format}: {out:?}");
             assert!(String::from_utf8_lossy(&out.stdout).contains(mark), "{format}: {out:?}");

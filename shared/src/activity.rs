@@ -255,7 +255,11 @@ pub fn summarize(rows: &ActivityRows, from: Hour, to: Hour) -> Activity {
         hours.push(HourActivity {
             hour: h,
             totals: counts.totals,
-            queued_by_model: queued.iter().filter(|(_, n)| **n != 0).map(|(m, n)| (m.clone(), *n)).collect(),
+            queued_by_model: queued
+                .iter()
+                .filter(|(_, n)| **n != 0)
+                .map(|(m, n)| (m.clone(), *n))
+                .collect(),
         });
         for (m, d) in &counts.queued_change {
             *queued.entry(m.clone()).or_default() -= d;

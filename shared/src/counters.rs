@@ -176,7 +176,11 @@ mod tests {
         let claim = for_update(&RequestUpdate::claim(&r, &job, later));
         assert_eq!(act(&claim, h3, A::QueuedChange(m.clone())), -1);
         assert_eq!(sum(&claim, &Counter::TenantQueued(t.clone(), m.clone())), -1);
-        assert_eq!(act(&claim, h0, A::QueuedChange(m.clone())), 0, "counted when made, not when enqueued");
+        assert_eq!(
+            act(&claim, h0, A::QueuedChange(m.clone())),
+            0,
+            "counted when made, not when enqueued"
+        );
 
         let claimed = Request {
             status: RequestStatus::Claimed,

@@ -717,7 +717,9 @@ pub async fn assert_activity_matches(p: &Pipeline, requests: &[NewRequest], stat
             .await
             .expect("activity");
         let a = summarize(&rows, from, to);
-        let counts = batchq_core::store::RequestStore::counts(store.as_ref(), &tenant).await.expect("counts");
+        let counts = batchq_core::store::RequestStore::counts(store.as_ref(), &tenant)
+            .await
+            .expect("counts");
         let total: i64 = counts.by_status.values().sum();
         let t = a.total;
         assert_eq!(
@@ -731,7 +733,11 @@ pub async fn assert_activity_matches(p: &Pipeline, requests: &[NewRequest], stat
             "{tenant}: activity (enqueued, completed, failed, cancelled) against the status counters"
         );
         let queued: i64 = rows.queued_now.values().sum();
-        assert_eq!(queued, counts.get(RequestStatus::Queued), "{tenant}: queued per model now");
+        assert_eq!(
+            queued,
+            counts.get(RequestStatus::Queued),
+            "{tenant}: queued per model now"
+        );
         let last = a.hours.last().expect("an hour");
         assert_eq!(
             last.queued_by_model.values().sum::<i64>(),
@@ -754,7 +760,10 @@ pub async fn assert_activity_matches(p: &Pipeline, requests: &[NewRequest], stat
                 }
             }
             let found: BTreeMap<String, i64> = a.failures.iter().cloned().collect();
-            assert_eq!(found, codes, "{tenant}: failures by code against the failed requests' errors");
+            assert_eq!(
+                found, codes,
+                "{tenant}: failures by code against the failed requests' errors"
+            );
             let completed = reqs.iter().filter(|r| r.status == RequestStatus::Completed).count() as i64;
             assert_eq!(t.completed, completed, "{tenant}: completed against the states");
         }

@@ -82,7 +82,11 @@ async fn the_reports_figures_equal_stats_and_savings_for_the_same_day_after_a_re
     let states = p.states(&keys(&reqs)).await;
     let failed = states.values().filter(|r| r.status == RequestStatus::Failed).count() as i64;
     assert!(failed > 0, "some lines failed");
-    assert_eq!((d.requests.failed, d.requests.cancelled), (failed, 1), "the failed lines; chat-99");
+    assert_eq!(
+        (d.requests.failed, d.requests.cancelled),
+        (failed, 1),
+        "the failed lines; chat-99"
+    );
     assert_eq!(d.failures.values().sum::<i64>(), d.requests.failed);
     assert_eq!(d.spend_usd, savings["total"]["batch_cost_usd"].as_str().unwrap());
     assert_eq!(d.saved_usd, savings["total"]["saved_usd"].as_str().unwrap());
@@ -101,14 +105,23 @@ async fn the_reports_figures_equal_stats_and_savings_for_the_same_day_after_a_re
     assert_eq!(d.slowest.len(), jobs.len().min(report::SLOWEST));
     // The day before had nothing.
     assert_eq!(r.previous.requests, Default::default());
-    assert_eq!(batchq_core::money::Money::parse_decimal(&r.previous.spend_usd), Some(zero));
+    assert_eq!(
+        batchq_core::money::Money::parse_decimal(&r.previous.spend_usd),
+        Some(zero)
+    );
     assert!(r.previous.jobs_finished.is_empty());
     // Every format shows the same figures.
     let completed = d.requests.completed.to_string();
     let md = render::markdown(&r);
-    assert!(md.contains(&format!("| requests completed | {completed} | 0 | +{completed} |")), "{md}");
+    assert!(
+        md.contains(&format!("| requests completed | {completed} | 0 | +{completed} |")),
+        "{md}"
+    );
     let html = render::html(&r);
-    assert!(html.contains(&format!("<td class=\"n\">${}</td>", d.spend_usd)), "{html}");
+    assert!(
+        html.contains(&format!("<td class=\"n\">${}</td>", d.spend_usd)),
+        "{html}"
+    );
     let back: Value = serde_json::from_str(&render::json(&r)).unwrap();
     assert_eq!(back["day"]["requests"]["completed"], json!(d.requests.completed));
 }
@@ -129,10 +142,7 @@ async fn activity_stays_exact_when_ingest_crashes_mid_file_and_its_event_comes_t
             if !crash.fired() {
                 let first = p.ingest_via_handler(&crashing, event.clone()).await;
                 if crash.fired() {
-                    assert!(
-                        first.as_ref().is_err_and(|e| e.contains("crash injected")),
-                        "{first:?}"
-                    );
+                    assert!(first.as_ref().is_err_and(|e| e.contains("crash injected")), "{first:?}");
                 }
             }
             // Lambda retries the event; S3 delivers it once more besides.
@@ -176,7 +186,9 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
                     break None;
                 }
                 buf.extend_from_slice(&chunk[..n]);
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
                 let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
                 let len: usize = head
                     .lines()
@@ -188,7 +200,9 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
                 }
             };
             if let Some(body) = body {
-                seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
             }
             let _ = conn
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
@@ -205,10 +219,17 @@ async fn the_scheduled_report_is_written_to_the_bucket_and_sent_once_when_the_ev
     p.enqueue(&reqs).await;
     p.settle(&keys(&reqs), 6).await;
     // The schedule fires after midnight: the report is of the day before.
-    p.clock.set(Hour::day_start(DAY).unwrap().plus(24).start().plus(std::time::Duration::from_secs(900)));
+    p.clock.set(
+        Hour::day_start(DAY)
+            .unwrap()
+            .plus(24)
+            .start()
+            .plus(std::time::Duration::from_secs(900)),
+    );
     let (url, got) = webhook().await;
     let reports = p.reports(Some(url));
-    let event = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {"report": true}});
+    let event =
+        json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {"report": true}});
 
     let first = p.poll_event_via_handler(&reports, event.clone()).await.unwrap();
     let keys: Vec<String> = ["md", "html", "json"]
@@ -228,9 +249,19 @@ async fn the_scheduled_report_is_written_to_the_bucket_and_sent_once_when_the_ev
     assert_eq!(sent[0]["day"], DAY);
     assert_eq!(sent[0]["report"]["day"]["requests"]["enqueued"], 20);
     assert!(sent[0]["markdown"].as_str().unwrap().contains("requests completed"));
-    let stored = p.objects().get(&keys[2]).await.unwrap().expect("the JSON report is stored");
+    let stored = p
+        .objects()
+        .get(&keys[2])
+        .await
+        .unwrap()
+        .expect("the JSON report is stored");
     let stored: Value = serde_json::from_slice(&stored).unwrap();
     assert_eq!(stored, sent[0]["report"]);
-    let html = p.objects().get(&keys[1]).await.unwrap().expect("the HTML page is stored");
+    let html = p
+        .objects()
+        .get(&keys[1])
+        .await
+        .unwrap()
+        .expect("the HTML page is stored");
     assert!(String::from_utf8_lossy(&html).starts_with("<!doctype html>"));
 }

@@ -306,7 +306,11 @@ fn schedules_drive_submit_and_poll_with_valid_expressions() {
         if id == "PollFunction" {
             let inputs: Vec<Option<Value>> = schedules
                 .iter()
-                .map(|s| s["Properties"]["Input"].as_str().map(|i| serde_json::from_str(i).unwrap()))
+                .map(|s| {
+                    s["Properties"]["Input"]
+                        .as_str()
+                        .map(|i| serde_json::from_str(i).unwrap())
+                })
                 .collect();
             assert!(
                 inputs.contains(&None) && inputs.contains(&Some(serde_json::json!({"report": true}))),

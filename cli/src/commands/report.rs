@@ -35,7 +35,9 @@ pub async fn report(ctx: &Ctx, day: Option<&str>, format: &str) -> Result<(), Fa
         Some(d) => report::parse_day(d).map_err(|e| Failure::new(Exit::Usage, format!("--day: {e}")))?,
         None => Hour::of(SystemClock.now()).plus(-24).day(),
     };
-    let r = report::build(&Reader(ctx), &day).await.map_err(|e| Failure::from(e.to_string()))?;
+    let r = report::build(&Reader(ctx), &day)
+        .await
+        .map_err(|e| Failure::from(e.to_string()))?;
     let format = if ctx.json { "json" } else { format };
     out(&match format {
         "json" => render::json(&r),

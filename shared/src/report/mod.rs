@@ -183,9 +183,7 @@ pub async fn build(api: &dyn ApiReader, day: &str) -> Result<DailyReport, Report
 async fn figures_of(api: &dyn ApiReader, day: &str) -> Result<(DayFigures, String), ReportError> {
     let first = Hour::day_start(day).map_err(|_| ReportError::BadDay(day.to_owned()))?;
     let path = "/v1/activity";
-    let a = api
-        .get(path, &format!("from={first}&to={}", first.plus(23)))
-        .await?;
+    let a = api.get(path, &format!("from={first}&to={}", first.plus(23))).await?;
     let t = &a["total"];
     let requests = ActivityTotals {
         enqueued: int(t, path, "enqueued")?,
@@ -195,8 +193,13 @@ async fn figures_of(api: &dyn ApiReader, day: &str) -> Result<(DayFigures, Strin
         retried: int(t, path, "retried")?,
     };
     let mut failures = BTreeMap::new();
-    for f in a["failures"].as_array().ok_or_else(|| shape(path, "no failures list"))? {
-        let code = f["code"].as_str().ok_or_else(|| shape(path, "a failure without code"))?;
+    for f in a["failures"]
+        .as_array()
+        .ok_or_else(|| shape(path, "no failures list"))?
+    {
+        let code = f["code"]
+            .as_str()
+            .ok_or_else(|| shape(path, "a failure without code"))?;
         failures.insert(code.to_owned(), int(f, path, "count")?);
     }
     let path = "/v1/savings";

@@ -118,7 +118,10 @@ fn md_cell(s: &str) -> String {
 /// The report as Markdown.
 pub fn markdown(r: &DailyReport) -> String {
     let mut out = format!("# {}\n\n", md_cell(&title(r)));
-    out.push_str(&format!("| figure | {} | {} | change |\n|---|--:|--:|--:|\n", r.day.day, r.previous.day));
+    out.push_str(&format!(
+        "| figure | {} | {} | change |\n|---|--:|--:|--:|\n",
+        r.day.day, r.previous.day
+    ));
     for row in rows(r) {
         out.push_str(&format!(
             "| {} | {} | {} | {} |\n",
@@ -133,7 +136,10 @@ pub fn markdown(r: &DailyReport) -> String {
     if failures.is_empty() {
         out.push_str("No failed requests.\n");
     } else {
-        out.push_str(&format!("| code | {} | {} |\n|---|--:|--:|\n", r.day.day, r.previous.day));
+        out.push_str(&format!(
+            "| code | {} | {} |\n|---|--:|--:|\n",
+            r.day.day, r.previous.day
+        ));
         for (code, d, p) in failures {
             out.push_str(&format!("| {} | {d} | {p} |\n", md_cell(&code)));
         }

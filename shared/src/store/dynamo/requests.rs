@@ -11,7 +11,6 @@ use super::counters::{
     activity_pk, job_part, queue_counter_pk, status_attr, tenant_counter_pk, PENDING_BYTES_ATTR, TENANT_COUNTER_SK,
     TENANT_QUEUED_PREFIX,
 };
-use crate::activity::{ActivityCount, ActivityRows, Hour};
 use super::item::{expiry_secs, n, s, Reader};
 use super::query::QuerySpec;
 use super::request_item::{
@@ -20,6 +19,7 @@ use super::request_item::{
 use super::schema::*;
 use super::transact::{TxnUnit, UnitOutcome};
 use super::{DynamoStore, Item, BODY_HORIZON};
+use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters;
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::placement::QueuedRow;

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Transaction};
 
 use super::schema::{tenant_queued_counter, BODY_INLINE, BODY_PAYLOAD_JSON, PENDING_BYTES, TENANT_QUEUED_PREFIX};
-use crate::activity::{ActivityCount, ActivityRows, Hour};
 use super::{after, db, from_json, one, order_key, page_limit, page_of, to_json, SqliteStore};
+use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters::{self, Counter, Delta};
 use crate::ids::{JobId, RequestKey, TenantId};
 use crate::placement::QueuedRow;
