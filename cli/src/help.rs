@@ -57,7 +57,7 @@ pub fn vars_of(command: &str) -> Vec<&'static str> {
         "submit" => &[STORE, PROVIDER, SUBMIT],
         "poll" => &[STORE, PROVIDER],
         "ingest" | "export" | "import" => &[STORE],
-        "enqueue" | "wait" | "status" | "stats" | "jobs" | "savings" => &[&["BATCHQ_TENANT"], STORE, API],
+        "enqueue" | "wait" | "status" | "stats" | "jobs" | "savings" | "report" => &[&["BATCHQ_TENANT"], STORE, API],
         "results" => &[&["BATCHQ_TENANT"], STORE],
         "analyze" => &[&[config::PRICING_FILE]],
         _ => &[],
@@ -116,7 +116,7 @@ mod tests {
     fn every_variable_a_help_names_is_one_batchq_reads() {
         for command in [
             "init", "serve", "submit", "poll", "ingest", "enqueue", "wait", "results", "status", "stats", "jobs",
-            "export", "import", "analyze", "savings",
+            "export", "import", "analyze", "savings", "report",
         ] {
             let vars = vars_of(command);
             assert!(!vars.is_empty(), "{command}");
@@ -132,7 +132,7 @@ mod tests {
         let env = doc.split("## Environment").nth(1).expect("an Environment section");
         for command in [
             "init", "serve", "submit", "poll", "ingest", "enqueue", "wait", "results", "status", "stats", "jobs",
-            "export", "import", "analyze", "savings",
+            "export", "import", "analyze", "savings", "report",
         ] {
             for v in vars_of(command) {
                 assert!(env.contains(&format!("`{v}`")), "docs/cli.md: {v} ({command})");

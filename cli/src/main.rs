@@ -169,6 +169,15 @@ enum Command {
         #[arg(long, value_parser = ["day", "model", "provider"], default_value = "day")]
         group_by: String,
     },
+    /// The daily report of one tenant: requests, jobs, failures by reason, spend, savings, the slowest batches, each against the day before.
+    Report {
+        /// The UTC day, YYYY-MM-DD (default: yesterday).
+        #[arg(long, value_name = "DAY")]
+        day: Option<String>,
+        /// text (aligned tables), markdown, json or html (one self-contained page); --json means json.
+        #[arg(long, value_parser = ["text", "markdown", "json", "html"], default_value = "text")]
+        format: String,
+    },
 }
 
 /// The command line with its generated sections: every command's help ends
@@ -271,13 +280,14 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
             | Command::Stats
             | Command::Jobs { .. }
             | Command::Savings { .. }
+            | Command::Report { .. }
     );
     let ctx = match &cli.api {
         Some(base) if through_api => commands::Ctx::through_api(base, cli.api_auth, cli.json, tenant).await?,
         Some(_) => {
             return Err(Failure::new(
                 Exit::Usage,
-                "--api works with enqueue, wait, status, stats, jobs and savings; \
+                "--api works with enqueue, wait, status, stats, jobs, savings and report; \
                  this command works on the store itself",
             ))
         }
@@ -311,6 +321,7 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         Command::Savings { from, to, group_by } => {
             commands::savings(&ctx, from.as_deref(), to.as_deref(), &group_by).await
         }
+        Command::Report { day, format } => commands::report(&ctx, day.as_deref(), &format).await,
     }
 }
 

@@ -269,6 +269,24 @@ async fn one_shot_steps_and_every_read_command_print_json() {
         let table = String::from_utf8_lossy(&table.stdout);
         assert!(table.contains("saved per day") && table.contains('#'), "{table}");
 
+        // The report of the day the run happened matches what stats and savings say.
+        let day = status["created_at"].as_str().unwrap()[..10].to_owned();
+        let report = json_of(&env.run(&["report", "--day", &day, "--json"]));
+        assert_eq!(report["day"]["day"], day.as_str());
+        assert_eq!(report["day"]["requests"]["completed"], 5, "{report}");
+        assert_eq!(report["day"]["spend_usd"], savings["total"]["batch_cost_usd"]);
+        for (format, mark) in [
+            ("text", "requests completed"),
+            ("markdown", "| figure |"),
+            ("html", "<!doctype html>"),
+        ] {
+            let out = env.run(&["report", "--day", &day, "--format", format]);
+            assert!(out.status.success(), "{format}: {out:?}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains(mark), "{format}: {out:?}");
+        }
+        let bad = env.run(&["report", "--day", "2026-02-30"]);
+        assert_eq!(bad.status.code(), Some(2), "a bad day is a usage error: {bad:?}");
+
         let init_again = env.run(&["init", "--json"]);
         assert_eq!(json_of(&init_again)["bucket_created"], false, "init is idempotent");
 

@@ -124,6 +124,10 @@ env_vars! {
         "`batchq serve` only: `tenant:key` pairs, comma-separated (keys of 16+ characters). Callers send `Authorization: Bearer KEY` and act as that tenant. Unset: one `default` tenant and loopback addresses only.";
     JWT_TENANT_CLAIM = "BATCHQ_JWT_TENANT_CLAIM", "sub",
         "Lambda behind the optional JWT authorizer: the token claim that names the tenant.";
+    REPORT_TENANTS = "BATCHQ_REPORT_TENANTS", "default",
+        "The poll function's scheduled daily report (an event `{\"report\": true}`): the tenants it writes a report for, comma-separated.";
+    REPORT_WEBHOOK_URL = "BATCHQ_REPORT_WEBHOOK_URL", "",
+        "The scheduled daily report is also POSTed here (JSON: the day, the tenant, the report and its Markdown), once per day and tenant. Unset: S3 only.";
     PRICING_FILE = "BATCHQ_PRICING_FILE", "",
         "A price table replacing the bundled one (same format as `shared/data/prices.json`): a local path or `s3://BUCKET/KEY`, read once at start.";
     LOG = "BATCHQ_LOG", "info",
@@ -347,6 +351,10 @@ pub struct Config {
     pub api_keys: crate::auth::ApiKeys,
     /// `BATCHQ_JWT_TENANT_CLAIM`.
     pub jwt_tenant_claim: String,
+    /// `BATCHQ_REPORT_TENANTS`: who the scheduled daily report is written for.
+    pub report_tenants: Vec<crate::ids::TenantId>,
+    /// `BATCHQ_REPORT_WEBHOOK_URL`.
+    pub report_webhook_url: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
     /// `BATCHQ_METRICS_NAMESPACE`: the CloudWatch namespace of EMF lines.
@@ -602,6 +610,25 @@ impl Config {
             })?,
         };
 
+        let report_tenants = {
+            let raw = env.string(REPORT_TENANTS, "default");
+            raw.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    crate::ids::TenantId::parse(t).map_err(|e| ConfigError {
+                        var: REPORT_TENANTS,
+                        value: raw.clone(),
+                        expected: format!("tenant names, comma-separated ({t:?}: {})", e.message),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let report_webhook_url = env.get(REPORT_WEBHOOK_URL);
+        if let Some(url) = &report_webhook_url {
+            check_url(REPORT_WEBHOOK_URL, url)?;
+        }
+
         let in_lambda = (lookup)("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let (store, store_reason) = match env.get(STORE) {
             Some(raw) => (
@@ -648,6 +675,8 @@ impl Config {
             pricing_file: env.get(PRICING_FILE),
             api_keys,
             jwt_tenant_claim: env.string(JWT_TENANT_CLAIM, "sub").trim().to_owned(),
+            report_tenants,
+            report_webhook_url,
             log_filter: env.string(LOG, "info"),
             metrics_namespace: env.string(METRICS_NAMESPACE, "batchq"),
             log_format,

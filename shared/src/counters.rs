@@ -3,7 +3,8 @@
 //! in the same atomic write as the row they count; how it lays them out
 //! (DynamoDB shards them over several items) is its own business.
 
-use crate::ids::TenantId;
+use crate::activity::{ActivityCount, Hour};
+use crate::ids::{ModelName, TenantId};
 use crate::request::{QueueGroup, Request, RequestStatus};
 use crate::transition::RequestUpdate;
 
@@ -19,6 +20,10 @@ pub enum Counter {
     /// Estimated batch cost, in nanodollars, of a tenant's unfinished
     /// requests (what they commit of its spend budgets, [`crate::spend`]).
     Committed(TenantId),
+    /// A tenant's queued requests of one model (the activity's queue now).
+    TenantQueued(TenantId, ModelName),
+    /// One of a tenant's hourly activity counts ([`crate::activity`]).
+    Activity(TenantId, Hour, ActivityCount),
 }
 
 /// A change of one counter.
@@ -27,13 +32,18 @@ pub type Delta = (Counter, i64);
 /// What storing `queued` (a new request, as [`crate::transition::queued`]
 /// builds it) adds to the counters.
 pub fn for_insert(queued: &Request) -> Vec<Delta> {
+    let t = &queued.tenant;
+    let hour = Hour::of(queued.created_at);
     vec![
-        (Counter::TenantStatus(queued.tenant.clone(), RequestStatus::Queued), 1),
-        (Counter::PendingBytes(queued.tenant.clone()), queued.body_bytes as i64),
+        (Counter::TenantStatus(t.clone(), RequestStatus::Queued), 1),
+        (Counter::PendingBytes(t.clone()), queued.body_bytes as i64),
         (Counter::Queued(queued.queue_group()), 1),
+        (Counter::Committed(t.clone()), queued.estimated_cost_nanos as i64),
+        (Counter::TenantQueued(t.clone(), queued.model.clone()), 1),
+        (Counter::Activity(t.clone(), hour, ActivityCount::Enqueued), 1),
         (
-            Counter::Committed(queued.tenant.clone()),
-            queued.estimated_cost_nanos as i64,
+            Counter::Activity(t.clone(), hour, ActivityCount::QueuedChange(queued.model.clone())),
+            1,
         ),
     ]
 }
@@ -50,11 +60,31 @@ pub fn for_update(u: &RequestUpdate) -> Vec<Delta> {
         out.push((Counter::PendingBytes(u.tenant.clone()), -(u.body_bytes as i64)));
         out.push((Counter::Committed(u.tenant.clone()), -(u.estimated_cost_nanos as i64)));
     }
+    let t = &u.tenant;
+    let hour = Hour::of(u.now);
+    let model = &u.group.model;
+    let activity = |c: ActivityCount, n: i64| (Counter::Activity(t.clone(), hour, c), n);
     if u.from == RequestStatus::Queued {
         out.push((Counter::Queued(u.group.clone()), -1));
+        out.push((Counter::TenantQueued(t.clone(), model.clone()), -1));
+        out.push(activity(ActivityCount::QueuedChange(model.clone()), -1));
     }
     if u.to == RequestStatus::Queued {
         out.push((Counter::Queued(u.group.clone()), 1));
+        out.push((Counter::TenantQueued(t.clone(), model.clone()), 1));
+        out.push(activity(ActivityCount::QueuedChange(model.clone()), 1));
+    }
+    match u.to {
+        RequestStatus::Completed => out.push(activity(ActivityCount::Completed, 1)),
+        RequestStatus::Failed => {
+            out.push(activity(ActivityCount::Failed, 1));
+            let code = u.last_error.as_ref().map(|e| e.code.as_str());
+            out.push(activity(ActivityCount::failed_with(code), 1));
+        }
+        RequestStatus::Cancelled => out.push(activity(ActivityCount::Cancelled, 1)),
+        // Sent back for another attempt (with or without using one up).
+        RequestStatus::Queued if u.from == RequestStatus::Claimed => out.push(activity(ActivityCount::Retried, 1)),
+        RequestStatus::Queued | RequestStatus::Claimed => {}
     }
     out
 }
@@ -130,5 +160,52 @@ mod tests {
             -(r.body_bytes as i64)
         );
         assert_eq!(sum(&d, &Counter::Queued(r.queue_group())), 0);
+    }
+
+    #[test]
+    fn activity_counts_each_move_in_the_hour_it_is_made() {
+        use crate::activity::{ActivityCount as A, Hour};
+        let r = queued_request();
+        let t = r.tenant.clone();
+        let m = r.model.clone();
+        let act = |d: &[Delta], h: Hour, c: A| sum(d, &Counter::Activity(t.clone(), h, c));
+        let enq = for_insert(&r);
+        let h0 = Hour::of(r.created_at);
+        assert_eq!(act(&enq, h0, A::Enqueued), 1);
+        assert_eq!(act(&enq, h0, A::QueuedChange(m.clone())), 1);
+        assert_eq!(sum(&enq, &Counter::TenantQueued(t.clone(), m.clone())), 1);
+
+        let job = JobId::generate();
+        let later = Timestamp::from_millis(3 * 3_600_000 + 5);
+        let h3 = Hour::of(later);
+        let claim = for_update(&RequestUpdate::claim(&r, &job, later));
+        assert_eq!(act(&claim, h3, A::QueuedChange(m.clone())), -1);
+        assert_eq!(sum(&claim, &Counter::TenantQueued(t.clone(), m.clone())), -1);
+        assert_eq!(
+            act(&claim, h0, A::QueuedChange(m.clone())),
+            0,
+            "counted when made, not when enqueued"
+        );
+
+        let claimed = Request {
+            status: RequestStatus::Claimed,
+            job_id: Some(job.clone()),
+            ..r.clone()
+        };
+        let back = for_update(&RequestUpdate::requeue_free(&claimed, &job, None, later));
+        assert_eq!(act(&back, h3, A::Retried), 1);
+        assert_eq!(act(&back, h3, A::QueuedChange(m.clone())), 1);
+        let err = crate::request::RequestError {
+            code: "rate_limit_exceeded".into(),
+            message: "slow down".into(),
+            status_code: Some(429),
+        };
+        let fail = for_update(&RequestUpdate::fail(&claimed, &job, err, later));
+        assert_eq!(act(&fail, h3, A::Failed), 1);
+        assert_eq!(act(&fail, h3, A::failed_with(Some("rate_limit_exceeded"))), 1);
+        assert_eq!(act(&fail, h3, A::Retried), 0);
+        let cancel = for_update(&RequestUpdate::cancel(&r, later));
+        assert_eq!(act(&cancel, h3, A::Cancelled), 1);
+        assert_eq!(act(&cancel, h3, A::QueuedChange(m.clone())), -1);
     }
 }

@@ -14,13 +14,26 @@ pub enum ScheduledEventError {
     NotAnObject,
     #[error("force: expected true or false")]
     ForceNotABool,
+    #[error("report: expected true or a day as YYYY-MM-DD")]
+    BadReport,
 }
 
 /// What a scheduled invocation asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scheduled {
     /// Submit every queued group now, due or not.
     pub force: bool,
+    /// Write the daily report instead of the step's usual run (poll only).
+    pub report: Option<ReportDay>,
+}
+
+/// Which day a scheduled report covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportDay {
+    /// The UTC day before the run (`{"report": true}`, the daily schedule).
+    Yesterday,
+    /// One day, `YYYY-MM-DD` (`{"report": "2026-11-30"}`, a manual re-run).
+    Day(String),
 }
 
 impl Scheduled {
@@ -38,11 +51,20 @@ impl Scheduled {
             Value::Object(_) => event,
             _ => return Err(ScheduledEventError::NotAnObject),
         };
-        match flags.get("force") {
-            None | Some(Value::Null) => Ok(Self::default()),
-            Some(Value::Bool(force)) => Ok(Self { force: *force }),
-            Some(_) => Err(ScheduledEventError::ForceNotABool),
-        }
+        let force = match flags.get("force") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(force)) => *force,
+            Some(_) => return Err(ScheduledEventError::ForceNotABool),
+        };
+        let report = match flags.get("report") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(ReportDay::Yesterday),
+            Some(Value::String(day)) if crate::activity::Hour::day_start(day).is_ok() => {
+                Some(ReportDay::Day(day.clone()))
+            }
+            Some(_) => return Err(ScheduledEventError::BadReport),
+        };
+        Ok(Self { force, report })
     }
 }
 
@@ -104,7 +126,17 @@ mod tests {
         let scheduled = json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
             "account": "123456789012", "time": "2026-11-25T12:00:00Z", "region": "us-east-1",
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/batchq-submit"], "detail": {}});
-        assert_eq!(Scheduled::parse(&scheduled).unwrap(), Scheduled { force: false });
+        assert_eq!(Scheduled::parse(&scheduled).unwrap(), Scheduled::default());
+        let mut report = scheduled.clone();
+        report["detail"] = json!({"report": true});
+        assert_eq!(Scheduled::parse(&report).unwrap().report, Some(ReportDay::Yesterday));
+        assert_eq!(
+            Scheduled::parse(&json!({"report": "2026-11-30"})).unwrap().report,
+            Some(ReportDay::Day("2026-11-30".into()))
+        );
+        for bad in [json!({"report": "2026-11-31"}), json!({"report": 1})] {
+            assert_eq!(Scheduled::parse(&bad).unwrap_err(), ScheduledEventError::BadReport);
+        }
         let mut forced = scheduled.clone();
         forced["detail"] = json!({"force": true});
         assert!(Scheduled::parse(&forced).unwrap().force);

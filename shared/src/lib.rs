@@ -2,6 +2,7 @@
 //! storage and provider ports, and their AWS and HTTP adapters. The Lambda
 //! functions and the CLI are thin shells around this crate.
 
+pub mod activity;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod ports;
 pub mod pricing;
 pub mod provider;
 pub mod provider_table;
+pub mod report;
 pub mod request;
 pub mod retry;
 pub mod routing;

@@ -278,9 +278,33 @@ impl Pipeline {
             .map_err(|e| e.to_string())
     }
 
+    /// What the poll function's report run works with: this pipeline's
+    /// API and objects, the configured tenants, and `webhook`.
+    pub fn reports(&self, webhook: Option<String>) -> batchq_poll::Reports {
+        batchq_poll::Reports::new(
+            self.api(),
+            self.objects().clone(),
+            self.stores.config.report_tenants.clone(),
+            webhook,
+        )
+    }
+
     /// Runs the poll Lambda handler on a scheduled event.
     pub async fn poll_via_handler(&self, poller: &Poller) -> Result<Value, String> {
-        batchq_poll::handle(poller, self.scheduled_event())
+        batchq_poll::handle(poller, &self.reports(None), self.scheduled_event())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the poll Lambda handler on `payload` (e.g. `{"report": true}`).
+    pub async fn poll_event_via_handler(
+        &self,
+        reports: &batchq_poll::Reports,
+        payload: Value,
+    ) -> Result<Value, String> {
+        let mut event = self.scheduled_event();
+        event.payload = payload;
+        batchq_poll::handle(&self.poller(), reports, event)
             .await
             .map_err(|e| e.to_string())
     }
@@ -624,6 +648,8 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
         "the running savings totals match the jobs' totals"
     );
 
+    assert_activity_matches(p, requests, &states).await;
+
     // No job created two provider batches, and every batch is a job's.
     let mut per_job: HashMap<String, u32> = HashMap::new();
     let mut after: Option<String> = None;
@@ -668,6 +694,79 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
                 "job {} records batch {batch} the provider never made",
                 job.id
             );
+        }
+    }
+}
+
+/// The hourly activity counters of each tenant the requests belong to, over
+/// all the time the run took, agree with its status counters (written in
+/// the same atomic writes): each request enqueued once, each end counted
+/// once, the queue per model empty at the end, each failure under its
+/// code; and, when the tenant holds only these requests, with their states.
+pub async fn assert_activity_matches(p: &Pipeline, requests: &[NewRequest], states: &HashMap<RequestKey, Request>) {
+    use batchq_core::activity::{read_until, summarize, Hour};
+    let store = p.stores.store.clone();
+    let mut tenants: BTreeMap<TenantId, Vec<&Request>> = BTreeMap::new();
+    for r in requests {
+        tenants.entry(r.tenant.clone()).or_default().push(&states[&r.key]);
+    }
+    let now = p.clock.now();
+    for (tenant, reqs) in tenants {
+        let from = Hour::of(reqs.iter().map(|r| r.created_at).min().expect("a request"));
+        let to = Hour::of(now);
+        let rows = batchq_core::store::RequestStore::activity(store.as_ref(), &tenant, from, read_until(to, now))
+            .await
+            .expect("activity");
+        let a = summarize(&rows, from, to);
+        let counts = batchq_core::store::RequestStore::counts(store.as_ref(), &tenant)
+            .await
+            .expect("counts");
+        let total: i64 = counts.by_status.values().sum();
+        let t = a.total;
+        assert_eq!(
+            (t.enqueued, t.completed, t.failed, t.cancelled),
+            (
+                total,
+                counts.get(RequestStatus::Completed),
+                counts.get(RequestStatus::Failed),
+                counts.get(RequestStatus::Cancelled)
+            ),
+            "{tenant}: activity (enqueued, completed, failed, cancelled) against the status counters"
+        );
+        let queued: i64 = rows.queued_now.values().sum();
+        assert_eq!(
+            queued,
+            counts.get(RequestStatus::Queued),
+            "{tenant}: queued per model now"
+        );
+        let last = a.hours.last().expect("an hour");
+        assert_eq!(
+            last.queued_by_model.values().sum::<i64>(),
+            counts.get(RequestStatus::Queued),
+            "{tenant}: the queue at the end of the last hour"
+        );
+        assert_eq!(
+            a.failures.iter().map(|(_, n)| n).sum::<i64>(),
+            t.failed,
+            "{tenant}: every failure under one code"
+        );
+        if total == reqs.len() as i64 {
+            let mut codes: BTreeMap<String, i64> = BTreeMap::new();
+            for r in reqs.iter().filter(|r| r.status == RequestStatus::Failed) {
+                let code = r.last_error.as_ref().map(|e| e.code.as_str());
+                if let batchq_core::activity::ActivityCount::FailedWith(c) =
+                    batchq_core::activity::ActivityCount::failed_with(code)
+                {
+                    *codes.entry(c).or_default() += 1;
+                }
+            }
+            let found: BTreeMap<String, i64> = a.failures.iter().cloned().collect();
+            assert_eq!(
+                found, codes,
+                "{tenant}: failures by code against the failed requests' errors"
+            );
+            let completed = reqs.iter().filter(|r| r.status == RequestStatus::Completed).count() as i64;
+            assert_eq!(t.completed, completed, "{tenant}: completed against the states");
         }
     }
 }

@@ -549,6 +549,15 @@ impl RequestStore for ClaimsFirst {
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
         self.inner.counts(tenant).await
     }
+
+    async fn activity(
+        &self,
+        tenant: &TenantId,
+        from: batchq_core::activity::Hour,
+        to: batchq_core::activity::Hour,
+    ) -> Result<batchq_core::activity::ActivityRows, StoreError> {
+        self.inner.activity(tenant, from, to).await
+    }
 }
 
 #[tokio::test]
@@ -711,6 +720,65 @@ async fn a_job_shows_its_progress_and_costs() {
 }
 
 // ------------------------------------------------------------------ stats
+
+#[tokio::test]
+async fn activity_lists_every_hour_with_its_counts_the_queue_by_model_and_failures() {
+    use batchq_core::activity::Hour;
+    let t = ApiEnv::new().await;
+    let h0 = Hour::of(ts(0));
+    let at = |hour: i64, secs: i64| Timestamp::from_millis(h0.plus(hour).start().millis() + secs * 1000);
+    t.clock.set(at(0, 1));
+    for id in ["a-1", "a-2", "a-3"] {
+        assert_eq!(post(&t, &chat_line(id, "hi")).await.status, 202);
+    }
+    let emb = json!({"custom_id": "a-emb", "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": "x"}});
+    assert_eq!(post(&t, &emb).await.status, 202);
+    // Hour 1: a-1 claimed, a-2 cancelled; hour 2: a-1 fails.
+    let (job, claimed) = claim(&t, "a-1", at(1, 5)).await;
+    t.clock.set(at(1, 6));
+    assert_eq!(t.call(ApiRequest::delete("/v1/requests/a-2")).await.status, 200);
+    let error = batchq_core::request::RequestError {
+        code: "invalid_request".into(),
+        message: "bad".into(),
+        status_code: Some(400),
+    };
+    t.stores
+        .store
+        .apply(RequestUpdate::fail(&claimed, &job.id, error, at(2, 0)))
+        .await
+        .unwrap();
+    t.clock.set(at(3, 0));
+
+    let q = format!("from={}&to={}", h0, h0.plus(3));
+    let a = t.call(ApiRequest::get("/v1/activity").with_query(q)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let hour = |h: i64, e: i64, f: i64, c: i64, mini: i64| {
+        let mut queued = serde_json::Map::new();
+        if mini > 0 {
+            queued.insert("gpt-4o-mini".into(), json!(mini));
+        }
+        queued.insert("text-embedding-3-small".into(), json!(1));
+        json!({"hour": h0.plus(h).to_string(), "enqueued": e, "completed": 0, "failed": f, "cancelled": c,
+               "retried": 0, "queued_by_model": queued})
+    };
+    assert_eq!(
+        a.body,
+        json!({"tenant": TENANT, "from": h0.to_string(), "to": h0.plus(3).to_string(),
+               "hours": [hour(0, 4, 0, 0, 3), hour(1, 0, 0, 1, 1), hour(2, 0, 1, 0, 1), hour(3, 0, 0, 0, 1)],
+               "failures": [{"code": "invalid_request", "count": 1}],
+               "total": {"enqueued": 4, "completed": 0, "failed": 1, "cancelled": 1, "retried": 0}})
+    );
+    // No range: the last 48 hours, the current one last.
+    let d = t.call(ApiRequest::get("/v1/activity")).await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let hours = d.body["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 48);
+    assert_eq!(hours[47]["hour"], h0.plus(3).to_string());
+    assert_eq!(d.body["total"]["enqueued"], 4);
+    // Another tenant sees none of it.
+    let other = t.call_as("other", ApiRequest::get("/v1/activity")).await;
+    assert_eq!(other.body["total"]["enqueued"], 0, "{}", other.body);
+}
 
 #[tokio::test]
 async fn stats_count_requests_by_status_and_show_the_queues_age() {

@@ -605,6 +605,66 @@ async fn bad_paths_and_query_parameters_are_400_not_404_or_500() {
 }
 
 #[tokio::test]
+async fn bad_activity_ranges_are_400_naming_the_bound() {
+    let t = seeded().await;
+    let get = |q: &str| Via::Core(ApiRequest::get("/v1/activity").with_query(q));
+    expect_refused(
+        &t,
+        vec![
+            case(
+                "a day without its hour",
+                get("from=2026-12-01"),
+                400,
+                "invalid_date",
+                Some("from"),
+                "YYYY-MM-DDTHH",
+            ),
+            case(
+                "hour 24",
+                get("to=2026-12-01T24"),
+                400,
+                "invalid_date",
+                Some("to"),
+                "\"2026-12-01T24\"",
+            ),
+            case(
+                "a day that does not exist",
+                get("from=2026-02-30T00&to=2026-03-01T00"),
+                400,
+                "invalid_date",
+                Some("from"),
+                "2026-02-30T00",
+            ),
+            case(
+                "from after to",
+                get("from=2026-12-02T00&to=2026-12-01T23"),
+                400,
+                "invalid_range",
+                Some("from"),
+                "after",
+            ),
+            case(
+                "more than 31 days",
+                get("from=2026-11-01T00&to=2026-12-02T00"),
+                400,
+                "invalid_range",
+                Some("from"),
+                "31 days",
+            ),
+            case(
+                "a misspelt parameter",
+                get("since=2026-12-01T00"),
+                400,
+                "unknown_parameter",
+                Some("since"),
+                "from, to",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn bulk_bodies_that_cannot_be_used_at_all_are_refused_whole() {
     let t = seeded().await;
     let all_bad = [

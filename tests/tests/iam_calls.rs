@@ -149,8 +149,8 @@ async fn submit(submitter: &Submitter) -> Value {
         .unwrap_or_else(|e| panic!("submit run failed: {e}"))
 }
 
-async fn poll(poller: &Poller) -> Value {
-    batchq_poll::handle(poller, scheduled_event())
+async fn poll(poller: &Poller, reports: &batchq_poll::Reports) -> Value {
+    batchq_poll::handle(poller, reports, scheduled_event())
         .await
         .unwrap_or_else(|e| panic!("poll run failed: {e}"))
 }
@@ -293,6 +293,12 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .await
         .expect("poll reads the price table");
     let poller = poll_app.poller(poll_app.providers().await.expect("poll reads the key's secret"));
+    let reports = batchq_poll::Reports::new(
+        poll_app.api(),
+        poll_app.ports.objects.clone(),
+        poll_app.config.report_tenants.clone(),
+        None,
+    );
     let ingest_app = cold_start(&config, &access["IngestFunction"], &clock)
         .await
         .with_configured_tables()
@@ -392,7 +398,7 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         cut_content_at_bytes: CUT_AT,
         ..Faults::default()
     });
-    let polled = poll(&poller).await;
+    let polled = poll(&poller, &reports).await;
     let copied = listed(&polled, "copied");
     assert!(copied.contains(&output_key(&chat_job)), "{polled}");
     assert!(copied.contains(&output_key(&job_a)), "{polled}");
@@ -413,10 +419,10 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     assert_eq!(requeued.last_error.unwrap().code, "missing_result");
     // The second try copies job B's file; its notification never comes, and
     // a lease later poll ingests the file itself.
-    let polled = poll(&poller).await;
+    let polled = poll(&poller, &reports).await;
     assert_eq!(listed(&polled, "copied"), [output_key(&job_b)], "{polled}");
     clock.advance(config.policy.job_lease + Duration::from_secs(1));
-    let polled = poll(&poller).await;
+    let polled = poll(&poller, &reports).await;
     assert_eq!(listed(&polled, "ingested_late"), [output_key(&job_b)], "{polled}");
     assert!(listed(&polled, "closed").contains(&job_b), "{polled}");
     set_table_index_lag(&config.requests_table, Duration::ZERO).await;
@@ -449,7 +455,7 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     assert_eq!(listed(&submitted, "abandoned").len(), 1, "{submitted}");
     // The given-up job's request goes out again in the same run, with the other.
     assert_eq!(submitted["jobs"].as_array().unwrap().len(), 2, "{submitted}");
-    let polled = poll(&poller).await;
+    let polled = poll(&poller, &reports).await;
     assert!(
         polled["changed"]
             .as_array()
@@ -484,6 +490,17 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .await
         .unwrap();
     assert_eq!(fetched["data"].as_array().unwrap().len(), 300);
+
+    // ---- The daily report run (a second schedule of poll), twice: the
+    // second finds it written.
+    for written in [true, false] {
+        let mut report_event = scheduled_event();
+        report_event.payload = serde_json::json!({"report": clock.now().utc_date()});
+        let r = batchq_poll::handle(&poller, &reports, report_event)
+            .await
+            .unwrap_or_else(|e| panic!("report run failed: {e}"));
+        assert_eq!(r["reports"][0]["written"], written, "{r}");
+    }
 
     // ---- The roles against the calls.
     let names = Names {

@@ -297,8 +297,27 @@ fn schedules_drive_submit_and_poll_with_valid_expressions() {
     for (id, _, _) in FUNCTIONS {
         let events = t.props(id)["Events"].as_object().cloned().unwrap_or_default();
         let schedules: Vec<&Value> = events.values().filter(|e| e["Type"] == "Schedule").collect();
-        let expected = matches!(id, "SubmitFunction" | "PollFunction");
-        assert_eq!(schedules.len(), usize::from(expected), "{id}: schedules");
+        // Poll runs on a second schedule too: the daily report.
+        let expected = match id {
+            "SubmitFunction" => 1,
+            "PollFunction" => 2,
+            _ => 0,
+        };
+        assert_eq!(schedules.len(), expected, "{id}: schedules");
+        if id == "PollFunction" {
+            let inputs: Vec<Option<Value>> = schedules
+                .iter()
+                .map(|s| {
+                    s["Properties"]["Input"]
+                        .as_str()
+                        .map(|i| serde_json::from_str(i).unwrap())
+                })
+                .collect();
+            assert!(
+                inputs.contains(&None) && inputs.contains(&Some(serde_json::json!({"report": true}))),
+                "poll's schedules: its run and the daily report ({inputs:?})"
+            );
+        }
         assert_eq!(events.len(), schedules.len(), "{id}: only schedule events");
         for s in schedules {
             let expr = t.resolve_default(&s["Properties"]["Schedule"]);

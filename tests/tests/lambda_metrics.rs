@@ -110,6 +110,7 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
         .map(|r| batchq_core::ids::RequestKey::derive(&tenant, &r.custom_id))
         .collect();
     let (submitter, poller, ingester) = (p.submitter(), p.poller(), p.ingester());
+    let reports = p.reports(None);
     for _ in 0..8 {
         if p.all_terminal(&keys).await {
             break;
@@ -117,7 +118,7 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
         let (r, l) = batchq_submit::handle_metered(&submitter, p.scheduled_event()).await;
         r.unwrap();
         lines.extend(l);
-        let (r, l) = batchq_poll::handle_metered(&poller, p.scheduled_event()).await;
+        let (r, l) = batchq_poll::handle_metered(&poller, &reports, p.scheduled_event()).await;
         r.unwrap();
         lines.extend(l);
         for ev in p.new_result_events().await {

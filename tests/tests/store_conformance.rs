@@ -94,6 +94,8 @@ conformance!(
     // savings
     savings_are_counted_once_per_source_and_read_by_day_then_model,
     savings_of_two_providers_for_one_model_and_day_are_kept_apart,
+    // activity
+    activity_counts_each_move_once_in_its_hour_with_the_queue_by_model,
     // objects
     objects_are_put_read_measured_streamed_and_deleted,
     a_written_object_appears_only_when_finished_and_an_aborted_one_never,

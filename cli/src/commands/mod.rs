@@ -22,6 +22,7 @@ use crate::Failure;
 mod backup;
 mod enqueue;
 mod reads;
+mod report;
 mod result_line;
 mod results;
 mod steps;
@@ -29,6 +30,7 @@ mod steps;
 pub use backup::{export, import};
 pub use enqueue::enqueue;
 pub use reads::{jobs, savings, stats, status};
+pub use report::report;
 pub use results::{results, wait};
 pub use steps::{ingest, init, poll, submit};
 

@@ -5,18 +5,58 @@
 //! Each run prints CloudWatch EMF lines to stdout from its report: the
 //! queue depth and oldest queued age per group, the unfinished jobs by
 //! status, the requests it failed or sent back, its provider errors.
+//!
+//! A second schedule sends `{"report": true}`: that run writes the daily
+//! report of the day before (`batchq_core::report::publish`) for each
+//! configured tenant to S3 and, when a webhook is configured, POSTs each
+//! report it wrote there; it does not poll.
 
-use batchq_core::events::Scheduled;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batchq_core::api::Api;
+use batchq_core::events::{ReportDay, Scheduled};
+use batchq_core::ids::TenantId;
 use batchq_core::metrics;
 use batchq_core::pipeline::Poller;
+use batchq_core::report::publish::{publish, Published};
+use batchq_core::report::render;
+use batchq_core::store::ObjectStore;
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tracing::Instrument;
+
+/// What the report run needs: the API core it reads the figures through,
+/// the bucket it writes to, who it reports on and where it sends them.
+pub struct Reports {
+    pub api: Api,
+    pub objects: Arc<dyn ObjectStore>,
+    pub tenants: Vec<TenantId>,
+    /// `BATCHQ_REPORT_WEBHOOK_URL`.
+    pub webhook: Option<String>,
+    pub http: reqwest::Client,
+}
+
+impl Reports {
+    pub fn new(api: Api, objects: Arc<dyn ObjectStore>, tenants: Vec<TenantId>, webhook: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client with a timeout builds");
+        Self {
+            api,
+            objects,
+            tenants,
+            webhook,
+            http,
+        }
+    }
+}
 
 /// Handles one scheduled event and answers with the run's report; prints
 /// the run's metrics as EMF lines.
-pub async fn handle(poller: &Poller, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let (result, lines) = handle_metered(poller, event).await;
+pub async fn handle(poller: &Poller, reports: &Reports, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (result, lines) = handle_metered(poller, reports, event).await;
     for line in lines {
         println!("{line}");
     }
@@ -24,14 +64,29 @@ pub async fn handle(poller: &Poller, event: LambdaEvent<Value>) -> Result<Value,
 }
 
 /// [`handle`] answering the EMF lines instead of printing them (tests).
-pub async fn handle_metered(poller: &Poller, event: LambdaEvent<Value>) -> (Result<Value, Error>, Vec<String>) {
+pub async fn handle_metered(
+    poller: &Poller,
+    reports: &Reports,
+    event: LambdaEvent<Value>,
+) -> (Result<Value, Error>, Vec<String>) {
     let span = tracing::info_span!("lambda", function = "poll", aws_request_id = %event.context.request_id);
-    run(poller, event).instrument(span).await
+    run(poller, reports, event).instrument(span).await
 }
 
-async fn run(poller: &Poller, event: LambdaEvent<Value>) -> (Result<Value, Error>, Vec<String>) {
-    if let Err(e) = Scheduled::parse(&event.payload) {
-        return (Err(format!("bad poll event: {e}").into()), Vec::new());
+async fn run(poller: &Poller, reports: &Reports, event: LambdaEvent<Value>) -> (Result<Value, Error>, Vec<String>) {
+    let scheduled = match Scheduled::parse(&event.payload) {
+        Ok(s) => s,
+        Err(e) => return (Err(format!("bad poll event: {e}").into()), Vec::new()),
+    };
+    if let Some(day) = scheduled.report {
+        let day = match day {
+            ReportDay::Day(d) => d,
+            ReportDay::Yesterday => {
+                let now = reports.api.ports.clock.now();
+                batchq_core::activity::Hour::of(now).plus(-24).day()
+            }
+        };
+        return (daily_report(reports, &day).await, Vec::new());
     }
     match poller.run().await {
         Ok(report) => {
@@ -51,4 +106,63 @@ async fn run(poller: &Poller, event: LambdaEvent<Value>) -> (Result<Value, Error
             (Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>), Vec::new())
         }
     }
+}
+
+/// Writes the reports of `day` and sends each one written now to the webhook.
+async fn daily_report(reports: &Reports, day: &str) -> Result<Value, Error> {
+    let published = publish(&reports.api, reports.objects.as_ref(), &reports.tenants, day)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, day, "daily report failed");
+            format!("daily report of {day}: {e}")
+        })?;
+    let mut out = Vec::new();
+    for p in &published {
+        let sent = match (&p.written, &reports.webhook) {
+            (Some(report), Some(url)) => {
+                send(reports, url, p, report).await?;
+                true
+            }
+            _ => false,
+        };
+        tracing::info!(
+            day = %p.day,
+            tenant = %p.tenant,
+            written = p.written.is_some(),
+            sent,
+            "daily report"
+        );
+        out.push(json!({
+            "tenant": p.tenant,
+            "day": p.day,
+            "keys": p.keys,
+            "written": p.written.is_some(),
+            "sent": sent,
+        }));
+    }
+    Ok(json!({"reports": out}))
+}
+
+async fn send(
+    reports: &Reports,
+    url: &str,
+    p: &Published,
+    report: &batchq_core::report::DailyReport,
+) -> Result<(), Error> {
+    let body = json!({
+        "day": p.day,
+        "tenant": p.tenant,
+        "report": report,
+        "markdown": render::markdown(report),
+    });
+    let resp = reports.http.post(url).json(&body).send().await.map_err(|e| {
+        tracing::error!(error = %e, tenant = %p.tenant, "report webhook failed");
+        format!("report webhook: {e}")
+    })?;
+    if !resp.status().is_success() {
+        let status = resp.status().as_u16();
+        tracing::error!(status, tenant = %p.tenant, "report webhook refused the report");
+        return Err(format!("report webhook answered HTTP {status}").into());
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 use batchq_core::app::App;
 use batchq_core::config::Config;
+use batchq_poll::Reports;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -12,8 +13,14 @@ async fn main() -> Result<(), Error> {
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await.with_configured_tables().await?;
     let poller = app.poller(app.providers().await?);
+    let reports = Reports::new(
+        app.api(),
+        app.ports.objects.clone(),
+        app.config.report_tenants.clone(),
+        app.config.report_webhook_url.clone(),
+    );
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        batchq_poll::handle(&poller, event)
+        batchq_poll::handle(&poller, &reports, event)
     }))
     .await
 }

@@ -31,7 +31,7 @@ pub async fn handle_metered(submitter: &Submitter, event: LambdaEvent<Value>) ->
 
 async fn run(submitter: &Submitter, event: LambdaEvent<Value>) -> (Result<Value, Error>, Vec<String>) {
     let force = match Scheduled::parse(&event.payload) {
-        Ok(Scheduled { force }) => force,
+        Ok(Scheduled { force, .. }) => force,
         Err(e) => return (Err(format!("bad submit event: {e}").into()), Vec::new()),
     };
     match submitter.run(SubmitOptions { force }).await {

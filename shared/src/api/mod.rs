@@ -15,6 +15,8 @@
 //! | `/v1/jobs` | GET | provider batches, newest first, paged |
 //! | `/v1/jobs/{id}` | GET | one provider batch with its progress |
 //! | `/v1/stats` | GET | counts by status, queue age, open jobs |
+//! | `/v1/savings` | GET | batch cost, real-time cost and savings per day, model or provider |
+//! | `/v1/activity` | GET | requests per UTC hour, queue by model, failures by code |
 //! | `/dashboard` | GET | the dashboard page (no identity needed; its data comes from the routes above) |
 //!
 //! docs/api.md (the API reference) documents the JSON of each.
@@ -29,6 +31,7 @@ pub mod parse;
 pub mod query;
 pub mod views;
 
+pub mod activity;
 mod budget;
 mod jobs;
 mod requests;
@@ -380,6 +383,7 @@ impl Api {
             (Route::Job(id), Get) => self.get_job(tenant, id, req).await,
             (Route::Stats, Get) => self.stats(tenant, req).await,
             (Route::Savings, Get) => self.savings_report(tenant, req).await,
+            (Route::Activity, Get) => self.activity(tenant, req).await,
             _ => Err(ApiError::MethodNotAllowed {
                 method: req.method.to_string(),
                 allowed: route.allowed(),
@@ -400,6 +404,7 @@ enum Route {
     Job(String),
     Stats,
     Savings,
+    Activity,
 }
 
 impl Route {
@@ -427,10 +432,11 @@ impl Route {
             ["v1", "jobs", raw] if !raw.is_empty() => Ok(Self::Job(id(raw, "job_id")?)),
             ["v1", "stats"] => Ok(Self::Stats),
             ["v1", "savings"] => Ok(Self::Savings),
+            ["v1", "activity"] => Ok(Self::Activity),
             _ => Err(ApiError::NotFound {
                 code: "no_such_route",
                 message: format!(
-                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats and /v1/savings",
+                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings and /v1/activity",
                     raw_path.chars().take(100).collect::<String>()
                 ),
             }),
@@ -442,7 +448,7 @@ impl Route {
             Self::Requests => &["POST"],
             Self::Bulk => &["POST", "GET", "DELETE"],
             Self::Request(_) => &["GET", "DELETE"],
-            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings => &["GET"],
+            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings | Self::Activity => &["GET"],
         }
     }
 
@@ -456,6 +462,7 @@ impl Route {
             Self::Job(_) => "/v1/jobs/{id}",
             Self::Stats => "/v1/stats",
             Self::Savings => "/v1/savings",
+            Self::Activity => "/v1/activity",
         }
     }
 }

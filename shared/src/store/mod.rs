@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use thiserror::Error;
 
+use crate::activity::{ActivityRows, Hour};
 use crate::budget::TokenBudget;
 use crate::error::TransitionError;
 use crate::ids::{JobId, ModelName, ProviderName, RequestKey, TenantId};
@@ -196,6 +197,10 @@ pub trait RequestStore: Send + Sync {
 
     /// Per-status counts for a tenant.
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
+
+    /// A tenant's hourly activity counters of hours `from..=to` (hours with
+    /// none are absent) and its queued requests per model now.
+    async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError>;
 }
 
 /// How inserting one queued row ended.
@@ -239,6 +244,8 @@ pub trait RequestRows: Send + Sync {
     async fn apply_placed(&self, updates: Vec<RequestUpdate>) -> Result<Vec<Result<Applied, StoreError>>, StoreError>;
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
+
+    async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError>;
 }
 
 /// The job rows.

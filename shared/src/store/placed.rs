@@ -5,6 +5,7 @@
 //! deleted (best effort). Row stores ([`RequestRows`]) receive payloads
 //! already placed and never call the object store.
 
+use crate::activity::{ActivityRows, Hour};
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::Arc;
@@ -273,6 +274,10 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
         self.rows.counts(tenant).await
+    }
+
+    async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError> {
+        self.rows.activity(tenant, from, to).await
     }
 }
 

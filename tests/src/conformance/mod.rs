@@ -7,6 +7,7 @@
 //! Each case is a `pub async fn` taking a fresh [`StoreUnderTest`]; its
 //! name says the behaviour it pins.
 
+mod activity;
 mod concurrency;
 mod jobs;
 mod lag;
@@ -30,6 +31,7 @@ use batchq_core::store::memory::{MemoryObjects, MemoryStore};
 use batchq_core::store::{Applied, JobStore, ObjectStore, RequestStore, SavingsStore, StoreError};
 use batchq_core::time::Timestamp;
 
+pub use activity::*;
 pub use concurrency::*;
 pub use jobs::*;
 pub use lag::*;

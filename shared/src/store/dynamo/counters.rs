@@ -4,7 +4,12 @@
 //!
 //! * `counter#tenant#{tenant}#{shard}` / `counts`: one attribute per status,
 //!   `pending_bytes` and `committed_nanos`;
-//! * `counter#queue#{shard}` / `{queue group}`: `queued`.
+//! * `counter#queue#{shard}` / `{queue group}`: `queued`;
+//! * the tenant's queued requests per model as `queued:{model}` attributes
+//!   of its counter item (no item of their own);
+//! * `activity#{tenant}#{shard}` / `{YYYY-MM-DDTHH}`: the hour's activity
+//!   counters, one attribute each (`enqueued`, …, `failed:{code}`,
+//!   `queued:{model}`: [`crate::activity::ActivityCount::name`]).
 
 use std::collections::HashMap;
 
@@ -13,7 +18,7 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use super::item::{n, s};
 use super::schema::*;
 use crate::counters::{Counter, Delta};
-use crate::ids::{JobId, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::request::RequestStatus;
 
 pub(super) fn status_attr(st: RequestStatus) -> &'static str {
@@ -52,26 +57,43 @@ pub(super) fn tenant_counter_pk(t: &TenantId, shard: u8) -> String {
 /// The sort key of a tenant's counter item (one per shard partition).
 pub(super) const TENANT_COUNTER_SK: &str = "counts";
 
+/// The partition of a tenant's activity items in `shard` (sort key: the hour).
+pub(super) fn activity_pk(t: &TenantId, shard: u8) -> String {
+    format!("activity#{t}#{shard}")
+}
+
+/// The attribute of a tenant's counter item holding its queued requests of `model`.
+pub(super) fn tenant_queued_attr(model: &ModelName) -> String {
+    format!("{TENANT_QUEUED_PREFIX}{model}")
+}
+
+pub(super) const TENANT_QUEUED_PREFIX: &str = "queued:";
+
 pub(super) fn queue_counter_pk(shard: u8) -> String {
     format!("counter#queue#{shard}")
 }
 
 /// The item (pk, sk) and attribute that hold `c` in `shard`.
-fn locate(c: &Counter, shard: u8) -> ((String, String), &'static str) {
+fn locate(c: &Counter, shard: u8) -> ((String, String), String) {
     match c {
         Counter::TenantStatus(t, st) => (
             (tenant_counter_pk(t, shard), TENANT_COUNTER_SK.into()),
-            status_attr(*st),
+            status_attr(*st).into(),
         ),
         Counter::PendingBytes(t) => (
             (tenant_counter_pk(t, shard), TENANT_COUNTER_SK.into()),
-            PENDING_BYTES_ATTR,
+            PENDING_BYTES_ATTR.into(),
         ),
-        Counter::Queued(g) => ((queue_counter_pk(shard), g.key()), "queued"),
+        Counter::Queued(g) => ((queue_counter_pk(shard), g.key()), "queued".into()),
         Counter::Committed(t) => (
             (tenant_counter_pk(t, shard), TENANT_COUNTER_SK.into()),
-            COMMITTED_NANOS_ATTR,
+            COMMITTED_NANOS_ATTR.into(),
         ),
+        Counter::TenantQueued(t, m) => (
+            (tenant_counter_pk(t, shard), TENANT_COUNTER_SK.into()),
+            tenant_queued_attr(m),
+        ),
+        Counter::Activity(t, h, a) => ((activity_pk(t, shard), h.to_string()), a.name()),
     }
 }
 
@@ -79,7 +101,7 @@ fn locate(c: &Counter, shard: u8) -> ((String, String), &'static str) {
 #[derive(Default)]
 pub(super) struct CounterDeltas {
     /// (pk, sk) -> attribute -> delta
-    items: HashMap<(String, String), HashMap<&'static str, i64>>,
+    items: HashMap<(String, String), HashMap<String, i64>>,
 }
 
 impl CounterDeltas {
@@ -124,7 +146,7 @@ impl CounterDeltas {
             let mut values = HashMap::new();
             for (i, (attr, delta)) in attrs.iter().enumerate() {
                 expr.push(format!("#a{i} :d{i}"));
-                names.insert(format!("#a{i}"), attr.to_string());
+                names.insert(format!("#a{i}"), attr.clone());
                 values.insert(format!(":d{i}"), n(delta));
             }
             let update = Update::builder()

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 use super::counters::{
-    job_part, queue_counter_pk, status_attr, tenant_counter_pk, COMMITTED_NANOS_ATTR, PENDING_BYTES_ATTR,
-    TENANT_COUNTER_SK,
+    activity_pk, job_part, queue_counter_pk, status_attr, tenant_counter_pk, COMMITTED_NANOS_ATTR, PENDING_BYTES_ATTR,
+    TENANT_COUNTER_SK, TENANT_QUEUED_PREFIX,
 };
 use super::item::{expiry_secs, n, s, Reader};
 use super::query::QuerySpec;
@@ -19,8 +19,9 @@ use super::request_item::{
 use super::schema::*;
 use super::transact::{TxnUnit, UnitOutcome};
 use super::{DynamoStore, Item, BODY_HORIZON};
+use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters;
-use crate::ids::{JobId, RequestKey, TenantId};
+use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::placement::QueuedRow;
 use crate::request::{Payload, QueueGroup, Request, RequestResult, RequestStatus};
 use crate::store::{Applied, Page, QueueGroupStats, RequestRows, RowInsert, StatusCounts, StoreError};
@@ -367,6 +368,48 @@ impl RequestRows for DynamoStore {
             remaining = later;
         }
         Ok(results.into_iter().map(|r| r.expect("every update settled")).collect())
+    }
+
+    async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError> {
+        let hours = futures::future::try_join_all((0..COUNTER_SHARDS).map(|shard| {
+            let values = HashMap::from([
+                (":pk".to_owned(), s(activity_pk(tenant, shard))),
+                (":from".to_owned(), s(from.to_string())),
+                (":to".to_owned(), s(to.to_string())),
+            ]);
+            self.query_all(QuerySpec::new(
+                &self.jobs_table,
+                None,
+                "pk = :pk AND sk BETWEEN :from AND :to",
+                values,
+            ))
+        }));
+        let counters = futures::future::try_join_all((0..COUNTER_SHARDS).map(|shard| async move {
+            self.get_item(&self.jobs_table, &tenant_counter_pk(tenant, shard), TENANT_COUNTER_SK)
+                .await
+        }));
+        let (hours, counters) = futures::future::try_join(hours, counters).await?;
+        let mut out = ActivityRows::default();
+        for item in hours.iter().flatten() {
+            let r = Reader::new(item, "activity");
+            let hour = r.parse(SK, |v| Hour::parse(v).map_err(|e| e.to_string()))?;
+            let counts = out.hours.entry(hour).or_default();
+            for name in item.keys() {
+                if let Some(c) = ActivityCount::from_name(name) {
+                    counts.add(&c, r.req_n::<i64>(name)?);
+                }
+            }
+        }
+        for item in counters.iter().flatten() {
+            let r = Reader::new(item, "tenant counter");
+            for name in item.keys() {
+                if let Some(model) = name.strip_prefix(TENANT_QUEUED_PREFIX) {
+                    let model = ModelName::parse(model).map_err(|e| r.corrupt(e.message))?;
+                    *out.queued_now.entry(model).or_default() += r.req_n::<i64>(name)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {

@@ -2,10 +2,11 @@
 //! counters as maps (the domain's [`crate::counters`] say what moves), and
 //! the queue's sort key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::activity::{Hour, HourCounts};
 use crate::counters::{Counter, Delta};
-use crate::ids::{RequestKey, TenantId};
+use crate::ids::{ModelName, RequestKey, TenantId};
 use crate::request::QueueGroup;
 use crate::store::StatusCounts;
 use crate::time::Timestamp;
@@ -18,6 +19,10 @@ use crate::time::Timestamp;
 pub(super) struct Counters {
     pub tenants: HashMap<TenantId, StatusCounts>,
     pub queues: HashMap<QueueGroup, i64>,
+    /// Each tenant's queued requests per model.
+    pub tenant_queued: HashMap<TenantId, BTreeMap<ModelName, i64>>,
+    /// Each tenant's activity counters by hour.
+    pub activity: HashMap<TenantId, BTreeMap<Hour, HourCounts>>,
 }
 
 impl Counters {
@@ -30,6 +35,8 @@ impl Counters {
                 Counter::PendingBytes(t) => self.tenants.entry(t).or_default().pending_bytes += n,
                 Counter::Queued(g) => *self.queues.entry(g).or_default() += n,
                 Counter::Committed(t) => self.tenants.entry(t).or_default().committed_nanos += n,
+                Counter::TenantQueued(t, m) => *self.tenant_queued.entry(t).or_default().entry(m).or_default() += n,
+                Counter::Activity(t, h, c) => self.activity.entry(t).or_default().entry(h).or_default().add(&c, n),
             }
         }
     }

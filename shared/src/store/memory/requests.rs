@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::layout::queue_order;
 use super::{page, MemoryStore, RequestRow, State, Versioned};
+use crate::activity::{ActivityRows, Hour};
 use crate::counters;
 use crate::ids::{JobId, RequestKey, TenantId};
 use crate::placement::QueuedRow;
@@ -146,5 +147,18 @@ impl RequestRows for MemoryStore {
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
         Ok(self.lock().counters.tenants.get(tenant).cloned().unwrap_or_default())
+    }
+
+    async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError> {
+        let state = self.lock();
+        let c = &state.counters;
+        Ok(ActivityRows {
+            hours: c
+                .activity
+                .get(tenant)
+                .map(|hours| hours.range(from..=to).map(|(h, n)| (*h, n.clone())).collect())
+                .unwrap_or_default(),
+            queued_now: c.tenant_queued.get(tenant).cloned().unwrap_or_default(),
+        })
     }
 }

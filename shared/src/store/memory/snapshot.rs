@@ -32,6 +32,14 @@ impl MemoryStore {
         for (group, n) in &state.counters.queues {
             out.insert(format!("counter|queue|{}", group.key()), n.to_string());
         }
+        for (tenant, models) in &state.counters.tenant_queued {
+            out.insert(format!("counter|tenant_queued|{tenant}"), format!("{models:?}"));
+        }
+        for (tenant, hours) in &state.counters.activity {
+            for (hour, counts) in hours {
+                out.insert(format!("counter|activity|{tenant}|{hour}"), format!("{counts:?}"));
+            }
+        }
         for (id, job) in &state.jobs {
             out.insert(format!("job|{id}"), format!("{:?}", job.current));
         }

@@ -81,6 +81,15 @@ impl RequestRows for Rows {
     async fn counts(&self, _: &TenantId) -> Result<StatusCounts, StoreError> {
         unimplemented!()
     }
+
+    async fn activity(
+        &self,
+        _: &TenantId,
+        _: crate::activity::Hour,
+        _: crate::activity::Hour,
+    ) -> Result<crate::activity::ActivityRows, StoreError> {
+        unimplemented!()
+    }
 }
 
 /// Objects in a map.

@@ -8,8 +8,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{params, Transaction};
 
-use super::schema::{BODY_INLINE, BODY_PAYLOAD_JSON, COMMITTED_NANOS, PENDING_BYTES};
+use super::schema::{
+    tenant_queued_counter, BODY_INLINE, BODY_PAYLOAD_JSON, COMMITTED_NANOS, PENDING_BYTES, TENANT_QUEUED_PREFIX,
+};
 use super::{after, db, from_json, one, order_key, page_limit, page_of, to_json, SqliteStore};
+use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters::{self, Counter, Delta};
 use crate::ids::{JobId, RequestKey, TenantId};
 use crate::placement::QueuedRow;
@@ -42,12 +45,23 @@ impl Deltas {
                  ON CONFLICT (queue) DO UPDATE SET n = n + excluded.n",
             )
             .map_err(db(op))?;
+        let mut activity = tx
+            .prepare_cached(
+                "INSERT INTO activity (tenant, hour, counter, n) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (tenant, hour, counter) DO UPDATE SET n = n + excluded.n",
+            )
+            .map_err(db(op))?;
         for (c, n) in self.0 {
+            if n == 0 {
+                continue;
+            }
             match c {
                 Counter::TenantStatus(t, st) => tenant.execute(params![t.as_str(), st.as_str(), n]),
                 Counter::PendingBytes(t) => tenant.execute(params![t.as_str(), PENDING_BYTES, n]),
                 Counter::Queued(g) => queue.execute(params![g.key(), n]),
                 Counter::Committed(t) => tenant.execute(params![t.as_str(), COMMITTED_NANOS, n]),
+                Counter::TenantQueued(t, m) => tenant.execute(params![t.as_str(), tenant_queued_counter(&m), n]),
+                Counter::Activity(t, h, a) => activity.execute(params![t.as_str(), h.to_string(), a.name(), n]),
             }
             .map_err(db(op))?;
         }
@@ -367,6 +381,9 @@ impl RequestRows for SqliteStore {
                     out.committed_nanos = n;
                     continue;
                 }
+                if counter.starts_with(TENANT_QUEUED_PREFIX) {
+                    continue;
+                }
                 let status = counter.parse::<RequestStatus>().map_err(|e| StoreError::Corrupt {
                     entity: "tenant counter",
                     id: format!("{tenant}/{counter}"),
@@ -378,6 +395,53 @@ impl RequestRows for SqliteStore {
         })
         .await
     }
+
+    async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError> {
+        let tenant = tenant.clone();
+        self.tx("activity", false, move |tx| read_activity(tx, &tenant, from, to))
+            .await
+    }
+}
+
+/// A tenant's activity counters of `from..=to` and its queued requests per model.
+fn read_activity(tx: &Transaction<'_>, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError> {
+    let op = "activity";
+    let corrupt = |id: String, reason: String| StoreError::Corrupt {
+        entity: "activity counter",
+        id,
+        reason,
+    };
+    let mut out = ActivityRows::default();
+    let mut stmt = tx
+        .prepare_cached("SELECT hour, counter, n FROM activity WHERE tenant = ?1 AND hour BETWEEN ?2 AND ?3")
+        .map_err(db(op))?;
+    let rows = stmt
+        .query_map(params![tenant.as_str(), from.to_string(), to.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })
+        .map_err(db(op))?;
+    for row in rows {
+        let (hour, counter, n) = row.map_err(db(op))?;
+        let h = Hour::parse(&hour).map_err(|e| corrupt(format!("{tenant}/{hour}"), e.to_string()))?;
+        let c = ActivityCount::from_name(&counter)
+            .ok_or_else(|| corrupt(format!("{tenant}/{hour}/{counter}"), "unknown counter".into()))?;
+        out.hours.entry(h).or_default().add(&c, n);
+    }
+    let mut stmt = tx
+        .prepare_cached("SELECT counter, n FROM tenant_counts WHERE tenant = ?1 AND counter LIKE 'queued:%'")
+        .map_err(db(op))?;
+    let rows = stmt
+        .query_map([tenant.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(db(op))?;
+    for row in rows {
+        let (counter, n) = row.map_err(db(op))?;
+        let model = counter
+            .strip_prefix(TENANT_QUEUED_PREFIX)
+            .and_then(|m| crate::ids::ModelName::parse(m).ok())
+            .ok_or_else(|| corrupt(format!("{tenant}/{counter}"), "not a model".into()))?;
+        out.queued_now.insert(model, n);
+    }
+    Ok(out)
 }
 
 /// Rows of a listing: (sort key, request key, JSON row) each.

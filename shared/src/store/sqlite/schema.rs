@@ -10,7 +10,7 @@ use crate::request::RequestStatus;
 use crate::store::dir_lock::DataDirError;
 
 /// The schema this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. Each table's `row` (or `payload`, `totals`) column is the
 /// whole domain value as JSON; the other columns are what queries select,
@@ -137,6 +137,31 @@ DROP TABLE bodies;
 ALTER TABLE bodies_v2 RENAME TO bodies;
 "#;
 
+/// Version 3: each tenant's hourly activity counters
+/// ([`crate::activity::ActivityCount`] by name, per `YYYY-MM-DDTHH` hour),
+/// and its queued requests per model in `tenant_counts` (`queued:{model}`),
+/// seeded from the requests queued when an older database is upgraded.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE activity (
+    tenant  TEXT NOT NULL,
+    hour    TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (tenant, hour, counter)
+) WITHOUT ROWID;
+INSERT INTO tenant_counts (tenant, counter, n)
+    SELECT tenant, 'queued:' || json_extract(row, '$.model'), count(*)
+    FROM requests WHERE status = 'queued' GROUP BY tenant, json_extract(row, '$.model');
+"#;
+
+/// The `tenant_counts` name of a tenant's queued requests of `model`.
+pub(super) fn tenant_queued_counter(model: &crate::ids::ModelName) -> String {
+    format!("{TENANT_QUEUED_PREFIX}{model}")
+}
+
+/// The prefix of the `tenant_counts` names of queued requests per model.
+pub(super) const TENANT_QUEUED_PREFIX: &str = "queued:";
+
 /// `bodies.kind`: `payload` is the `Payload` as JSON.
 pub(super) const BODY_PAYLOAD_JSON: i64 = 0;
 /// `bodies.kind`: `payload` is the inline body itself.
@@ -169,11 +194,14 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DataDirE
         .map_err(fail)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
     match version {
-        0 | 1 => {
+        0..=2 => {
             if version == 0 {
                 tx.execute_batch(SCHEMA_V1).map_err(fail)?;
             }
-            tx.execute_batch(SCHEMA_V2).map_err(fail)?;
+            if version < 2 {
+                tx.execute_batch(SCHEMA_V2).map_err(fail)?;
+            }
+            tx.execute_batch(SCHEMA_V3).map_err(fail)?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(fail)?;
         }

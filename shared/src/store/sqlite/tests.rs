@@ -241,7 +241,7 @@ fn rows_are_stored_as_readable_json_with_statuses_by_name_and_round_trip() {
 }
 
 #[tokio::test]
-async fn a_version_1_database_is_upgraded_and_its_json_wrapped_bodies_still_read() {
+async fn a_version_1_database_is_upgraded_its_json_wrapped_bodies_still_read_and_its_queue_seeds_the_activity() {
     let (dir, db) = temp_db();
     let old = request("old");
     {
@@ -266,6 +266,21 @@ async fn a_version_1_database_is_upgraded_and_its_json_wrapped_bodies_still_read
         .unwrap()
         .placed(Arc::new(MemoryObjects::default()), LIMITS);
     let new = created(&store.insert(vec![request("new")], ts(1)).await.unwrap()[0]);
+    // The queue per model was seeded with the request queued before the upgrade.
+    let hour = crate::activity::Hour::of(ts(0));
+    let activity = store
+        .activity(&TenantId::parse("acme").unwrap(), hour, hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        activity.queued_now.get(&ModelName::parse("gpt-4o-mini").unwrap()),
+        Some(&2),
+        "the old queued request and the new one"
+    );
+    assert_eq!(
+        activity.hours[&hour].totals.enqueued, 1,
+        "only the new one was counted as enqueued"
+    );
     let bodies = store.bodies(&[old.key.clone(), new.key.clone()]).await.unwrap();
     assert_eq!(
         (bodies[&old.key].as_str(), bodies[&new.key].as_str()),
