@@ -44,7 +44,7 @@ async fn run(ingester: &Ingester, bucket: &str, event: LambdaEvent<S3Event>) -> 
     let result = ingest_all(ingester, bucket, event, &mut done)
         .instrument(telemetry::step_span("ingest"))
         .await;
-    let lines = ingester.core().emf_lines(&metrics::from_ingest(&done));
+    let lines = metrics::emf::lines_of_run(ingester.core(), &metrics::from_ingest(&done));
     (result, lines)
 }
 

@@ -98,7 +98,7 @@ async fn run(poller: &Poller, reports: &Reports, event: LambdaEvent<Value>) -> (
                 errors = report.errors.len(),
                 "poll run finished"
             );
-            let lines = poller.core().emf_lines(&metrics::from_poll(&report));
+            let lines = metrics::emf::lines_of_run(poller.core(), &metrics::from_poll(&report));
             (serde_json::to_value(report).map_err(Error::from), lines)
         }
         Err(e) => {

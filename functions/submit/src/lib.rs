@@ -44,7 +44,7 @@ async fn run(submitter: &Submitter, event: LambdaEvent<Value>) -> (Result<Value,
                 held = report.held.len(),
                 "submit run finished"
             );
-            let lines = submitter.core().emf_lines(&metrics::from_submit(&report));
+            let lines = metrics::emf::lines_of_run(submitter.core(), &metrics::from_submit(&report));
             (serde_json::to_value(report).map_err(Error::from), lines)
         }
         Err(e) => {

@@ -16,6 +16,13 @@ use crate::time::Timestamp;
 /// CloudWatch's limit of metrics in one EMF document.
 pub const MAX_METRICS_PER_LINE: usize = 100;
 
+/// `samples` as EMF lines in `core`'s configured namespace
+/// (`BATCHQ_METRICS_NAMESPACE`), stamped with its clock's now: what a
+/// pipeline function prints after its run.
+pub fn lines_of_run(core: &crate::pipeline::Core, samples: &[Sample]) -> Vec<String> {
+    lines(&core.config.metrics_namespace, samples, core.ports.clock.now())
+}
+
 /// The EMF lines (one JSON document each, no newline) for `samples`.
 pub fn lines(namespace: &str, samples: &[Sample], now: Timestamp) -> Vec<String> {
     // dimension values -> metric name -> (unit, value)

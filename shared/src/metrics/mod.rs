@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::job::JobStatus;
+pub use crate::pipeline::queue::{queue_levels, QueueLevel};
 use crate::pipeline::{IngestReport, PollReport, SubmitReport};
 use crate::ports::Ports;
 use crate::request::QueueGroup;
@@ -331,14 +332,6 @@ pub fn budget_warning(period: &str) -> Vec<Sample> {
     vec![Sample::new(&BUDGET_WARNINGS, 1.0).with(Dim::Period, period)]
 }
 
-/// One queue group's level: how many wait, and for how long the oldest has.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct QueueLevel {
-    pub group: String,
-    pub queued: u64,
-    pub oldest_age_seconds: Option<u64>,
-}
-
 /// The queue depth and oldest age per group, and over all groups.
 pub fn queue_samples(levels: &[QueueLevel]) -> Vec<Sample> {
     let mut out = Vec::new();
@@ -362,21 +355,6 @@ pub fn queue_samples(levels: &[QueueLevel]) -> Vec<Sample> {
     out.push(Sample::new(&QUEUE_DEPTH, total as f64));
     out.push(Sample::new(&OLDEST_QUEUED_AGE, oldest as f64));
     out
-}
-
-/// The queue per group, read from the store now.
-pub async fn queue_levels(ports: &Ports) -> Result<Vec<QueueLevel>, StoreError> {
-    let now = ports.clock.now();
-    let mut out = Vec::new();
-    for g in ports.requests.queue_groups().await? {
-        let first = ports.requests.queued(&g.group, None, 1).await?;
-        out.push(QueueLevel {
-            group: g.group.key(),
-            queued: g.queued,
-            oldest_age_seconds: first.items.first().map(|r| now.since(r.created_at).as_secs()),
-        });
-    }
-    Ok(out)
 }
 
 /// The gauges as the store has them now (what `/metrics` reads at each

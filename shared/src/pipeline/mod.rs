@@ -25,6 +25,7 @@ pub mod crash;
 pub mod ingest;
 mod late;
 pub mod poll;
+pub mod queue;
 pub mod submit;
 
 use std::sync::Arc;
@@ -92,12 +93,6 @@ impl Core {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.ports.clock.now()
-    }
-
-    /// `samples` as CloudWatch EMF lines in the configured namespace
-    /// (`BATCHQ_METRICS_NAMESPACE`), stamped now.
-    pub fn emf_lines(&self, samples: &[crate::metrics::Sample]) -> Vec<String> {
-        crate::metrics::emf::lines(&self.config.metrics_namespace, samples, self.now())
     }
 
     /// The batch file format of the job's provider.

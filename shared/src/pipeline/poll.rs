@@ -33,9 +33,9 @@ use tracing::Instrument;
 use serde::Serialize;
 
 use super::ingest::Ingester;
+use super::queue::{queue_levels, QueueLevel};
 use super::{Core, CrashPoint, LateReport, PipelineError};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
-use crate::metrics::{self, QueueLevel};
 use crate::provider::tally::ErrorTally;
 use crate::provider::{Provider, ProviderError, Providers};
 use crate::telemetry;
@@ -202,7 +202,7 @@ impl Poller {
             .filter(|(s, n)| !s.is_terminal() && *n > 0)
             .map(|(s, n)| (s.as_str().to_owned(), n))
             .collect();
-        report.queue = metrics::queue_levels(&self.core.ports).await?;
+        report.queue = queue_levels(&self.core.ports).await?;
         report.oldest_queued_age_seconds = report.queue.iter().filter_map(|l| l.oldest_age_seconds).max();
         if let Some(age) = report.oldest_queued_age_seconds {
             // For the log reader; the alarm reads the OldestQueuedAge metric.
