@@ -2,6 +2,7 @@
 
 use crate::output::{emit, text, usd, Align, Table};
 use crate::Failure;
+use batchq_core::api::query::percent_encode;
 use batchq_core::api::ApiRequest;
 
 use serde_json::Value;
@@ -175,17 +176,4 @@ pub(crate) fn savings_table(v: &Value, group_by: &str) -> String {
         ));
     }
     out.join("\n")
-}
-
-/// Percent-encodes a custom_id for a path segment (`:` and the like).
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

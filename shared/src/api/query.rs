@@ -7,6 +7,21 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 
+/// Percent-encodes `s` for a path segment or a query value: everything but
+/// RFC 3986's unreserved characters becomes `%XX` ([`percent_decode`]'s
+/// counterpart).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes (and, in a query, `+` as a space). `None` when an
 /// escape is malformed or the result is not UTF-8.
 pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
@@ -160,6 +175,15 @@ mod tests {
         assert_eq!(percent_decode("%zz", false), None);
         assert_eq!(percent_decode("%4", false), None);
         assert_eq!(percent_decode("%ff", false), None);
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_characters_and_decodes_back() {
+        assert_eq!(percent_encode("a-b_c.d~9"), "a-b_c.d~9");
+        assert_eq!(percent_encode("a:b/c d+é"), "a%3Ab%2Fc%20d%2B%C3%A9");
+        for s in ["x", "job_1#2026-12-01", "ünï cødé/%", ""] {
+            assert_eq!(percent_decode(&percent_encode(s), true).as_deref(), Some(s));
+        }
     }
 
     #[test]

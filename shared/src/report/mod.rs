@@ -25,6 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::activity::{ActivityTotals, Hour};
+use crate::api::query::percent_encode;
 use crate::api::{Api, ApiRequest};
 use crate::ids::TenantId;
 use crate::money::Money;
@@ -237,7 +238,7 @@ async fn jobs_into(api: &dyn ApiReader, today: &mut DayFigures, before: &mut Day
     'pages: loop {
         let query = match &cursor {
             None => format!("limit={JOBS_PAGE}"),
-            Some(c) => format!("limit={JOBS_PAGE}&cursor={}", encode(c)),
+            Some(c) => format!("limit={JOBS_PAGE}&cursor={}", percent_encode(c)),
         };
         let page = api.get(path, &query).await?;
         let jobs = page["jobs"].as_array().ok_or_else(|| shape(path, "no jobs list"))?;
@@ -282,19 +283,6 @@ async fn jobs_into(api: &dyn ApiReader, today: &mut DayFigures, before: &mut Day
         fig.slowest = s;
     }
     Ok(())
-}
-
-/// Percent-encodes a cursor for the query string.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
