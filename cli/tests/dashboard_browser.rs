@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use fake_openai::{FakeConfig, FakeHandle, FakeServer, Faults};
 use serde_json::{json, Value};
+use support::Serve;
 
 const KEY: &str = "dashboard-test-key-0123456789abcdef";
 const TENANT: &str = "dash";
@@ -248,15 +249,6 @@ impl Drop for Browser {
 }
 
 // ------------------------------------------------------------------ the stack
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Calls the API as the test's tenant.
 struct Client {
@@ -622,23 +614,8 @@ fn the_dashboard_shows_what_the_api_returns_and_follows_a_run_in_a_real_browser(
         c.args(args).envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
         c
     };
-    let init = batchq(&["init"]).output().unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let mut child = batchq(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--submit-every",
-        "1s",
-        "--poll-every",
-        "1s",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let url = support::serving_url(&mut child);
-    let _serve = Serve(child);
+    let serve = Serve::start(batchq);
+    let url = serve.url.clone();
     let api = Client {
         rt,
         http: reqwest::Client::new(),

@@ -5,10 +5,11 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use axum::http::{Method, StatusCode};
 use fake_openai::{FakeConfig, FakeServer};
+use support::Serve;
 
 const KEY_A: &str = "load-test-key-aaaaaaaaaaaaaaaa";
 const KEY_B: &str = "load-test-key-bbbbbbbbbbbbbbbb";
@@ -20,15 +21,6 @@ fn load(args: &[&str]) -> Output {
         .env_remove("LOAD_API")
         .output()
         .expect("run batchq-load")
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,23 +54,8 @@ async fn a_short_load_through_serve_loses_nothing_and_tenants_stay_apart() {
         c.args(args).envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
         c
     };
-    let init = tokio::task::block_in_place(|| batchq(&["init"]).output().unwrap());
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let mut child = batchq(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--submit-every",
-        "1s",
-        "--poll-every",
-        "1s",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let url = support::serving_url(&mut child);
-    let _serve = Serve(child);
+    let serve = tokio::task::block_in_place(|| Serve::start(batchq));
+    let url = serve.url.clone();
     let api = url.as_str();
 
     let out = tokio::task::block_in_place(|| {

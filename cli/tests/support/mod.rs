@@ -1,7 +1,48 @@
 //! What several test files of the CLI share.
 
 use std::io::{BufRead, BufReader};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
+
+/// A `batchq serve` a test started, killed when dropped.
+#[allow(dead_code)] // not every test file that shares this module starts one
+pub struct Serve {
+    child: Child,
+    /// Where it serves, `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+#[allow(dead_code)]
+impl Serve {
+    /// Runs `batchq init`, then `batchq serve` on a free loopback port with
+    /// submit and poll every second; `batchq` builds a command carrying the
+    /// test's environment.
+    pub fn start(batchq: impl Fn(&[&str]) -> Command) -> Serve {
+        let init = batchq(&["init"]).output().unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let mut child = batchq(&[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--submit-every",
+            "1s",
+            "--poll-every",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let url = serving_url(&mut child);
+        Serve { child, url }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// Reads the first line a started `batchq serve` prints on stdout (piped)
 /// and returns the URL it serves on, `http://HOST:PORT`: the line is
