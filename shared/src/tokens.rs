@@ -93,10 +93,13 @@ pub fn estimate(endpoint: Endpoint, body: &Value) -> Weight {
 
 /// Tokens of a text.
 pub fn text_tokens(text: &str) -> u64 {
-    let (ascii, other) = text.chars().fold(
-        (0u64, 0u64),
-        |(a, o), c| if c.is_ascii() { (a + 1, o) } else { (a, o + 1) },
-    );
+    // Counted on bytes, not decoded chars (a bulk enqueue runs this over
+    // every prompt): in UTF-8 an ASCII char is one byte below 0x80, and any
+    // other char has exactly one lead byte, 0xC0 or above. Byte counts
+    // vectorise; `chars()` decodes one char at a time.
+    let (ascii, other) = text.as_bytes().iter().fold((0u64, 0u64), |(a, o), &b| {
+        (a + u64::from(b < 0x80), o + u64::from(b >= 0xC0))
+    });
     ascii.div_ceil(4) + other
 }
 
@@ -174,6 +177,32 @@ fn prompt_tokens(v: &Value) -> u64 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn text_tokens_counted_on_bytes_equal_the_count_over_decoded_chars() {
+        let by_chars = |t: &str| {
+            let ascii = t.chars().filter(char::is_ascii).count() as u64;
+            ascii.div_ceil(4) + (t.chars().count() as u64 - ascii)
+        };
+        // One, two, three and four byte chars, mixed in every order.
+        let alphabet = [
+            'a',
+            ' ',
+            '\u{7f}',
+            'é',
+            'ß',
+            '\u{7ff}',
+            '日',
+            '\u{ffff}',
+            '😀',
+            '\u{10ffff}',
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for len in 0..200 {
+            let text: String = (0..len).map(|_| alphabet[rng.usize(..alphabet.len())]).collect();
+            assert_eq!(text_tokens(&text), by_chars(&text), "{text:?}");
+        }
+    }
 
     #[test]
     fn text_counts_four_ascii_characters_a_token_and_each_other_character_as_one() {

@@ -313,6 +313,33 @@ async fn bulk_larger_than_one_insert_chunk_stores_every_line() {
     assert_eq!(counts.get(RequestStatus::Queued), n as i64);
 }
 
+#[tokio::test]
+async fn a_custom_id_repeated_in_a_later_part_of_a_bulk_call_finds_the_earlier_parts_row() {
+    let t = ApiEnv::new().await;
+    let part = batchq_core::api::STREAM_PART_LINES;
+    let n = 2 * part + 10;
+    let (same, other) = (part + 5, 2 * part + 1);
+    let lines: Vec<String> = (0..n)
+        .map(|i| match i {
+            3 => chat_line("rep-1", "x"),
+            i if i == same => chat_line("rep-1", "x"),
+            i if i == other => chat_line("rep-1", "not x"),
+            i => chat_line(&format!("part-{i}"), "x"),
+        })
+        .map(|v| v.to_string())
+        .collect();
+    let a = t.call(post_bulk(&lines)).await;
+    assert_eq!(a.status, 200, "{}", a.body["summary"]);
+    let results = a.body["results"].as_array().unwrap();
+    assert_eq!(results[3]["outcome"], "created");
+    assert_eq!(results[same]["outcome"], "existing");
+    assert_eq!(results[other]["outcome"], "conflict");
+    assert_eq!(results[other]["error"]["field"], "custom_id");
+    assert_eq!(a.body["summary"]["created"], n - 2);
+    let counts = t.stores.store.counts(&tenant()).await.unwrap();
+    assert_eq!(counts.get(RequestStatus::Queued), n as i64 - 2);
+}
+
 // ------------------------------------------------------------------ read
 
 #[tokio::test]

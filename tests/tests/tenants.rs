@@ -472,6 +472,36 @@ async fn a_tenant_over_its_byte_quota_gets_429_until_requests_finish() {
     );
 }
 
+#[tokio::test]
+async fn a_bulk_call_that_fits_the_byte_quota_only_by_its_compact_bodies_is_accepted() {
+    // Before parsing, a bulk call is judged by its lines' length (a body is
+    // never longer than its line); a call that passes only with the bodies'
+    // compact length is parsed first and judged exactly.
+    let t = ApiEnv::with(|c| c.limits.tenant_max_pending_bytes = 1000).await;
+    let padded = |id: &str| {
+        chat_line(id, "x")
+            .to_string()
+            .replace(',', &format!(",{}", " ".repeat(120)))
+    };
+    let lines = [padded("p-1"), padded("p-2")];
+    let raw: usize = lines.iter().map(String::len).sum();
+    assert!(raw > 1000, "the lines must pass the quota by their length ({raw})");
+    let a = t.call_as(ACME, post_bulk(&lines)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["summary"]["created"], 2);
+    let stats = t.call_as(ACME, ApiRequest::get("/v1/stats")).await;
+    assert!(stats.body["quota"]["pending_bytes"].as_u64().unwrap() <= 1000);
+
+    // And one whose compact bodies pass it is refused whole.
+    let before = t.snapshot().await;
+    let big: Vec<String> = (0..8)
+        .map(|i| chat_line(&format!("b-{i}"), &"y".repeat(100)).to_string())
+        .collect();
+    let refused = t.call_as(ACME, post_bulk(&big)).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(t.snapshot().await, before, "a refused call wrote something");
+}
+
 // ------------------------------------------------------------------ TTL of finished rows
 
 fn expires_at(

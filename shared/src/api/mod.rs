@@ -33,6 +33,7 @@ pub mod views;
 
 pub mod activity;
 mod budget;
+mod bulk;
 mod jobs;
 mod requests;
 mod savings;
@@ -62,8 +63,12 @@ pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_BULK_LINES: usize = 10_000;
 /// How long a presigned result URL stays valid.
 pub const RESULT_URL_TTL: Duration = Duration::from_secs(15 * 60);
-/// Lines handed to one `RequestStore::insert` call during a bulk enqueue.
+/// Lines handed to one `RequestStore::insert` call during a bulk enqueue
+/// parsed whole before its checks (a tenant with a budget, or a call near
+/// its quota); otherwise parts of [`STREAM_PART_LINES`] are inserted while
+/// the next part is parsed (see `bulk.rs`).
 pub const INSERT_CHUNK: usize = 1000;
+pub use bulk::STREAM_PART_LINES;
 /// `GET /v1/jobs` page size: default and maximum.
 pub const JOBS_PAGE_DEFAULT: u32 = 50;
 pub const JOBS_PAGE_MAX: u32 = 200;

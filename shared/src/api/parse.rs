@@ -125,7 +125,9 @@ pub fn decode_line(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, ApiError> {
-    std::str::from_utf8(bytes).map_err(|e| {
+    // simdutf8's `compat` flavour: SIMD validation (a bulk body is megabytes
+    // of prompts) that still says where the first bad byte is.
+    simdutf8::compat::from_utf8(bytes).map_err(|e| {
         ApiError::bad_request(
             None,
             "invalid_utf8",

@@ -23,7 +23,7 @@ impl Api {
     /// Then the tenant's spend budgets ([`crate::spend`]): `cost` more
     /// committed must not pass a limit. Answers the budget periods whose
     /// 80% warning this enqueue crosses.
-    async fn check_limits(
+    pub(super) async fn check_limits(
         &self,
         tenant: &TenantId,
         requests: u64,
@@ -81,106 +81,6 @@ impl Api {
             InsertOutcome::Existing(r) => Ok(ApiResponse::json(200, Value::Object(views::request(&r)))),
             InsertOutcome::Conflict(r) => Err(conflict(&r)),
         }
-    }
-
-    /// `POST /v1/requests/bulk`: one outcome per non-blank line. Bad lines
-    /// are rejected with their number; good ones are stored all the same.
-    pub(super) async fn bulk(&self, tenant: &TenantId, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-        Query::parse(&req.query, &[])?;
-        parse::check_content_type(req.content_type.as_deref(), parse::JSONL_TYPES)?;
-        self.check_payload_size(req)?;
-        let lines = parse::bulk_lines(&req.body);
-        if lines.is_empty() {
-            return Err(ApiError::bad_request(
-                None,
-                "empty_body",
-                "the bulk body has no lines; send one JSON request object per line",
-            ));
-        }
-        if lines.len() > self.limits.max_bulk_lines {
-            return Err(ApiError::too_large(
-                None,
-                "too_many_lines",
-                format!(
-                    "the bulk body has {} lines; at most {} are accepted per call",
-                    lines.len(),
-                    self.limits.max_bulk_lines
-                ),
-            ));
-        }
-
-        let mut outcomes: Vec<LineOutcome> = Vec::with_capacity(lines.len());
-        let mut good: Vec<(usize, NewRequest)> = Vec::new();
-        for (line, parsed) in lines.iter().zip(self.parse_bulk_lines(tenant, &lines)) {
-            match parsed {
-                Ok(new) => {
-                    good.push((outcomes.len(), new));
-                    outcomes.push(LineOutcome::pending(line.number));
-                }
-                Err((label, e)) => outcomes.push(LineOutcome::rejected(line.number, label, e)),
-            }
-        }
-
-        if good.is_empty() {
-            let first = outcomes.first().and_then(|o| o.error.as_ref().map(|e| (o.line, e)));
-            let (n, e) = first.ok_or(ApiError::Internal)?;
-            let err = ApiError::BadRequest {
-                code: "no_valid_lines",
-                message: format!("no line could be enqueued ({} rejected); line {n}: {e}", outcomes.len()),
-                field: e.field().map(|f| format!("line {n}: {f}")),
-            };
-            let mut body = err.body();
-            body["results"] = Value::Array(outcomes.iter().map(LineOutcome::to_json).collect());
-            return Ok(ApiResponse::json(400, body));
-        }
-
-        let adding_bytes = good.iter().map(|(_, n)| n.body_bytes()).sum();
-        let cost = spend::nanos(good.iter().map(|(_, n)| n.estimated_cost_nanos as i64).sum());
-        let crossed = self.check_limits(tenant, good.len() as u64, adding_bytes, cost).await?;
-        let now = self.ports.clock.now();
-        let mut rest = good;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(super::INSERT_CHUNK));
-            let chunk = std::mem::replace(&mut rest, tail);
-            let (slots, news): (Vec<usize>, Vec<NewRequest>) = chunk.into_iter().unzip();
-            let results = self.ports.requests.insert(news, now).await?;
-            if results.len() != slots.len() {
-                tracing::error!(
-                    sent = slots.len(),
-                    got = results.len(),
-                    "insert answered a different number of outcomes"
-                );
-                return Err(ApiError::Internal);
-            }
-            for (slot, result) in slots.into_iter().zip(results) {
-                outcomes[slot].settle(result);
-            }
-        }
-
-        let count = |o: Outcome| outcomes.iter().filter(|l| l.outcome == o).count();
-        if count(Outcome::Created) > 0 {
-            self.warn_budget(tenant, &crossed, cost);
-        }
-        let summary = json!({
-            "lines": outcomes.len(),
-            "created": count(Outcome::Created),
-            "existing": count(Outcome::Existing),
-            "conflict": count(Outcome::Conflict),
-            "rejected": count(Outcome::Rejected),
-        });
-        tracing::info!(
-            lines = outcomes.len(),
-            created = count(Outcome::Created),
-            rejected = count(Outcome::Rejected),
-            "bulk enqueue"
-        );
-        Ok(ApiResponse::json(
-            200,
-            json!({
-                "summary": summary,
-                "results": outcomes.iter().map(LineOutcome::to_json).collect::<Vec<_>>(),
-            }),
-        ))
     }
 
     /// `GET /v1/requests/{custom_id}`.
@@ -259,7 +159,7 @@ impl Api {
         }
     }
 
-    fn check_payload_size(&self, req: &ApiRequest) -> Result<(), ApiError> {
+    pub(super) fn check_payload_size(&self, req: &ApiRequest) -> Result<(), ApiError> {
         if req.body.len() > self.limits.max_payload_bytes {
             return Err(ApiError::too_large(
                 None,
@@ -302,36 +202,7 @@ impl Api {
 impl Api {
     /// The request a valid line makes, routed to its provider instance; a
     /// line no configured provider can take is refused naming the field.
-    /// Parses and validates the lines of a bulk body, in order. A large body
-    /// is split between two threads when the machine has more than one
-    /// core: parsing, canonicalising and hashing 4 KB bodies is most of a
-    /// bulk enqueue's own time, and nothing else runs during it.
-    fn parse_bulk_lines(&self, tenant: &TenantId, lines: &[parse::BulkLine<'_>]) -> Vec<Result<NewRequest, LineError>> {
-        let one = |line: &parse::BulkLine<'_>| self.parse_bulk_line(tenant, line);
-        if cores() < 2 || lines.len() < PARALLEL_PARSE_MIN_LINES {
-            return lines.iter().map(one).collect();
-        }
-        let (first, second) = lines.split_at(lines.len() / 2);
-        std::thread::scope(|scope| {
-            let other = scope.spawn(|| second.iter().map(one).collect::<Vec<_>>());
-            let mut out: Vec<_> = first.iter().map(one).collect();
-            match other.join() {
-                Ok(rest) => out.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            out
-        })
-    }
-
-    fn parse_bulk_line(&self, tenant: &TenantId, line: &parse::BulkLine<'_>) -> Result<NewRequest, LineError> {
-        let value = parse::decode_line(line.bytes).map_err(|e| (None, e))?;
-        let label = parse::custom_id_of(&value);
-        parse::parse_line(value, self.limits.max_body_bytes)
-            .and_then(|p| self.new_request(tenant, p))
-            .map_err(|e| (label, e))
-    }
-
-    fn new_request(&self, tenant: &TenantId, line: ParsedLine) -> Result<NewRequest, ApiError> {
+    pub(super) fn new_request(&self, tenant: &TenantId, line: ParsedLine) -> Result<NewRequest, ApiError> {
         let routed = self
             .routing
             .route(line.endpoint, &line.model, line.provider.as_deref())?;
@@ -355,24 +226,11 @@ impl Api {
     }
 }
 
-/// The cores this process may use, asked once: the answer reads the
-/// cgroup's files on Linux, too much to repeat on every bulk call.
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// A bulk body with fewer lines is parsed on the calling thread alone.
-const PARALLEL_PARSE_MIN_LINES: usize = 64;
-
-/// Why a bulk line was rejected, with its custom_id when it had a valid one.
-type LineError = (Option<CustomId>, ApiError);
-
 fn unknown(custom_id: &CustomId) -> ApiError {
     ApiError::not_found(format!("no request with custom_id {:?}", custom_id.as_str()))
 }
 
-fn conflict(existing: &Request) -> ApiError {
+pub(super) fn conflict(existing: &Request) -> ApiError {
     ApiError::Conflict {
         code: "conflict",
         message: format!(
@@ -393,84 +251,6 @@ fn not_cancellable(r: &Request) -> ApiError {
             r.status
         ),
         field: None,
-    }
-}
-
-/// What happened to one line of a bulk enqueue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Valid, not yet handed to the store.
-    Pending,
-    Created,
-    Existing,
-    Conflict,
-    Rejected,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Created => "created",
-            Self::Existing => "existing",
-            Self::Conflict => "conflict",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-/// One line's outcome, as reported back.
-struct LineOutcome {
-    line: usize,
-    custom_id: Option<CustomId>,
-    outcome: Outcome,
-    status: Option<RequestStatus>,
-    error: Option<ApiError>,
-}
-
-impl LineOutcome {
-    fn pending(line: usize) -> Self {
-        Self {
-            line,
-            custom_id: None,
-            outcome: Outcome::Pending,
-            status: None,
-            error: None,
-        }
-    }
-
-    fn rejected(line: usize, custom_id: Option<CustomId>, error: ApiError) -> Self {
-        Self {
-            line,
-            custom_id,
-            outcome: Outcome::Rejected,
-            status: None,
-            error: Some(error),
-        }
-    }
-
-    fn settle(&mut self, result: InsertOutcome) {
-        let (outcome, r) = match result {
-            InsertOutcome::Created(r) => (Outcome::Created, r),
-            InsertOutcome::Existing(r) => (Outcome::Existing, r),
-            InsertOutcome::Conflict(r) => {
-                self.error = Some(conflict(&r));
-                (Outcome::Conflict, r)
-            }
-        };
-        self.outcome = outcome;
-        self.status = Some(r.status);
-        self.custom_id = Some(r.custom_id);
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "line": self.line,
-            "custom_id": self.custom_id,
-            "outcome": self.outcome.as_str(),
-            "status": self.status.map(|s| s.as_str()),
-            "error": self.error.as_ref().map(ApiError::to_json),
-        })
     }
 }
 
