@@ -269,7 +269,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     // `serve` handles Ctrl-C and SIGTERM itself (it finishes a running step);
     // every other command stops where it is, as Ctrl-C always stopped it.
-    if matches!(cli.command, Command::Serve { .. } | Command::Results { follow: true, .. }) {
+    if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Results { follow: true, .. }
+    ) {
         return run_command(cli).await;
     }
     // The signal first: its handlers are in place before the command starts.

@@ -778,7 +778,10 @@ fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
 }
 
 fn custom_ids(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|v| v["custom_id"].as_str().unwrap().to_owned()).collect()
+    lines
+        .iter()
+        .map(|v| v["custom_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn jsonl(out: &Output) -> Vec<Value> {
@@ -797,7 +800,14 @@ async fn results_follow_tails_the_feed_and_a_stored_cursor_resumes_it_locally_an
         let cursor_arg = cursor_file.to_str().unwrap().to_owned();
         let mut follower = env
             .command(&[
-                "results", "--follow", "--api", &server.url, "--cursor-file", &cursor_arg, "--poll-every", "200ms",
+                "results",
+                "--follow",
+                "--api",
+                &server.url,
+                "--cursor-file",
+                &cursor_arg,
+                "--poll-every",
+                "200ms",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -805,10 +815,16 @@ async fn results_follow_tails_the_feed_and_a_stored_cursor_resumes_it_locally_an
             .expect("start batchq results --follow");
         let lines = stdout_lines(&mut follower);
 
-        let first: Vec<String> = (0..10).map(|i| request_line(&format!("f-{i}"), i).to_string()).collect();
+        let first: Vec<String> = (0..10)
+            .map(|i| request_line(&format!("f-{i}"), i).to_string())
+            .collect();
         let file = env.write("first.jsonl", &first);
         let enq = env.run(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
-        assert!(enq.status.success(), "enqueue: {}", String::from_utf8_lossy(&enq.stderr));
+        assert!(
+            enq.status.success(),
+            "enqueue: {}",
+            String::from_utf8_lossy(&enq.stderr)
+        );
         // Printed as they finish, while the follower keeps running.
         let mut followed = Vec::new();
         while followed.len() < 10 {
@@ -830,15 +846,24 @@ async fn results_follow_tails_the_feed_and_a_stored_cursor_resumes_it_locally_an
         let pid = follower.id().to_string();
         Command::new("kill").args(["-INT", &pid]).status().unwrap();
         let out = follower.wait_with_output().unwrap();
-        assert!(out.status.success(), "stopped cleanly: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stopped cleanly: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let last = followed.last().unwrap()["cursor"].as_str().unwrap().to_owned();
         assert_eq!(std::fs::read_to_string(&cursor_file).unwrap().trim(), last);
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("--after {last}")));
 
         // More finish while nobody follows; the stored cursor picks up exactly those.
-        let second: Vec<String> = (10..15).map(|i| request_line(&format!("f-{i}"), i).to_string()).collect();
+        let second: Vec<String> = (10..15)
+            .map(|i| request_line(&format!("f-{i}"), i).to_string())
+            .collect();
         let file = env.write("second.jsonl", &second);
-        assert!(env.run(&["enqueue", file.to_str().unwrap(), "--api", &server.url]).status.success());
+        assert!(env
+            .run(&["enqueue", file.to_str().unwrap(), "--api", &server.url])
+            .status
+            .success());
         let wait = env.run(&["wait", "--timeout", "60s", "--api", &server.url]);
         assert!(wait.status.success(), "wait: {}", String::from_utf8_lossy(&wait.stderr));
         let resumed = env.run(&["results", "--api", &server.url, "--cursor-file", &cursor_arg]);
@@ -859,7 +884,11 @@ async fn results_follow_tails_the_feed_and_a_stored_cursor_resumes_it_locally_an
         assert_eq!(custom_ids(&local), custom_ids(&remote));
         let bad = env.run(&["results", "--after", "nonsense", "--api", &server.url]);
         assert!(!bad.status.success());
-        assert!(String::from_utf8_lossy(&bad.stderr).contains("after"), "{}", String::from_utf8_lossy(&bad.stderr));
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("after"),
+            "{}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
     })
     .await
     .unwrap();

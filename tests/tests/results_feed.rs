@@ -129,7 +129,10 @@ async fn the_feed_returns_every_result_exactly_once_across_pages_while_results_k
     // Every one of ours exactly once, as it finished, with its result.
     let mut by_id: HashMap<String, Vec<&Value>> = HashMap::new();
     for e in &seen {
-        by_id.entry(e["custom_id"].as_str().unwrap().to_owned()).or_default().push(e);
+        by_id
+            .entry(e["custom_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e);
     }
     assert_eq!(by_id.len(), ours.len(), "every request once: {} entries", seen.len());
     assert_eq!(seen.len(), ours.len(), "no request twice");
@@ -143,7 +146,10 @@ async fn the_feed_returns_every_result_exactly_once_across_pages_while_results_k
         let direct = api
             .handle(&us, ApiRequest::get(format!("/v1/requests/{}", r.custom_id)))
             .await;
-        assert_eq!(e["request"], direct.body, "the entry shows what GET /v1/requests/{{id}} shows");
+        assert_eq!(
+            e["request"], direct.body,
+            "the entry shows what GET /v1/requests/{{id}} shows"
+        );
         match st.status {
             RequestStatus::Completed => {
                 assert_eq!(e["request"]["result"]["response"], expected_response(r));
@@ -172,7 +178,10 @@ async fn the_feed_returns_every_result_exactly_once_across_pages_while_results_k
         .all(|e| e["custom_id"].as_str().unwrap().starts_with("g-")));
     let ours_cursor = seen[5]["cursor"].as_str().unwrap();
     let resp = results(&api, &globex(), &format!("after={ours_cursor}")).await;
-    assert_eq!((resp.status, resp.body["error"]["field"].as_str()), (400, Some("after")));
+    assert_eq!(
+        (resp.status, resp.body["error"]["field"].as_str()),
+        (400, Some("after"))
+    );
     assert_eq!(resp.body["error"]["code"], "invalid_cursor");
 }
 

@@ -315,7 +315,9 @@ pub async fn follow_results(ctx: &Ctx, out: Option<&Path>, feed: FeedOptions) ->
         None => String::new(),
     };
     match out {
-        Some(p) => emit(ctx.json, &v, || format!("wrote {written} results to {}{resume}", p.display())),
+        Some(p) => emit(ctx.json, &v, || {
+            format!("wrote {written} results to {}{resume}", p.display())
+        }),
         None => {
             // stdout holds the JSON lines themselves: the summary goes to stderr.
             eprintln!("wrote {written} results{resume}");

@@ -21,7 +21,10 @@ pub async fn read_feed(s: &StoreUnderTest, t: &str, after: Option<FeedCursor>, l
         let page = s.requests.feed(&tenant(t), cursor.as_ref(), limit).await.unwrap();
         assert!(page.entries.len() <= limit as usize, "a page holds at most its limit");
         if page.entries.is_empty() {
-            assert_eq!(page.next, cursor, "an empty page hands back the cursor it was read after");
+            assert_eq!(
+                page.next, cursor,
+                "an empty page hands back the cursor it was read after"
+            );
             return out;
         }
         assert_eq!(page.next.as_ref(), page.entries.last().map(|e| &e.cursor));
@@ -89,7 +92,13 @@ pub async fn feed_lists_each_finished_request_once_in_the_order_it_finished_acro
         let all = read_feed(&s, "acme", None, limit).await;
         assert_eq!(
             ids(&all),
-            ["gpt-4o-mini-5", "gpt-4o-mini-2", "gpt-4o-mini-0", "gpt-4o-mini-3", "gpt-4o-mini-1"],
+            [
+                "gpt-4o-mini-5",
+                "gpt-4o-mini-2",
+                "gpt-4o-mini-0",
+                "gpt-4o-mini-3",
+                "gpt-4o-mini-1"
+            ],
             "limit {limit}"
         );
         let events: Vec<FeedEvent> = all.iter().map(|e| e.event).collect();
@@ -161,7 +170,11 @@ pub async fn feed_is_tenant_scoped_and_refuses_a_cursor_it_did_not_issue_to_the_
     assert!(read_feed(&s, "initech", None, 10).await.is_empty());
 
     // Another tenant's cursor shows nothing: it is refused.
-    for (t, foreign) in [("globex", &acme[0].cursor), ("acme", &globex[1].cursor), ("initech", &acme[2].cursor)] {
+    for (t, foreign) in [
+        ("globex", &acme[0].cursor),
+        ("acme", &globex[1].cursor),
+        ("initech", &acme[2].cursor),
+    ] {
         match s.requests.feed(&tenant(t), Some(foreign), 10).await {
             Err(StoreError::BadCursor(_)) => {}
             other => panic!("{t} read with another tenant's cursor: {other:?}"),
