@@ -17,6 +17,7 @@
 //! | `/v1/stats` | GET | counts by status, queue age, open jobs |
 //! | `/v1/savings` | GET | batch cost, real-time cost and savings per day, model or provider |
 //! | `/v1/activity` | GET | requests per UTC hour, queue by model, failures by code |
+//! | `/v1/results` | GET | the results feed: finished requests in the order they finished, after a cursor |
 //! | `/dashboard` | GET | the dashboard page (no identity needed; its data comes from the routes above) |
 //!
 //! docs/api.md (the API reference) documents the JSON of each.
@@ -36,6 +37,7 @@ mod budget;
 mod bulk;
 mod jobs;
 mod requests;
+mod results;
 mod savings;
 
 use std::fmt;
@@ -389,6 +391,7 @@ impl Api {
             (Route::Stats, Get) => self.stats(tenant, req).await,
             (Route::Savings, Get) => self.savings_report(tenant, req).await,
             (Route::Activity, Get) => self.activity(tenant, req).await,
+            (Route::Results, Get) => self.list_results(tenant, req).await,
             _ => Err(ApiError::MethodNotAllowed {
                 method: req.method.to_string(),
                 allowed: route.allowed(),
@@ -410,6 +413,7 @@ enum Route {
     Stats,
     Savings,
     Activity,
+    Results,
 }
 
 impl Route {
@@ -438,10 +442,11 @@ impl Route {
             ["v1", "stats"] => Ok(Self::Stats),
             ["v1", "savings"] => Ok(Self::Savings),
             ["v1", "activity"] => Ok(Self::Activity),
+            ["v1", "results"] => Ok(Self::Results),
             _ => Err(ApiError::NotFound {
                 code: "no_such_route",
                 message: format!(
-                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings and /v1/activity",
+                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings, /v1/activity and /v1/results",
                     raw_path.chars().take(100).collect::<String>()
                 ),
             }),
@@ -453,7 +458,7 @@ impl Route {
             Self::Requests => &["POST"],
             Self::Bulk => &["POST", "GET", "DELETE"],
             Self::Request(_) => &["GET", "DELETE"],
-            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings | Self::Activity => &["GET"],
+            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings | Self::Activity | Self::Results => &["GET"],
         }
     }
 
@@ -468,6 +473,7 @@ impl Route {
             Self::Stats => "/v1/stats",
             Self::Savings => "/v1/savings",
             Self::Activity => "/v1/activity",
+            Self::Results => "/v1/results",
         }
     }
 }
