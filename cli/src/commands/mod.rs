@@ -26,6 +26,7 @@ mod report;
 mod result_line;
 mod results;
 mod steps;
+pub mod webhooks;
 
 pub use backup::{export, import};
 pub use enqueue::enqueue;
