@@ -15,6 +15,7 @@ pub mod counters;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod ids;
 pub mod job;
 pub mod jsonl;

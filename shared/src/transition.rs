@@ -7,7 +7,7 @@
 //! was. The state a new request enters the queue with is [`queued`].
 
 use crate::error::TransitionError;
-use crate::ids::{ContentHash, JobId, RequestKey, TenantId};
+use crate::ids::{ContentHash, CustomId, JobId, RequestKey, TenantId};
 use crate::request::{NewRequest, QueueGroup, Request, RequestError, RequestResult, RequestStatus};
 use crate::time::Timestamp;
 
@@ -40,6 +40,8 @@ pub struct RequestUpdate {
     pub key: RequestKey,
     /// Counters are kept per tenant and per queue group.
     pub tenant: TenantId,
+    /// The caller's id of the request: a terminal change's feed entry names it.
+    pub custom_id: CustomId,
     pub group: QueueGroup,
     /// The status the row must have (the write is conditioned on it).
     pub from: RequestStatus,
@@ -75,6 +77,7 @@ impl RequestUpdate {
         Self {
             key: req.key.clone(),
             tenant: req.tenant.clone(),
+            custom_id: req.custom_id.clone(),
             group: req.queue_group(),
             from: req.status,
             to,
@@ -240,7 +243,7 @@ impl RequestUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{CustomId, ModelName};
+    use crate::ids::ModelName;
     use crate::request::Endpoint;
 
     fn queued_request() -> Request {

@@ -558,6 +558,15 @@ impl RequestStore for ClaimsFirst {
     ) -> Result<batchq_core::activity::ActivityRows, StoreError> {
         self.inner.activity(tenant, from, to).await
     }
+
+    async fn feed(
+        &self,
+        tenant: &TenantId,
+        after: Option<&batchq_core::feed::FeedCursor>,
+        limit: u32,
+    ) -> Result<batchq_core::feed::FeedPage, StoreError> {
+        self.inner.feed(tenant, after, limit).await
+    }
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@
 //! | `/v1/webhooks/endpoints/{id}` | GET, PATCH, DELETE | one endpoint: read, change, remove |
 //! | `/v1/webhooks/deliveries` | GET | webhook deliveries, newest first (`?status=failed`) |
 //! | `/v1/webhooks/deliveries/{id}/replay` | POST | send a failed or delivered message again |
+//! | `/v1/results` | GET | the results feed: finished requests in the order they finished, after a cursor |
 //! | `/dashboard` | GET | the dashboard page (no identity needed; its data comes from the routes above) |
 //!
 //! docs/api.md (the API reference) documents the JSON of each.
@@ -40,6 +41,7 @@ pub mod activity;
 mod budget;
 mod jobs;
 mod requests;
+mod results;
 mod savings;
 pub mod webhooks;
 
@@ -411,6 +413,7 @@ impl Api {
             (Route::WebhookEndpoint(id), Delete) => self.delete_endpoint(tenant, id, req).await,
             (Route::WebhookDeliveries, Get) => self.list_deliveries(tenant, req).await,
             (Route::WebhookReplay(id), Post) => self.replay_delivery(tenant, id, req).await,
+            (Route::Results, Get) => self.list_results(tenant, req).await,
             _ => Err(ApiError::MethodNotAllowed {
                 method: req.method.to_string(),
                 allowed: route.allowed(),
@@ -436,6 +439,7 @@ enum Route {
     WebhookEndpoint(String),
     WebhookDeliveries,
     WebhookReplay(String),
+    Results,
 }
 
 impl Route {
@@ -464,6 +468,7 @@ impl Route {
             ["v1", "stats"] => Ok(Self::Stats),
             ["v1", "savings"] => Ok(Self::Savings),
             ["v1", "activity"] => Ok(Self::Activity),
+            ["v1", "results"] => Ok(Self::Results),
             ["v1", "webhooks", "endpoints"] => Ok(Self::WebhookEndpoints),
             ["v1", "webhooks", "endpoints", raw] if !raw.is_empty() => {
                 Ok(Self::WebhookEndpoint(id(raw, "endpoint_id")?))
@@ -475,7 +480,7 @@ impl Route {
             _ => Err(ApiError::NotFound {
                 code: "no_such_route",
                 message: format!(
-                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings, /v1/activity and /v1/webhooks/...",
+                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings, /v1/activity, /v1/results and /v1/webhooks/...",
                     raw_path.chars().take(100).collect::<String>()
                 ),
             }),
@@ -487,7 +492,7 @@ impl Route {
             Self::Requests => &["POST"],
             Self::Bulk => &["POST", "GET", "DELETE"],
             Self::Request(_) => &["GET", "DELETE"],
-            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings | Self::Activity => &["GET"],
+            Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings | Self::Activity | Self::Results => &["GET"],
             Self::WebhookEndpoints => &["POST", "GET"],
             Self::WebhookEndpoint(_) => &["GET", "PATCH", "DELETE"],
             Self::WebhookDeliveries => &["GET"],
@@ -510,6 +515,7 @@ impl Route {
             Self::WebhookEndpoint(_) => "/v1/webhooks/endpoints/{id}",
             Self::WebhookDeliveries => "/v1/webhooks/deliveries",
             Self::WebhookReplay(_) => "/v1/webhooks/deliveries/{id}/replay",
+            Self::Results => "/v1/results",
         }
     }
 }

@@ -198,8 +198,14 @@ impl Api {
             .await?
             .filter(|(r, _)| r.tenant == *tenant)
             .ok_or_else(|| unknown(&custom_id))?;
+        Ok(ApiResponse::json(200, self.request_view(&request, result).await?))
+    }
 
-        let mut view = views::request(&request);
+    /// A request as `GET /v1/requests/{custom_id}` shows it: its state,
+    /// its job's status while claimed, and its result once stored (a large
+    /// response as a short-lived URL). `GET /v1/results` shows the same.
+    pub(super) async fn request_view(&self, request: &Request, result: Option<RequestResult>) -> Result<Value, ApiError> {
+        let mut view = views::request(request);
         let job_status = match (&request.status, &request.job_id) {
             (RequestStatus::Claimed, Some(job_id)) => self.ports.jobs.get_job(job_id).await?.map(|j| j.status.as_str()),
             _ => None,
@@ -213,7 +219,7 @@ impl Api {
             None => Value::Null,
         };
         view.insert("result".into(), result_view);
-        Ok(ApiResponse::json(200, Value::Object(view)))
+        Ok(Value::Object(view))
     }
 
     /// `DELETE /v1/requests/{custom_id}`: queued → cancelled. Cancelling a

@@ -28,6 +28,7 @@ use thiserror::Error;
 use crate::activity::{ActivityRows, Hour};
 use crate::budget::TokenBudget;
 use crate::error::TransitionError;
+use crate::feed::{FeedCursor, FeedPage};
 use crate::ids::{JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::job::{Job, SaveRefused};
 use crate::money::Money;
@@ -61,6 +62,9 @@ pub enum StoreError {
     /// The request is too large for what the store can hold.
     #[error("{what} is too large: {bytes} bytes (limit {limit})")]
     TooLarge { what: &'static str, bytes: u64, limit: u64 },
+    /// A feed cursor that is not one of this tenant's.
+    #[error("not a results cursor of this tenant: {0}")]
+    BadCursor(String),
     /// The backend failed (network, throttling after retries, service error).
     #[error("{op} failed: {message}")]
     Backend { op: &'static str, message: String },
@@ -202,6 +206,14 @@ pub trait RequestStore: Send + Sync {
     /// A tenant's hourly activity counters of hours `from..=to` (hours with
     /// none are absent) and its queued requests per model now.
     async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError>;
+
+    /// Up to `limit` (1..=[`crate::feed::MAX_PAGE`]) of `tenant`'s feed
+    /// entries after `after` (`None`: from the oldest kept), in the order
+    /// their terminal transitions committed. Every entry is in exactly one
+    /// page of a reader that follows `next`: none ever appears behind a
+    /// cursor already handed out. A cursor of another tenant, or none this
+    /// store issued, is refused ([`StoreError::BadCursor`]).
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError>;
 }
 
 /// How inserting one queued row ended.
@@ -247,6 +259,8 @@ pub trait RequestRows: Send + Sync {
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError>;
 
     async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError>;
+
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError>;
 }
 
 /// The job rows.

@@ -19,6 +19,7 @@ use super::{
     SavingsStore, StatusCounts, StoreError,
 };
 use crate::budget::TokenBudget;
+use crate::feed::{FeedCursor, FeedPage};
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::job::Job;
 use crate::keys;
@@ -278,6 +279,10 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
 
     async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError> {
         self.rows.activity(tenant, from, to).await
+    }
+
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
+        self.rows.feed(tenant, after, limit).await
     }
 }
 

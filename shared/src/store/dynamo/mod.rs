@@ -5,7 +5,8 @@
 //!   `queue-index` (sparse: `queue`, `queue_order`) lists queued requests of a
 //!   group oldest first; `job-index` (`job_id`, `pk`) lists a job's requests.
 //! * jobs table, key (`pk`, `sk`): job rows (`job#{id}` / `job`), sharded
-//!   counters (`counter#tenant#{t}` and `counter#queue`). `jobs-index`
+//!   counters (`counter#tenant#{t}` and `counter#queue`), each tenant's
+//!   results feed (`feed#{t}`, with its sequence item `feedseq#{t}`). `jobs-index`
 //!   (`kind`, `created_at`) lists all jobs; `open-index` (sparse `open`,
 //!   `created_at`) the unfinished ones.
 //!
@@ -21,6 +22,7 @@
 //! retries and crashes.
 
 mod counters;
+mod feed;
 mod item;
 mod job_item;
 mod jobs;

@@ -21,6 +21,7 @@ use super::transact::{TxnUnit, UnitOutcome};
 use super::{DynamoStore, Item, BODY_HORIZON};
 use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters;
+use crate::feed::{FeedCursor, FeedDraft, FeedPage};
 use crate::ids::{JobId, ModelName, RequestKey, TenantId};
 use crate::placement::QueuedRow;
 use crate::request::{Payload, QueueGroup, Request, RequestResult, RequestStatus};
@@ -154,6 +155,7 @@ impl RequestRows for DynamoStore {
                 } + 1024,
                 counters: counters::for_insert(&row.state),
                 key: row.state.key.clone(),
+                feed: None,
             })
             .collect();
         let mut out: Vec<Option<RowInsert>> = vec![None; rows.len()];
@@ -347,6 +349,7 @@ impl RequestRows for DynamoStore {
                             bytes: 2048 + result_bytes,
                             counters: counters::for_update(u),
                             key: u.key.clone(),
+                            feed: FeedDraft::of(u),
                         });
                     }
                 }
@@ -410,6 +413,10 @@ impl RequestRows for DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
+        self.read_feed(tenant, after, limit).await
     }
 
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {

@@ -4,7 +4,7 @@
 //! chunk merged) and settles each unit on its own condition. Both `insert`
 //! and `apply` go through it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -14,6 +14,8 @@ use super::counters::{shard_of, CounterDeltas};
 use super::item::err_msg;
 use super::{DynamoStore, Item};
 use crate::counters::Delta;
+use crate::feed::FeedDraft;
+use crate::ids::TenantId;
 use crate::ids::RequestKey;
 use crate::retry::{GaveUp, RetryPolicy, Verdict};
 use crate::store::StoreError;
@@ -71,7 +73,14 @@ pub(super) struct TxnUnit {
     pub counters: Vec<Delta>,
     /// The request; a chunk's counter shard is its first unit's.
     pub key: RequestKey,
+    /// The feed entry the unit appends (a terminal transition): numbered
+    /// and written per transaction, with its tenant's sequence item.
+    pub feed: Option<FeedDraft>,
 }
+
+/// Transactions in a row cancelled only because another writer moved a
+/// tenant's feed sequence first, before a call gives up.
+const FEED_RACES_MAX: u32 = 64;
 
 /// How one unit ended.
 pub(super) enum UnitOutcome {
@@ -154,22 +163,41 @@ impl DynamoStore {
         mut settle: impl FnMut(usize, UnitOutcome) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut pending: VecDeque<(usize, TxnUnit)> = units.into_iter().enumerate().collect();
+        // Each tenant's feed sequence as last read or written by this call.
+        let mut seqs: HashMap<TenantId, u64> = HashMap::new();
+        let mut feed_races = 0;
         while !pending.is_empty() {
             // Take a chunk within the action and size limits of a transaction.
             let shard = shard_of(&pending[0].1.key);
             let mut chunk = Vec::new();
             let mut deltas = CounterDeltas::default();
+            // Entries per tenant, in unit order; one sequence action each.
+            let mut feeds: Vec<(TenantId, Vec<FeedDraft>)> = Vec::new();
             let mut count = 0;
             let mut bytes = 0;
             while let Some((_, unit)) = pending.front() {
                 let more = CounterDeltas::of(&unit.counters, shard);
-                let too_many = count + unit.actions.len() + deltas.len() + deltas.new_items_in(&more) > TXN_MAX_ACTIONS;
+                let feed_actions = match &unit.feed {
+                    None => 0,
+                    Some(d) if feeds.iter().any(|(t, _)| *t == d.tenant) => 1,
+                    Some(_) => 2,
+                };
+                let feed_count: usize = feeds.iter().map(|(_, ds)| ds.len() + 1).sum();
+                let too_many = count + unit.actions.len() + deltas.len() + deltas.new_items_in(&more) + feed_count
+                    + feed_actions
+                    > TXN_MAX_ACTIONS;
                 if !chunk.is_empty() && (too_many || bytes + unit.bytes > TXN_MAX_BYTES) {
                     break;
                 }
                 bytes += unit.bytes;
                 count += unit.actions.len();
                 deltas.merge(more);
+                if let Some(d) = &unit.feed {
+                    match feeds.iter_mut().find(|(t, _)| *t == d.tenant) {
+                        Some((_, ds)) => ds.push(d.clone()),
+                        None => feeds.push((d.tenant.clone(), vec![d.clone()])),
+                    }
+                }
                 chunk.push(pending.pop_front().expect("front exists"));
             }
             let mut txn = Vec::new();
@@ -177,13 +205,43 @@ impl DynamoStore {
                 txn.extend(unit.actions.iter().cloned());
             }
             txn.extend(deltas.into_actions(&self.jobs_table));
+            // The feed last: its sequence actions' places tell a lost race.
+            let mut seq_actions = Vec::new();
+            let mut moved = Vec::new();
+            for (tenant, drafts) in &feeds {
+                let old = match seqs.get(tenant) {
+                    Some(n) => *n,
+                    None => {
+                        let n = self.feed_seq(tenant).await?;
+                        seqs.insert(tenant.clone(), n);
+                        n
+                    }
+                };
+                let new = old + drafts.len() as u64;
+                for (k, d) in drafts.iter().enumerate() {
+                    txn.push(self.feed_entry_action(d, old + 1 + k as u64));
+                }
+                seq_actions.push(txn.len());
+                txn.push(self.feed_seq_action(tenant, old, new));
+                moved.push((tenant.clone(), new));
+            }
             match self.transact(txn).await? {
                 TxnOutcome::Committed => {
+                    seqs.extend(moved);
+                    feed_races = 0;
                     for (i, _) in chunk {
                         settle(i, UnitOutcome::Committed)?;
                     }
                 }
                 TxnOutcome::Cancelled(reasons) => {
+                    // Another writer moved a tenant's sequence: read it again.
+                    let mut raced = false;
+                    for (at, (tenant, _)) in seq_actions.iter().zip(&feeds) {
+                        if reasons.get(*at).is_some_and(CancelReason::condition_failed) {
+                            seqs.remove(tenant);
+                            raced = true;
+                        }
+                    }
                     let mut pos = 0;
                     let mut retry = Vec::new();
                     let mut any_failed = false;
@@ -198,7 +256,16 @@ impl DynamoStore {
                             _ => retry.push((i, unit)),
                         }
                     }
-                    if !any_failed {
+                    if raced && !any_failed {
+                        feed_races += 1;
+                        if feed_races > FEED_RACES_MAX {
+                            return Err(StoreError::backend(
+                                "dynamodb TransactWriteItems",
+                                "a tenant's feed sequence kept moving under this writer",
+                            ));
+                        }
+                        tokio::time::sleep(RETRY.delay(feed_races.min(6), None)).await;
+                    } else if !any_failed {
                         return Err(StoreError::backend(
                             "dynamodb TransactWriteItems",
                             format!("transaction cancelled: {reasons:?}"),

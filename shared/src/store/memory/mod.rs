@@ -9,7 +9,8 @@
 //!
 //! Everything sits behind one `std::sync::Mutex`, never held across an
 //! await: each port call is atomic, as a DynamoDB transaction is. Rows are
-//! kept for good (no retention: `expires_at` stays unset).
+//! kept for good (no retention: `expires_at` stays unset), and so are the
+//! feed's entries, numbered per tenant from 1 as they are appended.
 //!
 //! [`MemoryStore::set_index_lag`] makes the listings DynamoDB answers from
 //! its eventually consistent global secondary indexes (`queued`, `by_job`,
@@ -31,6 +32,7 @@ pub use objects::MemoryObjects;
 use super::placed::PlacedStore;
 use super::{ObjectStore, Page, SavingsTotals, StoreError};
 use crate::budget::TokenBudget;
+use crate::feed::FeedEntry;
 use crate::ids::{JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::job::Job;
 use crate::placement::InlineLimits;
@@ -104,6 +106,8 @@ struct SavingsEntry {
 struct State {
     requests: HashMap<RequestKey, RequestRow>,
     counters: Counters,
+    /// Each tenant's feed: entry `n` (from 1) at index `n - 1`.
+    feed: HashMap<TenantId, Vec<FeedEntry>>,
     jobs: HashMap<JobId, Versioned<Job>>,
     /// Each tenant's jobs, by (creation time, id).
     tenant_jobs: HashMap<TenantId, BTreeSet<(Timestamp, JobId)>>,

@@ -12,6 +12,7 @@ use super::layout::queue_order;
 use super::{page, MemoryStore, RequestRow, State, Versioned};
 use crate::activity::{ActivityRows, Hour};
 use crate::counters;
+use crate::feed::{self, FeedCursor, FeedDraft, FeedPage};
 use crate::ids::{JobId, RequestKey, TenantId};
 use crate::placement::QueuedRow;
 use crate::request::{Payload, QueueGroup, Request, RequestResult, RequestStatus};
@@ -34,6 +35,11 @@ fn apply_one(state: &mut State, u: &RequestUpdate, now: Instant) -> Result<Appli
         row.result = Some(r.clone());
     }
     state.counters.apply(counters::for_update(u));
+    if let Some(draft) = FeedDraft::of(u) {
+        let feed = state.feed.entry(u.tenant.clone()).or_default();
+        let seq = feed.len() as u64 + 1;
+        feed.push(draft.numbered(seq));
+    }
     Ok(Applied::Now)
 }
 
@@ -160,5 +166,24 @@ impl RequestRows for MemoryStore {
                 .unwrap_or_default(),
             queued_now: c.tenant_queued.get(tenant).cloned().unwrap_or_default(),
         })
+    }
+
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
+        let from = match after {
+            None => 0,
+            Some(c) => c
+                .seq_for(tenant)
+                .map_err(|_| StoreError::BadCursor(c.to_string()))?,
+        };
+        let state = self.lock();
+        let entries = state
+            .feed
+            .get(tenant)
+            .map(|all| {
+                let from = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+                all[from..].iter().take(feed::page_size(limit)).cloned().collect()
+            })
+            .unwrap_or_default();
+        Ok(feed::page_of(entries, after))
     }
 }

@@ -40,6 +40,11 @@ impl MemoryStore {
                 out.insert(format!("counter|activity|{tenant}|{hour}"), format!("{counts:?}"));
             }
         }
+        for (tenant, entries) in &state.feed {
+            for e in entries {
+                out.insert(format!("feed|{tenant}|{}", e.cursor), format!("{e:?}"));
+            }
+        }
         for (id, job) in &state.jobs {
             out.insert(format!("job|{id}"), format!("{:?}", job.current));
         }

@@ -90,6 +90,15 @@ impl RequestRows for Rows {
     ) -> Result<crate::activity::ActivityRows, StoreError> {
         unimplemented!()
     }
+
+    async fn feed(
+        &self,
+        _: &TenantId,
+        _: Option<&crate::feed::FeedCursor>,
+        _: u32,
+    ) -> Result<crate::feed::FeedPage, StoreError> {
+        unimplemented!()
+    }
 }
 
 /// Objects in a map.

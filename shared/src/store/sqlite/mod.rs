@@ -192,7 +192,7 @@ impl SqliteStore {
     }
 
     /// Deletes what expired by `now`: finished requests (state, body row and
-    /// result) and jobs (with their per-tenant rows) whose `expires_at` has
+    /// result) with their feed entries, and jobs (with their per-tenant rows) whose `expires_at` has
     /// passed. Counters are left as they are (they count what happened, as
     /// DynamoDB's, whose TTL deletes rows the same way). Objects expire by
     /// their own rules (`FsObjects::expire`), as in S3. Returns the rows
@@ -219,6 +219,8 @@ impl SqliteStore {
                     [now],
                 )
                 .map_err(db(op))? as u64;
+            tx.execute("DELETE FROM feed WHERE expires_at <= ?1", [now])
+                .map_err(db(op))?;
             tx.execute(
                 "DELETE FROM tenant_jobs WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= ?1)",
                 [now],
@@ -239,7 +241,12 @@ impl SqliteStore {
         self.tx("snapshot", false, |tx| {
             let op = "snapshot";
             let mut out = BTreeMap::new();
-            let queries: [(&str, &str); 9] = [
+            let queries: [(&str, &str); 10] = [
+                (
+                    "feed",
+                    "SELECT tenant, CAST(seq AS TEXT), custom_id || ' ' || event || ' ' || finished_at || ' ' || \
+                     coalesce(job_id, '-') || ' ' || model || ' ' || provider FROM feed",
+                ),
                 ("request", "SELECT key, 'state', row FROM requests"),
                 (
                     "request",

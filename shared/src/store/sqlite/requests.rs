@@ -14,7 +14,8 @@ use super::schema::{
 use super::{after, db, from_json, one, order_key, page_limit, page_of, to_json, SqliteStore};
 use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters::{self, Counter, Delta};
-use crate::ids::{JobId, RequestKey, TenantId};
+use crate::feed::{self, FeedCursor, FeedDraft, FeedEntry, FeedEvent, FeedPage};
+use crate::ids::{CustomId, JobId, ModelName, ProviderName, RequestKey, TenantId};
 use crate::placement::QueuedRow;
 use crate::request::{Payload, QueueGroup, Request, RequestResult, RequestStatus};
 use crate::store::{Applied, Page, QueueGroupStats, RequestRows, RowInsert, StatusCounts, StoreError};
@@ -139,6 +140,25 @@ impl SqliteStore {
                 .map_err(db(op))?;
         }
         deltas.add(counters::for_update(u));
+        if let Some(d) = FeedDraft::of(u) {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO feed (tenant, custom_id, event, finished_at, job_id, model, provider, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(db(op))?;
+            stmt.execute(params![
+                d.tenant.as_str(),
+                d.custom_id.as_str(),
+                d.event.as_str(),
+                d.finished_at.millis(),
+                d.job.as_ref().map(|j| j.as_str()),
+                d.model.as_str(),
+                d.provider.as_str(),
+                next.expires_at.map(Timestamp::millis),
+            ])
+            .map_err(db(op))?;
+        }
         Ok(Applied::Now)
     }
 }
@@ -401,6 +421,68 @@ impl RequestRows for SqliteStore {
         self.tx("activity", false, move |tx| read_activity(tx, &tenant, from, to))
             .await
     }
+
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
+        // Writes are serialised and commit in `seq` order, and a read sees
+        // one snapshot: no entry can appear below a number read.
+        let from = match after {
+            None => 0,
+            Some(c) => c
+                .seq_for(tenant)
+                .map_err(|_| StoreError::BadCursor(c.to_string()))?,
+        };
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let (tenant, after) = (tenant.clone(), after.cloned());
+        self.tx("feed", false, move |tx| {
+            let entries = read_feed(tx, &tenant, from, feed::page_size(limit))?;
+            Ok(feed::page_of(entries, after.as_ref()))
+        })
+        .await
+    }
+}
+
+/// Up to `limit` of `tenant`'s feed entries numbered above `from`.
+fn read_feed(tx: &Transaction<'_>, tenant: &TenantId, from: i64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+    let op = "feed";
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT seq, custom_id, event, finished_at, job_id, model, provider FROM feed \
+             WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .map_err(db(op))?;
+    let rows = stmt
+        .query_map(params![tenant.as_str(), from, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })
+        .map_err(db(op))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, custom_id, event, finished_at, job, model, provider) = row.map_err(db(op))?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            entity: "feed entry",
+            id: format!("{tenant}/{seq}"),
+            reason,
+        };
+        let draft = FeedDraft {
+            tenant: tenant.clone(),
+            custom_id: CustomId::parse(custom_id).map_err(|e| corrupt(e.message))?,
+            event: FeedEvent::parse(&event).ok_or_else(|| corrupt(format!("unknown event {event:?}")))?,
+            finished_at: Timestamp::from_millis(finished_at),
+            job: job.map(JobId::parse).transpose().map_err(|e| corrupt(e.message))?,
+            model: ModelName::parse(model).map_err(|e| corrupt(e.message))?,
+            provider: ProviderName::parse(provider).map_err(|e| corrupt(e.message))?,
+        };
+        out.push(draft.numbered(seq as u64));
+    }
+    Ok(out)
 }
 
 /// A tenant's activity counters of `from..=to` and its queued requests per model.

@@ -10,7 +10,7 @@ use crate::request::RequestStatus;
 use crate::store::dir_lock::DataDirError;
 
 /// The schema this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1. Each table's `row` (or `payload`, `totals`) column is the
 /// whole domain value as JSON; the other columns are what queries select,
@@ -154,6 +154,32 @@ INSERT INTO tenant_counts (tenant, counter, n)
     FROM requests WHERE status = 'queued' GROUP BY tenant, json_extract(row, '$.model');
 "#;
 
+/// Version 4: the results feed ([`crate::feed`]). `seq` numbers every
+/// entry once, in commit order (AUTOINCREMENT: a number is never reused,
+/// even after the newest entries were purged); a tenant's feed is its rows
+/// in `seq` order. An entry expires with its request. Upgrading an older
+/// database enters its finished requests, in the order they finished.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE feed (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT NOT NULL,
+    custom_id   TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    finished_at INTEGER NOT NULL,
+    job_id      TEXT,
+    model       TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    expires_at  INTEGER
+);
+CREATE INDEX feed_tenant ON feed (tenant, seq);
+CREATE INDEX feed_expiry ON feed (expires_at) WHERE expires_at IS NOT NULL;
+INSERT INTO feed (tenant, custom_id, event, finished_at, job_id, model, provider, expires_at)
+    SELECT tenant, json_extract(row, '$.custom_id'), status, json_extract(row, '$.updated_at'),
+           job_id, json_extract(row, '$.model'), coalesce(json_extract(row, '$.provider'), 'openai'), expires_at
+    FROM requests WHERE status IN ('completed', 'failed', 'cancelled')
+    ORDER BY json_extract(row, '$.updated_at'), rowid;
+"#;
+
 /// The `tenant_counts` name of a tenant's queued requests of `model`.
 pub(super) fn tenant_queued_counter(model: &crate::ids::ModelName) -> String {
     format!("{TENANT_QUEUED_PREFIX}{model}")
@@ -194,14 +220,17 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DataDirE
         .map_err(fail)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
     match version {
-        0..=2 => {
+        0..=3 => {
             if version == 0 {
                 tx.execute_batch(SCHEMA_V1).map_err(fail)?;
             }
             if version < 2 {
                 tx.execute_batch(SCHEMA_V2).map_err(fail)?;
             }
-            tx.execute_batch(SCHEMA_V3).map_err(fail)?;
+            if version < 3 {
+                tx.execute_batch(SCHEMA_V3).map_err(fail)?;
+            }
+            tx.execute_batch(SCHEMA_V4).map_err(fail)?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(fail)?;
         }
