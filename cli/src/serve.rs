@@ -197,8 +197,15 @@ async fn deliver(dispatcher: Dispatcher, every: Duration, mut stop: watch::Recei
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if *stop.borrow() {
+            break;
+        }
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
             _ = tick.tick() => {
                 if let Err(e) = dispatcher.tick().await {
                     tracing::error!(error = %e, "webhook pass failed to start; the next tick retries");

@@ -292,6 +292,18 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
             all.iter().any(|d| d["last_error"] == "timed out"),
             "no attempt timed out"
         );
+        eprintln!(
+            "attempts logged {}, event ids delivered {}, answered 500 {}, hung {}, deliveries retried {}, \
+             of which found the receiver down {}",
+            got.len(),
+            ok_count(&got),
+            got.iter().filter(|l| l["answer"] == 500).count(),
+            got.iter().filter(|l| l["answer"] == "hang").count(),
+            all.iter().filter(|d| d["attempts"].as_u64() > Some(1)).count(),
+            all.iter()
+                .filter(|d| d["last_error"].as_str().is_some_and(|e| e.contains("connect")))
+                .count(),
+        );
         drop(receiver);
         drop(serve);
     });
