@@ -12,6 +12,8 @@
 
 pub mod delivery;
 pub mod dispatch;
+#[cfg(test)]
+mod dispatch_tests;
 pub mod endpoint;
 pub mod event;
 pub mod signature;
