@@ -296,14 +296,22 @@ async fn webhooks(ctx: &commands::Ctx, action: WebhooksAction) -> Result<(), Fai
             rotate_secret,
         } => {
             let mut f = fields.fields();
-            f.enabled = if enable { Some(true) } else if disable { Some(false) } else { None };
+            f.enabled = if enable {
+                Some(true)
+            } else if disable {
+                Some(false)
+            } else {
+                None
+            };
             f.rotate_secret = rotate_secret;
             wh::update(ctx, &id, &f).await
         }
         WebhooksAction::Remove { id } => wh::remove(ctx, &id).await,
-        WebhooksAction::Deliveries { status, endpoint, limit } => {
-            wh::deliveries(ctx, status.as_deref(), endpoint.as_deref(), limit).await
-        }
+        WebhooksAction::Deliveries {
+            status,
+            endpoint,
+            limit,
+        } => wh::deliveries(ctx, status.as_deref(), endpoint.as_deref(), limit).await,
         WebhooksAction::Replay { id } => wh::replay(ctx, &id).await,
     }
 }

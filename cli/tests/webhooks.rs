@@ -55,12 +55,12 @@ impl Receiver {
             .spawn()
             .unwrap_or_else(|e| panic!("start the receiver with {}: {e} (run `make venv`)", python().display()));
         let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert_eq!(line.trim(), "listening", "the receiver did not start (is standardwebhooks installed?)");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            "listening",
+            "the receiver did not start (is standardwebhooks installed?)"
+        );
         Receiver { child }
     }
 
@@ -93,7 +93,11 @@ mod shutdown {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn log_lines(log: &Path) -> Vec<Value> {
@@ -129,7 +133,10 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
     let dir = std::env::temp_dir().join(format!("batchq-webhooks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(SECRET_BYTES));
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SECRET_BYTES)
+    );
     let vars: Vec<(&str, String)> = vec![
         ("BATCHQ_STORE", format!("embedded:{}", dir.join("data").display())),
         ("OPENAI_BASE_URL", fake.base_url()),
@@ -147,7 +154,9 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
     ];
     let batchq = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_batchq"));
-        c.args(args).env_clear().envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        c.args(args)
+            .env_clear()
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
         if let Ok(path) = std::env::var("PATH") {
             c.env("PATH", path);
         }
@@ -176,9 +185,11 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
 
         let hook = format!("http://127.0.0.1:{port}/hook");
         let added = json_out(
-            &batchq(&["webhooks", "add", "--url", &hook, "--secret", &secret, "--api", &api, "--json"])
-                .output()
-                .unwrap(),
+            &batchq(&[
+                "webhooks", "add", "--url", &hook, "--secret", &secret, "--api", &api, "--json",
+            ])
+            .output()
+            .unwrap(),
         );
         assert!(added["secret"].is_string(), "{added}");
         let endpoint = added["id"].as_str().unwrap().to_owned();
@@ -193,7 +204,10 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
         let mut was_down = false;
         let mut jobs_done: Option<BTreeSet<String>> = None;
         loop {
-            assert!(started.elapsed() < DEADLINE, "not every event arrived before the deadline");
+            assert!(
+                started.elapsed() < DEADLINE,
+                "not every event arrived before the deadline"
+            );
             std::thread::sleep(Duration::from_millis(200));
             let got = log_lines(&log);
             let delivered = answered_ok(&got).len();
@@ -244,7 +258,10 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
         assert!(twice.is_empty(), "event ids delivered twice: {twice:?}");
         // Every request has exactly one event id, and it arrived.
         let mut ids_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for l in got.iter().filter(|l| l["type"].as_str().is_some_and(|t| t.starts_with("request."))) {
+        for l in got
+            .iter()
+            .filter(|l| l["type"].as_str().is_some_and(|t| t.starts_with("request.")))
+        {
             ids_of
                 .entry(l["custom_id"].as_str().unwrap().to_owned())
                 .or_default()
@@ -282,7 +299,10 @@ async fn every_event_of_a_2000_request_run_arrives_verified_once_despite_500s_ti
             }
         }
         assert_eq!(all.len(), ok_count(&got), "deliveries listed");
-        assert!(all.iter().all(|d| d["status"] == "delivered"), "a delivery not delivered");
+        assert!(
+            all.iter().all(|d| d["status"] == "delivered"),
+            "a delivery not delivered"
+        );
         assert!(
             all.iter()
                 .any(|d| d["last_error"].as_str().is_some_and(|e| e.contains("connect"))),

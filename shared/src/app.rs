@@ -137,12 +137,11 @@ impl App {
                 path: dir.path().to_owned(),
                 source,
             })?;
-        let webhooks = crate::store::webhooks::sqlite::SqliteWebhooks::in_dir(dir.path()).map_err(|source| {
-            OpenError::Store {
+        let webhooks =
+            crate::store::webhooks::sqlite::SqliteWebhooks::in_dir(dir.path()).map_err(|source| OpenError::Store {
                 path: dir.path().to_owned(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Self {
             providers,
             config: Arc::new(config),

@@ -61,14 +61,21 @@ fn with_body(method: Method, path: String, body: &Value) -> ApiRequest {
 }
 
 fn endpoint_text(v: &Value) -> String {
-    let events: Vec<String> = v["events"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
+    let events: Vec<String> = v["events"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
     let mut out = vec![
         format!("{}  {}", text(&v["id"]), text(&v["url"])),
         format!(
             "  events {}  mode {}  {}",
             events.join(","),
             text(&v["mode"]),
-            if v["enabled"] == json!(true) { "enabled" } else { "disabled" }
+            if v["enabled"] == json!(true) {
+                "enabled"
+            } else {
+                "disabled"
+            }
         ),
     ];
     if !v["description"].is_null() {
@@ -102,7 +109,10 @@ pub async fn list(ctx: &Ctx) -> Result<(), Failure> {
             ("enabled", Align::Left),
         ]);
         for e in &list {
-            let events: Vec<String> = e["events"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
+            let events: Vec<String> = e["events"]
+                .as_array()
+                .map(|a| a.iter().map(text).collect())
+                .unwrap_or_default();
             table.row(vec![
                 text(&e["id"]),
                 text(&e["url"]),
@@ -121,7 +131,9 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<(), Failure> {
 }
 
 pub async fn update(ctx: &Ctx, id: &str, fields: &EndpointFields) -> Result<(), Failure> {
-    let v = ctx.call(with_body(Method::Patch, endpoint_path(id), &fields.body())).await?;
+    let v = ctx
+        .call(with_body(Method::Patch, endpoint_path(id), &fields.body()))
+        .await?;
     emit(ctx.json, &v, || endpoint_text(&v))
 }
 
@@ -171,5 +183,7 @@ pub async fn deliveries(ctx: &Ctx, status: Option<&str>, endpoint: Option<&str>,
 pub async fn replay(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     let path = format!("/v1/webhooks/deliveries/{}/replay", percent_encode(id));
     let v = ctx.call(ApiRequest::new(Method::Post, path)).await?;
-    emit(ctx.json, &v, || format!("{} pending again (event {})", text(&v["id"]), text(&v["event_id"])))
+    emit(ctx.json, &v, || {
+        format!("{} pending again (event {})", text(&v["id"]), text(&v["event_id"]))
+    })
 }

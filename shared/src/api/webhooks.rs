@@ -44,13 +44,24 @@ pub struct WebhookApi {
 }
 
 const CREATE_FIELDS: &[&str] = &["url", "events", "mode", "secret", "description", "enabled"];
-const PATCH_FIELDS: &[&str] = &["url", "events", "mode", "secret", "rotate_secret", "description", "enabled"];
+const PATCH_FIELDS: &[&str] = &[
+    "url",
+    "events",
+    "mode",
+    "secret",
+    "rotate_secret",
+    "description",
+    "enabled",
+];
 
 fn endpoint_view(e: &Endpoint) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), json!(e.id));
     m.insert("url".into(), json!(e.url.as_str()));
-    m.insert("events".into(), json!(e.events.iter().map(|e| e.as_str()).collect::<Vec<_>>()));
+    m.insert(
+        "events".into(),
+        json!(e.events.iter().map(|e| e.as_str()).collect::<Vec<_>>()),
+    );
     m.insert("mode".into(), json!(e.mode.as_str()));
     m.insert("enabled".into(), json!(e.enabled));
     m.insert("description".into(), json!(e.description));
@@ -85,7 +96,11 @@ fn delivery_view(d: &Delivery) -> Value {
 fn object(req: &ApiRequest, known: &[&str]) -> Result<Map<String, Value>, ApiError> {
     check_content_type(req.content_type.as_deref(), &["application/json"])?;
     let Value::Object(map) = decode_document(&req.body)? else {
-        return Err(ApiError::bad_request(None, "not_an_object", "the body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            None,
+            "not_an_object",
+            "the body must be a JSON object",
+        ));
     };
     if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::bad_request(
@@ -151,7 +166,8 @@ fn mode_field(map: &Map<String, Value>) -> Result<Option<DeliveryMode>, ApiError
 fn secret_field(map: &Map<String, Value>) -> Result<Option<WebhookSecret>, ApiError> {
     string_field(map, "secret")?
         .map(|s| {
-            WebhookSecret::parse(s).map_err(|e: SignatureError| ApiError::bad_request(Some("secret"), "invalid", e.to_string()))
+            WebhookSecret::parse(s)
+                .map_err(|e: SignatureError| ApiError::bad_request(Some("secret"), "invalid", e.to_string()))
         })
         .transpose()
 }
@@ -244,14 +260,24 @@ impl Api {
     }
 
     /// `GET /v1/webhooks/endpoints/{id}`.
-    pub(super) async fn get_endpoint(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let e = self.endpoint_of(tenant, raw_id).await?;
         Ok(ApiResponse::json(200, Value::Object(endpoint_view(&e))))
     }
 
     /// `PATCH /v1/webhooks/endpoints/{id}`.
-    pub(super) async fn update_endpoint(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn update_endpoint(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let mut e = self.endpoint_of(tenant, raw_id).await?;
         let map = object(req, PATCH_FIELDS)?;
@@ -295,16 +321,28 @@ impl Api {
         }
         e.updated_at = self.ports.clock.now();
         self.webhook_api()?.store.update_endpoint(&e).await?;
-        let body = if show_secret { with_secret(&e) } else { Value::Object(endpoint_view(&e)) };
+        let body = if show_secret {
+            with_secret(&e)
+        } else {
+            Value::Object(endpoint_view(&e))
+        };
         Ok(ApiResponse::json(200, body))
     }
 
     /// `DELETE /v1/webhooks/endpoints/{id}`.
-    pub(super) async fn delete_endpoint(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let id = EndpointId::parse(raw_id)?;
         if !self.webhook_api()?.store.delete_endpoint(tenant, &id).await? {
-            return Err(ApiError::not_found(format!("no webhook endpoint with id {:?}", id.as_str())));
+            return Err(ApiError::not_found(format!(
+                "no webhook endpoint with id {:?}",
+                id.as_str()
+            )));
         }
         Ok(ApiResponse::json(200, json!({"id": id, "deleted": true})))
     }
@@ -317,24 +355,40 @@ impl Api {
             .get("status")
             .map(|s| {
                 DeliveryStatus::parse(s).ok_or_else(|| {
-                    ApiError::bad_request(Some("status"), "unsupported", "status must be pending, delivered or failed")
+                    ApiError::bad_request(
+                        Some("status"),
+                        "unsupported",
+                        "status must be pending, delivered or failed",
+                    )
                 })
             })
             .transpose()?;
-        let endpoint = q.get("endpoint").map(|s| EndpointId::parse(s).map_err(|mut e| {
-            e.field = "endpoint".into();
-            ApiError::from(e)
-        })).transpose()?;
-        let after = q.get("after").map(|s| DeliveryId::parse(s).map_err(|mut e| {
-            e.field = "after".into();
-            ApiError::from(e)
-        })).transpose()?;
+        let endpoint = q
+            .get("endpoint")
+            .map(|s| {
+                EndpointId::parse(s).map_err(|mut e| {
+                    e.field = "endpoint".into();
+                    ApiError::from(e)
+                })
+            })
+            .transpose()?;
+        let after = q
+            .get("after")
+            .map(|s| {
+                DeliveryId::parse(s).map_err(|mut e| {
+                    e.field = "after".into();
+                    ApiError::from(e)
+                })
+            })
+            .transpose()?;
         let list = self
             .webhook_api()?
             .store
             .list_deliveries(tenant, status, endpoint.as_ref(), after.as_ref(), limit)
             .await?;
-        let next = (list.len() == limit as usize).then(|| list.last().map(|d| d.id.clone())).flatten();
+        let next = (list.len() == limit as usize)
+            .then(|| list.last().map(|d| d.id.clone()))
+            .flatten();
         Ok(ApiResponse::json(
             200,
             json!({"deliveries": list.iter().map(delivery_view).collect::<Vec<_>>(), "next_after": next}),
@@ -342,7 +396,12 @@ impl Api {
     }
 
     /// `POST /v1/webhooks/deliveries/{id}/replay`.
-    pub(super) async fn replay_delivery(&self, tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+    pub(super) async fn replay_delivery(
+        &self,
+        tenant: &TenantId,
+        raw_id: &str,
+        req: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
         Query::parse(&req.query, &[])?;
         let id = DeliveryId::parse(raw_id)?;
         let store = &self.webhook_api()?.store;
@@ -408,7 +467,14 @@ mod tests {
         let (api, _) = api(true);
         let t = tenant("acme");
         let created = api
-            .handle(&t, with_body(Method::Post, "/v1/webhooks/endpoints", json!({"url": "http://127.0.0.1:9/h"})))
+            .handle(
+                &t,
+                with_body(
+                    Method::Post,
+                    "/v1/webhooks/endpoints",
+                    json!({"url": "http://127.0.0.1:9/h"}),
+                ),
+            )
             .await;
         assert_eq!(created.status, 201, "{}", created.body);
         let secret = created.body["secret"].as_str().unwrap();
@@ -419,13 +485,22 @@ mod tests {
         let list = api.handle(&t, ApiRequest::get("/v1/webhooks/endpoints")).await;
         assert_eq!(list.body["endpoints"][0]["id"], id);
         assert!(list.body["endpoints"][0].get("secret").is_none());
-        let one = api.handle(&t, ApiRequest::get(format!("/v1/webhooks/endpoints/{id}"))).await;
+        let one = api
+            .handle(&t, ApiRequest::get(format!("/v1/webhooks/endpoints/{id}")))
+            .await;
         assert_eq!(one.status, 200);
         assert!(one.body.get("secret").is_none());
         // Another tenant sees nothing of it.
-        let other = api.handle(&tenant("globex"), ApiRequest::get(format!("/v1/webhooks/endpoints/{id}"))).await;
+        let other = api
+            .handle(
+                &tenant("globex"),
+                ApiRequest::get(format!("/v1/webhooks/endpoints/{id}")),
+            )
+            .await;
         assert_eq!(other.status, 404);
-        let other_list = api.handle(&tenant("globex"), ApiRequest::get("/v1/webhooks/endpoints")).await;
+        let other_list = api
+            .handle(&tenant("globex"), ApiRequest::get("/v1/webhooks/endpoints"))
+            .await;
         assert_eq!(other_list.body["endpoints"], json!([]));
     }
 
@@ -440,14 +515,22 @@ mod tests {
             (json!({"url": "http://127.0.0.1:8080/h"}), "url"),
             (json!({"url": "http://169.254.169.254/latest"}), "url"),
             (json!({"url": "http://[::1]/h"}), "url"),
-            (json!({"url": "https://93.184.216.34/h", "events": ["request.done"]}), "events"),
+            (
+                json!({"url": "https://93.184.216.34/h", "events": ["request.done"]}),
+                "events",
+            ),
             (json!({"url": "https://93.184.216.34/h", "events": []}), "events"),
             (json!({"url": "https://93.184.216.34/h", "mode": "batch"}), "mode"),
-            (json!({"url": "https://93.184.216.34/h", "secret": "whsec_!!"}), "secret"),
+            (
+                json!({"url": "https://93.184.216.34/h", "secret": "whsec_!!"}),
+                "secret",
+            ),
             (json!({"url": "https://93.184.216.34/h", "enabled": "yes"}), "enabled"),
             (json!({"url": "https://93.184.216.34/h", "colour": "red"}), "colour"),
         ] {
-            let resp = api.handle(&t, with_body(Method::Post, "/v1/webhooks/endpoints", body.clone())).await;
+            let resp = api
+                .handle(&t, with_body(Method::Post, "/v1/webhooks/endpoints", body.clone()))
+                .await;
             assert_eq!(resp.status, 400, "{body}: {}", resp.body);
             assert_eq!(resp.body["error"]["field"], field, "{body}: {}", resp.body);
         }
@@ -457,7 +540,10 @@ mod tests {
         let bad_status = api
             .handle(&t, ApiRequest::get("/v1/webhooks/deliveries").with_query("status=lost"))
             .await;
-        assert_eq!((bad_status.status, bad_status.body["error"]["field"].clone()), (400, json!("status")));
+        assert_eq!(
+            (bad_status.status, bad_status.body["error"]["field"].clone()),
+            (400, json!("status"))
+        );
     }
 
     #[tokio::test]
@@ -467,21 +553,38 @@ mod tests {
         let created = api
             .handle(
                 &t,
-                with_body(Method::Post, "/v1/webhooks/endpoints", json!({"url": "http://127.0.0.1:9/h", "events": ["job.finished"]})),
+                with_body(
+                    Method::Post,
+                    "/v1/webhooks/endpoints",
+                    json!({"url": "http://127.0.0.1:9/h", "events": ["job.finished"]}),
+                ),
             )
             .await;
         let id = created.body["id"].as_str().unwrap().to_owned();
         let path = format!("/v1/webhooks/endpoints/{id}");
-        let off = api.handle(&t, with_body(Method::Patch, &path, json!({"enabled": false}))).await;
+        let off = api
+            .handle(&t, with_body(Method::Patch, &path, json!({"enabled": false})))
+            .await;
         assert_eq!(off.status, 200, "{}", off.body);
         assert_eq!(off.body["enabled"], false);
         assert_eq!(off.body["events"], json!(["job.finished"]));
         assert!(off.body.get("secret").is_none());
-        let refused = api.handle(&t, with_body(Method::Patch, &path, json!({"mode": "sometimes", "enabled": true}))).await;
+        let refused = api
+            .handle(
+                &t,
+                with_body(Method::Patch, &path, json!({"mode": "sometimes", "enabled": true})),
+            )
+            .await;
         assert_eq!(refused.status, 400);
-        let stored = hooks.get_endpoint(&t, &crate::webhook::endpoint::EndpointId::parse(&id).unwrap()).await.unwrap().unwrap();
+        let stored = hooks
+            .get_endpoint(&t, &crate::webhook::endpoint::EndpointId::parse(&id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!stored.enabled, "a refused PATCH wrote nothing");
-        let rotated = api.handle(&t, with_body(Method::Patch, &path, json!({"rotate_secret": true}))).await;
+        let rotated = api
+            .handle(&t, with_body(Method::Patch, &path, json!({"rotate_secret": true})))
+            .await;
         let new_secret = rotated.body["secret"].as_str().unwrap();
         assert_ne!(new_secret, created.body["secret"].as_str().unwrap());
         let gone = api.handle(&t, ApiRequest::delete(path.clone())).await;
@@ -496,7 +599,9 @@ mod tests {
         let store = Arc::new(MemoryStore::new().placed(objects.clone(), crate::app::embedded_inline_limits()));
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
         let api = Api::new(Ports::over(store, objects, clock), &config.limits);
-        let resp = api.handle(&tenant("acme"), ApiRequest::get("/v1/webhooks/endpoints")).await;
+        let resp = api
+            .handle(&tenant("acme"), ApiRequest::get("/v1/webhooks/endpoints"))
+            .await;
         assert_eq!(resp.status, 404);
         assert_eq!(resp.body["error"]["code"], "webhooks_not_configured");
     }

@@ -128,7 +128,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(endpoint: EndpointId, tenant: TenantId, event_id: EventId, event_type: Option<EventType>, body: String, now: Timestamp) -> Self {
+    pub fn new(
+        endpoint: EndpointId,
+        tenant: TenantId,
+        event_id: EventId,
+        event_type: Option<EventType>,
+        body: String,
+        now: Timestamp,
+    ) -> Self {
         Self {
             id: DeliveryId::of(&endpoint, &event_id),
             endpoint,
@@ -161,7 +168,13 @@ impl Delivery {
     /// The delivery after a failed attempt at `now`: pending again after the
     /// schedule's next (jittered) delay, or failed once the schedule is used
     /// up and its minimum span has passed since the first attempt.
-    pub fn attempt_failed(mut self, now: Timestamp, status_code: Option<u16>, error: String, schedule: &RetrySchedule) -> Self {
+    pub fn attempt_failed(
+        mut self,
+        now: Timestamp,
+        status_code: Option<u16>,
+        error: String,
+        schedule: &RetrySchedule,
+    ) -> Self {
         self.attempts += 1;
         let first = *self.first_attempt_at.get_or_insert(now);
         self.last_attempt_at = Some(now);

@@ -86,10 +86,13 @@ impl WebhookConfig {
     pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut c = Self::default();
         let millis = |var: &'static str, v: &str| -> Result<Duration, ConfigError> {
-            v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| ConfigError {
-                var,
-                message: format!("{v:?} is not a whole number of milliseconds"),
-            })
+            v.trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| ConfigError {
+                    var,
+                    message: format!("{v:?} is not a whole number of milliseconds"),
+                })
         };
         if let Some(v) = env(config::WEBHOOK_TIMEOUT_MS) {
             c.timeout = millis(config::WEBHOOK_TIMEOUT_MS, &v)?;
@@ -107,10 +110,15 @@ impl WebhookConfig {
             c.every = millis(config::WEBHOOK_EVERY_MS, &v)?.max(Duration::from_millis(10));
         }
         if let Some(v) = env(config::WEBHOOK_CONCURRENCY) {
-            c.concurrency = v.trim().parse::<usize>().ok().filter(|n| (1..=64).contains(n)).ok_or(ConfigError {
-                var: config::WEBHOOK_CONCURRENCY,
-                message: format!("{v:?} is not a number from 1 to 64"),
-            })?;
+            c.concurrency = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or(ConfigError {
+                    var: config::WEBHOOK_CONCURRENCY,
+                    message: format!("{v:?} is not a number from 1 to 64"),
+                })?;
         }
         if let Some(v) = env(TargetPolicy::ENV) {
             c.target.allow_private = v.eq_ignore_ascii_case("true") || v == "1";
@@ -175,7 +183,9 @@ impl WebhookSender for HttpSender {
         match req.body(body).send().await {
             Ok(resp) => SendOutcome::Answered(resp.status().as_u16()),
             Err(e) if e.is_timeout() => SendOutcome::NoAnswer("timed out".into()),
-            Err(e) if e.is_connect() => SendOutcome::NoAnswer(format!("could not connect: {}", crate::error::chain(&e))),
+            Err(e) if e.is_connect() => {
+                SendOutcome::NoAnswer(format!("could not connect: {}", crate::error::chain(&e)))
+            }
             Err(e) => SendOutcome::NoAnswer(crate::error::chain(&e)),
         }
     }
@@ -280,7 +290,9 @@ impl Dispatcher {
         let mut report = PassReport::default();
         match self.materialise(state).await {
             Ok(n) => report.materialised = n,
-            Err(e) => tracing::error!(endpoint = %endpoint.id, error = %e, "materialising webhook events failed; the next pass retries"),
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint.id, error = %e, "materialising webhook events failed; the next pass retries")
+            }
         }
         let (delivered, retrying, failed) = self.send_due(endpoint).await?;
         report.delivered = delivered;
@@ -320,7 +332,11 @@ impl Dispatcher {
         Ok(new)
     }
 
-    async fn request_deliveries(&self, endpoint: &Endpoint, entries: Vec<FeedEntry>) -> Result<Vec<Delivery>, StoreError> {
+    async fn request_deliveries(
+        &self,
+        endpoint: &Endpoint,
+        entries: Vec<FeedEntry>,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let now = self.clock.now();
         let mut facts = Vec::new();
         for entry in entries {
@@ -458,7 +474,9 @@ impl Dispatcher {
         let now = self.clock.now();
         let next = match &outcome {
             SendOutcome::Answered(code) if (200..300).contains(code) => d.delivered(now),
-            SendOutcome::Answered(code) => d.attempt_failed(now, Some(*code), format!("HTTP {code}"), &self.config.schedule),
+            SendOutcome::Answered(code) => {
+                d.attempt_failed(now, Some(*code), format!("HTTP {code}"), &self.config.schedule)
+            }
             SendOutcome::NoAnswer(reason) => d.attempt_failed(now, None, reason.clone(), &self.config.schedule),
         };
         tracing::info!(

@@ -91,7 +91,14 @@ fn world(schedule: RetrySchedule) -> World {
         schedule,
         ..WebhookConfig::default()
     };
-    let dispatcher = Dispatcher::new(hooks.clone(), store.clone(), store.clone(), clock.clone(), sender.clone(), config);
+    let dispatcher = Dispatcher::new(
+        hooks.clone(),
+        store.clone(),
+        store.clone(),
+        clock.clone(),
+        sender.clone(),
+        config,
+    );
     World {
         requests: store,
         hooks,
@@ -157,7 +164,13 @@ fn no_retries() -> RetrySchedule {
 #[tokio::test]
 async fn each_feed_entry_becomes_one_signed_message_and_a_second_pass_sends_nothing_more() {
     let w = world(no_retries());
-    let e = w.endpoint("https://a.example/hook", &[EventType::RequestCancelled], DeliveryMode::PerRequest).await;
+    let e = w
+        .endpoint(
+            "https://a.example/hook",
+            &[EventType::RequestCancelled],
+            DeliveryMode::PerRequest,
+        )
+        .await;
     w.clock.advance(Duration::from_millis(5));
     w.cancelled(&["r-1", "r-2", "r-3"]).await;
 
@@ -189,9 +202,12 @@ async fn each_feed_entry_becomes_one_signed_message_and_a_second_pass_sends_noth
 async fn a_failed_attempt_is_retried_with_the_same_id_and_body_and_never_resent_after_2xx() {
     let w = world(no_retries());
     let url = "https://a.example/hook";
-    w.endpoint(url, &[EventType::RequestCancelled], DeliveryMode::PerRequest).await;
-    w.sender
-        .script(url, vec![SendOutcome::Answered(500), SendOutcome::NoAnswer("timed out".into())]);
+    w.endpoint(url, &[EventType::RequestCancelled], DeliveryMode::PerRequest)
+        .await;
+    w.sender.script(
+        url,
+        vec![SendOutcome::Answered(500), SendOutcome::NoAnswer("timed out".into())],
+    );
     w.cancelled(&["r-1"]).await;
 
     let r = w.dispatcher.run_once().await.unwrap();
@@ -203,7 +219,9 @@ async fn a_failed_attempt_is_retried_with_the_same_id_and_body_and_never_resent_
     }
     let sent = w.sender.sent();
     assert_eq!(sent.len(), 3, "500, timeout, then 200 and nothing after it");
-    assert!(sent.iter().all(|s| s.headers["webhook-id"] == sent[0].headers["webhook-id"]));
+    assert!(sent
+        .iter()
+        .all(|s| s.headers["webhook-id"] == sent[0].headers["webhook-id"]));
     assert!(sent.iter().all(|s| s.body == sent[0].body));
     let listed = w.hooks.list_deliveries(&acme(), None, None, None, 10).await.unwrap();
     assert_eq!(listed[0].status, DeliveryStatus::Delivered);
@@ -217,8 +235,10 @@ async fn a_delivery_out_of_retries_is_failed_and_a_replay_sends_it_again() {
         min_span: Duration::ZERO,
     });
     let url = "https://a.example/hook";
-    w.endpoint(url, &[EventType::RequestCancelled], DeliveryMode::PerRequest).await;
-    w.sender.script(url, vec![SendOutcome::Answered(503), SendOutcome::Answered(503)]);
+    w.endpoint(url, &[EventType::RequestCancelled], DeliveryMode::PerRequest)
+        .await;
+    w.sender
+        .script(url, vec![SendOutcome::Answered(503), SendOutcome::Answered(503)]);
     w.cancelled(&["r-1"]).await;
     w.dispatcher.run_once().await.unwrap();
     w.clock.advance(Duration::from_secs(1));
@@ -232,9 +252,16 @@ async fn a_delivery_out_of_retries_is_failed_and_a_replay_sends_it_again() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].last_status_code, Some(503));
     w.clock.advance(Duration::from_secs(60));
-    assert_eq!(w.dispatcher.run_once().await.unwrap().delivered, 0, "a failed delivery is not retried");
+    assert_eq!(
+        w.dispatcher.run_once().await.unwrap().delivered,
+        0,
+        "a failed delivery is not retried"
+    );
 
-    w.hooks.save_delivery(&failed[0].clone().replayed(w.clock.now())).await.unwrap();
+    w.hooks
+        .save_delivery(&failed[0].clone().replayed(w.clock.now()))
+        .await
+        .unwrap();
     assert_eq!(w.dispatcher.run_once().await.unwrap().delivered, 1);
     let sent = w.sender.sent();
     assert_eq!(sent.len(), 3);
@@ -246,8 +273,15 @@ async fn events_from_before_the_endpoint_and_of_types_not_subscribed_are_not_sen
     let w = world(no_retries());
     w.cancelled(&["before"]).await;
     w.clock.advance(Duration::from_millis(5));
-    w.endpoint("https://a.example/hook", &[EventType::RequestCompleted], DeliveryMode::PerRequest).await;
-    let all = w.endpoint("https://b.example/hook", &EventType::ALL, DeliveryMode::PerRequest).await;
+    w.endpoint(
+        "https://a.example/hook",
+        &[EventType::RequestCompleted],
+        DeliveryMode::PerRequest,
+    )
+    .await;
+    let all = w
+        .endpoint("https://b.example/hook", &EventType::ALL, DeliveryMode::PerRequest)
+        .await;
     w.clock.advance(Duration::from_millis(5));
     w.cancelled(&["after"]).await;
     w.dispatcher.run_once().await.unwrap();
@@ -263,7 +297,12 @@ async fn events_from_before_the_endpoint_and_of_types_not_subscribed_are_not_sen
 #[tokio::test]
 async fn per_job_mode_sends_the_events_found_together_as_one_batch() {
     let w = world(no_retries());
-    w.endpoint("https://a.example/hook", &[EventType::RequestCancelled], DeliveryMode::PerJob).await;
+    w.endpoint(
+        "https://a.example/hook",
+        &[EventType::RequestCancelled],
+        DeliveryMode::PerJob,
+    )
+    .await;
     w.cancelled(&["r-1", "r-2", "r-3"]).await;
     w.dispatcher.run_once().await.unwrap();
     let sent = w.sender.sent();
@@ -278,8 +317,15 @@ async fn per_job_mode_sends_the_events_found_together_as_one_batch() {
 async fn a_slow_endpoint_does_not_hold_up_another() {
     let w = world(no_retries());
     let slow = "https://slow.example/hook";
-    w.endpoint(slow, &[EventType::RequestCancelled], DeliveryMode::PerRequest).await;
-    let fast = w.endpoint("https://fast.example/hook", &[EventType::RequestCancelled], DeliveryMode::PerRequest).await;
+    w.endpoint(slow, &[EventType::RequestCancelled], DeliveryMode::PerRequest)
+        .await;
+    let fast = w
+        .endpoint(
+            "https://fast.example/hook",
+            &[EventType::RequestCancelled],
+            DeliveryMode::PerRequest,
+        )
+        .await;
     let gate = Arc::new(Notify::new());
     w.sender.gates.lock().unwrap().insert(slow.into(), gate.clone());
     w.cancelled(&["r-1"]).await;
@@ -287,7 +333,11 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
     w.dispatcher.tick().await.unwrap();
     let mut fast_done = false;
     for _ in 0..200 {
-        let ds = w.hooks.list_deliveries(&acme(), Some(DeliveryStatus::Delivered), Some(&fast.id), None, 10).await.unwrap();
+        let ds = w
+            .hooks
+            .list_deliveries(&acme(), Some(DeliveryStatus::Delivered), Some(&fast.id), None, 10)
+            .await
+            .unwrap();
         if ds.len() == 1 {
             fast_done = true;
             break;
@@ -299,6 +349,10 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
     assert_eq!(w.dispatcher.tick().await.unwrap(), 1);
     gate.notify_one();
     w.dispatcher.drain().await;
-    let delivered = w.hooks.list_deliveries(&acme(), Some(DeliveryStatus::Delivered), None, None, 10).await.unwrap();
+    let delivered = w
+        .hooks
+        .list_deliveries(&acme(), Some(DeliveryStatus::Delivered), None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(delivered.len(), 2);
 }

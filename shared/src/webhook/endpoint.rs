@@ -33,7 +33,11 @@ impl EndpointId {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ValidationError::new("endpoint_id", "invalid", "an endpoint id is whep_ followed by 32 hex digits"))
+            Err(ValidationError::new(
+                "endpoint_id",
+                "invalid",
+                "an endpoint id is whep_ followed by 32 hex digits",
+            ))
         }
     }
 
@@ -145,7 +149,10 @@ impl EndpointUrl {
             return bad("invalid", "url has no host");
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return bad("invalid", "url must not carry credentials; authenticate with the signature");
+            return bad(
+                "invalid",
+                "url must not carry credentials; authenticate with the signature",
+            );
         }
         if url.fragment().is_some() {
             return bad("invalid", "url must not have a #fragment");
@@ -208,7 +215,11 @@ mod secret_text {
 /// Parses the `events` list: known names, at least one, no repeats needed.
 pub fn parse_events(values: &[String]) -> Result<BTreeSet<EventType>, ValidationError> {
     if values.is_empty() {
-        return Err(ValidationError::new("events", "empty", "events must name at least one event"));
+        return Err(ValidationError::new(
+            "events",
+            "empty",
+            "events must name at least one event",
+        ));
     }
     values
         .iter()

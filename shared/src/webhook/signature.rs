@@ -165,20 +165,34 @@ mod tests {
     }
 
     fn headers<'a>(ts: &'a str, sig: &'a str) -> SignedHeaders<'a> {
-        SignedHeaders { id: SPEC_ID, timestamp: ts, signature: sig }
+        SignedHeaders {
+            id: SPEC_ID,
+            timestamp: ts,
+            signature: sig,
+        }
     }
 
     const SPEC_TS_STR: &str = "1614265330";
 
     #[test]
     fn sign_reproduces_the_standard_webhooks_test_vector() {
-        assert_eq!(sign(&spec_secret(), SPEC_ID, SPEC_TS, SPEC_BODY.as_bytes()), SPEC_SIGNATURE);
+        assert_eq!(
+            sign(&spec_secret(), SPEC_ID, SPEC_TS, SPEC_BODY.as_bytes()),
+            SPEC_SIGNATURE
+        );
     }
 
     #[test]
     fn verify_accepts_the_standard_webhooks_test_vector() {
         let h = headers(SPEC_TS_STR, SPEC_SIGNATURE);
-        verify(&spec_secret(), &h, SPEC_BODY.as_bytes(), SPEC_TS, DEFAULT_TOLERANCE_SECS).unwrap();
+        verify(
+            &spec_secret(),
+            &h,
+            SPEC_BODY.as_bytes(),
+            SPEC_TS,
+            DEFAULT_TOLERANCE_SECS,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -190,7 +204,10 @@ mod tests {
 
     #[test]
     fn secret_that_is_not_base64_or_empty_is_refused() {
-        assert_eq!(WebhookSecret::parse("whsec_not base64!"), Err(SignatureError::BadSecret));
+        assert_eq!(
+            WebhookSecret::parse("whsec_not base64!"),
+            Err(SignatureError::BadSecret)
+        );
         assert_eq!(WebhookSecret::parse("whsec_"), Err(SignatureError::BadSecret));
         assert_eq!(WebhookSecret::parse(""), Err(SignatureError::BadSecret));
     }
@@ -222,7 +239,11 @@ mod tests {
             verify(&s, &headers(SPEC_TS_STR, SPEC_SIGNATURE), tampered_body, SPEC_TS, 300),
             Err(SignatureError::Mismatch)
         );
-        let other_id = SignedHeaders { id: "msg_other", timestamp: SPEC_TS_STR, signature: SPEC_SIGNATURE };
+        let other_id = SignedHeaders {
+            id: "msg_other",
+            timestamp: SPEC_TS_STR,
+            signature: SPEC_SIGNATURE,
+        };
         assert_eq!(verify(&s, &other_id, body, SPEC_TS, 300), Err(SignatureError::Mismatch));
         // One second later, still inside the tolerance: the signature covers the timestamp.
         assert_eq!(
@@ -241,7 +262,13 @@ mod tests {
     fn a_different_secret_is_a_mismatch() {
         let other = WebhookSecret::generate();
         assert_eq!(
-            verify(&other, &headers(SPEC_TS_STR, SPEC_SIGNATURE), SPEC_BODY.as_bytes(), SPEC_TS, 300),
+            verify(
+                &other,
+                &headers(SPEC_TS_STR, SPEC_SIGNATURE),
+                SPEC_BODY.as_bytes(),
+                SPEC_TS,
+                300
+            ),
             Err(SignatureError::Mismatch)
         );
     }
@@ -249,15 +276,25 @@ mod tests {
     #[test]
     fn any_matching_v1_entry_in_a_list_passes_and_other_versions_are_ignored() {
         let good_b64 = SPEC_SIGNATURE.strip_prefix("v1,").unwrap();
-        let list = format!(
-            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,{good_b64} {SPEC_SIGNATURE} v1,!!!"
-        );
-        verify(&spec_secret(), &headers(SPEC_TS_STR, &list), SPEC_BODY.as_bytes(), SPEC_TS, 300)
-            .unwrap();
+        let list = format!("v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,{good_b64} {SPEC_SIGNATURE} v1,!!!");
+        verify(
+            &spec_secret(),
+            &headers(SPEC_TS_STR, &list),
+            SPEC_BODY.as_bytes(),
+            SPEC_TS,
+            300,
+        )
+        .unwrap();
         // The right bytes under another version label do not count.
         let only_v2 = format!("v2,{good_b64}");
         assert_eq!(
-            verify(&spec_secret(), &headers(SPEC_TS_STR, &only_v2), SPEC_BODY.as_bytes(), SPEC_TS, 300),
+            verify(
+                &spec_secret(),
+                &headers(SPEC_TS_STR, &only_v2),
+                SPEC_BODY.as_bytes(),
+                SPEC_TS,
+                300
+            ),
             Err(SignatureError::Mismatch)
         );
     }
@@ -277,8 +314,15 @@ mod tests {
     fn missing_headers_and_a_non_numeric_timestamp_are_named() {
         let s = spec_secret();
         let body = SPEC_BODY.as_bytes();
-        let no_id = SignedHeaders { id: "", timestamp: SPEC_TS_STR, signature: SPEC_SIGNATURE };
-        assert_eq!(verify(&s, &no_id, body, SPEC_TS, 300), Err(SignatureError::MissingHeader("webhook-id")));
+        let no_id = SignedHeaders {
+            id: "",
+            timestamp: SPEC_TS_STR,
+            signature: SPEC_SIGNATURE,
+        };
+        assert_eq!(
+            verify(&s, &no_id, body, SPEC_TS, 300),
+            Err(SignatureError::MissingHeader("webhook-id"))
+        );
         assert_eq!(
             verify(&s, &headers("", SPEC_SIGNATURE), body, SPEC_TS, 300),
             Err(SignatureError::MissingHeader("webhook-timestamp"))

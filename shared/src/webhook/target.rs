@@ -58,7 +58,11 @@ pub async fn check(url: &EndpointUrl, policy: TargetPolicy) -> Result<(), Target
     let host = u.host_str().unwrap_or_default().to_owned();
     let port = u.port_or_known_default().unwrap_or(443);
     if let Some(ip) = literal_ip(&u) {
-        return if policy.allows(ip) { Ok(()) } else { Err(TargetError::Private { host, ip }) };
+        return if policy.allows(ip) {
+            Ok(())
+        } else {
+            Err(TargetError::Private { host, ip })
+        };
     }
     if policy.allow_private {
         return Ok(());
@@ -193,7 +197,13 @@ mod tests {
         ] {
             assert!(!is_public(ip(s)), "{s} counted as public");
         }
-        for s in ["93.184.216.34", "100.128.0.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for s in [
+            "93.184.216.34",
+            "100.128.0.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(ip(s)), "{s} counted as private");
         }
     }

@@ -192,8 +192,7 @@ impl WebhookStore for MemoryWebhooks {
 
     async fn get_delivery(&self, tenant: &TenantId, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
         let s = self.lock();
-        Ok(s
-            .by_id
+        Ok(s.by_id
             .get(id)
             .and_then(|at| s.deliveries[*at].as_ref())
             .filter(|d| d.tenant == *tenant)

@@ -53,7 +53,9 @@ pub struct SqliteWebhooks {
 
 impl std::fmt::Debug for SqliteWebhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteWebhooks").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteWebhooks")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,10 +92,12 @@ impl SqliteWebhooks {
     /// Opens (creating when missing) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(db("open webhooks database"))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db("open webhooks database"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(db("open webhooks database"))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
             .map_err(db("open webhooks database"))?;
-        conn.execute_batch("PRAGMA synchronous=FULL;").map_err(db("open webhooks database"))?;
+        conn.execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(db("open webhooks database"))?;
         conn.execute_batch(SCHEMA).map_err(db("create webhook tables"))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -178,7 +182,9 @@ impl WebhookStore for SqliteWebhooks {
                 .prepare_cached("SELECT id, json FROM webhook_endpoints WHERE tenant = ?1 ORDER BY created_at, id")
                 .map_err(db("list webhook endpoints"))?;
             let rows = stmt
-                .query_map(params![tenant.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map(params![tenant.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(db("list webhook endpoints"))?;
             let mut out = Vec::new();
             for row in rows {
@@ -193,11 +199,17 @@ impl WebhookStore for SqliteWebhooks {
     async fn enabled_endpoints(&self) -> Result<Vec<EndpointState>, StoreError> {
         self.tx("list enabled webhook endpoints", false, move |tx| {
             let mut stmt = tx
-                .prepare_cached("SELECT id, json, feed_cursor FROM webhook_endpoints WHERE enabled = 1 ORDER BY created_at, id")
+                .prepare_cached(
+                    "SELECT id, json, feed_cursor FROM webhook_endpoints WHERE enabled = 1 ORDER BY created_at, id",
+                )
                 .map_err(db("list enabled webhook endpoints"))?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
                 })
                 .map_err(db("list enabled webhook endpoints"))?;
             let mut out = Vec::new();
@@ -244,8 +256,11 @@ impl WebhookStore for SqliteWebhooks {
                 )
                 .map_err(db("delete webhook endpoint"))?;
             if n > 0 {
-                tx.execute("DELETE FROM webhook_deliveries WHERE endpoint = ?1", params![id.as_str()])
-                    .map_err(db("delete webhook endpoint"))?;
+                tx.execute(
+                    "DELETE FROM webhook_deliveries WHERE endpoint = ?1",
+                    params![id.as_str()],
+                )
+                .map_err(db("delete webhook endpoint"))?;
             }
             Ok(n > 0)
         })
@@ -329,7 +344,10 @@ impl WebhookStore for SqliteWebhooks {
                 .map_err(db("read webhook deliveries"))?;
             let mut out = Vec::new();
             for id in ids {
-                if stmt.exists(params![id.as_str()]).map_err(db("read webhook deliveries"))? {
+                if stmt
+                    .exists(params![id.as_str()])
+                    .map_err(db("read webhook deliveries"))?
+                {
                     out.push(id);
                 }
             }
@@ -413,7 +431,9 @@ impl WebhookStore for SqliteWebhooks {
         self.tx("list webhook deliveries", false, move |tx| {
             let before: i64 = match &after {
                 Some(id) => match tx
-                    .query_row("SELECT seq FROM webhook_deliveries WHERE id = ?1", params![id], |r| r.get(0))
+                    .query_row("SELECT seq FROM webhook_deliveries WHERE id = ?1", params![id], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(db("list webhook deliveries"))?
                 {
