@@ -2,7 +2,7 @@
 the `standardwebhooks` package from PyPI (an implementation independent of
 batchq's) and logs every attempt, one JSON line each, to a file.
 
-    python webhook_receiver.py PORT SECRET LOG_FILE HANG_SECONDS
+    python webhook_receiver.py PORT SECRET LOG_FILE HANG_SECONDS DOWN_AFTER
 
 Faults, chosen per event id so each id sees them at most on its first
 attempt (the test then proves batchq retried):
@@ -12,9 +12,10 @@ attempt (the test then proves batchq retried):
   - anything else (and every later attempt): 200.
 A message that does not verify is answered 400 and logged `verified: false`.
 
-`POST /shutdown` closes the port once the attempts under way are answered
-and logged, and exits: "the receiver is down" (the test starts it again
-later on the same port).
+After its DOWN_AFTER-th 200 (0: never), or on `POST /shutdown`, it closes
+the port once the attempts under way are answered and logged, and exits:
+"the receiver is down" (the test starts it again later on the same port).
+Going down at a count, not at a time, makes sure events are still waiting.
 """
 
 import hashlib
@@ -30,9 +31,11 @@ PORT = int(sys.argv[1])
 WEBHOOK = Webhook(sys.argv[2])
 LOG_PATH = sys.argv[3]
 HANG_SECONDS = float(sys.argv[4])
+DOWN_AFTER = int(sys.argv[5])
 
 LOCK = threading.Lock()
 SEEN = set()  # ids that have had an attempt in this process
+OK_COUNT = [0]  # 200s answered by this process
 
 
 def log(entry):
@@ -96,6 +99,11 @@ class Handler(BaseHTTPRequestHandler):
             # batchq sent it again after it had been answered 2xx.
             log(entry)
             self.answer(200)
+            with LOCK:
+                OK_COUNT[0] += 1
+                going_down = OK_COUNT[0] == DOWN_AFTER
+            if going_down:
+                threading.Thread(target=self.server.shutdown, daemon=True).start()
 
     def answer(self, code):
         try:

@@ -295,7 +295,7 @@ pub struct Api {
     pub metrics: Arc<dyn MetricsSink>,
     /// The webhook store and target policy (`None`: the webhook routes
     /// answer 404 `webhooks_not_configured`).
-    pub webhooks: Option<webhooks::WebhookApi>,
+    pub webhooks: Option<Arc<webhooks::WebhookApi>>,
 }
 
 impl Api {
@@ -317,7 +317,7 @@ impl Api {
         store: Arc<dyn crate::webhook::store::WebhookStore>,
         target: crate::webhook::target::TargetPolicy,
     ) -> Self {
-        self.webhooks = Some(webhooks::WebhookApi { store, target });
+        self.webhooks = Some(Arc::new(webhooks::WebhookApi { store, target }));
         self
     }
 

@@ -188,7 +188,7 @@ fn description_field(map: &Map<String, Value>) -> Result<Option<Option<String>>,
 
 impl Api {
     fn webhook_api(&self) -> Result<&WebhookApi, ApiError> {
-        self.webhooks.as_ref().ok_or_else(|| ApiError::NotFound {
+        self.webhooks.as_deref().ok_or_else(|| ApiError::NotFound {
             code: "webhooks_not_configured",
             message: "webhooks are not configured on this deployment".into(),
         })

@@ -110,7 +110,7 @@ impl WebhookStore for MemoryWebhooks {
 
     async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError> {
         let mut s = self.lock();
-        if !s.endpoints.get(id).is_some_and(|e| e.endpoint.tenant == *tenant) {
+        if s.endpoints.get(id).is_none_or(|e| e.endpoint.tenant != *tenant) {
             return Ok(false);
         }
         s.endpoints.remove(id);
