@@ -593,6 +593,77 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn failed_deliveries_are_listed_by_status_and_a_replay_makes_one_pending_once() {
+        use crate::webhook::delivery::{Delivery, RetrySchedule};
+        use crate::webhook::endpoint::{EndpointId, EventType};
+
+        let (api, hooks) = api(true);
+        let t = tenant("acme");
+        let created = api
+            .handle(
+                &t,
+                with_body(
+                    Method::Post,
+                    "/v1/webhooks/endpoints",
+                    json!({"url": "http://127.0.0.1:9/h"}),
+                ),
+            )
+            .await;
+        let endpoint = EndpointId::parse(created.body["id"].as_str().unwrap()).unwrap();
+        let now = Timestamp::from_millis(1_790_000_000_000);
+        let d = Delivery::new(
+            endpoint.clone(),
+            t.clone(),
+            crate::webhook::event::EventId::for_test("evt_1"),
+            Some(EventType::RequestCompleted),
+            "{}".into(),
+            now,
+        );
+        hooks.materialise(&endpoint, None, None, vec![d.clone()]).await.unwrap();
+        let give_up = RetrySchedule {
+            delays: vec![],
+            min_span: std::time::Duration::ZERO,
+        };
+        hooks
+            .save_delivery(&d.attempt_failed(now, Some(500), "HTTP 500".into(), &give_up))
+            .await
+            .unwrap();
+
+        let failed = api
+            .handle(
+                &t,
+                ApiRequest::get("/v1/webhooks/deliveries").with_query("status=failed"),
+            )
+            .await;
+        assert_eq!(failed.status, 200, "{}", failed.body);
+        let listed = failed.body["deliveries"].as_array().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["last_status_code"], 500);
+        let id = listed[0]["id"].as_str().unwrap();
+        let replay = format!("/v1/webhooks/deliveries/{id}/replay");
+        let other = api
+            .handle(&tenant("globex"), ApiRequest::new(Method::Post, replay.clone()))
+            .await;
+        assert_eq!(other.status, 404, "another tenant's delivery");
+        let again = api.handle(&t, ApiRequest::new(Method::Post, replay.clone())).await;
+        assert_eq!(again.status, 202, "{}", again.body);
+        assert_eq!(again.body["status"], "pending");
+        assert_eq!(again.body["event_id"], "evt_1");
+        let twice = api.handle(&t, ApiRequest::new(Method::Post, replay)).await;
+        assert_eq!(
+            (twice.status, twice.body["error"]["code"].clone()),
+            (409, json!("already_pending"))
+        );
+        let none_failed = api
+            .handle(
+                &t,
+                ApiRequest::get("/v1/webhooks/deliveries").with_query("status=failed"),
+            )
+            .await;
+        assert_eq!(none_failed.body["deliveries"], json!([]));
+    }
+
+    #[tokio::test]
     async fn routes_without_a_webhook_store_answer_404_not_configured() {
         let config = Config::from_lookup(&|_| None).unwrap();
         let objects: Arc<dyn ObjectStore> = Arc::new(MemoryObjects::new(5 * 1024 * 1024));
