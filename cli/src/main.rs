@@ -57,7 +57,7 @@ struct Cli {
     /// Work through a running API instead of the store itself (e.g.
     /// `http://127.0.0.1:8080` for `batchq serve`, or the deployed
     /// `https://ID.execute-api.REGION.amazonaws.com`): enqueue, wait,
-    /// status, stats, jobs and savings. Needed to reach an embedded store
+    /// results --follow, status, stats, jobs and savings. Needed to reach an embedded store
     /// that a running `batchq serve` holds.
     #[arg(long, global = true, value_name = "URL")]
     api: Option<String>,
@@ -117,7 +117,9 @@ enum Command {
         #[arg(long, default_value = "30m", value_parser = duration::parse, value_name = "DURATION")]
         timeout: Duration,
     },
-    /// Export results as the provider's batch output lines (JSONL).
+    /// Export results as the provider's batch output lines (JSONL); with --follow, --after or
+    /// --cursor-file, read the results feed instead: each finished request once, in the order
+    /// it finished, as one JSON line with its cursor.
     Results {
         /// Write to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
@@ -125,6 +127,22 @@ enum Command {
         /// Only this job's results.
         #[arg(long, value_name = "JOB_ID")]
         job: Option<String>,
+        /// Tail the results feed (GET /v1/results): print results as requests finish, until
+        /// Ctrl-C or SIGTERM.
+        #[arg(long, conflicts_with = "job")]
+        follow: bool,
+        /// Read the feed after this cursor (a printed line's `cursor`, or the `next` printed at
+        /// the end) instead of from its start.
+        #[arg(long, value_name = "CURSOR", conflicts_with = "job")]
+        after: Option<String>,
+        /// Keep the feed's cursor in this file: start after the cursor stored there (when
+        /// --after is not given), and store the new one after every page written.
+        #[arg(long, value_name = "FILE", conflicts_with = "job")]
+        cursor_file: Option<PathBuf>,
+        /// How long --follow waits before asking again once it has read every result (a
+        /// duration: 500ms, 30s, 15m; a bare number is seconds).
+        #[arg(long, default_value = "2s", value_parser = duration::parse, value_name = "DURATION")]
+        poll_every: Duration,
     },
     /// Show one request: status, attempts, result.
     Status {
@@ -387,7 +405,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     // `serve` handles Ctrl-C and SIGTERM itself (it finishes a running step);
     // every other command stops where it is, as Ctrl-C always stopped it.
-    if matches!(cli.command, Command::Serve { .. }) {
+    if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Results { follow: true, .. }
+    ) {
         return run_command(cli).await;
     }
     // The signal first: its handlers are in place before the command starts.
@@ -408,24 +429,31 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
     output::init_logs(&config, quiet_logs);
     let tenant = batchq_core::ids::TenantId::parse(cli.tenant.clone())
         .map_err(|e| Failure::new(Exit::Usage, format!("--tenant: {}", e.message)))?;
-    let through_api = matches!(
-        cli.command,
+    let through_api = match &cli.command {
         Command::Enqueue { .. }
-            | Command::Wait { .. }
-            | Command::Status { .. }
-            | Command::Stats
-            | Command::Jobs { .. }
-            | Command::Savings { .. }
-            | Command::Report { .. }
-            | Command::Webhooks { .. }
-    );
+        | Command::Wait { .. }
+        | Command::Status { .. }
+        | Command::Stats
+        | Command::Jobs { .. }
+        | Command::Savings { .. }
+        | Command::Report { .. }
+        | Command::Webhooks { .. } => true,
+        // The results feed; exporting by job reads the store itself.
+        Command::Results {
+            follow,
+            after,
+            cursor_file,
+            ..
+        } => *follow || after.is_some() || cursor_file.is_some(),
+        _ => false,
+    };
     let ctx = match &cli.api {
         Some(base) if through_api => commands::Ctx::through_api(base, cli.api_auth, cli.json, tenant).await?,
         Some(_) => {
             return Err(Failure::new(
                 Exit::Usage,
-                "--api works with enqueue, wait, status, stats, jobs, savings, report and webhooks; \
-                 this command works on the store itself",
+                "--api works with enqueue, wait, results --follow/--after/--cursor-file, status, stats, \
+                 jobs, savings, report and webhooks; this command works on the store itself",
             ))
         }
         None => {
@@ -448,7 +476,26 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         Command::Ingest { url } => commands::ingest(&ctx, &url).await,
         Command::Enqueue { file } => commands::enqueue(&ctx, &file).await,
         Command::Wait { timeout } => commands::wait(&ctx, timeout).await,
-        Command::Results { out, job } => commands::results(&ctx, out.as_deref(), job.as_deref()).await,
+        Command::Results {
+            out,
+            job,
+            follow,
+            after,
+            cursor_file,
+            poll_every,
+        } => {
+            if follow || after.is_some() || cursor_file.is_some() {
+                let feed = commands::FeedOptions {
+                    follow,
+                    after,
+                    cursor_file,
+                    poll_every,
+                };
+                commands::follow_results(&ctx, out.as_deref(), feed).await
+            } else {
+                commands::results(&ctx, out.as_deref(), job.as_deref()).await
+            }
+        }
         Command::Status { custom_id } => commands::status(&ctx, &custom_id).await,
         Command::Stats => commands::stats(&ctx).await,
         Command::Jobs { limit } => commands::jobs(&ctx, limit).await,

@@ -760,3 +760,136 @@ mod http {
         serde_json::from_str(body).unwrap()
     }
 }
+
+/// Lines a child prints on stdout, as they come, through a channel.
+fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = line else { return };
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn custom_ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|v| v["custom_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn jsonl(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_follow_tails_the_feed_and_a_stored_cursor_resumes_it_locally_and_through_the_api() {
+    let env = Env::new().await;
+    tokio::task::spawn_blocking(move || {
+        let server = Server::start(&env);
+        let cursor_file = env.dir.join("feed.cursor");
+        let cursor_arg = cursor_file.to_str().unwrap().to_owned();
+        let mut follower = env
+            .command(&[
+                "results",
+                "--follow",
+                "--api",
+                &server.url,
+                "--cursor-file",
+                &cursor_arg,
+                "--poll-every",
+                "200ms",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start batchq results --follow");
+        let lines = stdout_lines(&mut follower);
+
+        let first: Vec<String> = (0..10)
+            .map(|i| request_line(&format!("f-{i}"), i).to_string())
+            .collect();
+        let file = env.write("first.jsonl", &first);
+        let enq = env.run(&["enqueue", file.to_str().unwrap(), "--api", &server.url, "--json"]);
+        assert!(
+            enq.status.success(),
+            "enqueue: {}",
+            String::from_utf8_lossy(&enq.stderr)
+        );
+        // Printed as they finish, while the follower keeps running.
+        let mut followed = Vec::new();
+        while followed.len() < 10 {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a result line within a minute");
+            followed.push(serde_json::from_str::<Value>(&line).expect("each line is JSON"));
+        }
+        let mut ids = custom_ids(&followed);
+        ids.sort();
+        let mut want: Vec<String> = (0..10).map(|i| format!("f-{i}")).collect();
+        want.sort();
+        assert_eq!(ids, want, "each result once");
+        assert!(followed.iter().all(|v| v["event"] == "completed"
+            && v["request"]["result"]["status_code"] == 200
+            && v["request"]["custom_id"] == v["custom_id"]));
+
+        // Ctrl-C ends it normally, its cursor stored.
+        let pid = follower.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        let out = follower.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "stopped cleanly: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = followed.last().unwrap()["cursor"].as_str().unwrap().to_owned();
+        assert_eq!(std::fs::read_to_string(&cursor_file).unwrap().trim(), last);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("--after {last}")));
+
+        // More finish while nobody follows; the stored cursor picks up exactly those.
+        let second: Vec<String> = (10..15)
+            .map(|i| request_line(&format!("f-{i}"), i).to_string())
+            .collect();
+        let file = env.write("second.jsonl", &second);
+        assert!(env
+            .run(&["enqueue", file.to_str().unwrap(), "--api", &server.url])
+            .status
+            .success());
+        let wait = env.run(&["wait", "--timeout", "60s", "--api", &server.url]);
+        assert!(wait.status.success(), "wait: {}", String::from_utf8_lossy(&wait.stderr));
+        let resumed = env.run(&["results", "--api", &server.url, "--cursor-file", &cursor_arg]);
+        assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+        let mut ids = custom_ids(&jsonl(&resumed));
+        ids.sort();
+        assert_eq!(ids, ["f-10", "f-11", "f-12", "f-13", "f-14"]);
+        let again = env.run(&["results", "--api", &server.url, "--cursor-file", &cursor_arg]);
+        assert!(jsonl(&again).is_empty(), "read to the end: nothing new");
+
+        // `--after` a cursor, on the store itself and through the API, read the same.
+        let third = followed[2]["cursor"].as_str().unwrap();
+        let local = env.run(&["results", "--after", third]);
+        assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+        let remote = env.run(&["results", "--after", third, "--api", &server.url]);
+        let (local, remote) = (jsonl(&local), jsonl(&remote));
+        assert_eq!(local.len(), 12, "everything after the third");
+        assert_eq!(custom_ids(&local), custom_ids(&remote));
+        let bad = env.run(&["results", "--after", "nonsense", "--api", &server.url]);
+        assert!(!bad.status.success());
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("after"),
+            "{}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -537,6 +537,35 @@ pub fn keys(requests: &[NewRequest]) -> Vec<RequestKey> {
 /// every request terminal; each provider batch carried a request at most once
 /// per attempt; completed results are exactly what the provider produced;
 /// the jobs' usage totals equal the sum over completed results (counted once).
+/// Every request that reached a terminal state has exactly one entry in
+/// its tenant's results feed, reporting that state, and the feed holds
+/// nothing else: however the run crashed and was re-run, no transition's
+/// entry was lost or written twice.
+pub async fn assert_feed_matches(p: &Pipeline, requests: &[NewRequest], states: &HashMap<RequestKey, Request>) {
+    let tenants: std::collections::BTreeSet<&TenantId> = requests.iter().map(|r| &r.tenant).collect();
+    let mut entries: HashMap<RequestKey, Vec<batchq_core::feed::FeedEvent>> = HashMap::new();
+    for t in tenants {
+        let mut cursor = None;
+        loop {
+            let page = p.store.feed(t, cursor.as_ref(), 333).await.expect("read the feed");
+            if page.entries.is_empty() {
+                break;
+            }
+            for e in page.entries {
+                entries.entry(e.key()).or_default().push(e.event);
+            }
+            cursor = page.next;
+        }
+    }
+    for req in requests {
+        let st = &states[&req.key];
+        let got = entries.remove(&req.key).unwrap_or_default();
+        let want: Vec<_> = batchq_core::feed::FeedEvent::of(st.status).into_iter().collect();
+        assert_eq!(got, want, "{} ended {}: its feed entries", req.custom_id, st.status);
+    }
+    assert!(entries.is_empty(), "feed entries of no request of the run: {entries:?}");
+}
+
 pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
     let keys = keys(requests);
     let states = p.states(&keys).await;
@@ -649,6 +678,7 @@ pub async fn assert_invariants(p: &Pipeline, requests: &[NewRequest]) {
     );
 
     assert_activity_matches(p, requests, &states).await;
+    assert_feed_matches(p, requests, &states).await;
 
     // No job created two provider batches, and every batch is a job's.
     let mut per_job: HashMap<String, u32> = HashMap::new();

@@ -3,7 +3,8 @@
 //! as at-least-once delivery may do — and the run is driven to the end. The
 //! lifecycle invariants must hold every time: every request ends in exactly
 //! one terminal state, no request reaches the provider twice in one attempt,
-//! no job makes two provider batches, and usage is counted once.
+//! no job makes two provider batches, usage is counted once, and every
+//! request that reached a terminal state has exactly one results-feed entry.
 //!
 //! Each point runs twice: on the in-memory store with no lag, and on the
 //! store `BATCHQ_TEST_STORE` names (in-memory, or the emulator's DynamoDB and

@@ -896,3 +896,63 @@ async fn a_batch_stuck_finalizing_whose_cancel_is_refused_is_still_given_up_afte
         assert_eq!(r.status, RequestStatus::Queued, "{}", r.custom_id);
     }
 }
+
+/// What a provider's webhook event triggers: the one job whose batch
+/// ended is polled at once, and its results arrive without a scheduled
+/// poll run; repeating it (a redelivered event) changes nothing more, and
+/// a batch no open job has is ignored.
+#[tokio::test]
+async fn polling_one_batch_at_once_brings_its_results_without_a_scheduled_run() {
+    use batchq_core::ids::ProviderBatchId;
+    let p = Pipeline::start(FakeConfig::default(), |c| c.limits.max_lines_per_batch = 15).await;
+    let reqs: Vec<_> = (0..30).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.submitter().run(SubmitOptions::default()).await.unwrap();
+    let jobs = p.all_jobs().await;
+    assert_eq!(jobs.len(), 2);
+    let (job, other) = (&jobs[0], &jobs[1]);
+    let batch = job.provider_batch_id.clone().expect("submitted");
+
+    let before = p.snapshot().await;
+    let stray = p
+        .poller()
+        .poll_batch(&job.provider_name, &ProviderBatchId::new("batch_not_ours"))
+        .await
+        .unwrap();
+    assert!(stray.is_none());
+    assert_eq!(p.snapshot().await, before, "a batch no job has changes nothing");
+
+    let report = p
+        .poller()
+        .poll_batch(&job.provider_name, &batch)
+        .await
+        .unwrap()
+        .expect("its job is open");
+    assert_eq!(report.checked, 1, "only that job is polled");
+    p.deliver(&p.ingester()).await.unwrap();
+    let states = p.states(&keys(&reqs)).await;
+    let done = |j: &batchq_core::job::Job| {
+        states
+            .values()
+            .filter(|r| r.job_id.as_ref() == Some(&j.id) && r.status == RequestStatus::Completed)
+            .count()
+    };
+    assert_eq!(done(job), 15, "the polled job's results arrived");
+    assert_eq!(done(other), 0, "the other job waits for the schedule");
+    assert_eq!(p.job(&other.id).await.status, other.status);
+
+    // Redelivered events: the job closes once, then is no longer open.
+    for _ in 0..3 {
+        let _ = p.poller().poll_batch(&job.provider_name, &batch).await.unwrap();
+        p.deliver(&p.ingester()).await.unwrap();
+    }
+    assert!(p.job(&job.id).await.status.is_terminal());
+    assert!(p
+        .poller()
+        .poll_batch(&job.provider_name, &batch)
+        .await
+        .unwrap()
+        .is_none());
+    p.settle(&keys(&reqs), 4).await;
+    assert_invariants(&p, &reqs).await;
+}

@@ -96,6 +96,11 @@ conformance!(
     savings_of_two_providers_for_one_model_and_day_are_kept_apart,
     // activity
     activity_counts_each_move_once_in_its_hour_with_the_queue_by_model,
+    // the results feed
+    feed_lists_each_finished_request_once_in_the_order_it_finished_across_pages,
+    a_replayed_terminal_change_appends_no_second_entry,
+    feed_is_tenant_scoped_and_refuses_a_cursor_it_did_not_issue_to_the_tenant,
+    a_reader_following_the_feed_while_writers_race_sees_every_entry_exactly_once,
     // objects
     objects_are_put_read_measured_streamed_and_deleted,
     a_written_object_appears_only_when_finished_and_an_aborted_one_never,

@@ -32,7 +32,7 @@ pub use backup::{export, import};
 pub use enqueue::enqueue;
 pub use reads::{jobs, savings, stats, status};
 pub use report::report;
-pub use results::{results, wait};
+pub use results::{follow_results, results, wait, FeedOptions};
 pub use steps::{ingest, init, poll, submit};
 
 /// What a command works on: the store itself (through the same API core

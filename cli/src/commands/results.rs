@@ -1,5 +1,6 @@
 //! `batchq wait` and `batchq results`: waiting for the queue to drain, and
-//! downloading the answers.
+//! downloading the answers, by job or from the results feed
+//! (`GET /v1/results`, with `--follow`).
 
 use crate::exit::Exit;
 use crate::output::{emit, progress_allowed, text};
@@ -10,7 +11,7 @@ use batchq_core::request::{Payload, RequestStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -200,6 +201,126 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
         None if ctx.json => Ok(()), // stdout holds the JSONL itself
         None => {
             eprintln!("wrote {written} results");
+            Ok(())
+        }
+    }
+}
+
+/// How `batchq results` reads the results feed.
+pub struct FeedOptions {
+    /// Keep asking once every result is read, until stopped.
+    pub follow: bool,
+    pub after: Option<String>,
+    /// Where the cursor is kept between runs.
+    pub cursor_file: Option<PathBuf>,
+    pub poll_every: Duration,
+}
+
+/// Feed entries asked for per call.
+const FEED_PAGE: u32 = 1000;
+
+/// Writes `cursor` to `path` whole or not at all (a new file renamed over the old).
+fn store_cursor(path: &Path, cursor: &str) -> Result<(), Failure> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{cursor}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// `batchq results --follow | --after CURSOR | --cursor-file FILE`: the
+/// results feed as JSON lines (each `GET /v1/results` entry: its cursor,
+/// event, custom_id, and the request with its result), page after page.
+/// The cursor is stored (with `--cursor-file`) only after the page it ends
+/// is written and flushed, so a run stopped anywhere resumes without losing
+/// a result; a line may be written again only if the run stopped between
+/// writing a page and storing its cursor. Without `--follow` it stops at
+/// the end of the feed; with it, it waits `poll_every` and asks again until
+/// Ctrl-C or SIGTERM, which end it normally.
+pub async fn follow_results(ctx: &Ctx, out: Option<&Path>, feed: FeedOptions) -> Result<(), Failure> {
+    let mut cursor = match (&feed.after, &feed.cursor_file) {
+        (Some(a), _) => Some(a.trim().to_owned()),
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(s) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: {e}", f.display()).into()),
+        },
+        (None, None) => None,
+    };
+    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match out {
+        Some(p) => Box::new(tokio::io::BufWriter::new(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => Box::new(tokio::io::BufWriter::new(tokio::io::stdout())),
+    };
+    let write_failed = |e: std::io::Error| match out {
+        Some(p) => Failure::from(format!("{}: {e}", p.display())),
+        None => crate::output::stdout_error(e),
+    };
+    // Ctrl-C and SIGTERM end the feed between pages (a page is written
+    // whole); handlers are in place from the first call on.
+    let stop = crate::signal::stop();
+    tokio::pin!(stop);
+    let mut written = 0u64;
+    let mut stopped = false;
+    loop {
+        let mut query = format!("limit={FEED_PAGE}");
+        if let Some(c) = &cursor {
+            query.push_str(&format!("&after={}", batchq_core::api::query::percent_encode(c)));
+        }
+        // A stop while asking drops the call; nothing of its page was written.
+        let page = tokio::select! {
+            biased;
+            () = &mut stop => {
+                stopped = true;
+                break;
+            }
+            page = ctx.call(ApiRequest::get("/v1/results").with_query(query)) => page?,
+        };
+        let results = page["results"].as_array().cloned().unwrap_or_default();
+        for r in &results {
+            let mut line = r.to_string();
+            line.push('\n');
+            sink.write_all(line.as_bytes()).await.map_err(write_failed)?;
+            written += 1;
+        }
+        sink.flush().await.map_err(write_failed)?;
+        if let Some(next) = page["next"].as_str() {
+            cursor = Some(next.to_owned());
+            if let Some(f) = &feed.cursor_file {
+                store_cursor(f, next)?;
+            }
+        }
+        if !results.is_empty() {
+            continue;
+        }
+        if !feed.follow {
+            break;
+        }
+        tokio::select! {
+            biased;
+            () = &mut stop => {
+                stopped = true;
+                break;
+            }
+            () = tokio::time::sleep(feed.poll_every) => {}
+        }
+    }
+    drop(sink);
+    let v = json!({"written": written, "next": cursor, "stopped": stopped,
+                   "out": out.map(|p| p.display().to_string())});
+    let resume = match &cursor {
+        Some(c) => format!("; resume with --after {c}"),
+        None => String::new(),
+    };
+    match out {
+        Some(p) => emit(ctx.json, &v, || {
+            format!("wrote {written} results to {}{resume}", p.display())
+        }),
+        None => {
+            // stdout holds the JSON lines themselves: the summary goes to stderr.
+            eprintln!("wrote {written} results{resume}");
             Ok(())
         }
     }

@@ -204,7 +204,11 @@ impl Api {
     /// A request as `GET /v1/requests/{custom_id}` shows it: its state,
     /// its job's status while claimed, and its result once stored (a large
     /// response as a short-lived URL). `GET /v1/results` shows the same.
-    pub(super) async fn request_view(&self, request: &Request, result: Option<RequestResult>) -> Result<Value, ApiError> {
+    pub(super) async fn request_view(
+        &self,
+        request: &Request,
+        result: Option<RequestResult>,
+    ) -> Result<Value, ApiError> {
         let mut view = views::request(request);
         let job_status = match (&request.status, &request.job_id) {
             (RequestStatus::Claimed, Some(job_id)) => self.ports.jobs.get_job(job_id).await?.map(|j| j.status.as_str()),

@@ -35,6 +35,7 @@ use serde::Serialize;
 use super::ingest::Ingester;
 use super::queue::{queue_levels, QueueLevel};
 use super::{Core, CrashPoint, LateReport, PipelineError};
+use crate::ids::{ProviderBatchId, ProviderName};
 use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
 use crate::provider::tally::ErrorTally;
 use crate::provider::{Provider, ProviderError, Providers};
@@ -154,17 +155,7 @@ impl Poller {
         let mut report = PollReport::default();
         let open = self.core.ports.jobs.open_jobs().await?;
         for job in open.iter().cloned() {
-            let span = telemetry::job_span("poll", &job);
-            let res = if job.status.is_in_flight() {
-                report.checked += 1;
-                self.check_batch(job.clone(), &mut report).instrument(span).await
-            } else if job.status == JobStatus::Ingesting {
-                report.checked += 1;
-                self.continue_ingesting(job.clone(), &mut report).instrument(span).await
-            } else if job.watch_until.is_some() {
-                report.checked += 1;
-                self.watch_late(job.clone(), &mut report).instrument(span).await
-            } else {
+            let Some(res) = self.poll_one(&job, &mut report).await else {
                 continue; // before submission: submit's business
             };
             match res {
@@ -209,6 +200,53 @@ impl Poller {
             tracing::info!(oldest_queued_age_seconds = age, "queue age");
         }
         Ok(report)
+    }
+
+    /// One open job's step: follow its batch, finish copying and ingesting
+    /// its results, or watch a given-up batch. `None`: the job is not
+    /// submitted yet (submit's business).
+    async fn poll_one(&self, job: &Job, report: &mut PollReport) -> Option<Result<(), PipelineError>> {
+        let span = telemetry::job_span("poll", job);
+        let res = if job.status.is_in_flight() {
+            self.check_batch(job.clone(), report).instrument(span).await
+        } else if job.status == JobStatus::Ingesting {
+            self.continue_ingesting(job.clone(), report).instrument(span).await
+        } else if job.watch_until.is_some() {
+            self.watch_late(job.clone(), report).instrument(span).await
+        } else {
+            return None;
+        };
+        report.checked += 1;
+        Some(res)
+    }
+
+    /// Polls at once the open job whose batch at `provider` is `batch`
+    /// (what a provider's webhook event asks for), with the same step the
+    /// scheduled run takes, which stays the safety net. Safe to repeat and
+    /// to run beside a scheduled run: every job save is conditioned on the
+    /// job's version, and a finished job is no longer open. `None`: no open
+    /// job has that batch (closed already, or not batchq's): nothing done.
+    pub async fn poll_batch(
+        &self,
+        provider: &ProviderName,
+        batch: &ProviderBatchId,
+    ) -> Result<Option<PollReport>, PipelineError> {
+        self.tally.take();
+        self.core.moves.take();
+        let open = self.core.ports.jobs.open_jobs().await?;
+        let Some(job) = open
+            .into_iter()
+            .find(|j| j.provider_name == *provider && j.provider_batch_id.as_ref() == Some(batch))
+        else {
+            return Ok(None);
+        };
+        let mut report = PollReport::default();
+        if let Some(res) = self.poll_one(&job, &mut report).await {
+            res?;
+        }
+        report.provider_errors = self.tally.take();
+        (report.requests_failed, report.requests_retried) = self.core.moves.take();
+        Ok(Some(report))
     }
 
     async fn save(&self, job: &Job, next: Job, report: &mut PollReport) -> Result<Option<Job>, PipelineError> {

@@ -9,6 +9,7 @@
 
 mod activity;
 mod concurrency;
+mod feed;
 mod jobs;
 mod lag;
 mod objects;
@@ -33,6 +34,7 @@ use batchq_core::time::Timestamp;
 
 pub use activity::*;
 pub use concurrency::*;
+pub use feed::*;
 pub use jobs::*;
 pub use lag::*;
 pub use objects::*;

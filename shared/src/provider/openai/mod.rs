@@ -8,6 +8,7 @@ pub mod input;
 pub mod limits;
 pub mod output;
 pub mod usage;
+pub mod webhook;
 
 use bytes::Bytes;
 

@@ -61,9 +61,7 @@ impl DynamoStore {
         let item = self.get_item(&self.jobs_table, &seq_pk(tenant), SEQ_SK).await?;
         match item {
             None => Ok(0),
-            Some(item) => Ok(Reader::new(&item, "feed sequence")
-                .opt_n::<u64>(SEQ_ATTR)?
-                .unwrap_or(0)),
+            Some(item) => Ok(Reader::new(&item, "feed sequence").opt_n::<u64>(SEQ_ATTR)?.unwrap_or(0)),
         }
     }
 
@@ -123,9 +121,7 @@ impl DynamoStore {
     ) -> Result<FeedPage, StoreError> {
         let from = match after {
             None => 0,
-            Some(c) => c
-                .seq_for(tenant)
-                .map_err(|_| StoreError::BadCursor(c.to_string()))?,
+            Some(c) => c.seq_for(tenant).map_err(|_| StoreError::BadCursor(c.to_string()))?,
         };
         let limit = feed::page_size(limit);
         // First the sequence: everything up to it has committed.
@@ -169,7 +165,9 @@ fn entry_from_item(tenant: &TenantId, item: &Item) -> Result<FeedEntry, StoreErr
     let draft = FeedDraft {
         tenant: tenant.clone(),
         custom_id: r.parse("custom_id", |v| CustomId::parse(v).map_err(|e| e.message))?,
-        event: r.parse("event", |v| FeedEvent::parse(v).ok_or_else(|| format!("unknown event {v:?}")))?,
+        event: r.parse("event", |v| {
+            FeedEvent::parse(v).ok_or_else(|| format!("unknown event {v:?}"))
+        })?,
         finished_at: Timestamp::from_millis(r.req_n("finished_at")?),
         job: r
             .opt_s("job_id")?

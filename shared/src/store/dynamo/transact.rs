@@ -15,8 +15,8 @@ use super::item::err_msg;
 use super::{DynamoStore, Item};
 use crate::counters::Delta;
 use crate::feed::FeedDraft;
-use crate::ids::TenantId;
 use crate::ids::RequestKey;
+use crate::ids::TenantId;
 use crate::retry::{GaveUp, RetryPolicy, Verdict};
 use crate::store::StoreError;
 
@@ -183,9 +183,9 @@ impl DynamoStore {
                     Some(_) => 2,
                 };
                 let feed_count: usize = feeds.iter().map(|(_, ds)| ds.len() + 1).sum();
-                let too_many = count + unit.actions.len() + deltas.len() + deltas.new_items_in(&more) + feed_count
-                    + feed_actions
-                    > TXN_MAX_ACTIONS;
+                let too_many =
+                    count + unit.actions.len() + deltas.len() + deltas.new_items_in(&more) + feed_count + feed_actions
+                        > TXN_MAX_ACTIONS;
                 if !chunk.is_empty() && (too_many || bytes + unit.bytes > TXN_MAX_BYTES) {
                     break;
                 }

@@ -171,9 +171,7 @@ impl RequestRows for MemoryStore {
     async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
         let from = match after {
             None => 0,
-            Some(c) => c
-                .seq_for(tenant)
-                .map_err(|_| StoreError::BadCursor(c.to_string()))?,
+            Some(c) => c.seq_for(tenant).map_err(|_| StoreError::BadCursor(c.to_string()))?,
         };
         let state = self.lock();
         let entries = state

@@ -427,9 +427,7 @@ impl RequestRows for SqliteStore {
         // one snapshot: no entry can appear below a number read.
         let from = match after {
             None => 0,
-            Some(c) => c
-                .seq_for(tenant)
-                .map_err(|_| StoreError::BadCursor(c.to_string()))?,
+            Some(c) => c.seq_for(tenant).map_err(|_| StoreError::BadCursor(c.to_string()))?,
         };
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         let (tenant, after) = (tenant.clone(), after.cloned());

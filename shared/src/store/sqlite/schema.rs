@@ -125,7 +125,7 @@ CREATE TABLE savings_sources (
 ///   database had, and bodies kept as objects).
 ///
 /// Upgrading a version-1 database copies its bodies once.
-const SCHEMA_V2: &str = r#"
+pub(super) const SCHEMA_V2: &str = r#"
 CREATE TABLE bodies_v2 (
     request_row INTEGER PRIMARY KEY,
     kind        INTEGER NOT NULL,
@@ -141,7 +141,7 @@ ALTER TABLE bodies_v2 RENAME TO bodies;
 /// ([`crate::activity::ActivityCount`] by name, per `YYYY-MM-DDTHH` hour),
 /// and its queued requests per model in `tenant_counts` (`queued:{model}`),
 /// seeded from the requests queued when an older database is upgraded.
-const SCHEMA_V3: &str = r#"
+pub(super) const SCHEMA_V3: &str = r#"
 CREATE TABLE activity (
     tenant  TEXT NOT NULL,
     hour    TEXT NOT NULL,

@@ -303,3 +303,63 @@ async fn a_version_1_database_is_upgraded_its_json_wrapped_bodies_still_read_and
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_version_3_database_is_upgraded_and_its_finished_requests_enter_the_feed_in_the_order_they_finished() {
+    let (dir, db) = temp_db();
+    let acme = TenantId::parse("acme").unwrap();
+    {
+        // A data directory as version 3 left it: two finished requests
+        // (the later-finished one stored first) and a queued one.
+        let conn = Connection::open(&db).unwrap();
+        for step in [schema::SCHEMA_V1, schema::SCHEMA_V2, schema::SCHEMA_V3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        let job = JobId::generate();
+        for (id, status, finished) in [
+            ("late", RequestStatus::Failed, 30),
+            ("early", RequestStatus::Completed, 20),
+            ("waiting", RequestStatus::Queued, 10),
+        ] {
+            let mut r = crate::transition::queued(&request(id), ts(0));
+            r.status = status;
+            r.updated_at = ts(finished);
+            r.job_id = (status != RequestStatus::Queued).then(|| job.clone());
+            conn.execute(
+                "INSERT INTO requests (key, tenant, status, job_id, row) VALUES (?1, 'acme', ?2, ?3, ?4)",
+                rusqlite::params![
+                    r.key.as_str(),
+                    status.as_str(),
+                    r.job_id.as_ref().map(|j| j.as_str()),
+                    serde_json::to_string(&r).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .unwrap()
+        .placed(Arc::new(MemoryObjects::default()), LIMITS);
+    let page = store.feed(&acme, None, 10).await.unwrap();
+    let listed: Vec<(&str, crate::feed::FeedEvent, Timestamp)> = page
+        .entries
+        .iter()
+        .map(|e| (e.custom_id.as_str(), e.event, e.finished_at))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("early", crate::feed::FeedEvent::Completed, ts(20)),
+            ("late", crate::feed::FeedEvent::Failed, ts(30))
+        ]
+    );
+    // New entries follow the ones entered at the upgrade.
+    let waiting = store.get(&request("waiting").key).await.unwrap().unwrap();
+    store.apply(RequestUpdate::cancel(&waiting, ts(40))).await.unwrap();
+    let more = store.feed(&acme, page.next.as_ref(), 10).await.unwrap();
+    assert_eq!(more.entries.len(), 1);
+    assert_eq!(more.entries[0].custom_id.as_str(), "waiting");
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
