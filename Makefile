@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 # Pinned emulator: S3 + DynamoDB in one process, started via scripts/moto_server.py (see docs/development.md).
 MOTO_SPEC := moto[server]==5.2.5
+# Pinned independent Standard Webhooks implementation: the receiver of cli/tests/webhooks.rs verifies batchq's signatures with it.
+STANDARDWEBHOOKS_SPEC := standardwebhooks==1.1.0
 
 TEST_RUNNER := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run" || echo "cargo test")
 CARGO_TEST := $(TEST_RUNNER) --workspace --no-fail-fast
@@ -22,11 +24,11 @@ STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenant
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-venv: $(VENV)/.installed ## Create the Python virtualenv with the pinned emulator
+venv: $(VENV)/.installed ## Create the Python virtualenv with the pinned emulator and standardwebhooks
 
 $(VENV)/.installed: Makefile
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_SPEC)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_SPEC)' '$(STANDARDWEBHOOKS_SPEC)'
 	@touch $@
 
 browser: ## Install Debian's chromium (as root, when missing) for the dashboard's browser test

@@ -49,15 +49,27 @@ const API: &[&str] = &["BATCHQ_API_AUTH", "BATCHQ_API_KEY"];
 
 const LOG: &[&str] = &[config::LOG, config::LOG_FORMAT];
 
+/// How `serve` delivers webhooks to callers.
+const WEBHOOKS: &[&str] = &[
+    config::WEBHOOK_ALLOW_PRIVATE,
+    config::WEBHOOK_TIMEOUT_MS,
+    config::WEBHOOK_RETRY_DELAYS_MS,
+    config::WEBHOOK_MIN_RETRY_SPAN_MS,
+    config::WEBHOOK_CONCURRENCY,
+    config::WEBHOOK_EVERY_MS,
+];
+
 /// The variables `command` reads, in the order its help lists them.
 pub fn vars_of(command: &str) -> Vec<&'static str> {
     let groups: &[&[&str]] = match command {
         "init" => &[STORE],
-        "serve" => &[STORE, PROVIDER, SUBMIT, &[config::API_KEYS], LOG],
+        "serve" => &[STORE, PROVIDER, SUBMIT, &[config::API_KEYS], WEBHOOKS, LOG],
         "submit" => &[STORE, PROVIDER, SUBMIT],
         "poll" => &[STORE, PROVIDER],
         "ingest" | "export" | "import" => &[STORE],
-        "enqueue" | "wait" | "status" | "stats" | "jobs" | "savings" | "report" => &[&["BATCHQ_TENANT"], STORE, API],
+        "enqueue" | "wait" | "status" | "stats" | "jobs" | "savings" | "report" | "webhooks" => {
+            &[&["BATCHQ_TENANT"], STORE, API]
+        }
         "results" => &[&["BATCHQ_TENANT"], STORE],
         "analyze" => &[&[config::PRICING_FILE]],
         _ => &[],
@@ -116,7 +128,7 @@ mod tests {
     fn every_variable_a_help_names_is_one_batchq_reads() {
         for command in [
             "init", "serve", "submit", "poll", "ingest", "enqueue", "wait", "results", "status", "stats", "jobs",
-            "export", "import", "analyze", "savings", "report",
+            "export", "import", "analyze", "savings", "report", "webhooks",
         ] {
             let vars = vars_of(command);
             assert!(!vars.is_empty(), "{command}");
@@ -132,7 +144,7 @@ mod tests {
         let env = doc.split("## Environment").nth(1).expect("an Environment section");
         for command in [
             "init", "serve", "submit", "poll", "ingest", "enqueue", "wait", "results", "status", "stats", "jobs",
-            "export", "import", "analyze", "savings", "report",
+            "export", "import", "analyze", "savings", "report", "webhooks",
         ] {
             for v in vars_of(command) {
                 assert!(env.contains(&format!("`{v}`")), "docs/cli.md: {v} ({command})");

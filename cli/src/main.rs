@@ -187,6 +187,11 @@ enum Command {
         #[arg(long, value_parser = ["day", "model", "provider"], default_value = "day")]
         group_by: String,
     },
+    /// Webhook endpoints of the tenant and their deliveries: add, list, show, update, remove, deliveries, replay.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// The daily report of one tenant: requests, jobs, failures by reason, spend, savings, the slowest batches, each against the day before.
     Report {
         /// The UTC day, YYYY-MM-DD (default: yesterday).
@@ -196,6 +201,137 @@ enum Command {
         #[arg(long, value_parser = ["text", "markdown", "json", "html"], default_value = "text")]
         format: String,
     },
+}
+
+/// What to set on a webhook endpoint (`add`: url required; `update`: what changes).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct EndpointArgs {
+    /// The endpoint's http(s) URL (private addresses are refused unless BATCHQ_WEBHOOK_ALLOW_PRIVATE=true on the server).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Events, comma-separated: request.completed, request.failed, request.cancelled, job.finished (add: all four by default).
+    #[arg(long, value_delimiter = ',', value_name = "EVENTS")]
+    events: Option<Vec<String>>,
+    /// per_request (one message per request) or per_job (request events of one job batched).
+    #[arg(long, value_parser = ["per_request", "per_job"], value_name = "MODE")]
+    mode: Option<String>,
+    /// The signing secret, whsec_ + base64 (add: generated when not given, and printed once).
+    #[arg(long, value_name = "WHSEC")]
+    secret: Option<String>,
+    /// A note for people.
+    #[arg(long, value_name = "TEXT")]
+    description: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum WebhooksAction {
+    /// Register an endpoint; prints its id and its secret (once).
+    Add {
+        #[command(flatten)]
+        fields: EndpointArgs,
+        /// Register it disabled (nothing is sent until it is enabled).
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// The tenant's endpoints.
+    List,
+    /// One endpoint.
+    Show {
+        /// The endpoint id (whep_...).
+        id: String,
+    },
+    /// Change an endpoint: only what is given changes.
+    Update {
+        /// The endpoint id (whep_...).
+        id: String,
+        #[command(flatten)]
+        fields: EndpointArgs,
+        /// Start sending again.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Stop sending (deliveries wait until it is enabled again).
+        #[arg(long)]
+        disable: bool,
+        /// Replace the secret with a new generated one (printed once).
+        #[arg(long, conflicts_with = "secret")]
+        rotate_secret: bool,
+    },
+    /// Remove an endpoint and its deliveries.
+    Remove {
+        /// The endpoint id (whep_...).
+        id: String,
+    },
+    /// Deliveries, newest first.
+    Deliveries {
+        /// Only pending, delivered or failed ones.
+        #[arg(long, value_parser = ["pending", "delivered", "failed"], value_name = "STATUS")]
+        status: Option<String>,
+        /// Only this endpoint's.
+        #[arg(long, value_name = "ID")]
+        endpoint: Option<String>,
+        /// How many to list (1 to 1000).
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+    },
+    /// Send a failed (or delivered) delivery again, same webhook-id.
+    Replay {
+        /// The delivery id (whmsg_...).
+        id: String,
+    },
+}
+
+impl EndpointArgs {
+    fn fields(self) -> commands::webhooks::EndpointFields {
+        commands::webhooks::EndpointFields {
+            url: self.url,
+            events: self.events,
+            mode: self.mode,
+            secret: self.secret,
+            description: self.description,
+            enabled: None,
+            rotate_secret: false,
+        }
+    }
+}
+
+async fn webhooks(ctx: &commands::Ctx, action: WebhooksAction) -> Result<(), Failure> {
+    use commands::webhooks as wh;
+    match action {
+        WebhooksAction::Add { fields, disabled } => {
+            let mut f = fields.fields();
+            if disabled {
+                f.enabled = Some(false);
+            }
+            wh::add(ctx, &f).await
+        }
+        WebhooksAction::List => wh::list(ctx).await,
+        WebhooksAction::Show { id } => wh::show(ctx, &id).await,
+        WebhooksAction::Update {
+            id,
+            fields,
+            enable,
+            disable,
+            rotate_secret,
+        } => {
+            let mut f = fields.fields();
+            f.enabled = if enable {
+                Some(true)
+            } else if disable {
+                Some(false)
+            } else {
+                None
+            };
+            f.rotate_secret = rotate_secret;
+            wh::update(ctx, &id, &f).await
+        }
+        WebhooksAction::Remove { id } => wh::remove(ctx, &id).await,
+        WebhooksAction::Deliveries {
+            status,
+            endpoint,
+            limit,
+        } => wh::deliveries(ctx, status.as_deref(), endpoint.as_deref(), limit).await,
+        WebhooksAction::Replay { id } => wh::replay(ctx, &id).await,
+    }
 }
 
 /// The command line with its generated sections: every command's help ends
@@ -300,7 +436,8 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         | Command::Stats
         | Command::Jobs { .. }
         | Command::Savings { .. }
-        | Command::Report { .. } => true,
+        | Command::Report { .. }
+        | Command::Webhooks { .. } => true,
         // The results feed; exporting by job reads the store itself.
         Command::Results {
             follow,
@@ -316,7 +453,7 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
             return Err(Failure::new(
                 Exit::Usage,
                 "--api works with enqueue, wait, results --follow/--after/--cursor-file, status, stats, \
-                 jobs, savings and report; this command works on the store itself",
+                 jobs, savings, report and webhooks; this command works on the store itself",
             ))
         }
         None => {
@@ -369,6 +506,7 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
             commands::savings(&ctx, from.as_deref(), to.as_deref(), &group_by).await
         }
         Command::Report { day, format } => commands::report(&ctx, day.as_deref(), &format).await,
+        Command::Webhooks { action } => webhooks(&ctx, action).await,
     }
 }
 

@@ -10,6 +10,11 @@
 //! Without keys every caller is the `default` tenant, so the server then
 //! refuses to listen anywhere but on a loopback address.
 //!
+//! Webhooks to callers: with a webhook store (the embedded one), a task of
+//! its own starts a delivery pass per endpoint every `BATCHQ_WEBHOOK_EVERY_MS`
+//! (`batchq_core::webhook::dispatch`): it never waits for, nor holds up,
+//! submit, poll, ingest or the API; on stop it lets running passes finish.
+//!
 //! `GET /metrics` is the Prometheus text exposition of batchq's metrics
 //! (`batchq_core::metrics`): operator-wide figures, not one tenant's. With
 //! keys configured a scrape needs one of them (any tenant's); without, it is
@@ -36,6 +41,7 @@ use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
 use batchq_core::store::fs::FsObjects;
 use batchq_core::store::sqlite::SqliteStore;
 use batchq_core::time::Clock;
+use batchq_core::webhook::dispatch::{Dispatcher, HttpSender, WebhookConfig};
 use tokio::sync::watch;
 
 use crate::commands::Ctx;
@@ -68,6 +74,14 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         )
         .into());
     }
+    let webhook_config = WebhookConfig::from_env()?;
+    let dispatcher = match app.webhooks.is_some() {
+        true => {
+            let sender = HttpSender::new(&webhook_config).map_err(|e| format!("webhook HTTP client: {e}"))?;
+            app.dispatcher(webhook_config.clone(), Arc::new(sender))
+        }
+        false => None,
+    };
     let providers = ctx.providers().await?;
     let submitter = app.submitter(providers.clone());
     let poller = app.poller(providers);
@@ -144,7 +158,11 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         purge,
         registry,
     };
+    let deliveries = dispatcher.map(|d| tokio::spawn(deliver(d, webhook_config.every, stop_rx.clone())));
     schedule(steps, submit_every, poll_every, stop_rx).await;
+    if let Some(task) = deliveries {
+        let _ = task.await;
+    }
     let served = server
         .await
         .map_err(|e| format!("server task: {e}"))
@@ -170,6 +188,32 @@ fn store_line(app: &App) -> String {
             cfg.requests_table, cfg.jobs_table, cfg.bucket, cfg.store_reason
         ),
     }
+}
+
+/// The webhook delivery loop: a pass per endpoint every `every`, each pass
+/// its own task (a slow endpoint delays only itself). On stop, the passes
+/// under way finish (an attempt cut short would be retried anyway).
+async fn deliver(dispatcher: Dispatcher, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(e) = dispatcher.tick().await {
+                    tracing::error!(error = %e, "webhook pass failed to start; the next tick retries");
+                }
+            }
+        }
+    }
+    dispatcher.drain().await;
 }
 
 /// What `serve` runs on its schedule.

@@ -546,6 +546,9 @@ async fn sigterm_stops_serve_cleanly_and_leaves_no_temporary_files() {
             "batchq.sqlite3-wal",
             "batchq.sqlite3-shm",
             "batchq.sqlite3-journal",
+            "webhooks.sqlite3-wal",
+            "webhooks.sqlite3-shm",
+            "webhooks.sqlite3-journal",
         ] {
             assert!(!left.iter().any(|e| e == gone), "{gone} left behind: {left:?}");
         }

@@ -117,7 +117,14 @@ fn truth() -> Truth {
         let flags = if sub == "help" {
             BTreeSet::new()
         } else {
-            flags_of(&help(&[&sub]))
+            // A command with subcommands of its own (`batchq webhooks add
+            // --url`): its flags are theirs too.
+            let text = help(&[&sub]);
+            let mut flags = flags_of(&text);
+            for nested in subcommands_of(&text).iter().filter(|n| *n != "help") {
+                flags.extend(flags_of(&help(&[&sub, nested])));
+            }
+            flags
         };
         commands.insert(sub, flags);
     }

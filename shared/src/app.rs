@@ -103,6 +103,10 @@ pub struct App {
     /// The provider instances and the routes to them (the environment's one
     /// provider unless `BATCHQ_PROVIDERS_FILE` names a table).
     pub providers: Arc<ProviderTable>,
+    /// The webhook store (endpoints, feed positions, deliveries): the
+    /// embedded store's own database file; `None` on AWS, where webhooks to
+    /// callers are not wired yet.
+    pub webhooks: Option<Arc<dyn crate::webhook::store::WebhookStore>>,
 }
 
 impl App {
@@ -133,6 +137,11 @@ impl App {
                 path: dir.path().to_owned(),
                 source,
             })?;
+        let webhooks =
+            crate::store::webhooks::sqlite::SqliteWebhooks::in_dir(dir.path()).map_err(|source| OpenError::Store {
+                path: dir.path().to_owned(),
+                source,
+            })?;
         Ok(Self {
             providers,
             config: Arc::new(config),
@@ -145,6 +154,7 @@ impl App {
             }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
+            webhooks: Some(Arc::new(webhooks)),
         })
     }
 
@@ -187,6 +197,7 @@ impl App {
             backend: Backend::Aws(AwsStores { store, objects: s3 }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
+            webhooks: None,
         }
     }
 
@@ -307,9 +318,31 @@ impl App {
 
     /// The HTTP API over this app's ports.
     pub fn api(&self) -> Api {
-        Api::new(self.ports.clone(), &self.config.limits)
+        let api = Api::new(self.ports.clone(), &self.config.limits)
             .with_routing(Arc::new(self.providers.routing.clone()))
-            .with_prices(self.prices.clone())
+            .with_prices(self.prices.clone());
+        match &self.webhooks {
+            Some(store) => api.with_webhooks(store.clone(), crate::webhook::target::TargetPolicy::from_env()),
+            None => api,
+        }
+    }
+
+    /// The webhook delivery engine over this app's stores, sending with
+    /// `sender`; `None` when this app has no webhook store.
+    pub fn dispatcher(
+        &self,
+        config: crate::webhook::dispatch::WebhookConfig,
+        sender: Arc<dyn crate::webhook::dispatch::WebhookSender>,
+    ) -> Option<crate::webhook::dispatch::Dispatcher> {
+        let store = self.webhooks.clone()?;
+        Some(crate::webhook::dispatch::Dispatcher::new(
+            store,
+            self.ports.requests.clone(),
+            self.ports.jobs.clone(),
+            self.ports.clock.clone(),
+            sender,
+            config,
+        ))
     }
 
     pub fn ingester(&self) -> Ingester {

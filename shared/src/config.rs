@@ -122,6 +122,18 @@ env_vars! {
         "CloudWatch namespace of the metrics the Lambda functions write as Embedded Metric Format lines (the template sets `batchq/STACK`).";
     API_KEYS = "BATCHQ_API_KEYS", "",
         "`batchq serve` only: `tenant:key` pairs, comma-separated (keys of 16+ characters). Callers send `Authorization: Bearer KEY` and act as that tenant. Unset: one `default` tenant and loopback addresses only.";
+    WEBHOOK_ALLOW_PRIVATE = "BATCHQ_WEBHOOK_ALLOW_PRIVATE", "false",
+        "Webhooks to callers: `true` allows endpoints whose host is or resolves to a private, loopback, link-local, CGNAT, unique-local, multicast or unspecified address (local testing). Otherwise they are refused at registration (400 naming `url`) and at every delivery.";
+    WEBHOOK_TIMEOUT_MS = "BATCHQ_WEBHOOK_TIMEOUT_MS", "10000",
+        "How long a webhook delivery attempt may take, in milliseconds, before it counts as failed and is retried.";
+    WEBHOOK_RETRY_DELAYS_MS = "BATCHQ_WEBHOOK_RETRY_DELAYS_MS", "5000,300000,1800000,7200000,18000000,36000000,36000000",
+        "The waits after each failed webhook attempt, in milliseconds, comma-separated (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). Each wait is drawn uniformly between zero and its value (full jitter); the last repeats until BATCHQ_WEBHOOK_MIN_RETRY_SPAN_MS has passed, then the delivery is failed (listable, replayable).";
+    WEBHOOK_MIN_RETRY_SPAN_MS = "BATCHQ_WEBHOOK_MIN_RETRY_SPAN_MS", "86400000",
+        "A webhook delivery is given up no sooner than this long after its first attempt (24 h).";
+    WEBHOOK_CONCURRENCY = "BATCHQ_WEBHOOK_CONCURRENCY", "4",
+        "Webhook attempts in flight at once per endpoint (1 to 64).";
+    WEBHOOK_EVERY_MS = "BATCHQ_WEBHOOK_EVERY_MS", "1000",
+        "`batchq serve`: how often the webhook delivery loop starts a pass per endpoint, in milliseconds.";
     JWT_TENANT_CLAIM = "BATCHQ_JWT_TENANT_CLAIM", "sub",
         "Lambda behind the optional JWT authorizer: the token claim that names the tenant.";
     REPORT_TENANTS = "BATCHQ_REPORT_TENANTS", "default",

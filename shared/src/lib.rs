@@ -39,5 +39,6 @@ pub mod telemetry;
 pub mod time;
 pub mod tokens;
 pub mod transition;
+pub mod webhook;
 
 pub use error::{TransitionError, ValidationError};

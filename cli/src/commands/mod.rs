@@ -26,6 +26,7 @@ mod report;
 mod result_line;
 mod results;
 mod steps;
+pub mod webhooks;
 
 pub use backup::{export, import};
 pub use enqueue::enqueue;
@@ -43,7 +44,7 @@ pub struct Ctx {
 }
 
 enum Target {
-    Local { app: Box<App>, api: Api },
+    Local { app: Box<App>, api: Box<Api> },
     Remote(Remote),
 }
 
@@ -83,7 +84,7 @@ impl Ctx {
             json,
             target: Target::Local {
                 app: Box::new(app),
-                api,
+                api: Box::new(api),
             },
         })
     }
@@ -144,7 +145,7 @@ impl Ctx {
     /// The API core over the store (`serve` hands it its requests).
     pub fn api(&self) -> Result<&Api, Failure> {
         match &self.target {
-            Target::Local { api, .. } => Ok(api),
+            Target::Local { api, .. } => Ok(api.as_ref()),
             Target::Remote(_) => Err("this command works on the store itself; run it without --api".into()),
         }
     }

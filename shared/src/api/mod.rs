@@ -17,6 +17,11 @@
 //! | `/v1/stats` | GET | counts by status, queue age, open jobs |
 //! | `/v1/savings` | GET | batch cost, real-time cost and savings per day, model or provider |
 //! | `/v1/activity` | GET | requests per UTC hour, queue by model, failures by code |
+//! | `/v1/webhooks/endpoints` | POST | register a webhook endpoint (its secret is answered once) |
+//! | `/v1/webhooks/endpoints` | GET | the tenant's webhook endpoints |
+//! | `/v1/webhooks/endpoints/{id}` | GET, PATCH, DELETE | one endpoint: read, change, remove |
+//! | `/v1/webhooks/deliveries` | GET | webhook deliveries, newest first (`?status=failed`) |
+//! | `/v1/webhooks/deliveries/{id}/replay` | POST | send a failed or delivered message again |
 //! | `/v1/results` | GET | the results feed: finished requests in the order they finished, after a cursor |
 //! | `/dashboard` | GET | the dashboard page (no identity needed; its data comes from the routes above) |
 //!
@@ -39,6 +44,7 @@ mod jobs;
 mod requests;
 mod results;
 mod savings;
+pub mod webhooks;
 
 use std::fmt;
 use std::sync::Arc;
@@ -292,6 +298,9 @@ pub struct Api {
     pub prices: Arc<PriceBook>,
     /// Where the API reports what a metric counts (budget warnings).
     pub metrics: Arc<dyn MetricsSink>,
+    /// The webhook store and target policy (`None`: the webhook routes
+    /// answer 404 `webhooks_not_configured`).
+    pub webhooks: Option<Arc<webhooks::WebhookApi>>,
 }
 
 impl Api {
@@ -303,7 +312,18 @@ impl Api {
             routing: Arc::new(RoutingTable::single(ProviderName::default_name(), ProviderKind::OpenAi)),
             prices: Arc::new(PriceBook::bundled()),
             metrics: Arc::new(NoMetrics),
+            webhooks: None,
         }
+    }
+
+    /// The same API serving the webhook routes over `store`.
+    pub fn with_webhooks(
+        mut self,
+        store: Arc<dyn crate::webhook::store::WebhookStore>,
+        target: crate::webhook::target::TargetPolicy,
+    ) -> Self {
+        self.webhooks = Some(Arc::new(webhooks::WebhookApi { store, target }));
+        self
     }
 
     /// The same API estimating costs with `prices`.
@@ -378,7 +398,7 @@ impl Api {
     }
 
     async fn dispatch(&self, tenant: &TenantId, route: Route, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
-        use Method::{Delete, Get, Post};
+        use Method::{Delete, Get, Patch, Post};
         match (&route, &req.method) {
             (Route::Requests, Post) => self.create(tenant, req).await,
             (Route::Bulk, Post) => self.bulk(tenant, req).await,
@@ -391,6 +411,13 @@ impl Api {
             (Route::Stats, Get) => self.stats(tenant, req).await,
             (Route::Savings, Get) => self.savings_report(tenant, req).await,
             (Route::Activity, Get) => self.activity(tenant, req).await,
+            (Route::WebhookEndpoints, Post) => self.create_endpoint(tenant, req).await,
+            (Route::WebhookEndpoints, Get) => self.list_endpoints(tenant, req).await,
+            (Route::WebhookEndpoint(id), Get) => self.get_endpoint(tenant, id, req).await,
+            (Route::WebhookEndpoint(id), Patch) => self.update_endpoint(tenant, id, req).await,
+            (Route::WebhookEndpoint(id), Delete) => self.delete_endpoint(tenant, id, req).await,
+            (Route::WebhookDeliveries, Get) => self.list_deliveries(tenant, req).await,
+            (Route::WebhookReplay(id), Post) => self.replay_delivery(tenant, id, req).await,
             (Route::Results, Get) => self.list_results(tenant, req).await,
             _ => Err(ApiError::MethodNotAllowed {
                 method: req.method.to_string(),
@@ -413,6 +440,10 @@ enum Route {
     Stats,
     Savings,
     Activity,
+    WebhookEndpoints,
+    WebhookEndpoint(String),
+    WebhookDeliveries,
+    WebhookReplay(String),
     Results,
 }
 
@@ -443,10 +474,18 @@ impl Route {
             ["v1", "savings"] => Ok(Self::Savings),
             ["v1", "activity"] => Ok(Self::Activity),
             ["v1", "results"] => Ok(Self::Results),
+            ["v1", "webhooks", "endpoints"] => Ok(Self::WebhookEndpoints),
+            ["v1", "webhooks", "endpoints", raw] if !raw.is_empty() => {
+                Ok(Self::WebhookEndpoint(id(raw, "endpoint_id")?))
+            }
+            ["v1", "webhooks", "deliveries"] => Ok(Self::WebhookDeliveries),
+            ["v1", "webhooks", "deliveries", raw, "replay"] if !raw.is_empty() => {
+                Ok(Self::WebhookReplay(id(raw, "delivery_id")?))
+            }
             _ => Err(ApiError::NotFound {
                 code: "no_such_route",
                 message: format!(
-                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings, /v1/activity and /v1/results",
+                    "no route {:?}; routes are /v1/requests, /v1/requests/bulk, /v1/requests/{{custom_id}}, /v1/jobs, /v1/jobs/{{id}}, /v1/stats, /v1/savings, /v1/activity, /v1/results and /v1/webhooks/...",
                     raw_path.chars().take(100).collect::<String>()
                 ),
             }),
@@ -459,6 +498,10 @@ impl Route {
             Self::Bulk => &["POST", "GET", "DELETE"],
             Self::Request(_) => &["GET", "DELETE"],
             Self::Jobs | Self::Job(_) | Self::Stats | Self::Savings | Self::Activity | Self::Results => &["GET"],
+            Self::WebhookEndpoints => &["POST", "GET"],
+            Self::WebhookEndpoint(_) => &["GET", "PATCH", "DELETE"],
+            Self::WebhookDeliveries => &["GET"],
+            Self::WebhookReplay(_) => &["POST"],
         }
     }
 
@@ -473,6 +516,10 @@ impl Route {
             Self::Stats => "/v1/stats",
             Self::Savings => "/v1/savings",
             Self::Activity => "/v1/activity",
+            Self::WebhookEndpoints => "/v1/webhooks/endpoints",
+            Self::WebhookEndpoint(_) => "/v1/webhooks/endpoints/{id}",
+            Self::WebhookDeliveries => "/v1/webhooks/deliveries",
+            Self::WebhookReplay(_) => "/v1/webhooks/deliveries/{id}/replay",
             Self::Results => "/v1/results",
         }
     }

@@ -1,0 +1,83 @@
+//! The webhook store port: endpoints, each endpoint's position in its
+//! tenant's results feed, and deliveries. Adapters: memory
+//! (`store::memory::webhooks`), SQLite (`store::sqlite::webhooks`, its own
+//! database file beside the request store's).
+
+use async_trait::async_trait;
+
+use super::delivery::{Delivery, DeliveryId, DeliveryStatus};
+use super::endpoint::{Endpoint, EndpointId};
+use crate::feed::FeedCursor;
+use crate::ids::TenantId;
+use crate::store::StoreError;
+use crate::time::Timestamp;
+
+/// An endpoint with where its delivery of request events stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointState {
+    pub endpoint: Endpoint,
+    /// The last feed entry turned into deliveries (`None`: none yet; the
+    /// endpoint starts at the feed position it was created at).
+    pub cursor: Option<FeedCursor>,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint with its starting feed position.
+    async fn create_endpoint(&self, endpoint: &Endpoint, cursor: Option<&FeedCursor>) -> Result<(), StoreError>;
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<Option<Endpoint>, StoreError>;
+
+    /// A tenant's endpoints, oldest first.
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// Every enabled endpoint of every tenant, with its feed position.
+    async fn enabled_endpoints(&self) -> Result<Vec<EndpointState>, StoreError>;
+
+    /// Saves an endpoint's settings (not its feed position). `NotFound`
+    /// when it was deleted meanwhile.
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+
+    /// Deletes an endpoint and its deliveries; `false` when there was none.
+    async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError>;
+
+    /// In ONE atomic write: stores each of `deliveries` whose id is not
+    /// stored yet (a stored one is left as it is) and, when `next` is given,
+    /// moves the endpoint's feed position from `expected` to `next`. When
+    /// the stored position is not `expected` (another writer moved it) or
+    /// the endpoint is gone, nothing is written: `ConditionFailed` /
+    /// `NotFound`. Returns how many deliveries were new. A crash before
+    /// this write loses nothing (the entries are read again, same ids); a
+    /// crash after it doubles nothing (the position moved with them).
+    async fn materialise(
+        &self,
+        endpoint: &EndpointId,
+        expected: Option<&FeedCursor>,
+        next: Option<&FeedCursor>,
+        deliveries: Vec<Delivery>,
+    ) -> Result<u32, StoreError>;
+
+    /// Which of `ids` are stored (for the endpoint's job events).
+    async fn known_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// Up to `limit` pending deliveries of `endpoint` due by `now`, the
+    /// earliest due first.
+    async fn due(&self, endpoint: &EndpointId, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Saves a delivery after an attempt or a replay (status, attempts,
+    /// times, last error). `NotFound` when it was deleted meanwhile.
+    async fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+
+    async fn get_delivery(&self, tenant: &TenantId, id: &DeliveryId) -> Result<Option<Delivery>, StoreError>;
+
+    /// A tenant's deliveries, newest first, optionally of one status, after
+    /// `after` (the last id of the previous page), at most `limit`.
+    async fn list_deliveries(
+        &self,
+        tenant: &TenantId,
+        status: Option<DeliveryStatus>,
+        endpoint: Option<&EndpointId>,
+        after: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+}
