@@ -22,6 +22,7 @@ pub mod jsonl;
 pub mod keys;
 pub mod metrics;
 pub mod money;
+pub mod percent;
 pub mod pipeline;
 pub mod placement;
 pub mod ports;
@@ -39,6 +40,7 @@ pub mod telemetry;
 pub mod time;
 pub mod tokens;
 pub mod transition;
+pub mod views;
 pub mod webhook;
 
 pub use error::{TransitionError, ValidationError};

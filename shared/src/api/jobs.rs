@@ -9,11 +9,11 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::query::{self, Query};
-use super::views;
 use super::{Api, ApiRequest, ApiResponse, JOBS_PAGE_DEFAULT, JOBS_PAGE_MAX};
 use crate::ids::{JobId, TenantId};
 use crate::request::RequestStatus;
 use crate::store::StoreError;
+use crate::views;
 
 impl Api {
     /// `GET /v1/jobs?limit=&cursor=`: the tenant's jobs, newest first.

@@ -35,7 +35,7 @@ pub mod dashboard;
 pub mod error;
 pub mod parse;
 pub mod query;
-pub mod views;
+pub use crate::views;
 
 pub mod activity;
 mod budget;

@@ -5,7 +5,6 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::parse::{self, ParsedLine};
 use super::query::Query;
-use super::views::{self, ResponseBody};
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::{CustomId, RequestKey, TenantId};
 use crate::money::Money;
@@ -13,6 +12,7 @@ use crate::request::{InsertOutcome, NewRequest, Payload, Request, RequestResult,
 use crate::spend::{self, Standing};
 use crate::store::StoreError;
 use crate::transition::RequestUpdate;
+use crate::views::{self, ResponseBody};
 
 impl Api {
     /// Refuses, with 429 and before anything is written, an enqueue that

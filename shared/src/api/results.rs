@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::query::Query;
-use super::views;
 use super::{Api, ApiRequest, ApiResponse};
 use crate::feed::{FeedCursor, FeedEntry, DEFAULT_PAGE, MAX_PAGE};
 use crate::ids::TenantId;
 use crate::store::StoreError;
+use crate::views;
 
 /// Requests read at once to fill one page.
 const READS_IN_FLIGHT: usize = 32;

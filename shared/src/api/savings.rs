@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::query::Query;
-use super::views;
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::TenantId;
 use crate::store::SavingsTotals;
+use crate::views;
 
 /// Bounds used when `from` / `to` are not given: every day.
 const FIRST_DAY: &str = "0000-01-01";

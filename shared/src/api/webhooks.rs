@@ -19,9 +19,9 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use super::parse::{check_content_type, decode_document, type_name};
 use super::query::Query;
-use super::views;
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::TenantId;
+use crate::views;
 use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
 use crate::webhook::endpoint::{
     parse_events, DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType, MAX_ENDPOINTS_PER_TENANT,

@@ -29,12 +29,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::endpoint::EventType;
-use crate::api::query::percent_encode;
-use crate::api::views::{self, ResponseBody};
 use crate::feed::{FeedEntry, FeedEvent};
 use crate::ids::{JobId, TenantId};
 use crate::job::Job;
+use crate::percent::percent_encode;
 use crate::request::{Payload, Request, RequestResult};
+use crate::views::{self, ResponseBody};
 
 /// Largest provider response embedded in a per-request event.
 pub const INLINE_RESPONSE_BYTES: usize = 64 * 1024;

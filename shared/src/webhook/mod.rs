@@ -12,8 +12,6 @@
 
 pub mod delivery;
 pub mod dispatch;
-#[cfg(test)]
-mod dispatch_tests;
 pub mod endpoint;
 pub mod event;
 pub mod signature;

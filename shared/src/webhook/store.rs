@@ -1,6 +1,6 @@
 //! The webhook store port: endpoints, each endpoint's position in its
 //! tenant's results feed, and deliveries. Adapters: memory
-//! (`store::memory::webhooks`), SQLite (`store::sqlite::webhooks`, its own
+//! (`store::webhooks::memory`), SQLite (`store::webhooks::sqlite`, its own
 //! database file beside the request store's).
 
 use async_trait::async_trait;

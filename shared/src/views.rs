@@ -1,5 +1,6 @@
-//! The JSON the API answers with. One function per view, so every route shows
-//! a request or a job the same way. Money is an exact decimal string in
+//! The JSON the API answers with, and webhook payloads carry. One function
+//! per view, so every route and every event shows a request or a job the
+//! same way. Money is an exact decimal string in
 //! dollars (`"0.0015"`), or `null` when unknown; times are RFC 3339 UTC.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,5 @@
-//! The delivery engine over the memory stores and a scripted sender.
+//! The webhook delivery engine (`batchq_core::webhook::dispatch`) over the
+//! memory stores and a scripted sender.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -8,18 +9,18 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::delivery::{DeliveryStatus, RetrySchedule};
-use super::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
-use super::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
-use super::signature::{verify, SignedHeaders, WebhookSecret};
-use super::store::WebhookStore;
-use crate::ids::{CustomId, ModelName, RequestKey, TenantId};
-use crate::request::{Endpoint as ApiEndpoint, NewRequest};
-use crate::store::memory::{MemoryObjects, MemoryStore};
-use crate::store::webhooks::memory::MemoryWebhooks;
-use crate::store::{ObjectStore, RequestStore};
-use crate::time::{Clock, ManualClock, Timestamp};
-use crate::transition::RequestUpdate;
+use batchq_core::ids::{CustomId, ModelName, RequestKey, TenantId};
+use batchq_core::request::{Endpoint as ApiEndpoint, NewRequest};
+use batchq_core::store::memory::{MemoryObjects, MemoryStore};
+use batchq_core::store::webhooks::memory::MemoryWebhooks;
+use batchq_core::store::{ObjectStore, RequestStore};
+use batchq_core::time::{Clock, ManualClock, Timestamp};
+use batchq_core::transition::RequestUpdate;
+use batchq_core::webhook::delivery::{DeliveryStatus, RetrySchedule};
+use batchq_core::webhook::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
+use batchq_core::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
+use batchq_core::webhook::signature::{verify, SignedHeaders, WebhookSecret};
+use batchq_core::webhook::store::WebhookStore;
 
 /// One POST as the sender saw it.
 #[derive(Clone, Debug)]
@@ -83,7 +84,7 @@ fn t0() -> Timestamp {
 
 fn world(schedule: RetrySchedule) -> World {
     let objects: Arc<dyn ObjectStore> = Arc::new(MemoryObjects::new(5 * 1024 * 1024));
-    let store = Arc::new(MemoryStore::new().placed(objects, crate::app::embedded_inline_limits()));
+    let store = Arc::new(MemoryStore::new().placed(objects, batchq_core::app::embedded_inline_limits()));
     let clock = Arc::new(ManualClock::new(t0()));
     let hooks = Arc::new(MemoryWebhooks::new());
     let sender = Arc::new(ScriptedSender::default());
