@@ -12,7 +12,7 @@
 //!
 //! Webhooks to callers: with a webhook store (the embedded one), a task of
 //! its own starts a delivery pass per endpoint every `BATCHQ_WEBHOOK_EVERY_MS`
-//! (`batchq_core::webhook::dispatch`): it never waits for, nor holds up,
+//! (`batchq_core::pipeline::dispatch`): it never waits for, nor holds up,
 //! submit, poll, ingest or the API; on stop it lets running passes finish.
 //!
 //! `GET /metrics` is the Prometheus text exposition of batchq's metrics
@@ -37,11 +37,11 @@ use batchq_core::ids::TenantId;
 use batchq_core::keys::object_expiry;
 use batchq_core::metrics::prometheus::{self, Registry};
 use batchq_core::metrics::{self, MetricsSink};
+use batchq_core::pipeline::dispatch::{Dispatcher, HttpSender, WebhookConfig};
 use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
 use batchq_core::store::fs::FsObjects;
 use batchq_core::store::sqlite::SqliteStore;
 use batchq_core::time::Clock;
-use batchq_core::webhook::dispatch::{Dispatcher, HttpSender, WebhookConfig};
 use tokio::sync::watch;
 
 use crate::commands::Ctx;

@@ -106,7 +106,7 @@ pub struct App {
     /// The webhook store (endpoints, feed positions, deliveries): the
     /// embedded store's own database file; `None` on AWS, where webhooks to
     /// callers are not wired yet.
-    pub webhooks: Option<Arc<dyn crate::webhook::store::WebhookStore>>,
+    pub webhooks: Option<Arc<dyn crate::store::webhooks::WebhookStore>>,
 }
 
 impl App {
@@ -331,11 +331,11 @@ impl App {
     /// `sender`; `None` when this app has no webhook store.
     pub fn dispatcher(
         &self,
-        config: crate::webhook::dispatch::WebhookConfig,
-        sender: Arc<dyn crate::webhook::dispatch::WebhookSender>,
-    ) -> Option<crate::webhook::dispatch::Dispatcher> {
+        config: crate::pipeline::dispatch::WebhookConfig,
+        sender: Arc<dyn crate::pipeline::dispatch::WebhookSender>,
+    ) -> Option<crate::pipeline::dispatch::Dispatcher> {
         let store = self.webhooks.clone()?;
-        Some(crate::webhook::dispatch::Dispatcher::new(
+        Some(crate::pipeline::dispatch::Dispatcher::new(
             store,
             self.ports.requests.clone(),
             self.ports.jobs.clone(),

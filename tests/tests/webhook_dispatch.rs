@@ -1,4 +1,4 @@
-//! The webhook delivery engine (`batchq_core::webhook::dispatch`) over the
+//! The webhook delivery engine (`batchq_core::pipeline::dispatch`) over the
 //! memory stores and a scripted sender.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -10,17 +10,17 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use batchq_core::ids::{CustomId, ModelName, RequestKey, TenantId};
+use batchq_core::pipeline::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
 use batchq_core::request::{Endpoint as ApiEndpoint, NewRequest};
 use batchq_core::store::memory::{MemoryObjects, MemoryStore};
 use batchq_core::store::webhooks::memory::MemoryWebhooks;
+use batchq_core::store::webhooks::WebhookStore;
 use batchq_core::store::{ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, Timestamp};
 use batchq_core::transition::RequestUpdate;
 use batchq_core::webhook::delivery::{DeliveryStatus, RetrySchedule};
-use batchq_core::webhook::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
 use batchq_core::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
 use batchq_core::webhook::signature::{verify, SignedHeaders, WebhookSecret};
-use batchq_core::webhook::store::WebhookStore;
 
 /// One POST as the sender saw it.
 #[derive(Clone, Debug)]

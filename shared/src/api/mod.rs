@@ -319,7 +319,7 @@ impl Api {
     /// The same API serving the webhook routes over `store`.
     pub fn with_webhooks(
         mut self,
-        store: Arc<dyn crate::webhook::store::WebhookStore>,
+        store: Arc<dyn crate::store::webhooks::WebhookStore>,
         target: crate::webhook::target::TargetPolicy,
     ) -> Self {
         self.webhooks = Some(Arc::new(webhooks::WebhookApi { store, target }));

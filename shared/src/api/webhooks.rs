@@ -21,13 +21,13 @@ use super::parse::{check_content_type, decode_document, type_name};
 use super::query::Query;
 use super::{Api, ApiRequest, ApiResponse};
 use crate::ids::TenantId;
+use crate::store::webhooks::WebhookStore;
 use crate::views;
 use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
 use crate::webhook::endpoint::{
     parse_events, DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType, MAX_ENDPOINTS_PER_TENANT,
 };
 use crate::webhook::signature::{SignatureError, WebhookSecret};
-use crate::webhook::store::WebhookStore;
 use crate::webhook::target::{self, TargetPolicy};
 
 /// `GET /v1/webhooks/deliveries` page size: default and maximum.
@@ -435,10 +435,10 @@ mod tests {
     use crate::ports::Ports;
     use crate::store::memory::{MemoryObjects, MemoryStore};
     use crate::store::webhooks::memory::MemoryWebhooks;
+    use crate::store::webhooks::WebhookStore;
     use crate::store::ObjectStore;
     use crate::time::{ManualClock, Timestamp};
     use crate::webhook::signature::WebhookSecret;
-    use crate::webhook::store::WebhookStore;
     use crate::webhook::target::TargetPolicy;
 
     fn api(allow_private: bool) -> (Api, Arc<MemoryWebhooks>) {

@@ -22,6 +22,7 @@
 
 mod close;
 pub mod crash;
+pub mod dispatch;
 pub mod ingest;
 mod late;
 pub mod poll;

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
+use crate::store::webhooks::{EndpointState, WebhookStore};
 use crate::store::StoreError;
 use crate::time::Timestamp;
 use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
 use crate::webhook::endpoint::{Endpoint, EndpointId};
-use crate::webhook::store::{EndpointState, WebhookStore};
 
 #[derive(Default)]
 pub struct MemoryWebhooks {

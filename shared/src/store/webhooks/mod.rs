@@ -1,11 +1,14 @@
-//! Adapters of the webhook store port ([`crate::webhook::store::WebhookStore`]):
+//! The webhook store port ([`WebhookStore`], in `port.rs`) and its adapters:
 //! [`memory::MemoryWebhooks`] and [`sqlite::SqliteWebhooks`]. Both keep
 //! endpoints, each endpoint's feed position and deliveries in their own
 //! tables, apart from the request rows (whose terminal transitions append
 //! the feed these read).
 
 pub mod memory;
+mod port;
 pub mod sqlite;
+
+pub use port::*;
 
 #[cfg(test)]
 mod tests;

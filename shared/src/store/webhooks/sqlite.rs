@@ -13,11 +13,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
+use crate::store::webhooks::{EndpointState, WebhookStore};
 use crate::store::StoreError;
 use crate::time::Timestamp;
 use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
 use crate::webhook::endpoint::{Endpoint, EndpointId};
-use crate::webhook::store::{EndpointState, WebhookStore};
 
 /// The file name inside a data directory.
 pub const FILE_NAME: &str = "webhooks.sqlite3";

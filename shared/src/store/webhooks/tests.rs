@@ -7,13 +7,13 @@ use super::memory::MemoryWebhooks;
 use super::sqlite::SqliteWebhooks;
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
+use crate::store::webhooks::WebhookStore;
 use crate::store::StoreError;
 use crate::time::Timestamp;
 use crate::webhook::delivery::{Delivery, DeliveryStatus, RetrySchedule};
 use crate::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
 use crate::webhook::event::EventId;
 use crate::webhook::signature::WebhookSecret;
-use crate::webhook::store::WebhookStore;
 
 fn stores() -> Vec<(&'static str, Arc<dyn WebhookStore>)> {
     let dir = std::env::temp_dir().join(format!("batchq-webhooks-{}", uuid::Uuid::new_v4().simple()));

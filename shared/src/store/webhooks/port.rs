@@ -5,12 +5,12 @@
 
 use async_trait::async_trait;
 
-use super::delivery::{Delivery, DeliveryId, DeliveryStatus};
-use super::endpoint::{Endpoint, EndpointId};
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
 use crate::store::StoreError;
 use crate::time::Timestamp;
+use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
+use crate::webhook::endpoint::{Endpoint, EndpointId};
 
 /// An endpoint with where its delivery of request events stands.
 #[derive(Clone, Debug, PartialEq, Eq)]

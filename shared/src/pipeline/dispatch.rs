@@ -24,16 +24,16 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::delivery::{Delivery, DeliveryId, RetrySchedule};
-use super::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
-use super::event::{self, EventId, RequestFacts};
-use super::signature;
-use super::store::{EndpointState, WebhookStore};
-use super::target::{self, GuardedResolver, TargetPolicy};
 use crate::config;
 use crate::feed::FeedEntry;
+use crate::store::webhooks::{EndpointState, WebhookStore};
 use crate::store::{JobStore, RequestStore, StoreError};
 use crate::time::Clock;
+use crate::webhook::delivery::{Delivery, DeliveryId, RetrySchedule};
+use crate::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
+use crate::webhook::event::{self, EventId, RequestFacts};
+use crate::webhook::signature;
+use crate::webhook::target::{self, GuardedResolver, TargetPolicy};
 
 /// How deliveries are made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,9 +453,9 @@ impl Dispatcher {
         let mut counts = (0, 0, 0);
         for o in outcomes {
             match o?.status {
-                super::delivery::DeliveryStatus::Delivered => counts.0 += 1,
-                super::delivery::DeliveryStatus::Pending => counts.1 += 1,
-                super::delivery::DeliveryStatus::Failed => counts.2 += 1,
+                crate::webhook::delivery::DeliveryStatus::Delivered => counts.0 += 1,
+                crate::webhook::delivery::DeliveryStatus::Pending => counts.1 += 1,
+                crate::webhook::delivery::DeliveryStatus::Failed => counts.2 += 1,
             }
         }
         Ok(counts)
