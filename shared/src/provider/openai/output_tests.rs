@@ -70,11 +70,10 @@ fn the_one_pass_read_keeps_the_body_text_and_reads_what_the_plain_way_reads() {
                 let one_pass = read_line(&text).unwrap();
                 let plain = parse_plain(&text).unwrap();
                 assert_eq!(seen(&one_pass), seen(&plain), "{text}");
+                // A `null` body is no body, as serde reads an `Option`.
+                let text_of_body = Some(body.trim_matches(|c| " \r\n\t".contains(c))).filter(|b| *b != "null");
                 if status != "null" {
-                    assert_eq!(
-                        one_pass.body.map(|(raw, _)| raw),
-                        Some(body.trim_matches(|c| " \r\n\t".contains(c)))
-                    );
+                    assert_eq!(one_pass.body.map(|(raw, _)| raw), text_of_body, "{text}");
                 }
             }
         }
