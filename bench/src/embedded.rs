@@ -359,15 +359,22 @@ async fn ingest_peak(fake_url: &str, sizes: &Sizes) -> Result<PeakMemory, String
     };
 
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out = tokio::process::Command::new(exe)
-        .arg(INGEST_CHILD_FLAG)
-        .arg(&dir.0)
-        .arg(&key)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .map_err(|e| format!("ingest child: {e}"))?;
+    // std's process on a blocking thread: tokio's `process` feature would
+    // change tokio's build for the function binaries built alongside.
+    let child_dir = dir.0.clone();
+    let child_key = key.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .arg(INGEST_CHILD_FLAG)
+            .arg(&child_dir)
+            .arg(&child_key)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+    })
+    .await
+    .map_err(|e| format!("ingest child: {e}"))?
+    .map_err(|e| format!("ingest child: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!("ingest child: {} {stdout}", out.status));

@@ -13,7 +13,9 @@
 //! `BATCHQ_BENCH_ONLY=peak-memory` (or `--only peak-memory`) runs only those
 //! (prints them, writes nothing). `BATCHQ_BENCH_ONLY=embedded` runs only the
 //! embedded store's figures (no emulator needed), prints them and replaces
-//! them in `bench/results.json`. `batchq-bench --help` lists every flag and
+//! them in `bench/results.json`. `BATCHQ_BENCH_ONLY=hot-paths` runs only the
+//! hot paths (no emulator), prints them with the parse goal and writes
+//! nothing. `batchq-bench --help` lists every flag and
 //! variable; a bad flag or value exits 2 naming it.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchq_bench::cost::{Counts, Overhead};
+use batchq_bench::goals::{self, Figure};
 use batchq_bench::hot;
 use batchq_bench::lambda::Function;
 use batchq_bench::meter::Meter;
@@ -179,8 +182,9 @@ struct Args {
     /// Where the results are written (default: bench/results.json in the source tree).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
-    /// Run one section only: `peak-memory` (prints the runs as JSON, writes nothing) or `embedded`
-    /// (the embedded store's figures, no emulator; replaces them in the results file).
+    /// Run one section only: `peak-memory` (prints the runs as JSON, writes nothing), `embedded`
+    /// (the embedded store's figures, no emulator; replaces them in the results file) or `hot-paths`
+    /// (the two hot paths and the parse goal, no emulator; writes nothing).
     #[arg(long, value_name = "SECTION", value_enum, env = "BATCHQ_BENCH_ONLY")]
     only: Option<Only>,
 }
@@ -189,6 +193,7 @@ struct Args {
 enum Only {
     PeakMemory,
     Embedded,
+    HotPaths,
 }
 
 async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_path: &Path) -> Result<Results, String> {
@@ -274,6 +279,23 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
     }
     let overhead = Overhead::per_1000(&counts);
     let saving = e2e.saved_usd * 1000.0 / sizes.requests as f64;
+    let storage = Counts {
+        requests: counts.requests,
+        input_bytes: counts.input_bytes,
+        result_bytes: counts.result_bytes,
+        dynamodb_bytes: counts.dynamodb_bytes,
+        ..Default::default()
+    };
+    let single = by_mode(&e2e.phases, "enqueue (single)", &storage);
+    let bulk = by_mode(&e2e.phases, "enqueue (bulk)", &storage);
+    let ratio = |o: f64| if saving > 0.0 { o / saving } else { f64::NAN };
+    let modes = Modes {
+        overhead_to_saving_single: ratio(single.overhead_per_1000_usd),
+        overhead_to_saving_bulk: ratio(bulk.overhead_per_1000_usd),
+        single,
+        bulk,
+    };
+    let goals = judge_goals(&hot_paths, &functions, &e2e.phases, &modes);
     let results = Results {
         generated_at: batchq_core::time::Clock::now(&batchq_core::time::SystemClock).to_rfc3339(),
         quick,
@@ -297,12 +319,64 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         },
         cost_counts: counts,
         overhead_per_1000_usd: overhead,
+        modes,
+        goals,
         saving_per_1000_usd: saving,
         seconds: started.elapsed().as_secs_f64(),
     };
     let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
     std::fs::write(out_path, text + "\n").map_err(|e| format!("{}: {e}", out_path.display()))?;
     Ok(results)
+}
+
+/// The overhead and write units of a request enqueued by `enqueue` (one of
+/// the two enqueue phases) over its whole life: that phase's share per
+/// request, plus the shared phases' (submit, poll, ingest) and storage.
+fn by_mode(phases: &[Phase], enqueue: &str, storage: &Counts) -> Mode {
+    let mine = || {
+        phases
+            .iter()
+            .filter(move |p| p.requests > 0 && (p.name == enqueue || !p.name.starts_with("enqueue")))
+    };
+    let phase_counts = |p: &Phase| {
+        let (put, get) = p.meter.s3_billed();
+        Counts {
+            requests: p.requests,
+            api_gateway_units: p.api_gateway_units,
+            lambda_invocations: p.invocations,
+            lambda_mb_ms: p.lambda_mb_ms,
+            wcu: p.meter.wcu(),
+            rcu: p.meter.rcu(),
+            s3_put_class: put,
+            s3_get_class: get,
+            ..Default::default()
+        }
+    };
+    Mode {
+        overhead_per_1000_usd: mine().map(|p| Overhead::per_1000(&phase_counts(p)).total).sum::<f64>()
+            + Overhead::per_1000(storage).total,
+        wcu_per_request: mine().map(|p| p.meter.wcu() / p.requests as f64).sum(),
+    }
+}
+
+/// Issue #20's goals judged on this run's figures (bench/src/goals.rs).
+fn judge_goals(hot: &hot::HotPaths, functions: &[FunctionInfo], phases: &[Phase], modes: &Modes) -> Vec<goals::Judged> {
+    let calls = |name: &str| {
+        phases
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.per_1000((p.meter.dynamodb_calls() + p.meter.s3_calls()) as f64))
+    };
+    goals::judge(|f| match f {
+        Figure::OverheadPctBulk => Some(modes.overhead_to_saving_bulk * 100.0),
+        Figure::OverheadPctSingle => Some(modes.overhead_to_saving_single * 100.0),
+        Figure::WcuPerRequestBulk => Some(modes.bulk.wcu_per_request),
+        Figure::BinaryMb(name) => functions.iter().find(|f| f.name == name).map(|f| f.bytes as f64 / 1e6),
+        Figure::StartToReadyMs => functions.iter().map(|f| f.start_to_ready_median_ms).reduce(f64::max),
+        Figure::ParseRatio => Some(hot.parse_results.ratio),
+        Figure::SubmitCallsPer1000 => calls("submit"),
+        Figure::IngestCallsPer1000 => calls("ingest"),
+    })
 }
 
 /// `BATCHQ_BENCH_ONLY=embedded`: the embedded store's figures only, put
@@ -359,7 +433,9 @@ fn main() -> std::process::ExitCode {
             Args::command()
                 .error(
                     clap::error::ErrorKind::InvalidValue,
-                    format!("BATCHQ_BENCH_ONLY={v:?} is not a section: use peak-memory or embedded, or unset it"),
+                    format!(
+                        "BATCHQ_BENCH_ONLY={v:?} is not a section: use peak-memory, embedded or hot-paths, or unset it"
+                    ),
                 )
                 .exit();
         }
@@ -374,6 +450,22 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if cli.only == Some(Only::HotPaths) {
+        // For working on the hot paths: no emulator, nothing written.
+        let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+        let started = Instant::now();
+        let hot = hot::measure(sizes.hot_mb, sizes.hot_reps);
+        print_hot_paths(&hot);
+        println!();
+        let judged: Vec<_> = goals::judge(|f| (f == Figure::ParseRatio).then_some(hot.parse_results.ratio))
+            .into_iter()
+            .filter(|j| j.met.is_some())
+            .collect();
+        print_goals(2, &judged);
+        println!();
+        println!("Took {:.0} s; nothing written", started.elapsed().as_secs_f64());
+        return std::process::ExitCode::SUCCESS;
+    }
     if cli.only == Some(Only::Embedded) {
         return match rt.block_on(run_embedded_only(quick, rss_requests, &out)) {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -400,6 +492,83 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    fn phase(name: &str, requests: u64, wcu: f64, rcu: f64, s3: &[(&str, u64)], units: u64) -> Phase {
+        use batchq_bench::meter::OpCount;
+        let mut meter = Meter::default();
+        let ddb = meter.0.entry("dynamodb".into()).or_default();
+        ddb.insert(
+            "PutItem".into(),
+            OpCount {
+                calls: requests,
+                rcu,
+                wcu,
+                seconds: 0.0,
+            },
+        );
+        let s3map = meter.0.entry("s3".into()).or_default();
+        for (op, calls) in s3 {
+            s3map.insert(
+                (*op).into(),
+                OpCount {
+                    calls: *calls,
+                    ..Default::default()
+                },
+            );
+        }
+        Phase {
+            name: name.into(),
+            requests,
+            invocations: requests / 10 + 1,
+            lambda_mb_ms: requests as f64 * 7.0,
+            api_gateway_units: units,
+            meter,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_overhead_of_both_enqueue_modes_mixed_by_their_requests_is_the_whole_runs() {
+        let phases = vec![
+            phase("enqueue (single)", 2_000, 16_000.0, 900.0, &[], 2_000),
+            phase("enqueue (bulk)", 18_000, 12_000.0, 20.0, &[("PutObject", 3)], 20),
+            phase(
+                "submit",
+                20_000,
+                4_000.0,
+                1_600.0,
+                &[("PutObject", 17), ("GetObject", 4)],
+                0,
+            ),
+            phase("poll", 20_000, 12.0, 30.0, &[("ListObjectsV2", 7)], 0),
+            phase("ingest", 20_000, 5_000.0, 1_000.0, &[("GetObject", 2)], 0),
+        ];
+        let mut all = Counts {
+            requests: 20_000,
+            input_bytes: 80_000_000,
+            result_bytes: 60_000_000,
+            dynamodb_bytes: 150_000_000,
+            ..Default::default()
+        };
+        let storage = all.clone();
+        for p in &phases {
+            all.api_gateway_units += p.api_gateway_units;
+            all.lambda_invocations += p.invocations;
+            all.lambda_mb_ms += p.lambda_mb_ms;
+            all.wcu += p.meter.wcu();
+            all.rcu += p.meter.rcu();
+            let (put, get) = p.meter.s3_billed();
+            all.s3_put_class += put;
+            all.s3_get_class += get;
+        }
+        let single = by_mode(&phases, "enqueue (single)", &storage);
+        let bulk = by_mode(&phases, "enqueue (bulk)", &storage);
+        let mixed = (2_000.0 * single.overhead_per_1000_usd + 18_000.0 * bulk.overhead_per_1000_usd) / 20_000.0;
+        let whole = Overhead::per_1000(&all).total;
+        assert!((mixed - whole).abs() < whole * 1e-9, "{mixed} vs {whole}");
+        assert!((single.wcu_per_request - (8.0 + 0.2 + 0.0006 + 0.25)).abs() < 1e-9);
+        assert!((bulk.wcu_per_request - (12_000.0 / 18_000.0 + 0.2 + 0.0006 + 0.25)).abs() < 1e-9);
+    }
+
     #[test]
     fn the_command_definition_is_consistent() {
         Args::command().debug_assert();
@@ -421,5 +590,7 @@ mod tests {
         assert_eq!(a.out.as_deref(), Some(Path::new("/x.json")));
         let a = Args::try_parse_from(["batchq-bench", "--only", "peak-memory"]).unwrap();
         assert_eq!(a.only, Some(Only::PeakMemory));
+        let a = Args::try_parse_from(["batchq-bench", "--only", "hot-paths"]).unwrap();
+        assert_eq!(a.only, Some(Only::HotPaths));
     }
 }

@@ -1,6 +1,7 @@
 //! What the bench measured and the table it prints.
 
 use batchq_bench::cost::{Counts, Overhead};
+use batchq_bench::goals;
 use batchq_bench::hot;
 use batchq_bench::meter::Meter;
 use serde::Serialize;
@@ -63,7 +64,26 @@ pub(crate) struct Results {
     pub(crate) overhead_per_1000_usd: Overhead,
     pub(crate) saving_per_1000_usd: f64,
     pub(crate) overhead_to_saving: f64,
+    /// The overhead and write units of a request by how it was enqueued.
+    pub(crate) modes: Modes,
+    /// Issue #20's goals, each with this run's figure (bench/src/goals.rs).
+    pub(crate) goals: Vec<goals::Judged>,
     pub(crate) seconds: f64,
+}
+
+/// A request's AWS overhead over its life, by enqueue mode.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Mode {
+    pub(crate) overhead_per_1000_usd: f64,
+    pub(crate) wcu_per_request: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Modes {
+    pub(crate) single: Mode,
+    pub(crate) bulk: Mode,
+    pub(crate) overhead_to_saving_single: f64,
+    pub(crate) overhead_to_saving_bulk: f64,
 }
 
 pub(crate) fn mib(b: u64) -> f64 {
@@ -79,20 +99,7 @@ pub(crate) fn print_table(r: &Results) {
         if r.quick { ", --quick" } else { "" }
     );
     println!();
-    println!("1. Hot paths, one core                      MB/s   IgnoredAny floor   ratio");
-    for (name, t) in [
-        ("build input JSONL", &h.build_input),
-        ("parse result JSONL", &h.parse_results),
-    ] {
-        println!(
-            "   {name:<38} {:>7.0}   {:>16.0}   {:>5.2}   ({:.0} MB, {} lines)",
-            t.mb_per_s,
-            t.floor_mb_per_s,
-            t.ratio,
-            t.bytes as f64 / 1e6,
-            t.lines
-        );
-    }
+    print_hot_paths(h);
     println!();
     println!("2. Peak memory (max RSS of the function process; goal < 64 MiB)");
     for m in &r.peak_memory {
@@ -145,6 +152,17 @@ pub(crate) fn print_table(r: &Results) {
         "saving (Batch vs real time)", r.saving_per_1000_usd
     );
     println!("   overhead / saving            {:>9.1}%", r.overhead_to_saving * 100.0);
+    for (name, m, ratio) in [
+        ("single", &r.modes.single, r.modes.overhead_to_saving_single),
+        ("bulk", &r.modes.bulk, r.modes.overhead_to_saving_bulk),
+    ] {
+        println!(
+            "     enqueued {name:<6}: overhead ${:>9.5}  / saving {:>6.1}%   WCU per request over its life {:>6.2}",
+            m.overhead_per_1000_usd,
+            ratio * 100.0,
+            m.wcu_per_request
+        );
+    }
     println!();
     println!(
         "5. Function binaries          bytes    MiB   start to ready (median of {})   RSS at ready",
@@ -163,7 +181,41 @@ pub(crate) fn print_table(r: &Results) {
     println!();
     print_embedded(6, &r.embedded);
     println!();
+    print_goals(7, &r.goals);
+    println!();
     println!("Took {:.0} s; written to bench/results.json", r.seconds);
+}
+
+/// Section 1: the two hot paths against their floor.
+pub(crate) fn print_hot_paths(h: &hot::HotPaths) {
+    println!("1. Hot paths, one core                      MB/s   IgnoredAny floor   ratio");
+    for (name, t) in [
+        ("build input JSONL", &h.build_input),
+        ("parse result JSONL", &h.parse_results),
+    ] {
+        println!(
+            "   {name:<38} {:>7.0}   {:>16.0}   {:>5.2}   ({:.0} MB, {} lines)",
+            t.mb_per_s,
+            t.floor_mb_per_s,
+            t.ratio,
+            t.bytes as f64 / 1e6,
+            t.lines
+        );
+    }
+}
+
+/// Issue #20's goals, each beside this run's figure.
+pub(crate) fn print_goals(n: u32, judged: &[goals::Judged]) {
+    println!("{n}. Goals of issue #20 (bench/src/goals.rs)                    figure        goal");
+    for j in judged {
+        println!(
+            "   {:<52} {:>10}   {:>10}   {}",
+            j.what,
+            goals::shown(j, goals::unit_of(j.figure)),
+            j.target,
+            j.verdict()
+        );
+    }
 }
 
 fn verdict(met: bool) -> &'static str {

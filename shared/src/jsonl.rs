@@ -26,11 +26,17 @@ fn head_of(line: &[u8]) -> Bytes {
 
 /// Reads lines from a byte stream. Blank lines are skipped (but counted, so
 /// line numbers match the file). A last line without a newline is returned.
+///
+/// A line that lies within one chunk of the stream is handed out as a slice
+/// of that chunk (no copy); only a line split across chunks is gathered in a
+/// buffer. Copying every byte into one buffer first cost ingest about a
+/// tenth of its parse time (`make bench`).
 pub struct LineReader {
     stream: ByteStream,
+    /// The unread rest of the stream's current chunk.
+    chunk: Bytes,
+    /// The start of a line begun in earlier chunks (no newline in it).
     buf: BytesMut,
-    /// Bytes of `buf` already searched for a newline.
-    scanned: usize,
     max_line: usize,
     line_no: u64,
     eof: bool,
@@ -42,8 +48,8 @@ impl LineReader {
     pub fn new(stream: ByteStream, max_line: usize) -> Self {
         Self {
             stream,
+            chunk: Bytes::new(),
             buf: BytesMut::new(),
-            scanned: 0,
             max_line,
             line_no: 0,
             eof: false,
@@ -58,11 +64,15 @@ impl LineReader {
 
     pub async fn next_line(&mut self) -> Result<Option<Line>, StoreError> {
         loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
-                let end = self.scanned + pos;
-                let mut line = self.buf.split_to(end + 1);
-                self.scanned = 0;
-                line.truncate(end);
+            if let Some(pos) = memchr::memchr(b'\n', &self.chunk) {
+                let mut piece = self.chunk.split_to(pos + 1);
+                piece.truncate(pos);
+                let mut line = if self.buf.is_empty() {
+                    piece
+                } else {
+                    self.buf.extend_from_slice(&piece);
+                    self.buf.split().freeze()
+                };
                 if line.last() == Some(&b'\r') {
                     line.truncate(line.len() - 1);
                 }
@@ -86,15 +96,18 @@ impl LineReader {
                 }
                 return Ok(Some(Line::Data {
                     number: self.line_no,
-                    bytes: line.freeze(),
+                    bytes: line,
                 }));
             }
-            self.scanned = self.buf.len();
+            // No newline in the rest of the chunk: it continues the line.
+            if !self.chunk.is_empty() {
+                self.buf.extend_from_slice(&self.chunk);
+                self.chunk.clear();
+            }
             if self.buf.len() > self.max_line {
                 let head = head_of(&self.buf);
                 self.discarding.get_or_insert((0, head)).0 += self.buf.len() as u64;
                 self.buf.clear();
-                self.scanned = 0;
             }
             if self.eof {
                 if self.buf.is_empty() && self.discarding.is_none() {
@@ -103,7 +116,6 @@ impl LineReader {
                 // Last line without a terminating newline.
                 self.line_no += 1;
                 let line = self.buf.split().freeze();
-                self.scanned = 0;
                 if let Some((dropped, head)) = self.discarding.take() {
                     return Ok(Some(Line::TooLong {
                         number: self.line_no,
@@ -120,7 +132,7 @@ impl LineReader {
                 }));
             }
             match self.stream.next().await {
-                Some(chunk) => self.buf.extend_from_slice(&chunk?),
+                Some(chunk) => self.chunk = chunk?,
                 None => self.eof = true,
             }
         }
@@ -184,6 +196,42 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// Lines as (number, Some(bytes)) or, over the limit, (number, None)
+    /// with the bytes counted: what every chunking must agree on (an
+    /// over-long line's head is what had arrived when it went over).
+    async fn lines_of(file: &'static [u8], chunk: usize, max: usize) -> Vec<(u64, Option<Bytes>, u64)> {
+        let mut r = LineReader::new(stream_of(file.chunks(chunk).collect()), max);
+        let mut v = Vec::new();
+        while let Some(l) = r.next_line().await.unwrap() {
+            v.push(match l {
+                Line::Data { number, bytes } => (number, Some(bytes.clone()), bytes.len() as u64),
+                Line::TooLong { number, bytes, head } => {
+                    assert!(
+                        file.windows(head.len()).any(|w| w == &head[..]),
+                        "the head is the line's"
+                    );
+                    (number, None, bytes)
+                }
+            });
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn every_chunking_of_a_stream_reads_the_same_lines() {
+        let file: &'static [u8] =
+            b"{\"a\":1}\r\n\n  \n{\"long line\":\"0123456789\"}\nok\r\n{}\n\nlast line with no newline";
+        let whole = lines_of(file, file.len(), 25).await;
+        assert_eq!(whole.len(), 5);
+        assert_eq!(whole[0], (1, Some(Bytes::from_static(b"{\"a\":1}")), 7));
+        assert_eq!(whole[1].0, 4);
+        assert_eq!((whole[1].1.as_ref(), whole[1].2), (None, 26));
+        assert_eq!(whole[4].1.as_deref(), Some(&b"last line with no newline"[..]));
+        for chunk in 1..file.len() {
+            assert_eq!(lines_of(file, chunk, 25).await, whole, "chunks of {chunk} bytes");
+        }
     }
 
     #[tokio::test]

@@ -17,17 +17,18 @@ use crate::provider::format::{string_or_none, MalformedLine, Outcome, ResultLine
 use crate::request::{Endpoint, RequestError, Usage};
 
 #[derive(Deserialize)]
-struct WireLine<'a> {
+struct WireLine<'a, B> {
     #[serde(borrow, default)]
     custom_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    response: Option<WireResponse<'a>>,
+    // No `default` on the two `Option<B>`s (it would ask `B: Default`): a
+    // missing `Option` member is `None` all the same.
+    response: Option<WireResponse<B>>,
     #[serde(default)]
     error: Option<WireError>,
 }
 
 #[derive(Deserialize)]
-struct WireResponse<'a> {
+struct WireResponse<B> {
     #[serde(default)]
     status_code: Option<u16>,
     /// Support's handle on the answer, kept when it is a string. Any other
@@ -35,8 +36,7 @@ struct WireResponse<'a> {
     /// caller's, this id only helps a support ticket.
     #[serde(default, deserialize_with = "string_or_none")]
     request_id: Option<String>,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
+    body: Option<B>,
 }
 
 #[derive(Deserialize)]
@@ -87,130 +87,222 @@ const RETRYABLE_CODES: [&str; 5] = [
     "rate_limit_exceeded",
 ];
 
-/// The parts of a response body batchq reads (`model`, `usage`, `error`),
-/// as `serde_json::from_str::<BodyMeta>(raw).unwrap_or_default()` would
-/// read them (a wrong type or a repeated field gives the default), but
-/// without parsing the rest: `raw` was checked as JSON by the line's parse,
-/// so other members are skipped by their bytes (strings with memchr). The
-/// answer text is most of a body; parsing it a second time held ingest to
-/// half the speed of merely reading the file (`make bench`).
-fn body_meta(raw: &str) -> BodyMeta {
-    fn ws(b: &[u8], mut i: usize) -> usize {
-        while b.get(i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
-            i += 1;
-        }
-        i
-    }
-    // `i` at an opening quote; the index after the closing one: the next
-    // quote not escaped, i.e. after an even run of backslashes (answer text
-    // is full of `\n`; stopping at each backslash cost a tenth of ingest).
-    fn string_end(b: &[u8], i: usize) -> Option<usize> {
-        let mut j = i + 1;
-        loop {
-            let k = j + memchr::memchr(b'"', b.get(j..)?)?;
-            // b[i] is a quote, so the run stops there at the latest.
-            let run = b[..k].iter().rev().take_while(|c| **c == b'\\').count();
-            if run % 2 == 0 {
-                return Some(k + 1);
-            }
-            j = k + 1;
-        }
-    }
-    // `i` at a value; the index after it.
-    fn value_end(b: &[u8], i: usize) -> Option<usize> {
-        match b.get(i)? {
-            b'"' => string_end(b, i),
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                let mut j = i;
-                loop {
-                    match b.get(j)? {
-                        b'"' => {
-                            j = string_end(b, j)?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                return Some(j + 1);
-                            }
-                        }
-                        _ => {}
+/// serde_json's name for the map it hands `deserialize_any` in place of a
+/// number (feature `arbitrary_precision`).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// A response body as the line's one parse meets it: an object with
+/// members yields the parts batchq reads (`model`, `usage`, `error`, read as
+/// `serde_json::from_str::<BodyMeta>(body).unwrap_or_default()` would: a
+/// wrong type or a repeated one of them gives the default) and where its
+/// text lies in the line (its first member's name and last member's value
+/// borrow from the line). Anything else (not an object, `{}`, a name with
+/// an escape) is `Other`, and the line is read again the plain way
+/// ([`parse_plain`]). Reading the body's parts while the line is parsed,
+/// rather than going over its text a second time, is most of what keeps
+/// ingest near the speed of merely reading the file (`make bench`).
+enum WireBody<'a> {
+    Object {
+        meta: BodyMeta,
+        first_name: &'a str,
+        last_value: &'a RawValue,
+    },
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireBody<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        use std::fmt;
+
+        /// A member's name when it borrows from the line (no escape in it).
+        struct Name<'a>(Option<&'a str>);
+        impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Option<&'de str>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a member name")
                     }
-                    j += 1;
+                    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                        Ok(Some(v))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                        Ok(None)
+                    }
                 }
-            }
-            _ => {
-                let mut j = i;
-                while b
-                    .get(j)
-                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                {
-                    j += 1;
-                }
-                Some(j)
+                d.deserialize_str(V).map(Name)
             }
         }
+
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = WireBody<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut meta = Some(BodyMeta::default());
+                let (mut model, mut usage, mut error) = (false, false, false);
+                let mut first_name = None;
+                let mut last_value = None;
+                let mut plain = false;
+                while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+                    let Some(name) = name.filter(|n| *n != NUMBER_TOKEN) else {
+                        // An escaped name, or a number: read the plain way.
+                        plain = true;
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    first_name.get_or_insert(name);
+                    let value: &'de RawValue = map.next_value()?;
+                    last_value = Some(value);
+                    let Some(m) = meta.as_mut() else { continue };
+                    let read = match name {
+                        "model" => {
+                            !std::mem::replace(&mut model, true)
+                                && serde_json::from_str(value.get()).map(|v| m.model = v).is_ok()
+                        }
+                        "usage" => {
+                            !std::mem::replace(&mut usage, true)
+                                && serde_json::from_str(value.get()).map(|v| m.usage = v).is_ok()
+                        }
+                        "error" => {
+                            !std::mem::replace(&mut error, true)
+                                && serde_json::from_str(value.get()).map(|v| m.error = v).is_ok()
+                        }
+                        _ => true,
+                    };
+                    if !read {
+                        meta = None; // serde refuses the body: the default
+                    }
+                }
+                Ok(match (plain, first_name, last_value) {
+                    (false, Some(first_name), Some(last_value)) => WireBody::Object {
+                        meta: meta.unwrap_or_default(),
+                        first_name,
+                        last_value,
+                    },
+                    _ => WireBody::Other,
+                })
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(WireBody::Other)
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(WireBody::Other)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(WireBody::Other)
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(WireBody::Other)
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(WireBody::Other)
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(WireBody::Other)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(WireBody::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
     }
-    fn read(raw: &str) -> Option<BodyMeta> {
-        let b = raw.as_bytes();
-        let mut meta = BodyMeta::default();
-        let (mut model, mut usage, mut error) = (false, false, false);
-        let mut i = ws(b, 0);
-        if b.get(i) != Some(&b'{') {
-            return None;
-        }
-        i += 1;
-        loop {
-            i = ws(b, i);
-            match b.get(i)? {
-                b'}' => return Some(meta),
-                b',' => {
-                    i += 1;
-                    continue;
-                }
-                b'"' => {}
-                _ => return None,
-            }
-            let key_end = string_end(b, i)?;
-            let key = &raw[i + 1..key_end - 1];
-            if key.contains('\\') {
-                return None; // an escaped name: let serde decide
-            }
-            i = ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            i = ws(b, i + 1);
-            let end = value_end(b, i)?;
-            let value = &raw[i..end];
-            let seen = match key {
-                "model" => {
-                    meta.model = serde_json::from_str(value).ok()?;
-                    std::mem::replace(&mut model, true)
-                }
-                "usage" => {
-                    meta.usage = serde_json::from_str(value).ok()?;
-                    std::mem::replace(&mut usage, true)
-                }
-                "error" => {
-                    meta.error = serde_json::from_str(value).ok()?;
-                    std::mem::replace(&mut error, true)
-                }
-                _ => false,
+}
+
+fn is_json_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The text of an object body in `text` from its first member's name and
+/// its last member's value (both borrowed from `text`): back over
+/// whitespace to its `{`, on over whitespace to its `}`. `None` if they do
+/// not lie in `text` as an object's members do.
+fn object_text<'a>(text: &'a str, first_name: &str, last_value: &RawValue) -> Option<&'a str> {
+    let base = text.as_ptr() as usize;
+    let b = text.as_bytes();
+    // The name's opening quote, then whitespace, then the brace.
+    let quote = (first_name.as_ptr() as usize).checked_sub(base)?.checked_sub(1)?;
+    let before = b.get(..quote)?;
+    let open = before.len() - before.iter().rev().take_while(|c| is_json_ws(**c)).count();
+    let open = open.checked_sub(1)?;
+    let value_end = (last_value.get().as_ptr() as usize).checked_sub(base)? + last_value.get().len();
+    let after = b.get(value_end..)?;
+    let close = value_end + after.iter().take_while(|c| is_json_ws(**c)).count();
+    (b.get(open) == Some(&b'{') && b.get(close) == Some(&b'}')).then(|| text.get(open..=close))?
+}
+
+/// A line's parts batchq reads: its request, status, support id, error,
+/// and its body's text with the body's parts.
+struct ReadLine<'a> {
+    custom_id: Option<Cow<'a, str>>,
+    /// `Some` when the line has a response with a status code.
+    status_code: Option<u16>,
+    request_id: Option<String>,
+    body: Option<(&'a str, BodyMeta)>,
+    error: Option<WireError>,
+}
+
+/// Reads a line in one parse (see [`WireBody`]), or the plain way when its
+/// body is not an object with members.
+fn read_line(text: &str) -> Result<ReadLine<'_>, serde_json::Error> {
+    // The one pass reads member names and a body that is a string as
+    // strings (a lone surrogate escape in them is an error), where the
+    // plain way skips them: any error is the plain way's to give.
+    let Ok(wire) = serde_json::from_str::<WireLine<'_, WireBody<'_>>>(text) else {
+        return parse_plain(text);
+    };
+    let (status_code, request_id, body) = match wire.response.filter(|r| r.status_code.is_some()) {
+        None => (None, None, None),
+        Some(r) => {
+            let body = match r.body {
+                None => None,
+                Some(WireBody::Object {
+                    meta,
+                    first_name,
+                    last_value,
+                }) => match object_text(text, first_name, last_value) {
+                    Some(raw) => Some((raw, meta)),
+                    None => return parse_plain(text),
+                },
+                Some(WireBody::Other) => return parse_plain(text),
             };
-            if seen {
-                return None; // serde refuses a repeated field
-            }
-            i = end;
+            (r.status_code, r.request_id, body)
         }
-    }
-    match read(raw) {
-        Some(meta) => meta,
-        // Anything unusual: exactly what serde makes of it.
-        None => serde_json::from_str(raw).unwrap_or_default(),
-    }
+    };
+    Ok(ReadLine {
+        custom_id: wire.custom_id,
+        status_code,
+        request_id,
+        body,
+        error: wire.error,
+    })
+}
+
+/// The plain way: the body kept as raw JSON, then read by serde on its own.
+fn parse_plain(text: &str) -> Result<ReadLine<'_>, serde_json::Error> {
+    let wire: WireLine<'_, &RawValue> = serde_json::from_str(text)?;
+    let response = wire.response.filter(|r| r.status_code.is_some());
+    let (status_code, request_id, body) = match response {
+        Some(r) => (
+            r.status_code,
+            r.request_id,
+            r.body
+                .map(|b| (b.get(), serde_json::from_str::<BodyMeta>(b.get()).unwrap_or_default())),
+        ),
+        None => (None, None, None),
+    };
+    Ok(ReadLine {
+        custom_id: wire.custom_id,
+        status_code,
+        request_id,
+        body,
+        error: wire.error,
+    })
 }
 
 /// Parses one result line of a batch for `endpoint`; `Err` carries a
@@ -220,19 +312,16 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
     // check the body again as it borrows it (`RawValue`), byte by byte, at a
     // fifth of ingest's time on text with accents (`make bench`).
     let text = simdutf8::basic::from_utf8(bytes).map_err(|_| MalformedLine::NotUtf8)?;
-    let wire: WireLine<'_> = serde_json::from_str(text).map_err(|e| MalformedLine::NotJson(e.to_string()))?;
-    let custom_id = wire.custom_id.ok_or(MalformedLine::NoCustomId)?;
+    let line = read_line(text).map_err(|e| MalformedLine::NotJson(e.to_string()))?;
+    let custom_id = line.custom_id.ok_or(MalformedLine::NoCustomId)?;
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| MalformedLine::ForeignCustomId)?;
-    let response = wire.response.filter(|r| r.status_code.is_some());
-    let request_id = response
-        .as_ref()
-        .and_then(|r| r.request_id.clone())
-        .filter(|id| !id.is_empty());
-    let outcome = match (response, wire.error) {
-        (Some(resp), _) => {
-            let status_code = resp.status_code.unwrap_or(0);
-            let body = resp.body.map(|b| b.get().to_owned());
-            let meta = resp.body.map(|b| body_meta(b.get())).unwrap_or_default();
+    let request_id = line.request_id.filter(|id| !id.is_empty());
+    let outcome = match (line.status_code, line.error) {
+        (Some(status_code), _) => {
+            let (body, meta) = match line.body {
+                Some((raw, meta)) => (Some(raw.to_owned()), meta),
+                None => (None, BodyMeta::default()),
+            };
             if (200..300).contains(&status_code) {
                 let usage = meta.usage.as_ref().and_then(|u| u.to_usage(endpoint));
                 if meta.usage.is_some() && usage.is_none() {

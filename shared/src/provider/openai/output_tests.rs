@@ -9,36 +9,74 @@ fn line(json: &str) -> Result<ResultLine, MalformedLine> {
 }
 
 #[test]
-fn body_meta_reads_what_a_full_parse_reads() {
-    fn seen(m: &BodyMeta) -> String {
-        let e = m.error.as_ref().map(|e| (&e.message, &e.kind, &e.code));
+fn the_one_pass_read_keeps_the_body_text_and_reads_what_the_plain_way_reads() {
+    fn seen(l: &ReadLine<'_>) -> String {
+        let body = l.body.as_ref().map(|(raw, m)| {
+            let e = m.error.as_ref().map(|e| (&e.message, &e.kind, &e.code));
+            format!(
+                "{raw:?} {:?} {:?} {e:?}",
+                m.model,
+                m.usage.as_ref().map(|u| u.to_usage(Endpoint::ChatCompletions))
+            )
+        });
         format!(
-            "{:?} {:?} {e:?}",
-            m.model,
-            m.usage.as_ref().map(|u| u.to_usage(Endpoint::ChatCompletions))
+            "{:?} {:?} {:?} {body:?} {:?}",
+            l.custom_id,
+            l.status_code,
+            l.request_id,
+            l.error.as_ref().map(|e| (&e.code, &e.message))
         )
     }
     let usage = r#"{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}"#;
-    for body in [
+    let bodies = [
         format!(
             r#"{{"id":"x","model":"gpt-4o-mini","choices":[{{"message":{{"content":"a \"}}\" ] {{ b\\"}}}}],"usage":{usage}}}"#
         ),
         format!(r#" {{ "usage" : {usage} , "model" : "m" , "n" : [1, 2.5e3, true, null, {{"k": "}}"}}] }} "#),
+        "{\r\n\t\"model\" :\"tabs\"\n}\n".to_owned(),
         r#"{"error":{"message":"bad","type":"invalid_request_error","code":"invalid_value"}}"#.to_owned(),
         r#"{"model":7,"usage":{"prompt_tokens":1}}"#.to_owned(),
         r#"{"model":"a","model":"b"}"#.to_owned(),
+        r#"{"usage":{"prompt_tokens":1},"x":1,"usage":{"prompt_tokens":2}}"#.to_owned(),
+        r#"{"x":1,"x":2,"model":"unknown names may repeat"}"#.to_owned(),
         // backslash runs before a quote: odd escapes it, even does not
         r#"{"x":"a\\","model":"even","y":"b\\\"c\\\\","usage":{"prompt_tokens":2}}"#.to_owned(),
         r#"{"x":"\\\"model\":\"fake\"","model":"real"}"#.to_owned(),
         r#"{"usage":{"prompt_tokens":-1}}"#.to_owned(),
         r#"{"mod\u0065l":"escaped","usage":null}"#.to_owned(),
+        r#"{"model":"m","n\u0061me":"an escaped name later"}"#.to_owned(),
         r#"{"error":{"code":429},"usage":{"input_tokens":5,"output_tokens":2}}"#.to_owned(),
-        r#"[1,2]"#.to_owned(),
+        r#"{"$serde_json::private::Number":"1"}"#.to_owned(),
+        r#"[1,{"model":"in an array"}]"#.to_owned(),
         r#""text""#.to_owned(),
+        // lone surrogates: the plain way skips them, a full read refuses them
+        r#"{"\ud800":1,"model":"m"}"#.to_owned(),
+        r#"{"model":"\udc00","usage":{"prompt_tokens":1}}"#.to_owned(),
+        r#""\ud800""#.to_owned(),
+        "12.5e3".to_owned(),
+        "1e400".to_owned(),
+        "true".to_owned(),
+        "null".to_owned(),
         "{}".to_owned(),
-    ] {
-        let full: BodyMeta = serde_json::from_str(&body).unwrap_or_default();
-        assert_eq!(seen(&body_meta(&body)), seen(&full), "{body}");
+        "{ }".to_owned(),
+    ];
+    for body in &bodies {
+        for status in ["200", "404", "null"] {
+            for (open, colon) in [("{", ":"), ("{ \n", " : ")] {
+                let text = format!(
+                    r#"{open}"custom_id"{colon}"{KEY}", "response"{colon}{{"status_code"{colon}{status},"request_id":"r","body"{colon}{body}}}{colon2}"error":null}}"#,
+                    colon2 = if colon == ":" { "," } else { " ,\n" }
+                );
+                let one_pass = read_line(&text).unwrap();
+                let plain = parse_plain(&text).unwrap();
+                assert_eq!(seen(&one_pass), seen(&plain), "{text}");
+                // A `null` body is no body, as serde reads an `Option`.
+                let text_of_body = Some(body.trim_matches(|c| " \r\n\t".contains(c))).filter(|b| *b != "null");
+                if status != "null" {
+                    assert_eq!(one_pass.body.map(|(raw, _)| raw), text_of_body, "{text}");
+                }
+            }
+        }
     }
 }
 
