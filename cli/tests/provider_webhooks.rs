@@ -69,7 +69,8 @@ fn json_out(out: &std::process::Output) -> Value {
 }
 
 fn event(id: &str, event_type: &str, batch: &str) -> String {
-    json!({"id": id, "object": "event", "type": event_type, "created_at": now_secs(), "data": {"id": batch}}).to_string()
+    json!({"id": id, "object": "event", "type": event_type, "created_at": now_secs(), "data": {"id": batch}})
+        .to_string()
 }
 
 async fn post(url: &str, id: &str, timestamp: i64, signature: &str, body: String) -> (u16, Value) {
@@ -192,16 +193,28 @@ async fn a_signed_batch_event_polls_the_batch_at_once_and_bad_signatures_change_
     // A tampered body: the signature no longer matches.
     let tampered = body.replace("batch.completed", "batch.cancelled");
     let (status, answer) = post(&api, "evt_pw_1", ts, &good, tampered).await;
-    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("webhook-signature")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("webhook-signature")),
+        "{answer}"
+    );
     // Signed with another secret.
     let wrong = sign(OTHER_SECRET, "evt_pw_1", ts, &body);
     let (status, answer) = post(&api, "evt_pw_1", ts, &wrong, body.clone()).await;
-    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("webhook-signature")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("webhook-signature")),
+        "{answer}"
+    );
     // Correctly signed, but ten minutes old (the tolerance is five).
     let old_ts = ts - 600;
     let old = sign(SECRET, "evt_pw_1", old_ts, &body);
     let (status, answer) = post(&api, "evt_pw_1", old_ts, &old, body.clone()).await;
-    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("webhook-timestamp")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("webhook-timestamp")),
+        "{answer}"
+    );
     assert_eq!(snapshot(), before, "a refused event changed the store");
 
     // An event of another type: answered, ignored.

@@ -698,11 +698,13 @@ impl Config {
             metrics_namespace: env.string(METRICS_NAMESPACE, "batchq"),
             openai_webhook_secret: match env.get(OPENAI_WEBHOOK_SECRET) {
                 None => None,
-                Some(raw) => Some(crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
-                    var: OPENAI_WEBHOOK_SECRET,
-                    value: "(not shown)".into(),
-                    expected: "whsec_ followed by base64, as OpenAI shows it".into(),
-                })?),
+                Some(raw) => Some(
+                    crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
+                        var: OPENAI_WEBHOOK_SECRET,
+                        value: "(not shown)".into(),
+                        expected: "whsec_ followed by base64, as OpenAI shows it".into(),
+                    })?,
+                ),
             },
             log_format,
         })

@@ -149,8 +149,5 @@ pub async fn answer_openai(hooks: Option<&ProviderWebhooks>, req: &ApiRequest, n
         }
     };
     tracing::info!(event = %id, batch = %batch, kind = ?kind, polled, "provider webhook");
-    ApiResponse::json(
-        200,
-        json!({"event": id, "batch": batch.as_str(), "polled": polled}),
-    )
+    ApiResponse::json(200, json!({"event": id, "batch": batch.as_str(), "polled": polled}))
 }
