@@ -151,3 +151,87 @@ pub async fn answer_openai(hooks: Option<&ProviderWebhooks>, req: &ApiRequest, n
     tracing::info!(event = %id, batch = %batch, kind = ?kind, polled, "provider webhook");
     ApiResponse::json(200, json!({"event": id, "batch": batch.as_str(), "polled": polled}))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts the polls asked for.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl BatchPoll for Counting {
+        async fn poll_batch_now(&self, _: ProviderKind, _: &ProviderBatchId) -> Result<bool, PipelineError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(true)
+        }
+    }
+
+    const NOW: i64 = 1_764_583_200;
+    const BODY: &str = r#"{"id":"evt_1","type":"batch.completed","created_at":1,"data":{"id":"batch_1"}}"#;
+
+    fn hooks(poll: Arc<Counting>) -> ProviderWebhooks {
+        ProviderWebhooks {
+            openai_secret: WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            poll,
+        }
+    }
+
+    fn signed(h: &ProviderWebhooks, ts: i64) -> ApiRequest {
+        ApiRequest::post(OPENAI_PATH, "application/json", BODY).with_webhook_headers(WebhookHeaders {
+            id: Some("evt_1".into()),
+            timestamp: Some(ts.to_string()),
+            signature: Some(signature::sign(&h.openai_secret, "evt_1", ts, BODY.as_bytes())),
+        })
+    }
+
+    #[tokio::test]
+    async fn without_a_secret_the_route_answers_not_configured() {
+        let resp = answer_openai(None, &ApiRequest::post(OPENAI_PATH, "application/json", BODY), NOW).await;
+        assert_eq!(
+            (resp.status, &resp.body["error"]["code"]),
+            (404, &json!("not_configured"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_header_is_named_and_nothing_is_polled() {
+        let poll = Arc::new(Counting::default());
+        let h = hooks(poll.clone());
+        for (strip, field) in [(0, "webhook-id"), (1, "webhook-timestamp"), (2, "webhook-signature")] {
+            let mut req = signed(&h, NOW);
+            match strip {
+                0 => req.webhook_headers.id = None,
+                1 => req.webhook_headers.timestamp = None,
+                _ => req.webhook_headers.signature = None,
+            }
+            let resp = answer_openai(Some(&h), &req, NOW).await;
+            assert_eq!((resp.status, &resp.body["error"]["field"]), (400, &json!(field)));
+        }
+        assert_eq!(poll.0.load(Ordering::SeqCst), 0);
+        let resp = answer_openai(Some(&h), &signed(&h, NOW), NOW).await;
+        assert_eq!((resp.status, &resp.body["polled"]), (200, &json!(true)));
+        assert_eq!(poll.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn headers_are_read_whatever_their_case() {
+        let h = WebhookHeaders::from_pairs([
+            ("Webhook-Id", "a"),
+            ("WEBHOOK-TIMESTAMP", "1"),
+            ("webhook-signature", "v1,x"),
+            ("content-type", "application/json"),
+        ]);
+        assert_eq!(
+            h,
+            WebhookHeaders {
+                id: Some("a".into()),
+                timestamp: Some("1".into()),
+                signature: Some("v1,x".into())
+            }
+        );
+    }
+}
