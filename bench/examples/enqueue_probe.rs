@@ -40,6 +40,7 @@ async fn bulk(api: &Api, lines: &[String]) -> f64 {
                     path: "/v1/requests/bulk".into(),
                     query: String::new(),
                     content_type: Some("application/x-ndjson".into()),
+                    webhook_headers: Default::default(),
                     body: Bytes::from(chunk.join("\n")),
                 },
             )

@@ -88,6 +88,7 @@ fn post(path: &str, content_type: &str, body: Bytes) -> ApiRequest {
         path: path.to_owned(),
         query: String::new(),
         content_type: Some(content_type.to_owned()),
+        webhook_headers: Default::default(),
         body,
     }
 }

@@ -30,6 +30,7 @@ use axum::extract::State;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
+use batchq_core::api::provider_webhooks::{is_provider_webhook, WebhookHeaders};
 use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::app::{App, Backend};
 use batchq_core::auth::ApiKeys;
@@ -38,7 +39,7 @@ use batchq_core::keys::object_expiry;
 use batchq_core::metrics::prometheus::{self, Registry};
 use batchq_core::metrics::{self, MetricsSink};
 use batchq_core::pipeline::dispatch::{Dispatcher, HttpSender, WebhookConfig};
-use batchq_core::pipeline::{Ingester, Poller, SubmitOptions, Submitter};
+use batchq_core::pipeline::{Ingester, PollNow, Poller, SubmitOptions, Submitter};
 use batchq_core::store::fs::FsObjects;
 use batchq_core::store::sqlite::SqliteStore;
 use batchq_core::time::Clock;
@@ -98,11 +99,21 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         let _ = stop_tx.send(true);
     });
     let registry = Arc::new(Registry::new());
+    let mut api = ctx.api()?.clone().with_metrics(registry.clone());
+    if let Some(secret) = app.config.openai_webhook_secret.clone() {
+        // OpenAI's batch events poll with the scheduled poll's own poller,
+        // and ingest what that copies at once (no S3 notification here).
+        let poll = PollNow {
+            poller: poller.clone(),
+            ingester: Some(ingester.clone()),
+        };
+        api = api.with_provider_webhooks(secret, Arc::new(poll));
+    }
     let router = Router::new()
         .route("/metrics", get(scrape))
         .fallback(handle)
         .with_state(Front {
-            api: ctx.api()?.clone().with_metrics(registry.clone()),
+            api,
             keys: keys.clone(),
             registry: registry.clone(),
         });
@@ -370,7 +381,9 @@ async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body
     if let Some(resp) = front.api.handle_public(&public) {
         return response(&resp);
     }
-    let tenant = if front.keys.is_empty() {
+    // Provider webhooks: the signature over the body is the authentication.
+    let provider_webhook = is_provider_webhook(parts.uri.path());
+    let tenant = if front.keys.is_empty() || provider_webhook {
         TenantId::default_tenant()
     } else {
         let header = parts
@@ -404,8 +417,17 @@ async fn handle(State(front): State<Front>, req: Request<Body>) -> Response<Body
             .headers
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        webhook_headers: WebhookHeaders::from_pairs(
+            parts
+                .headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        ),
         body,
     };
+    if provider_webhook {
+        return response(&front.api.handle_provider_webhook(&request).await);
+    }
     let resp = front.api.handle(&tenant, request).await;
     response(&resp)
 }

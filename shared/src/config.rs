@@ -58,6 +58,8 @@ env_vars! {
         "Provider API key (the official SDKs' name). For local use; in AWS prefer the secret ARN.";
     OPENAI_API_KEY_SECRET_ARN = "BATCHQ_OPENAI_API_KEY_SECRET_ARN", "",
         "Secrets Manager secret holding the provider key, read once per cold start. Wins over OPENAI_API_KEY.";
+    OPENAI_WEBHOOK_SECRET = "OPENAI_WEBHOOK_SECRET", "",
+        "OpenAI's webhook signing secret (`whsec_…`, the official SDKs' name): enables `POST /v1/provider-webhooks/openai`, whose batch events are verified with it and poll their batch at once. Unset: that route answers 404 `not_configured`. In AWS, set it on the enqueue function (e.g. a `{{resolve:secretsmanager:…}}` reference).";
     OPENAI_ORG_ID = "OPENAI_ORG_ID", "",
         "Optional `OpenAI-Organization` header.";
     OPENAI_PROJECT_ID = "OPENAI_PROJECT_ID", "",
@@ -371,6 +373,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `BATCHQ_METRICS_NAMESPACE`: the CloudWatch namespace of EMF lines.
     pub metrics_namespace: String,
+    /// `OPENAI_WEBHOOK_SECRET`: verifies OpenAI's batch events (`None`: the
+    /// provider webhook route is off). Never printed.
+    pub openai_webhook_secret: Option<crate::webhook::signature::WebhookSecret>,
 }
 
 /// Smallest part S3 accepts in a multipart upload (except the last).
@@ -691,6 +696,16 @@ impl Config {
             report_webhook_url,
             log_filter: env.string(LOG, "info"),
             metrics_namespace: env.string(METRICS_NAMESPACE, "batchq"),
+            openai_webhook_secret: match env.get(OPENAI_WEBHOOK_SECRET) {
+                None => None,
+                Some(raw) => Some(
+                    crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
+                        var: OPENAI_WEBHOOK_SECRET,
+                        value: "(not shown)".into(),
+                        expected: "whsec_ followed by base64, as OpenAI shows it".into(),
+                    })?,
+                ),
+            },
             log_format,
         })
     }

@@ -220,6 +220,7 @@ fn core(what: &'static str, method: &str, path: &str, query: &str, ct: Option<St
             path: path.to_owned(),
             query: query.to_owned(),
             content_type: ct,
+            webhook_headers: Default::default(),
             body: body.into(),
         },
     }

@@ -9,6 +9,7 @@
 //! What the API reports for a metric (a budget warning) is printed after
 //! the invocation as CloudWatch EMF lines on stdout.
 
+use batchq_core::api::provider_webhooks::{is_provider_webhook, WebhookHeaders};
 use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::auth;
 use batchq_core::ids::TenantId;
@@ -73,6 +74,12 @@ pub async fn handle(edge: &Edge, event: Request) -> Result<Response<Body>, Error
     // API Gateway routes have no authorizer; the data routes keep theirs).
     let public = ApiRequest::new(Method::parse(event.method().as_str()), api_path_of(&event));
     if let Some(resp) = edge.api.handle_public(&public) {
+        return Ok(to_lambda_response(resp));
+    }
+    // Provider webhooks: the signature over the body is the authentication
+    // (their API Gateway route has no authorizer).
+    if is_provider_webhook(&public.path) {
+        let resp = edge.api.handle_provider_webhook(&to_api_request(event)).await;
         return Ok(to_lambda_response(resp));
     }
     let resp = match tenant_of(&event, &edge.jwt_tenant_claim) {
@@ -195,11 +202,18 @@ pub fn to_api_request(event: Request) -> ApiRequest {
         Body::Binary(b) => Bytes::from(b),
         _ => Bytes::new(),
     };
+    let webhook_headers = WebhookHeaders::from_pairs(
+        parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    );
     ApiRequest {
         method: Method::parse(parts.method.as_str()),
         path: api_path(&parts.uri, &parts.extensions),
         query: parts.uri.query().unwrap_or_default().to_owned(),
         content_type,
+        webhook_headers,
         body,
     }
 }

@@ -13,7 +13,18 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await.with_configured_tables().await?;
-    let edge = batchq_enqueue::Edge::new(app.api(), app.config.jwt_tenant_claim.clone())
+    let mut api = app.api();
+    // OpenAI's batch events (`POST /v1/provider-webhooks/openai`) poll their
+    // batch from here, so a poller (provider key, job and object writes) is
+    // wired only when their secret is configured.
+    if let Some(secret) = app.config.openai_webhook_secret.clone() {
+        let poll = batchq_core::pipeline::PollNow {
+            poller: app.poller(app.providers().await?),
+            ingester: None, // the copy's S3 notification starts ingest
+        };
+        api = api.with_provider_webhooks(secret, std::sync::Arc::new(poll));
+    }
+    let edge = batchq_enqueue::Edge::new(api, app.config.jwt_tenant_claim.clone())
         .with_metrics_namespace(app.config.metrics_namespace.clone());
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         batchq_enqueue::handle_event(&edge, event)

@@ -3,6 +3,11 @@
 //! the caller's tenant, and returns an [`ApiResponse`] (status, headers, JSON).
 //! The dashboard's files (`/dashboard`, see [`dashboard`]) need no identity:
 //! front ends ask [`Api::handle_public`] first and authenticate the rest.
+//! Provider webhooks (`/v1/provider-webhooks/openai`, see
+//! [`provider_webhooks`]) need no identity either (their signature
+//! authenticates them), but their body and headers: front ends check
+//! [`provider_webhooks::is_provider_webhook`], read the body and call
+//! [`Api::handle_provider_webhook`] before authenticating.
 //! The Lambda function (`functions/enqueue`) and the local server adapt their
 //! own request types to these and back; nothing here knows about either.
 //!
@@ -23,6 +28,7 @@
 //! | `/v1/webhooks/deliveries` | GET | webhook deliveries, newest first (`?status=failed`) |
 //! | `/v1/webhooks/deliveries/{id}/replay` | POST | send a failed or delivered message again |
 //! | `/v1/results` | GET | the results feed: finished requests in the order they finished, after a cursor |
+//! | `/v1/provider-webhooks/openai` | POST | OpenAI's batch events: verified with `OPENAI_WEBHOOK_SECRET`, the batch polled at once (no identity: the signature authenticates) |
 //! | `/dashboard` | GET | the dashboard page (no identity needed; its data comes from the routes above) |
 //!
 //! docs/api.md (the API reference) documents the JSON of each.
@@ -41,6 +47,7 @@ pub mod activity;
 mod budget;
 mod bulk;
 mod jobs;
+pub mod provider_webhooks;
 mod requests;
 mod results;
 mod savings;
@@ -139,6 +146,9 @@ pub struct ApiRequest {
     pub query: String,
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// The Standard Webhooks headers, if any (read by the provider webhook
+    /// route only).
+    pub webhook_headers: provider_webhooks::WebhookHeaders,
     pub body: Bytes,
 }
 
@@ -149,6 +159,7 @@ impl ApiRequest {
             path: path.into(),
             query: String::new(),
             content_type: None,
+            webhook_headers: Default::default(),
             body: Bytes::new(),
         }
     }
@@ -172,6 +183,12 @@ impl ApiRequest {
 
     pub fn with_query(mut self, query: impl Into<String>) -> Self {
         self.query = query.into();
+        self
+    }
+
+    /// The same request carrying Standard Webhooks headers.
+    pub fn with_webhook_headers(mut self, headers: provider_webhooks::WebhookHeaders) -> Self {
+        self.webhook_headers = headers;
         self
     }
 }
@@ -301,6 +318,9 @@ pub struct Api {
     /// The webhook store and target policy (`None`: the webhook routes
     /// answer 404 `webhooks_not_configured`).
     pub webhooks: Option<Arc<webhooks::WebhookApi>>,
+    /// OpenAI's signing secret and the poller its batch events trigger
+    /// (`None`: `/v1/provider-webhooks/openai` answers 404 `not_configured`).
+    pub provider_webhooks: Option<Arc<provider_webhooks::ProviderWebhooks>>,
 }
 
 impl Api {
@@ -313,7 +333,35 @@ impl Api {
             prices: Arc::new(PriceBook::bundled()),
             metrics: Arc::new(NoMetrics),
             webhooks: None,
+            provider_webhooks: None,
         }
+    }
+
+    /// The same API answering OpenAI's batch events: verified with
+    /// `secret`, each polls its batch through `poll` at once.
+    pub fn with_provider_webhooks(
+        mut self,
+        secret: crate::webhook::signature::WebhookSecret,
+        poll: Arc<dyn provider_webhooks::BatchPoll>,
+    ) -> Self {
+        self.provider_webhooks = Some(Arc::new(provider_webhooks::ProviderWebhooks {
+            openai_secret: secret,
+            poll,
+        }));
+        self
+    }
+
+    /// Answers a provider webhook (`/v1/provider-webhooks/openai`): no
+    /// identity, the signature over the body authenticates it. Front ends
+    /// call it, before authenticating, for the paths
+    /// [`provider_webhooks::is_provider_webhook`] accepts.
+    pub async fn handle_provider_webhook(&self, req: &ApiRequest) -> ApiResponse {
+        let started = Instant::now();
+        let now_secs = self.ports.clock.now().millis().div_euclid(1000);
+        let resp = provider_webhooks::answer_openai(self.provider_webhooks.as_deref(), req, now_secs).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(method = %req.method, route = provider_webhooks::OPENAI_PATH, status = resp.status, elapsed_ms, "api request");
+        resp
     }
 
     /// The same API serving the webhook routes over `store`.
@@ -359,6 +407,9 @@ impl Api {
     pub async fn handle(&self, tenant: &TenantId, req: ApiRequest) -> ApiResponse {
         if let Some(resp) = self.handle_public(&req) {
             return resp;
+        }
+        if provider_webhooks::is_provider_webhook(&req.path) {
+            return self.handle_provider_webhook(&req).await;
         }
         let started = Instant::now();
         let route = Route::parse(&req.path);

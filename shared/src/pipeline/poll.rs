@@ -36,7 +36,7 @@ use super::ingest::Ingester;
 use super::queue::{queue_levels, QueueLevel};
 use super::{Core, CrashPoint, LateReport, PipelineError};
 use crate::ids::{ProviderBatchId, ProviderName};
-use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus};
+use crate::job::{Job, JobError, JobStatus, ProviderBatchStatus, ProviderKind};
 use crate::provider::tally::ErrorTally;
 use crate::provider::{Provider, ProviderError, Providers};
 use crate::telemetry;
@@ -249,6 +249,28 @@ impl Poller {
         Ok(Some(report))
     }
 
+    /// [`Poller::poll_batch`] at every provider instance of `kind` (a
+    /// webhook names the batch, not batchq's instance), until one has an
+    /// open job with that batch.
+    pub async fn poll_batch_of_kind(
+        &self,
+        kind: ProviderKind,
+        batch: &ProviderBatchId,
+    ) -> Result<Option<PollReport>, PipelineError> {
+        let names: Vec<ProviderName> = self
+            .providers
+            .iter()
+            .filter(|(_, p)| p.kind() == kind)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            if let Some(report) = self.poll_batch(&name, batch).await? {
+                return Ok(Some(report));
+            }
+        }
+        Ok(None)
+    }
+
     async fn save(&self, job: &Job, next: Job, report: &mut PollReport) -> Result<Option<Job>, PipelineError> {
         let from = job.status;
         let saved = self.core.save_job(job, next).await?;
@@ -380,5 +402,30 @@ impl Poller {
                 Ok(())
             }
         }
+    }
+}
+
+/// The poll a provider webhook asks for ([`crate::api::provider_webhooks::BatchPoll`]):
+/// the batch's job polled at once; with an ingester (`batchq serve`, which
+/// has no S3 notification), the result files that poll copies are ingested
+/// right away too. In Lambda the copy's S3 notification starts ingest.
+#[derive(Clone)]
+pub struct PollNow {
+    pub poller: Poller,
+    pub ingester: Option<Ingester>,
+}
+
+#[async_trait::async_trait]
+impl crate::api::provider_webhooks::BatchPoll for PollNow {
+    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<bool, PipelineError> {
+        let Some(report) = self.poller.poll_batch_of_kind(kind, batch).await? else {
+            return Ok(false);
+        };
+        if let Some(ingester) = &self.ingester {
+            for key in &report.copied {
+                ingester.ingest_key(key).await?;
+            }
+        }
+        Ok(true)
     }
 }
