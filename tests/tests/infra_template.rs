@@ -453,7 +453,7 @@ fn routed_paths() -> BTreeSet<String> {
     let paths: BTreeSet<String> = code
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("[\"v1\"") && l.contains("=> Ok(Self::"))
+        .filter(|l| l.starts_with("[\"v1\"") && l.contains("=>"))
         .map(|l| {
             let inner = &l[1..l.find(']').unwrap()];
             let segments: Vec<String> = inner
@@ -470,7 +470,15 @@ fn routed_paths() -> BTreeSet<String> {
         paths.len() >= 7,
         "Route::parse changed shape; update routed_paths: {paths:?}"
     );
-    paths
+    // Answered before authentication, outside Route::parse: OpenAI's batch
+    // events (shared/src/api/provider_webhooks.rs).
+    let provider_webhooks = read("shared/src/api/provider_webhooks.rs");
+    let path = provider_webhooks
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pub const OPENAI_PATH: &str = \""))
+        .and_then(|rest| rest.strip_suffix("\";"))
+        .expect("OPENAI_PATH in provider_webhooks.rs");
+    paths.into_iter().chain([path.to_owned()]).collect()
 }
 
 /// The paths of the dashboard's files (`path: "/dashboard…"` of the assets in

@@ -146,13 +146,13 @@ pub trait WebhookSender: Send + Sync {
 /// through the target guard (so the address connected to is the one
 /// checked), IP literals checked before sending.
 pub struct HttpSender {
-    client: reqwest::Client,
+    http: reqwest::Client,
     policy: TargetPolicy,
 }
 
 impl HttpSender {
     pub fn new(config: &WebhookConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -161,7 +161,7 @@ impl HttpSender {
             .user_agent(concat!("batchq-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            client,
+            http,
             policy: config.target,
         })
     }
@@ -176,7 +176,7 @@ impl WebhookSender for HttpSender {
                 return SendOutcome::NoAnswer(format!("target {ip} is not a public address"));
             }
         }
-        let mut req = self.client.post(u).header("content-type", "application/json");
+        let mut req = self.http.post(u).header("content-type", "application/json");
         for (name, value) in headers {
             req = req.header(name, value);
         }

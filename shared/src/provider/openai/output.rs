@@ -101,6 +101,9 @@ const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 /// ([`parse_plain`]). Reading the body's parts while the line is parsed,
 /// rather than going over its text a second time, is most of what keeps
 /// ingest near the speed of merely reading the file (`make bench`).
+// Made once per result line on the stack and matched at once: boxing the
+// large variant would add an allocation per line for nothing.
+#[allow(clippy::large_enum_variant)]
 enum WireBody<'a> {
     Object {
         meta: BodyMeta,
