@@ -12,7 +12,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fake_openai::{FakeConfig, FakeServer};
@@ -112,31 +112,9 @@ async fn a_signed_batch_event_polls_the_batch_at_once_and_bad_signatures_change_
         }
         c
     };
-    let init = batchq(&["init"]).output().unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     // Submit every second; poll every hour: its one run is at start.
-    let child = batchq(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--submit-every",
-        "1s",
-        "--poll-every",
-        "1h",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(child);
-    let api = support::serving_url(&mut child.0);
+    let serve = support::Serve::start_polling_every(batchq, "1h");
+    let api = serve.url.clone();
 
     let lines: Vec<String> = (0..REQUESTS)
         .map(|i| {

@@ -17,6 +17,12 @@ impl Serve {
     /// submit and poll every second; `batchq` builds a command carrying the
     /// test's environment.
     pub fn start(batchq: impl Fn(&[&str]) -> Command) -> Serve {
+        Self::start_polling_every(batchq, "1s")
+    }
+
+    /// [`Serve::start`] with the scheduled poll every `poll_every` (a test
+    /// of what else triggers a poll wants it rare).
+    pub fn start_polling_every(batchq: impl Fn(&[&str]) -> Command, poll_every: &str) -> Serve {
         let init = batchq(&["init"]).output().unwrap();
         assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
         let mut child = batchq(&[
@@ -26,7 +32,7 @@ impl Serve {
             "--submit-every",
             "1s",
             "--poll-every",
-            "1s",
+            poll_every,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
