@@ -322,7 +322,13 @@ impl App {
             .with_routing(Arc::new(self.providers.routing.clone()))
             .with_prices(self.prices.clone());
         match &self.webhooks {
-            Some(store) => api.with_webhooks(store.clone(), crate::webhook::target::TargetPolicy::from_env()),
+            Some(store) => api.with_webhooks(
+                store.clone(),
+                crate::webhook::target::TargetPolicy {
+                    allow_private: std::env::var(crate::config::WEBHOOK_ALLOW_PRIVATE)
+                        .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+                },
+            ),
             None => api,
         }
     }

@@ -19,27 +19,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::json;
 
 use super::{ApiRequest, ApiResponse, Method};
-use crate::ids::ProviderBatchId;
 use crate::job::ProviderKind;
-use crate::pipeline::PipelineError;
 use crate::provider::openai::webhook::{self as events, BatchEvent};
 use crate::webhook::signature::{self, SignatureError, SignedHeaders, WebhookSecret};
 
 /// The route's path.
 pub const OPENAI_PATH: &str = "/v1/provider-webhooks/openai";
 
-/// The port the route polls through: "poll the open job whose batch, at a
-/// provider of this kind, is this one, now". `Ok(false)`: no open job has
-/// that batch (closed already, or not batchq's). Wired by the front ends
-/// (the poll step, see `pipeline::poll::PollNow`).
-#[async_trait]
-pub trait BatchPoll: Send + Sync {
-    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<bool, PipelineError>;
-}
+pub use crate::pipeline::poll::BatchPoll;
 
 /// What the route needs: OpenAI's signing secret and the poller.
 #[derive(Clone)]
@@ -156,7 +146,11 @@ pub async fn answer_openai(hooks: Option<&ProviderWebhooks>, req: &ApiRequest, n
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use async_trait::async_trait;
+
     use super::*;
+    use crate::ids::ProviderBatchId;
+    use crate::pipeline::PipelineError;
 
     /// Counts the polls asked for.
     #[derive(Default)]

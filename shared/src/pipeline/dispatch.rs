@@ -120,7 +120,7 @@ impl WebhookConfig {
                     message: format!("{v:?} is not a number from 1 to 64"),
                 })?;
         }
-        if let Some(v) = env(TargetPolicy::ENV) {
+        if let Some(v) = env(config::WEBHOOK_ALLOW_PRIVATE) {
             c.target.allow_private = v.eq_ignore_ascii_case("true") || v == "1";
         }
         Ok(c)

@@ -405,7 +405,16 @@ impl Poller {
     }
 }
 
-/// The poll a provider webhook asks for ([`crate::api::provider_webhooks::BatchPoll`]):
+/// The port the route polls through: "poll the open job whose batch, at a
+/// provider of this kind, is this one, now". `Ok(false)`: no open job has
+/// that batch (closed already, or not batchq's). Wired by the front ends
+/// with [`PollNow`]; the route is `api::provider_webhooks`.
+#[async_trait::async_trait]
+pub trait BatchPoll: Send + Sync {
+    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<bool, PipelineError>;
+}
+
+/// The poll a provider webhook asks for ([`BatchPoll`]):
 /// the batch's job polled at once; with an ingester (`batchq serve`, which
 /// has no S3 notification), the result files that poll copies are ingested
 /// right away too. In Lambda the copy's S3 notification starts ingest.
@@ -416,7 +425,7 @@ pub struct PollNow {
 }
 
 #[async_trait::async_trait]
-impl crate::api::provider_webhooks::BatchPoll for PollNow {
+impl BatchPoll for PollNow {
     async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<bool, PipelineError> {
         let Some(report) = self.poller.poll_batch_of_kind(kind, batch).await? else {
             return Ok(false);

@@ -19,14 +19,6 @@ pub struct TargetPolicy {
 }
 
 impl TargetPolicy {
-    pub const ENV: &'static str = crate::config::WEBHOOK_ALLOW_PRIVATE;
-
-    pub fn from_env() -> Self {
-        Self {
-            allow_private: std::env::var(Self::ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
-        }
-    }
-
     /// Whether `ip` may be connected to.
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow_private || is_public(ip)
