@@ -124,19 +124,7 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
             ids
         }
     };
-    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match out {
-        Some(p) => Box::new(tokio::io::BufWriter::new(
-            tokio::fs::File::create(p)
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
-        None => Box::new(tokio::io::BufWriter::new(tokio::io::stdout())),
-    };
-    // A closed stdout (`batchq results | head -1`) ends the export quietly.
-    let write_failed = |e: std::io::Error| match out {
-        Some(p) => Failure::from(format!("{}: {e}", p.display())),
-        None => crate::output::stdout_error(e),
-    };
+    let mut sink = Sink::open(out).await?;
     let mut written = 0u64;
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     for job_id in &jobs {
@@ -180,9 +168,7 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
                 };
                 // The provider's own result line shape, with the caller's own custom_id.
                 let line = super::result_line::export_line(&req, &result, body);
-                let mut text = line.to_string();
-                text.push('\n');
-                sink.write_all(text.as_bytes()).await.map_err(write_failed)?;
+                sink.line(&line).await?;
                 written += 1;
                 *by_status.entry(req.status.as_str().to_owned()).or_default() += 1;
             }
@@ -192,7 +178,7 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
             }
         }
     }
-    sink.flush().await.map_err(write_failed)?;
+    sink.flush().await?;
     drop(sink);
     let v = json!({"written": written, "by_status": by_status, "jobs": jobs.len(),
                    "out": out.map(|p| p.display().to_string())});
@@ -202,6 +188,52 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
         None => {
             eprintln!("wrote {written} results");
             Ok(())
+        }
+    }
+}
+
+/// Where `batchq results` writes its JSON lines: `--out FILE` or stdout,
+/// buffered. A closed stdout (`batchq results | head -1`) ends the run
+/// quietly; a file's error names the file.
+struct Sink<'a> {
+    writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+    out: Option<&'a Path>,
+}
+
+impl<'a> Sink<'a> {
+    async fn open(out: Option<&'a Path>) -> Result<Sink<'a>, Failure> {
+        let writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match out {
+            Some(p) => Box::new(tokio::io::BufWriter::new(
+                tokio::fs::File::create(p)
+                    .await
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+            )),
+            None => Box::new(tokio::io::BufWriter::new(tokio::io::stdout())),
+        };
+        Ok(Sink { writer, out })
+    }
+
+    fn failed(&self, e: std::io::Error) -> Failure {
+        match self.out {
+            Some(p) => Failure::from(format!("{}: {e}", p.display())),
+            None => crate::output::stdout_error(e),
+        }
+    }
+
+    /// Writes `value` as one JSON line.
+    async fn line(&mut self, value: &Value) -> Result<(), Failure> {
+        let mut text = value.to_string();
+        text.push('\n');
+        match self.writer.write_all(text.as_bytes()).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Failure> {
+        match self.writer.flush().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e)),
         }
     }
 }
@@ -246,18 +278,7 @@ pub async fn follow_results(ctx: &Ctx, out: Option<&Path>, feed: FeedOptions) ->
         },
         (None, None) => None,
     };
-    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match out {
-        Some(p) => Box::new(tokio::io::BufWriter::new(
-            tokio::fs::File::create(p)
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
-        None => Box::new(tokio::io::BufWriter::new(tokio::io::stdout())),
-    };
-    let write_failed = |e: std::io::Error| match out {
-        Some(p) => Failure::from(format!("{}: {e}", p.display())),
-        None => crate::output::stdout_error(e),
-    };
+    let mut sink = Sink::open(out).await?;
     // Ctrl-C and SIGTERM end the feed between pages (a page is written
     // whole); handlers are in place from the first call on.
     let stop = crate::signal::stop();
@@ -280,12 +301,10 @@ pub async fn follow_results(ctx: &Ctx, out: Option<&Path>, feed: FeedOptions) ->
         };
         let results = page["results"].as_array().cloned().unwrap_or_default();
         for r in &results {
-            let mut line = r.to_string();
-            line.push('\n');
-            sink.write_all(line.as_bytes()).await.map_err(write_failed)?;
+            sink.line(r).await?;
             written += 1;
         }
-        sink.flush().await.map_err(write_failed)?;
+        sink.flush().await?;
         if let Some(next) = page["next"].as_str() {
             cursor = Some(next.to_owned());
             if let Some(f) = &feed.cursor_file {
