@@ -29,6 +29,17 @@ fn lines(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Bytes this process has caused to be written to storage so far (Linux).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: ").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 async fn bulk(api: &Api, lines: &[String]) -> f64 {
     let t = Instant::now();
     for chunk in lines.chunks(1000) {
@@ -68,7 +79,13 @@ async fn main() {
         let objects: Arc<dyn ObjectStore> = d.objects();
         let store = Arc::new(d.store(embedded_inline_limits()));
         let api = Api::new(Ports::over(store, objects, Arc::new(SystemClock)), &config.limits);
-        eprintln!("sqlite: {:.0} requests/s", bulk(&api, &lines).await);
+        let before = written_bytes();
+        let rate = bulk(&api, &lines).await;
+        let written = written_bytes() - before;
+        eprintln!(
+            "sqlite: {rate:.0} requests/s, {:.1} KB written per request (write_bytes)",
+            written as f64 / 1000.0 / lines.len() as f64
+        );
         drop(api);
         drop(d);
         if std::env::var("KEEP").is_err() {

@@ -87,6 +87,13 @@ pub fn body(request: &RequestKey, hash: &ContentHash) -> String {
     format!("bodies/{request}/{hash}.json")
 }
 
+/// A new chunk object of request bodies (under `bodies/`, so the bucket's
+/// body rule expires it and the roles that read bodies read it). Never
+/// reused: a chunk is written once and never overwritten.
+pub fn body_chunk() -> String {
+    format!("bodies/chunks/{}.jsonl", uuid::Uuid::now_v7().simple())
+}
+
 pub fn response(request: &RequestKey, job: &JobId) -> String {
     format!("responses/{request}/{job}.json")
 }

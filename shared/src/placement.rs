@@ -5,7 +5,7 @@
 //! object-store side around any store.
 
 use crate::keys;
-use crate::request::{NewRequest, Payload, Request, RequestResult};
+use crate::request::{NewRequest, Payload, QueueGroup, Request, RequestResult};
 use crate::time::Timestamp;
 use crate::transition;
 
@@ -20,6 +20,7 @@ pub struct InlineLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
     pub key: String,
+    /// Its text: one JSON document, or a chunk's bodies one per line.
     pub json: String,
 }
 
@@ -49,6 +50,61 @@ impl InlineLimits {
         )
     }
 
+    /// Where the bodies of requests inserted together go, in their order:
+    /// each one's payload, and the objects to write before the rows.
+    ///
+    /// A body over the inline limit goes to its own object as in
+    /// [`Self::place_body`]. When at least [`CHUNK_MIN_BODIES`] of the
+    /// others share a queue group (a bulk call), they are written together
+    /// into chunk objects of at most [`CHUNK_MAX_BYTES`], one body per line
+    /// in the requests' order, and each row refers to its body's bytes:
+    /// one object write instead of a body in every row, which is most of
+    /// what a row store writes per request (DynamoDB charges a transaction
+    /// 2 write units per KB; SQLite writes a row's pages to its log and
+    /// again at the checkpoint). A queue group's requests are claimed in
+    /// the order they were queued, so the rows a submit reads together
+    /// point into one range of one chunk. Fewer bodies stay inline: a
+    /// chunk of one costs an object write for little saved.
+    pub fn place_bodies(&self, requests: &[&NewRequest]) -> (Vec<Payload>, Vec<Object>) {
+        let mut payloads: Vec<Option<Payload>> = vec![None; requests.len()];
+        let mut objects = Vec::new();
+        let mut groups: Vec<(QueueGroup, Vec<usize>)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            if self.body_is_object(r.body_bytes()) {
+                let (payload, object) = self.place_body(r);
+                payloads[i] = Some(payload);
+                objects.extend(object);
+                continue;
+            }
+            let group = r.queue_group();
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((group, vec![i])),
+            }
+        }
+        for (_, members) in groups {
+            if members.len() < CHUNK_MIN_BODIES {
+                for i in members {
+                    payloads[i] = Some(Payload::Inline(requests[i].body_json.clone()));
+                }
+                continue;
+            }
+            let mut chunk = ChunkBuilder::new();
+            for i in members {
+                let body = &requests[i].body_json;
+                if !chunk.is_empty() && chunk.len() + body.len() > CHUNK_MAX_BYTES {
+                    objects.push(std::mem::replace(&mut chunk, ChunkBuilder::new()).finish());
+                }
+                payloads[i] = Some(chunk.push(body));
+            }
+            if !chunk.is_empty() {
+                objects.push(chunk.finish());
+            }
+        }
+        let payloads = payloads.into_iter().map(|p| p.expect("every body placed")).collect();
+        (payloads, objects)
+    }
+
     /// The object a result's response goes to when it is too large to be
     /// inline; `None` when it stays as it is.
     pub fn response_object(&self, res: &RequestResult) -> Option<Object> {
@@ -58,6 +114,56 @@ impl InlineLimits {
                 json: json.clone(),
             }),
             _ => None,
+        }
+    }
+}
+
+/// Fewest inline-size bodies of one queue group, inserted together, that
+/// are written as a chunk object rather than into their rows.
+pub const CHUNK_MIN_BODIES: usize = 16;
+
+/// Most bytes of bodies in one chunk object (a bulk call of several
+/// megabytes makes several).
+pub const CHUNK_MAX_BYTES: usize = 4 << 20;
+
+/// A chunk object being filled: bodies one per line, each payload naming
+/// its bytes.
+struct ChunkBuilder {
+    key: String,
+    text: String,
+}
+
+impl ChunkBuilder {
+    fn new() -> Self {
+        Self {
+            key: keys::body_chunk(),
+            text: String::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    fn push(&mut self, body: &str) -> Payload {
+        let offset = self.text.len() as u64;
+        self.text.push_str(body);
+        self.text.push('\n');
+        Payload::Chunk {
+            key: self.key.clone(),
+            offset,
+            len: body.len() as u64,
+        }
+    }
+
+    fn finish(self) -> Object {
+        Object {
+            key: self.key,
+            json: self.text,
         }
     }
 }
@@ -140,5 +246,62 @@ mod tests {
         assert_eq!(LIMITS.response_object(&result("{}")), None);
         let big = LIMITS.response_object(&result(r#"{"long":"answer"}"#)).unwrap();
         assert_eq!(big.key, keys::response(&r.key, &job));
+    }
+
+    #[test]
+    fn small_bodies_of_one_queue_group_inserted_together_share_chunks_in_order() {
+        let limits = InlineLimits {
+            body_max: 1 << 20,
+            result_max: 10,
+        };
+        let with_model = |id: &str, model: &str, body: String| {
+            NewRequest::new(
+                TenantId::parse("acme").unwrap(),
+                CustomId::parse(id).unwrap(),
+                Endpoint::ChatCompletions,
+                ModelName::parse(model).unwrap(),
+                body,
+            )
+        };
+        // 3 MB bodies of one model (two chunks of at most CHUNK_MAX_BYTES),
+        // a second model with fewer than CHUNK_MIN_BODIES (inline), and one
+        // body over the inline limit (its own object).
+        let big = "x".repeat(300 * 1024);
+        let mut requests: Vec<NewRequest> = (0..CHUNK_MIN_BODIES + 4)
+            .map(|i| with_model(&format!("a-{i}"), "gpt-4o-mini", format!(r#"{{"i":{i},"p":"{big}"}}"#)))
+            .collect();
+        requests.push(with_model("n-1", "gpt-4.1-nano", "{}".into()));
+        requests.push(with_model(
+            "huge",
+            "gpt-4o-mini",
+            format!(r#"{{"p":"{big}{big}{big}{big}"}}"#),
+        ));
+        let refs: Vec<&NewRequest> = requests.iter().collect();
+        let (payloads, objects) = limits.place_bodies(&refs);
+
+        assert_eq!(payloads.len(), requests.len());
+        assert_eq!(payloads[CHUNK_MIN_BODIES + 4], Payload::Inline("{}".into()));
+        assert!(matches!(&payloads[CHUNK_MIN_BODIES + 5], Payload::S3 { .. }));
+        let chunks: Vec<&Object> = objects.iter().filter(|o| o.key.starts_with("bodies/chunks/")).collect();
+        assert_eq!(
+            chunks.len(),
+            2,
+            "{} bytes of bodies",
+            (CHUNK_MIN_BODIES + 4) * big.len()
+        );
+        assert!(chunks.iter().all(|c| c.json.len() <= CHUNK_MAX_BYTES));
+        for (r, p) in requests.iter().zip(&payloads).take(CHUNK_MIN_BODIES + 4) {
+            let Payload::Chunk { key, offset, len } = p else {
+                panic!("{p:?}")
+            };
+            let chunk = chunks.iter().find(|c| &c.key == key).expect("its chunk is written");
+            assert_eq!(&chunk.json[*offset as usize..(offset + len) as usize], r.body_json);
+        }
+        // In the requests' order: the first chunk holds the first bodies.
+        let first_key = |p: &Payload| match p {
+            Payload::Chunk { key, offset, .. } => (key.clone(), *offset),
+            _ => unreachable!(),
+        };
+        assert_eq!(first_key(&payloads[0]), (chunks[0].key.clone(), 0));
     }
 }

@@ -293,9 +293,9 @@ pub enum InsertOutcome {
 }
 
 /// Where a stored body or response lives. As JSON (the embedded store's
-/// rows, `batchq export`): `{"inline": "<the JSON text>"}` or
+/// rows, `batchq export`): `{"inline": "<the JSON text>"}`,
 /// `{"s3": {"key": "...", "bytes": n}}` (an object store key, whichever
-/// object store holds it).
+/// object store holds it) or `{"chunk": {"key": "...", "offset": o, "len": n}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Payload {
@@ -303,6 +303,11 @@ pub enum Payload {
     Inline(String),
     /// Too large for the item; the JSON is in S3 under this key.
     S3 { key: String, bytes: u64 },
+    /// Bytes `offset..offset + len` of a chunk object that holds the bodies
+    /// of one bulk call's requests of one queue group, one per line
+    /// ([`crate::placement::InlineLimits::place_bodies`]): written once
+    /// for all of them instead of once per row.
+    Chunk { key: String, offset: u64, len: u64 },
 }
 
 /// The write-once body item of a request.

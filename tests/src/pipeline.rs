@@ -362,15 +362,13 @@ impl Pipeline {
             .expect("request exists")
     }
 
-    /// A stored response body as JSON (inline or from S3).
+    /// A stored response body as JSON (inline or from the object store).
     pub async fn response_json(&self, payload: &Payload) -> Value {
-        match payload {
-            Payload::Inline(s) => serde_json::from_str(s).expect("stored response is JSON"),
-            Payload::S3 { key, .. } => {
-                let bytes = self.stores.objects.get(key).await.unwrap().expect("response object");
-                serde_json::from_slice(&bytes).expect("stored response is JSON")
-            }
-        }
+        let text = batchq_core::store::placed::payload_text(self.stores.objects.as_ref(), payload)
+            .await
+            .unwrap()
+            .expect("response object");
+        serde_json::from_str(&text).expect("stored response is JSON")
     }
 
     /// Every job, as stored now. The listing comes from an index, which

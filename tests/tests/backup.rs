@@ -177,7 +177,7 @@ async fn an_imported_store_reads_back_as_exported_and_runs_on_sending_nothing_tw
         if let (Some(g), Some(w)) = (got_result, want_result) {
             match &w.response {
                 Some(Payload::Inline(_)) => inline += 1,
-                Some(Payload::S3 { .. }) => objects += 1,
+                Some(Payload::S3 { .. } | Payload::Chunk { .. }) => objects += 1,
                 None => {}
             }
             let (gr, wr) = (g.response.clone(), w.response.clone());

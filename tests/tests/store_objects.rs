@@ -116,3 +116,48 @@ async fn missing_objects_are_none_or_not_found() {
     env.s3.delete("k").await.unwrap();
     assert_eq!(env.s3.get("k").await.unwrap(), None);
 }
+
+/// The range reads of a chunk of bodies: S3 (the emulator, a `Range`
+/// header), the data directory's files and memory answer the same bytes.
+#[tokio::test]
+async fn a_range_read_answers_exactly_those_bytes_on_s3_files_and_memory() {
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("batchq-range-{}", uuid::Uuid::new_v4().simple()));
+    let fs = batchq_core::store::fs::FsObjects::open(&dir, 5 << 20).unwrap();
+    let memory = batchq_core::store::memory::MemoryObjects::default();
+    let stores: [(&str, &dyn ObjectStore); 3] = [("s3", env.s3.as_ref()), ("files", &fs), ("memory", &memory)];
+    let text: String = (0..2000).map(line).collect::<Vec<_>>().join("\n");
+    let key = "bodies/chunks/range-test.jsonl";
+    for (name, store) in stores {
+        store
+            .put(key, bytes::Bytes::from(text.clone()), "application/x-ndjson")
+            .await
+            .unwrap();
+        for (start, end) in [
+            (0u64, 1u64),
+            (17, 4_000),
+            (1_000_000, 1_000_123),
+            (text.len() as u64 - 5, text.len() as u64),
+        ] {
+            let got = store.get_range(key, start, end).await.unwrap().unwrap();
+            assert_eq!(
+                &got[..],
+                &text.as_bytes()[start as usize..end as usize],
+                "{name} {start}..{end}"
+            );
+        }
+        // Past the end: what there is.
+        let tail = store
+            .get_range(key, text.len() as u64 - 3, text.len() as u64 + 100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&tail[..], &text.as_bytes()[text.len() - 3..], "{name}");
+        assert_eq!(
+            store.get_range("bodies/chunks/none.jsonl", 0, 10).await.unwrap(),
+            None,
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,8 @@ use crate::output::{emit, progress_allowed, text};
 use crate::Failure;
 use batchq_core::api::ApiRequest;
 use batchq_core::ids::JobId;
-use batchq_core::request::{Payload, RequestStatus};
+use batchq_core::request::RequestStatus;
+use batchq_core::store::placed::payload_text;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -153,16 +154,14 @@ pub async fn results(ctx: &Ctx, out: Option<&Path>, job: Option<&str>) -> Result
                     continue;
                 }
                 let body = match &result.response {
-                    Some(Payload::Inline(s)) => Some(serde_json::from_str::<Value>(s)?),
-                    Some(Payload::S3 { key, .. }) => {
-                        let bytes = app
-                            .ports
-                            .objects
-                            .get(key)
+                    Some(payload) => {
+                        let text = payload_text(app.ports.objects.as_ref(), payload)
                             .await
                             .map_err(|e| ctx.store_failure(e))?
-                            .ok_or_else(|| format!("response object {key} is missing"))?;
-                        Some(serde_json::from_slice::<Value>(&bytes)?)
+                            .ok_or_else(|| {
+                                format!("the response of {} is missing from the object store", req.custom_id)
+                            })?;
+                        Some(serde_json::from_str::<Value>(&text)?)
                     }
                     None => None,
                 };

@@ -188,14 +188,18 @@ impl Api {
     async fn response_body(&self, r: &RequestResult) -> Result<ResponseBody, ApiError> {
         Ok(match &r.response {
             None => ResponseBody::None,
-            Some(Payload::Inline(text)) => match serde_json::from_str::<Value>(text) {
-                Ok(v) => ResponseBody::Inline(v),
-                Err(_) => {
-                    // Stored by ingest from the provider's file; never expected.
-                    tracing::warn!(key = %r.key, "stored inline response is not JSON; returned as a string");
-                    ResponseBody::Inline(Value::String(text.clone()))
+            Some(Payload::Inline(text)) => inline_response(r, text),
+            // A response kept as a range of a shared object cannot be
+            // presigned alone: it is read and embedded.
+            Some(payload @ Payload::Chunk { key, .. }) => {
+                match crate::store::placed::payload_text(self.ports.objects.as_ref(), payload).await? {
+                    Some(text) => inline_response(r, &text),
+                    None => {
+                        tracing::error!(key = %r.key, object = %key, "response chunk is missing");
+                        ResponseBody::None
+                    }
                 }
-            },
+            }
             Some(Payload::S3 { key, bytes }) => {
                 let ttl = self.limits.result_url_ttl;
                 let url = self.ports.objects.presign_get(key, ttl).await?;
@@ -271,4 +275,16 @@ fn addressed(tenant: &TenantId, raw_id: &str, req: &ApiRequest) -> Result<(Custo
     let custom_id = CustomId::parse(raw_id)?;
     let key = RequestKey::derive(tenant, &custom_id);
     Ok((custom_id, key))
+}
+
+/// An inline response as JSON, or as a string when it is not JSON (stored
+/// by ingest from the provider's file; never expected).
+fn inline_response(r: &RequestResult, text: &str) -> ResponseBody {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => ResponseBody::Inline(v),
+        Err(_) => {
+            tracing::warn!(key = %r.key, "stored inline response is not JSON; returned as a string");
+            ResponseBody::Inline(Value::String(text.to_owned()))
+        }
+    }
 }

@@ -261,16 +261,13 @@ async fn export_requests(ports: &Ports, w: &mut Writer, listed: Vec<Request>) ->
 
 /// The result with a response kept as an object read into the line.
 async fn inline_response(ports: &Ports, mut r: RequestResult) -> Result<RequestResult, BackupError> {
-    if let Some(Payload::S3 { key, .. }) = &r.response {
-        let bytes = ports.objects.get(key).await?.ok_or_else(|| StoreError::NotFound {
-            entity: "response object",
-            id: key.clone(),
-        })?;
-        let text = String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt {
-            entity: "response",
-            id: r.key.to_string(),
-            reason: "response is not UTF-8".into(),
-        })?;
+    if let Some(payload @ (Payload::S3 { key, .. } | Payload::Chunk { key, .. })) = &r.response {
+        let text = crate::store::placed::payload_text(ports.objects.as_ref(), payload)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "response object",
+                id: key.clone(),
+            })?;
         r.response = Some(Payload::Inline(text));
     }
     Ok(r)

@@ -295,6 +295,26 @@ impl ObjectStore for FsObjects {
         .await
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Bytes>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path_of(key)?;
+        blocking("get range", move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(_) if path.is_dir() => return Ok(None),
+                Err(e) => return Err(backend("get range")(e)),
+            };
+            file.seek(SeekFrom::Start(start)).map_err(backend("get range"))?;
+            let mut data = Vec::with_capacity(end.saturating_sub(start) as usize);
+            file.take(end.saturating_sub(start))
+                .read_to_end(&mut data)
+                .map_err(backend("get range"))?;
+            Ok(Some(Bytes::from(data)))
+        })
+        .await
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         let path = self.path_of(key)?;
         let key = key.to_owned();

@@ -372,6 +372,13 @@ pub trait ObjectStore: Send + Sync {
     /// Reads a whole (small) object; `None` if it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 
+    /// Bytes `start..end` of an object (fewer when it is shorter); `None`
+    /// if it does not exist. Adapters read only that range; this default
+    /// reads the whole object.
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.get(key).await?.map(|b| slice_range(&b, start, end)))
+    }
+
     /// Size of an object; `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
 
@@ -385,6 +392,13 @@ pub trait ObjectStore: Send + Sync {
 
     /// A short-lived GET URL for an object.
     async fn presign_get(&self, key: &str, ttl: std::time::Duration) -> Result<String, StoreError>;
+}
+
+/// Bytes `start..end` of `data`, clamped to its length.
+pub(crate) fn slice_range(data: &Bytes, start: u64, end: u64) -> Bytes {
+    let len = data.len() as u64;
+    let (start, end) = (start.min(len), end.min(len).max(start.min(len)));
+    data.slice(start as usize..end as usize)
 }
 
 /// A streaming object writer with a bounded buffer.

@@ -28,10 +28,10 @@ use crate::request::{InsertOutcome, NewRequest, Payload, QueueGroup, Request, Re
 use crate::time::Timestamp;
 use crate::transition::RequestUpdate;
 
-/// Large responses written to the object store at once by one `apply_many`:
-/// one at a time, a file of 50,000 answers of 20 KB took longer than a
-/// Lambda may run.
-const RESPONSE_PUTS_IN_FLIGHT: usize = 16;
+/// Objects written at once: large responses by one `apply_many`, bodies and
+/// chunks by one `insert`. One at a time, a file of 50,000 answers of 20 KB
+/// took longer than a Lambda may run.
+const PUTS_IN_FLIGHT: usize = 16;
 
 /// Objects deleted at once.
 const DELETES_IN_FLIGHT: usize = 16;
@@ -102,7 +102,7 @@ impl<S> PlacedStore<S> {
                     .await?;
                 Ok::<_, StoreError>((i, Payload::S3 { key: object.key, bytes }))
             })
-            .buffer_unordered(RESPONSE_PUTS_IN_FLIGHT);
+            .buffer_unordered(PUTS_IN_FLIGHT);
         futures::pin_mut!(puts);
         while let Some(done) = puts.next().await {
             let (i, payload) = done?;
@@ -129,22 +129,47 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
         let mut seen = HashSet::new();
         let mut firsts = Vec::new();
         let mut repeats = Vec::new();
-        let mut rows = Vec::new();
         for (i, r) in requests.iter().enumerate() {
-            if !seen.insert(r.key.clone()) {
+            if seen.insert(r.key.clone()) {
+                firsts.push(i);
+            } else {
                 repeats.push(i);
-                continue;
             }
-            let (body, object) = self.limits.place_body(r);
-            // Content-addressed: a conflicting re-post never overwrites an accepted body.
-            if let Some(object) = object {
-                self.objects
-                    .put(&object.key, Bytes::from(object.json), "application/json")
-                    .await?;
-            }
-            firsts.push(i);
-            rows.push(QueuedRow::new(r, body, now));
         }
+        let (bodies, objects) = self
+            .limits
+            .place_bodies(&firsts.iter().map(|i| &requests[*i]).collect::<Vec<_>>());
+        // Every object before the rows that refer to it. A large body's key
+        // is content-addressed (a conflicting re-post never overwrites an
+        // accepted body); a chunk's is new each time.
+        let puts = futures::stream::iter(objects)
+            .map(|object| async move {
+                let content_type = if is_chunk(&object.key) {
+                    "application/x-ndjson"
+                } else {
+                    "application/json"
+                };
+                self.objects
+                    .put(&object.key, Bytes::from(object.json), content_type)
+                    .await
+            })
+            .buffer_unordered(PUTS_IN_FLIGHT);
+        futures::pin_mut!(puts);
+        while let Some(done) = puts.next().await {
+            done?;
+        }
+        let rows: Vec<QueuedRow> = firsts
+            .iter()
+            .zip(bodies)
+            .map(|(i, body)| QueuedRow::new(&requests[*i], body, now))
+            .collect();
+        let chunks: Vec<Option<String>> = rows
+            .iter()
+            .map(|row| match &row.body {
+                Payload::Chunk { key, .. } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
         let states: Vec<Request> = rows.iter().map(|row| row.state.clone()).collect();
         let written = self.rows.insert_rows(rows).await?;
 
@@ -160,8 +185,15 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
         // nothing refers to that object (content-addressed: the stored
         // request's body has another key).
         let mut orphans = Vec::new();
-        for ((i, state), done) in firsts.into_iter().zip(states).zip(written) {
+        // A chunk no written row refers to (every one of its requests
+        // existed already) is deleted too.
+        let mut chunk_used: HashMap<String, bool> = HashMap::new();
+        for (((i, state), done), chunk) in firsts.into_iter().zip(states).zip(written).zip(chunks) {
             let r = &requests[i];
+            let created = matches!(done, RowInsert::Written);
+            if let Some(chunk) = chunk {
+                *chunk_used.entry(chunk).or_default() |= created;
+            }
             outcomes[i] = Some(match done {
                 RowInsert::Written => InsertOutcome::Created(state),
                 RowInsert::Exists(stored) => {
@@ -172,6 +204,7 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
                 }
             });
         }
+        orphans.extend(chunk_used.into_iter().filter(|(_, used)| !used).map(|(key, _)| key));
         self.delete_objects(orphans, "a conflicting request's body").await;
         // A repeat is judged against what its first occurrence found or made.
         for i in repeats {
@@ -204,23 +237,47 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
     async fn bodies(&self, keys: &[RequestKey]) -> Result<HashMap<RequestKey, String>, StoreError> {
         let payloads = self.rows.body_payloads(keys).await?;
         let mut out = HashMap::with_capacity(payloads.len());
+        // Bodies in chunks: each chunk's range that covers the ones asked
+        // for is read once (claims follow the queue order, so they are
+        // mostly contiguous).
+        let mut in_chunks: HashMap<String, Vec<(RequestKey, u64, u64)>> = HashMap::new();
         for (key, payload) in payloads {
             let json = match payload {
                 Payload::Inline(j) => j,
                 Payload::S3 { key: object, .. } => match self.objects.get(&object).await? {
-                    Some(bytes) => String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt {
-                        entity: "body",
-                        id: key.to_string(),
-                        reason: "body is not UTF-8".into(),
-                    })?,
+                    Some(bytes) => utf8_body(&key, bytes.to_vec())?,
                     // Absent from the answer: the caller decides what a lost body means.
                     None => {
                         tracing::error!(request = %key, object = %object, "request body object is missing");
                         continue;
                     }
                 },
+                Payload::Chunk {
+                    key: chunk,
+                    offset,
+                    len,
+                } => {
+                    in_chunks.entry(chunk).or_default().push((key, offset, len));
+                    continue;
+                }
             };
             out.insert(key, json);
+        }
+        for (chunk, wanted) in in_chunks {
+            let start = wanted.iter().map(|(_, o, _)| *o).min().unwrap_or(0);
+            let end = wanted.iter().map(|(_, o, l)| o + l).max().unwrap_or(0);
+            let Some(bytes) = self.objects.get_range(&chunk, start, end).await? else {
+                tracing::error!(object = %chunk, requests = wanted.len(), "request body chunk is missing");
+                continue;
+            };
+            for (key, offset, len) in wanted {
+                let (from, to) = ((offset - start) as usize, (offset - start + len) as usize);
+                let Some(body) = bytes.get(from..to) else {
+                    tracing::error!(request = %key, object = %chunk, "request body chunk is shorter than its rows say");
+                    continue;
+                };
+                out.insert(key.clone(), utf8_body(&key, body.to_vec())?);
+            }
         }
         Ok(out)
     }
@@ -284,6 +341,41 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
     async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
         self.rows.feed(tenant, after, limit).await
     }
+}
+
+/// Whether `key` names a chunk of bodies ([`keys::body_chunk`]).
+fn is_chunk(key: &str) -> bool {
+    key.starts_with("bodies/chunks/")
+}
+
+fn utf8_body(key: &RequestKey, bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|_| StoreError::Corrupt {
+        entity: "body",
+        id: key.to_string(),
+        reason: "body is not UTF-8".into(),
+    })
+}
+
+/// The text a payload stands for, read from `objects` when it is not
+/// inline; `None` when its object is gone.
+pub async fn payload_text(objects: &dyn ObjectStore, payload: &Payload) -> Result<Option<String>, StoreError> {
+    let bytes = match payload {
+        Payload::Inline(text) => return Ok(Some(text.clone())),
+        Payload::S3 { key, .. } => objects.get(key).await?,
+        Payload::Chunk { key, offset, len } => objects.get_range(key, *offset, offset + len).await?,
+    };
+    bytes
+        .map(|b| {
+            String::from_utf8(b.to_vec()).map_err(|_| StoreError::Corrupt {
+                entity: "payload",
+                id: match payload {
+                    Payload::S3 { key, .. } | Payload::Chunk { key, .. } => key.clone(),
+                    Payload::Inline(_) => String::new(),
+                },
+                reason: "not UTF-8".into(),
+            })
+        })
+        .transpose()
 }
 
 #[async_trait]

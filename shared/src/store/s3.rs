@@ -86,6 +86,35 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Bytes>, StoreError> {
+        if end <= start {
+            return Ok(self.head(key).await?.map(|_| Bytes::new()));
+        }
+        let range = format!("bytes={start}-{}", end - 1);
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::backend("s3 GetObject body", e))?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            // A range wholly past the object's end.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => Ok(Some(Bytes::new())),
+            Err(e) => Err(sdk_err("s3 GetObject", e)),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => Ok(Some(ObjectInfo {

@@ -105,6 +105,11 @@ pub(super) fn payload_attrs(item: &mut Item, prefix: &str, p: &Payload) {
             item.insert(format!("{prefix}_s3"), s(key.clone()));
             item.insert(format!("{prefix}_bytes"), n(bytes));
         }
+        Payload::Chunk { key, offset, len } => {
+            item.insert(format!("{prefix}_chunk"), s(key.clone()));
+            item.insert(format!("{prefix}_off"), n(offset));
+            item.insert(format!("{prefix}_len"), n(len));
+        }
     }
 }
 
@@ -116,6 +121,21 @@ pub(super) fn payload_from(r: &Reader<'_>, prefix: &str) -> Result<Option<Payloa
         return Ok(Some(Payload::S3 {
             key: key.to_owned(),
             bytes: r.opt_n(&format!("{prefix}_bytes"))?.unwrap_or(0),
+        }));
+    }
+    if let Some(key) = r.opt_s(&format!("{prefix}_chunk"))? {
+        let field = |name: &str| -> Result<u64, StoreError> {
+            r.opt_n(&format!("{prefix}_{name}"))?
+                .ok_or_else(|| StoreError::Corrupt {
+                    entity: "request body",
+                    id: key.to_owned(),
+                    reason: format!("a chunk payload without {prefix}_{name}"),
+                })
+        };
+        return Ok(Some(Payload::Chunk {
+            key: key.to_owned(),
+            offset: field("off")?,
+            len: field("len")?,
         }));
     }
     Ok(None)

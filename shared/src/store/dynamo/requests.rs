@@ -151,7 +151,7 @@ impl RequestRows for DynamoStore {
                 actions: vec![self.state_put_action(row), self.body_put_action(row)],
                 bytes: match &row.body {
                     Payload::Inline(j) => j.len(),
-                    Payload::S3 { .. } => 0,
+                    Payload::S3 { .. } | Payload::Chunk { .. } => 0,
                 } + 1024,
                 counters: counters::for_insert(&row.state),
                 key: row.state.key.clone(),

@@ -62,6 +62,10 @@ impl ObjectStore for MemoryObjects {
         Ok(self.lock().get(key).cloned())
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.lock().get(key).map(|b| crate::store::slice_range(b, start, end)))
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         Ok(self.lock().get(key).map(|b| ObjectInfo {
             key: key.to_owned(),

@@ -101,9 +101,9 @@ impl RequestRows for Rows {
     }
 }
 
-/// Objects in a map.
+/// Objects in a map; counts the reads.
 #[derive(Default)]
-struct Objects(Mutex<HashMap<String, Bytes>>);
+struct Objects(Mutex<HashMap<String, Bytes>>, std::sync::atomic::AtomicU32);
 
 impl Objects {
     fn keys(&self) -> Vec<String> {
@@ -121,6 +121,7 @@ impl ObjectStore for Objects {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.0.lock().unwrap().get(key).cloned())
     }
 
@@ -247,4 +248,65 @@ async fn a_large_response_reaches_the_rows_as_an_object_and_a_finished_requests_
     );
     // The body object went with the finish; the response object stays.
     assert_eq!(objects.keys(), vec![response_key]);
+}
+
+/// `n` requests of one queue group with distinct small bodies.
+fn bulk(n: usize, prefix: &str) -> Vec<NewRequest> {
+    (0..n)
+        .map(|i| new_request(&format!("{prefix}-{i}"), &format!(r#"{{"i":{i}}}"#)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bulk_insert_writes_its_small_bodies_once_as_a_chunk_and_reads_each_back_exactly() {
+    let (store, objects) = store();
+    let requests = bulk(crate::placement::CHUNK_MIN_BODIES + 4, "b");
+    store.insert(requests.clone(), now()).await.unwrap();
+
+    let keys = objects.keys();
+    assert_eq!(keys.len(), 1, "one chunk object: {keys:?}");
+    assert!(keys[0].starts_with("bodies/chunks/"), "{keys:?}");
+    let rows = store.rows().bodies.lock().unwrap().clone();
+    for r in &requests {
+        assert!(
+            matches!(&rows[&r.key], Payload::Chunk { key, len, .. } if *key == keys[0] && *len == r.body_bytes()),
+            "{:?}",
+            rows[&r.key]
+        );
+    }
+
+    // Any subset reads back exactly, with one read of the chunk.
+    let wanted: Vec<RequestKey> = requests.iter().skip(3).step_by(2).map(|r| r.key.clone()).collect();
+    let reads_before = objects.1.load(std::sync::atomic::Ordering::Relaxed);
+    let bodies = store.bodies(&wanted).await.unwrap();
+    assert_eq!(objects.1.load(std::sync::atomic::Ordering::Relaxed) - reads_before, 1);
+    assert_eq!(bodies.len(), wanted.len());
+    for r in requests.iter().skip(3).step_by(2) {
+        assert_eq!(bodies[&r.key], r.body_json);
+    }
+}
+
+#[tokio::test]
+async fn fewer_small_bodies_than_a_chunk_needs_stay_inline_and_a_chunk_no_row_refers_to_is_deleted() {
+    let (store, objects) = store();
+    let few = bulk(crate::placement::CHUNK_MIN_BODIES - 1, "few");
+    store.insert(few.clone(), now()).await.unwrap();
+    assert!(objects.keys().is_empty());
+    let rows = store.rows().bodies.lock().unwrap().clone();
+    assert!(few.iter().all(|r| rows[&r.key] == Payload::Inline(r.body_json.clone())));
+
+    let many = bulk(crate::placement::CHUNK_MIN_BODIES, "many");
+    store.insert(many.clone(), now()).await.unwrap();
+    let chunk = objects.keys();
+    assert_eq!(chunk.len(), 1);
+    // The same call again: every request exists, so its new chunk is deleted
+    // and the rows keep pointing into the first one.
+    let outcomes = store.insert(many.clone(), now()).await.unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, InsertOutcome::Existing(_))));
+    assert_eq!(objects.keys(), chunk);
+    let bodies = store
+        .bodies(&many.iter().map(|r| r.key.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(many.iter().all(|r| bodies[&r.key] == r.body_json));
 }
