@@ -246,36 +246,40 @@ impl Relay {
         let target: Arc<OnceLock<String>> = Arc::default();
         let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
         let (t, s) = (target.clone(), seen.clone());
-        let app = axum::Router::new().fallback(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let (target, seen) = (t.clone(), s.clone());
-                async move {
-                    let id = headers
-                        .get("webhook-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    let first = !seen.lock().unwrap().iter().any(|(i, _)| *i == id);
-                    let status = match target.get() {
-                        Some(url) if !first => {
-                            let mut req = reqwest::Client::new().post(format!("{url}/v1/provider-webhooks/openai"));
-                            for name in ["content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent"] {
-                                if let Some(v) = headers.get(name) {
-                                    req = req.header(name, v.as_bytes());
-                                }
-                            }
-                            match req.body(body.to_vec()).send().await {
-                                Ok(r) => r.status().as_u16(),
-                                Err(_) => 502,
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (target, seen) = (t.clone(), s.clone());
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let first = !seen.lock().unwrap().iter().any(|(i, _)| *i == id);
+                let status = match target.get() {
+                    Some(url) if !first => {
+                        let mut req = reqwest::Client::new().post(format!("{url}/v1/provider-webhooks/openai"));
+                        for name in [
+                            "content-type",
+                            "webhook-id",
+                            "webhook-timestamp",
+                            "webhook-signature",
+                            "user-agent",
+                        ] {
+                            if let Some(v) = headers.get(name) {
+                                req = req.header(name, v.as_bytes());
                             }
                         }
-                        _ => 503,
-                    };
-                    seen.lock().unwrap().push((id, status));
-                    axum::http::StatusCode::from_u16(status).unwrap()
-                }
-            },
-        );
+                        match req.body(body.to_vec()).send().await {
+                            Ok(r) => r.status().as_u16(),
+                            Err(_) => 502,
+                        }
+                    }
+                    _ => 503,
+                };
+                seen.lock().unwrap().push((id, status));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -364,8 +368,16 @@ async fn results_arrive_on_the_fakes_own_signed_event_with_polling_scheduled_hou
     // One event, for that batch; refused once by the endpoint, retried with
     // the same webhook-id, and answered 200 by batchq.
     let attempts = fake.webhook_attempts();
-    assert!(attempts.iter().all(|a| a.batch_id == batch && a.event_type == "batch.completed"), "{attempts:?}");
-    assert!(attempts.iter().all(|a| a.webhook_id == attempts[0].webhook_id), "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.batch_id == batch && a.event_type == "batch.completed"),
+        "{attempts:?}"
+    );
+    assert!(
+        attempts.iter().all(|a| a.webhook_id == attempts[0].webhook_id),
+        "{attempts:?}"
+    );
     let statuses: Vec<Option<u16>> = attempts.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [Some(503), Some(200)], "{attempts:?}");
     assert_eq!(

@@ -80,7 +80,12 @@ struct Args {
     faults: Option<Faults>,
     /// Send OpenAI's batch events (`batch.completed`, …) to this URL, as OpenAI does for a project's
     /// webhook endpoint; needs --webhook-secret.
-    #[arg(long, value_name = "URL", env = "FAKE_OPENAI_WEBHOOK_URL", requires = "webhook_secret")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FAKE_OPENAI_WEBHOOK_URL",
+        requires = "webhook_secret"
+    )]
     webhook_url: Option<String>,
     /// The endpoint's signing secret (`whsec_` and base64) the events are signed with.
     #[arg(long, value_name = "WHSEC", env = "FAKE_OPENAI_WEBHOOK_SECRET", requires = "webhook_url",
@@ -268,6 +273,8 @@ mod tests {
         let w = cfg.webhook.expect("webhooks on");
         assert_eq!((w.url.as_str(), w.first_retry_ms), ("http://127.0.0.1:9/hook", 250));
         assert!(Args::try_parse_from(["fake-openai", "--webhook-url", "http://x"]).is_err());
-        assert!(Args::try_parse_from(["fake-openai", "--webhook-url", "http://x", "--webhook-secret", "nope"]).is_err());
+        assert!(
+            Args::try_parse_from(["fake-openai", "--webhook-url", "http://x", "--webhook-secret", "nope"]).is_err()
+        );
     }
 }

@@ -274,7 +274,9 @@ mod tests {
 
     #[test]
     fn a_secret_without_its_prefix_or_not_base64_is_refused() {
-        assert!(WebhookConfig::new("http://x", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").key().is_err());
+        assert!(WebhookConfig::new("http://x", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .key()
+            .is_err());
         assert!(WebhookConfig::new("http://x", "whsec_!!").key().is_err());
         assert!(WebhookConfig::new("http://x", "whsec_").key().is_err());
     }

@@ -669,34 +669,34 @@ impl Config {
             check_url(REPORT_WEBHOOK_URL, url)?;
         }
 
-        let openai_webhook_secret = match (env.get(OPENAI_WEBHOOK_SECRET), env.get(OPENAI_WEBHOOK_SECRET_ARN)) {
-            (Some(_), Some(arn)) => {
-                return Err(ConfigError {
+        let openai_webhook_secret =
+            match (env.get(OPENAI_WEBHOOK_SECRET), env.get(OPENAI_WEBHOOK_SECRET_ARN)) {
+                (Some(_), Some(arn)) => return Err(ConfigError {
                     var: OPENAI_WEBHOOK_SECRET_ARN,
                     value: arn,
-                    expected: "either this or OPENAI_WEBHOOK_SECRET, not both (the secret ARN in AWS, the variable locally)"
-                        .into(),
-                })
-            }
-            (None, Some(arn)) => {
-                if !arn.trim().starts_with("arn:") {
-                    return Err(ConfigError {
-                        var: OPENAI_WEBHOOK_SECRET_ARN,
-                        value: arn,
-                        expected: "a Secrets Manager ARN (arn:aws:secretsmanager:…)".into(),
-                    });
+                    expected:
+                        "either this or OPENAI_WEBHOOK_SECRET, not both (the secret ARN in AWS, the variable locally)"
+                            .into(),
+                }),
+                (None, Some(arn)) => {
+                    if !arn.trim().starts_with("arn:") {
+                        return Err(ConfigError {
+                            var: OPENAI_WEBHOOK_SECRET_ARN,
+                            value: arn,
+                            expected: "a Secrets Manager ARN (arn:aws:secretsmanager:…)".into(),
+                        });
+                    }
+                    Some(WebhookSecretSource::SecretArn(arn.trim().to_owned()))
                 }
-                Some(WebhookSecretSource::SecretArn(arn.trim().to_owned()))
-            }
-            (Some(raw), None) => Some(WebhookSecretSource::Literal(
-                crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
-                    var: OPENAI_WEBHOOK_SECRET,
-                    value: "(not shown)".into(),
-                    expected: "whsec_ followed by base64, as OpenAI shows it".into(),
-                })?,
-            )),
-            (None, None) => None,
-        };
+                (Some(raw), None) => Some(WebhookSecretSource::Literal(
+                    crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
+                        var: OPENAI_WEBHOOK_SECRET,
+                        value: "(not shown)".into(),
+                        expected: "whsec_ followed by base64, as OpenAI shows it".into(),
+                    })?,
+                )),
+                (None, None) => None,
+            };
         let lambda_endpoint_url = env.get(AWS_ENDPOINT_URL_LAMBDA).or_else(|| aws_endpoint_url.clone());
         if let Some(url) = &lambda_endpoint_url {
             check_url(AWS_ENDPOINT_URL_LAMBDA, url)?;
@@ -909,7 +909,11 @@ mod tests {
             c.openai_webhook_secret,
             Some(WebhookSecretSource::SecretArn(ARN.into()))
         );
-        let e = parse(&[("OPENAI_WEBHOOK_SECRET", WHSEC), ("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", ARN)]).unwrap_err();
+        let e = parse(&[
+            ("OPENAI_WEBHOOK_SECRET", WHSEC),
+            ("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", ARN),
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "BATCHQ_OPENAI_WEBHOOK_SECRET_ARN");
         assert!(e.expected.contains("not both"), "{e}");
         let e = parse(&[("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", "openai-webhook")]).unwrap_err();

@@ -441,7 +441,13 @@ mod tests {
             [g("secretsmanager:GetSecretValue", "ProviderKeySecret")]
         );
         assert_eq!(
-            needs(call("secretsmanager", "GetSecretValue", &names().webhook_secret_id, None, 200)),
+            needs(call(
+                "secretsmanager",
+                "GetSecretValue",
+                &names().webhook_secret_id,
+                None,
+                200
+            )),
             [g("secretsmanager:GetSecretValue", "OpenAiWebhookSecretArn")]
         );
         assert_eq!(

@@ -52,7 +52,11 @@ impl LambdaStandIn {
                         .authorization
                         .as_deref()
                         .is_some_and(|a| a.starts_with(&want_credential) && a.contains("Signature="));
-                let status = if ok { StatusCode::ACCEPTED } else { StatusCode::BAD_REQUEST };
+                let status = if ok {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
                 call.status = status.as_u16();
                 seen.lock().unwrap().push(call);
                 status

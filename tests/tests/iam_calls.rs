@@ -52,6 +52,7 @@ use std::time::Duration;
 
 use api_support::{event, lambda_answer, post_event, Answer, TENANT};
 use batchq_core::app::App;
+use batchq_core::config::WebhookSecretSource;
 use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::{CustomId, JobId, RequestKey, TenantId};
 use batchq_core::keys;
@@ -60,7 +61,6 @@ use batchq_core::pipeline::{CrashPoint, Ingester, Poller, Submitter};
 use batchq_core::request::RequestStatus;
 use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
-use batchq_core::config::WebhookSecretSource;
 use batchq_core::webhook::signature::{self, WebhookSecret};
 use batchq_tests::iam::{check, function_sdk, grants_of, recorded_calls, Call, Findings, Names, Unrecorded};
 use batchq_tests::lambda::LambdaStandIn;
@@ -543,15 +543,19 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .expect("submitted")
         .as_str()
         .to_owned();
-    let body = json!({"id": "evt_iam", "object": "event", "type": "batch.completed", "created_at": 1, "data": {"id": batch}})
-        .to_string();
+    let body =
+        json!({"id": "evt_iam", "object": "event", "type": "batch.completed", "created_at": 1, "data": {"id": batch}})
+            .to_string();
     let ts = clock.now().millis().div_euclid(1000);
     let mut hook = post_event("/v1/provider-webhooks/openai", "application/json", &body);
     let secret = WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
     for (name, value) in [
         ("webhook-id", "wh_iam".to_owned()),
         ("webhook-timestamp", ts.to_string()),
-        ("webhook-signature", signature::sign(&secret, "wh_iam", ts, body.as_bytes())),
+        (
+            "webhook-signature",
+            signature::sign(&secret, "wh_iam", ts, body.as_bytes()),
+        ),
     ] {
         hook["headers"][name] = value.into();
     }

@@ -75,7 +75,10 @@ async fn a_verified_batch_event_invokes_the_poll_function_which_polls_that_batch
         let body = json!({"custom_id": format!("pw-{i}"), "method": "POST", "url": "/v1/chat/completions",
             "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("Q{i}")}]}});
         let resp = api
-            .handle(&tenant, ApiRequest::post("/v1/requests", "application/json", body.to_string()))
+            .handle(
+                &tenant,
+                ApiRequest::post("/v1/requests", "application/json", body.to_string()),
+            )
             .await;
         assert!(resp.status < 300, "{}", resp.body);
     }
@@ -96,7 +99,12 @@ async fn a_verified_batch_event_invokes_the_poll_function_which_polls_that_batch
     // not polled by the API function.
     let event = signed_post(&secret, "wh_1", now, &batch_event("evt_1", &batch));
     let answer = lambda_answer(&api, &event).await;
-    assert_eq!((answer.status, &answer.body["poll"]), (200, &json!("queued")), "{}", answer.body);
+    assert_eq!(
+        (answer.status, &answer.body["poll"]),
+        (200, &json!("queued")),
+        "{}",
+        answer.body
+    );
     let calls = lambda.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].status, 202, "the stand-in refused the call: {calls:?}");
@@ -142,7 +150,12 @@ async fn a_verified_batch_event_invokes_the_poll_function_which_polls_that_batch
     // A redelivery: still 200, handed over again; the poll finds the job
     // closed and does nothing.
     let answer = lambda_answer(&api, &event).await;
-    assert_eq!((answer.status, &answer.body["poll"]), (200, &json!("queued")), "{}", answer.body);
+    assert_eq!(
+        (answer.status, &answer.body["poll"]),
+        (200, &json!("queued")),
+        "{}",
+        answer.body
+    );
     let calls = lambda.calls();
     assert_eq!(calls.len(), 2);
     let out = p

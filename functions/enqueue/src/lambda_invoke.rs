@@ -129,11 +129,10 @@ impl BatchPoll for InvokePoll {
         for (name, value) in self.signed_headers(&body).await? {
             req = req.header(name, value);
         }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| BatchPollError::Handoff(format!("Invoke {}: {}", self.url, batchq_core::error::chain(&e))))?;
+        let resp =
+            req.body(body).send().await.map_err(|e| {
+                BatchPollError::Handoff(format!("Invoke {}: {}", self.url, batchq_core::error::chain(&e)))
+            })?;
         let status = resp.status().as_u16();
         if status == 202 {
             return Ok(PollAsked::Queued);
@@ -153,7 +152,10 @@ mod tests {
 
     #[test]
     fn a_function_arn_is_escaped_in_the_invoke_path() {
-        assert_eq!(invoke_path("stack-poll"), "/2015-03-31/functions/stack-poll/invocations");
+        assert_eq!(
+            invoke_path("stack-poll"),
+            "/2015-03-31/functions/stack-poll/invocations"
+        );
         assert_eq!(
             invoke_path("arn:aws:lambda:us-east-1:123456789012:function:stack-poll"),
             "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Astack-poll/invocations"
