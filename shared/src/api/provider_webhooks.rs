@@ -19,7 +19,8 @@
 //!   AWS, where the API function answers at once and has no poller powers);
 //!   `polled` is true for the first only. A redelivery polls again, which
 //!   changes nothing once the job is closed. A poll or hand-off that fails
-//!   is logged and still answered 200: the scheduled poll retries it.
+//!   is logged and still answered 200 (`poll: failed`): the scheduled poll
+//!   retries it.
 
 use std::sync::Arc;
 
