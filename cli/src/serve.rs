@@ -100,7 +100,10 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
     });
     let registry = Arc::new(Registry::new());
     let mut api = ctx.api()?.clone().with_metrics(registry.clone());
-    if let Some(secret) = app.config.openai_webhook_secret.clone() {
+    if let Some(source) = &app.config.openai_webhook_secret {
+        let secret = batchq_core::provider::openai::resolve_webhook_secret(source, &app.sdk)
+            .await
+            .map_err(|e| e.to_string())?;
         // OpenAI's batch events poll with the scheduled poll's own poller,
         // and ingest what that copies at once (no S3 notification here).
         let poll = PollNow {

@@ -170,6 +170,7 @@ pub(crate) async fn create_batch(State(shared): State<Arc<Shared>>, body: Option
                 lines: Vec::new(),
                 cancel_requested: false,
                 vanished: false,
+                notified: false,
             },
         );
         inner.batches.insert(seq, id.clone());

@@ -96,6 +96,8 @@ pub struct FakeConfig {
     pub max_embedding_inputs: u64,
     pub data_dir: Option<PathBuf>,
     pub faults: Faults,
+    /// Send OpenAI's batch events to this endpoint (`None`: no events).
+    pub webhook: Option<crate::webhooks::WebhookConfig>,
 }
 
 impl Default for FakeConfig {
@@ -110,6 +112,7 @@ impl Default for FakeConfig {
             max_embedding_inputs: 50_000,
             data_dir: None,
             faults: Faults::default(),
+            webhook: None,
         }
     }
 }

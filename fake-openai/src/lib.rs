@@ -35,6 +35,7 @@ mod routes;
 mod server;
 mod state;
 mod together;
+pub mod webhooks;
 
 pub use anthropic::messages::{invalid_params, prompt_tokens as anthropic_prompt_tokens};
 pub use anthropic::respond_message;
@@ -42,6 +43,7 @@ pub use config::{FakeConfig, Faults};
 pub use responses::respond;
 pub use server::{FakeHandle, FakeServer};
 pub use state::{LogEntry, Submission};
+pub use webhooks::{WebhookAttempt, WebhookConfig};
 
 /// Endpoints a batch may target.
 pub const ENDPOINTS: &[&str] = &[

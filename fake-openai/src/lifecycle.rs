@@ -181,8 +181,33 @@ pub(crate) fn validate(
     Ok(out)
 }
 
+/// What moves a batch: a client's retrieve (counted by the `stay_*_polls`
+/// faults) or the clock alone (the webhook ticker, see `webhooks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Retrieve,
+    Clock,
+}
+
 /// Moves a batch as far as its clock and faults allow. Called on retrieve.
 pub(crate) fn advance(inner: &mut Inner, id: &str) {
+    advance_by(inner, id, Cause::Retrieve)
+}
+
+/// Whether a phase that lasts `stay` retrieves holds the batch: a retrieve
+/// counts itself first; the clock moves it once `stay` retrieves were seen.
+fn stays(count: &mut u32, stay: u32, cause: Cause) -> bool {
+    match cause {
+        Cause::Retrieve => {
+            *count += 1;
+            *count <= stay
+        }
+        Cause::Clock => *count < stay,
+    }
+}
+
+/// [`advance`], moved by a retrieve or by the clock alone.
+pub(crate) fn advance_by(inner: &mut Inner, id: &str, cause: Cause) {
     let cfg = inner.config.clone();
     let queued = match inner.by_id.get(id) {
         Some(r) if r.obj["status"] == "validating" => limits::queued_ahead(inner, id),
@@ -190,10 +215,12 @@ pub(crate) fn advance(inner: &mut Inner, id: &str) {
     };
     {
         let Some(rec) = inner.by_id.get_mut(id) else { return };
-        rec.polls += 1;
-        if rec.faults.vanish_after_polls.is_some_and(|n| rec.polls > n) {
-            rec.vanished = true;
-            return;
+        if cause == Cause::Retrieve {
+            rec.polls += 1;
+            if rec.faults.vanish_after_polls.is_some_and(|n| rec.polls > n) {
+                rec.vanished = true;
+                return;
+            }
         }
         let input = inner
             .files
@@ -204,7 +231,11 @@ pub(crate) fn advance(inner: &mut Inner, id: &str) {
             let status = rec.obj["status"].as_str().unwrap_or("").to_owned();
             match status.as_str() {
                 "validating" => {
-                    if rec.polls <= rec.faults.stay_validating_polls || !elapsed(rec, cfg.step_ms, 1) {
+                    let held = match cause {
+                        Cause::Retrieve => rec.polls <= rec.faults.stay_validating_polls,
+                        Cause::Clock => rec.polls < rec.faults.stay_validating_polls,
+                    };
+                    if held || !elapsed(rec, cfg.step_ms, 1) {
                         break;
                     }
                     run_validation(rec, input.as_ref(), &cfg, queued);
@@ -215,8 +246,9 @@ pub(crate) fn advance(inner: &mut Inner, id: &str) {
                         rec.obj["cancelling_at"] = json!(now);
                         continue;
                     }
-                    rec.in_progress_polls += 1;
-                    if rec.in_progress_polls <= rec.faults.stay_in_progress_polls || !elapsed(rec, cfg.step_ms, 2) {
+                    if stays(&mut rec.in_progress_polls, rec.faults.stay_in_progress_polls, cause)
+                        || !elapsed(rec, cfg.step_ms, 2)
+                    {
                         let half = rec.lines.len() / 2;
                         rec.obj["request_counts"]["completed"] = json!(half);
                         break;
@@ -225,15 +257,15 @@ pub(crate) fn advance(inner: &mut Inner, id: &str) {
                     rec.obj["finalizing_at"] = json!(now);
                 }
                 "finalizing" => {
-                    rec.finalizing_polls += 1;
-                    if rec.finalizing_polls <= rec.faults.stay_finalizing_polls || !elapsed(rec, cfg.step_ms, 3) {
+                    if stays(&mut rec.finalizing_polls, rec.faults.stay_finalizing_polls, cause)
+                        || !elapsed(rec, cfg.step_ms, 3)
+                    {
                         break;
                     }
                     finish(rec, &|_| true, "completed", None);
                 }
                 "cancelling" => {
-                    rec.cancelling_polls += 1;
-                    if rec.cancelling_polls <= rec.faults.stay_cancelling_polls {
+                    if stays(&mut rec.cancelling_polls, rec.faults.stay_cancelling_polls, cause) {
                         break;
                     }
                     cancel(rec, id);

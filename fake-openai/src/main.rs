@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_openai::{FakeConfig, FakeServer, Faults};
+use fake_openai::{FakeConfig, FakeServer, Faults, WebhookConfig};
 use tracing_subscriber::EnvFilter;
 
 /// How long a stop waits for open requests before it ends them.
@@ -32,6 +32,16 @@ Environment:
   RUST_LOG   log filter for the log lines on stderr (default: info), e.g. RUST_LOG=warn
   NO_COLOR   set (non-empty) to never colour log lines; they are coloured only on a terminal
   TMPDIR     where the temporary data directory is made when --data-dir is not given
+  FAKE_OPENAI_WEBHOOK_URL, FAKE_OPENAI_WEBHOOK_SECRET, FAKE_OPENAI_WEBHOOK_RETRY_MS
+             the --webhook-* flags' values when the flags are not given
+
+Webhooks: with --webhook-url and --webhook-secret, each batch that ends POSTs
+OpenAI's event (batch.completed, batch.failed, batch.expired or
+batch.cancelled) there, signed the Standard Webhooks way (webhook-id,
+webhook-timestamp, webhook-signature). A non-2xx answer, or none within 5 s,
+is retried with exponential backoff (--webhook-retry-ms, doubling up to an
+hour) for up to 72 hours. Batches then also move on their own clock
+(--step-ms), without being polled.
 
 Ctrl-C or SIGTERM stops it: open requests are finished (at most 10 s; a second
 signal stops at once), the temporary data directory is removed, exit status 0.
@@ -68,6 +78,28 @@ struct Args {
     /// knob: fake-openai/README.md).
     #[arg(long, value_name = "JSON", value_parser = parse_faults)]
     faults: Option<Faults>,
+    /// Send OpenAI's batch events (`batch.completed`, …) to this URL, as OpenAI does for a project's
+    /// webhook endpoint; needs --webhook-secret.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FAKE_OPENAI_WEBHOOK_URL",
+        requires = "webhook_secret"
+    )]
+    webhook_url: Option<String>,
+    /// The endpoint's signing secret (`whsec_` and base64) the events are signed with.
+    #[arg(long, value_name = "WHSEC", env = "FAKE_OPENAI_WEBHOOK_SECRET", requires = "webhook_url",
+          value_parser = parse_whsec, hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Wait after an event's first failed attempt, in milliseconds; it doubles after each failure (at
+    /// most an hour) and attempts stop 72 hours after the first.
+    #[arg(long, value_name = "MS", env = "FAKE_OPENAI_WEBHOOK_RETRY_MS",
+          default_value_t = WebhookConfig::DEFAULT_FIRST_RETRY_MS)]
+    webhook_retry_ms: u64,
+}
+
+fn parse_whsec(s: &str) -> Result<String, String> {
+    WebhookConfig::new("", s).key().map(|_| s.to_owned())
 }
 
 fn parse_faults(s: &str) -> Result<Faults, String> {
@@ -86,6 +118,13 @@ impl Args {
             max_embedding_inputs: self.max_embedding_inputs,
             data_dir: self.data_dir,
             faults: self.faults.unwrap_or_default(),
+            webhook: match (self.webhook_url, self.webhook_secret) {
+                (Some(url), Some(secret)) => Some(WebhookConfig {
+                    first_retry_ms: self.webhook_retry_ms,
+                    ..WebhookConfig::new(url, secret)
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -217,5 +256,25 @@ mod tests {
         assert_eq!((cfg.max_lines, cfg.max_bytes, cfg.max_embedding_inputs), (7, 9, 3));
         assert_eq!(cfg.data_dir.as_deref(), Some(std::path::Path::new("/some/dir")));
         assert_eq!(cfg.faults.list_lag_ms, 2000);
+        assert!(cfg.webhook.is_none());
+    }
+
+    #[test]
+    fn webhook_flags_reach_the_config_and_need_each_other() {
+        let cfg = Args::try_parse_from([
+            "fake-openai",
+            "--webhook-url",
+            "http://127.0.0.1:9/hook",
+            "--webhook-secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "--webhook-retry-ms=250",
+        ])
+        .unwrap()
+        .into_config();
+        let w = cfg.webhook.expect("webhooks on");
+        assert_eq!((w.url.as_str(), w.first_retry_ms), ("http://127.0.0.1:9/hook", 250));
+        assert!(Args::try_parse_from(["fake-openai", "--webhook-url", "http://x"]).is_err());
+        assert!(
+            Args::try_parse_from(["fake-openai", "--webhook-url", "http://x", "--webhook-secret", "nope"]).is_err()
+        );
     }
 }

@@ -36,6 +36,14 @@ impl FakeServer {
                 true,
             ),
         };
+        let webhook = match &config.webhook {
+            Some(w) => Some((
+                w.clone(),
+                w.key()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            )),
+            None => None,
+        };
         std::fs::create_dir_all(&dir)?;
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
         let addr = listener.local_addr()?;
@@ -54,9 +62,13 @@ impl FakeServer {
                 peak_enqueued: HashMap::new(),
                 anthropic: Default::default(),
             }),
+            webhook_log: Mutex::new(Vec::new()),
             dir,
             owns_dir,
         });
+        if let Some((w, key)) = webhook {
+            crate::webhooks::start(&shared, w, key);
+        }
         let app = Router::new()
             .route("/_fake/health", get(|| async { "ok" }))
             .route("/_fake/log", get(admin_log))
@@ -65,6 +77,14 @@ impl FakeServer {
             .route("/_fake/batches/{id}/expire", post(admin_expire))
             .route("/_fake/batches/{id}/complete", post(admin_complete))
             .route("/_fake/enqueued", get(admin_enqueued))
+            .route(
+                "/_fake/webhooks",
+                get(
+                    |axum::extract::State(s): axum::extract::State<Arc<Shared>>| async move {
+                        axum::Json(crate::webhooks::attempts(&s.webhook_log))
+                    },
+                ),
+            )
             .with_state(shared.clone())
             .nest("/v1", api_router(shared.clone(), Flavor::OpenAi))
             .nest("/openai", api_router(shared.clone(), Flavor::Azure))
@@ -121,6 +141,11 @@ impl FakeHandle {
     /// Calls answered on a route (e.g. `create`), any status.
     pub fn calls(&self, route: &str) -> Vec<LogEntry> {
         self.log().into_iter().filter(|e| e.route == route).collect()
+    }
+
+    /// Every webhook delivery attempt so far, in order.
+    pub fn webhook_attempts(&self) -> Vec<crate::webhooks::WebhookAttempt> {
+        crate::webhooks::attempts(&self.shared.webhook_log)
     }
 
     pub fn submissions(&self) -> Vec<Submission> {

@@ -67,6 +67,8 @@ pub(crate) struct BatchRec {
     pub(crate) lines: Vec<Line>,
     pub(crate) cancel_requested: bool,
     pub(crate) vanished: bool,
+    /// Its end was announced to the webhook endpoint (`webhooks`).
+    pub(crate) notified: bool,
 }
 
 pub(crate) struct Inner {
@@ -89,6 +91,8 @@ pub(crate) struct Inner {
 
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
+    /// Every webhook delivery attempt (`webhooks`).
+    pub(crate) webhook_log: Mutex<Vec<crate::webhooks::WebhookAttempt>>,
     pub(crate) dir: PathBuf,
     pub(crate) owns_dir: bool,
 }

@@ -34,6 +34,8 @@ env_vars! {
         "Where batchq keeps its state: `aws` (the DynamoDB tables and S3 bucket below) or `embedded:DIR` (SQLite and files in DIR: one machine, one process at a time; see Run on one machine). Unset: `aws` in Lambda, when AWS_ENDPOINT_URL is set, or when AWS credentials are configured (AWS_ACCESS_KEY_ID, AWS_PROFILE, web identity or container credentials, ~/.aws/credentials or ~/.aws/config); otherwise `embedded:./batchq-data`. On EC2 with only an instance role, set `aws`.";
     AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL", "",
         "AWS SDK's own variable: send S3 and DynamoDB calls to this endpoint (a local emulator). When set and no AWS credentials are configured, batchq uses dummy static credentials and path-style S3 addressing.";
+    AWS_ENDPOINT_URL_LAMBDA = "AWS_ENDPOINT_URL_LAMBDA", "",
+        "AWS SDK's own variable: send the enqueue function's Lambda Invoke calls to this endpoint (tests). Unset: AWS_ENDPOINT_URL, else Lambda's regional endpoint.";
     AWS_REGION = "AWS_REGION", "us-east-1",
         "AWS SDK's own variable. batchq falls back to us-east-1 when the SDK finds no region.";
     REQUESTS_TABLE = "BATCHQ_REQUESTS_TABLE", "batchq-requests",
@@ -59,7 +61,11 @@ env_vars! {
     OPENAI_API_KEY_SECRET_ARN = "BATCHQ_OPENAI_API_KEY_SECRET_ARN", "",
         "Secrets Manager secret holding the provider key, read once per cold start. Wins over OPENAI_API_KEY.";
     OPENAI_WEBHOOK_SECRET = "OPENAI_WEBHOOK_SECRET", "",
-        "OpenAI's webhook signing secret (`whsec_…`, the official SDKs' name): enables `POST /v1/provider-webhooks/openai`, whose batch events are verified with it and poll their batch at once. Unset: that route answers 404 `not_configured`. In AWS, set it on the enqueue function (e.g. a `{{resolve:secretsmanager:…}}` reference).";
+        "OpenAI's webhook signing secret (`whsec_…`, the official SDKs' name): enables `POST /v1/provider-webhooks/openai`, whose batch events are verified with it and poll their batch at once. Unset (and no BATCHQ_OPENAI_WEBHOOK_SECRET_ARN): that route answers 404 `not_configured`. For local use; in AWS use the secret ARN.";
+    OPENAI_WEBHOOK_SECRET_ARN = "BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", "",
+        "Secrets Manager secret holding OpenAI's webhook signing secret (a plain `whsec_…` string, or JSON with it under `OPENAI_WEBHOOK_SECRET`), read once per cold start by the enqueue function (the template's `OpenAiWebhookSecretArn`). Setting both this and OPENAI_WEBHOOK_SECRET is a start-up error.";
+    POLL_FUNCTION = "BATCHQ_POLL_FUNCTION", "",
+        "The enqueue function: the poll function (name or ARN) a verified OpenAI batch event hands its batch to, by an asynchronous Lambda invocation (`{\"poll_batch\": {\"provider\": \"openai\", \"batch_id\": …}}`). Required there with a webhook secret; the template sets it.";
     OPENAI_ORG_ID = "OPENAI_ORG_ID", "",
         "Optional `OpenAI-Organization` header.";
     OPENAI_PROJECT_ID = "OPENAI_PROJECT_ID", "",
@@ -195,6 +201,16 @@ pub struct ProviderConfig {
     pub max_retries: u32,
     /// How long the provider's listings may lag its creates.
     pub list_lag: Duration,
+}
+
+/// Where OpenAI's webhook signing secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookSecretSource {
+    /// `OPENAI_WEBHOOK_SECRET` (local use). `Debug` never shows the key.
+    Literal(crate::webhook::signature::WebhookSecret),
+    /// `BATCHQ_OPENAI_WEBHOOK_SECRET_ARN`: a Secrets Manager secret, read
+    /// once per cold start.
+    SecretArn(String),
 }
 
 /// Where the state lives (`BATCHQ_STORE`).
@@ -373,9 +389,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `BATCHQ_METRICS_NAMESPACE`: the CloudWatch namespace of EMF lines.
     pub metrics_namespace: String,
-    /// `OPENAI_WEBHOOK_SECRET`: verifies OpenAI's batch events (`None`: the
-    /// provider webhook route is off). Never printed.
-    pub openai_webhook_secret: Option<crate::webhook::signature::WebhookSecret>,
+    /// `OPENAI_WEBHOOK_SECRET` or `BATCHQ_OPENAI_WEBHOOK_SECRET_ARN`: verifies
+    /// OpenAI's batch events (`None`: the provider webhook route is off).
+    /// Never printed.
+    pub openai_webhook_secret: Option<WebhookSecretSource>,
+    /// `BATCHQ_POLL_FUNCTION`: the poll function the enqueue function hands
+    /// a provider webhook's batch to.
+    pub poll_function: Option<String>,
+    /// `AWS_ENDPOINT_URL_LAMBDA`, else `AWS_ENDPOINT_URL`: where Lambda
+    /// Invoke calls go (`None`: Lambda's regional endpoint).
+    pub lambda_endpoint_url: Option<String>,
 }
 
 /// Smallest part S3 accepts in a multipart upload (except the last).
@@ -646,6 +669,39 @@ impl Config {
             check_url(REPORT_WEBHOOK_URL, url)?;
         }
 
+        let openai_webhook_secret =
+            match (env.get(OPENAI_WEBHOOK_SECRET), env.get(OPENAI_WEBHOOK_SECRET_ARN)) {
+                (Some(_), Some(arn)) => return Err(ConfigError {
+                    var: OPENAI_WEBHOOK_SECRET_ARN,
+                    value: arn,
+                    expected:
+                        "either this or OPENAI_WEBHOOK_SECRET, not both (the secret ARN in AWS, the variable locally)"
+                            .into(),
+                }),
+                (None, Some(arn)) => {
+                    if !arn.trim().starts_with("arn:") {
+                        return Err(ConfigError {
+                            var: OPENAI_WEBHOOK_SECRET_ARN,
+                            value: arn,
+                            expected: "a Secrets Manager ARN (arn:aws:secretsmanager:…)".into(),
+                        });
+                    }
+                    Some(WebhookSecretSource::SecretArn(arn.trim().to_owned()))
+                }
+                (Some(raw), None) => Some(WebhookSecretSource::Literal(
+                    crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
+                        var: OPENAI_WEBHOOK_SECRET,
+                        value: "(not shown)".into(),
+                        expected: "whsec_ followed by base64, as OpenAI shows it".into(),
+                    })?,
+                )),
+                (None, None) => None,
+            };
+        let lambda_endpoint_url = env.get(AWS_ENDPOINT_URL_LAMBDA).or_else(|| aws_endpoint_url.clone());
+        if let Some(url) = &lambda_endpoint_url {
+            check_url(AWS_ENDPOINT_URL_LAMBDA, url)?;
+        }
+
         let in_lambda = (lookup)("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let (store, store_reason) = match env.get(STORE) {
             Some(raw) => (
@@ -696,16 +752,9 @@ impl Config {
             report_webhook_url,
             log_filter: env.string(LOG, "info"),
             metrics_namespace: env.string(METRICS_NAMESPACE, "batchq"),
-            openai_webhook_secret: match env.get(OPENAI_WEBHOOK_SECRET) {
-                None => None,
-                Some(raw) => Some(
-                    crate::webhook::signature::WebhookSecret::parse(&raw).map_err(|_| ConfigError {
-                        var: OPENAI_WEBHOOK_SECRET,
-                        value: "(not shown)".into(),
-                        expected: "whsec_ followed by base64, as OpenAI shows it".into(),
-                    })?,
-                ),
-            },
+            openai_webhook_secret,
+            poll_function: env.get(POLL_FUNCTION).map(|f| f.trim().to_owned()),
+            lambda_endpoint_url,
             log_format,
         })
     }
@@ -846,6 +895,44 @@ mod tests {
         assert!(matches!(c.provider.api_key, ApiKeySource::SecretArn(_)));
         let c = parse(&[("OPENAI_API_KEY", "sk-live-secret")]).unwrap();
         assert!(!format!("{c:?}").contains("sk-live-secret"));
+    }
+
+    #[test]
+    fn the_webhook_secret_comes_from_the_variable_or_the_secret_arn_never_both() {
+        const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        const ARN: &str = "arn:aws:secretsmanager:us-east-1:1:secret:openai-webhook-AbCdEf";
+        let c = parse(&[("OPENAI_WEBHOOK_SECRET", WHSEC)]).unwrap();
+        assert!(matches!(c.openai_webhook_secret, Some(WebhookSecretSource::Literal(_))));
+        assert!(!format!("{c:?}").contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        let c = parse(&[("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", ARN)]).unwrap();
+        assert_eq!(
+            c.openai_webhook_secret,
+            Some(WebhookSecretSource::SecretArn(ARN.into()))
+        );
+        let e = parse(&[
+            ("OPENAI_WEBHOOK_SECRET", WHSEC),
+            ("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", ARN),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "BATCHQ_OPENAI_WEBHOOK_SECRET_ARN");
+        assert!(e.expected.contains("not both"), "{e}");
+        let e = parse(&[("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN", "openai-webhook")]).unwrap_err();
+        assert_eq!(e.var, "BATCHQ_OPENAI_WEBHOOK_SECRET_ARN");
+        assert_eq!(parse(&[]).unwrap().openai_webhook_secret, None);
+    }
+
+    #[test]
+    fn lambda_calls_go_to_their_own_endpoint_else_the_aws_one() {
+        let c = parse(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")]).unwrap();
+        assert_eq!(c.lambda_endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        let c = parse(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:6000"),
+        ])
+        .unwrap();
+        assert_eq!(c.lambda_endpoint_url.as_deref(), Some("http://127.0.0.1:6000"));
+        assert_eq!(parse(&[]).unwrap().lambda_endpoint_url, None);
+        assert_eq!(parse(&[]).unwrap().poll_function, None);
     }
 
     #[test]

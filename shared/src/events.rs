@@ -16,6 +16,40 @@ pub enum ScheduledEventError {
     ForceNotABool,
     #[error("report: expected true or a day as YYYY-MM-DD")]
     BadReport,
+    #[error("poll_batch: expected {{\"provider\": a provider kind, \"batch_id\": a non-empty string}}")]
+    BadPollBatch,
+}
+
+/// `{"poll_batch": {"provider": "openai", "batch_id": "batch_…"}}`: poll one
+/// provider batch now instead of the whole run. The enqueue function sends
+/// it (an asynchronous invocation of the poll function) after a verified
+/// provider webhook; it is built and read only here, so both ends agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollBatch {
+    pub kind: crate::job::ProviderKind,
+    pub batch: crate::ids::ProviderBatchId,
+}
+
+impl PollBatch {
+    /// The poll function's payload.
+    pub fn to_payload(&self) -> Value {
+        serde_json::json!({"poll_batch": {"provider": self.kind.as_str(), "batch_id": self.batch.as_str()}})
+    }
+
+    fn parse(v: &Value) -> Result<Self, ScheduledEventError> {
+        let kind = v["provider"]
+            .as_str()
+            .and_then(crate::job::ProviderKind::parse)
+            .ok_or(ScheduledEventError::BadPollBatch)?;
+        let batch = v["batch_id"]
+            .as_str()
+            .filter(|b| !b.trim().is_empty())
+            .ok_or(ScheduledEventError::BadPollBatch)?;
+        Ok(Self {
+            kind,
+            batch: crate::ids::ProviderBatchId::new(batch),
+        })
+    }
 }
 
 /// What a scheduled invocation asks for.
@@ -25,6 +59,8 @@ pub struct Scheduled {
     pub force: bool,
     /// Write the daily report instead of the step's usual run (poll only).
     pub report: Option<ReportDay>,
+    /// Poll this one batch instead of the usual run (poll only).
+    pub poll_batch: Option<PollBatch>,
 }
 
 /// Which day a scheduled report covers.
@@ -64,7 +100,16 @@ impl Scheduled {
             }
             Some(_) => return Err(ScheduledEventError::BadReport),
         };
-        Ok(Self { force, report })
+        let poll_batch = match flags.get("poll_batch") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(PollBatch::parse(v)?),
+            Some(_) => return Err(ScheduledEventError::BadPollBatch),
+        };
+        Ok(Self {
+            force,
+            report,
+            poll_batch,
+        })
     }
 }
 
@@ -120,6 +165,34 @@ pub fn decode_key(raw: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_poll_batch_payload_reads_back_as_what_it_was_built_from() {
+        let want = PollBatch {
+            kind: crate::job::ProviderKind::OpenAi,
+            batch: crate::ids::ProviderBatchId::new("batch_abc"),
+        };
+        let payload = want.to_payload();
+        assert_eq!(
+            payload,
+            json!({"poll_batch": {"provider": "openai", "batch_id": "batch_abc"}})
+        );
+        let got = Scheduled::parse(&payload).unwrap();
+        assert_eq!((got.poll_batch, got.force, got.report), (Some(want), false, None));
+        for bad in [
+            json!({"poll_batch": {"provider": "openai"}}),
+            json!({"poll_batch": {"provider": "nobody", "batch_id": "b"}}),
+            json!({"poll_batch": {"provider": "openai", "batch_id": ""}}),
+            json!({"poll_batch": "batch_abc"}),
+        ] {
+            assert_eq!(
+                Scheduled::parse(&bad).unwrap_err(),
+                ScheduledEventError::BadPollBatch,
+                "{bad}"
+            );
+        }
+        assert_eq!(Scheduled::parse(&json!({})).unwrap().poll_batch, None);
+    }
 
     #[test]
     fn scheduled_events_and_manual_payloads_give_the_force_flag() {

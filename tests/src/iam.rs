@@ -166,6 +166,11 @@ pub struct Names {
     pub jobs_table: String,
     pub bucket: String,
     pub secret_id: String,
+    /// The secret holding OpenAI's webhook signing secret (the template's
+    /// `OpenAiWebhookSecretArn` parameter).
+    pub webhook_secret_id: String,
+    /// The poll function's name, as the enqueue function invokes it.
+    pub poll_function: String,
 }
 
 impl Names {
@@ -247,6 +252,18 @@ impl Names {
             }
             "secretsmanager" if call.resource == self.secret_id => match call.operation.as_str() {
                 "GetSecretValue" => Ok(vec![grant("secretsmanager:GetSecretValue", "ProviderKeySecret".into())]),
+                _ => Err(format!("{call}: no IAM action known for this operation")),
+            },
+            "secretsmanager" if call.resource == self.webhook_secret_id => match call.operation.as_str() {
+                "GetSecretValue" => Ok(vec![grant(
+                    "secretsmanager:GetSecretValue",
+                    "OpenAiWebhookSecretArn".into(),
+                )]),
+                _ => Err(format!("{call}: no IAM action known for this operation")),
+            },
+            // Recorded by the Invoke stand-in (`crate::lambda`), not the emulator.
+            "lambda" if call.resource == self.poll_function => match call.operation.as_str() {
+                "Invoke" => Ok(vec![grant("lambda:InvokeFunction", "PollFunction".into())]),
                 _ => Err(format!("{call}: no IAM action known for this operation")),
             },
             _ => Err(format!("{call}: not a call to one of batchq's resources")),
@@ -368,6 +385,8 @@ mod tests {
             jobs_table: "jobs-1".into(),
             bucket: "bucket-1".into(),
             secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf".into(),
+            webhook_secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:whsec-AbCdEf".into(),
+            poll_function: "stack-poll".into(),
         }
     }
 
@@ -421,7 +440,22 @@ mod tests {
             needs(call("secretsmanager", "GetSecretValue", &names().secret_id, None, 200)),
             [g("secretsmanager:GetSecretValue", "ProviderKeySecret")]
         );
+        assert_eq!(
+            needs(call(
+                "secretsmanager",
+                "GetSecretValue",
+                &names().webhook_secret_id,
+                None,
+                200
+            )),
+            [g("secretsmanager:GetSecretValue", "OpenAiWebhookSecretArn")]
+        );
+        assert_eq!(
+            needs(call("lambda", "Invoke", "stack-poll", None, 202)),
+            [g("lambda:InvokeFunction", "PollFunction")]
+        );
         for unknown in [
+            call("lambda", "Invoke", "stack-submit", None, 202),
             call("dynamodb", "Query", "someone-elses", None, 200),
             call("dynamodb", "DescribeTable", "jobs-1", None, 200),
             call("s3", "GetObject", "bucket-10/results/", None, 200),

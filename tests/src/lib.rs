@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 pub mod conformance;
 pub mod iam;
+pub mod lambda;
 pub mod pipeline;
 pub mod stores;
 pub mod template;

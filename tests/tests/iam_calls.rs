@@ -32,8 +32,10 @@
 //! later), a submit run killed right after its claims (the next run resumes
 //! the job through the job index), an upload the provider refuses with HTTP
 //! 400 (the job is given up), a batch failed for the model's token limit
-//! (poll reads its input file and learns the budget), and every read route
-//! of the API.
+//! (poll reads its input file and learns the budget), every read route
+//! of the API, and an OpenAI batch event (the enqueue function reads the
+//! webhook secret and invokes the poll function: Lambda's Invoke calls are
+//! recorded by a stand-in, `batchq_tests::lambda`).
 //!
 //! Lost conditions are made certain, not hoped for: a global index is held
 //! at what it was when the emulator was asked to lag it by an hour
@@ -50,15 +52,18 @@ use std::time::Duration;
 
 use api_support::{event, lambda_answer, post_event, Answer, TENANT};
 use batchq_core::app::App;
+use batchq_core::config::WebhookSecretSource;
 use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::{CustomId, JobId, RequestKey, TenantId};
 use batchq_core::keys;
 use batchq_core::pipeline::crash::CrashOnce;
 use batchq_core::pipeline::{CrashPoint, Ingester, Poller, Submitter};
 use batchq_core::request::RequestStatus;
-use batchq_core::store::{ObjectStore, RequestStore};
+use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
-use batchq_tests::iam::{check, function_sdk, grants_of, recorded_calls, Findings, Names, Unrecorded};
+use batchq_core::webhook::signature::{self, WebhookSecret};
+use batchq_tests::iam::{check, function_sdk, grants_of, recorded_calls, Call, Findings, Names, Unrecorded};
+use batchq_tests::lambda::LambdaStandIn;
 use batchq_tests::pipeline::{s3_event, scheduled_event};
 use batchq_tests::template::{read, Template};
 use batchq_tests::{set_table_index_lag, unique, TestEnv};
@@ -70,6 +75,10 @@ use serde_json::{json, Value};
 const PRICES_KEY: &str = "config/prices.json";
 const PROVIDERS_KEY: &str = "config/providers.json";
 const PRICES: &str = include_str!("../../shared/data/prices.json");
+/// OpenAI's webhook signing secret, in its secret.
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The poll function's name, as the enqueue function invokes it.
+const POLL_FUNCTION: &str = "batchq-iam-poll";
 
 /// An index lag far longer than this test: the index stays as it was when
 /// the lag was set (for the writes that follow) until it is set to zero.
@@ -251,7 +260,21 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .put(PRICES_KEY, PRICES.as_bytes().to_vec().into(), "application/json")
         .await
         .expect("put the price table");
+    // OpenAI's webhook signing secret (OpenAiWebhookSecretArn), and Lambda's
+    // Invoke API for the poll function the enqueue function hands a verified
+    // batch event to.
+    let webhook_secret_id = aws_sdk_secretsmanager::Client::new(&admin_sdk)
+        .create_secret()
+        .name(unique("openai-webhook"))
+        .secret_string(WEBHOOK_SECRET)
+        .send()
+        .await
+        .expect("create the webhook secret")
+        .arn
+        .expect("the secret's ARN");
     let mut config = env.config.clone();
+    config.openai_webhook_secret = Some(WebhookSecretSource::SecretArn(webhook_secret_id.clone()));
+    config.poll_function = Some(POLL_FUNCTION.into());
     config.provider.base_url = fake.base_url();
     config.provider.api_key = ApiKeySource::SecretArn(secret_id.clone());
     config.pricing_file = Some(format!("s3://{}/{PRICES_KEY}", config.bucket));
@@ -280,7 +303,12 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .with_configured_tables()
         .await
         .expect("enqueue reads the provider table");
-    let api = enqueue_app.api();
+    let lambda = LambdaStandIn::start(POLL_FUNCTION, &access["EnqueueFunction"]).await;
+    let mut enqueue_config = (*enqueue_app.config).clone();
+    enqueue_config.lambda_endpoint_url = Some(lambda.url());
+    let api = batchq_enqueue::with_provider_webhooks(enqueue_app.api(), &enqueue_config, &enqueue_app.sdk)
+        .await
+        .expect("enqueue reads the webhook secret");
     let submit_app = cold_start(&config, &access["SubmitFunction"], &clock)
         .await
         .with_configured_tables()
@@ -502,17 +530,69 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         assert_eq!(r["reports"][0]["written"], written, "{r}");
     }
 
+    // ---- An OpenAI batch event for a closed job's batch: verified, handed
+    // to the poll function (an asynchronous invocation), which finds no open
+    // job with that batch.
+    let batch = env
+        .store
+        .get_job(&JobId::parse(&job_a).unwrap())
+        .await
+        .unwrap()
+        .expect("job A")
+        .provider_batch_id
+        .expect("submitted")
+        .as_str()
+        .to_owned();
+    let body =
+        json!({"id": "evt_iam", "object": "event", "type": "batch.completed", "created_at": 1, "data": {"id": batch}})
+            .to_string();
+    let ts = clock.now().millis().div_euclid(1000);
+    let mut hook = post_event("/v1/provider-webhooks/openai", "application/json", &body);
+    let secret = WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+    for (name, value) in [
+        ("webhook-id", "wh_iam".to_owned()),
+        ("webhook-timestamp", ts.to_string()),
+        (
+            "webhook-signature",
+            signature::sign(&secret, "wh_iam", ts, body.as_bytes()),
+        ),
+    ] {
+        hook["headers"][name] = value.into();
+    }
+    let c = call(hook).await;
+    assert_eq!((c.status, &c.body["poll"]), (200, &json!("queued")), "{}", c.body);
+    let invoked = lambda.calls();
+    assert_eq!(invoked.len(), 1, "{invoked:?}");
+    let mut one = scheduled_event();
+    one.payload = invoked[0].payload.clone();
+    let r = batchq_poll::handle(&poller, &reports, one)
+        .await
+        .unwrap_or_else(|e| panic!("poll of one batch failed: {e}"));
+    assert_eq!(r["polled"], false, "{r}");
+
     // ---- The roles against the calls.
     let names = Names {
         requests_table: config.requests_table.clone(),
         jobs_table: config.jobs_table.clone(),
         bucket: config.bucket.clone(),
         secret_id,
+        webhook_secret_id,
+        poll_function: POLL_FUNCTION.into(),
     };
     let mut calls = HashMap::new();
     for function in FUNCTIONS {
-        let recorded = recorded_calls(&access[function]).await;
+        let mut recorded = recorded_calls(&access[function]).await;
         assert!(!recorded.is_empty(), "{function} made no call with its own access key");
+        if function == "EnqueueFunction" {
+            // Lambda's Invoke calls go to the stand-in, which records them.
+            recorded.extend(invoked.iter().map(|i| Call {
+                service: "lambda".into(),
+                operation: "Invoke".into(),
+                resource: POLL_FUNCTION.into(),
+                index: None,
+                status: i.status,
+            }));
+        }
         calls.insert(function, recorded);
     }
     let findings_of = |template: &Template, function: &str| -> Findings {

@@ -735,13 +735,89 @@ fn each_function_has_a_role_of_its_own_whose_grants_are_all_in_this_template() {
     // against the calls the functions really make: tests/tests/iam_calls.rs.
 }
 
+#[test]
+fn openai_webhooks_are_optional_and_give_enqueue_only_the_secret_and_the_poll_functions_invocation() {
+    let t = Template::load();
+    let param = t.parameter("OpenAiWebhookSecretArn");
+    assert_eq!(param["Default"], "", "off unless a secret is named");
+    assert_eq!(
+        t.section("Conditions")["HasOpenAiWebhookSecret"],
+        json!({"Fn::Not": [{"Fn::Equals": [reference("OpenAiWebhookSecretArn"), ""]}]})
+    );
+    let env = t.env("EnqueueFunction");
+    let only_with_secret = |v: Value| json!({"Fn::If": ["HasOpenAiWebhookSecret", v, reference("AWS::NoValue")]});
+    assert_eq!(
+        env["BATCHQ_OPENAI_WEBHOOK_SECRET_ARN"],
+        only_with_secret(reference("OpenAiWebhookSecretArn"))
+    );
+    assert_eq!(env["BATCHQ_POLL_FUNCTION"], only_with_secret(reference("PollFunction")));
+    for other in ["SubmitFunction", "PollFunction", "IngestFunction"] {
+        let env = t.env(other);
+        assert!(
+            !env.contains_key("BATCHQ_OPENAI_WEBHOOK_SECRET_ARN") && !env.contains_key("OPENAI_WEBHOOK_SECRET"),
+            "{other} has no business with the webhook secret"
+        );
+    }
+    // The policy exists only with the secret, is attached to the enqueue
+    // role, and grants exactly the secret's read and the poll function's
+    // invocation.
+    let policy = t.resource("EnqueueProviderWebhookPolicy");
+    assert_eq!(policy["Type"], "AWS::IAM::Policy");
+    assert_eq!(policy["Condition"], "HasOpenAiWebhookSecret");
+    assert_eq!(policy["Properties"]["Roles"], json!([reference("EnqueueRole")]));
+    let granted: BTreeSet<(String, String)> = one_or_many(&policy["Properties"]["PolicyDocument"]["Statement"])
+        .into_iter()
+        .map(|s| (s["Action"].as_str().unwrap().to_owned(), s["Resource"].to_string()))
+        .collect();
+    assert_eq!(
+        granted,
+        BTreeSet::from([
+            (
+                "secretsmanager:GetSecretValue".to_owned(),
+                reference("OpenAiWebhookSecretArn").to_string()
+            ),
+            (
+                "lambda:InvokeFunction".to_owned(),
+                get_att("PollFunction", "Arn").to_string()
+            ),
+        ])
+    );
+    // Still no poller powers for the API function: no provider key, no
+    // result files.
+    let grants = grants_of(&t, "EnqueueFunction");
+    for (action, resource) in &grants {
+        assert!(
+            resource != "ProviderKeySecret" && !resource.starts_with("DataBucket/results"),
+            "enqueue may {action} on {resource}"
+        );
+    }
+    // No other role may invoke a function.
+    for (id, _, _) in FUNCTIONS {
+        let invokes: Vec<_> = grants_of(&t, id)
+            .into_iter()
+            .filter(|(a, _)| a.starts_with("lambda:"))
+            .collect();
+        let expected = if id == "EnqueueFunction" {
+            vec![("lambda:InvokeFunction".to_owned(), "PollFunction".to_owned())]
+        } else {
+            vec![]
+        };
+        assert_eq!(invokes, expected, "{id}");
+    }
+    // The URL to give OpenAI.
+    assert_eq!(
+        t.root["Outputs"]["OpenAiWebhookUrl"]["Value"],
+        json!({"Fn::Sub": "${HttpApi.ApiEndpoint}/v1/provider-webhooks/openai"})
+    );
+}
+
 /// The AWS SDK operations the adapters call, as written in their source,
 /// and the IAM action each needs (a listed operation may be unused). The
 /// roles are checked against the calls the functions make in the scenarios
 /// of `iam_calls.rs`; an operation not listed here is one those scenarios
 /// were not written for: make them reach it (it is then checked against
 /// the roles), then list it here.
-const ADAPTER_OPERATIONS: [(&str, &str, &str); 20] = [
+const ADAPTER_OPERATIONS: [(&str, &str, &str); 21] = [
     (
         "shared/src/store/dynamo/transact.rs",
         "transact_write_items",
@@ -809,6 +885,11 @@ const ADAPTER_OPERATIONS: [(&str, &str, &str); 20] = [
         "shared/src/provider/openai/client.rs",
         "get_secret_value",
         "secretsmanager:GetSecretValue",
+    ),
+    (
+        "shared/src/provider/openai/webhook_secret.rs",
+        "get_secret_value",
+        "secretsmanager:GetSecretValue on OpenAiWebhookSecretArn (enqueue only)",
     ),
 ];
 

@@ -51,3 +51,41 @@ async fn missing_secret_is_a_key_error_naming_the_arn() {
         other => panic!("expected a key error, got {other:?}"),
     }
 }
+
+/// OpenAI's webhook signing secret, read from its secret (AWS) as the
+/// enqueue function does at a cold start: plain or JSON; a missing one is
+/// an error naming the ARN and never the value.
+#[tokio::test]
+async fn the_webhook_secret_is_read_from_its_secret_plain_or_json() {
+    use batchq_core::config::WebhookSecretSource;
+    use batchq_core::provider::openai::resolve_webhook_secret;
+    use batchq_core::webhook::signature::WebhookSecret;
+
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let endpoint = emulator_endpoint();
+    let cfg = Config::from_lookup(&|k| (k == "AWS_ENDPOINT_URL").then(|| endpoint.clone())).unwrap();
+    let sdk = batchq_core::aws::sdk_config(&cfg).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let want = WebhookSecret::parse(WHSEC).unwrap();
+    for value in [WHSEC.to_owned(), format!(r#"{{"OPENAI_WEBHOOK_SECRET":"{WHSEC}"}}"#)] {
+        let arn = sm
+            .create_secret()
+            .name(unique("openai-webhook"))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        let got = resolve_webhook_secret(&WebhookSecretSource::SecretArn(arn), &sdk)
+            .await
+            .unwrap();
+        assert_eq!(got, want);
+    }
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-whsec-AbCdEf";
+    let err = resolve_webhook_secret(&WebhookSecretSource::SecretArn(missing.into()), &sdk)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing-whsec-AbCdEf"), "{err}");
+}

@@ -9,6 +9,8 @@
 //! What the API reports for a metric (a budget warning) is printed after
 //! the invocation as CloudWatch EMF lines on stdout.
 
+pub mod lambda_invoke;
+
 use batchq_core::api::provider_webhooks::{is_provider_webhook, WebhookHeaders};
 use batchq_core::api::{Api, ApiError, ApiRequest, ApiResponse, Method};
 use batchq_core::auth;
@@ -63,6 +65,42 @@ impl Edge {
         }
         emf::lines(&self.metrics_namespace, &samples, self.api.ports.clock.now())
     }
+}
+
+/// Why the provider-webhook route could not be wired at start.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Secret(#[from] batchq_core::provider::openai::WebhookSecretError),
+    #[error("a webhook secret is configured but BATCHQ_POLL_FUNCTION is not: the enqueue function hands verified batch events to the poll function")]
+    NoPollFunction,
+    #[error("no AWS credentials provider to sign the poll function's invocations with")]
+    NoCredentials,
+}
+
+/// Wires `POST /v1/provider-webhooks/openai` when a webhook secret is
+/// configured: the secret (read from Secrets Manager now, once per cold
+/// start, when it is an ARN) and the poll function's asynchronous
+/// invocation ([`lambda_invoke::InvokePoll`]) as the route's poll. No
+/// secret: the API as it was (the route answers 404 `not_configured`).
+pub async fn with_provider_webhooks(
+    api: Api,
+    config: &batchq_core::config::Config,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Api, WiringError> {
+    let Some(source) = &config.openai_webhook_secret else {
+        return Ok(api);
+    };
+    let secret = batchq_core::provider::openai::resolve_webhook_secret(source, sdk).await?;
+    let function = config.poll_function.as_deref().ok_or(WiringError::NoPollFunction)?;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .or_else(|| config.aws_region.clone())
+        .unwrap_or_else(|| "us-east-1".into());
+    let credentials = sdk.credentials_provider().ok_or(WiringError::NoCredentials)?;
+    let poll = lambda_invoke::InvokePoll::new(function, &region, config.lambda_endpoint_url.as_deref(), credentials);
+    Ok(api.with_provider_webhooks(secret, Arc::new(poll)))
 }
 
 /// Handles one API Gateway HTTP API event. Never returns `Err` for anything

@@ -13,17 +13,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await.with_configured_tables().await?;
-    let mut api = app.api();
-    // OpenAI's batch events (`POST /v1/provider-webhooks/openai`) poll their
-    // batch from here, so a poller (provider key, job and object writes) is
-    // wired only when their secret is configured.
-    if let Some(secret) = app.config.openai_webhook_secret.clone() {
-        let poll = batchq_core::pipeline::PollNow {
-            poller: app.poller(app.providers().await?),
-            ingester: None, // the copy's S3 notification starts ingest
-        };
-        api = api.with_provider_webhooks(secret, std::sync::Arc::new(poll));
-    }
+    // OpenAI's batch events (`POST /v1/provider-webhooks/openai`) are
+    // verified here and handed to the poll function (an asynchronous
+    // invocation): this function holds no provider key and writes no result
+    // files.
+    let api = batchq_enqueue::with_provider_webhooks(app.api(), &app.config, &app.sdk).await?;
     let edge = batchq_enqueue::Edge::new(api, app.config.jwt_tenant_claim.clone())
         .with_metrics_namespace(app.config.metrics_namespace.clone());
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {

@@ -10,12 +10,19 @@
 //! report of the day before (`batchq_core::report::publish`) for each
 //! configured tenant to S3 and, when a webhook is configured, POSTs each
 //! report it wrote there; it does not poll.
+//!
+//! The enqueue function sends `{"poll_batch": {"provider": "openai",
+//! "batch_id": "batch_…"}}` (an asynchronous invocation) after a verified
+//! OpenAI batch event: that run polls only the open job with that batch
+//! (`Poller::poll_batch_of_kind`), whose copy to S3 fires ingest as usual,
+//! and prints no metrics (a partial run has no queue figures). No open job
+//! with that batch: nothing is done. The scheduled run stays the safety net.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use batchq_core::api::Api;
-use batchq_core::events::{ReportDay, Scheduled};
+use batchq_core::events::{PollBatch, ReportDay, Scheduled};
 use batchq_core::ids::TenantId;
 use batchq_core::metrics;
 use batchq_core::pipeline::Poller;
@@ -88,6 +95,9 @@ async fn run(poller: &Poller, reports: &Reports, event: LambdaEvent<Value>) -> (
         };
         return (daily_report(reports, &day).await, Vec::new());
     }
+    if let Some(one) = scheduled.poll_batch {
+        return (poll_one_batch(poller, &one).await, Vec::new());
+    }
     match poller.run().await {
         Ok(report) => {
             tracing::info!(
@@ -104,6 +114,30 @@ async fn run(poller: &Poller, reports: &Reports, event: LambdaEvent<Value>) -> (
         Err(e) => {
             tracing::error!(error = %e, "poll run failed; the next run picks up where it stopped");
             (Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>), Vec::new())
+        }
+    }
+}
+
+/// Polls the one batch a provider webhook named.
+async fn poll_one_batch(poller: &Poller, one: &PollBatch) -> Result<Value, Error> {
+    match poller.poll_batch_of_kind(one.kind, &one.batch).await {
+        Ok(report) => {
+            tracing::info!(
+                provider = one.kind.as_str(),
+                batch = %one.batch,
+                polled = report.is_some(),
+                copied = report.as_ref().map_or(0, |r| r.copied.len()),
+                "poll of one batch finished"
+            );
+            Ok(json!({
+                "poll_batch": {"provider": one.kind.as_str(), "batch_id": one.batch.as_str()},
+                "polled": report.is_some(),
+                "report": report,
+            }))
+        }
+        Err(e) => {
+            tracing::error!(provider = one.kind.as_str(), batch = %one.batch, error = %e, "poll of one batch failed; the scheduled run retries it");
+            Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         }
     }
 }

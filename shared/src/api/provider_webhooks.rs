@@ -12,10 +12,15 @@
 //!   not match: 400 `bad_signature` naming the header, nothing read or done;
 //! * a verified body that is not an event: 400 `bad_event` naming `body`;
 //! * a verified event of another type: 200 `{"ignored": true}`;
-//! * a verified batch event: the batch is polled now, then 200 with whether
-//!   an open job had that batch (`polled`). A redelivery polls again, which
-//!   changes nothing once the job is closed. A poll that fails is logged
-//!   and still answered 200: the scheduled poll retries it.
+//! * a verified batch event: the batch is polled now through [`BatchPoll`],
+//!   then 200 saying what became of it: `poll` is `polled` (polled here: an
+//!   open job had that batch; `batchq serve`), `no_open_job` (closed
+//!   already, or not batchq's) or `queued` (handed to the poll function:
+//!   AWS, where the API function answers at once and has no poller powers);
+//!   `polled` is true for the first only. A redelivery polls again, which
+//!   changes nothing once the job is closed. A poll or hand-off that fails
+//!   is logged and still answered 200 (`poll: failed`): the scheduled poll
+//!   retries it.
 
 use std::sync::Arc;
 
@@ -29,7 +34,7 @@ use crate::webhook::signature::{self, SignatureError, SignedHeaders, WebhookSecr
 /// The route's path.
 pub const OPENAI_PATH: &str = "/v1/provider-webhooks/openai";
 
-pub use crate::pipeline::poll::BatchPoll;
+pub use crate::pipeline::poll::{BatchPoll, BatchPollError, PollAsked};
 
 /// What the route needs: OpenAI's signing secret and the poller.
 #[derive(Clone)]
@@ -131,15 +136,19 @@ pub async fn answer_openai(hooks: Option<&ProviderWebhooks>, req: &ApiRequest, n
         Err(e) => return error(400, "bad_event", e.to_string(), Some("body")),
     };
     let BatchEvent { id, kind, batch } = &event;
-    let polled = match hooks.poll.poll_batch_now(ProviderKind::OpenAi, batch).await {
-        Ok(p) => p,
+    let poll = match hooks.poll.poll_batch_now(ProviderKind::OpenAi, batch).await {
+        Ok(p) => Some(p),
         Err(e) => {
             tracing::error!(event = %id, batch = %batch, error = %e, "poll after a provider webhook failed; the scheduled poll retries");
-            false
+            None
         }
     };
-    tracing::info!(event = %id, batch = %batch, kind = ?kind, polled, "provider webhook");
-    ApiResponse::json(200, json!({"event": id, "batch": batch.as_str(), "polled": polled}))
+    let poll_str = poll.map_or("failed", PollAsked::as_str);
+    tracing::info!(event = %id, batch = %batch, kind = ?kind, poll = poll_str, "provider webhook");
+    ApiResponse::json(
+        200,
+        json!({"event": id, "batch": batch.as_str(), "poll": poll_str, "polled": poll == Some(PollAsked::Polled)}),
+    )
 }
 
 #[cfg(test)]
@@ -150,7 +159,6 @@ mod tests {
 
     use super::*;
     use crate::ids::ProviderBatchId;
-    use crate::pipeline::PipelineError;
 
     /// Counts the polls asked for.
     #[derive(Default)]
@@ -158,9 +166,9 @@ mod tests {
 
     #[async_trait]
     impl BatchPoll for Counting {
-        async fn poll_batch_now(&self, _: ProviderKind, _: &ProviderBatchId) -> Result<bool, PipelineError> {
+        async fn poll_batch_now(&self, _: ProviderKind, _: &ProviderBatchId) -> Result<PollAsked, BatchPollError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(true)
+            Ok(PollAsked::Polled)
         }
     }
 

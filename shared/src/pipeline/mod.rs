@@ -47,7 +47,7 @@ use crate::transition::RequestUpdate;
 pub use crash::{CrashPoint, CrashPoints, NoCrashes};
 pub use ingest::{IngestReport, Ingester};
 pub use late::LateReport;
-pub use poll::{PollNow, PollReport, Poller};
+pub use poll::{BatchPoll, BatchPollError, PollAsked, PollNow, PollReport, Poller};
 pub use submit::{SubmitOptions, SubmitReport, Submitter};
 
 #[derive(Debug, Error)]

@@ -405,19 +405,54 @@ impl Poller {
     }
 }
 
-/// The port the route polls through: "poll the open job whose batch, at a
-/// provider of this kind, is this one, now". `Ok(false)`: no open job has
-/// that batch (closed already, or not batchq's). Wired by the front ends
-/// with [`PollNow`]; the route is `api::provider_webhooks`.
-#[async_trait::async_trait]
-pub trait BatchPoll: Send + Sync {
-    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<bool, PipelineError>;
+/// What a [`BatchPoll`] did with "poll this batch now".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollAsked {
+    /// Polled here and now: an open job had that batch.
+    Polled,
+    /// No open job has that batch (closed already, or not batchq's).
+    NoOpenJob,
+    /// Handed to the poll function, which polls it on its own (in AWS: an
+    /// asynchronous Lambda invocation, accepted by Lambda).
+    Queued,
 }
 
-/// The poll a provider webhook asks for ([`BatchPoll`]):
+impl PollAsked {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Polled => "polled",
+            Self::NoOpenJob => "no_open_job",
+            Self::Queued => "queued",
+        }
+    }
+}
+
+/// Why "poll this batch now" did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchPollError {
+    /// The poll itself failed.
+    #[error(transparent)]
+    Poll(#[from] PipelineError),
+    /// Handing the poll to the poll function failed (a refused or lost
+    /// Lambda invocation).
+    #[error("asking the poll function failed: {0}")]
+    Handoff(String),
+}
+
+/// The port the route polls through: "poll the open job whose batch, at a
+/// provider of this kind, is this one, now". Wired by the front ends:
+/// [`PollNow`] in `batchq serve` (polls in process), the Lambda-invoking
+/// adapter in the enqueue function (the poll function polls); the route is
+/// `api::provider_webhooks`.
+#[async_trait::async_trait]
+pub trait BatchPoll: Send + Sync {
+    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<PollAsked, BatchPollError>;
+}
+
+/// The poll a provider webhook asks for ([`BatchPoll`]), in process:
 /// the batch's job polled at once; with an ingester (`batchq serve`, which
 /// has no S3 notification), the result files that poll copies are ingested
-/// right away too. In Lambda the copy's S3 notification starts ingest.
+/// right away too.
 #[derive(Clone)]
 pub struct PollNow {
     pub poller: Poller,
@@ -426,15 +461,15 @@ pub struct PollNow {
 
 #[async_trait::async_trait]
 impl BatchPoll for PollNow {
-    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<bool, PipelineError> {
+    async fn poll_batch_now(&self, kind: ProviderKind, batch: &ProviderBatchId) -> Result<PollAsked, BatchPollError> {
         let Some(report) = self.poller.poll_batch_of_kind(kind, batch).await? else {
-            return Ok(false);
+            return Ok(PollAsked::NoOpenJob);
         };
         if let Some(ingester) = &self.ingester {
             for key in &report.copied {
                 ingester.ingest_key(key).await?;
             }
         }
-        Ok(true)
+        Ok(PollAsked::Polled)
     }
 }

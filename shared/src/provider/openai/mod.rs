@@ -9,11 +9,13 @@ pub mod limits;
 pub mod output;
 pub mod usage;
 pub mod webhook;
+pub mod webhook_secret;
 
 use bytes::Bytes;
 
 pub use client::{resolve_api_key, OpenAiClient};
 pub use groq::GroqFormat;
+pub use webhook_secret::{resolve_webhook_secret, WebhookSecretError};
 
 use crate::ids::RequestKey;
 use crate::provider::format::{BatchFormat, FileLimits, MalformedLine, ResultLine};
