@@ -214,6 +214,17 @@ impl WebhookStore for MemoryWebhooks {
         Ok(out.into_iter().take(limit as usize).cloned().collect())
     }
 
+    async fn oldest_pending(&self, endpoint: &EndpointId) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .lock()
+            .deliveries
+            .iter()
+            .flatten()
+            .filter(|d| d.endpoint == *endpoint && d.status == DeliveryStatus::Pending)
+            .map(|d| d.created_at)
+            .min())
+    }
+
     async fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
         let mut s = self.lock();
         let at = *s

@@ -128,6 +128,10 @@ pub trait WebhookStore: Send + Sync {
     /// earliest due first.
     async fn due(&self, endpoint: &EndpointId, now: Timestamp, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 
+    /// When the oldest pending delivery of `endpoint` was made (`None`: none
+    /// is pending): what the oldest-undelivered figure is made of.
+    async fn oldest_pending(&self, endpoint: &EndpointId) -> Result<Option<Timestamp>, StoreError>;
+
     /// Saves a delivery after an attempt or a replay (status, attempts,
     /// times, last error). `NotFound` when it was deleted meanwhile.
     async fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;

@@ -452,6 +452,28 @@ impl WebhookStore for SqliteWebhooks {
         .await
     }
 
+    async fn oldest_pending(&self, endpoint: &EndpointId) -> Result<Option<Timestamp>, StoreError> {
+        let endpoint = endpoint.clone();
+        self.tx("read oldest pending webhook delivery", false, move |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT id, json FROM webhook_deliveries WHERE endpoint = ?1 AND status = 'pending'")
+                .map_err(db("read oldest pending webhook delivery"))?;
+            let rows = stmt
+                .query_map(params![endpoint.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db("read oldest pending webhook delivery"))?;
+            let mut oldest: Option<Timestamp> = None;
+            for row in rows {
+                let (id, json) = row.map_err(db("read oldest pending webhook delivery"))?;
+                let at = delivery_of(&id, &json)?.created_at;
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            }
+            Ok(oldest)
+        })
+        .await
+    }
+
     async fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
         let d = delivery.clone();
         let json = to_json(&d)?;
