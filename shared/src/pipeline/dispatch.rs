@@ -15,7 +15,7 @@
 //! endpoint holds up only itself, and its backlog costs at most one page of
 //! sends per pass. Ingest and the API never wait for any of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::config;
+use crate::ids::TenantId;
 use crate::feed::{FeedCursor, FeedEntry};
 use crate::store::webhooks::{EndpointState, JobMark, WebhookStore, MATERIALISE_MAX};
 use crate::store::{JobStore, RequestStore, StoreError};
@@ -215,6 +216,30 @@ fn batch_delivery(endpoint: &Endpoint, chunk: Vec<(&RequestFacts, Value)>, now: 
     )
 }
 
+/// What one [`Dispatcher::run_within`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunReport {
+    /// Enabled endpoints passed over.
+    pub endpoints: u32,
+    pub materialised: u32,
+    pub delivered: u32,
+    /// Attempts that failed and will be retried.
+    pub retrying: u32,
+    /// Deliveries that ran out of retries in this run.
+    pub failed: u32,
+    /// Endpoints whose pass failed (a store error); the next run retries.
+    pub errors: u32,
+    /// Seconds since the oldest event not yet delivered came about (0: none).
+    pub oldest_undelivered_secs: u64,
+}
+
+impl RunReport {
+    /// Attempts made (each ends delivered, retrying or failed).
+    pub fn attempts(&self) -> u32 {
+        self.delivered + self.retrying + self.failed
+    }
+}
+
 /// The delivery engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -307,8 +332,79 @@ impl Dispatcher {
         Ok(total)
     }
 
+    /// One pass over the enabled endpoints of `tenants` (all when `None`),
+    /// every endpoint at once, each starting no attempt after `budget` has
+    /// passed (one in flight ends within [`WebhookConfig::timeout`]); then
+    /// the age of the oldest event not yet delivered to those endpoints.
+    /// AWS's deliver function runs this; an endpoint whose pass fails is
+    /// counted and the others go on.
+    pub async fn run_within(&self, tenants: Option<&BTreeSet<TenantId>>, budget: Duration) -> Result<RunReport, StoreError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let wanted = |state: &EndpointState| tenants.is_none_or(|t| t.contains(&state.endpoint.tenant));
+        let endpoints: Vec<EndpointState> = self.store.enabled_endpoints().await?.into_iter().filter(wanted).collect();
+        let passes = futures::future::join_all(endpoints.iter().map(|state| async move {
+            let r = self.pass_until(state, Some(deadline)).await;
+            if let Err(e) = &r {
+                tracing::error!(endpoint = %state.endpoint.id, error = %e, "webhook pass failed; the next run retries");
+            }
+            r
+        }))
+        .await;
+        let mut report = RunReport {
+            endpoints: endpoints.len() as u32,
+            ..RunReport::default()
+        };
+        for r in passes {
+            match r {
+                Ok(p) => {
+                    report.materialised += p.materialised;
+                    report.delivered += p.delivered;
+                    report.retrying += p.retrying;
+                    report.failed += p.failed;
+                }
+                Err(_) => report.errors += 1,
+            }
+        }
+        report.oldest_undelivered_secs = self.oldest_undelivered(tenants).await?;
+        Ok(report)
+    }
+
+    /// Seconds since the oldest event not yet delivered to an enabled
+    /// endpoint (of `tenants`) came about: the oldest pending delivery, or
+    /// the oldest feed entry an endpoint wants and has not yet turned into
+    /// deliveries. 0 when nothing waits.
+    pub async fn oldest_undelivered(&self, tenants: Option<&BTreeSet<TenantId>>) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut oldest: Option<crate::time::Timestamp> = None;
+        let mut older = |t: crate::time::Timestamp| oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        for state in self.store.enabled_endpoints().await? {
+            if tenants.is_some_and(|t| !t.contains(&state.endpoint.tenant)) {
+                continue;
+            }
+            if let Some(t) = self.store.oldest_pending(&state.endpoint.id).await? {
+                older(t);
+            }
+            if state.endpoint.wants_requests() {
+                let page = self.requests.feed(&state.endpoint.tenant, state.cursor.as_ref(), 1).await?;
+                if let Some(e) = page.entries.first() {
+                    older(e.finished_at.max(state.endpoint.created_at));
+                }
+            }
+        }
+        Ok(oldest.map_or(0, |t| now.since(t).as_secs()))
+    }
+
     /// Materialises and sends for one endpoint.
     pub async fn pass(&self, state: &EndpointState) -> Result<PassReport, StoreError> {
+        self.pass_until(state, None).await
+    }
+
+    /// [`Dispatcher::pass`] starting no attempt after `deadline`.
+    pub async fn pass_until(
+        &self,
+        state: &EndpointState,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<PassReport, StoreError> {
         let endpoint = &state.endpoint;
         let mut report = PassReport::default();
         match self.materialise(state).await {
@@ -317,7 +413,7 @@ impl Dispatcher {
                 tracing::error!(endpoint = %endpoint.id, error = %e, "materialising webhook events failed; the next pass retries")
             }
         }
-        let (delivered, retrying, failed) = self.send_due(endpoint).await?;
+        let (delivered, retrying, failed) = self.send_due_until(endpoint, deadline).await?;
         report.delivered = delivered;
         report.retrying = retrying;
         report.failed = failed;
@@ -549,11 +645,22 @@ impl Dispatcher {
 
     /// Sends the endpoint's due deliveries; returns (delivered, retrying, failed).
     pub async fn send_due(&self, endpoint: &Endpoint) -> Result<(u32, u32, u32), StoreError> {
+        self.send_due_until(endpoint, None).await
+    }
+
+    /// [`Dispatcher::send_due`] starting no attempt after `deadline` (the
+    /// ones not started stay due for the next pass).
+    async fn send_due_until(
+        &self,
+        endpoint: &Endpoint,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(u32, u32, u32), StoreError> {
         let due = self
             .store
             .due(&endpoint.id, self.clock.now(), self.config.sends_per_pass)
             .await?;
         let outcomes: Vec<Result<Delivery, StoreError>> = futures::stream::iter(due)
+            .take_while(|_| std::future::ready(deadline.is_none_or(|d| tokio::time::Instant::now() < d)))
             .map(|d| self.attempt(endpoint, d))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
