@@ -236,7 +236,13 @@ mod tests {
 
     #[test]
     fn every_function_binary_has_a_size_goal() {
-        for name in ["batchq-enqueue", "batchq-submit", "batchq-poll", "batchq-ingest", "batchq-deliver"] {
+        for name in [
+            "batchq-enqueue",
+            "batchq-submit",
+            "batchq-poll",
+            "batchq-ingest",
+            "batchq-deliver",
+        ] {
             assert!(GOALS.iter().any(|g| g.figure == Figure::BinaryMb(name)), "{name}");
         }
     }

@@ -22,8 +22,8 @@ use crate::store::dynamo::DynamoStore;
 use crate::store::fs::FsObjects;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
-use crate::store::webhooks::dynamo::DynamoWebhooks;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::webhooks::dynamo::DynamoWebhooks;
 use crate::store::ObjectStore;
 use crate::time::{Clock, SystemClock};
 
@@ -186,15 +186,12 @@ impl App {
         ));
         let objects: Arc<dyn ObjectStore> = s3.clone();
         let dynamo = crate::aws::dynamo_client(&sdk);
-        let webhooks = config.webhooks_table.as_ref().map(|t| {
-            Arc::new(DynamoWebhooks::new(dynamo.clone(), t).with_retention(config.policy.retention))
-        });
-        let tables = DynamoStore::new(
-            dynamo,
-            &config.requests_table,
-            &config.jobs_table,
-        )
-        .with_retention(config.policy.retention);
+        let webhooks = config
+            .webhooks_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoWebhooks::new(dynamo.clone(), t).with_retention(config.policy.retention)));
+        let tables = DynamoStore::new(dynamo, &config.requests_table, &config.jobs_table)
+            .with_retention(config.policy.retention);
         let store = Arc::new(PlacedStore::new(tables, objects.clone(), inline_limits(&config)));
         let providers = Arc::new(ProviderTable::single(&config));
         Self {

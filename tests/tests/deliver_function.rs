@@ -50,7 +50,9 @@ impl Receiver {
         let seen = got.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -68,7 +70,8 @@ impl Receiver {
                                 .lines()
                                 .find_map(|l| {
                                     let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse().ok())?
                                 })
                                 .unwrap_or(0usize);
                             break (at + 4, len);
@@ -150,10 +153,15 @@ fn total(lines: &[String], name: &str) -> f64 {
 async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled_run_and_nothing_is_sent_twice() {
     let p = Pipeline::start_on(StoreKind::Emulator, FakeConfig::default(), |_| {}).await;
     let config = p.config().clone();
-    let table = config.webhooks_table.clone().expect("the test tables include a webhook table");
+    let table = config
+        .webhooks_table
+        .clone()
+        .expect("the test tables include a webhook table");
     let sdk = batchq_core::aws::sdk_config(&config).await;
     let hooks: Arc<dyn WebhookStore> = Arc::new(DynamoWebhooks::new(batchq_core::aws::dynamo_client(&sdk), table));
-    let api = p.api().with_webhooks(hooks.clone(), TargetPolicy { allow_private: true });
+    let api = p
+        .api()
+        .with_webhooks(hooks.clone(), TargetPolicy { allow_private: true });
     let tenant = TenantId::default_tenant();
 
     // The receiver refuses the first two POSTs.
@@ -201,7 +209,11 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
     let first = r.unwrap();
     lines.extend(l);
     assert_eq!(first["materialised"], json!(3 + jobs), "{first}");
-    assert_eq!((first["delivered"].as_u64(), first["retrying"].as_u64()), (Some(1 + jobs as u64), Some(2)), "{first}");
+    assert_eq!(
+        (first["delivered"].as_u64(), first["retrying"].as_u64()),
+        (Some(1 + jobs as u64), Some(2)),
+        "{first}"
+    );
     assert!(first["oldest_undelivered_secs"].as_u64().is_some(), "{first}");
     let after_first = receiver.got().len();
 
@@ -209,7 +221,11 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
     // nothing is sent.
     let (r, _) = batchq_deliver::handle_metered(&dispatcher, "batchq/test", stream_event(&tenant, 1)).await;
     let again = r.unwrap();
-    assert_eq!((again["materialised"].as_u64(), again["delivered"].as_u64()), (Some(0), Some(0)), "{again}");
+    assert_eq!(
+        (again["materialised"].as_u64(), again["delivered"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
     assert_eq!(receiver.got().len(), after_first);
 
     // A stream event of another tenant passes over none of these endpoints.
@@ -248,7 +264,10 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
     assert_eq!(ok.len(), 3 + jobs, "{ok:?}");
     assert!(ok.values().all(|n| *n == 1), "{ok:?}");
     assert_eq!(got.len(), 3 + jobs + 2, "two refused, each sent once more");
-    assert_eq!(types, BTreeSet::from(["request.completed".into(), "job.finished".into()]));
+    assert_eq!(
+        types,
+        BTreeSet::from(["request.completed".into(), "job.finished".into()])
+    );
 
     // The runs' metrics add up to what happened.
     assert_eq!(total(&lines, "WebhookAttempts"), got.len() as f64);
@@ -261,5 +280,10 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
     list.query = "status=delivered".into();
     let listed = api.handle(&tenant, list).await;
     assert_eq!(listed.status, 200, "{:?}", listed.body);
-    assert_eq!(listed.body["deliveries"].as_array().map(Vec::len), Some(3 + jobs), "{:?}", listed.body);
+    assert_eq!(
+        listed.body["deliveries"].as_array().map(Vec::len),
+        Some(3 + jobs),
+        "{:?}",
+        listed.body
+    );
 }

@@ -54,10 +54,10 @@ use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::{CustomId, JobId, RequestKey, TenantId};
 use batchq_core::keys;
 use batchq_core::pipeline::crash::CrashOnce;
+use batchq_core::pipeline::dispatch::{HttpSender, WebhookConfig};
 use batchq_core::pipeline::{CrashPoint, Ingester, Poller, Submitter};
 use batchq_core::request::RequestStatus;
 use batchq_core::store::{ObjectStore, RequestStore};
-use batchq_core::pipeline::dispatch::{HttpSender, WebhookConfig};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
 use batchq_core::webhook::delivery::RetrySchedule;
 use batchq_core::webhook::target::TargetPolicy;
@@ -306,7 +306,10 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .expect("enqueue reads the provider table");
     // Private targets allowed: the webhook endpoint is on loopback.
     let api = enqueue_app.api().with_webhooks(
-        enqueue_app.webhooks.clone().expect("the test stack has a webhook table"),
+        enqueue_app
+            .webhooks
+            .clone()
+            .expect("the test stack has a webhook table"),
         TargetPolicy { allow_private: true },
     );
     let deliver_app = cold_start(&config, &access["DeliverFunction"], &clock).await;
@@ -594,7 +597,14 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     ))
     .await;
     assert_eq!(changed.status, 200, "{}", changed.body);
-    let removed = call(event("DELETE", &format!("/v1/webhooks/endpoints/{hook_id}"), None, None, false)).await;
+    let removed = call(event(
+        "DELETE",
+        &format!("/v1/webhooks/endpoints/{hook_id}"),
+        None,
+        None,
+        false,
+    ))
+    .await;
     assert!(removed.status < 300, "{}", removed.body);
 
     // ---- The roles against the calls.

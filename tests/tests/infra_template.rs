@@ -336,7 +336,11 @@ fn schedules_drive_submit_and_poll_with_valid_expressions() {
                 json!({"StreamViewType": "KEYS_ONLY"})
             );
             assert_eq!(events.len(), schedules.len() + 1, "{id}: the schedule and the stream");
-            assert_eq!(t.props(id)["ReservedConcurrentExecutions"], 1, "{id}: one run at a time");
+            assert_eq!(
+                t.props(id)["ReservedConcurrentExecutions"],
+                1,
+                "{id}: one run at a time"
+            );
         } else {
             assert_eq!(events.len(), schedules.len(), "{id}: only schedule events");
         }
@@ -769,10 +773,26 @@ const ADAPTER_OPERATIONS: [(&str, &str, &str); 31] = [
         "per action: PutItem / UpdateItem / DeleteItem / ConditionCheckItem on the webhooks table",
     ),
     ("shared/src/store/webhooks/dynamo.rs", "get_item", "dynamodb:GetItem"),
-    ("shared/src/store/webhooks/dynamo.rs", "batch_get_item", "dynamodb:BatchGetItem"),
-    ("shared/src/store/webhooks/dynamo.rs", "put_item", "dynamodb:PutItem (a new endpoint)"),
-    ("shared/src/store/webhooks/dynamo.rs", "update_item", "dynamodb:UpdateItem (an endpoint's settings)"),
-    ("shared/src/store/webhooks/dynamo.rs", "delete_item", "dynamodb:DeleteItem (an endpoint)"),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "batch_get_item",
+        "dynamodb:BatchGetItem",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "put_item",
+        "dynamodb:PutItem (a new endpoint)",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "update_item",
+        "dynamodb:UpdateItem (an endpoint's settings)",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "delete_item",
+        "dynamodb:DeleteItem (an endpoint)",
+    ),
     ("shared/src/store/webhooks/dynamo.rs", "query", "dynamodb:Query"),
     (
         "shared/src/store/webhooks/dynamo.rs",

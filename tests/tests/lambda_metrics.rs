@@ -14,11 +14,11 @@ use batchq_core::metrics::{self, emf::MAX_METRICS_PER_LINE, ALL};
 use batchq_core::money::Money;
 use batchq_core::pipeline::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
 use batchq_core::pricing::PriceBook;
+use batchq_core::spend::{self, PeriodSetting};
 use batchq_core::store::webhooks::memory::MemoryWebhooks;
 use batchq_core::store::webhooks::WebhookStore;
 use batchq_core::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
 use batchq_core::webhook::signature::WebhookSecret;
-use batchq_core::spend::{self, PeriodSetting};
 use batchq_tests::pipeline::{chat, embedding, Pipeline};
 use fake_openai::Faults;
 use lambda_runtime::{Context, LambdaEvent};
@@ -219,7 +219,11 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
     };
     assert_eq!(total("RequestsCompleted"), reqs.len() as f64);
     assert_eq!(total("BudgetWarnings"), 1.0);
-    assert_eq!(total("WebhooksDelivered"), reqs.len() as f64, "one event per completed request");
+    assert_eq!(
+        total("WebhooksDelivered"),
+        reqs.len() as f64,
+        "one event per completed request"
+    );
     assert_eq!(total("WebhookAttempts"), reqs.len() as f64);
     assert!(total("ProviderErrors") >= 1.0);
     assert!(

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 
 use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
 use batchq_core::job::{Job, JobStatus, ProviderKind};
-use batchq_core::request::QueueGroup;
 use batchq_core::pipeline::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
+use batchq_core::request::QueueGroup;
 use batchq_core::request::{Endpoint as ApiEndpoint, NewRequest};
 use batchq_core::store::memory::{MemoryObjects, MemoryStore};
 use batchq_core::store::webhooks::memory::MemoryWebhooks;
@@ -390,8 +390,12 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
 #[tokio::test]
 async fn a_job_that_finishes_after_sixty_newer_jobs_still_gets_its_job_finished_event() {
     let w = world(no_retries());
-    w.endpoint("https://a.example/hook", &[EventType::JobFinished], DeliveryMode::PerRequest)
-        .await;
+    w.endpoint(
+        "https://a.example/hook",
+        &[EventType::JobFinished],
+        DeliveryMode::PerRequest,
+    )
+    .await;
     w.clock.advance(Duration::from_millis(5));
     let oldest = w.open_job().await;
     let mut newer = Vec::new();
@@ -417,7 +421,10 @@ async fn a_job_that_finishes_after_sixty_newer_jobs_still_gets_its_job_finished_
     for s in &sent {
         let v: Value = serde_json::from_str(&s.body).unwrap();
         assert_eq!(v["type"], "job.finished");
-        assert!(jobs.insert(v["data"]["id"].as_str().unwrap().to_owned()), "one event per job");
+        assert!(
+            jobs.insert(v["data"]["id"].as_str().unwrap().to_owned()),
+            "one event per job"
+        );
     }
     assert_eq!(jobs.len(), 61);
     assert!(jobs.contains(oldest.id.as_str()));
@@ -428,8 +435,12 @@ async fn a_job_that_finishes_after_sixty_newer_jobs_still_gets_its_job_finished_
 #[tokio::test]
 async fn the_job_mark_passes_finished_jobs_and_stops_at_the_oldest_open_one() {
     let w = world(no_retries());
-    w.endpoint("https://a.example/hook", &[EventType::JobFinished], DeliveryMode::PerRequest)
-        .await;
+    w.endpoint(
+        "https://a.example/hook",
+        &[EventType::JobFinished],
+        DeliveryMode::PerRequest,
+    )
+    .await;
     let a = w.open_job().await;
     w.clock.advance(Duration::from_millis(5));
     let b = w.open_job().await;
@@ -439,11 +450,25 @@ async fn the_job_mark_passes_finished_jobs_and_stops_at_the_oldest_open_one() {
     w.finish_job(&c).await;
     w.clock.advance(Duration::from_secs(2 * 3600));
     w.dispatcher.run_once().await.unwrap();
-    let marks: Vec<_> = w.hooks.enabled_endpoints().await.unwrap().into_iter().map(|s| s.jobs).collect();
+    let marks: Vec<_> = w
+        .hooks
+        .enabled_endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.jobs)
+        .collect();
     assert_eq!(marks, vec![Some(JobMark::new(a.created_at, a.id.clone()))]);
     w.finish_job(&b).await;
     w.dispatcher.run_once().await.unwrap();
-    let marks: Vec<_> = w.hooks.enabled_endpoints().await.unwrap().into_iter().map(|s| s.jobs).collect();
+    let marks: Vec<_> = w
+        .hooks
+        .enabled_endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.jobs)
+        .collect();
     assert_eq!(marks, vec![Some(JobMark::new(c.created_at, c.id.clone()))]);
     assert_eq!(w.sender.sent().len(), 3);
 }

@@ -44,7 +44,11 @@ pub async fn handle_metered(
     run(dispatcher, namespace, event).instrument(span).await
 }
 
-async fn run(dispatcher: &Dispatcher, namespace: &str, event: LambdaEvent<Value>) -> (Result<Value, Error>, Vec<String>) {
+async fn run(
+    dispatcher: &Dispatcher,
+    namespace: &str,
+    event: LambdaEvent<Value>,
+) -> (Result<Value, Error>, Vec<String>) {
     let asked = match DeliverEvent::parse(&event.payload) {
         Ok(a) => a,
         Err(e) => return (Err(format!("bad deliver event: {e}").into()), Vec::new()),

@@ -25,8 +25,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::config;
-use crate::ids::TenantId;
 use crate::feed::{FeedCursor, FeedEntry};
+use crate::ids::TenantId;
 use crate::store::webhooks::{EndpointState, JobMark, WebhookStore, MATERIALISE_MAX};
 use crate::store::{JobStore, RequestStore, StoreError};
 use crate::time::Clock;
@@ -338,10 +338,20 @@ impl Dispatcher {
     /// the age of the oldest event not yet delivered to those endpoints.
     /// AWS's deliver function runs this; an endpoint whose pass fails is
     /// counted and the others go on.
-    pub async fn run_within(&self, tenants: Option<&BTreeSet<TenantId>>, budget: Duration) -> Result<RunReport, StoreError> {
+    pub async fn run_within(
+        &self,
+        tenants: Option<&BTreeSet<TenantId>>,
+        budget: Duration,
+    ) -> Result<RunReport, StoreError> {
         let deadline = tokio::time::Instant::now() + budget;
         let wanted = |state: &EndpointState| tenants.is_none_or(|t| t.contains(&state.endpoint.tenant));
-        let endpoints: Vec<EndpointState> = self.store.enabled_endpoints().await?.into_iter().filter(wanted).collect();
+        let endpoints: Vec<EndpointState> = self
+            .store
+            .enabled_endpoints()
+            .await?
+            .into_iter()
+            .filter(wanted)
+            .collect();
         let passes = futures::future::join_all(endpoints.iter().map(|state| async move {
             let r = self.pass_until(state, Some(deadline)).await;
             if let Err(e) = &r {
@@ -385,7 +395,10 @@ impl Dispatcher {
                 older(t);
             }
             if state.endpoint.wants_requests() {
-                let page = self.requests.feed(&state.endpoint.tenant, state.cursor.as_ref(), 1).await?;
+                let page = self
+                    .requests
+                    .feed(&state.endpoint.tenant, state.cursor.as_ref(), 1)
+                    .await?;
                 if let Some(e) = page.entries.first() {
                     older(e.finished_at.max(state.endpoint.created_at));
                 }

@@ -263,7 +263,11 @@ pub async fn the_job_mark_moves_with_its_deliveries_and_a_stale_writer_writes_no
     assert_eq!(n, 1, "a stored delivery is not stored again");
     let states = s.enabled_endpoints().await.unwrap();
     assert_eq!(states[0].jobs.as_ref(), Some(&m2));
-    assert_eq!(states[0].cursor.as_ref(), Some(&cursor("acme", 3)), "the feed position is its own");
+    assert_eq!(
+        states[0].cursor.as_ref(),
+        Some(&cursor("acme", 3)),
+        "the feed position is its own"
+    );
     let events: BTreeSet<String> = s
         .due(&e.id, Timestamp::from_millis(20), 10)
         .await
@@ -271,7 +275,10 @@ pub async fn the_job_mark_moves_with_its_deliveries_and_a_stale_writer_writes_no
         .into_iter()
         .map(|d| d.event_id.as_str().to_owned())
         .collect();
-    assert_eq!(events, BTreeSet::from(["evt_job_1".into(), "evt_job_2".into(), "evt_job_3".into()]));
+    assert_eq!(
+        events,
+        BTreeSet::from(["evt_job_1".into(), "evt_job_2".into(), "evt_job_3".into()])
+    );
     let gone = endpoint("acme", 2);
     assert!(matches!(
         s.materialise_jobs(&gone.id, None, Some(&m1), vec![]).await,
@@ -299,13 +306,19 @@ pub async fn the_oldest_pending_delivery_is_the_earliest_made_that_is_not_delive
         &e.id,
         None,
         None,
-        vec![delivery(&e, "evt_1", 10), delivery(&e, "evt_2", 20), delivery(&e, "evt_3", 30)],
+        vec![
+            delivery(&e, "evt_1", 10),
+            delivery(&e, "evt_2", 20),
+            delivery(&e, "evt_3", 30),
+        ],
     )
     .await
     .unwrap();
     assert_eq!(s.oldest_pending(&e.id).await.unwrap(), Some(Timestamp::from_millis(10)));
     let first = s.due(&e.id, Timestamp::from_millis(10), 1).await.unwrap().remove(0);
-    s.save_delivery(&first.delivered(Timestamp::from_millis(40))).await.unwrap();
+    s.save_delivery(&first.delivered(Timestamp::from_millis(40)))
+        .await
+        .unwrap();
     assert_eq!(s.oldest_pending(&e.id).await.unwrap(), Some(Timestamp::from_millis(20)));
     // A retry scheduled far ahead is still pending, and still the oldest.
     let schedule = RetrySchedule {

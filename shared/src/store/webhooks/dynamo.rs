@@ -133,7 +133,10 @@ fn state_of(item: &Item) -> Result<EndpointState, StoreError> {
     Ok(EndpointState {
         endpoint: endpoint_of(item)?,
         cursor: opt_s(item, "feed")
-            .map(|c| c.parse::<FeedCursor>().map_err(|e| corrupt("webhook endpoint", item, e)))
+            .map(|c| {
+                c.parse::<FeedCursor>()
+                    .map_err(|e| corrupt("webhook endpoint", item, e))
+            })
             .transpose()?,
         jobs: opt_s(item, "jobs")
             .map(|m| JobMark::decode(m).map_err(|e| corrupt("webhook endpoint", item, e)))
@@ -337,10 +340,7 @@ impl DynamoWebhooks {
             let retry = match e.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
                     let reasons = c.cancellation_reasons();
-                    if let Some(at) = reasons
-                        .iter()
-                        .position(|r| r.code() == Some("ConditionalCheckFailed"))
-                    {
+                    if let Some(at) = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")) {
                         return Ok(Err(Cancelled::Condition {
                             at,
                             item: reasons[at].item.clone(),
@@ -386,7 +386,12 @@ impl DynamoWebhooks {
                     .send()
                     .await
                     .map_err(sdk_err("dynamodb BatchGetItem"))?;
-                out.extend(res.responses.unwrap_or_default().remove(&self.table).unwrap_or_default());
+                out.extend(
+                    res.responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default(),
+                );
                 if let Some(ka) = res.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                     pending = ka.keys;
                     attempt += 1;
@@ -825,7 +830,10 @@ impl WebhookStore for DynamoWebhooks {
                 listed.retain(|k, _| k == PK || k == SK);
                 actions.push(delete(&self.table, listed));
                 if self.transact(actions).await?.is_err() {
-                    return Err(backend("dynamodb TransactWriteItems", "deleting a delivery was refused"));
+                    return Err(backend(
+                        "dynamodb TransactWriteItems",
+                        "deleting a delivery was refused",
+                    ));
                 }
             }
             match next {
@@ -942,8 +950,7 @@ impl WebhookStore for DynamoWebhooks {
             )
             .build();
         let mut actions = vec![saved];
-        let same_due =
-            stored.status == delivery.status && stored.next_attempt_at == delivery.next_attempt_at;
+        let same_due = stored.status == delivery.status && stored.next_attempt_at == delivery.next_attempt_at;
         if stored.status == DeliveryStatus::Pending && !same_due {
             actions.push(delete(&self.table, due_key(&stored)));
         }

@@ -11,4 +11,3 @@ mod port;
 pub mod sqlite;
 
 pub use port::*;
-
