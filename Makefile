@@ -55,7 +55,7 @@ clean: ## Remove build outputs and the virtualenv
 
 .PHONY: bench
 bench: venv ## Benchmarks: hot paths, peak memory, calls and AWS cost per request, binary sizes, start times, the embedded store (writes bench/results.json)
-	cargo build --profile perf --quiet -p batchq-bench -p batchq-enqueue -p batchq-submit -p batchq-poll -p batchq-ingest
+	cargo build --profile perf --quiet -p batchq-bench -p batchq-enqueue -p batchq-submit -p batchq-poll -p batchq-ingest -p batchq-deliver
 	@if [ "$$BATCHQ_BENCH_ONLY" = embedded ]; then \
 	  target/perf/batchq-bench $(BENCH_ARGS); \
 	else \
@@ -103,7 +103,7 @@ $(VENV)/sam/.installed: Makefile
 	$(VENV)/sam/bin/pip install --quiet --disable-pip-version-check '$(SAM_CLI_SPEC)'
 	@touch $@
 
-build: $(VENV)/.lambda-tools ## Build the four Lambda bootstraps (cargo lambda --release --arm64) and print their sizes
+build: $(VENV)/.lambda-tools ## Build the five Lambda bootstraps (cargo lambda --release --arm64) and print their sizes
 	VENV=$(VENV) ARCH=$(or $(ARCH),arm64) infra/build.sh
 
 deploy: $(VENV)/.lambda-tools $(VENV)/sam/.installed ## sam build + sam deploy (guided the first time; needs AWS credentials)

@@ -20,7 +20,7 @@ case $venv in /*) ;; *) venv=$root/$venv ;; esac
 export PATH="$venv/bin:$PATH"
 cd "$root"
 
-bins=(batchq-enqueue batchq-submit batchq-poll batchq-ingest)
+bins=(batchq-enqueue batchq-submit batchq-poll batchq-ingest batchq-deliver)
 arch=${ARCH:-arm64}
 fell_back=
 say() { printf 'build: %s\n' "$*"; }

@@ -74,6 +74,7 @@ pub(crate) async fn fresh_app(endpoint: &str, tag: &str) -> Result<App, String> 
         ("AWS_ENDPOINT_URL", endpoint.to_owned()),
         ("BATCHQ_REQUESTS_TABLE", format!("bench-{tag}-requests-{suffix}")),
         ("BATCHQ_JOBS_TABLE", format!("bench-{tag}-jobs-{suffix}")),
+        ("BATCHQ_WEBHOOKS_TABLE", format!("bench-{tag}-webhooks-{suffix}")),
         ("BATCHQ_BUCKET", format!("bench-{tag}-{suffix}")),
     ]
     .into_iter()
@@ -82,6 +83,9 @@ pub(crate) async fn fresh_app(endpoint: &str, tag: &str) -> Result<App, String> 
     let app = App::from_config(config).await;
     let aws = app.aws().ok_or("App::from_config built no AWS stores")?;
     aws.store.create_tables().await.map_err(|e| e.to_string())?;
+    if let Some(w) = &aws.webhooks {
+        w.create_table().await.map_err(|e| e.to_string())?;
+    }
     aws.objects
         .client()
         .create_bucket()

@@ -117,6 +117,12 @@ pub const GOALS: &[Goal] = &[
         unit: " MB",
     },
     Goal {
+        figure: Figure::BinaryMb("batchq-deliver"),
+        what: "binary batchq-deliver",
+        bound: Bound::Below(8.0),
+        unit: " MB",
+    },
+    Goal {
         figure: Figure::StartToReadyMs,
         what: "start to ready (slowest function's median)",
         bound: Bound::Below(20.0),
@@ -230,7 +236,13 @@ mod tests {
 
     #[test]
     fn every_function_binary_has_a_size_goal() {
-        for name in ["batchq-enqueue", "batchq-submit", "batchq-poll", "batchq-ingest"] {
+        for name in [
+            "batchq-enqueue",
+            "batchq-submit",
+            "batchq-poll",
+            "batchq-ingest",
+            "batchq-deliver",
+        ] {
             assert!(GOALS.iter().any(|g| g.figure == Figure::BinaryMb(name)), "{name}");
         }
     }

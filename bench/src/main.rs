@@ -42,11 +42,12 @@ use end_to_end::*;
 use peak_memory::*;
 use report::*;
 
-const FUNCTIONS: [(&str, u32); 4] = [
+const FUNCTIONS: [(&str, u32); 5] = [
     ("batchq-enqueue", 256),
     ("batchq-submit", 512),
     ("batchq-poll", 512),
     ("batchq-ingest", 512),
+    ("batchq-deliver", 256),
 ];
 const RSS_GOAL_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -114,6 +115,7 @@ impl Env {
             ("AWS_REGION", "us-east-1".into()),
             ("BATCHQ_REQUESTS_TABLE", c.requests_table.clone()),
             ("BATCHQ_JOBS_TABLE", c.jobs_table.clone()),
+            ("BATCHQ_WEBHOOKS_TABLE", c.webhooks_table.clone().unwrap_or_default()),
             ("BATCHQ_BUCKET", c.bucket.clone()),
             ("BATCHQ_PROVIDER", "openai".into()),
             ("OPENAI_BASE_URL", self.fake.base_url()),
@@ -166,7 +168,7 @@ Environment:
   BENCH_FUNCTION_ENV  extra variables for the function processes, \"K=V K2=V2\" (experiments)
   BENCH_WRAP          a tool to run each function binary under, e.g. \"heaptrack -o /tmp/ht\"
 
-The four function binaries (batchq-enqueue, -submit, -poll, -ingest) must sit next
+The five function binaries (batchq-enqueue, -submit, -poll, -ingest, -deliver) must sit next
 to this one: `cargo build --profile perf` (what `make bench` does).
 `--embedded-ingest DIR KEY` is the bench's own child process (the embedded
 section's ingest, measured in a fresh process); not for use by hand."

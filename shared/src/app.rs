@@ -23,6 +23,7 @@ use crate::store::fs::FsObjects;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::webhooks::dynamo::DynamoWebhooks;
 use crate::store::ObjectStore;
 use crate::time::{Clock, SystemClock};
 
@@ -52,6 +53,8 @@ pub enum TableFileError {
 pub struct AwsStores {
     pub store: Arc<PlacedStore<DynamoStore>>,
     pub objects: Arc<S3Store>,
+    /// The webhook table, when `BATCHQ_WEBHOOKS_TABLE` names one.
+    pub webhooks: Option<Arc<DynamoWebhooks>>,
 }
 
 /// The stores behind an [`App`], for what only one kind has (creating
@@ -104,8 +107,8 @@ pub struct App {
     /// provider unless `BATCHQ_PROVIDERS_FILE` names a table).
     pub providers: Arc<ProviderTable>,
     /// The webhook store (endpoints, feed positions, deliveries): the
-    /// embedded store's own database file; `None` on AWS, where webhooks to
-    /// callers are not wired yet.
+    /// embedded store's own database file, or on AWS its own DynamoDB table
+    /// (`BATCHQ_WEBHOOKS_TABLE`; `None` when that is not set).
     pub webhooks: Option<Arc<dyn crate::store::webhooks::WebhookStore>>,
 }
 
@@ -182,22 +185,27 @@ impl App {
             config.limits.s3_part_bytes,
         ));
         let objects: Arc<dyn ObjectStore> = s3.clone();
-        let tables = DynamoStore::new(
-            crate::aws::dynamo_client(&sdk),
-            &config.requests_table,
-            &config.jobs_table,
-        )
-        .with_retention(config.policy.retention);
+        let dynamo = crate::aws::dynamo_client(&sdk);
+        let webhooks = config
+            .webhooks_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoWebhooks::new(dynamo.clone(), t).with_retention(config.policy.retention)));
+        let tables = DynamoStore::new(dynamo, &config.requests_table, &config.jobs_table)
+            .with_retention(config.policy.retention);
         let store = Arc::new(PlacedStore::new(tables, objects.clone(), inline_limits(&config)));
         let providers = Arc::new(ProviderTable::single(&config));
         Self {
             providers,
             config: Arc::new(config),
             ports: Ports::over(store.clone(), objects, Arc::new(SystemClock)),
-            backend: Backend::Aws(AwsStores { store, objects: s3 }),
+            backend: Backend::Aws(AwsStores {
+                store,
+                objects: s3,
+                webhooks: webhooks.clone(),
+            }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
-            webhooks: None,
+            webhooks: webhooks.map(|w| w as Arc<dyn crate::store::webhooks::WebhookStore>),
         }
     }
 

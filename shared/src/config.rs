@@ -42,6 +42,8 @@ env_vars! {
         "DynamoDB table holding request state, body and result items.";
     JOBS_TABLE = "BATCHQ_JOBS_TABLE", "batchq-jobs",
         "DynamoDB table holding jobs, queue groups and counters.";
+    WEBHOOKS_TABLE = "BATCHQ_WEBHOOKS_TABLE", "",
+        "DynamoDB table holding webhook endpoints, their positions and deliveries (webhooks to callers on AWS). Unset: the /v1/webhooks routes answer 404 webhooks_not_configured on AWS; `batchq init` creates it when set.";
     BUCKET = "BATCHQ_BUCKET", "batchq",
         "S3 bucket for batch input files, result files and large bodies.";
     PROVIDER = "BATCHQ_PROVIDER", "openai",
@@ -369,6 +371,8 @@ pub struct Config {
     pub aws_region: Option<String>,
     pub requests_table: String,
     pub jobs_table: String,
+    /// `BATCHQ_WEBHOOKS_TABLE` (`None`: no webhooks to callers on AWS).
+    pub webhooks_table: Option<String>,
     pub bucket: String,
     pub provider: ProviderConfig,
     pub limits: Limits,
@@ -740,6 +744,7 @@ impl Config {
             aws_region: env.get(AWS_REGION),
             requests_table: env.string(REQUESTS_TABLE, "batchq-requests"),
             jobs_table: env.string(JOBS_TABLE, "batchq-jobs"),
+            webhooks_table: env.get(WEBHOOKS_TABLE),
             bucket: env.string(BUCKET, "batchq"),
             provider,
             limits,

@@ -5,6 +5,50 @@ use aws_lambda_events::event::s3::S3Event;
 use serde_json::Value;
 use thiserror::Error;
 
+/// What a deliver invocation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliverEvent {
+    /// The jobs table's stream: results feed entries were written for
+    /// these tenants; a pass over their endpoints delivers them now.
+    Feed(std::collections::BTreeSet<crate::ids::TenantId>),
+    /// The schedule (or a manual invoke): a pass over every endpoint, for
+    /// retries that came due and anything a stream batch missed.
+    Everyone,
+}
+
+/// A deliver invocation's payload that is not one batchq understands.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DeliverEventError {
+    #[error("Records[{0}]: expected a DynamoDB stream record with dynamodb.Keys.pk.S")]
+    BadRecord(usize),
+    #[error(transparent)]
+    Scheduled(#[from] ScheduledEventError),
+}
+
+impl DeliverEvent {
+    /// A DynamoDB stream event (`{"Records": [{"eventSource":
+    /// "aws:dynamodb", "dynamodb": {"Keys": {"pk": {"S": "feed#T"}, ..}}}]}`;
+    /// keys other than `feed#…` are ignored, the mapping's filter lets
+    /// none through), or anything [`Scheduled::parse`] accepts.
+    pub fn parse(event: &Value) -> Result<Self, DeliverEventError> {
+        let Some(records) = event.get("Records").and_then(Value::as_array) else {
+            Scheduled::parse(event)?;
+            return Ok(Self::Everyone);
+        };
+        let mut tenants = std::collections::BTreeSet::new();
+        for (i, r) in records.iter().enumerate() {
+            let pk = r
+                .pointer("/dynamodb/Keys/pk/S")
+                .and_then(Value::as_str)
+                .ok_or(DeliverEventError::BadRecord(i))?;
+            if let Some(t) = pk.strip_prefix("feed#") {
+                tenants.insert(crate::ids::TenantId::parse(t).map_err(|_| DeliverEventError::BadRecord(i))?);
+            }
+        }
+        Ok(Self::Feed(tenants))
+    }
+}
+
 /// A scheduled invocation's payload that is not one batchq understands.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ScheduledEventError {

@@ -32,6 +32,10 @@ pub fn resource_name(v: &Value) -> String {
     if v["Fn::GetAtt"][1] == "Arn" {
         return v["Fn::GetAtt"][0].as_str().unwrap().to_owned();
     }
+    // A table's stream: `!GetAtt T.StreamArn` -> `T/stream`.
+    if v["Fn::GetAtt"][1] == "StreamArn" {
+        return format!("{}/stream", v["Fn::GetAtt"][0].as_str().unwrap());
+    }
     if let Some(s) = v["Fn::Sub"].as_str() {
         let mut out = s.to_owned();
         for name in sub_names(s) {
@@ -164,6 +168,8 @@ pub async fn recorded_calls(access_key_id: &str) -> Vec<Call> {
 pub struct Names {
     pub requests_table: String,
     pub jobs_table: String,
+    /// `BATCHQ_WEBHOOKS_TABLE`.
+    pub webhooks_table: Option<String>,
     pub bucket: String,
     pub secret_id: String,
     /// The secret holding OpenAI's webhook signing secret (the template's
@@ -179,6 +185,8 @@ impl Names {
             Some("RequestsTable")
         } else if name == self.jobs_table {
             Some("JobsTable")
+        } else if self.webhooks_table.as_deref() == Some(name) {
+            Some("WebhooksTable")
         } else {
             None
         }
@@ -383,6 +391,7 @@ mod tests {
         Names {
             requests_table: "requests-1".into(),
             jobs_table: "jobs-1".into(),
+            webhooks_table: None,
             bucket: "bucket-1".into(),
             secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf".into(),
             webhook_secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:whsec-AbCdEf".into(),

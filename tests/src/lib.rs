@@ -62,6 +62,7 @@ impl TestEnv {
         .expect("default config parses");
         config.requests_table = unique("requests");
         config.jobs_table = unique("jobs");
+        config.webhooks_table = Some(unique("webhooks"));
         config.bucket = unique("bucket");
         // The smallest part S3 accepts keeps streaming tests quick.
         config.limits.s3_part_bytes = batchq_core::config::S3_MIN_PART_BYTES;
@@ -92,6 +93,12 @@ impl TestEnv {
             },
         );
         store.create_tables().await.expect("create test tables");
+        if let Some(t) = &config.webhooks_table {
+            batchq_core::store::webhooks::dynamo::DynamoWebhooks::new(dynamo.clone(), t)
+                .create_table()
+                .await
+                .expect("create the test webhook table");
+        }
         Self {
             config,
             dynamo,

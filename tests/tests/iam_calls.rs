@@ -57,11 +57,14 @@ use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::{CustomId, JobId, RequestKey, TenantId};
 use batchq_core::keys;
 use batchq_core::pipeline::crash::CrashOnce;
+use batchq_core::pipeline::dispatch::{HttpSender, WebhookConfig};
 use batchq_core::pipeline::{CrashPoint, Ingester, Poller, Submitter};
 use batchq_core::request::RequestStatus;
 use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, SystemClock};
+use batchq_core::webhook::delivery::RetrySchedule;
 use batchq_core::webhook::signature::{self, WebhookSecret};
+use batchq_core::webhook::target::TargetPolicy;
 use batchq_tests::iam::{check, function_sdk, grants_of, recorded_calls, Call, Findings, Names, Unrecorded};
 use batchq_tests::lambda::LambdaStandIn;
 use batchq_tests::pipeline::{s3_event, scheduled_event};
@@ -108,6 +111,21 @@ fn used_by_lambda(function: &str) -> Vec<Unrecorded> {
             why: "Lambda sends the function's output (its log lines) to its log group with its role".into(),
         },
     ];
+    if function == "DeliverFunction" {
+        for action in [
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+        ] {
+            out.push(Unrecorded {
+                grant: (action.into(), "JobsTable/stream".into()),
+                why: "Lambda's event source mapping reads the jobs table's stream with the function's role and \
+                      invokes deliver with the records; the code makes no stream call"
+                    .into(),
+            });
+        }
+    }
     if function != "EnqueueFunction" {
         out.push(Unrecorded {
             grant: ("sqs:SendMessage".into(), format!("{short}Dlq")),
@@ -143,8 +161,14 @@ fn not_recorded(function: &str) -> Vec<Unrecorded> {
     out
 }
 
-/// The four functions, by their logical ids in the template.
-const FUNCTIONS: [&str; 4] = ["EnqueueFunction", "SubmitFunction", "PollFunction", "IngestFunction"];
+/// The five functions, by their logical ids in the template.
+const FUNCTIONS: [&str; 5] = [
+    "EnqueueFunction",
+    "SubmitFunction",
+    "PollFunction",
+    "IngestFunction",
+    "DeliverFunction",
+];
 
 /// A cold start as in the function's main.rs, with the function's own
 /// credentials, and the test's clock (leases pass when the test says so).
@@ -306,9 +330,37 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     let lambda = LambdaStandIn::start(POLL_FUNCTION, &access["EnqueueFunction"]).await;
     let mut enqueue_config = (*enqueue_app.config).clone();
     enqueue_config.lambda_endpoint_url = Some(lambda.url());
-    let api = batchq_enqueue::with_provider_webhooks(enqueue_app.api(), &enqueue_config, &enqueue_app.sdk)
-        .await
-        .expect("enqueue reads the webhook secret");
+    // Private targets allowed: the webhook endpoint is on loopback.
+    let api = batchq_enqueue::with_provider_webhooks(
+        enqueue_app.api().with_webhooks(
+            enqueue_app
+                .webhooks
+                .clone()
+                .expect("the test stack has a webhook table"),
+            TargetPolicy { allow_private: true },
+        ),
+        &enqueue_config,
+        &enqueue_app.sdk,
+    )
+    .await
+    .expect("enqueue reads the webhook secret");
+    let deliver_app = cold_start(&config, &access["DeliverFunction"], &clock).await;
+    // No retries: a refused attempt fails the delivery at once (so it can
+    // be replayed through the API below).
+    let webhook_config = WebhookConfig {
+        target: TargetPolicy { allow_private: true },
+        schedule: RetrySchedule {
+            delays: Vec::new(),
+            min_span: Duration::ZERO,
+        },
+        ..WebhookConfig::default()
+    };
+    let dispatcher = deliver_app
+        .dispatcher(
+            webhook_config.clone(),
+            Arc::new(HttpSender::new(&webhook_config).unwrap()),
+        )
+        .expect("deliver has the webhook table");
     let submit_app = cold_start(&config, &access["SubmitFunction"], &clock)
         .await
         .with_configured_tables()
@@ -344,6 +396,19 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         let store = &env.store;
         async move { store.get(&key).await.unwrap().expect("request stored") }
     };
+
+    // ---- A webhook endpoint for every event (it answers 404: each
+    // attempt fails, and with no retries the delivery is failed).
+    let hook = call(post_event(
+        "/v1/webhooks/endpoints",
+        "application/json",
+        &json!({"url": format!("{}/no-such-hook", fake.base_url()),
+                "events": ["request.completed", "request.failed", "request.cancelled", "job.finished"]})
+        .to_string(),
+    ))
+    .await;
+    assert_eq!(hook.status, 201, "{}", hook.body);
+    let hook_id = hook.body["id"].as_str().unwrap().to_owned();
 
     // ---- Enqueue: one request, then a bulk file with large bodies (S3).
     let large_text = "The quarterly report, paragraph after paragraph. ".repeat(400);
@@ -570,10 +635,55 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .unwrap_or_else(|e| panic!("poll of one batch failed: {e}"));
     assert_eq!(r["polled"], false, "{r}");
 
+    // ---- Deliver: the stream's event for the tenant, then the schedule's.
+    let stream = json!({"Records": [{"eventName": "INSERT", "eventSource": "aws:dynamodb",
+        "dynamodb": {"Keys": {"pk": {"S": format!("feed#{TENANT}")}, "sk": {"S": "00000000000000000001"}}}}]});
+    let delivered = batchq_deliver::handle(&dispatcher, "batchq/test", LambdaEvent::new(stream, Context::default()))
+        .await
+        .unwrap_or_else(|e| panic!("deliver run failed: {e}"));
+    assert!(delivered["materialised"].as_u64() > Some(0), "{delivered}");
+    assert!(delivered["failed"].as_u64() > Some(0), "{delivered}");
+    clock.advance(Duration::from_secs(3 * 3600));
+    let ticked = batchq_deliver::handle(&dispatcher, "batchq/test", scheduled_event())
+        .await
+        .unwrap_or_else(|e| panic!("deliver run failed: {e}"));
+    assert_eq!(ticked["errors"], 0, "{ticked}");
+
+    // ---- The webhook routes: list, replay, change, remove.
+    let listed = call(event("GET", "/v1/webhooks/deliveries", None, None, false)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let delivery = listed.body["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let replayed = call(post_event(
+        &format!("/v1/webhooks/deliveries/{delivery}/replay"),
+        "application/json",
+        "{}",
+    ))
+    .await;
+    assert!(replayed.status < 300, "{}", replayed.body);
+    let changed = call(event(
+        "PATCH",
+        &format!("/v1/webhooks/endpoints/{hook_id}"),
+        Some("application/json"),
+        Some(br#"{"enabled": false}"#),
+        false,
+    ))
+    .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let removed = call(event(
+        "DELETE",
+        &format!("/v1/webhooks/endpoints/{hook_id}"),
+        None,
+        None,
+        false,
+    ))
+    .await;
+    assert!(removed.status < 300, "{}", removed.body);
+
     // ---- The roles against the calls.
     let names = Names {
         requests_table: config.requests_table.clone(),
         jobs_table: config.jobs_table.clone(),
+        webhooks_table: config.webhooks_table.clone(),
         bucket: config.bucket.clone(),
         secret_id,
         webhook_secret_id,

@@ -20,12 +20,13 @@ use batchq_tests::iam::grants_of;
 use batchq_tests::template::{get_att, one_or_many, read, reference, sub_names, Template, ROOT};
 use serde_json::{json, Value};
 
-/// The four functions: logical id, Cargo binary, crate directory.
-const FUNCTIONS: [(&str, &str, &str); 4] = [
+/// The five functions: logical id, Cargo binary, crate directory.
+const FUNCTIONS: [(&str, &str, &str); 5] = [
     ("EnqueueFunction", "batchq-enqueue", "functions/enqueue"),
     ("SubmitFunction", "batchq-submit", "functions/submit"),
     ("PollFunction", "batchq-poll", "functions/poll"),
     ("IngestFunction", "batchq-ingest", "functions/ingest"),
+    ("DeliverFunction", "batchq-deliver", "functions/deliver"),
 ];
 
 const PSEUDO_PARAMETERS: [&str; 8] = [
@@ -299,7 +300,7 @@ fn schedules_drive_submit_and_poll_with_valid_expressions() {
         let schedules: Vec<&Value> = events.values().filter(|e| e["Type"] == "Schedule").collect();
         // Poll runs on a second schedule too: the daily report.
         let expected = match id {
-            "SubmitFunction" => 1,
+            "SubmitFunction" | "DeliverFunction" => 1,
             "PollFunction" => 2,
             _ => 0,
         };
@@ -318,7 +319,31 @@ fn schedules_drive_submit_and_poll_with_valid_expressions() {
                 "poll's schedules: its run and the daily report ({inputs:?})"
             );
         }
-        assert_eq!(events.len(), schedules.len(), "{id}: only schedule events");
+        if id == "DeliverFunction" {
+            // Deliver is also woken by the jobs table's stream, filtered to
+            // results feed entries, a failed batch split and retried twice.
+            let streams: Vec<&Value> = events.values().filter(|e| e["Type"] == "DynamoDB").collect();
+            assert_eq!(streams.len(), 1, "{id}: one stream");
+            let sp = &streams[0]["Properties"];
+            assert_eq!(sp["Stream"], get_att("JobsTable", "StreamArn"));
+            assert_eq!(sp["BisectBatchOnFunctionError"], true);
+            assert_eq!(sp["MaximumRetryAttempts"], 2);
+            let pattern: Value =
+                serde_json::from_str(sp["FilterCriteria"]["Filters"][0]["Pattern"].as_str().unwrap()).unwrap();
+            assert_eq!(pattern["dynamodb"]["Keys"]["pk"]["S"], json!([{"prefix": "feed#"}]));
+            assert_eq!(
+                t.props("JobsTable")["StreamSpecification"],
+                json!({"StreamViewType": "KEYS_ONLY"})
+            );
+            assert_eq!(events.len(), schedules.len() + 1, "{id}: the schedule and the stream");
+            assert_eq!(
+                t.props(id)["ReservedConcurrentExecutions"],
+                1,
+                "{id}: one run at a time"
+            );
+        } else {
+            assert_eq!(events.len(), schedules.len(), "{id}: only schedule events");
+        }
         for s in schedules {
             let expr = t.resolve_default(&s["Properties"]["Schedule"]);
             let expr = expr.as_str().expect("a schedule expression");
@@ -817,7 +842,54 @@ fn openai_webhooks_are_optional_and_give_enqueue_only_the_secret_and_the_poll_fu
 /// of `iam_calls.rs`; an operation not listed here is one those scenarios
 /// were not written for: make them reach it (it is then checked against
 /// the roles), then list it here.
-const ADAPTER_OPERATIONS: [(&str, &str, &str); 21] = [
+const ADAPTER_OPERATIONS: [(&str, &str, &str); 32] = [
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "transact_write_items",
+        "per action: PutItem / UpdateItem / DeleteItem / ConditionCheckItem on the webhooks table",
+    ),
+    ("shared/src/store/webhooks/dynamo.rs", "get_item", "dynamodb:GetItem"),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "batch_get_item",
+        "dynamodb:BatchGetItem",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "put_item",
+        "dynamodb:PutItem (a new endpoint)",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "update_item",
+        "dynamodb:UpdateItem (an endpoint's settings)",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "delete_item",
+        "dynamodb:DeleteItem (an endpoint)",
+    ),
+    ("shared/src/store/webhooks/dynamo.rs", "query", "dynamodb:Query"),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "create_table",
+        "none: batchq init and tests only",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "describe_table",
+        "none: batchq init and tests only",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "describe_time_to_live",
+        "none: batchq init and tests only (the template declares the TTL)",
+    ),
+    (
+        "shared/src/store/webhooks/dynamo.rs",
+        "update_time_to_live",
+        "none: batchq init and tests only (the template declares the TTL)",
+    ),
     (
         "shared/src/store/dynamo/transact.rs",
         "transact_write_items",
@@ -1007,13 +1079,21 @@ fn expected_tables() -> Vec<(&'static str, Value)> {
                 ],
             }),
         ),
+        (
+            // DynamoWebhooks::create_table: the key only, no index.
+            "WebhooksTable",
+            json!({
+                "AttributeDefinitions": attrs(&[(pk, "S"), (sk, "S")]),
+                "KeySchema": key(pk, sk),
+            }),
+        ),
     ]
 }
 
 #[test]
 fn tables_match_the_schema_and_are_on_demand_recoverable_and_encrypted() {
     let t = Template::load();
-    assert_eq!(t.of_type("AWS::DynamoDB::Table").count(), 2);
+    assert_eq!(t.of_type("AWS::DynamoDB::Table").count(), 3);
     for (id, expected) in expected_tables() {
         let p = t.props(id);
         for field in ["AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes"] {
@@ -1058,6 +1138,7 @@ async fn tables_equal_what_create_tables_builds() {
     for (id, table) in [
         ("RequestsTable", &env.config.requests_table),
         ("JobsTable", &env.config.jobs_table),
+        ("WebhooksTable", env.config.webhooks_table.as_ref().unwrap()),
     ] {
         let d = env.dynamo.describe_table().table_name(table).send().await.unwrap();
         let d = d.table().unwrap();
@@ -1368,10 +1449,10 @@ fn dashboard_body(t: &Template) -> Value {
     let body = sub_string(&dash["Properties"]["DashboardBody"]).expect("DashboardBody is a !Sub string");
     let mut text = body.to_owned();
     for name in sub_names(body) {
-        let placeholder = if name == "OldestQueuedAgeAlarmSeconds" {
-            "7200"
-        } else {
-            "X"
+        let placeholder = match name.as_str() {
+            "OldestQueuedAgeAlarmSeconds" => "7200",
+            "WebhookUndeliveredAlarmSeconds" => "3600",
+            _ => "X",
         };
         text = text.replace(&format!("${{{name}}}"), placeholder);
     }

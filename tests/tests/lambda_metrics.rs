@@ -1,22 +1,38 @@
 //! The Lambda path's metrics: every metric of `batchq_core::metrics::ALL`
-//! appears in a CloudWatch EMF line printed by a real run of the four
+//! appears in a CloudWatch EMF line printed by a real run of the five
 //! handlers (invoked in-process, as Lambda would), and each line is a valid
 //! EMF document. Runs on the store `BATCHQ_TEST_STORE` names.
 
 mod api_support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use api_support::event;
 use batchq_core::job::ProviderKind;
 use batchq_core::metrics::{self, emf::MAX_METRICS_PER_LINE, ALL};
 use batchq_core::money::Money;
+use batchq_core::pipeline::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
 use batchq_core::pricing::PriceBook;
 use batchq_core::spend::{self, PeriodSetting};
+use batchq_core::store::webhooks::memory::MemoryWebhooks;
+use batchq_core::store::webhooks::WebhookStore;
+use batchq_core::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
+use batchq_core::webhook::signature::WebhookSecret;
 use batchq_tests::pipeline::{chat, embedding, Pipeline};
 use fake_openai::Faults;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
+
+/// Answers every webhook POST with 200.
+struct Answers200;
+
+#[async_trait::async_trait]
+impl WebhookSender for Answers200 {
+    async fn post(&self, _: &EndpointUrl, _: Vec<(&'static str, String)>, _: String) -> SendOutcome {
+        SendOutcome::Answered(200)
+    }
+}
 
 /// Checks one EMF document and answers (metric name, its dimension names).
 fn parse_emf(line: &str, namespace: &str) -> Vec<(String, Vec<String>)> {
@@ -82,6 +98,38 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
     })
     .await;
 
+    // A webhook endpoint of the tenant (in memory: the deliver run's
+    // metrics are what is checked here), answered 200 by a stub sender.
+    let hooks = Arc::new(MemoryWebhooks::new());
+    let now = p.ports().clock.now();
+    hooks
+        .create_endpoint(
+            &Endpoint {
+                id: EndpointId::generate(),
+                tenant: batchq_core::ids::TenantId::parse(api_support::TENANT).unwrap(),
+                url: EndpointUrl::parse("https://hooks.example.com/batchq").unwrap(),
+                events: [EventType::RequestCompleted].into(),
+                mode: DeliveryMode::PerRequest,
+                secret: WebhookSecret::generate(),
+                enabled: true,
+                description: None,
+                created_at: now,
+                updated_at: now,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let ports = p.ports();
+    let dispatcher = Dispatcher::new(
+        hooks,
+        ports.requests,
+        ports.jobs,
+        ports.clock,
+        Arc::new(Answers200),
+        WebhookConfig::default(),
+    );
+
     let mut lines: Vec<String> = Vec::new();
     let edge = batchq_enqueue::Edge::new(p.api(), "sub").with_metrics_namespace("batchq/test");
     let jsonl: Vec<String> = reqs
@@ -130,6 +178,9 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
         }
     }
     assert!(p.all_terminal(&keys).await, "the run finished");
+    let (r, l) = batchq_deliver::handle_metered(&dispatcher, "batchq/test", p.scheduled_event()).await;
+    r.unwrap();
+    lines.extend(l);
     let counts = p.ports().requests.counts(&tenant).await.unwrap();
     assert_eq!(
         counts.committed_nanos, 0,
@@ -168,6 +219,12 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
     };
     assert_eq!(total("RequestsCompleted"), reqs.len() as f64);
     assert_eq!(total("BudgetWarnings"), 1.0);
+    assert_eq!(
+        total("WebhooksDelivered"),
+        reqs.len() as f64,
+        "one event per completed request"
+    );
+    assert_eq!(total("WebhookAttempts"), reqs.len() as f64);
     assert!(total("ProviderErrors") >= 1.0);
     assert!(
         total("RequestsRetried") >= 1.0,

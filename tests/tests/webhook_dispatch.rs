@@ -9,13 +9,15 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use batchq_core::ids::{CustomId, ModelName, RequestKey, TenantId};
+use batchq_core::ids::{CustomId, JobId, ModelName, RequestKey, TenantId};
+use batchq_core::job::{Job, JobStatus, ProviderKind};
 use batchq_core::pipeline::dispatch::{Dispatcher, SendOutcome, WebhookConfig, WebhookSender};
+use batchq_core::request::QueueGroup;
 use batchq_core::request::{Endpoint as ApiEndpoint, NewRequest};
 use batchq_core::store::memory::{MemoryObjects, MemoryStore};
 use batchq_core::store::webhooks::memory::MemoryWebhooks;
-use batchq_core::store::webhooks::WebhookStore;
-use batchq_core::store::{ObjectStore, RequestStore};
+use batchq_core::store::webhooks::{JobMark, WebhookStore};
+use batchq_core::store::{JobStore, ObjectStore, RequestStore};
 use batchq_core::time::{Clock, ManualClock, Timestamp};
 use batchq_core::transition::RequestUpdate;
 use batchq_core::webhook::delivery::{DeliveryStatus, RetrySchedule};
@@ -72,6 +74,7 @@ impl WebhookSender for ScriptedSender {
 
 struct World {
     requests: Arc<dyn RequestStore>,
+    jobs: Arc<dyn JobStore>,
     hooks: Arc<MemoryWebhooks>,
     clock: Arc<ManualClock>,
     sender: Arc<ScriptedSender>,
@@ -101,7 +104,8 @@ fn world(schedule: RetrySchedule) -> World {
         config,
     );
     World {
-        requests: store,
+        requests: store.clone(),
+        jobs: store,
         hooks,
         clock,
         sender,
@@ -152,6 +156,31 @@ impl World {
             let req = self.requests.get(&key).await.unwrap().unwrap();
             self.requests.apply(RequestUpdate::cancel(&req, now)).await.unwrap();
         }
+    }
+}
+
+impl World {
+    /// A job of acme's, created now, left open.
+    async fn open_job(&self) -> Job {
+        let now = self.clock.now();
+        let mut job = Job::new(
+            JobId::generate(),
+            ProviderKind::OpenAi,
+            &QueueGroup::of(ApiEndpoint::ChatCompletions, ModelName::parse("gpt-4o-mini").unwrap()),
+            now,
+            now.plus(Duration::from_secs(960)),
+        );
+        job.tenants = vec![acme()];
+        self.jobs.create_job(&job).await.unwrap();
+        self.jobs.add_job_tenants(&job, &[acme()]).await.unwrap();
+        job
+    }
+
+    async fn finish_job(&self, job: &Job) {
+        let current = self.jobs.get_job(&job.id).await.unwrap().unwrap();
+        let mut next = current.clone();
+        next.finish(JobStatus::Done, self.clock.now()).unwrap();
+        self.jobs.save_job(&current, next).await.unwrap();
     }
 }
 
@@ -356,4 +385,90 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
         .await
         .unwrap();
     assert_eq!(delivered.len(), 2);
+}
+
+#[tokio::test]
+async fn a_job_that_finishes_after_sixty_newer_jobs_still_gets_its_job_finished_event() {
+    let w = world(no_retries());
+    w.endpoint(
+        "https://a.example/hook",
+        &[EventType::JobFinished],
+        DeliveryMode::PerRequest,
+    )
+    .await;
+    w.clock.advance(Duration::from_millis(5));
+    let oldest = w.open_job().await;
+    let mut newer = Vec::new();
+    for _ in 0..60 {
+        w.clock.advance(Duration::from_millis(5));
+        newer.push(w.open_job().await);
+    }
+    for j in &newer {
+        w.finish_job(j).await;
+    }
+    let first = w.dispatcher.run_once().await.unwrap();
+    assert_eq!(first.delivered, 60, "each newer job's event");
+
+    // Long after, past the settling time, the oldest job finishes last.
+    w.clock.advance(Duration::from_secs(2 * 3600));
+    w.dispatcher.run_once().await.unwrap();
+    w.finish_job(&oldest).await;
+    let last = w.dispatcher.run_once().await.unwrap();
+    assert_eq!((last.materialised, last.delivered), (1, 1));
+
+    let sent = w.sender.sent();
+    let mut jobs = BTreeSet::new();
+    for s in &sent {
+        let v: Value = serde_json::from_str(&s.body).unwrap();
+        assert_eq!(v["type"], "job.finished");
+        assert!(
+            jobs.insert(v["data"]["id"].as_str().unwrap().to_owned()),
+            "one event per job"
+        );
+    }
+    assert_eq!(jobs.len(), 61);
+    assert!(jobs.contains(oldest.id.as_str()));
+    let again = w.dispatcher.run_once().await.unwrap();
+    assert_eq!((again.materialised, again.delivered), (0, 0));
+}
+
+#[tokio::test]
+async fn the_job_mark_passes_finished_jobs_and_stops_at_the_oldest_open_one() {
+    let w = world(no_retries());
+    w.endpoint(
+        "https://a.example/hook",
+        &[EventType::JobFinished],
+        DeliveryMode::PerRequest,
+    )
+    .await;
+    let a = w.open_job().await;
+    w.clock.advance(Duration::from_millis(5));
+    let b = w.open_job().await;
+    w.clock.advance(Duration::from_millis(5));
+    let c = w.open_job().await;
+    w.finish_job(&a).await;
+    w.finish_job(&c).await;
+    w.clock.advance(Duration::from_secs(2 * 3600));
+    w.dispatcher.run_once().await.unwrap();
+    let marks: Vec<_> = w
+        .hooks
+        .enabled_endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.jobs)
+        .collect();
+    assert_eq!(marks, vec![Some(JobMark::new(a.created_at, a.id.clone()))]);
+    w.finish_job(&b).await;
+    w.dispatcher.run_once().await.unwrap();
+    let marks: Vec<_> = w
+        .hooks
+        .enabled_endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.jobs)
+        .collect();
+    assert_eq!(marks, vec![Some(JobMark::new(c.created_at, c.id.clone()))]);
+    assert_eq!(w.sender.sent().len(), 3);
 }

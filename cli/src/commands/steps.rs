@@ -26,6 +26,9 @@ pub async fn init(ctx: &Ctx) -> Result<(), Failure> {
 async fn init_aws(ctx: &Ctx, aws: &AwsStores) -> Result<(), Failure> {
     let app = ctx.app()?;
     aws.store.create_tables().await.map_err(|e| ctx.store_failure(e))?;
+    if let Some(w) = &aws.webhooks {
+        w.create_table().await.map_err(|e| ctx.store_failure(e))?;
+    }
     let bucket = &app.config.bucket;
     let s3 = aws.objects.client();
     // us-east-1 answers 200 to creating a bucket one already owns, so ask first.

@@ -189,6 +189,39 @@ pub const BUDGET_WARNINGS: Metric = Metric {
     help: "Enqueues that took a tenant's spend past 80% of a budget, by period.",
 };
 
+pub const WEBHOOK_OLDEST_UNDELIVERED_AGE: Metric = Metric {
+    name: "WebhookOldestUndeliveredAge",
+    prometheus: "batchq_webhook_oldest_undelivered_age_seconds",
+    kind: Kind::Gauge,
+    unit: Unit::Seconds,
+    dims: &[],
+    help: "Age of the oldest webhook event not yet delivered to an enabled endpoint (a pending delivery, or a feed entry not yet made into deliveries); 0 when none waits.",
+};
+pub const WEBHOOK_ATTEMPTS: Metric = Metric {
+    name: "WebhookAttempts",
+    prometheus: "batchq_webhook_attempts_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    dims: &[],
+    help: "Webhook deliveries attempted (POSTs made to endpoints).",
+};
+pub const WEBHOOKS_DELIVERED: Metric = Metric {
+    name: "WebhooksDelivered",
+    prometheus: "batchq_webhooks_delivered_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    dims: &[],
+    help: "Webhook deliveries answered 2xx.",
+};
+pub const WEBHOOKS_FAILED: Metric = Metric {
+    name: "WebhooksFailed",
+    prometheus: "batchq_webhooks_failed_total",
+    kind: Kind::Counter,
+    unit: Unit::Count,
+    dims: &[],
+    help: "Webhook deliveries that ran out of retries (kept as failed, replayable).",
+};
+
 /// Every metric batchq publishes.
 pub const ALL: &[&Metric] = &[
     &QUEUE_DEPTH,
@@ -201,6 +234,10 @@ pub const ALL: &[&Metric] = &[
     &BATCH_SPEND,
     &SAVINGS,
     &BUDGET_WARNINGS,
+    &WEBHOOK_OLDEST_UNDELIVERED_AGE,
+    &WEBHOOK_ATTEMPTS,
+    &WEBHOOKS_DELIVERED,
+    &WEBHOOKS_FAILED,
 ];
 
 /// The metric named `name` (CloudWatch name).
@@ -300,6 +337,17 @@ pub fn from_poll(report: &PollReport) -> Vec<Sample> {
     out.push(Sample::new(&REQUESTS_RETRIED, report.requests_retried as f64));
     out.extend(provider_errors(&report.provider_errors));
     out
+}
+
+/// What a deliver run reports: its attempts, deliveries and give-ups, and
+/// the age of the oldest event still waiting.
+pub fn from_deliver(report: &crate::pipeline::dispatch::RunReport) -> Vec<Sample> {
+    vec![
+        Sample::new(&WEBHOOK_OLDEST_UNDELIVERED_AGE, report.oldest_undelivered_secs as f64),
+        Sample::new(&WEBHOOK_ATTEMPTS, report.attempts() as f64),
+        Sample::new(&WEBHOOKS_DELIVERED, report.delivered as f64),
+        Sample::new(&WEBHOOKS_FAILED, report.failed as f64),
+    ]
 }
 
 /// What ingesting result files reports: requests completed, failed and

@@ -15,7 +15,7 @@
 //! endpoint holds up only itself, and its backlog costs at most one page of
 //! sends per pass. Ingest and the API never wait for any of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +25,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::config;
-use crate::feed::FeedEntry;
-use crate::store::webhooks::{EndpointState, WebhookStore};
+use crate::feed::{FeedCursor, FeedEntry};
+use crate::ids::TenantId;
+use crate::store::webhooks::{EndpointState, JobMark, WebhookStore, MATERIALISE_MAX};
 use crate::store::{JobStore, RequestStore, StoreError};
 use crate::time::Clock;
 use crate::webhook::delivery::{Delivery, DeliveryId, RetrySchedule};
@@ -200,6 +201,45 @@ pub struct PassReport {
     pub failed: u32,
 }
 
+/// One `request.batch` delivery of a run of one job's events.
+fn batch_delivery(endpoint: &Endpoint, chunk: Vec<(&RequestFacts, Value)>, now: crate::time::Timestamp) -> Delivery {
+    let last = &chunk[chunk.len() - 1].0.entry;
+    let events: Vec<Value> = chunk.into_iter().map(|(_, ev)| ev).collect();
+    let body = event::batch_event(last.job.as_ref(), events, last);
+    Delivery::new(
+        endpoint.id.clone(),
+        endpoint.tenant.clone(),
+        EventId::of_batch(last),
+        None,
+        body.to_string(),
+        now,
+    )
+}
+
+/// What one [`Dispatcher::run_within`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunReport {
+    /// Enabled endpoints passed over.
+    pub endpoints: u32,
+    pub materialised: u32,
+    pub delivered: u32,
+    /// Attempts that failed and will be retried.
+    pub retrying: u32,
+    /// Deliveries that ran out of retries in this run.
+    pub failed: u32,
+    /// Endpoints whose pass failed (a store error); the next run retries.
+    pub errors: u32,
+    /// Seconds since the oldest event not yet delivered came about (0: none).
+    pub oldest_undelivered_secs: u64,
+}
+
+impl RunReport {
+    /// Attempts made (each ends delivered, retrying or failed).
+    pub fn attempts(&self) -> u32 {
+        self.delivered + self.retrying + self.failed
+    }
+}
+
 /// The delivery engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -212,8 +252,16 @@ pub struct Dispatcher {
     running: Arc<Mutex<HashMap<EndpointId, JoinHandle<()>>>>,
 }
 
-/// Jobs looked at per endpoint and pass for `job.finished` (newest first).
-const JOB_SCAN: u32 = 50;
+/// Jobs read per page when looking for finished jobs after a job mark.
+const JOB_PAGE: u32 = 100;
+
+/// How new a job may be and still be passed by the job mark (see
+/// [`Dispatcher::job_deliveries`]).
+const JOB_SETTLE: Duration = Duration::from_secs(3600);
+
+/// Bytes of delivery bodies written per atomic write (DynamoDB takes 4 MB
+/// per transaction).
+const MATERIALISE_MAX_BYTES: usize = 3 * 1024 * 1024;
 
 impl Dispatcher {
     pub fn new(
@@ -284,8 +332,92 @@ impl Dispatcher {
         Ok(total)
     }
 
+    /// One pass over the enabled endpoints of `tenants` (all when `None`),
+    /// every endpoint at once, each starting no attempt after `budget` has
+    /// passed (one in flight ends within [`WebhookConfig::timeout`]); then
+    /// the age of the oldest event not yet delivered to those endpoints.
+    /// AWS's deliver function runs this; an endpoint whose pass fails is
+    /// counted and the others go on.
+    pub async fn run_within(
+        &self,
+        tenants: Option<&BTreeSet<TenantId>>,
+        budget: Duration,
+    ) -> Result<RunReport, StoreError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let wanted = |state: &EndpointState| tenants.is_none_or(|t| t.contains(&state.endpoint.tenant));
+        let endpoints: Vec<EndpointState> = self
+            .store
+            .enabled_endpoints()
+            .await?
+            .into_iter()
+            .filter(wanted)
+            .collect();
+        let passes = futures::future::join_all(endpoints.iter().map(|state| async move {
+            let r = self.pass_until(state, Some(deadline)).await;
+            if let Err(e) = &r {
+                tracing::error!(endpoint = %state.endpoint.id, error = %e, "webhook pass failed; the next run retries");
+            }
+            r
+        }))
+        .await;
+        let mut report = RunReport {
+            endpoints: endpoints.len() as u32,
+            ..RunReport::default()
+        };
+        for r in passes {
+            match r {
+                Ok(p) => {
+                    report.materialised += p.materialised;
+                    report.delivered += p.delivered;
+                    report.retrying += p.retrying;
+                    report.failed += p.failed;
+                }
+                Err(_) => report.errors += 1,
+            }
+        }
+        report.oldest_undelivered_secs = self.oldest_undelivered(tenants).await?;
+        Ok(report)
+    }
+
+    /// Seconds since the oldest event not yet delivered to an enabled
+    /// endpoint (of `tenants`) came about: the oldest pending delivery, or
+    /// the oldest feed entry an endpoint wants and has not yet turned into
+    /// deliveries. 0 when nothing waits.
+    pub async fn oldest_undelivered(&self, tenants: Option<&BTreeSet<TenantId>>) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut oldest: Option<crate::time::Timestamp> = None;
+        let mut older = |t: crate::time::Timestamp| oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        for state in self.store.enabled_endpoints().await? {
+            if tenants.is_some_and(|t| !t.contains(&state.endpoint.tenant)) {
+                continue;
+            }
+            if let Some(t) = self.store.oldest_pending(&state.endpoint.id).await? {
+                older(t);
+            }
+            if state.endpoint.wants_requests() {
+                let page = self
+                    .requests
+                    .feed(&state.endpoint.tenant, state.cursor.as_ref(), 1)
+                    .await?;
+                if let Some(e) = page.entries.first() {
+                    older(e.finished_at.max(state.endpoint.created_at));
+                }
+            }
+        }
+        Ok(oldest.map_or(0, |t| now.since(t).as_secs()))
+    }
+
     /// Materialises and sends for one endpoint.
     pub async fn pass(&self, state: &EndpointState) -> Result<PassReport, StoreError> {
+        self.pass_until(state, None).await
+    }
+
+    /// [`Dispatcher::pass`] starting no attempt after `deadline`.
+    pub async fn pass_until(
+        &self,
+        state: &EndpointState,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<PassReport, StoreError> {
         let endpoint = &state.endpoint;
         let mut report = PassReport::default();
         match self.materialise(state).await {
@@ -294,7 +426,7 @@ impl Dispatcher {
                 tracing::error!(endpoint = %endpoint.id, error = %e, "materialising webhook events failed; the next pass retries")
             }
         }
-        let (delivered, retrying, failed) = self.send_due(endpoint).await?;
+        let (delivered, retrying, failed) = self.send_due_until(endpoint, deadline).await?;
         report.delivered = delivered;
         report.retrying = retrying;
         report.failed = failed;
@@ -310,51 +442,77 @@ impl Dispatcher {
                 .requests
                 .feed(&endpoint.tenant, state.cursor.as_ref(), self.config.feed_page)
                 .await?;
-            if !page.entries.is_empty() {
-                let deliveries = self.request_deliveries(endpoint, page.entries).await?;
+            let facts = self.request_facts(endpoint, page.entries).await?;
+            // The page in parts a store writes atomically; each part's
+            // deliveries and the position after its last entry go together.
+            let mut at = state.cursor.clone();
+            let mut rest: &[(FeedCursor, Option<RequestFacts>)] = &facts;
+            while !rest.is_empty() {
+                let mut take = rest.len();
+                let deliveries = loop {
+                    let d = self.build_deliveries(endpoint, &rest[..take]);
+                    let bytes: usize = d.iter().map(|d| d.body.len()).sum();
+                    if take == 1 || (d.len() <= MATERIALISE_MAX && bytes <= MATERIALISE_MAX_BYTES) {
+                        break d;
+                    }
+                    take = take.div_ceil(2);
+                };
+                let next = rest[take - 1].0.clone();
                 match self
                     .store
-                    .materialise(&endpoint.id, state.cursor.as_ref(), page.next.as_ref(), deliveries)
+                    .materialise(&endpoint.id, at.as_ref(), Some(&next), deliveries)
                     .await
                 {
                     Ok(n) => new += n,
                     // Another pass moved the position first: its deliveries stand.
                     Err(e) if e.is_condition_failed() => {
                         tracing::info!(endpoint = %endpoint.id, "feed position moved by another pass");
+                        break;
                     }
                     Err(e) => return Err(e),
                 }
+                at = Some(next);
+                rest = &rest[take..];
             }
         }
         if endpoint.wants(EventType::JobFinished) {
-            new += self.job_deliveries(endpoint).await?;
+            new += self.job_deliveries(state).await?;
         }
         Ok(new)
     }
 
-    async fn request_deliveries(
+    /// Each entry's cursor with what its event says (`None`: an entry the
+    /// endpoint is not sent).
+    async fn request_facts(
         &self,
         endpoint: &Endpoint,
         entries: Vec<FeedEntry>,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let now = self.clock.now();
-        let mut facts = Vec::new();
+    ) -> Result<Vec<(FeedCursor, Option<RequestFacts>)>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             // A new endpoint starts at the feed's beginning but is sent only
             // what finished after it was created.
             if entry.finished_at < endpoint.created_at || !endpoint.wants(event::event_type(entry.event)) {
+                out.push((entry.cursor, None));
                 continue;
             }
             let (request, result) = match self.requests.get_with_result(&entry.key()).await? {
                 Some((r, res)) => (Some(r), res),
                 None => (None, None),
             };
-            facts.push(RequestFacts { entry, request, result });
+            out.push((entry.cursor.clone(), Some(RequestFacts { entry, request, result })));
         }
+        Ok(out)
+    }
+
+    /// The deliveries of a run of feed entries.
+    fn build_deliveries(&self, endpoint: &Endpoint, part: &[(FeedCursor, Option<RequestFacts>)]) -> Vec<Delivery> {
+        let now = self.clock.now();
+        let facts: Vec<&RequestFacts> = part.iter().filter_map(|(_, f)| f.as_ref()).collect();
         let mut out = Vec::new();
         match endpoint.mode {
             DeliveryMode::PerRequest => {
-                for f in &facts {
+                for f in facts {
                     let body = event::request_event(f, event::INLINE_RESPONSE_BYTES);
                     out.push(Delivery::new(
                         endpoint.id.clone(),
@@ -367,10 +525,11 @@ impl Dispatcher {
                 }
             }
             DeliveryMode::PerJob => {
-                // Group by job in feed order, then cut groups at the batch size.
+                // Group by job in feed order, then cut groups at the batch
+                // size or when the body would grow past BATCH_MAX_BYTES.
                 let mut groups: BTreeMap<Option<String>, Vec<&RequestFacts>> = BTreeMap::new();
                 let mut order: Vec<Option<String>> = Vec::new();
-                for f in &facts {
+                for f in facts {
                     let k = f.entry.job.as_ref().map(|j| j.to_string());
                     if !groups.contains_key(&k) {
                         order.push(k.clone());
@@ -378,46 +537,79 @@ impl Dispatcher {
                     groups.entry(k).or_default().push(f);
                 }
                 for k in order {
-                    let group = &groups[&k];
-                    for chunk in group.chunks(event::BATCH_MAX_EVENTS) {
-                        let last = &chunk[chunk.len() - 1].entry;
-                        let events: Vec<Value> = chunk
-                            .iter()
-                            .map(|f| event::request_event(f, event::BATCH_INLINE_RESPONSE_BYTES))
-                            .collect();
-                        let body = event::batch_event(last.job.as_ref(), events, last);
-                        out.push(Delivery::new(
-                            endpoint.id.clone(),
-                            endpoint.tenant.clone(),
-                            EventId::of_batch(last),
-                            None,
-                            body.to_string(),
-                            now,
-                        ));
+                    let mut chunk: Vec<(&RequestFacts, Value)> = Vec::new();
+                    let mut bytes = 0;
+                    for f in &groups[&k] {
+                        let ev = event::request_event(f, event::BATCH_INLINE_RESPONSE_BYTES);
+                        let len = ev.to_string().len();
+                        if !chunk.is_empty()
+                            && (chunk.len() == event::BATCH_MAX_EVENTS || bytes + len > event::BATCH_MAX_BYTES)
+                        {
+                            out.push(batch_delivery(endpoint, std::mem::take(&mut chunk), now));
+                            bytes = 0;
+                        }
+                        bytes += len;
+                        chunk.push((f, ev));
+                    }
+                    if !chunk.is_empty() {
+                        out.push(batch_delivery(endpoint, chunk, now));
                     }
                 }
             }
         }
-        Ok(out)
+        out
     }
 
-    async fn job_deliveries(&self, endpoint: &Endpoint) -> Result<u32, StoreError> {
+    /// Stores a `job.finished` delivery for each of the tenant's jobs after
+    /// the endpoint's job mark that finished (and was not stored yet), and
+    /// moves the mark past the oldest run of finished jobs, in one write.
+    /// Every job after the mark is looked at, so none is missed however
+    /// many newer jobs exist; the mark keeps the look short.
+    async fn job_deliveries(&self, state: &EndpointState) -> Result<u32, StoreError> {
+        let endpoint = &state.endpoint;
         let now = self.clock.now();
-        let page = self.jobs.list_jobs(Some(&endpoint.tenant), None, JOB_SCAN).await?;
-        let finished: Vec<_> = page
-            .items
-            .into_iter()
+        // The tenant's jobs after the mark, newest first.
+        let mut after_mark = Vec::new();
+        let mut cursor = None;
+        'pages: loop {
+            let page = self.jobs.list_jobs(Some(&endpoint.tenant), cursor, JOB_PAGE).await?;
+            for j in page.items {
+                let mark = JobMark::new(j.created_at, j.id.clone());
+                if state.jobs.as_ref().is_some_and(|m| mark <= *m) {
+                    break 'pages;
+                }
+                after_mark.push(j);
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        after_mark.reverse();
+        // The mark moves over finished jobs, oldest first, up to the first
+        // open one, and not over the last JOB_SETTLE of jobs: a job is
+        // listed for its tenant shortly after it is created (submit), so an
+        // older job could still appear behind a very new one.
+        let settled = now.millis() - JOB_SETTLE.as_millis() as i64;
+        let next_mark = after_mark
+            .iter()
+            .take_while(|j| j.status.is_terminal() && j.created_at.millis() <= settled)
+            .last()
+            .map(|j| JobMark::new(j.created_at, j.id.clone()));
+        let finished: Vec<_> = after_mark
+            .iter()
             .filter(|j| j.status.is_terminal())
             .filter(|j| j.finished_at.unwrap_or(j.updated_at) >= endpoint.created_at)
             .collect();
-        if finished.is_empty() {
-            return Ok(0);
-        }
         let ids: Vec<DeliveryId> = finished
             .iter()
             .map(|j| DeliveryId::of(&endpoint.id, &EventId::of_job(&j.id)))
             .collect();
-        let known = self.store.known_deliveries(&ids).await?;
+        let known = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.store.known_deliveries(&ids).await?
+        };
         let fresh: Vec<Delivery> = finished
             .iter()
             .zip(&ids)
@@ -433,19 +625,55 @@ impl Dispatcher {
                 )
             })
             .collect();
-        if fresh.is_empty() {
+        if fresh.is_empty() && next_mark.is_none() {
             return Ok(0);
         }
-        self.store.materialise(&endpoint.id, None, None, fresh).await
+        let mut new = 0;
+        // Write in parts a store takes in one atomic write, each conditioned
+        // on the mark; the mark moves with the last part (a part before it
+        // only adds deliveries, which a re-run finds stored).
+        let parts: Vec<Vec<Delivery>> = if fresh.is_empty() {
+            vec![Vec::new()]
+        } else {
+            fresh.chunks(MATERIALISE_MAX).map(<[Delivery]>::to_vec).collect()
+        };
+        let last = parts.len() - 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            let to = if i == last { next_mark.as_ref() } else { None };
+            match self
+                .store
+                .materialise_jobs(&endpoint.id, state.jobs.as_ref(), to, part)
+                .await
+            {
+                Ok(n) => new += n,
+                Err(e) if e.is_condition_failed() => {
+                    tracing::info!(endpoint = %endpoint.id, "job mark moved by another pass");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(new)
     }
 
     /// Sends the endpoint's due deliveries; returns (delivered, retrying, failed).
     pub async fn send_due(&self, endpoint: &Endpoint) -> Result<(u32, u32, u32), StoreError> {
+        self.send_due_until(endpoint, None).await
+    }
+
+    /// [`Dispatcher::send_due`] starting no attempt after `deadline` (the
+    /// ones not started stay due for the next pass).
+    async fn send_due_until(
+        &self,
+        endpoint: &Endpoint,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(u32, u32, u32), StoreError> {
         let due = self
             .store
             .due(&endpoint.id, self.clock.now(), self.config.sends_per_pass)
             .await?;
         let outcomes: Vec<Result<Delivery, StoreError>> = futures::stream::iter(due)
+            .take_while(|_| std::future::ready(deadline.is_none_or(|d| tokio::time::Instant::now() < d)))
             .map(|d| self.attempt(endpoint, d))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()

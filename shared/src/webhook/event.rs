@@ -42,6 +42,9 @@ pub const INLINE_RESPONSE_BYTES: usize = 64 * 1024;
 pub const BATCH_INLINE_RESPONSE_BYTES: usize = 4 * 1024;
 /// Most request events in one `request.batch` message.
 pub const BATCH_MAX_EVENTS: usize = 100;
+/// Bytes of events at most in one `request.batch` message (a stored
+/// delivery stays well under DynamoDB's 400 KB item).
+pub const BATCH_MAX_BYTES: usize = 256 * 1024;
 
 /// An event's id (the `webhook-id` header): `evt_` + what names the event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

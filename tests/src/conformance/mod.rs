@@ -16,6 +16,7 @@ mod objects;
 mod requests;
 mod savings;
 mod transitions;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
-use crate::store::webhooks::{EndpointState, WebhookStore};
+use crate::store::webhooks::{EndpointState, JobMark, WebhookStore};
 use crate::store::StoreError;
 use crate::time::Timestamp;
 use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
@@ -44,6 +44,21 @@ fn not_found(entity: &'static str, id: &str) -> StoreError {
     }
 }
 
+/// Stores each delivery whose id is new; returns how many were.
+fn store_new(s: &mut State, deliveries: Vec<Delivery>) -> u32 {
+    let mut new = 0;
+    for d in deliveries {
+        if s.by_id.contains_key(&d.id) {
+            continue;
+        }
+        let at = s.deliveries.len();
+        s.by_id.insert(d.id.clone(), at);
+        s.deliveries.push(Some(d));
+        new += 1;
+    }
+    new
+}
+
 #[async_trait]
 impl WebhookStore for MemoryWebhooks {
     async fn create_endpoint(&self, endpoint: &Endpoint, cursor: Option<&FeedCursor>) -> Result<(), StoreError> {
@@ -61,6 +76,7 @@ impl WebhookStore for MemoryWebhooks {
             EndpointState {
                 endpoint: endpoint.clone(),
                 cursor: cursor.cloned(),
+                jobs: None,
             },
         );
         Ok(())
@@ -145,20 +161,38 @@ impl WebhookStore for MemoryWebhooks {
                 actual: Some(stored.cursor.as_ref().map_or("(none)", |c| c.as_str()).to_owned()),
             });
         }
-        let mut new = 0;
-        for d in deliveries {
-            if s.by_id.contains_key(&d.id) {
-                continue;
-            }
-            let at = s.deliveries.len();
-            s.by_id.insert(d.id.clone(), at);
-            s.deliveries.push(Some(d));
-            new += 1;
-        }
+        let new = store_new(&mut s, deliveries);
         if let Some(next) = next {
             if let Some(e) = s.endpoints.get_mut(endpoint) {
                 e.cursor = Some(next.clone());
             }
+        }
+        Ok(new)
+    }
+
+    async fn materialise_jobs(
+        &self,
+        endpoint: &EndpointId,
+        expected: Option<&JobMark>,
+        next: Option<&JobMark>,
+        deliveries: Vec<Delivery>,
+    ) -> Result<u32, StoreError> {
+        let mut s = self.lock();
+        let stored = s
+            .endpoints
+            .get(endpoint)
+            .ok_or_else(|| not_found("webhook endpoint", endpoint.as_str()))?;
+        if stored.jobs.as_ref() != expected {
+            return Err(StoreError::ConditionFailed {
+                entity: "webhook endpoint",
+                id: endpoint.to_string(),
+                expected: format!("job mark {}", expected.map_or("(none)".into(), |m| m.encode())),
+                actual: Some(stored.jobs.as_ref().map_or("(none)".into(), |m| m.encode())),
+            });
+        }
+        let new = store_new(&mut s, deliveries);
+        if let (Some(next), Some(e)) = (next, s.endpoints.get_mut(endpoint)) {
+            e.jobs = Some(next.clone());
         }
         Ok(new)
     }
@@ -178,6 +212,17 @@ impl WebhookStore for MemoryWebhooks {
             .collect();
         out.sort_by_key(|d| d.next_attempt_at);
         Ok(out.into_iter().take(limit as usize).cloned().collect())
+    }
+
+    async fn oldest_pending(&self, endpoint: &EndpointId) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .lock()
+            .deliveries
+            .iter()
+            .flatten()
+            .filter(|d| d.endpoint == *endpoint && d.status == DeliveryStatus::Pending)
+            .map(|d| d.created_at)
+            .min())
     }
 
     async fn save_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {

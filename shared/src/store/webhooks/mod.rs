@@ -1,14 +1,13 @@
 //! The webhook store port ([`WebhookStore`], in `port.rs`) and its adapters:
-//! [`memory::MemoryWebhooks`] and [`sqlite::SqliteWebhooks`]. Both keep
+//! [`memory::MemoryWebhooks`], [`sqlite::SqliteWebhooks`] and
+//! [`dynamo::DynamoWebhooks`] (its own table). Each keeps
 //! endpoints, each endpoint's feed position and deliveries in their own
 //! tables, apart from the request rows (whose terminal transitions append
 //! the feed these read).
 
+pub mod dynamo;
 pub mod memory;
 mod port;
 pub mod sqlite;
 
 pub use port::*;
-
-#[cfg(test)]
-mod tests;

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
-use crate::store::webhooks::{EndpointState, WebhookStore};
+use crate::store::webhooks::{EndpointState, JobMark, WebhookStore};
 use crate::store::StoreError;
 use crate::time::Timestamp;
 use crate::webhook::delivery::{Delivery, DeliveryId, DeliveryStatus};
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
     enabled INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     feed_cursor TEXT,
-    json TEXT NOT NULL
+    json TEXT NOT NULL,
+    job_mark TEXT
 );
 CREATE INDEX IF NOT EXISTS webhook_endpoints_by_tenant ON webhook_endpoints (tenant, created_at, id);
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
@@ -88,6 +89,29 @@ fn cursor_of(id: &str, text: Option<String>) -> Result<Option<FeedCursor>, Store
         .transpose()
 }
 
+/// Inserts each delivery whose id is not stored; returns how many were.
+fn insert_new(tx: &rusqlite::Transaction<'_>, rows: &[(Delivery, String)]) -> Result<u32, StoreError> {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO webhook_deliveries (id, endpoint, tenant, status, next_attempt_at, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db("materialise webhook deliveries"))?;
+    let mut new = 0u32;
+    for (d, json) in rows {
+        new += insert
+            .execute(params![
+                d.id.as_str(),
+                d.endpoint.as_str(),
+                d.tenant.as_str(),
+                d.status.as_str(),
+                d.next_attempt_at.millis(),
+                json
+            ])
+            .map_err(db("materialise webhook deliveries"))? as u32;
+    }
+    Ok(new)
+}
+
 impl SqliteWebhooks {
     /// Opens (creating when missing) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -99,6 +123,20 @@ impl SqliteWebhooks {
         conn.execute_batch("PRAGMA synchronous=FULL;")
             .map_err(db("open webhooks database"))?;
         conn.execute_batch(SCHEMA).map_err(db("create webhook tables"))?;
+        // Files made before the job mark existed get its column (no mark:
+        // the next pass looks at all of the tenant's jobs once).
+        let has_mark: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('webhook_endpoints') WHERE name = 'job_mark'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db("open webhooks database"))?
+            > 0;
+        if !has_mark {
+            conn.execute_batch("ALTER TABLE webhook_endpoints ADD COLUMN job_mark TEXT;")
+                .map_err(db("add the job mark column"))?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -200,7 +238,7 @@ impl WebhookStore for SqliteWebhooks {
         self.tx("list enabled webhook endpoints", false, move |tx| {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT id, json, feed_cursor FROM webhook_endpoints WHERE enabled = 1 ORDER BY created_at, id",
+                    "SELECT id, json, feed_cursor, job_mark FROM webhook_endpoints WHERE enabled = 1 ORDER BY created_at, id",
                 )
                 .map_err(db("list enabled webhook endpoints"))?;
             let rows = stmt
@@ -209,15 +247,19 @@ impl WebhookStore for SqliteWebhooks {
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
                     ))
                 })
                 .map_err(db("list enabled webhook endpoints"))?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, json, cursor) = row.map_err(db("list enabled webhook endpoints"))?;
+                let (id, json, cursor, mark) = row.map_err(db("list enabled webhook endpoints"))?;
                 out.push(EndpointState {
                     endpoint: endpoint_of(&id, &json)?,
                     cursor: cursor_of(&id, cursor)?,
+                    jobs: mark
+                        .map(|m| JobMark::decode(&m).map_err(|e| corrupt("webhook endpoint", &id, e)))
+                        .transpose()?,
                 });
             }
             Ok(out)
@@ -304,32 +346,63 @@ impl WebhookStore for SqliteWebhooks {
                     actual: Some(stored.unwrap_or_else(|| "(none)".into())),
                 });
             }
-            let mut new = 0u32;
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO webhook_deliveries (id, endpoint, tenant, status, next_attempt_at, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )
-                    .map_err(db("materialise webhook deliveries"))?;
-                for (d, json) in &rows {
-                    new += insert
-                        .execute(params![
-                            d.id.as_str(),
-                            d.endpoint.as_str(),
-                            d.tenant.as_str(),
-                            d.status.as_str(),
-                            d.next_attempt_at.millis(),
-                            json
-                        ])
-                        .map_err(db("materialise webhook deliveries"))? as u32;
-                }
-            }
+            let new = insert_new(tx, &rows)?;
             if let Some(next) = next {
                 tx.execute(
                     "UPDATE webhook_endpoints SET feed_cursor = ?2 WHERE id = ?1",
                     params![endpoint.as_str(), next],
                 )
                 .map_err(db("materialise webhook deliveries"))?;
+            }
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn materialise_jobs(
+        &self,
+        endpoint: &EndpointId,
+        expected: Option<&JobMark>,
+        next: Option<&JobMark>,
+        deliveries: Vec<Delivery>,
+    ) -> Result<u32, StoreError> {
+        let endpoint = endpoint.clone();
+        let expected = expected.map(JobMark::encode);
+        let next = next.map(JobMark::encode);
+        let rows = deliveries
+            .iter()
+            .map(|d| Ok((d.clone(), to_json(d)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.tx("materialise job deliveries", true, move |tx| {
+            let stored: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT job_mark FROM webhook_endpoints WHERE id = ?1",
+                    params![endpoint.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db("materialise job deliveries"))?;
+            let Some(stored) = stored else {
+                return Err(StoreError::NotFound {
+                    entity: "webhook endpoint",
+                    id: endpoint.to_string(),
+                });
+            };
+            if stored != expected {
+                return Err(StoreError::ConditionFailed {
+                    entity: "webhook endpoint",
+                    id: endpoint.to_string(),
+                    expected: format!("job mark {}", expected.as_deref().unwrap_or("(none)")),
+                    actual: Some(stored.unwrap_or_else(|| "(none)".into())),
+                });
+            }
+            let new = insert_new(tx, &rows)?;
+            if let Some(next) = next {
+                tx.execute(
+                    "UPDATE webhook_endpoints SET job_mark = ?2 WHERE id = ?1",
+                    params![endpoint.as_str(), next],
+                )
+                .map_err(db("materialise job deliveries"))?;
             }
             Ok(new)
         })
@@ -375,6 +448,28 @@ impl WebhookStore for SqliteWebhooks {
                 out.push(delivery_of(&id, &json)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn oldest_pending(&self, endpoint: &EndpointId) -> Result<Option<Timestamp>, StoreError> {
+        let endpoint = endpoint.clone();
+        self.tx("read oldest pending webhook delivery", false, move |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT id, json FROM webhook_deliveries WHERE endpoint = ?1 AND status = 'pending'")
+                .map_err(db("read oldest pending webhook delivery"))?;
+            let rows = stmt
+                .query_map(params![endpoint.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db("read oldest pending webhook delivery"))?;
+            let mut oldest: Option<Timestamp> = None;
+            for row in rows {
+                let (id, json) = row.map_err(db("read oldest pending webhook delivery"))?;
+                let at = delivery_of(&id, &json)?.created_at;
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            }
+            Ok(oldest)
         })
         .await
     }
