@@ -20,6 +20,14 @@ applies DynamoDB's published rules to the items moto actually holds:
   at least one, halved for eventually consistent reads.
 
 Item sizes are moto's (`Item.size()`: attribute names plus values).
+
+A call that asks for ReturnConsumedCapacity (TOTAL or INDEXES) gets these
+units in its answer's `ConsumedCapacity`, as DynamoDB answers it: one entry
+(`TableName`, `CapacityUnits`, `ReadCapacityUnits`, `WriteCapacityUnits`)
+for a one-table call, a list of them, one per table, for BatchWriteItem,
+BatchGetItem, TransactWriteItems and TransactGetItems. A refused call
+(a failed condition, a cancelled transaction) answers no units, as
+DynamoDB's errors carry none, though it is charged for them.
 Each operation also adds up the seconds the emulator spent answering it
 (for DynamoDB: under its lock, metering included), to show where a phase's
 wall time goes. `GET /_batchq/meter` answers the totals as JSON; `DELETE` resets them.
@@ -30,6 +38,7 @@ import json
 import math
 import threading
 import time
+import zlib
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
@@ -164,29 +173,68 @@ def _write_units(before, after, factor, wrote):
 
 
 def _read_units(backend, op, body):
+    """{table: read units} of a read call."""
     if op == "GetItem":
         snap = _snapshot(backend, body["TableName"], body.get("Key", {}))
         factor = 1.0 if body.get("ConsistentRead") else 0.5
-        return factor * _units(snap[0] if snap else 0, 4096)
+        return {body["TableName"]: factor * _units(snap[0] if snap else 0, 4096)}
     if op == "BatchGetItem":
-        total = 0.0
+        out = {}
         for table_name, spec in body.get("RequestItems", {}).items():
             factor = 1.0 if spec.get("ConsistentRead") else 0.5
             for key in spec.get("Keys", []):
                 snap = _snapshot(backend, table_name, key)
-                total += factor * _units(snap[0] if snap else 0, 4096)
-        return total
+                out[table_name] = out.get(table_name, 0.0) + factor * _units(snap[0] if snap else 0, 4096)
+        return out
     if op == "TransactGetItems":
-        total = 0.0
+        out = {}
         for action in body.get("TransactItems", []):
             spec = action.get("Get", {})
-            snap = _snapshot(backend, spec.get("TableName", ""), spec.get("Key", {}))
-            total += 2.0 * _units(snap[0] if snap else 0, 4096)
-        return total
+            table_name = spec.get("TableName", "")
+            snap = _snapshot(backend, table_name, spec.get("Key", {}))
+            out[table_name] = out.get(table_name, 0.0) + 2.0 * _units(snap[0] if snap else 0, 4096)
+        return out
     if op in ("Query", "Scan"):
         factor = 1.0 if body.get("ConsistentRead") else 0.5
-        return factor * _units(getattr(_query_bytes, "n", 0), 4096)
-    return 0.0
+        return {body.get("TableName", ""): factor * _units(getattr(_query_bytes, "n", 0), 4096)}
+    return {}
+
+
+_MULTI_TABLE = ("BatchWriteItem", "BatchGetItem", "TransactWriteItems", "TransactGetItems")
+
+
+def _with_consumed(response, op, body, rcu, wcu):
+    """The answer with `ConsumedCapacity` as DynamoDB gives it, when asked."""
+    if body.get("ReturnConsumedCapacity") not in ("TOTAL", "INDEXES"):
+        return response
+    status, headers, text = response if isinstance(response, tuple) else (200, {}, response)
+    if status != 200:
+        return response
+    try:
+        answer = json.loads(text) if text else {}
+    except ValueError:
+        return response
+    entries = [
+        {
+            "TableName": t,
+            "CapacityUnits": rcu.get(t, 0.0) + wcu.get(t, 0.0),
+            "ReadCapacityUnits": rcu.get(t, 0.0),
+            "WriteCapacityUnits": wcu.get(t, 0.0),
+        }
+        for t in sorted(set(rcu) | set(wcu))
+    ]
+    if op in _MULTI_TABLE:
+        answer["ConsumedCapacity"] = entries
+    elif entries:
+        answer["ConsumedCapacity"] = entries[0]
+    else:
+        answer.pop("ConsumedCapacity", None)
+    text = json.dumps(answer)
+    if isinstance(headers, dict):
+        # The checksum DynamoDB sends of its answer, of the new one.
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-crc32")}
+        headers["x-amz-crc32"] = str(zlib.crc32(text.encode()))
+    return (status, headers, text) if isinstance(response, tuple) else text
 
 
 def _capture(original):
@@ -223,12 +271,12 @@ def install(lock, call_action):
             response = call_action(self)
             status = response[0] if isinstance(response, tuple) else 200
             ok = status == 200
-            wcu = 0.0
+            wcu = {}
             for (t, k, factor, writes), b in zip(targets, before):
                 after = _snapshot(backend, t, k) if ok else b
-                wcu += _write_units(b, after, factor, writes and ok)
-            rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else 0.0
-        _bump("dynamodb", op, rcu, wcu, time.perf_counter() - started)
-        return response
+                wcu[t] = wcu.get(t, 0.0) + _write_units(b, after, factor, writes and ok)
+            rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else {}
+        _bump("dynamodb", op, sum(rcu.values()), sum(wcu.values()), time.perf_counter() - started)
+        return _with_consumed(response, op, body, rcu, wcu)
 
     DynamoHandler.call_action = metered_call
