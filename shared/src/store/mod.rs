@@ -16,6 +16,7 @@ pub mod memory;
 pub mod placed;
 pub mod s3;
 pub mod sqlite;
+pub mod usage;
 pub mod webhooks;
 
 use std::collections::HashMap;
