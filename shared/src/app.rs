@@ -177,7 +177,7 @@ impl App {
     /// the caller (tests give each function its own credentials this way).
     pub fn from_sdk(config: Config, sdk: aws_config::SdkConfig) -> Self {
         // The AWS this process uses, as its clients report it (crate::overhead).
-        let usage = Arc::new(crate::overhead::UsageTally::default());
+        let usage = Arc::new(crate::overhead::UsageTally::on_aws());
         let s3 = Arc::new(S3Store::new(
             crate::aws::metered_s3_client(&sdk, &config, &usage),
             &config.bucket,

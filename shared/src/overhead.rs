@@ -187,28 +187,53 @@ pub fn usd(dollars: f64) -> Money {
 
 /// A process's running tally of the AWS it used: the adapters and handlers
 /// add to it, each run takes what is there. Shared by every clone of the
-/// ports (one per process).
+/// ports (one per process). A tally made with [`Default`] is off: it counts
+/// nothing (the memory and embedded stores use no AWS); the AWS wiring
+/// makes one with [`UsageTally::on_aws`].
 #[derive(Debug, Default)]
-pub struct UsageTally(Mutex<AwsUsage>);
+pub struct UsageTally {
+    on: bool,
+    used: Mutex<AwsUsage>,
+}
 
 impl UsageTally {
+    /// A tally that counts: the process runs on AWS.
+    pub fn on_aws() -> Self {
+        Self {
+            on: true,
+            used: Mutex::default(),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    fn used(&self) -> std::sync::MutexGuard<'_, AwsUsage> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn add(&self, u: &AwsUsage) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).add(u);
+        if self.on {
+            self.used().add(u);
+        }
     }
 
     /// Adds to the tally with `f`.
     pub fn record(&self, f: impl FnOnce(&mut AwsUsage)) {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.on {
+            f(&mut self.used());
+        }
     }
 
     /// What was used since the last take; the tally starts again from zero.
     pub fn take(&self) -> AwsUsage {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.used())
     }
 
     /// What was used since the last take, left in the tally.
     pub fn peek(&self) -> AwsUsage {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.used()
     }
 
     /// Takes the tally and prices it at the list prices; what is taken is
@@ -296,8 +321,15 @@ mod tests {
     }
 
     #[test]
-    fn a_take_empties_the_tally_so_usage_is_folded_once() {
+    fn a_tally_that_is_off_counts_nothing() {
         let t = UsageTally::default();
+        t.record(|u| u.wcu += 3.0);
+        assert!(t.take().is_zero());
+    }
+
+    #[test]
+    fn a_take_empties_the_tally_so_usage_is_folded_once() {
+        let t = UsageTally::on_aws();
         t.record(|u| u.wcu += 3.0);
         t.add(&AwsUsage {
             s3_put_class: 2,

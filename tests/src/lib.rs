@@ -70,7 +70,7 @@ impl TestEnv {
         tweak(&mut config);
 
         let sdk = batchq_core::aws::sdk_config(&config).await;
-        let usage = Arc::new(batchq_core::overhead::UsageTally::default());
+        let usage = Arc::new(batchq_core::overhead::UsageTally::on_aws());
         let dynamo = batchq_core::aws::dynamo_client(&sdk, &usage);
         let s3_client = batchq_core::aws::metered_s3_client(&sdk, &config, &usage);
         s3_client
