@@ -18,7 +18,7 @@
 //! copies for [`AwsPrices::result_retention_days`]), the same model as the
 //! bench's (`bench/src/cost.rs`, which prices its counts with this table).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -240,6 +240,43 @@ impl UsageTally {
     /// gone, so a run's usage is folded into exactly one write.
     pub fn take_cost(&self) -> Money {
         self.take().cost(&AWS_LIST)
+    }
+}
+
+/// The variable Lambda sets to the function's configured memory, in MB.
+pub const LAMBDA_MEMORY_VAR: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+
+/// A Lambda function's own bill: each invocation's handler time, rounded
+/// up to the millisecond, at the function's memory, and one request (and,
+/// for the HTTP API, one API Gateway request per 512 KB of its body).
+#[derive(Debug, Clone)]
+pub struct LambdaMeter {
+    usage: Arc<UsageTally>,
+    memory_mb: u32,
+}
+
+impl LambdaMeter {
+    /// `memory_mb`: the function's configured memory ([`LAMBDA_MEMORY_VAR`],
+    /// read by the caller); unknown, its duration counts nothing.
+    pub fn new(usage: Arc<UsageTally>, memory_mb: Option<u32>) -> Self {
+        Self {
+            usage,
+            memory_mb: memory_mb.unwrap_or(0),
+        }
+    }
+
+    /// Runs one invocation's handler and adds its bill; `api_bytes`: the
+    /// body of the HTTP request it answers, when API Gateway sent it.
+    pub async fn invocation<F: std::future::Future>(&self, api_bytes: Option<u64>, handler: F) -> F::Output {
+        let started = std::time::Instant::now();
+        let out = handler.await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut bill = AwsUsage::lambda_invocation(ms, self.memory_mb);
+        if let Some(bytes) = api_bytes {
+            bill.api_units = AWS_LIST.api_units(bytes);
+        }
+        self.usage.add(&bill);
+        out
     }
 }
 
