@@ -30,7 +30,10 @@ BatchGetItem, TransactWriteItems and TransactGetItems. A refused call
 DynamoDB's errors carry none, though it is charged for them.
 Each operation also adds up the seconds the emulator spent answering it
 (for DynamoDB: under its lock, metering included), to show where a phase's
-wall time goes. `GET /_batchq/meter` answers the totals as JSON; `DELETE` resets them.
+wall time goes. `GET /_batchq/meter` answers the totals as JSON (`?key=K`:
+only the calls signed with access key K, a `fn-` key as moto_calls.py
+records; `refused_wcu`/`refused_rcu`: the units of refused calls, which
+their answers do not report); `DELETE` resets them.
 Installed by moto_server.py when BATCHQ_MOTO_METER=1.
 """
 
@@ -44,20 +47,35 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
+import moto_calls
 from moto_calls import s3_operation as _s3_op
+
+
+def _key_of(environ):
+    who = moto_calls.environ_key(environ)
+    return who[0] if who else None
 
 _lock = threading.Lock()
 _totals = {}  # service -> op -> {"calls", "rcu", "wcu"}
 _query_bytes = threading.local()
 
 
-def _bump(service, op, rcu=0.0, wcu=0.0, seconds=0.0):
+_by_key = {}  # `fn-` access key -> the same shape, that key's calls only
+
+
+def _bump(service, op, rcu=0.0, wcu=0.0, seconds=0.0, key=None, refused=False):
     with _lock:
-        entry = _totals.setdefault(service, {}).setdefault(op, {"calls": 0, "rcu": 0.0, "wcu": 0.0, "seconds": 0.0})
-        entry["calls"] += 1
-        entry["rcu"] += rcu
-        entry["wcu"] += wcu
-        entry["seconds"] += seconds
+        for totals in [_totals] + ([_by_key.setdefault(key, {})] if key else []):
+            entry = totals.setdefault(service, {}).setdefault(
+                op, {"calls": 0, "rcu": 0.0, "wcu": 0.0, "seconds": 0.0, "refused_rcu": 0.0, "refused_wcu": 0.0}
+            )
+            entry["calls"] += 1
+            entry["rcu"] += rcu
+            entry["wcu"] += wcu
+            entry["seconds"] += seconds
+            if refused:
+                entry["refused_rcu"] += rcu
+                entry["refused_wcu"] += wcu
 
 
 # The WSGI app the meter wraps: set by install (moto_server.py's, which
@@ -68,10 +86,13 @@ _dispatch = None
 def _app(self, environ, start_response):
     path = environ.get("PATH_INFO", "")
     if path == "/_batchq/meter":
+        query = environ.get("QUERY_STRING", "")
+        key = query[4:] if query.startswith("key=") else None
         with _lock:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 _totals.clear()
-            body = json.dumps(_totals, sort_keys=True).encode()
+                _by_key.clear()
+            body = json.dumps(_by_key.get(key, {}) if key else _totals, sort_keys=True).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -84,9 +105,9 @@ def _app(self, environ, start_response):
         pass  # counted with its capacity and time in metered_call
     elif target:
         service, _, op = target.partition(".")
-        _bump(service.lower(), op, seconds=seconds)
+        _bump(service.lower(), op, seconds=seconds, key=_key_of(environ))
     elif not path.startswith(("/moto-api", "/_batchq/")):
-        _bump("s3", _s3_op(environ), seconds=seconds)
+        _bump("s3", _s3_op(environ), seconds=seconds, key=_key_of(environ))
     return response
 
 
@@ -276,7 +297,16 @@ def install(lock, call_action):
                 after = _snapshot(backend, t, k) if ok else b
                 wcu[t] = wcu.get(t, 0.0) + _write_units(b, after, factor, writes and ok)
             rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else {}
-        _bump("dynamodb", op, sum(rcu.values()), sum(wcu.values()), time.perf_counter() - started)
+        who = moto_calls.header_key(self.headers.get("Authorization"))
+        _bump(
+            "dynamodb",
+            op,
+            sum(rcu.values()),
+            sum(wcu.values()),
+            time.perf_counter() - started,
+            key=who[0] if who else None,
+            refused=not ok,
+        )
         return _with_consumed(response, op, body, rcu, wcu)
 
     DynamoHandler.call_action = metered_call

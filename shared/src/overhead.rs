@@ -194,6 +194,8 @@ pub fn usd(dollars: f64) -> Money {
 pub struct UsageTally {
     on: bool,
     used: Mutex<AwsUsage>,
+    /// Everything ever added, never taken (what tests check the meter against).
+    lifetime: Mutex<AwsUsage>,
 }
 
 impl UsageTally {
@@ -202,6 +204,7 @@ impl UsageTally {
         Self {
             on: true,
             used: Mutex::default(),
+            lifetime: Mutex::default(),
         }
     }
 
@@ -216,14 +219,27 @@ impl UsageTally {
     pub fn add(&self, u: &AwsUsage) {
         if self.on {
             self.used().add(u);
+            self.lifetime.lock().unwrap_or_else(|p| p.into_inner()).add(u);
         }
     }
 
     /// Adds to the tally with `f`.
     pub fn record(&self, f: impl FnOnce(&mut AwsUsage)) {
+        let mut u = AwsUsage::default();
+        f(&mut u);
+        self.add(&u);
+    }
+
+    /// Puts back what a take took, when the write it was for failed.
+    pub fn give_back(&self, u: &AwsUsage) {
         if self.on {
-            f(&mut self.used());
+            self.used().add(u);
         }
+    }
+
+    /// Everything this tally was ever given, taken or not.
+    pub fn lifetime(&self) -> AwsUsage {
+        *self.lifetime.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What was used since the last take; the tally starts again from zero.

@@ -249,12 +249,12 @@ impl Core {
         match self.ports.jobs.save_job(prev, next).await {
             Ok(j) => Ok(Some(j)),
             Err(e) if e.is_condition_failed() => {
-                self.ports.usage.add(&used);
+                self.ports.usage.give_back(&used);
                 tracing::info!(job = %prev.id, error = %e, "job changed by another runner; leaving it to them");
                 Ok(None)
             }
             Err(e) => {
-                self.ports.usage.add(&used);
+                self.ports.usage.give_back(&used);
                 Err(e)
             }
         }
