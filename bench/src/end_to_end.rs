@@ -214,9 +214,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
 
     // batchq's own account of the run's AWS use (read after the run; the
     // read is not in any phase).
-    let (resp, _) = enqueue
-        .invoke(api_get_event("/v1/savings", "group_by=model"))
-        .await?;
+    let (resp, _) = enqueue.invoke(api_get_event("/v1/savings", "group_by=model")).await?;
     let (status, body) = status_of(&resp);
     let dollars = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
     let recorded_overhead_usd = if status == 200 {

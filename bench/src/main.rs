@@ -304,7 +304,13 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
             .filter(|_| model_usd > 0.0)
             .map(|b| (b - model_usd) / model_usd * 100.0),
     };
-    let goals = judge_goals(&hot_paths, &functions, &e2e.phases, &modes, recorded_overhead.difference_pct);
+    let goals = judge_goals(
+        &hot_paths,
+        &functions,
+        &e2e.phases,
+        &modes,
+        recorded_overhead.difference_pct,
+    );
     let results = Results {
         generated_at: batchq_core::time::Clock::now(&batchq_core::time::SystemClock).to_rfc3339(),
         quick,

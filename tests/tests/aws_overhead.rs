@@ -31,7 +31,7 @@ use batchq_core::config::{ApiKeySource, Config};
 use batchq_core::ids::JobId;
 use batchq_core::money::Money;
 use batchq_core::overhead::{AwsUsage, AWS_LIST};
-use batchq_core::time::{ManualClock, SystemClock, Clock};
+use batchq_core::time::{Clock, ManualClock, SystemClock};
 use batchq_tests::iam::function_sdk;
 use batchq_tests::pipeline::{s3_event, scheduled_event};
 use batchq_tests::{emulator_endpoint, unique, TestEnv};
@@ -110,7 +110,12 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
     let key = unique("fn-overhead");
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let cold_start = || async { App::from_sdk(config.clone(), function_sdk(&key).await).with_clock(clock.clone()) };
-    let (enqueue_app, submit_app, poll_app, ingest_app) = (cold_start().await, cold_start().await, cold_start().await, cold_start().await);
+    let (enqueue_app, submit_app, poll_app, ingest_app) = (
+        cold_start().await,
+        cold_start().await,
+        cold_start().await,
+        cold_start().await,
+    );
     let api = enqueue_app.api();
     let submitter = submit_app.submitter(submit_app.providers().await.expect("a provider"));
     let poller = poll_app.poller(poll_app.providers().await.expect("a provider"));
@@ -118,21 +123,44 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
     let ingester = ingest_app.ingester();
 
     // Enqueue: two single calls and a bulk call with bodies of a few KB.
-    let text = |i: usize| format!("Review {i}: {}", "works well, would buy again. ".repeat(20 + 40 * (i % 4)));
+    let text = |i: usize| {
+        format!(
+            "Review {i}: {}",
+            "works well, would buy again. ".repeat(20 + 40 * (i % 4))
+        )
+    };
     for i in 0..2 {
-        let c = lambda_answer(&api, &post_event("/v1/requests", "application/json", &chat_line(&format!("one-{i}"), &text(i)).to_string())).await;
+        let c = lambda_answer(
+            &api,
+            &post_event(
+                "/v1/requests",
+                "application/json",
+                &chat_line(&format!("one-{i}"), &text(i)).to_string(),
+            ),
+        )
+        .await;
         assert_eq!(c.status, 202, "{}", c.body);
     }
-    let bulk: Vec<String> = (0..30).map(|i| chat_line(&format!("bulk-{i}"), &text(i)).to_string()).collect();
-    let c = lambda_answer(&api, &post_event("/v1/requests/bulk", "application/x-ndjson", &bulk.join("\n"))).await;
+    let bulk: Vec<String> = (0..30)
+        .map(|i| chat_line(&format!("bulk-{i}"), &text(i)).to_string())
+        .collect();
+    let c = lambda_answer(
+        &api,
+        &post_event("/v1/requests/bulk", "application/x-ndjson", &bulk.join("\n")),
+    )
+    .await;
     assert_eq!(c.status, 200, "{}", c.body);
     assert_eq!(c.body["summary"]["created"], 30, "{}", c.body);
 
     // Submit, poll (the fake ends the batch at once; poll copies its file), ingest.
-    let submitted = batchq_submit::handle(&submitter, scheduled_event()).await.expect("submit runs");
+    let submitted = batchq_submit::handle(&submitter, scheduled_event())
+        .await
+        .expect("submit runs");
     assert_eq!(submitted["claimed"], 32, "{submitted}");
     let job = submitted["jobs"][0]["job_id"].as_str().expect("a job").to_owned();
-    let polled = batchq_poll::handle(&poller, &reports, scheduled_event()).await.expect("poll runs");
+    let polled = batchq_poll::handle(&poller, &reports, scheduled_event())
+        .await
+        .expect("poll runs");
     let copied: Vec<String> = polled["copied"]
         .as_array()
         .unwrap_or_else(|| panic!("{polled}"))
@@ -141,8 +169,20 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
         .collect();
     assert!(!copied.is_empty(), "{polled}");
     for k in &copied {
-        let head = env.s3_client.head_object().bucket(&env.config.bucket).key(k).send().await.unwrap();
-        let ev = s3_event(&env.config.bucket, k, head.content_length().unwrap_or(0) as u64, head.e_tag().unwrap_or_default());
+        let head = env
+            .s3_client
+            .head_object()
+            .bucket(&env.config.bucket)
+            .key(k)
+            .send()
+            .await
+            .unwrap();
+        let ev = s3_event(
+            &env.config.bucket,
+            k,
+            head.content_length().unwrap_or(0) as u64,
+            head.e_tag().unwrap_or_default(),
+        );
         let out = batchq_ingest::handle(&ingester, &env.config.bucket, LambdaEvent::new(ev, Context::default()))
             .await
             .expect("ingest runs");
@@ -160,10 +200,20 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
     let charged_wcu = sum(&meter, "dynamodb", "wcu", all) - sum(&meter, "dynamodb", "refused_wcu", all);
     let charged_rcu = sum(&meter, "dynamodb", "rcu", all) - sum(&meter, "dynamodb", "refused_rcu", all);
     assert!(charged_wcu > 0.0 && charged_rcu > 0.0, "{meter}");
-    assert_eq!(measured.wcu, charged_wcu, "write units: batchq's against the meter's {meter}");
-    assert_eq!(measured.rcu, charged_rcu, "read units: batchq's against the meter's {meter}");
+    assert_eq!(
+        measured.wcu, charged_wcu,
+        "write units: batchq's against the meter's {meter}"
+    );
+    assert_eq!(
+        measured.rcu, charged_rcu,
+        "read units: batchq's against the meter's {meter}"
+    );
     let calls = |only: &dyn Fn(&str) -> bool| sum(&meter, "s3", "calls", only) as u64;
-    assert_eq!(measured.s3_put_class, calls(&s3_put_class), "S3 PUT-class requests {meter}");
+    assert_eq!(
+        measured.s3_put_class,
+        calls(&s3_put_class),
+        "S3 PUT-class requests {meter}"
+    );
     assert_eq!(
         measured.s3_get_class,
         calls(&|op| !s3_put_class(op) && !s3_free(op)),
@@ -181,9 +231,23 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
     let enqueue_overhead = money(&by_model.body["enqueue_aws_overhead_usd"]);
     let total = &by_model.body["total"];
     let overhead = money(&total["aws_overhead_usd"]);
-    assert!(enqueue_overhead > Money::ZERO && overhead > enqueue_overhead, "{}", by_model.body);
-    assert_eq!(money(&total["net_saved_usd"]), money(&total["saved_usd"]) - overhead, "{total}");
-    let stored = ingest_app.ports.jobs.get_job(&JobId::parse(&job).unwrap()).await.unwrap().unwrap();
+    assert!(
+        enqueue_overhead > Money::ZERO && overhead > enqueue_overhead,
+        "{}",
+        by_model.body
+    );
+    assert_eq!(
+        money(&total["net_saved_usd"]),
+        money(&total["saved_usd"]) - overhead,
+        "{total}"
+    );
+    let stored = ingest_app
+        .ports
+        .jobs
+        .get_job(&JobId::parse(&job).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(stored.aws_overhead_ingest > Money::ZERO, "{stored:?}");
     let mut pending = AwsUsage::default();
     for app in apps {
@@ -204,7 +268,12 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
 
     let shown = lambda_answer(&api, &event("GET", &format!("/v1/jobs/{job}"), None, None, false)).await;
     assert_eq!(shown.status, 200, "{}", shown.body);
-    assert_eq!(money(&shown.body["aws_overhead_usd"]), stored.aws_overhead, "{}", shown.body);
+    assert_eq!(
+        money(&shown.body["aws_overhead_usd"]),
+        stored.aws_overhead,
+        "{}",
+        shown.body
+    );
     assert_eq!(
         money(&shown.body["net_saved_usd"]),
         money(&shown.body["totals"]["saved"]) - stored.aws_overhead,

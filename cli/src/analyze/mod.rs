@@ -328,11 +328,12 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
                 ))
         ));
     }
-    let below: Vec<&analysis::Group> =
-        a.groups.iter().filter(|g| g.totals.saving_below_overhead()).collect();
+    let below: Vec<&analysis::Group> = a.groups.iter().filter(|g| g.totals.saving_below_overhead()).collect();
     if !below.is_empty() {
         out.push(String::new());
-        out.push("Where the saving would not cover batchq's own AWS overhead (estimated from the calls' sizes):".into());
+        out.push(
+            "Where the saving would not cover batchq's own AWS overhead (estimated from the calls' sizes):".into(),
+        );
         for g in below {
             out.push(format!(
                 "  {} {} {}: saving {}, AWS overhead about {}",

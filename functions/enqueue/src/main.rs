@@ -28,7 +28,9 @@ async fn main() -> Result<(), Error> {
         .with_metrics_namespace(app.config.metrics_namespace.clone());
     let lambda = batchq_core::overhead::LambdaMeter::new(
         app.ports.usage.clone(),
-        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR).ok().and_then(|v| v.parse().ok()),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
     );
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         // One API Gateway request per call, metered in 512 KB steps of its body.

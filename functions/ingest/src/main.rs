@@ -15,7 +15,9 @@ async fn main() -> Result<(), Error> {
     let bucket = app.config.bucket.clone();
     let lambda = batchq_core::overhead::LambdaMeter::new(
         app.ports.usage.clone(),
-        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR).ok().and_then(|v| v.parse().ok()),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
     );
     lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| {
         lambda.invocation(None, batchq_ingest::handle(&ingester, &bucket, event))

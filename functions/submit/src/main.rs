@@ -14,7 +14,9 @@ async fn main() -> Result<(), Error> {
     let submitter = app.submitter(app.providers().await?);
     let lambda = batchq_core::overhead::LambdaMeter::new(
         app.ports.usage.clone(),
-        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR).ok().and_then(|v| v.parse().ok()),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
     );
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         lambda.invocation(None, batchq_submit::handle(&submitter, event))

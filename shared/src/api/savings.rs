@@ -171,7 +171,10 @@ impl Api {
             return Ok(BTreeMap::new());
         }
         let bad = |_| ApiError::Internal;
-        let (first, last) = (Hour::day_start(from).map_err(bad)?, Hour::day_start(to).map_err(bad)?.plus(23));
+        let (first, last) = (
+            Hour::day_start(from).map_err(bad)?,
+            Hour::day_start(to).map_err(bad)?.plus(23),
+        );
         let rows = self.ports.requests.activity(tenant, first, last).await?;
         let mut out: BTreeMap<String, Money> = BTreeMap::new();
         for (hour, counts) in rows.hours.range(first..=last) {

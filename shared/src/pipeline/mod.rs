@@ -35,9 +35,9 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::ids::{JobId, RequestKey};
-use crate::overhead::AWS_LIST;
 use crate::job::Job;
 use crate::jsonl::{Line, LineReader};
+use crate::overhead::AWS_LIST;
 use crate::ports::Ports;
 use crate::provider::{BatchFormat, Formats, ProviderError};
 use crate::request::{Request, RequestError, RequestStatus};

@@ -149,11 +149,7 @@ pub enum S3Class {
 impl S3Class {
     /// The class of a request of `method` with `query` (no leading `?`).
     pub fn of(method: &str, query: &str) -> Self {
-        let has = |name: &str| {
-            query
-                .split('&')
-                .any(|p| p.split('=').next().is_some_and(|k| k == name))
-        };
+        let has = |name: &str| query.split('&').any(|p| p.split('=').next().is_some_and(|k| k == name));
         match method {
             "DELETE" => S3Class::Free,
             "POST" if has("delete") => S3Class::Free,
