@@ -191,6 +191,10 @@ impl Api {
         for row in self.ports.savings.savings(tenant, FIRST_DAY, LAST_DAY).await? {
             total.add(&row.totals);
         }
+        // As `GET /v1/savings`'s total: with the enqueue calls' overhead.
+        for m in self.enqueue_overhead_by_day(tenant, FIRST_DAY, LAST_DAY).await?.values() {
+            total.aws_overhead += *m;
+        }
         Ok(total)
     }
 }
