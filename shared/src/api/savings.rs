@@ -192,7 +192,11 @@ impl Api {
             total.add(&row.totals);
         }
         // As `GET /v1/savings`'s total: with the enqueue calls' overhead.
-        for m in self.enqueue_overhead_by_day(tenant, FIRST_DAY, LAST_DAY).await?.values() {
+        for m in self
+            .enqueue_overhead_by_day(tenant, FIRST_DAY, LAST_DAY)
+            .await?
+            .values()
+        {
             total.aws_overhead += *m;
         }
         Ok(total)
