@@ -240,6 +240,47 @@ def meter_and_recorder(url, fail):
     )
 
 
+def consumed_capacity(url, fail):
+    """The meter answers ReturnConsumedCapacity with the units it charges
+    (DynamoDB's rules), not moto's constants."""
+    d, _, _ = clients(url, "x")
+    t = f"capacity-{secrets.token_hex(4)}"
+    create_table(d, t)
+    big = "x" * 3000  # with its names and key, an item of 3,000-odd bytes: 3 KB
+    item = {"pk": {"S": "a"}, "sk": {"S": "s"}, "v": {"S": big}}
+    out = d.put_item(TableName=t, Item=item, ReturnConsumedCapacity="TOTAL")
+    fail.check(out.get("ConsumedCapacity", {}).get("CapacityUnits") == 3.0, "a 3 KB put reports 3 WCU", out.get("ConsumedCapacity"))
+    out = d.transact_write_items(
+        TransactItems=[{"Put": {"TableName": t, "Item": {**item, "pk": {"S": "b"}}}}], ReturnConsumedCapacity="TOTAL"
+    )
+    got = out.get("ConsumedCapacity")
+    fail.check(
+        got == [{"TableName": t, "CapacityUnits": 6.0, "ReadCapacityUnits": 0.0, "WriteCapacityUnits": 6.0}],
+        "the same put in a transaction reports 6 WCU, in a per-table list",
+        got,
+    )
+    out = d.batch_write_item(
+        RequestItems={t: [{"PutRequest": {"Item": {**item, "pk": {"S": k}}}} for k in "cd"]}, ReturnConsumedCapacity="TOTAL"
+    )
+    got = [(c["TableName"], c["CapacityUnits"]) for c in out.get("ConsumedCapacity", [])]
+    fail.check(got == [(t, 6.0)], "two 3 KB puts in BatchWriteItem report 6 WCU for their table", got)
+    out = d.get_item(TableName=t, Key={"pk": {"S": "a"}, "sk": {"S": "s"}}, ReturnConsumedCapacity="TOTAL")
+    fail.check(out.get("ConsumedCapacity", {}).get("CapacityUnits") == 0.5, "an eventually consistent 3 KB read reports 0.5 RCU", out.get("ConsumedCapacity"))
+    out = d.put_item(TableName=t, Item={**item, "pk": {"S": "e"}})
+    fail.check("ConsumedCapacity" not in out, "a call that does not ask gets no ConsumedCapacity", out.get("ConsumedCapacity"))
+    before = admin(url, "/_batchq/meter")["dynamodb"]["PutItem"]["wcu"]
+    d.update_item(
+        TableName=t,
+        Key={"pk": {"S": "a"}, "sk": {"S": "s"}},
+        UpdateExpression="SET n = :n",
+        ExpressionAttributeValues={":n": {"N": "1"}},
+        ReturnConsumedCapacity="TOTAL",
+    )
+    after = admin(url, "/_batchq/meter")["dynamodb"]
+    fail.check(after["PutItem"]["wcu"] == before and after["UpdateItem"]["wcu"] == 3.0, "the meter's totals are what the answers report", after)
+    return 6
+
+
 # ---- index lag
 
 
@@ -493,7 +534,7 @@ def check(url, metered_url=None):
     started with BATCHQ_MOTO_METER=1); returns (failures, number of checks)."""
     fail = Failures()
     done = {}
-    sections = [(recorder, url), (lag_checks, url), (lag_snapshots, url)] + ([(meter_and_recorder, metered_url)] if metered_url else [])
+    sections = [(recorder, url), (lag_checks, url), (lag_snapshots, url)] + ([(meter_and_recorder, metered_url), (consumed_capacity, metered_url)] if metered_url else [])
     for section, where in sections:
         try:
             done[section.__name__] = section(where, fail)

@@ -20,9 +20,20 @@ applies DynamoDB's published rules to the items moto actually holds:
   at least one, halved for eventually consistent reads.
 
 Item sizes are moto's (`Item.size()`: attribute names plus values).
+
+A call that asks for ReturnConsumedCapacity (TOTAL or INDEXES) gets these
+units in its answer's `ConsumedCapacity`, as DynamoDB answers it: one entry
+(`TableName`, `CapacityUnits`, `ReadCapacityUnits`, `WriteCapacityUnits`)
+for a one-table call, a list of them, one per table, for BatchWriteItem,
+BatchGetItem, TransactWriteItems and TransactGetItems. A refused call
+(a failed condition, a cancelled transaction) answers no units, as
+DynamoDB's errors carry none, though it is charged for them.
 Each operation also adds up the seconds the emulator spent answering it
 (for DynamoDB: under its lock, metering included), to show where a phase's
-wall time goes. `GET /_batchq/meter` answers the totals as JSON; `DELETE` resets them.
+wall time goes. `GET /_batchq/meter` answers the totals as JSON (`?key=K`:
+only the calls signed with access key K, a `fn-` key as moto_calls.py
+records; `refused_wcu`/`refused_rcu`: the units of refused calls, which
+their answers do not report); `DELETE` resets them.
 Installed by moto_server.py when BATCHQ_MOTO_METER=1.
 """
 
@@ -30,25 +41,41 @@ import json
 import math
 import threading
 import time
+import zlib
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
+import moto_calls
 from moto_calls import s3_operation as _s3_op
+
+
+def _key_of(environ):
+    who = moto_calls.environ_key(environ)
+    return who[0] if who else None
 
 _lock = threading.Lock()
 _totals = {}  # service -> op -> {"calls", "rcu", "wcu"}
 _query_bytes = threading.local()
 
 
-def _bump(service, op, rcu=0.0, wcu=0.0, seconds=0.0):
+_by_key = {}  # `fn-` access key -> the same shape, that key's calls only
+
+
+def _bump(service, op, rcu=0.0, wcu=0.0, seconds=0.0, key=None, refused=False):
     with _lock:
-        entry = _totals.setdefault(service, {}).setdefault(op, {"calls": 0, "rcu": 0.0, "wcu": 0.0, "seconds": 0.0})
-        entry["calls"] += 1
-        entry["rcu"] += rcu
-        entry["wcu"] += wcu
-        entry["seconds"] += seconds
+        for totals in [_totals] + ([_by_key.setdefault(key, {})] if key else []):
+            entry = totals.setdefault(service, {}).setdefault(
+                op, {"calls": 0, "rcu": 0.0, "wcu": 0.0, "seconds": 0.0, "refused_rcu": 0.0, "refused_wcu": 0.0}
+            )
+            entry["calls"] += 1
+            entry["rcu"] += rcu
+            entry["wcu"] += wcu
+            entry["seconds"] += seconds
+            if refused:
+                entry["refused_rcu"] += rcu
+                entry["refused_wcu"] += wcu
 
 
 # The WSGI app the meter wraps: set by install (moto_server.py's, which
@@ -59,10 +86,13 @@ _dispatch = None
 def _app(self, environ, start_response):
     path = environ.get("PATH_INFO", "")
     if path == "/_batchq/meter":
+        query = environ.get("QUERY_STRING", "")
+        key = query[4:] if query.startswith("key=") else None
         with _lock:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 _totals.clear()
-            body = json.dumps(_totals, sort_keys=True).encode()
+                _by_key.clear()
+            body = json.dumps(_by_key.get(key, {}) if key else _totals, sort_keys=True).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -75,9 +105,9 @@ def _app(self, environ, start_response):
         pass  # counted with its capacity and time in metered_call
     elif target:
         service, _, op = target.partition(".")
-        _bump(service.lower(), op, seconds=seconds)
+        _bump(service.lower(), op, seconds=seconds, key=_key_of(environ))
     elif not path.startswith(("/moto-api", "/_batchq/")):
-        _bump("s3", _s3_op(environ), seconds=seconds)
+        _bump("s3", _s3_op(environ), seconds=seconds, key=_key_of(environ))
     return response
 
 
@@ -164,29 +194,68 @@ def _write_units(before, after, factor, wrote):
 
 
 def _read_units(backend, op, body):
+    """{table: read units} of a read call."""
     if op == "GetItem":
         snap = _snapshot(backend, body["TableName"], body.get("Key", {}))
         factor = 1.0 if body.get("ConsistentRead") else 0.5
-        return factor * _units(snap[0] if snap else 0, 4096)
+        return {body["TableName"]: factor * _units(snap[0] if snap else 0, 4096)}
     if op == "BatchGetItem":
-        total = 0.0
+        out = {}
         for table_name, spec in body.get("RequestItems", {}).items():
             factor = 1.0 if spec.get("ConsistentRead") else 0.5
             for key in spec.get("Keys", []):
                 snap = _snapshot(backend, table_name, key)
-                total += factor * _units(snap[0] if snap else 0, 4096)
-        return total
+                out[table_name] = out.get(table_name, 0.0) + factor * _units(snap[0] if snap else 0, 4096)
+        return out
     if op == "TransactGetItems":
-        total = 0.0
+        out = {}
         for action in body.get("TransactItems", []):
             spec = action.get("Get", {})
-            snap = _snapshot(backend, spec.get("TableName", ""), spec.get("Key", {}))
-            total += 2.0 * _units(snap[0] if snap else 0, 4096)
-        return total
+            table_name = spec.get("TableName", "")
+            snap = _snapshot(backend, table_name, spec.get("Key", {}))
+            out[table_name] = out.get(table_name, 0.0) + 2.0 * _units(snap[0] if snap else 0, 4096)
+        return out
     if op in ("Query", "Scan"):
         factor = 1.0 if body.get("ConsistentRead") else 0.5
-        return factor * _units(getattr(_query_bytes, "n", 0), 4096)
-    return 0.0
+        return {body.get("TableName", ""): factor * _units(getattr(_query_bytes, "n", 0), 4096)}
+    return {}
+
+
+_MULTI_TABLE = ("BatchWriteItem", "BatchGetItem", "TransactWriteItems", "TransactGetItems")
+
+
+def _with_consumed(response, op, body, rcu, wcu):
+    """The answer with `ConsumedCapacity` as DynamoDB gives it, when asked."""
+    if body.get("ReturnConsumedCapacity") not in ("TOTAL", "INDEXES"):
+        return response
+    status, headers, text = response if isinstance(response, tuple) else (200, {}, response)
+    if status != 200:
+        return response
+    try:
+        answer = json.loads(text) if text else {}
+    except ValueError:
+        return response
+    entries = [
+        {
+            "TableName": t,
+            "CapacityUnits": rcu.get(t, 0.0) + wcu.get(t, 0.0),
+            "ReadCapacityUnits": rcu.get(t, 0.0),
+            "WriteCapacityUnits": wcu.get(t, 0.0),
+        }
+        for t in sorted(set(rcu) | set(wcu))
+    ]
+    if op in _MULTI_TABLE:
+        answer["ConsumedCapacity"] = entries
+    elif entries:
+        answer["ConsumedCapacity"] = entries[0]
+    else:
+        answer.pop("ConsumedCapacity", None)
+    text = json.dumps(answer)
+    if isinstance(headers, dict):
+        # The checksum DynamoDB sends of its answer, of the new one.
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-crc32")}
+        headers["x-amz-crc32"] = str(zlib.crc32(text.encode()))
+    return (status, headers, text) if isinstance(response, tuple) else text
 
 
 def _capture(original):
@@ -223,12 +292,21 @@ def install(lock, call_action):
             response = call_action(self)
             status = response[0] if isinstance(response, tuple) else 200
             ok = status == 200
-            wcu = 0.0
+            wcu = {}
             for (t, k, factor, writes), b in zip(targets, before):
                 after = _snapshot(backend, t, k) if ok else b
-                wcu += _write_units(b, after, factor, writes and ok)
-            rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else 0.0
-        _bump("dynamodb", op, rcu, wcu, time.perf_counter() - started)
-        return response
+                wcu[t] = wcu.get(t, 0.0) + _write_units(b, after, factor, writes and ok)
+            rcu = _read_units(backend, op, body) if ok or op in ("Query", "Scan") else {}
+        who = moto_calls.header_key(self.headers.get("Authorization"))
+        _bump(
+            "dynamodb",
+            op,
+            sum(rcu.values()),
+            sum(wcu.values()),
+            time.perf_counter() - started,
+            key=who[0] if who else None,
+            refused=not ok,
+        )
+        return _with_consumed(response, op, body, rcu, wcu)
 
     DynamoHandler.call_action = metered_call

@@ -2,7 +2,8 @@
 # Runs a command with a private moto server (S3 + DynamoDB) on a free loopback
 # port, and always stops the server afterwards, also on failure or Ctrl-C.
 #   scripts/with-emulator.sh CMD [ARGS...]
-# Exports AWS_ENDPOINT_URL and dummy credentials for CMD.
+# Exports AWS_ENDPOINT_URL and dummy credentials for CMD. The server runs with
+# its meter (scripts/moto_meter.py) unless BATCHQ_MOTO_METER=0.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ fi
 mkdir -p "$root/.tmp"
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 log="$root/.tmp/moto-$port.log"
+export BATCHQ_MOTO_METER="${BATCHQ_MOTO_METER:-1}"
 "$venv/bin/python" "$patched" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 

@@ -1,5 +1,7 @@
 //! What running batchq costs on AWS, from counted calls and measured
-//! invocation times, at list prices (us-east-1, on-demand, no free tier).
+//! invocation times, at list prices (us-east-1, on-demand, no free tier):
+//! the bench's own model, independent of batchq's measure of itself, but
+//! priced with the same table (`batchq_core::overhead::AWS_LIST`).
 //!
 //! | item | price |
 //! |---|---|
@@ -18,18 +20,21 @@
 
 use serde::Serialize;
 
-pub const API_GATEWAY_PER_REQUEST: f64 = 1.00 / 1e6;
-pub const API_GATEWAY_UNIT_BYTES: u64 = 512 * 1024;
-pub const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
-pub const LAMBDA_PER_GB_S_ARM: f64 = 0.000_013_333_4;
-pub const DYNAMODB_PER_WRU: f64 = 0.625 / 1e6;
-pub const DYNAMODB_PER_RRU: f64 = 0.125 / 1e6;
-pub const DYNAMODB_PER_GB_MONTH: f64 = 0.25;
-pub const S3_PER_PUT: f64 = 0.005 / 1000.0;
-pub const S3_PER_GET: f64 = 0.0004 / 1000.0;
-pub const S3_PER_GB_MONTH: f64 = 0.023;
-pub const INPUT_RETENTION_DAYS: f64 = 7.0;
-pub const RESULT_RETENTION_DAYS: f64 = 30.0;
+use batchq_core::overhead::AWS_LIST;
+
+// One price table with batchq's own overhead figures (batchq_core::overhead).
+pub const API_GATEWAY_PER_REQUEST: f64 = AWS_LIST.api_gateway_per_request;
+pub const API_GATEWAY_UNIT_BYTES: u64 = AWS_LIST.api_gateway_unit_bytes;
+pub const LAMBDA_PER_REQUEST: f64 = AWS_LIST.lambda_per_request;
+pub const LAMBDA_PER_GB_S_ARM: f64 = AWS_LIST.lambda_per_gb_s;
+pub const DYNAMODB_PER_WRU: f64 = AWS_LIST.dynamodb_per_wru;
+pub const DYNAMODB_PER_RRU: f64 = AWS_LIST.dynamodb_per_rru;
+pub const DYNAMODB_PER_GB_MONTH: f64 = AWS_LIST.dynamodb_per_gb_month;
+pub const S3_PER_PUT: f64 = AWS_LIST.s3_per_put;
+pub const S3_PER_GET: f64 = AWS_LIST.s3_per_get;
+pub const S3_PER_GB_MONTH: f64 = AWS_LIST.s3_per_gb_month;
+pub const INPUT_RETENTION_DAYS: f64 = AWS_LIST.input_retention_days;
+pub const RESULT_RETENTION_DAYS: f64 = AWS_LIST.result_retention_days;
 
 /// Everything the model needs, summed over the measured run.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Env, Sizes};
 
-use crate::events::{api_event, as_json, fresh_app, s3_event, scheduled_event, status_of};
+use crate::events::{api_event, api_get_event, as_json, fresh_app, s3_event, scheduled_event, status_of};
 use crate::report::Phase;
 
 /// Runs a phase: `f` does the work and returns (requests, invocations as (ms, memory MB), API units).
@@ -68,6 +68,9 @@ pub(crate) struct E2e {
     pub(crate) input_bytes: u64,
     pub(crate) result_bytes: u64,
     pub(crate) body_bytes: u64,
+    /// batchq's own figure of its AWS overhead for the run, dollars:
+    /// `aws_overhead_usd` of `/v1/savings` (the whole run's tenant).
+    pub(crate) recorded_overhead_usd: Option<f64>,
 }
 
 pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> {
@@ -209,6 +212,18 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
     }
     phases.push(clock.finish(env, sizes.requests as u64, &inv, 0).await?);
 
+    // batchq's own account of the run's AWS use (read after the run; the
+    // read is not in any phase).
+    let (resp, _) = enqueue.invoke(api_get_event("/v1/savings", "group_by=model")).await?;
+    let (status, body) = status_of(&resp);
+    let dollars = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+    let recorded_overhead_usd = if status == 200 {
+        dollars(&body["total"]["aws_overhead_usd"])
+    } else {
+        eprintln!("bench: /v1/savings answered {status}: {body}");
+        None
+    };
+
     for f in [enqueue, submit, poll, ingest] {
         f.stop().await;
     }
@@ -219,6 +234,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
         input_bytes,
         result_bytes,
         body_bytes,
+        recorded_overhead_usd,
     })
 }
 

@@ -45,6 +45,26 @@ pub(crate) fn api_event(path: &str, content_type: &str, body: &str) -> Vec<u8> {
     serde_json::to_vec(&e).expect("event serializes")
 }
 
+/// A `GET` of the HTTP API, `query` without its `?`.
+pub(crate) fn api_get_event(path: &str, query: &str) -> Vec<u8> {
+    let mut e = fixture_event();
+    e["routeKey"] = json!(format!("GET {path}"));
+    e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!(query);
+    if let Some(h) = e["headers"].as_object_mut() {
+        h.remove("content-type");
+        h.remove("content-length");
+    }
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["requestContext"]["http"]["method"] = json!("GET");
+    e["requestContext"]["routeKey"] = json!(format!("GET {path}"));
+    if let Some(o) = e.as_object_mut() {
+        o.remove("body");
+        o.insert("isBase64Encoded".into(), json!(false));
+    }
+    serde_json::to_vec(&e).expect("event serializes")
+}
+
 pub(crate) fn scheduled_event() -> Vec<u8> {
     serde_json::to_vec(&json!({
         "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",

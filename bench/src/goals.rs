@@ -62,6 +62,9 @@ pub enum Figure {
     SubmitCallsPer1000,
     /// The same, ingest phase.
     IngestCallsPer1000,
+    /// batchq's own `aws_overhead_usd` for the end-to-end run against the
+    /// cost model's total for it: |difference| in percent of the model's.
+    RecordedOverheadDiffPct,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +148,12 @@ pub const GOALS: &[Goal] = &[
         what: "emulator calls per 1,000 requests, ingest",
         bound: Bound::Below(41.5 + 0.10),
         unit: "",
+    },
+    Goal {
+        figure: Figure::RecordedOverheadDiffPct,
+        what: "batchq's aws_overhead_usd vs the cost model (|diff|)",
+        bound: Bound::AtMost(1.0),
+        unit: "%",
     },
 ];
 

@@ -297,7 +297,22 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         single,
         bulk,
     };
-    let goals = judge_goals(&hot_paths, &functions, &e2e.phases, &modes);
+    let model_usd = overhead.total * sizes.requests as f64 / 1000.0;
+    let recorded_overhead = RecordedOverhead {
+        batchq_usd: e2e.recorded_overhead_usd,
+        model_usd,
+        difference_pct: e2e
+            .recorded_overhead_usd
+            .filter(|_| model_usd > 0.0)
+            .map(|b| (b - model_usd) / model_usd * 100.0),
+    };
+    let goals = judge_goals(
+        &hot_paths,
+        &functions,
+        &e2e.phases,
+        &modes,
+        recorded_overhead.difference_pct,
+    );
     let results = Results {
         generated_at: batchq_core::time::Clock::now(&batchq_core::time::SystemClock).to_rfc3339(),
         quick,
@@ -324,6 +339,7 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         modes,
         goals,
         saving_per_1000_usd: saving,
+        recorded_overhead,
         seconds: started.elapsed().as_secs_f64(),
     };
     let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
@@ -362,7 +378,13 @@ fn by_mode(phases: &[Phase], enqueue: &str, storage: &Counts) -> Mode {
 }
 
 /// Issue #20's goals judged on this run's figures (bench/src/goals.rs).
-fn judge_goals(hot: &hot::HotPaths, functions: &[FunctionInfo], phases: &[Phase], modes: &Modes) -> Vec<goals::Judged> {
+fn judge_goals(
+    hot: &hot::HotPaths,
+    functions: &[FunctionInfo],
+    phases: &[Phase],
+    modes: &Modes,
+    recorded_diff_pct: Option<f64>,
+) -> Vec<goals::Judged> {
     let calls = |name: &str| {
         phases
             .iter()
@@ -378,6 +400,7 @@ fn judge_goals(hot: &hot::HotPaths, functions: &[FunctionInfo], phases: &[Phase]
         Figure::ParseRatio => Some(hot.parse_results.ratio),
         Figure::SubmitCallsPer1000 => calls("submit"),
         Figure::IngestCallsPer1000 => calls("ingest"),
+        Figure::RecordedOverheadDiffPct => recorded_diff_pct.map(f64::abs),
     })
 }
 

@@ -48,6 +48,16 @@ pub(crate) struct PeakMemory {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub(crate) struct RecordedOverhead {
+    /// `aws_overhead_usd` of `/v1/savings` after the run (None: not read).
+    pub(crate) batchq_usd: Option<f64>,
+    /// The cost model's total for the whole run.
+    pub(crate) model_usd: f64,
+    /// (batchq − model) / model, in percent.
+    pub(crate) difference_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct Results {
     pub(crate) generated_at: String,
     pub(crate) quick: bool,
@@ -63,6 +73,9 @@ pub(crate) struct Results {
     pub(crate) cost_counts: Counts,
     pub(crate) overhead_per_1000_usd: Overhead,
     pub(crate) saving_per_1000_usd: f64,
+    /// batchq's own measure of its AWS overhead for the end-to-end run
+    /// (`/v1/savings`), beside the cost model's total for the same run.
+    pub(crate) recorded_overhead: RecordedOverhead,
     pub(crate) overhead_to_saving: f64,
     /// The overhead and write units of a request by how it was enqueued.
     pub(crate) modes: Modes,
@@ -152,6 +165,15 @@ pub(crate) fn print_table(r: &Results) {
         "saving (Batch vs real time)", r.saving_per_1000_usd
     );
     println!("   overhead / saving            {:>9.1}%", r.overhead_to_saving * 100.0);
+    let ro = &r.recorded_overhead;
+    match (ro.batchq_usd, ro.difference_pct) {
+        (Some(b), Some(d)) => println!(
+            "   batchq's own aws_overhead_usd for the run ${b:.5}, the model's ${:.5}: {d:+.2}%  {}",
+            ro.model_usd,
+            if d.abs() <= 1.0 { "ok" } else { "over" }
+        ),
+        _ => println!("   batchq's own aws_overhead_usd: not read"),
+    }
     for (name, m, ratio) in [
         ("single", &r.modes.single, r.modes.overhead_to_saving_single),
         ("bulk", &r.modes.bulk, r.modes.overhead_to_saving_bulk),

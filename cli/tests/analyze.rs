@@ -348,3 +348,31 @@ fn a_local_price_table_named_by_batchq_pricing_file_is_used_and_s3_is_refused() 
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("local file only"));
 }
+
+#[test]
+fn embeddings_whose_saving_would_not_pay_batchqs_aws_overhead_are_flagged_and_summaries_are_not() {
+    let v = analyze_json(&[]);
+    // About 2,000 tokens per embeddings call on text-embedding-3-small: a
+    // saving of about $0.00001 a call, less than the DynamoDB writes and
+    // storage of an 8 KB body and a vector.
+    let search = &group(&v, "search-indexing")["batchable"];
+    assert_eq!(search["saving_covers_aws_overhead"], false, "{search}");
+    let money = |x: &Value| x.as_str().unwrap().parse::<f64>().unwrap();
+    assert!(money(&search["net_saving_usd"]) < 0.0, "{search}");
+    let nightly = &group(&v, "nightly-summaries")["batchable"];
+    assert_eq!(nightly["saving_covers_aws_overhead"], true, "{nightly}");
+    assert!(money(&nightly["aws_overhead_usd"]) > 0.0, "{nightly}");
+    let exact = |x: &Value| batchq_core::money::Money::parse_decimal(x.as_str().unwrap()).unwrap();
+    assert_eq!(
+        exact(&nightly["net_saving_usd"]),
+        exact(&nightly["saving_usd"]) - exact(&nightly["aws_overhead_usd"]),
+        "{nightly}"
+    );
+
+    let out = batchq(&["analyze", sample().to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Where the saving would not cover batchq's own AWS overhead") && text.contains("search-indexing"),
+        "{text}"
+    );
+}

@@ -23,6 +23,9 @@ const HOUR_MS: i64 = 3_600_000;
 /// (codes are short names; this keeps stored counter names small).
 pub const MAX_CODE_CHARS: usize = 64;
 
+/// The stored name of [`ActivityCount::AwsOverhead`].
+pub const AWS_OVERHEAD_NAME: &str = "aws_overhead_picos";
+
 /// The code a failure without an error is counted under.
 pub const UNKNOWN_CODE: &str = "unknown";
 
@@ -116,6 +119,9 @@ pub enum ActivityCount {
     FailedWith(String),
     /// The net change of the tenant's queued requests of this model.
     QueuedChange(ModelName),
+    /// Picodollars of AWS the tenant's enqueue calls used in the hour
+    /// ([`crate::overhead`]), folded into their insert writes.
+    AwsOverhead,
 }
 
 impl ActivityCount {
@@ -135,6 +141,7 @@ impl ActivityCount {
             Self::Retried => "retried".into(),
             Self::FailedWith(code) => format!("failed:{code}"),
             Self::QueuedChange(model) => format!("queued:{model}"),
+            Self::AwsOverhead => AWS_OVERHEAD_NAME.into(),
         }
     }
 
@@ -146,6 +153,7 @@ impl ActivityCount {
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             "retried" => Self::Retried,
+            AWS_OVERHEAD_NAME => Self::AwsOverhead,
             other => {
                 if let Some(code) = other.strip_prefix("failed:") {
                     Self::FailedWith(code.to_owned())
@@ -184,6 +192,8 @@ pub struct HourCounts {
     pub totals: ActivityTotals,
     pub failures: BTreeMap<String, i64>,
     pub queued_change: BTreeMap<ModelName, i64>,
+    /// Picodollars of AWS overhead counted in the hour ([`ActivityCount::AwsOverhead`]).
+    pub aws_overhead_picos: i64,
 }
 
 impl HourCounts {
@@ -197,6 +207,7 @@ impl HourCounts {
             ActivityCount::Retried => self.totals.retried += n,
             ActivityCount::FailedWith(code) => *self.failures.entry(code.clone()).or_default() += n,
             ActivityCount::QueuedChange(m) => *self.queued_change.entry(m.clone()).or_default() += n,
+            ActivityCount::AwsOverhead => self.aws_overhead_picos += n,
         }
     }
 }

@@ -179,25 +179,28 @@ impl App {
     /// Builds the adapters from `config` over an SDK configuration given by
     /// the caller (tests give each function its own credentials this way).
     pub fn from_sdk(config: Config, sdk: aws_config::SdkConfig) -> Self {
+        // The AWS this process uses, as its clients report it (crate::overhead).
+        let usage = Arc::new(crate::overhead::UsageTally::on_aws());
         let s3 = Arc::new(S3Store::new(
-            crate::aws::s3_client(&sdk, &config),
+            crate::aws::metered_s3_client(&sdk, &config, &usage),
             &config.bucket,
             config.limits.s3_part_bytes,
         ));
         let objects: Arc<dyn ObjectStore> = s3.clone();
-        let dynamo = crate::aws::dynamo_client(&sdk);
+        let dynamo = crate::aws::dynamo_client(&sdk, &usage);
         let webhooks = config
             .webhooks_table
             .as_ref()
             .map(|t| Arc::new(DynamoWebhooks::new(dynamo.clone(), t).with_retention(config.policy.retention)));
         let tables = DynamoStore::new(dynamo, &config.requests_table, &config.jobs_table)
-            .with_retention(config.policy.retention);
+            .with_retention(config.policy.retention)
+            .with_usage(usage.clone());
         let store = Arc::new(PlacedStore::new(tables, objects.clone(), inline_limits(&config)));
         let providers = Arc::new(ProviderTable::single(&config));
         Self {
             providers,
             config: Arc::new(config),
-            ports: Ports::over(store.clone(), objects, Arc::new(SystemClock)),
+            ports: Ports::over(store.clone(), objects, Arc::new(SystemClock)).with_usage(usage),
             backend: Backend::Aws(AwsStores {
                 store,
                 objects: s3,

@@ -3,7 +3,11 @@
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 
+use std::sync::Arc;
+
 use crate::config::Config;
+use crate::overhead::UsageTally;
+use crate::store::usage::{DynamoUsage, S3Usage};
 
 /// Loads the shared SDK configuration. `AWS_ENDPOINT_URL` is honoured by the
 /// SDK itself; when it is set and no credentials are configured we supply
@@ -22,20 +26,29 @@ pub async fn sdk_config(cfg: &Config) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// DynamoDB client. Throttled calls (a partition over its 1,000 write
+/// DynamoDB client. Every call asks for its consumed capacity and adds it
+/// to `usage` ([`crate::store::usage`]). Throttled calls (a partition over its 1,000 write
 /// units a second, an on-demand table scaling up) are retried by the SDK
 /// with backoff, up to 8 attempts instead of the default 3.
-pub fn dynamo_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+pub fn dynamo_client(sdk: &aws_config::SdkConfig, usage: &Arc<UsageTally>) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+        .interceptor(DynamoUsage(usage.clone()))
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 /// S3 client; path-style addressing when talking to an emulator endpoint.
 pub fn s3_client(sdk: &aws_config::SdkConfig, cfg: &Config) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(cfg.aws_endpoint_url.is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    aws_sdk_s3::Client::from_conf(s3_config(sdk, cfg).build())
+}
+
+/// The S3 client of the object store: as [`s3_client`], counting its
+/// requests into `usage` ([`crate::store::usage`]).
+pub fn metered_s3_client(sdk: &aws_config::SdkConfig, cfg: &Config, usage: &Arc<UsageTally>) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(s3_config(sdk, cfg).interceptor(S3Usage(usage.clone())).build())
+}
+
+fn s3_config(sdk: &aws_config::SdkConfig, cfg: &Config) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::from(sdk).force_path_style(cfg.aws_endpoint_url.is_some())
 }

@@ -344,6 +344,16 @@ pub struct Job {
     /// (added with each file's totals). Fewer than `input_lines`: the
     /// provider left some requests out, which closing the job looks for.
     pub result_lines: u64,
+    /// AWS the runs about this job used (its submit, poll and ingest runs;
+    /// not the enqueue of its requests), folded into its saves
+    /// ([`crate::overhead`]). Zero on the memory and embedded stores.
+    #[serde(default)]
+    pub aws_overhead: Money,
+    /// The part of `aws_overhead` its ingest runs used. The rest (submit's
+    /// and poll's) goes to the per-tenant savings totals with the job's
+    /// output file (its error file when it has none), once.
+    #[serde(default)]
+    pub aws_overhead_ingest: Money,
     /// Provider batches found carrying this job's id besides its own (a
     /// second create after a lost answer): cancelled by poll, kept here so
     /// they are reported once.
@@ -408,6 +418,8 @@ impl Job {
             ingested_output: false,
             ingested_errors: false,
             result_lines: 0,
+            aws_overhead: Money::ZERO,
+            aws_overhead_ingest: Money::ZERO,
             duplicate_batches: Vec::new(),
             watch_until: None,
             late_used: 0,

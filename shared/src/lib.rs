@@ -22,6 +22,7 @@ pub mod jsonl;
 pub mod keys;
 pub mod metrics;
 pub mod money;
+pub mod overhead;
 pub mod percent;
 pub mod pipeline;
 pub mod placement;

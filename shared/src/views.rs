@@ -139,6 +139,7 @@ pub fn job_for(tenant: &TenantId, j: &Job) -> Value {
                 "errors",
                 "late",
                 "duplicate_batches",
+                "net_saved_usd",
             ] {
                 m.insert(field.into(), Value::Null);
             }
@@ -167,6 +168,10 @@ pub fn job(j: &Job) -> Value {
         },
         "errors": j.errors.iter().map(job_error).collect::<Vec<_>>(),
         "totals": totals(&j.totals),
+        // What the job's submit, poll and ingest runs used of AWS
+        // (crate::overhead; 0 off AWS), and the saving less it.
+        "aws_overhead_usd": money(Some(j.aws_overhead)),
+        "net_saved_usd": money(Some(j.totals.saved() - j.aws_overhead)),
         // A batch given up at its deadline: poll watches it until
         // `watched_until`; answers it still delivers are used or, for
         // requests sent again meanwhile, paid twice.

@@ -28,6 +28,9 @@ pub struct TestEnv {
     pub s3_client: aws_sdk_s3::Client,
     pub s3: Arc<S3Store>,
     pub store: PlacedStore<DynamoStore>,
+    /// What the store's DynamoDB and S3 clients report using (batchq's
+    /// own tally, `batchq_core::overhead`).
+    pub usage: Arc<batchq_core::overhead::UsageTally>,
 }
 
 /// The emulator endpoint, or a panic that says how to get one. A test that
@@ -69,8 +72,9 @@ impl TestEnv {
         tweak(&mut config);
 
         let sdk = batchq_core::aws::sdk_config(&config).await;
-        let dynamo = batchq_core::aws::dynamo_client(&sdk);
-        let s3_client = batchq_core::aws::s3_client(&sdk, &config);
+        let usage = Arc::new(batchq_core::overhead::UsageTally::on_aws());
+        let dynamo = batchq_core::aws::dynamo_client(&sdk, &usage);
+        let s3_client = batchq_core::aws::metered_s3_client(&sdk, &config, &usage);
         s3_client
             .create_bucket()
             .bucket(&config.bucket)
@@ -85,7 +89,8 @@ impl TestEnv {
         let objects: Arc<dyn ObjectStore> = s3.clone();
         let store = PlacedStore::new(
             DynamoStore::new(dynamo.clone(), &config.requests_table, &config.jobs_table)
-                .with_retention(config.policy.retention),
+                .with_retention(config.policy.retention)
+                .with_usage(usage.clone()),
             objects,
             InlineLimits {
                 body_max: config.limits.inline_body_max_bytes,
@@ -105,6 +110,7 @@ impl TestEnv {
             s3_client,
             s3,
             store,
+            usage,
         }
     }
 

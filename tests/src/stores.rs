@@ -182,6 +182,11 @@ impl Stores {
             savings: self.store.clone(),
             objects: self.objects.clone(),
             clock,
+            // The AWS adapters' tally on the emulator; nothing adds to it on the others.
+            usage: match &self.backing {
+                Backing::Emulator(env) => env.usage.clone(),
+                _ => Arc::default(),
+            },
         }
     }
 

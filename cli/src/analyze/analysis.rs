@@ -215,6 +215,9 @@ pub struct Totals {
     pub batchable_calls: u64,
     pub batchable_realtime_cost: Money,
     pub batchable_batch_cost: Money,
+    /// batchq's own AWS overhead for the batchable calls, estimated from
+    /// their sizes ([`aws_overhead_of`]).
+    pub batchable_aws_overhead: Money,
     /// Calls whose line gave no latency tolerance (counted as not batchable).
     pub calls_without_tolerance: u64,
 }
@@ -228,6 +231,17 @@ impl Totals {
     /// Real-time cost − batch cost of the batchable calls.
     pub fn batchable_saving(&self) -> Money {
         self.batchable_realtime_cost - self.batchable_batch_cost
+    }
+
+    /// The batchable saving less batchq's estimated AWS overhead.
+    pub fn batchable_net_saving(&self) -> Money {
+        self.batchable_saving() - self.batchable_aws_overhead
+    }
+
+    /// Batchable calls whose saving would not pay batchq's own AWS overhead
+    /// (small embeddings, moderations).
+    pub fn saving_below_overhead(&self) -> bool {
+        self.batchable_calls > 0 && self.batchable_saving() < self.batchable_aws_overhead
     }
 
     /// Batchable real-time cost ÷ real-time cost; `None` when nothing was spent.
@@ -246,12 +260,45 @@ impl Totals {
                 self.batchable_calls = self.batchable_calls.checked_add(call.calls)?;
                 self.batchable_realtime_cost = add_money(self.batchable_realtime_cost, cost.realtime)?;
                 self.batchable_batch_cost = add_money(self.batchable_batch_cost, cost.batch)?;
+                self.batchable_aws_overhead = add_money(self.batchable_aws_overhead, aws_overhead_of(call)?)?;
             }
             Some(false) => {}
             None => self.calls_without_tolerance = self.calls_without_tolerance.checked_add(call.calls)?,
         }
         Some(())
     }
+}
+
+/// Bytes of JSON per token, roughly, in a body or an answer.
+const BYTES_PER_TOKEN: u64 = 4;
+/// A request's JSON besides its text (custom id, model, roles, envelope).
+const BODY_ENVELOPE_BYTES: u64 = 300;
+/// A result line's JSON besides the answer's text (ids, usage, envelope).
+const RESULT_ENVELOPE_BYTES: u64 = 700;
+/// One embedding vector as JSON (1,536 floats of about 8 characters).
+const EMBEDDING_BYTES: u64 = 12_300;
+
+/// batchq's AWS overhead for `call`'s requests sent in bulk, estimated
+/// from their sizes at AWS's list prices (`batchq_core::overhead`): a body
+/// of its input tokens, an answer of its output tokens, or, for a call
+/// without output tokens on an embeddings model, one vector.
+pub(crate) fn aws_overhead_of(call: &Call) -> Option<Money> {
+    let n = call.calls.max(1);
+    let body = call.usage.input_tokens / n * BYTES_PER_TOKEN + BODY_ENVELOPE_BYTES;
+    let answer = if call.usage.output_tokens == 0 && call.model.as_str().contains("embedding") {
+        EMBEDDING_BYTES
+    } else {
+        call.usage.output_tokens / n * BYTES_PER_TOKEN
+    };
+    let one = batchq_core::overhead::estimate_per_request(
+        &batchq_core::overhead::AWS_LIST,
+        body,
+        answer + RESULT_ENVELOPE_BYTES,
+        false,
+    );
+    one.picodollars()
+        .checked_mul(i128::from(call.calls))
+        .map(Money::from_picodollars)
 }
 
 fn add_money(a: Money, b: Money) -> Option<Money> {

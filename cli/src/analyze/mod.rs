@@ -85,6 +85,11 @@ fn totals_json(t: &Totals, projected: Option<Money>) -> Value {
             "realtime_cost_usd": usd(t.batchable_realtime_cost),
             "batch_cost_usd": usd(t.batchable_batch_cost),
             "saving_usd": usd(t.batchable_saving()),
+            // batchq's own AWS use for these calls, estimated from their
+            // sizes, and the saving less it.
+            "aws_overhead_usd": usd(t.batchable_aws_overhead),
+            "net_saving_usd": usd(t.batchable_net_saving()),
+            "saving_covers_aws_overhead": !t.saving_below_overhead(),
         },
         "batchable_share_percent": t.batchable_share().map(|p| p.to_string()),
         "projected_monthly_saving_usd": usd_opt(projected),
@@ -322,6 +327,23 @@ fn human(a: &Analysis, prices: &PriceBook, file: &Path) -> String {
                     dollars(m)
                 ))
         ));
+    }
+    let below: Vec<&analysis::Group> = a.groups.iter().filter(|g| g.totals.saving_below_overhead()).collect();
+    if !below.is_empty() {
+        out.push(String::new());
+        out.push(
+            "Where the saving would not cover batchq's own AWS overhead (estimated from the calls' sizes):".into(),
+        );
+        for g in below {
+            out.push(format!(
+                "  {} {} {}: saving {}, AWS overhead about {}",
+                g.category.as_str(),
+                g.provider.as_str(),
+                g.model.as_str(),
+                dollars(g.totals.batchable_saving()),
+                dollars(g.totals.batchable_aws_overhead)
+            ));
+        }
     }
     if t.calls_without_tolerance > 0 {
         out.push(format!(

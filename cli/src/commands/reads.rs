@@ -91,6 +91,8 @@ pub async fn jobs(ctx: &Ctx, limit: u32) -> Result<(), Failure> {
             ("failed", Align::Right),
             ("batch cost", Align::Right),
             ("saved", Align::Right),
+            ("AWS overhead", Align::Right),
+            ("net saved", Align::Right),
         ]);
         for j in &jobs {
             let c = &j["request_counts"];
@@ -104,6 +106,8 @@ pub async fn jobs(ctx: &Ctx, limit: u32) -> Result<(), Failure> {
                 text(&c["failed"]),
                 usd(&j["totals"]["batch_cost"]),
                 usd(&j["totals"]["saved"]),
+                usd(&j["aws_overhead_usd"]),
+                usd(&j["net_saved_usd"]),
             ]);
         }
         table.render()
@@ -143,6 +147,8 @@ pub(crate) fn savings_table(v: &Value, group_by: &str) -> String {
         ("batch cost", Align::Right),
         ("real-time cost", Align::Right),
         ("saved", Align::Right),
+        ("AWS overhead", Align::Right),
+        ("net saved", Align::Right),
         (if group_by == "day" { "saved per day" } else { "" }, Align::Left),
     ]);
     for g in &groups {
@@ -157,6 +163,8 @@ pub(crate) fn savings_table(v: &Value, group_by: &str) -> String {
             usd(&g["batch_cost_usd"]),
             usd(&g["realtime_cost_usd"]),
             usd(&g["saved_usd"]),
+            usd(&g["aws_overhead_usd"]),
+            usd(&g["net_saved_usd"]),
             bar,
         ]);
     }
@@ -167,8 +175,15 @@ pub(crate) fn savings_table(v: &Value, group_by: &str) -> String {
         usd(&t["batch_cost_usd"]),
         usd(&t["realtime_cost_usd"]),
         usd(&t["saved_usd"]),
+        usd(&t["aws_overhead_usd"]),
+        usd(&t["net_saved_usd"]),
     ]);
     let mut out = vec![table.render()];
+    if let Some(enqueue) = v["enqueue_aws_overhead_usd"].as_str() {
+        out.push(format!(
+            "the total's AWS overhead includes ${enqueue} of enqueue calls, not in the {group_by} groups"
+        ));
+    }
     if t["unpriced_requests"].as_u64().unwrap_or(0) > 0 {
         out.push(format!(
             "{} requests used models without a known price; their cost is not included",

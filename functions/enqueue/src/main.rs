@@ -20,8 +20,19 @@ async fn main() -> Result<(), Error> {
     let api = batchq_enqueue::with_provider_webhooks(app.api(), &app.config, &app.sdk).await?;
     let edge = batchq_enqueue::Edge::new(api, app.config.jwt_tenant_claim.clone())
         .with_metrics_namespace(app.config.metrics_namespace.clone());
+    let lambda = batchq_core::overhead::LambdaMeter::new(
+        app.ports.usage.clone(),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    );
     lambda_http::lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        batchq_enqueue::handle_event(&edge, event)
+        // One API Gateway request per call, metered in 512 KB steps of its body.
+        let api_bytes = event.payload.get("requestContext").map(|_| {
+            let body = event.payload.get("body").and_then(serde_json::Value::as_str);
+            body.map_or(0, str::len) as u64
+        });
+        lambda.invocation(api_bytes, batchq_enqueue::handle_event(&edge, event))
     }))
     .await
 }

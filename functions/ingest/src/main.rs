@@ -13,8 +13,14 @@ async fn main() -> Result<(), Error> {
     let app = App::from_config(config).await.with_configured_tables().await?;
     let ingester = app.ingester();
     let bucket = app.config.bucket.clone();
+    let lambda = batchq_core::overhead::LambdaMeter::new(
+        app.ports.usage.clone(),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    );
     lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| {
-        batchq_ingest::handle(&ingester, &bucket, event)
+        lambda.invocation(None, batchq_ingest::handle(&ingester, &bucket, event))
     }))
     .await
 }

@@ -19,8 +19,14 @@ async fn main() -> Result<(), Error> {
         app.config.report_tenants.clone(),
         app.config.report_webhook_url.clone(),
     );
+    let lambda = batchq_core::overhead::LambdaMeter::new(
+        app.ports.usage.clone(),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    );
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        batchq_poll::handle(&poller, &reports, event)
+        lambda.invocation(None, batchq_poll::handle(&poller, &reports, event))
     }))
     .await
 }

@@ -12,8 +12,14 @@ async fn main() -> Result<(), Error> {
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await.with_configured_tables().await?;
     let submitter = app.submitter(app.providers().await?);
+    let lambda = batchq_core::overhead::LambdaMeter::new(
+        app.ports.usage.clone(),
+        std::env::var(batchq_core::overhead::LAMBDA_MEMORY_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    );
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        batchq_submit::handle(&submitter, event)
+        lambda.invocation(None, batchq_submit::handle(&submitter, event))
     }))
     .await
 }

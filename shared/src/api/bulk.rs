@@ -200,12 +200,20 @@ impl Api {
 /// flight, running on its own task while the caller parses the next part.
 struct Inserts {
     store: std::sync::Arc<dyn crate::store::RequestStore>,
+    /// The process's AWS usage (the stored bytes of what is inserted).
+    usage: std::sync::Arc<crate::overhead::UsageTally>,
     now: Timestamp,
     in_flight: Option<InFlight>,
     /// The budget periods whose warning the call crosses, and the cost it
     /// adds (only known when the lines were parsed before the checks).
     crossed: Vec<spend::Standing>,
     cost: crate::money::Money,
+}
+
+/// The bytes a new request keeps in DynamoDB, as its storage is estimated
+/// (crate::overhead): its body and its state item.
+pub(super) fn stored_bytes(r: &NewRequest) -> u64 {
+    r.body_bytes() + crate::overhead::AWS_LIST.state_item_bytes
 }
 
 struct InFlight {
@@ -217,6 +225,7 @@ impl Inserts {
     fn new(api: &Api, now: Timestamp) -> Self {
         Self {
             store: api.ports.requests.clone(),
+            usage: api.ports.usage.clone(),
             now,
             in_flight: None,
             crossed: Vec::new(),
@@ -231,6 +240,8 @@ impl Inserts {
             return Ok(());
         }
         let (slots, news): (Vec<usize>, Vec<NewRequest>) = part.into_iter().unzip();
+        let stored: u64 = news.iter().map(stored_bytes).sum();
+        self.usage.record(|u| u.dynamodb_bytes += stored);
         let (store, now) = (self.store.clone(), self.now);
         self.in_flight = Some(InFlight {
             slots,

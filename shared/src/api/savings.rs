@@ -5,6 +5,14 @@
 //! The figures come from running totals kept at ingest (one per tenant,
 //! day, provider instance and model); a job's requests count on the UTC day the job was
 //! submitted.
+//!
+//! Next to the saving, `aws_overhead_usd` is what batchq's own AWS use cost
+//! ([`crate::overhead`]) and `net_saved_usd` the saving less it: the
+//! submit, poll and ingest runs of the results' jobs (in the same totals as
+//! the results), and the tenant's enqueue calls (hourly activity counters,
+//! on the UTC day of the call; in the day groups and the total, not in the
+//! model and provider groups, which say so as `enqueue_aws_overhead_usd`).
+//! On the memory and embedded stores both are 0: no AWS is used.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +21,16 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::query::Query;
 use super::{Api, ApiRequest, ApiResponse};
+use crate::activity::Hour;
 use crate::ids::TenantId;
+use crate::money::Money;
 use crate::store::SavingsTotals;
 use crate::views;
 
 /// Bounds used when `from` / `to` are not given: every day.
 const FIRST_DAY: &str = "0000-01-01";
 const LAST_DAY: &str = "9999-12-31";
+const EPOCH_DAY: &str = "1970-01-01";
 
 /// The JSON of one group (or the total).
 pub fn totals_view(t: &SavingsTotals) -> Value {
@@ -30,6 +41,8 @@ pub fn totals_view(t: &SavingsTotals) -> Value {
         "batch_cost_usd": t.batch_cost.to_decimal_string(),
         "realtime_cost_usd": t.realtime_cost.to_decimal_string(),
         "saved_usd": t.saved().to_decimal_string(),
+        "aws_overhead_usd": t.aws_overhead.to_decimal_string(),
+        "net_saved_usd": (t.saved() - t.aws_overhead).to_decimal_string(),
     })
 }
 
@@ -106,6 +119,21 @@ impl Api {
             groups.entry(key).or_default().add(&row.totals);
             total.add(&row.totals);
         }
+        let enqueue = self
+            .enqueue_overhead_by_day(
+                tenant,
+                from.as_deref().unwrap_or(FIRST_DAY),
+                to.as_deref().unwrap_or(LAST_DAY),
+            )
+            .await?;
+        let mut enqueue_total = Money::ZERO;
+        for (day, m) in &enqueue {
+            enqueue_total += *m;
+            if group_by == "day" {
+                groups.entry(day.clone()).or_default().aws_overhead += *m;
+            }
+        }
+        total.aws_overhead += enqueue_total;
         let groups: Vec<Value> = groups
             .iter()
             .map(|(key, t)| {
@@ -114,17 +142,47 @@ impl Api {
                 v
             })
             .collect();
-        Ok(ApiResponse::json(
-            200,
-            json!({
-                "tenant": tenant,
-                "from": from,
-                "to": to,
-                "group_by": group_by,
-                "groups": groups,
-                "total": totals_view(&total),
-            }),
-        ))
+        let mut body = json!({
+            "tenant": tenant,
+            "from": from,
+            "to": to,
+            "group_by": group_by,
+            "groups": groups,
+            "total": totals_view(&total),
+        });
+        if group_by != "day" {
+            body["enqueue_aws_overhead_usd"] = Value::String(enqueue_total.to_decimal_string());
+        }
+        Ok(ApiResponse::json(200, body))
+    }
+
+    /// The AWS overhead of the tenant's enqueue calls per UTC day of
+    /// `from..=to` (its hourly activity counters); days without any left out.
+    async fn enqueue_overhead_by_day(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        to: &str,
+    ) -> Result<BTreeMap<String, Money>, ApiError> {
+        // No counter predates the epoch: the open range starts there. Off
+        // AWS nothing is ever counted: no read.
+        let from = from.max(EPOCH_DAY);
+        if from > to || !self.ports.usage.is_on() {
+            return Ok(BTreeMap::new());
+        }
+        let bad = |_| ApiError::Internal;
+        let (first, last) = (
+            Hour::day_start(from).map_err(bad)?,
+            Hour::day_start(to).map_err(bad)?.plus(23),
+        );
+        let rows = self.ports.requests.activity(tenant, first, last).await?;
+        let mut out: BTreeMap<String, Money> = BTreeMap::new();
+        for (hour, counts) in rows.hours.range(first..=last) {
+            if counts.aws_overhead_picos != 0 {
+                *out.entry(hour.day()).or_default() += Money::from_picodollars(i128::from(counts.aws_overhead_picos));
+            }
+        }
+        Ok(out)
     }
 
     /// All-time totals of a tenant (for `GET /v1/stats`).
@@ -132,6 +190,14 @@ impl Api {
         let mut total = SavingsTotals::default();
         for row in self.ports.savings.savings(tenant, FIRST_DAY, LAST_DAY).await? {
             total.add(&row.totals);
+        }
+        // As `GET /v1/savings`'s total: with the enqueue calls' overhead.
+        for m in self
+            .enqueue_overhead_by_day(tenant, FIRST_DAY, LAST_DAY)
+            .await?
+            .values()
+        {
+            total.aws_overhead += *m;
         }
         Ok(total)
     }

@@ -27,6 +27,8 @@ use crate::ids::{JobId, RequestKey};
 use crate::job::{CostTotals, Job, JobStatus, ProviderBatchStatus};
 use crate::jsonl::{Line, LineReader};
 use crate::keys::{self, ResultFile};
+use crate::money::Money;
+use crate::overhead::AWS_LIST;
 use crate::pricing::PriceBook;
 use crate::provider::{Outcome, ResultLine};
 use crate::request::{Payload, Request, RequestResult, RequestStatus};
@@ -63,6 +65,16 @@ impl FileKind {
         match self {
             Self::Output => job.ingested_output,
             Self::Errors => job.ingested_errors,
+        }
+    }
+
+    /// The file whose savings carry the overhead of the job's submit and
+    /// poll runs: its output file, or its error file when it has none.
+    fn carrying_job_overhead(job: &Job) -> Self {
+        if job.output_file_id.is_some() {
+            Self::Output
+        } else {
+            Self::Errors
         }
     }
 
@@ -196,7 +208,13 @@ impl Ingester {
             return Ok(report);
         }
 
-        let (_, stream) = self.core.ports.objects.open(&key).await?;
+        let (info, stream) = self.core.ports.objects.open(&key).await?;
+        // Storage is estimated, not metered: the result copy is kept in S3
+        // and its answers in DynamoDB (crate::overhead).
+        self.core.ports.usage.record(|u| {
+            u.s3_result_bytes += info.bytes;
+            u.dynamodb_bytes += info.bytes;
+        });
         let format = self.core.format(&job)?;
         let mut reader = LineReader::new(stream, format.max_result_line_bytes());
         let mut totals = CostTotals::default();
@@ -261,10 +279,19 @@ impl Ingester {
         report.totals = totals;
         // The running per-tenant, per-day totals first: each counts this file
         // once by itself, so a crash before the job's totals re-adds nothing.
-        self.add_savings(&job, kind.as_str(), by_tenant).await?;
+        // What this run used so far, and (with the job's first counted
+        // file) what its submit and poll runs used, go with the savings.
+        let used = self.core.ports.usage.take().cost(&AWS_LIST);
+        let handed = if kind == FileKind::carrying_job_overhead(&job) {
+            job.aws_overhead - job.aws_overhead_ingest
+        } else {
+            Money::ZERO
+        };
+        self.add_savings_with(&job, kind.as_str(), by_tenant, used + handed)
+            .await?;
         self.core.crash(CrashPoint::IngestBeforeTotals)?;
 
-        let Some(job) = self.add_totals(&job.id, kind, &totals, &mut report).await? else {
+        let Some(job) = self.add_totals(&job.id, kind, &totals, used, &mut report).await? else {
             return Ok(report);
         };
         self.core.crash(CrashPoint::IngestAfterTotals)?;
@@ -291,6 +318,20 @@ impl Ingester {
         source: &str,
         by_tenant: TenantTotals,
     ) -> Result<(), PipelineError> {
+        self.add_savings_with(job, source, by_tenant, Money::ZERO).await
+    }
+
+    /// [`Ingester::add_savings`], `overhead` shared among the tenants' rows
+    /// by their completed requests (lost when there is no row: a file with
+    /// no completed request).
+    async fn add_savings_with(
+        &self,
+        job: &Job,
+        source: &str,
+        mut by_tenant: TenantTotals,
+        overhead: Money,
+    ) -> Result<(), PipelineError> {
+        share_overhead(&mut by_tenant, overhead);
         let day = job.submitted_at.unwrap_or(job.created_at).utc_date();
         let rows = by_tenant
             .into_iter()
@@ -317,6 +358,7 @@ impl Ingester {
         job_id: &JobId,
         kind: FileKind,
         totals: &CostTotals,
+        overhead: Money,
         report: &mut IngestReport,
     ) -> Result<Option<Job>, PipelineError> {
         for _ in 0..20 {
@@ -329,6 +371,8 @@ impl Ingester {
             let mut next = job.clone();
             next.totals.add(totals);
             next.result_lines += report.job_lines;
+            next.aws_overhead += overhead;
+            next.aws_overhead_ingest += overhead;
             next.updated_at = self.core.now();
             kind.mark(&mut next);
             match self.core.ports.jobs.save_job(&job, next).await {
@@ -472,5 +516,46 @@ impl Ingester {
             }
         }
         (result, model)
+    }
+}
+
+/// Shares `overhead` among the tenants' totals by their completed requests
+/// (to the picodollar; what rounding leaves goes to the first).
+fn share_overhead(by_tenant: &mut TenantTotals, overhead: Money) {
+    let requests: u64 = by_tenant.values().map(|t| t.requests).sum();
+    if overhead == Money::ZERO || requests == 0 {
+        return;
+    }
+    let total = overhead.picodollars();
+    let mut given = 0;
+    for t in by_tenant.values_mut() {
+        let share = total * i128::from(t.requests) / i128::from(requests);
+        t.aws_overhead += Money::from_picodollars(share);
+        given += share;
+    }
+    if let Some(first) = by_tenant.values_mut().next() {
+        first.aws_overhead += Money::from_picodollars(total - given);
+    }
+}
+
+#[cfg(test)]
+mod overhead_tests {
+    use super::*;
+
+    #[test]
+    fn overhead_is_shared_by_completed_requests_to_the_picodollar() {
+        let mut by = TenantTotals::new();
+        for (t, n) in [("a", 1), ("b", 2)] {
+            by.insert(
+                TenantId::parse(t).unwrap(),
+                SavingsTotals {
+                    requests: n,
+                    ..SavingsTotals::default()
+                },
+            );
+        }
+        share_overhead(&mut by, Money::from_picodollars(100));
+        let got: Vec<i128> = by.values().map(|t| t.aws_overhead.picodollars()).collect();
+        assert_eq!(got, vec![34, 66]);
     }
 }

@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::ids::{JobId, RequestKey};
 use crate::job::Job;
 use crate::jsonl::{Line, LineReader};
+use crate::overhead::AWS_LIST;
 use crate::ports::Ports;
 use crate::provider::{BatchFormat, Formats, ProviderError};
 use crate::request::{Request, RequestError, RequestStatus};
@@ -240,14 +241,22 @@ impl Core {
 
     /// Saves `next` over `prev`; `None` when another runner changed the job
     /// first (the caller stops: the other runner owns it now).
-    pub(crate) async fn save_job(&self, prev: &Job, next: Job) -> Result<Option<Job>, StoreError> {
+    pub(crate) async fn save_job(&self, prev: &Job, mut next: Job) -> Result<Option<Job>, StoreError> {
+        // The AWS this process used since the last fold is the job's: its
+        // run is about it (crate::overhead). Put back if the save fails.
+        let used = self.ports.usage.take();
+        next.aws_overhead += used.cost(&AWS_LIST);
         match self.ports.jobs.save_job(prev, next).await {
             Ok(j) => Ok(Some(j)),
             Err(e) if e.is_condition_failed() => {
+                self.ports.usage.give_back(&used);
                 tracing::info!(job = %prev.id, error = %e, "job changed by another runner; leaving it to them");
                 Ok(None)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.ports.usage.give_back(&used);
+                Err(e)
+            }
         }
     }
 }

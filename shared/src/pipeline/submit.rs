@@ -619,6 +619,8 @@ impl Submitter {
                     next.move_to(JobStatus::Staged)?;
                     next.input_lines = lines;
                     next.input_bytes = bytes;
+                    // The input file's storage, estimated (crate::overhead).
+                    self.core.ports.usage.record(|u| u.s3_input_bytes += bytes);
                     next.request_counts.total = lines;
                     next.lease_until = Some(now.plus(policy.job_lease));
                 }

@@ -112,6 +112,10 @@ pub struct DayFigures {
     /// What they would have cost in real time, and the difference.
     pub realtime_usd: String,
     pub saved_usd: String,
+    /// What batchq's own AWS use cost that day (`/v1/savings`'s
+    /// `aws_overhead_usd`), and the saving less it.
+    pub aws_overhead_usd: String,
+    pub net_saved_usd: String,
     /// Completed requests the savings count, and those without a price.
     pub priced_requests: u64,
     pub unpriced_requests: u64,
@@ -209,6 +213,8 @@ async fn figures_of(api: &dyn ApiReader, day: &str) -> Result<(DayFigures, Strin
     let spend = usd(total, path, "batch_cost_usd")?;
     let realtime = usd(total, path, "realtime_cost_usd")?;
     let saved = usd(total, path, "saved_usd")?;
+    let overhead = usd(total, path, "aws_overhead_usd")?;
+    let net = usd(total, path, "net_saved_usd")?;
     let tenant = a["tenant"].as_str().unwrap_or_default().to_owned();
     let figures = DayFigures {
         day: day.to_owned(),
@@ -217,6 +223,8 @@ async fn figures_of(api: &dyn ApiReader, day: &str) -> Result<(DayFigures, Strin
         spend_usd: spend.to_decimal_string(),
         realtime_usd: realtime.to_decimal_string(),
         saved_usd: saved.to_decimal_string(),
+        aws_overhead_usd: overhead.to_decimal_string(),
+        net_saved_usd: net.to_decimal_string(),
         priced_requests: total["requests"].as_u64().unwrap_or(0),
         unpriced_requests: total["unpriced_requests"].as_u64().unwrap_or(0),
         ..DayFigures::default()

@@ -68,6 +68,8 @@ pub fn rows(r: &DailyReport) -> Vec<Row> {
     out.push(money_row("spend (batch cost)", &d.spend_usd, &p.spend_usd));
     out.push(money_row("real-time cost", &d.realtime_usd, &p.realtime_usd));
     out.push(money_row("saved", &d.saved_usd, &p.saved_usd));
+    out.push(money_row("AWS overhead", &d.aws_overhead_usd, &p.aws_overhead_usd));
+    out.push(money_row("net saved", &d.net_saved_usd, &p.net_saved_usd));
     out
 }
 
@@ -254,6 +256,8 @@ mod tests {
             spend_usd: "1.50".into(),
             realtime_usd: "3.00".into(),
             saved_usd: "1.50".into(),
+            aws_overhead_usd: "0.25".into(),
+            net_saved_usd: "1.25".into(),
             ..DayFigures::default()
         };
         day.requests.completed = 10;
@@ -272,6 +276,8 @@ mod tests {
             spend_usd: "2.00".into(),
             realtime_usd: "4.00".into(),
             saved_usd: "2.00".into(),
+            aws_overhead_usd: "0.50".into(),
+            net_saved_usd: "1.50".into(),
             ..DayFigures::default()
         };
         DailyReport {

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod placed;
 pub mod s3;
 pub mod sqlite;
+pub mod usage;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -314,6 +315,11 @@ pub struct SavingsTotals {
     /// Completed requests whose model has no price: in `requests` and
     /// `usage`, not in the costs.
     pub unpriced_requests: u64,
+    /// AWS the runs about these results used ([`crate::overhead`]): the
+    /// ingest runs that counted them, and the submit and poll runs of their
+    /// jobs (carried by each job's output file, else its error file).
+    #[serde(default)]
+    pub aws_overhead: Money,
 }
 
 impl SavingsTotals {
@@ -323,6 +329,7 @@ impl SavingsTotals {
         self.batch_cost += other.batch_cost;
         self.realtime_cost += other.realtime_cost;
         self.unpriced_requests += other.unpriced_requests;
+        self.aws_overhead += other.aws_overhead;
     }
 
     pub fn saved(&self) -> Money {

@@ -25,6 +25,8 @@ fn row(t: &str, day: &str, model: &str, requests: u64) -> SavingsRow {
             batch_cost: Money::from_picodollars(1_000 * requests as i128),
             realtime_cost: Money::from_picodollars(2_000 * requests as i128),
             unpriced_requests: requests / 2,
+            // AWS overhead is kept and summed with the rest, once per source.
+            aws_overhead: Money::from_picodollars(7 * requests as i128),
         },
     }
 }

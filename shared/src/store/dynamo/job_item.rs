@@ -76,6 +76,10 @@ pub(super) fn job_to_item(j: &Job, retention: Option<Duration>) -> Item {
         item.insert("ingested_errors".into(), AttributeValue::Bool(true));
     }
     item.insert("result_lines".into(), n(j.result_lines));
+    if j.aws_overhead != Money::ZERO {
+        item.insert("aws_overhead".into(), n(j.aws_overhead.picodollars()));
+        item.insert("aws_overhead_ingest".into(), n(j.aws_overhead_ingest.picodollars()));
+    }
     if let Some(w) = j.watch_until {
         item.insert("watch_until".into(), n(w.millis()));
     }
@@ -168,6 +172,8 @@ pub(super) fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         ingested_output: r.flag("ingested_output"),
         ingested_errors: r.flag("ingested_errors"),
         result_lines: r.opt_n("result_lines")?.unwrap_or(0),
+        aws_overhead: Money::from_picodollars(r.opt_n("aws_overhead")?.unwrap_or(0)),
+        aws_overhead_ingest: Money::from_picodollars(r.opt_n("aws_overhead_ingest")?.unwrap_or(0)),
         watch_until: ts("watch_until")?,
         late_used: r.opt_n("late_used")?.unwrap_or(0),
         double_spent: r.opt_n("double_spent")?.unwrap_or(0),

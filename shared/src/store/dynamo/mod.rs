@@ -34,9 +34,12 @@ mod tables;
 mod transact;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::overhead::UsageTally;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -79,6 +82,9 @@ pub struct DynamoStore {
     jobs_table: String,
     /// How long finished rows are kept before DynamoDB's TTL deletes them.
     retention: Option<Duration>,
+    /// The process's AWS usage tally ([`crate::overhead`]): an insert's
+    /// transactions fold what it holds into their tenant's activity item.
+    usage: Option<Arc<UsageTally>>,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -101,7 +107,16 @@ impl DynamoStore {
             requests_table: requests_table.into(),
             jobs_table: jobs_table.into(),
             retention: None,
+            usage: None,
         }
+    }
+
+    /// Insert transactions take `usage` and add its price to the tenant's
+    /// hourly `aws_overhead_picos` counter (the activity item they write
+    /// anyway), each transaction what was used since the one before.
+    pub fn with_usage(mut self, usage: Arc<UsageTally>) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// Finished requests and jobs get an `expires_at` (epoch seconds, the

@@ -17,7 +17,7 @@ use super::request_item::{
     body_to_item, payload_from, queue_order, request_from_item, request_to_item, result_from_item, result_to_item,
 };
 use super::schema::*;
-use super::transact::{TxnUnit, UnitOutcome};
+use super::transact::{Charge, TxnUnit, UnitOutcome};
 use super::{DynamoStore, Item, BODY_HORIZON};
 use crate::activity::{ActivityCount, ActivityRows, Hour};
 use crate::counters;
@@ -159,7 +159,7 @@ impl RequestRows for DynamoStore {
             })
             .collect();
         let mut out: Vec<Option<RowInsert>> = vec![None; rows.len()];
-        self.commit_units(units, |i, outcome| {
+        self.commit_units(units, Charge::Overhead, |i, outcome| {
             out[i] = Some(match outcome {
                 UnitOutcome::Committed => RowInsert::Written,
                 // The request exists already.
@@ -354,7 +354,7 @@ impl RequestRows for DynamoStore {
                     }
                 }
             }
-            self.commit_units(units, |unit, outcome| {
+            self.commit_units(units, Charge::None, |unit, outcome| {
                 let i = indexes[unit];
                 results[i] = Some(match outcome {
                     UnitOutcome::Committed => Ok(Applied::Now),

@@ -34,6 +34,7 @@ impl SavingsStore for DynamoStore {
                 (":batch".to_owned(), n(t.batch_cost.picodollars())),
                 (":realtime".to_owned(), n(t.realtime_cost.picodollars())),
                 (":unpriced".to_owned(), n(t.unpriced_requests)),
+                (":overhead".to_owned(), n(t.aws_overhead.picodollars())),
                 (":sources".to_owned(), AttributeValue::Ss(vec![source.to_owned()])),
                 (":source".to_owned(), s(source)),
                 (":day".to_owned(), s(row.day.clone())),
@@ -50,7 +51,7 @@ impl SavingsStore for DynamoStore {
                 .update_expression(
                     "SET #day = :day, #model = :model, #provider = :provider \
                      ADD #requests :requests, #input :input, #cached :cached, #output :output, \
-                     #reasoning :reasoning, #cache_write :cache_write, #batch :batch, #realtime :realtime, #unpriced :unpriced, \
+                     #reasoning :reasoning, #cache_write :cache_write, #batch :batch, #realtime :realtime, #unpriced :unpriced, #overhead :overhead, \
                      #sources :sources",
                 )
                 .condition_expression("attribute_not_exists(#sources) OR NOT contains(#sources, :source)")
@@ -68,6 +69,7 @@ impl SavingsStore for DynamoStore {
                         ("#batch", "batch_cost"),
                         ("#realtime", "realtime_cost"),
                         ("#unpriced", "unpriced_requests"),
+                        ("#overhead", "aws_overhead"),
                         ("#sources", "sources"),
                     ]
                     .map(|(k, v)| (k.to_owned(), v.to_owned())),
@@ -120,6 +122,7 @@ impl SavingsStore for DynamoStore {
                         batch_cost: Money::from_picodollars(r.req_n("batch_cost")?),
                         realtime_cost: Money::from_picodollars(r.req_n("realtime_cost")?),
                         unpriced_requests: r.req_n("unpriced_requests")?,
+                        aws_overhead: Money::from_picodollars(r.opt_n("aws_overhead")?.unwrap_or(0)),
                     },
                 })
             })

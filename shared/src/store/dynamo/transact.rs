@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use super::counters::{shard_of, CounterDeltas};
 use super::item::err_msg;
 use super::{DynamoStore, Item};
-use crate::counters::Delta;
+use crate::activity::ActivityCount;
+use crate::counters::{Counter, Delta};
 use crate::feed::FeedDraft;
 use crate::ids::RequestKey;
 use crate::ids::TenantId;
@@ -89,7 +90,37 @@ pub(super) enum UnitOutcome {
     Refused(Option<Item>),
 }
 
+/// Whether a call's transactions carry the process's AWS usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Charge {
+    /// Each transaction takes the usage tally and adds its price to the
+    /// activity item of its first unit's tenant and hour (an item it
+    /// writes anyway: no action more).
+    Overhead,
+    None,
+}
+
 impl DynamoStore {
+    /// The overhead counter change a transaction of `chunk` carries: what
+    /// the tally holds, priced, on the first activity item the chunk moves.
+    fn overhead_delta(&self, chunk: &[(usize, TxnUnit)]) -> Vec<Delta> {
+        let Some(usage) = &self.usage else { return Vec::new() };
+        let Some((tenant, hour)) = chunk.iter().flat_map(|(_, u)| &u.counters).find_map(|(c, _)| match c {
+            Counter::Activity(t, h, _) => Some((t.clone(), *h)),
+            _ => None,
+        }) else {
+            return Vec::new();
+        };
+        let picos = usage.take_cost().picodollars();
+        if picos <= 0 {
+            return Vec::new();
+        }
+        vec![(
+            Counter::Activity(tenant, hour, ActivityCount::AwsOverhead),
+            i64::try_from(picos).unwrap_or(i64::MAX),
+        )]
+    }
+
     /// Runs one transaction, retrying contention and throttling (another
     /// transaction touching the same counter item) on [`RETRY`].
     async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<TxnOutcome, StoreError> {
@@ -160,6 +191,7 @@ impl DynamoStore {
     pub(super) async fn commit_units(
         &self,
         units: Vec<TxnUnit>,
+        charge: Charge,
         mut settle: impl FnMut(usize, UnitOutcome) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut pending: VecDeque<(usize, TxnUnit)> = units.into_iter().enumerate().collect();
@@ -199,6 +231,9 @@ impl DynamoStore {
                     }
                 }
                 chunk.push(pending.pop_front().expect("front exists"));
+            }
+            if charge == Charge::Overhead {
+                deltas.merge(CounterDeltas::of(&self.overhead_delta(&chunk), shard));
             }
             let mut txn = Vec::new();
             for (_, unit) in &chunk {
