@@ -217,7 +217,9 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         .map_err(|e| format!("fake provider: {e}"))?;
     let env = Arc::new(Env {
         endpoint,
-        http: reqwest::Client::new(),
+        http: batchq_core::tls::http_client_builder()
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?,
         bin_dir,
         log_dir,
         fake,

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::memory::MemoryWebhooks;
+#[cfg(feature = "embedded")]
 use super::sqlite::SqliteWebhooks;
 use crate::feed::FeedCursor;
 use crate::ids::TenantId;
@@ -16,12 +17,15 @@ use crate::webhook::event::EventId;
 use crate::webhook::signature::WebhookSecret;
 
 fn stores() -> Vec<(&'static str, Arc<dyn WebhookStore>)> {
-    let dir = std::env::temp_dir().join(format!("batchq-webhooks-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    vec![
-        ("memory", Arc::new(MemoryWebhooks::new())),
-        ("sqlite", Arc::new(SqliteWebhooks::in_dir(&dir).unwrap())),
-    ]
+    #[allow(unused_mut)] // only the memory store without the `embedded` feature
+    let mut stores: Vec<(&'static str, Arc<dyn WebhookStore>)> = vec![("memory", Arc::new(MemoryWebhooks::new()))];
+    #[cfg(feature = "embedded")]
+    {
+        let dir = std::env::temp_dir().join(format!("batchq-webhooks-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        stores.push(("sqlite", Arc::new(SqliteWebhooks::in_dir(&dir).unwrap())));
+    }
+    stores
 }
 
 fn tenant(s: &str) -> TenantId {
