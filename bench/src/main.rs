@@ -15,7 +15,9 @@
 //! embedded store's figures (no emulator needed), prints them and replaces
 //! them in `bench/results.json`. `BATCHQ_BENCH_ONLY=hot-paths` runs only the
 //! hot paths (no emulator), prints them with the parse goal and writes
-//! nothing. `batchq-bench --help` lists every flag and
+//! nothing. `BATCHQ_BENCH_ONLY=functions` runs only the function binaries'
+//! sizes and start-to-ready times (with the emulator), prints them with
+//! their goals and writes nothing. `batchq-bench --help` lists every flag and
 //! variable; a bad flag or value exits 2 naming it.
 
 use std::path::{Path, PathBuf};
@@ -186,7 +188,8 @@ struct Args {
     out: Option<PathBuf>,
     /// Run one section only: `peak-memory` (prints the runs as JSON, writes nothing), `embedded`
     /// (the embedded store's figures, no emulator; replaces them in the results file) or `hot-paths`
-    /// (the two hot paths and the parse goal, no emulator; writes nothing).
+    /// (the two hot paths and the parse goal, no emulator; writes nothing) or `functions` (the
+    /// function binaries' sizes and start-to-ready times and their goals; writes nothing).
     #[arg(long, value_name = "SECTION", value_enum, env = "BATCHQ_BENCH_ONLY")]
     only: Option<Only>,
 }
@@ -196,6 +199,7 @@ enum Only {
     PeakMemory,
     Embedded,
     HotPaths,
+    Functions,
 }
 
 async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_path: &Path) -> Result<Results, String> {
@@ -219,7 +223,9 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         .map_err(|e| format!("fake provider: {e}"))?;
     let env = Arc::new(Env {
         endpoint,
-        http: reqwest::Client::new(),
+        http: batchq_core::tls::http_client_builder()
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?,
         bin_dir,
         log_dir,
         fake,
@@ -232,6 +238,27 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
         return Err(format!(
             "--only peak-memory: done in {:.0} s, nothing written",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+
+    if only == Some(Only::Functions) {
+        // For working on the binaries: their sizes and start times only.
+        let functions = function_starts(&env, &sizes).await?;
+        print_functions(5, &functions);
+        println!();
+        let judged: Vec<_> = goals::judge(|f| match f {
+            Figure::BinaryMb(name) => functions.iter().find(|x| x.name == name).map(|x| x.bytes as f64 / 1e6),
+            Figure::StartToReadyMs => functions.iter().map(|x| x.start_to_ready_median_ms).reduce(f64::max),
+            _ => None,
+        })
+        .into_iter()
+        .filter(|j| j.met.is_some())
+        .collect();
+        print_goals(7, &judged);
+        println!();
+        return Err(format!(
+            "--only functions: done in {:.0} s, nothing written",
             started.elapsed().as_secs_f64()
         ));
     }
@@ -459,7 +486,7 @@ fn main() -> std::process::ExitCode {
                 .error(
                     clap::error::ErrorKind::InvalidValue,
                     format!(
-                        "BATCHQ_BENCH_ONLY={v:?} is not a section: use peak-memory, embedded or hot-paths, or unset it"
+                        "BATCHQ_BENCH_ONLY={v:?} is not a section: use peak-memory, embedded, hot-paths or functions, or unset it"
                     ),
                 )
                 .exit();

@@ -186,11 +186,22 @@ pub(crate) fn print_table(r: &Results) {
         );
     }
     println!();
+    print_functions(5, &r.functions);
+    println!();
+    print_embedded(6, &r.embedded);
+    println!();
+    print_goals(7, &r.goals);
+    println!();
+    println!("Took {:.0} s; written to bench/results.json", r.seconds);
+}
+
+/// Section 5: the function binaries' sizes and start-to-ready times.
+pub(crate) fn print_functions(n: u32, functions: &[FunctionInfo]) {
     println!(
-        "5. Function binaries          bytes    MiB   start to ready (median of {})   RSS at ready",
-        r.functions.first().map_or(0, |f| f.start_to_ready_ms.len())
+        "{n}. Function binaries          bytes    MiB   start to ready (median of {})   RSS at ready",
+        functions.first().map_or(0, |f| f.start_to_ready_ms.len())
     );
-    for f in &r.functions {
+    for f in functions {
         println!(
             "   {:<20} {:>12} {:>6.1} {:>16.1} ms {:>26.1} MiB",
             f.name,
@@ -200,12 +211,6 @@ pub(crate) fn print_table(r: &Results) {
             mib(f.rss_at_ready_bytes.unwrap_or(0))
         );
     }
-    println!();
-    print_embedded(6, &r.embedded);
-    println!();
-    print_goals(7, &r.goals);
-    println!();
-    println!("Took {:.0} s; written to bench/results.json", r.seconds);
 }
 
 /// Section 1: the two hot paths against their floor.

@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
@@ -160,7 +159,7 @@ impl SigV4 {
     /// for another region is refused), else the configured one
     /// (`AWS_REGION`, the profile's `region`).
     async fn load(host_region: Option<String>) -> Result<Self, Failure> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let sdk = batchq_core::aws::config_loader().load().await;
         let region = match host_region {
             Some(r) => r,
             None => sdk.region().map(|r| r.to_string()).ok_or_else(|| {

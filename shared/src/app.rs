@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use crate::api::Api;
-use crate::config::{Config, StoreChoice};
+use crate::config::Config;
+#[cfg(feature = "embedded")]
+use crate::config::StoreChoice;
 use crate::config::{PRICING_FILE, PROVIDERS_FILE};
 use crate::job::ProviderKind;
+#[cfg(feature = "embedded")]
 use crate::pipeline::submit::end_leases_of_gone_processes;
 use crate::pipeline::{Core, Ingester, NoCrashes, Poller, Submitter};
 use crate::placement::InlineLimits;
@@ -17,11 +20,14 @@ use crate::provider::openai::{GroqFormat, OpenAiClient, OpenAiFormat};
 use crate::provider::together::{TogetherClient, TogetherFormat};
 use crate::provider::{BatchFormat, FileLimits, Formats, Provider, ProviderError, Providers};
 use crate::provider_table::{ProviderInstance, ProviderTable};
+#[cfg(feature = "embedded")]
 use crate::store::data_dir::{DataDir, DataDirError};
 use crate::store::dynamo::DynamoStore;
+#[cfg(feature = "embedded")]
 use crate::store::fs::FsObjects;
 use crate::store::placed::PlacedStore;
 use crate::store::s3::S3Store;
+#[cfg(feature = "embedded")]
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::webhooks::dynamo::DynamoWebhooks;
 use crate::store::ObjectStore;
@@ -58,14 +64,18 @@ pub struct AwsStores {
 }
 
 /// The stores behind an [`App`], for what only one kind has (creating
-/// the tables and the bucket; the data directory).
+/// the tables and the bucket; the data directory). The embedded store is
+/// there only with the `embedded` feature (the CLI's; the Lambda functions
+/// build without it, so no SQLite in their binaries).
 #[derive(Clone)]
 pub enum Backend {
     Aws(AwsStores),
+    #[cfg(feature = "embedded")]
     Embedded(EmbeddedStores),
 }
 
 /// The embedded stores: SQLite and files in one locked data directory.
+#[cfg(feature = "embedded")]
 #[derive(Clone)]
 pub struct EmbeddedStores {
     pub dir: Arc<DataDir>,
@@ -76,7 +86,8 @@ pub struct EmbeddedStores {
     pub leases_ended: Vec<crate::ids::JobId>,
 }
 
-/// Why [`App::open`] could not open the configured store.
+/// Why `App::open` could not open the configured store.
+#[cfg(feature = "embedded")]
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
@@ -116,6 +127,7 @@ impl App {
     /// Opens the store `config.store` names (`BATCHQ_STORE`): the AWS
     /// adapters, or the embedded store in its data directory, created when
     /// `create` (else it must exist) and locked for this process.
+    #[cfg(feature = "embedded")]
     pub async fn open(config: Config, create: bool) -> Result<Self, OpenError> {
         let dir = match &config.store {
             StoreChoice::Aws => return Ok(Self::from_config(config).await),
@@ -165,6 +177,7 @@ impl App {
     pub fn aws(&self) -> Option<&AwsStores> {
         match &self.backend {
             Backend::Aws(a) => Some(a),
+            #[cfg(feature = "embedded")]
             Backend::Embedded(_) => None,
         }
     }
@@ -383,6 +396,7 @@ pub fn inline_limits(config: &Config) -> InlineLimits {
     }
 }
 
+#[cfg(feature = "embedded")]
 /// Inline limits of the embedded store: SQLite rows hold a body or a
 /// response of any size the API accepts (10 MiB), so only input and
 /// result files go to the data directory's files.
@@ -405,7 +419,7 @@ pub fn formats() -> Formats {
         .with(ProviderKind::Anthropic, Arc::new(AnthropicFormat))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
     use crate::ids::{JobId, ModelName};

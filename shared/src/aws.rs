@@ -9,11 +9,27 @@ use crate::config::Config;
 use crate::overhead::UsageTally;
 use crate::store::usage::{DynamoUsage, S3Usage};
 
+/// The SDK's HTTP client: hyper 1 with rustls on `ring` (the crates are
+/// built without their default client, which would bring aws-lc-rs).
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// `aws_config::defaults` with [`https_client`]: every SDK configuration
+/// batchq loads starts here (without it a call fails for want of a client).
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client())
+}
+
 /// Loads the shared SDK configuration. `AWS_ENDPOINT_URL` is honoured by the
 /// SDK itself; when it is set and no credentials are configured we supply
 /// dummy static ones, so a local emulator works with no other setup.
 pub async fn sdk_config(cfg: &Config) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = config_loader();
     let region = cfg.aws_region.clone().unwrap_or_else(|| "us-east-1".to_owned());
     loader = loader.region(Region::new(region));
     if let Some(endpoint) = &cfg.aws_endpoint_url {

@@ -153,7 +153,7 @@ env_vars! {
     PRICING_FILE = "BATCHQ_PRICING_FILE", "",
         "A price table replacing the bundled one (same format as `shared/data/prices.json`): a local path or `s3://BUCKET/KEY`, read once at start.";
     LOG = "BATCHQ_LOG", "info",
-        "Log filter (tracing `EnvFilter` syntax, e.g. `info,batchq_core=debug`).";
+        "Log filter: a level and `target=level` entries, e.g. `info,batchq_core=debug`.";
     LOG_FORMAT = "BATCHQ_LOG_FORMAT", "json in Lambda, text elsewhere",
         "`json` or `text`.";
 }

@@ -39,6 +39,7 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod tokens;
 pub mod transition;
 pub mod views;

@@ -7,27 +7,37 @@ use std::ffi::OsStr;
 use std::io::IsTerminal;
 
 use tracing::Span;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 use crate::config::{Config, LogFormat};
 use crate::job::Job;
 
 /// Installs the global subscriber once; later calls are no-ops.
 pub fn init(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(&config.log_filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour_on_stderr());
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .without_time() // Lambda stamps every line already
+        LogFormat::Json => registry
+            .with(
+                fmt.json().flatten_event(true).with_current_span(true).without_time(), // Lambda stamps every line already
+            )
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
+}
+
+/// `BATCHQ_LOG`: a default level and `target=level` entries, comma
+/// separated (`info,batchq_core=debug`); a value that does not parse logs at
+/// `info`. (tracing-subscriber's `Targets`: no regex, unlike `EnvFilter`,
+/// whose span and field filters batchq does not need.)
+fn log_filter(spec: &str) -> Targets {
+    spec.parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Whether log lines written to stderr may carry ANSI colour codes: only

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_dynamodb::config::Credentials;
 use serde_json::{json, Value};
 
@@ -102,7 +102,7 @@ pub async fn function_sdk(access_key_id: &str) -> aws_config::SdkConfig {
         access_key_id.starts_with("fn-"),
         "the emulator records only access key ids starting with fn-"
     );
-    aws_config::defaults(BehaviorVersion::latest())
+    batchq_core::aws::config_loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(emulator_endpoint())
         .credentials_provider(Credentials::new(access_key_id, "secret", None, None, "iam-check"))

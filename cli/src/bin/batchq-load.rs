@@ -126,7 +126,7 @@ async fn run(args: Args) -> Result<i32, String> {
         Some(t) if !t.trim().is_empty() => t.split(',').map(|k| Some(k.trim().to_owned())).collect(),
         _ => vec![None],
     };
-    let http = reqwest::Client::builder()
+    let http = batchq_core::tls::http_client_builder()
         .pool_max_idle_per_host(args.clients)
         .timeout(Duration::from_secs(30))
         .build()

@@ -127,7 +127,9 @@ impl Ctx {
             tenant,
             json,
             target: Target::Remote(Remote {
-                http: reqwest::Client::new(),
+                http: batchq_core::tls::http_client_builder()
+                    .build()
+                    .map_err(|e| Failure::from(format!("HTTP client: {e}")))?,
                 base,
                 auth,
             }),

@@ -68,7 +68,8 @@ impl InvokePoll {
             Some(e) => e.trim_end_matches('/').to_owned(),
             None => format!("https://lambda.{region}.amazonaws.com"),
         };
-        let http = reqwest::Client::builder()
+        // ring installed as the TLS provider first: the functions' reqwest has none of its own.
+        let http = batchq_core::tls::http_client_builder()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             .build()

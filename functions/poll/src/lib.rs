@@ -46,7 +46,7 @@ pub struct Reports {
 
 impl Reports {
     pub fn new(api: Api, objects: Arc<dyn ObjectStore>, tenants: Vec<TenantId>, webhook: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = batchq_core::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("a client with a timeout builds");

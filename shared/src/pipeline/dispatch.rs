@@ -153,7 +153,7 @@ pub struct HttpSender {
 
 impl HttpSender {
     pub fn new(config: &WebhookConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())

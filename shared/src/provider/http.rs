@@ -126,7 +126,7 @@ impl Transport {
     /// The transport for `cfg` (timeouts, retries, user agent) sending
     /// `headers` with every request.
     pub(crate) fn for_config(cfg: &ProviderConfig, headers: HeaderMap) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .default_headers(headers)
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
@@ -545,7 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn retryable_failures_end_in_retries_exhausted_after_the_allowed_attempts() {
-        let t = Transport::new(reqwest::Client::new(), 2);
+        let t = Transport::new(crate::tls::http_client_builder().build().unwrap(), 2);
         let policy = RetryPolicy::new(2, Duration::ZERO, Duration::ZERO);
         let out: Result<(), _> = policy
             .run(

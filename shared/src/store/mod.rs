@@ -1,20 +1,25 @@
 //! Storage ports: what the core needs from its stores, as small traits. The
 //! AWS adapters ([`dynamo`], [`s3`]) implement them; tests run the adapters
 //! against a local emulator through the real SDK. The embedded adapters
-//! ([`sqlite`], [`fs`], opened together by [`data_dir`]) keep everything in
-//! one local directory; [`memory`] keeps it in the process.
+//! (`sqlite`, `fs`, opened together by `data_dir`; built with the
+//! `embedded` feature, which the Lambda functions leave off) keep everything
+//! in one local directory; [`memory`] keeps it in the process.
 //!
 //! A row store implements [`RequestRows`] (rows with bodies and responses
 //! already placed) and [`placed::PlacedStore`] turns it, with an
 //! [`ObjectStore`], into the [`RequestStore`] the core uses.
 
+#[cfg(feature = "embedded")]
 pub mod data_dir;
+#[cfg(feature = "embedded")]
 pub mod dir_lock;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod fs;
 pub mod memory;
 pub mod placed;
 pub mod s3;
+#[cfg(feature = "embedded")]
 pub mod sqlite;
 pub mod usage;
 pub mod webhooks;

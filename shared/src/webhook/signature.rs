@@ -3,16 +3,17 @@
 //! with: `webhook-signature` = `v1,` + base64(HMAC-SHA256(key, `id.timestamp.body`)),
 //! where the key is the base64 part of a `whsec_` secret.
 //!
-//! HMAC comes from `aws-lc-rs`, the crypto library rustls already builds into
-//! every binary: no second one, and the primitives the TLS stack uses.
+//! HMAC comes from `ring`, the crypto library rustls already builds into
+//! every binary (its provider, see `tls.rs`): no second one, and the
+//! primitives the TLS stack uses.
 //! Signature entries are compared with `subtle` in constant time.
 
 use std::fmt;
 
-use aws_lc_rs::hmac;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
 /// How far a `webhook-timestamp` may be from the receiver's clock, either way.
