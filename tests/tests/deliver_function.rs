@@ -158,7 +158,10 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
         .clone()
         .expect("the test tables include a webhook table");
     let sdk = batchq_core::aws::sdk_config(&config).await;
-    let hooks: Arc<dyn WebhookStore> = Arc::new(DynamoWebhooks::new(batchq_core::aws::dynamo_client(&sdk, &Arc::new(batchq_core::overhead::UsageTally::on_aws())), table));
+    let hooks: Arc<dyn WebhookStore> = Arc::new(DynamoWebhooks::new(
+        batchq_core::aws::dynamo_client(&sdk, &Arc::new(batchq_core::overhead::UsageTally::on_aws())),
+        table,
+    ));
     let api = p
         .api()
         .with_webhooks(hooks.clone(), TargetPolicy { allow_private: true });
