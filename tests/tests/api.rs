@@ -594,6 +594,10 @@ impl RequestStore for ClaimsFirst {
     ) -> Result<batchq_core::feed::FeedPage, StoreError> {
         self.inner.feed(tenant, after, limit).await
     }
+
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<batchq_core::feed::FeedCursor>, StoreError> {
+        self.inner.feed_end(tenant).await
+    }
 }
 
 #[tokio::test]

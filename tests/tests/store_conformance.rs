@@ -99,6 +99,7 @@ conformance!(
     // the results feed
     feed_lists_each_finished_request_once_in_the_order_it_finished_across_pages,
     a_replayed_terminal_change_appends_no_second_entry,
+    the_feed_end_is_the_newest_entry_and_following_from_it_gives_only_later_ones,
     feed_is_tenant_scoped_and_refuses_a_cursor_it_did_not_issue_to_the_tenant,
     a_reader_following_the_feed_while_writers_race_sees_every_entry_exactly_once,
     // objects

@@ -231,6 +231,12 @@ impl Api {
                 field: None,
             });
         }
+        // The endpoint gets the events of requests that finish from now on
+        // (the dispatcher also skips anything that finished before it was
+        // created): it starts at the feed's end rather than reading the
+        // tenant's whole history to skip it. The end is read before the
+        // clock, so every entry behind it finished before `created_at`.
+        let start = self.ports.requests.feed_end(tenant).await?;
         let now = self.ports.clock.now();
         let endpoint = Endpoint {
             id: EndpointId::generate(),
@@ -244,7 +250,7 @@ impl Api {
             created_at: now,
             updated_at: now,
         };
-        wh.store.create_endpoint(&endpoint, None).await?;
+        wh.store.create_endpoint(&endpoint, start.as_ref()).await?;
         tracing::info!(endpoint = %endpoint.id, "webhook endpoint created");
         Ok(ApiResponse::json(201, with_secret(&endpoint)))
     }

@@ -220,6 +220,11 @@ pub trait RequestStore: Send + Sync {
     /// cursor already handed out. A cursor of another tenant, or none this
     /// store issued, is refused ([`StoreError::BadCursor`]).
     async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError>;
+
+    /// The cursor of `tenant`'s newest feed entry (`None`: its feed is
+    /// empty): following from it gives only entries appended later. A new
+    /// webhook endpoint starts here.
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError>;
 }
 
 /// How inserting one queued row ended.
@@ -267,6 +272,11 @@ pub trait RequestRows: Send + Sync {
     async fn activity(&self, tenant: &TenantId, from: Hour, to: Hour) -> Result<ActivityRows, StoreError>;
 
     async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError>;
+
+    /// The cursor of `tenant`'s newest feed entry (`None`: its feed is
+    /// empty): following from it gives only entries appended later. A new
+    /// webhook endpoint starts here.
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError>;
 }
 
 /// The job rows.

@@ -341,6 +341,10 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
     async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
         self.rows.feed(tenant, after, limit).await
     }
+
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
+        self.rows.feed_end(tenant).await
+    }
 }
 
 /// Whether `key` names a chunk of bodies ([`keys::body_chunk`]).

@@ -244,3 +244,39 @@ pub async fn a_reader_following_the_feed_while_writers_race_sees_every_entry_exa
     // And a reader from the start agrees.
     assert_eq!(read_feed(&s, "acme", None, 13).await.len(), rs.len());
 }
+
+pub async fn the_feed_end_is_the_newest_entry_and_following_from_it_gives_only_later_ones(s: StoreUnderTest) {
+    assert_eq!(
+        s.requests.feed_end(&tenant("acme")).await.unwrap(),
+        None,
+        "an empty feed has no end"
+    );
+    let rs = insert_many(&s, "acme", "gpt-4o-mini", 4, 0).await;
+    let other = insert_many(&s, "globex", "gpt-4o-mini", 1, 0).await;
+    let job = JobId::generate();
+    let claimed = claim_all(&s, &rs, &job).await;
+    for r in &claimed[..3] {
+        s.requests.apply(complete(r, &job, 70)).await.unwrap();
+    }
+    let end = s
+        .requests
+        .feed_end(&tenant("acme"))
+        .await
+        .unwrap()
+        .expect("three entries");
+    let all = read_feed(&s, "acme", None, 100).await;
+    assert_eq!(
+        Some(&end),
+        all.last().map(|e| &e.cursor),
+        "the end is the newest entry's cursor"
+    );
+    assert!(read_feed(&s, "acme", Some(end.clone()), 100).await.is_empty());
+    // Another tenant's entry does not move this tenant's end.
+    s.requests
+        .apply(RequestUpdate::cancel(&other[0], ts(71)))
+        .await
+        .unwrap();
+    assert_eq!(s.requests.feed_end(&tenant("acme")).await.unwrap(), Some(end.clone()));
+    s.requests.apply(complete(&claimed[3], &job, 72)).await.unwrap();
+    assert_eq!(ids(&read_feed(&s, "acme", Some(end), 100).await), ["gpt-4o-mini-3"]);
+}

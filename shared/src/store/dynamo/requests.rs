@@ -419,6 +419,12 @@ impl RequestRows for DynamoStore {
         self.read_feed(tenant, after, limit).await
     }
 
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
+        // The sequence item is read consistently: every entry up to it has committed.
+        let seq = self.feed_seq(tenant).await?;
+        Ok((seq > 0).then(|| FeedCursor::new(tenant, seq)))
+    }
+
     async fn counts(&self, tenant: &TenantId) -> Result<StatusCounts, StoreError> {
         let items = futures::future::try_join_all((0..COUNTER_SHARDS).map(|shard| async move {
             self.get_item(&self.jobs_table, &tenant_counter_pk(tenant, shard), TENANT_COUNTER_SK)

@@ -184,4 +184,10 @@ impl RequestRows for MemoryStore {
             .unwrap_or_default();
         Ok(feed::page_of(entries, after))
     }
+
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
+        // Entries are numbered from 1 per tenant, so the newest is the count.
+        let n = self.lock().feed.get(tenant).map_or(0, |all| all.len() as u64);
+        Ok((n > 0).then(|| FeedCursor::new(tenant, n)))
+    }
 }

@@ -91,6 +91,10 @@ impl RequestRows for Rows {
         unimplemented!()
     }
 
+    async fn feed_end(&self, _: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
+        unimplemented!()
+    }
+
     async fn feed(
         &self,
         _: &TenantId,

@@ -437,6 +437,19 @@ impl RequestRows for SqliteStore {
         })
         .await
     }
+
+    async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
+        let owned = tenant.clone();
+        let newest: Option<i64> = self
+            .tx("feed end", false, move |tx| {
+                tx.query_row("SELECT max(seq) FROM feed WHERE tenant = ?1", [owned.as_str()], |r| {
+                    r.get(0)
+                })
+                .map_err(db("feed end"))
+            })
+            .await?;
+        Ok(newest.map(|seq| FeedCursor::new(tenant, seq as u64)))
+    }
 }
 
 /// Up to `limit` of `tenant`'s feed entries numbered above `from`.
