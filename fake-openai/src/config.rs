@@ -1,6 +1,7 @@
 //! The fake's settings: its limits and timings (`FakeConfig`) and the faults
 //! a test injects (`Faults`).
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -97,7 +98,7 @@ pub struct FakeConfig {
     pub data_dir: Option<PathBuf>,
     pub faults: Faults,
     /// Send OpenAI's batch events to this endpoint (`None`: no events).
-    pub webhook: Option<crate::webhooks::WebhookConfig>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Default for FakeConfig {
@@ -114,5 +115,48 @@ impl Default for FakeConfig {
             faults: Faults::default(),
             webhook: None,
         }
+    }
+}
+
+/// Where and how the fake sends its events.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The endpoint's URL.
+    pub url: String,
+    /// The endpoint's signing secret, `whsec_<base64>`.
+    pub secret: String,
+    /// The wait after the first failed attempt (it doubles each time).
+    pub first_retry_ms: u64,
+    /// How long an attempt may take before it counts as failed.
+    pub timeout_ms: u64,
+}
+
+impl WebhookConfig {
+    pub const DEFAULT_FIRST_RETRY_MS: u64 = 5_000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+
+    pub fn new(url: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            secret: secret.into(),
+            first_retry_ms: Self::DEFAULT_FIRST_RETRY_MS,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+        }
+    }
+
+    /// The signing key behind `whsec_<base64>`.
+    pub fn key(&self) -> Result<Vec<u8>, String> {
+        let b64 = self
+            .secret
+            .trim()
+            .strip_prefix("whsec_")
+            .ok_or("the webhook secret must start with whsec_")?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("the webhook secret is not whsec_ and base64: {e}"))?;
+        if key.is_empty() {
+            return Err("the webhook secret is empty".into());
+        }
+        Ok(key)
     }
 }

@@ -39,11 +39,12 @@ pub mod webhooks;
 
 pub use anthropic::messages::{invalid_params, prompt_tokens as anthropic_prompt_tokens};
 pub use anthropic::respond_message;
+pub use config::WebhookConfig;
 pub use config::{FakeConfig, Faults};
 pub use responses::respond;
 pub use server::{FakeHandle, FakeServer};
+pub use state::WebhookAttempt;
 pub use state::{LogEntry, Submission};
-pub use webhooks::{WebhookAttempt, WebhookConfig};
 
 /// Endpoints a batch may target.
 pub const ENDPOINTS: &[&str] = &[

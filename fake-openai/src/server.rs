@@ -144,7 +144,7 @@ impl FakeHandle {
     }
 
     /// Every webhook delivery attempt so far, in order.
-    pub fn webhook_attempts(&self) -> Vec<crate::webhooks::WebhookAttempt> {
+    pub fn webhook_attempts(&self) -> Vec<crate::state::WebhookAttempt> {
         crate::webhooks::attempts(&self.shared.webhook_log)
     }
 

@@ -92,7 +92,7 @@ pub(crate) struct Inner {
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     /// Every webhook delivery attempt (`webhooks`).
-    pub(crate) webhook_log: Mutex<Vec<crate::webhooks::WebhookAttempt>>,
+    pub(crate) webhook_log: Mutex<Vec<WebhookAttempt>>,
     pub(crate) dir: PathBuf,
     pub(crate) owns_dir: bool,
 }
@@ -158,4 +158,20 @@ pub(crate) struct MsgBatch {
 pub(crate) struct MsgBatches {
     pub(crate) by_id: HashMap<String, MsgBatch>,
     pub(crate) order: BTreeMap<u64, String>,
+}
+
+/// One delivery attempt the fake made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookAttempt {
+    /// The `webhook-id` header (the same on every attempt of one event).
+    pub webhook_id: String,
+    /// The event's `id` (`evt_…`).
+    pub event_id: String,
+    /// `batch.completed`, …
+    pub event_type: String,
+    pub batch_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The answer's status; `None`: no answer (refused, timed out).
+    pub status: Option<u16>,
 }

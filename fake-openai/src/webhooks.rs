@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::config::WebhookConfig;
 use crate::lifecycle::{advance_by, Cause};
-use crate::state::{now_s, Shared};
+use crate::state::{now_s, Shared, WebhookAttempt};
 
 /// How often the ticker looks at the batches.
 const TICK: Duration = Duration::from_millis(50);
@@ -41,65 +41,6 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(72 * 3600);
 const USER_AGENT: &str = "OpenAI/1.0 (+https://platform.openai.com/docs/webhooks)";
 /// The statuses that send an event (`batch.<status>`).
 const ENDED: [&str; 4] = ["completed", "failed", "expired", "cancelled"];
-
-/// Where and how the fake sends its events.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    /// The endpoint's URL.
-    pub url: String,
-    /// The endpoint's signing secret, `whsec_<base64>`.
-    pub secret: String,
-    /// The wait after the first failed attempt (it doubles each time).
-    pub first_retry_ms: u64,
-    /// How long an attempt may take before it counts as failed.
-    pub timeout_ms: u64,
-}
-
-impl WebhookConfig {
-    pub const DEFAULT_FIRST_RETRY_MS: u64 = 5_000;
-    pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
-
-    pub fn new(url: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            secret: secret.into(),
-            first_retry_ms: Self::DEFAULT_FIRST_RETRY_MS,
-            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
-        }
-    }
-
-    /// The signing key behind `whsec_<base64>`.
-    pub fn key(&self) -> Result<Vec<u8>, String> {
-        let b64 = self
-            .secret
-            .trim()
-            .strip_prefix("whsec_")
-            .ok_or("the webhook secret must start with whsec_")?;
-        let key = STANDARD
-            .decode(b64)
-            .map_err(|e| format!("the webhook secret is not whsec_ and base64: {e}"))?;
-        if key.is_empty() {
-            return Err("the webhook secret is empty".into());
-        }
-        Ok(key)
-    }
-}
-
-/// One delivery attempt the fake made.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WebhookAttempt {
-    /// The `webhook-id` header (the same on every attempt of one event).
-    pub webhook_id: String,
-    /// The event's `id` (`evt_…`).
-    pub event_id: String,
-    /// `batch.completed`, …
-    pub event_type: String,
-    pub batch_id: String,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    /// The answer's status; `None`: no answer (refused, timed out).
-    pub status: Option<u16>,
-}
 
 /// HMAC-SHA256 (RFC 2104) over SHA-256.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {

@@ -329,6 +329,13 @@ pub fn estimate_per_request(p: &AwsPrices, body_bytes: u64, result_bytes: u64, s
     u.cost(p)
 }
 
+/// The bytes a new request keeps in DynamoDB, as its storage is estimated:
+/// its body and its state item. (A body a bulk call wrote into a chunk
+/// object is in S3 instead, at a tenth of the price: this overstates it.)
+pub fn stored_bytes(r: &crate::request::NewRequest) -> u64 {
+    r.body_bytes() + AWS_LIST.state_item_bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

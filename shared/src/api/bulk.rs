@@ -210,12 +210,6 @@ struct Inserts {
     cost: crate::money::Money,
 }
 
-/// The bytes a new request keeps in DynamoDB, as its storage is estimated
-/// (crate::overhead): its body and its state item.
-pub(super) fn stored_bytes(r: &NewRequest) -> u64 {
-    r.body_bytes() + crate::overhead::AWS_LIST.state_item_bytes
-}
-
 struct InFlight {
     slots: Vec<usize>,
     task: tokio::task::JoinHandle<Result<Vec<InsertOutcome>, StoreError>>,
@@ -240,7 +234,7 @@ impl Inserts {
             return Ok(());
         }
         let (slots, news): (Vec<usize>, Vec<NewRequest>) = part.into_iter().unzip();
-        let stored: u64 = news.iter().map(stored_bytes).sum();
+        let stored: u64 = news.iter().map(crate::overhead::stored_bytes).sum();
         self.usage.record(|u| u.dynamodb_bytes += stored);
         let (store, now) = (self.store.clone(), self.now);
         self.in_flight = Some(InFlight {

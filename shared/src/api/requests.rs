@@ -64,7 +64,7 @@ impl Api {
         let new = self.new_request(tenant, line)?;
         let cost = spend::nanos(new.estimated_cost_nanos as i64);
         let crossed = self.check_limits(tenant, 1, new.body_bytes(), cost).await?;
-        let stored = super::bulk::stored_bytes(&new);
+        let stored = crate::overhead::stored_bytes(&new);
         self.ports.usage.record(|u| u.dynamodb_bytes += stored);
         let outcome = self
             .ports
