@@ -30,7 +30,7 @@ mod query;
 mod request_item;
 mod requests;
 mod savings;
-mod tables;
+pub(crate) mod tables;
 mod transact;
 
 use std::collections::HashMap;

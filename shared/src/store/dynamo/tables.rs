@@ -85,59 +85,67 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Turns on the table's TTL on [`EXPIRES_AT`] unless it is on already
-    /// (enabling it twice is an error in DynamoDB).
     async fn enable_ttl(&self, table: &str) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{TimeToLiveSpecification, TimeToLiveStatus};
-        let current = self
-            .client
-            .describe_time_to_live()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| StoreError::backend("dynamodb DescribeTimeToLive", err_msg(e)))?;
-        let status = current
-            .time_to_live_description()
-            .and_then(|d| d.time_to_live_status().cloned());
-        if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
-            return Ok(());
-        }
-        let spec = TimeToLiveSpecification::builder()
-            .attribute_name(EXPIRES_AT)
-            .enabled(true)
-            .build()
-            .expect("spec has name and flag");
-        self.client
-            .update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(spec)
-            .send()
-            .await
-            .map_err(|e| StoreError::backend("dynamodb UpdateTimeToLive", err_msg(e)))?;
-        Ok(())
+        enable_ttl(&self.client, table).await
     }
 
     async fn wait_active(&self, table: &str) -> Result<(), StoreError> {
-        for _ in 0..120 {
-            let out = self
-                .client
-                .describe_table()
-                .table_name(table)
-                .send()
-                .await
-                .map_err(|e| StoreError::backend("dynamodb DescribeTable", err_msg(e)))?;
-            let active = out
-                .table()
-                .and_then(|t| t.table_status())
-                .is_some_and(|s| s.as_str() == "ACTIVE");
-            if active {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        Err(StoreError::backend(
-            "dynamodb DescribeTable",
-            format!("table {table} did not become ACTIVE"),
-        ))
+        wait_active(&self.client, table).await
     }
+}
+
+/// Turns on `table`'s TTL on [`EXPIRES_AT`] unless it is on already
+/// (enabling it twice is an error in DynamoDB). For `batchq init` and tests;
+/// the template declares the TTL in AWS.
+pub(crate) async fn enable_ttl(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{TimeToLiveSpecification, TimeToLiveStatus};
+    let current = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| StoreError::backend("dynamodb DescribeTimeToLive", err_msg(e)))?;
+    let status = current
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status().cloned());
+    if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
+        return Ok(());
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(EXPIRES_AT)
+        .enabled(true)
+        .build()
+        .expect("spec has name and flag");
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| StoreError::backend("dynamodb UpdateTimeToLive", err_msg(e)))?;
+    Ok(())
+}
+
+/// Waits (up to a minute) until `table` is ACTIVE after its creation.
+pub(crate) async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
+    for _ in 0..120 {
+        let out = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("dynamodb DescribeTable", err_msg(e)))?;
+        let active = out
+            .table()
+            .and_then(|t| t.table_status())
+            .is_some_and(|s| s.as_str() == "ACTIVE");
+        if active {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(StoreError::backend(
+        "dynamodb DescribeTable",
+        format!("table {table} did not become ACTIVE"),
+    ))
 }

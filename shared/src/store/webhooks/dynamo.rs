@@ -260,57 +260,8 @@ impl DynamoWebhooks {
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {}
             Err(e) => return Err(backend("dynamodb CreateTable", crate::error::chain(&e))),
         }
-        for _ in 0..120 {
-            let out = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(sdk_err("dynamodb DescribeTable"))?;
-            if out
-                .table()
-                .and_then(|t| t.table_status())
-                .is_some_and(|s| s.as_str() == "ACTIVE")
-            {
-                return self.enable_ttl().await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        Err(backend(
-            "dynamodb DescribeTable",
-            format!("table {} did not become ACTIVE", self.table),
-        ))
-    }
-
-    async fn enable_ttl(&self) -> Result<(), StoreError> {
-        use aws_sdk_dynamodb::types::{TimeToLiveSpecification, TimeToLiveStatus};
-        let current = self
-            .client
-            .describe_time_to_live()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(sdk_err("dynamodb DescribeTimeToLive"))?;
-        let status = current
-            .time_to_live_description()
-            .and_then(|d| d.time_to_live_status().cloned());
-        if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
-            return Ok(());
-        }
-        let spec = TimeToLiveSpecification::builder()
-            .attribute_name(EXPIRES_AT)
-            .enabled(true)
-            .build()
-            .expect("spec has name and flag");
-        self.client
-            .update_time_to_live()
-            .table_name(&self.table)
-            .time_to_live_specification(spec)
-            .send()
-            .await
-            .map_err(sdk_err("dynamodb UpdateTimeToLive"))?;
-        Ok(())
+        crate::store::dynamo::tables::wait_active(&self.client, &self.table).await?;
+        crate::store::dynamo::tables::enable_ttl(&self.client, &self.table).await
     }
 
     fn expiry(&self, d: &Delivery) -> Option<i64> {
