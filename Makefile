@@ -17,7 +17,7 @@ CARGO_TEST := $(TEST_RUNNER) --workspace --no-fail-fast
 # the third (selected within --workspace: a narrower package set would unify
 # features differently and rebuild the dependencies). The store conformance
 # suite runs on all three stores in the first run.
-STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz untagged_duplicates backup budgets lambda_metrics activity_report results_feed provider_webhooks_lambda
+STORE_TESTS := pipeline crash_matrix end_to_end result_files token_budget tenants tracing_spans api api_bad_input api_fuzz untagged_duplicates backup budgets lambda_metrics activity_report results_feed deliver_function provider_webhooks_lambda
 
 .PHONY: help venv browser test lint fmt clippy check clean
 

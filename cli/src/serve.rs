@@ -99,6 +99,11 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         let _ = stop_tx.send(true);
     });
     let registry = Arc::new(Registry::new());
+    // Each delivery pass's attempts, deliveries and give-ups are counted.
+    let dispatcher = dispatcher.map(|d| {
+        let counts = registry.clone();
+        d.on_pass(Arc::new(move |pass| counts.record(metrics::from_pass(pass))))
+    });
     let mut api = ctx.api()?.clone().with_metrics(registry.clone());
     if let Some(source) = &app.config.openai_webhook_secret {
         let secret = batchq_core::provider::openai::resolve_webhook_secret(source, &app.sdk)
@@ -119,6 +124,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
             api,
             keys: keys.clone(),
             registry: registry.clone(),
+            dispatcher: dispatcher.clone(),
         });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -345,6 +351,8 @@ struct Front {
     api: Api,
     keys: ApiKeys,
     registry: Arc<Registry>,
+    /// The webhook delivery engine, for the oldest undelivered event's age.
+    dispatcher: Option<Dispatcher>,
 }
 
 /// `GET /metrics`: the counters of this process and the gauges as the
@@ -361,7 +369,24 @@ async fn scrape(State(front): State<Front>, req: Request<Body>) -> Response<Body
             return json_response(resp.status, &resp.headers, resp.body_string());
         }
     }
-    match metrics::store_gauges(&front.api.ports).await {
+    let gauges = match metrics::store_gauges(&front.api.ports).await {
+        Ok(mut gauges) => {
+            // Without a webhook store nothing can wait for delivery.
+            let waiting = match &front.dispatcher {
+                Some(d) => d.oldest_undelivered(None).await,
+                None => Ok(0),
+            };
+            waiting.map(|secs| {
+                gauges.push(metrics::Sample::new(
+                    &metrics::WEBHOOK_OLDEST_UNDELIVERED_AGE,
+                    secs as f64,
+                ));
+                gauges
+            })
+        }
+        Err(e) => Err(e),
+    };
+    match gauges {
         Ok(gauges) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)

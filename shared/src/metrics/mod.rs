@@ -339,6 +339,17 @@ pub fn from_poll(report: &PollReport) -> Vec<Sample> {
     out
 }
 
+/// What one endpoint's delivery pass in `batchq serve` did: its attempts,
+/// deliveries and give-ups (the oldest undelivered age is a gauge there,
+/// read at each scrape).
+pub fn from_pass(report: &crate::pipeline::dispatch::PassReport) -> Vec<Sample> {
+    vec![
+        Sample::new(&WEBHOOK_ATTEMPTS, report.attempts() as f64),
+        Sample::new(&WEBHOOKS_DELIVERED, report.delivered as f64),
+        Sample::new(&WEBHOOKS_FAILED, report.failed as f64),
+    ]
+}
+
 /// What a deliver run reports: its attempts, deliveries and give-ups, and
 /// the age of the oldest event still waiting.
 pub fn from_deliver(report: &crate::pipeline::dispatch::RunReport) -> Vec<Sample> {

@@ -32,6 +32,9 @@ impl Registry {
             Sample::new(&super::REQUESTS_RETRIED, 0.0),
             Sample::new(&super::BATCH_SPEND, 0.0),
             Sample::new(&super::SAVINGS, 0.0),
+            Sample::new(&super::WEBHOOK_ATTEMPTS, 0.0),
+            Sample::new(&super::WEBHOOKS_DELIVERED, 0.0),
+            Sample::new(&super::WEBHOOKS_FAILED, 0.0),
         ];
         for kind in crate::provider::ProviderError::KINDS {
             seed.push(Sample::new(&super::PROVIDER_ERRORS, 0.0).with(Dim::ErrorKind, *kind));

@@ -201,6 +201,13 @@ pub struct PassReport {
     pub failed: u32,
 }
 
+impl PassReport {
+    /// Attempts made (each ends delivered, retrying or failed).
+    pub fn attempts(&self) -> u32 {
+        self.delivered + self.retrying + self.failed
+    }
+}
+
 /// One `request.batch` delivery of a run of one job's events.
 fn batch_delivery(endpoint: &Endpoint, chunk: Vec<(&RequestFacts, Value)>, now: crate::time::Timestamp) -> Delivery {
     let last = &chunk[chunk.len() - 1].0.entry;
@@ -250,6 +257,9 @@ pub struct Dispatcher {
     pub sender: Arc<dyn WebhookSender>,
     pub config: WebhookConfig,
     running: Arc<Mutex<HashMap<EndpointId, JoinHandle<()>>>>,
+    /// Told what each pass that [`Dispatcher::tick`] started did (`batchq
+    /// serve` counts them for `GET /metrics`).
+    on_pass: Option<Arc<dyn Fn(&PassReport) + Send + Sync>>,
 }
 
 /// Jobs read per page when looking for finished jobs after a job mark.
@@ -280,7 +290,15 @@ impl Dispatcher {
             sender,
             config,
             running: Arc::default(),
+            on_pass: None,
         }
+    }
+
+    /// This dispatcher telling `on_pass` what each pass [`Self::tick`]
+    /// started did.
+    pub fn on_pass(mut self, on_pass: Arc<dyn Fn(&PassReport) + Send + Sync>) -> Self {
+        self.on_pass = Some(on_pass);
+        self
     }
 
     /// Starts a pass for every enabled endpoint whose previous pass ended.
@@ -299,7 +317,9 @@ impl Dispatcher {
             running.insert(
                 id,
                 tokio::spawn(async move {
-                    let _ = me.pass(&state).await;
+                    if let (Ok(report), Some(on_pass)) = (me.pass(&state).await, &me.on_pass) {
+                        on_pass(&report);
+                    }
                 }),
             );
             started += 1;
