@@ -259,8 +259,11 @@ pub struct Dispatcher {
     running: Arc<Mutex<HashMap<EndpointId, JoinHandle<()>>>>,
     /// Told what each pass that [`Dispatcher::tick`] started did (`batchq
     /// serve` counts them for `GET /metrics`).
-    on_pass: Option<Arc<dyn Fn(&PassReport) + Send + Sync>>,
+    on_pass: Option<PassHook>,
 }
+
+/// What [`Dispatcher::on_pass`] is told each pass's report through.
+pub type PassHook = Arc<dyn Fn(&PassReport) + Send + Sync>;
 
 /// Jobs read per page when looking for finished jobs after a job mark.
 const JOB_PAGE: u32 = 100;
@@ -296,7 +299,7 @@ impl Dispatcher {
 
     /// This dispatcher telling `on_pass` what each pass [`Self::tick`]
     /// started did.
-    pub fn on_pass(mut self, on_pass: Arc<dyn Fn(&PassReport) + Send + Sync>) -> Self {
+    pub fn on_pass(mut self, on_pass: PassHook) -> Self {
         self.on_pass = Some(on_pass);
         self
     }
