@@ -58,10 +58,11 @@ bench: venv ## Benchmarks: hot paths, peak memory, calls and AWS cost per reques
 	cargo build --profile perf --quiet -p batchq-bench
 	@# The functions on their own (the workspace's default members), so they
 	@# are built without the features the bench and the CLI turn on (SQLite).
-	cargo build --profile perf --quiet
+	@# The embedded section alone runs no function binary.
 	@if [ "$$BATCHQ_BENCH_ONLY" = embedded ]; then \
 	  target/perf/batchq-bench $(BENCH_ARGS); \
 	else \
+	  cargo build --profile perf --quiet && \
 	  BATCHQ_MOTO_METER=1 scripts/with-emulator.sh target/perf/batchq-bench $(BENCH_ARGS); \
 	fi
 

@@ -40,6 +40,20 @@ fn written_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) this process has used so far (Linux,
+/// `/proc/self/stat` in clock ticks of 10 ms): unlike a rate, stable when
+/// other work shares the machine.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(") ")?.1;
+            let f: Vec<&str> = rest.split(' ').collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 async fn bulk(api: &Api, lines: &[String]) -> f64 {
     let t = Instant::now();
     for chunk in lines.chunks(1000) {
@@ -71,7 +85,12 @@ async fn main() {
         let objects: Arc<dyn ObjectStore> = Arc::new(MemoryObjects::default());
         let store = Arc::new(MemoryStore::new().placed(objects.clone(), embedded_inline_limits()));
         let api = Api::new(Ports::over(store, objects, Arc::new(SystemClock)), &config.limits);
-        eprintln!("memory: {:.0} requests/s", bulk(&api, &lines).await);
+        let cpu = cpu_seconds();
+        let rate = bulk(&api, &lines).await;
+        eprintln!(
+            "memory: {rate:.0} requests/s, {:.1} µs CPU per request",
+            (cpu_seconds() - cpu) * 1e6 / lines.len() as f64
+        );
     }
     if what != "memory" {
         let dir = std::env::temp_dir().join(format!("probe-{}", std::process::id()));
@@ -80,11 +99,13 @@ async fn main() {
         let store = Arc::new(d.store(embedded_inline_limits()));
         let api = Api::new(Ports::over(store, objects, Arc::new(SystemClock)), &config.limits);
         let before = written_bytes();
+        let cpu = cpu_seconds();
         let rate = bulk(&api, &lines).await;
         let written = written_bytes() - before;
         eprintln!(
-            "sqlite: {rate:.0} requests/s, {:.1} KB written per request (write_bytes)",
-            written as f64 / 1000.0 / lines.len() as f64
+            "sqlite: {rate:.0} requests/s, {:.1} KB written per request (write_bytes), {:.1} µs CPU per request",
+            written as f64 / 1000.0 / lines.len() as f64,
+            (cpu_seconds() - cpu) * 1e6 / lines.len() as f64
         );
         drop(api);
         drop(d);
