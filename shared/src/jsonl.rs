@@ -42,6 +42,10 @@ pub struct LineReader {
     eof: bool,
     /// Inside an over-long line: bytes dropped so far, and its head.
     discarding: Option<(u64, Bytes)>,
+    /// Bytes of the stream taken out of `chunk` so far (into lines or `buf`).
+    taken: u64,
+    /// Where the last [`Line::Data`] handed out starts in the stream.
+    last_offset: u64,
 }
 
 impl LineReader {
@@ -54,7 +58,16 @@ impl LineReader {
             line_no: 0,
             eof: false,
             discarding: None,
+            taken: 0,
+            last_offset: 0,
         }
+    }
+
+    /// The byte offset in the stream of the first byte of the last
+    /// [`Line::Data`] returned: with its length, the range of the file
+    /// that holds the line.
+    pub fn last_line_offset(&self) -> u64 {
+        self.last_offset
     }
 
     /// Lines read so far (including blank and over-long ones).
@@ -65,6 +78,8 @@ impl LineReader {
     pub async fn next_line(&mut self) -> Result<Option<Line>, StoreError> {
         loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.chunk) {
+                let start = self.taken - self.buf.len() as u64;
+                self.taken += pos as u64 + 1;
                 let mut piece = self.chunk.split_to(pos + 1);
                 piece.truncate(pos);
                 let mut line = if self.buf.is_empty() {
@@ -94,6 +109,7 @@ impl LineReader {
                         head: head_of(&line),
                     }));
                 }
+                self.last_offset = start;
                 return Ok(Some(Line::Data {
                     number: self.line_no,
                     bytes: line,
@@ -101,6 +117,7 @@ impl LineReader {
             }
             // No newline in the rest of the chunk: it continues the line.
             if !self.chunk.is_empty() {
+                self.taken += self.chunk.len() as u64;
                 self.buf.extend_from_slice(&self.chunk);
                 self.chunk.clear();
             }
@@ -115,6 +132,7 @@ impl LineReader {
                 }
                 // Last line without a terminating newline.
                 self.line_no += 1;
+                let start = self.taken - self.buf.len() as u64;
                 let line = self.buf.split().freeze();
                 if let Some((dropped, head)) = self.discarding.take() {
                     return Ok(Some(Line::TooLong {
@@ -126,6 +144,7 @@ impl LineReader {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     return Ok(None);
                 }
+                self.last_offset = start;
                 return Ok(Some(Line::Data {
                     number: self.line_no,
                     bytes: line,
@@ -206,7 +225,15 @@ mod tests {
         let mut v = Vec::new();
         while let Some(l) = r.next_line().await.unwrap() {
             v.push(match l {
-                Line::Data { number, bytes } => (number, Some(bytes.clone()), bytes.len() as u64),
+                Line::Data { number, bytes } => {
+                    let at = r.last_line_offset() as usize;
+                    assert_eq!(
+                        &file[at..at + bytes.len()],
+                        &bytes[..],
+                        "line {number}: its offset names its bytes in the file"
+                    );
+                    (number, Some(bytes.clone()), bytes.len() as u64)
+                }
                 Line::TooLong { number, bytes, head } => {
                     assert!(
                         file.windows(head.len()).any(|w| w == &head[..]),

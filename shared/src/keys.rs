@@ -3,8 +3,8 @@
 //! | prefix | what | written by | lifetime |
 //! |---|---|---|---|
 //! | `inputs/{job}.jsonl` | a job's batch input file | submit | until the job is done (+ lifecycle rule) |
-//! | `results/{job}/output.jsonl` | provider output file copy | poll | ingested, then lifecycle rule |
-//! | `results/{job}/errors.jsonl` | provider error file copy | poll | ingested, then lifecycle rule |
+//! | `results/{job}/output.jsonl` | provider output file copy; results point into it | poll | with its requests (+ a day) |
+//! | `results/{job}/errors.jsonl` | provider error file copy | poll | with its requests (+ a day) |
 //! | `bodies/{request}/{content_hash}.json` | request bodies too large for DynamoDB | enqueue | with the request |
 //! | `responses/{request}/{job}.json` | responses too large for DynamoDB | ingest | with the request |
 //!
@@ -29,9 +29,11 @@ pub const BODY_HORIZON: Duration = Duration::from_secs(30 * 86_400);
 /// batch fails validation, up to the batch deadline after submission.
 pub const INPUT_RETENTION_DAYS: u64 = 7;
 
-/// Days a copied result file is kept (`results/`); it is ingested within
-/// minutes.
-pub const RESULT_FILE_RETENTION_DAYS: u64 = 30;
+/// How much longer than the retention a copied result file (`results/`) is
+/// kept: results point into it (`placement::InlineLimits::place_answer`),
+/// and a request finishes after the copy (ingest runs within minutes; poll
+/// ingests a file a lease after its copy at the latest).
+pub const RESULT_FILE_MARGIN: Duration = DAY;
 
 /// One prefix's expiry: objects under `prefix` older than `after` go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,18 +47,18 @@ pub struct ObjectExpiry {
 /// these (the template's defaults are these figures); the embedded store's
 /// `batchq serve` sweeps its files by them every hour. Finished requests'
 /// bodies are deleted at once; `bodies/` expiry takes what a crash left.
+/// Result file copies hold their requests' answers, so they go only after
+/// the rows that point into them.
 pub fn object_expiry(retention: Option<Duration>) -> Vec<ObjectExpiry> {
-    let mut out = vec![
-        ObjectExpiry {
-            prefix: "inputs/",
-            after: DAY * INPUT_RETENTION_DAYS as u32,
-        },
-        ObjectExpiry {
-            prefix: RESULTS_PREFIX,
-            after: DAY * RESULT_FILE_RETENTION_DAYS as u32,
-        },
-    ];
+    let mut out = vec![ObjectExpiry {
+        prefix: "inputs/",
+        after: DAY * INPUT_RETENTION_DAYS as u32,
+    }];
     if let Some(retention) = retention {
+        out.push(ObjectExpiry {
+            prefix: RESULTS_PREFIX,
+            after: retention + RESULT_FILE_MARGIN,
+        });
         out.push(ObjectExpiry {
             prefix: "responses/",
             after: retention,

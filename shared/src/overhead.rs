@@ -302,7 +302,8 @@ impl LambdaMeter {
 /// follow from DynamoDB's rules and batchq's writes (docs/performance.md,
 /// section 3): the body item written in a transaction (2 WCU per KB), the
 /// state item and its index entries at enqueue, claim and finish, the
-/// result item in the finishing transaction, and the counter items (one
+/// result item (a pointer into the result file) in the finishing
+/// transaction, and the counter items (one
 /// call's own when enqueued singly, shared by a thousand in bulk); storage
 /// as [`AwsUsage::priced`] counts it.
 pub fn estimate_per_request(p: &AwsPrices, body_bytes: u64, result_bytes: u64, single: bool) -> Money {
@@ -313,15 +314,16 @@ pub fn estimate_per_request(p: &AwsPrices, body_bytes: u64, result_bytes: u64, s
     wcu += if single { 6.0 } else { 0.1 };
     // claim: state item, queue-index out, job-index in.
     wcu += 2.0 + 2.0;
-    // finish: state item and job-index entry, result item (transactional).
-    wcu += 2.0 + 1.0 + 2.0 * kb(result_bytes);
+    // finish: state item and job-index entry, result item (transactional;
+    // it points into the result file copy, or to its own object).
+    wcu += 2.0 + 1.0 + 2.0;
     // reads: the body at submit and the state at finish, eventually consistent.
     let rcu = 0.5 * (body_bytes.div_ceil(4096).max(1) as f64) + 1.0;
     let u = AwsUsage {
         api_units: u64::from(single),
         wcu,
         rcu,
-        dynamodb_bytes: body_bytes + result_bytes + p.state_item_bytes,
+        dynamodb_bytes: body_bytes + p.state_item_bytes,
         s3_input_bytes: body_bytes,
         s3_result_bytes: result_bytes,
         ..AwsUsage::default()

@@ -118,6 +118,35 @@ impl InlineLimits {
     }
 }
 
+/// Fewest bytes of an answer that points into its result file rather
+/// than being held by its row: a pointer (the file's key, an offset, a
+/// length) takes about 100.
+pub const ANSWER_POINTER_MIN_BYTES: usize = 128;
+
+impl InlineLimits {
+    /// Where a 2xx answer goes whose body lies verbatim at `offset` (with
+    /// `body`'s length) in the copied result file `file`, `None` when it is
+    /// not known to. Up to the inline limit, a pointer into the file: the
+    /// copy is there already and is kept as long as the result's row
+    /// ([`keys::object_expiry`]), while holding the body costs the row store
+    /// per byte (DynamoDB: 2 write units per KB in a transaction). An answer
+    /// smaller than a pointer stays inline; one over the inline limit stays
+    /// as it is, for [`Self::response_object`] to give it an object of its
+    /// own (which a caller can be handed a presigned URL of).
+    pub fn place_answer(&self, file: &str, offset: Option<u64>, body: String) -> Payload {
+        match offset {
+            Some(offset) if body.len() >= ANSWER_POINTER_MIN_BYTES && body.len() as u64 <= self.result_max => {
+                Payload::Chunk {
+                    key: file.to_owned(),
+                    offset,
+                    len: body.len() as u64,
+                }
+            }
+            _ => Payload::Inline(body),
+        }
+    }
+}
+
 /// Fewest inline-size bodies of one queue group, inserted together, that
 /// are written as a chunk object rather than into their rows.
 pub const CHUNK_MIN_BODIES: usize = 16;
@@ -246,6 +275,34 @@ mod tests {
         assert_eq!(LIMITS.response_object(&result("{}")), None);
         let big = LIMITS.response_object(&result(r#"{"long":"answer"}"#)).unwrap();
         assert_eq!(big.key, keys::response(&r.key, &job));
+    }
+
+    #[test]
+    fn an_answer_found_in_its_result_file_points_into_it_up_to_the_inline_limit() {
+        let limits = InlineLimits {
+            body_max: 20,
+            result_max: 200,
+        };
+        let file = "results/job_x/output.jsonl";
+        let answer = "a".repeat(ANSWER_POINTER_MIN_BYTES);
+        assert_eq!(
+            limits.place_answer(file, Some(7), answer.clone()),
+            Payload::Chunk {
+                key: file.into(),
+                offset: 7,
+                len: answer.len() as u64
+            }
+        );
+        // Not known to lie in the file, smaller than a pointer, or over the
+        // inline limit (it gets an object of its own): as it is.
+        assert_eq!(limits.place_answer(file, None, answer.clone()), Payload::Inline(answer));
+        let tiny = "a".repeat(ANSWER_POINTER_MIN_BYTES - 1);
+        assert_eq!(limits.place_answer(file, Some(7), tiny.clone()), Payload::Inline(tiny));
+        let large = "a".repeat(201);
+        assert_eq!(
+            limits.place_answer(file, Some(7), large.clone()),
+            Payload::Inline(large)
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! The scenarios reach every code path behind a grant: bodies over
 //! BATCHQ_INLINE_BODY_MAX_BYTES (S3), responses over
 //! BATCHQ_INLINE_RESULT_MAX_BYTES (S3) and a presigned URL to one fetched
-//! over HTTP, a re-posted request, a cancelled large-body request that a
+//! over HTTP, an answer read from its result file's copy, a re-posted request, a cancelled large-body request that a
 //! stale queue listing still offers to submit (a lost claim), a request
 //! whose body object is gone (a 404 needs s3:ListBucket), results the
 //! provider lost (closing a job reads its input file), a result file whose
@@ -583,6 +583,10 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
         .await
         .unwrap();
     assert_eq!(fetched["data"].as_array().unwrap().len(), 300);
+    // An answer read from the copy of its result file (a ranged GET).
+    let c = call(event("GET", "/v1/requests/chat-1", None, None, false)).await;
+    assert_eq!(c.body["status"], "completed", "{}", c.body);
+    assert!(c.body["result"]["response"].is_object(), "{}", c.body);
 
     // ---- The daily report run (a second schedule of poll), twice: the
     // second finds it written.

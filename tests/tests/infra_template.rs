@@ -807,12 +807,13 @@ fn openai_webhooks_are_optional_and_give_enqueue_only_the_secret_and_the_poll_fu
             ),
         ])
     );
-    // Still no poller powers for the API function: no provider key, no
-    // result files.
+    // Still no poller powers for the API function: no provider key, and of
+    // the result files only reading (answers are read from them).
     let grants = grants_of(&t, "EnqueueFunction");
     for (action, resource) in &grants {
         assert!(
-            resource != "ProviderKeySecret" && !resource.starts_with("DataBucket/results"),
+            resource != "ProviderKeySecret"
+                && (!resource.starts_with("DataBucket/results") || action == "s3:GetObject"),
             "enqueue may {action} on {resource}"
         );
     }
@@ -1248,9 +1249,17 @@ fn the_bucket_is_private_encrypted_tls_only_and_expires_what_it_may() {
         as_u64(&t.parameter("InputRetentionDays")["Default"]),
         batchq_core::keys::INPUT_RETENTION_DAYS
     );
+    // Results point into the result file copies: they go with the rows
+    // (RetentionDays), never while a row may still read them, and not at
+    // all without a retention.
+    let results = rules.iter().find(|r| r["Prefix"] == "results/").unwrap();
     assert_eq!(
-        as_u64(&t.parameter("ResultFileRetentionDays")["Default"]),
-        batchq_core::keys::RESULT_FILE_RETENTION_DAYS
+        results["ExpirationInDays"],
+        json!({"Fn::If": ["HasRetention", reference("RetentionDays"), 1]})
+    );
+    assert_eq!(
+        results["Status"],
+        json!({"Fn::If": ["HasRetention", "Enabled", "Disabled"]})
     );
     assert_eq!(
         as_u64(&t.parameter("BodyRetentionDays")["Default"]),

@@ -13,7 +13,7 @@ use batchq_core::keys as store_keys;
 use batchq_core::pipeline::ingest::FileKind;
 use batchq_core::pipeline::SubmitOptions;
 use batchq_core::provider::openai::limits::MAX_RESULT_LINE_BYTES;
-use batchq_core::request::{NewRequest, RequestStatus};
+use batchq_core::request::{NewRequest, Payload, RequestStatus};
 use batchq_tests::pipeline::{assert_invariants, chat, expected_response, keys, Pipeline};
 use bytes::Bytes;
 use fake_openai::FakeConfig;
@@ -301,4 +301,45 @@ async fn an_answer_over_the_line_limit_fails_its_request_and_is_never_sent_again
     // Nothing goes back to the provider: the answer would be as large again.
     p.settle(&keys(&reqs), 2).await;
     assert_eq!(p.fake.submissions().len(), 1, "the request was sent again");
+}
+
+#[tokio::test]
+async fn answers_are_read_from_the_result_file_copy_not_copied_into_their_rows() {
+    let (p, reqs, job, real) = one_copied_batch(6).await;
+    // Line ends of both kinds and blank lines: every answer's place in the
+    // file is where the reader found its line, whatever came before.
+    let mut file = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        file.extend_from_slice(real[&r.key].as_bytes());
+        file.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n\n" });
+    }
+    let size = file.len() as u64;
+    replace_output(&p, &job, file.clone()).await;
+    p.ingest_via_handler(
+        &p.ingester(),
+        p.s3_event(&store_keys::job_output(&job.id), size, "pointers"),
+    )
+    .await
+    .expect("ingested");
+
+    for r in &reqs {
+        let (state, result) = p.result(&r.key).await;
+        assert_eq!(state.status, RequestStatus::Completed, "{}", r.custom_id);
+        let response = result.unwrap().response.unwrap();
+        let Payload::Chunk { key, offset, len } = &response else {
+            panic!("{}: the answer was copied into its row: {response:?}", r.custom_id);
+        };
+        assert_eq!(key, &store_keys::job_output(&job.id));
+        let (from, to) = (*offset as usize, (*offset + *len) as usize);
+        let in_file: Value = serde_json::from_slice(&file[from..to]).expect("the range is the answer's JSON");
+        let line: Value = serde_json::from_str(&real[&r.key]).unwrap();
+        assert_eq!(in_file, line["response"]["body"], "{}", r.custom_id);
+        assert_eq!(
+            p.response_json(&response).await,
+            expected_response(r),
+            "{}",
+            r.custom_id
+        );
+    }
+    assert_invariants(&p, &reqs).await;
 }

@@ -29,6 +29,7 @@ use crate::jsonl::{Line, LineReader};
 use crate::keys::{self, ResultFile};
 use crate::money::Money;
 use crate::overhead::AWS_LIST;
+use crate::placement::InlineLimits;
 use crate::pricing::PriceBook;
 use crate::provider::{Outcome, ResultLine};
 use crate::request::{Payload, Request, RequestResult, RequestStatus};
@@ -209,11 +210,10 @@ impl Ingester {
         }
 
         let (info, stream) = self.core.ports.objects.open(&key).await?;
-        // Storage is estimated, not metered: the result copy is kept in S3
-        // and its answers in DynamoDB (crate::overhead).
+        // Storage is estimated, not metered: the result copy is kept in S3,
+        // and the results point into it (crate::overhead).
         self.core.ports.usage.record(|u| {
             u.s3_result_bytes += info.bytes;
-            u.dynamodb_bytes += info.bytes;
         });
         let format = self.core.format(&job)?;
         let mut reader = LineReader::new(stream, format.max_result_line_bytes());
@@ -230,7 +230,7 @@ impl Ingester {
                         report.duplicates += 1;
                         tracing::warn!(key, line = number, request = %l.key, "second result line for one request ignored");
                     }
-                    Ok(l) => chunk.push(l),
+                    Ok(l) => chunk.push((reader.last_line_offset(), l)),
                     Err(reason) => {
                         report.malformed += 1;
                         tracing::warn!(key, line = number, %reason, "malformed result line skipped");
@@ -243,7 +243,7 @@ impl Ingester {
                         // answered (and billed) alike.
                         Some(l) if seen.insert(l.key.clone()) => {
                             tracing::warn!(key, line = number, bytes, request = %l.key, "result line over the size limit; its request fails");
-                            chunk.push(l);
+                            chunk.push((0, l));
                         }
                         Some(_) => report.duplicates += 1,
                         None => {
@@ -260,6 +260,7 @@ impl Ingester {
             if chunk.len() >= CHUNK_LINES {
                 self.apply_chunk(
                     &job,
+                    &key,
                     std::mem::take(&mut chunk),
                     &mut totals,
                     &mut by_tenant,
@@ -273,7 +274,7 @@ impl Ingester {
             }
         }
         if !chunk.is_empty() {
-            self.apply_chunk(&job, chunk, &mut totals, &mut by_tenant, &mut report)
+            self.apply_chunk(&job, &key, chunk, &mut totals, &mut by_tenant, &mut report)
                 .await?;
         }
         report.totals = totals;
@@ -390,19 +391,26 @@ impl Ingester {
         )))
     }
 
+    /// Applies a chunk of `file`'s lines, each with where it starts in
+    /// the file.
     async fn apply_chunk(
         &self,
         job: &Job,
-        lines: Vec<ResultLine>,
+        file: &str,
+        lines: Vec<(u64, ResultLine)>,
         totals: &mut CostTotals,
         by_tenant: &mut TenantTotals,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
-        let keys: Vec<RequestKey> = lines.iter().map(|l| l.key.clone()).collect();
+        let keys: Vec<RequestKey> = lines.iter().map(|(_, l)| l.key.clone()).collect();
         let states = self.core.ports.requests.get_many(&keys).await?;
         let now = self.core.now();
+        let limits = InlineLimits {
+            body_max: self.core.config.limits.inline_body_max_bytes,
+            result_max: self.core.config.limits.inline_result_max_bytes,
+        };
         let mut updates = Vec::with_capacity(lines.len());
-        for line in lines {
+        for (line_at, line) in lines {
             let Some(req) = states.get(&line.key) else {
                 report.not_in_job += 1;
                 tracing::warn!(job = %job.id, line = line.number, request = %line.key, "result line for an unknown request");
@@ -416,7 +424,15 @@ impl Ingester {
             report.job_lines += 1;
             // Totals come from the file, for every line of this job, whether
             // this run or an earlier one applied it; they are added once.
-            let (result, cost_model) = self.result_of(job, req, &line, now);
+            let (mut result, cost_model) = self.result_of(job, req, &line, now);
+            // An answer is read from the copy of the file it came in (kept
+            // as long as the result), not copied into the row.
+            if let (Outcome::Success { .. }, Some(Payload::Inline(_))) = (&line.outcome, &result.response) {
+                if let Some(Payload::Inline(body)) = result.response.take() {
+                    let at = line.body_offset.map(|o| line_at + o);
+                    result.response = Some(limits.place_answer(file, at, body));
+                }
+            }
             if let (Some(usage), true) = (result.usage, result.error.is_none()) {
                 totals.usage.add(&usage);
                 let tenant = by_tenant.entry(req.tenant.clone()).or_default();

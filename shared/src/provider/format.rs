@@ -47,6 +47,18 @@ pub struct ResultLine {
     /// `response.request_id`, Anthropic's `request_id` of an errored
     /// result), kept for support; `None` when the provider gave none.
     pub request_id: Option<String>,
+    /// Where a 2xx answer's body starts in the line's bytes, when the body
+    /// is the line's own bytes verbatim (its length is the body's): the
+    /// result can then point into the copied result file instead of
+    /// holding the body ([`crate::placement::InlineLimits::place_answer`]).
+    pub body_offset: Option<u64>,
+}
+
+/// Where `part`, a slice borrowed from `line`, starts in it; `None` when
+/// it is not inside `line`.
+pub fn offset_in(line: &str, part: &str) -> Option<u64> {
+    let start = (part.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    (start + part.len() <= line.len()).then_some(start as u64)
 }
 
 /// What a result line says of its request.

@@ -579,9 +579,10 @@ mod tests {
         aged("responses/r1/job_old.json", day * 31);
         aged("bodies/r2/hash.json", day * 59);
 
-        // With no retention, responses and bodies are kept whatever their age.
+        // With no retention, result files (which results point into),
+        // responses and bodies are kept whatever their age.
         let deleted = o.expire(crate::keys::object_expiry(None), now).await.unwrap();
-        assert_eq!(deleted, 2);
+        assert_eq!(deleted, 1);
         assert_eq!(
             o.keys(),
             vec![
@@ -589,16 +590,23 @@ mod tests {
                 "inputs/job_new.jsonl",
                 "responses/r1/job_old.json",
                 "results/job_new/output.jsonl",
+                "results/job_old/output.jsonl",
             ]
         );
+
+        // A 30-day retention: the response goes, and a result file a day
+        // after (its requests finished after it was copied); a body stays
+        // until 60 days.
+        let deleted = o.expire(crate::keys::object_expiry(Some(day * 30)), now).await.unwrap();
+        assert_eq!(deleted, 1);
+        assert!(o.keys().contains(&"results/job_old/output.jsonl".to_string()));
+        aged("results/job_old/output.jsonl", day * 32);
+        let deleted = o.expire(crate::keys::object_expiry(Some(day * 30)), now).await.unwrap();
+        assert_eq!(deleted, 1);
         assert!(
             !o.root().join("results/job_old").exists(),
             "the emptied directory went too"
         );
-
-        // A 30-day retention: the response goes; a body stays until 60 days.
-        let deleted = o.expire(crate::keys::object_expiry(Some(day * 30)), now).await.unwrap();
-        assert_eq!(deleted, 1);
         assert_eq!(
             o.keys(),
             vec![

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::ids::RequestKey;
-use crate::provider::format::{string_or_none, BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
+use crate::provider::format::{offset_in, string_or_none, BatchFormat, FileLimits, MalformedLine, Outcome, ResultLine};
 use crate::provider::openai::limits::MAX_RESULT_LINE_BYTES;
 use crate::provider::openai::output::too_long_line;
 use crate::provider::openai::usage::MAX_USAGE_TOKENS;
@@ -177,6 +177,7 @@ pub fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| MalformedLine::ForeignCustomId)?;
     let result = wire.result.ok_or(MalformedLine::NoOutcome)?;
     let mut request_id = None;
+    let mut body_offset = None;
     let outcome = match result.kind.as_deref() {
         Some("succeeded") => {
             let message = result.message.ok_or(MalformedLine::NoOutcome)?;
@@ -188,6 +189,7 @@ pub fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine
                     "result line's usage lacks a count or claims over {MAX_USAGE_TOKENS} tokens; it is not counted"
                 );
             }
+            body_offset = offset_in(text, message.get());
             Outcome::Success {
                 status_code: 200,
                 body: message.get().to_owned(),
@@ -215,6 +217,7 @@ pub fn parse_line(number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine
         key,
         outcome,
         request_id,
+        body_offset,
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::limits::MAX_RESULT_LINE_BYTES;
 use super::usage::{WireUsage, MAX_USAGE_TOKENS};
 use crate::ids::RequestKey;
-use crate::provider::format::{string_or_none, MalformedLine, Outcome, ResultLine};
+use crate::provider::format::{offset_in, string_or_none, MalformedLine, Outcome, ResultLine};
 use crate::request::{Endpoint, RequestError, Usage};
 
 #[derive(Deserialize)]
@@ -319,8 +319,12 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
     let custom_id = line.custom_id.ok_or(MalformedLine::NoCustomId)?;
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| MalformedLine::ForeignCustomId)?;
     let request_id = line.request_id.filter(|id| !id.is_empty());
+    let mut body_offset = None;
     let outcome = match (line.status_code, line.error) {
         (Some(status_code), _) => {
+            if (200..300).contains(&status_code) {
+                body_offset = line.body.as_ref().and_then(|(raw, _)| offset_in(text, raw));
+            }
             let (body, meta) = match line.body {
                 Some((raw, meta)) => (Some(raw.to_owned()), meta),
                 None => (None, BodyMeta::default()),
@@ -374,6 +378,7 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
         key,
         outcome,
         request_id,
+        body_offset,
     })
 }
 
@@ -418,6 +423,7 @@ pub fn too_long_line(number: u64, bytes: u64, head: &[u8]) -> Option<ResultLine>
             retryable: false,
         },
         request_id: None,
+        body_offset: None,
     })
 }
 
