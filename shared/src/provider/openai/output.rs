@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::limits::MAX_RESULT_LINE_BYTES;
 use super::usage::{WireUsage, MAX_USAGE_TOKENS};
 use crate::ids::RequestKey;
-use crate::provider::format::{offset_in, string_or_none, MalformedLine, Outcome, ResultLine};
+use crate::provider::format::{string_or_none, MalformedLine, Outcome, ResultLine};
 use crate::request::{Endpoint, RequestError, Usage};
 
 #[derive(Deserialize)]
@@ -108,9 +108,18 @@ enum WireBody<'a> {
     Object {
         meta: BodyMeta,
         first_name: &'a str,
-        last_value: &'a RawValue,
+        last: End<'a>,
     },
     Other,
+}
+
+/// Where an object body's last member ends: its value borrowed as raw
+/// JSON, or, for a member read in place, its name (the value is found
+/// again from there).
+#[derive(Clone, Copy)]
+enum End<'a> {
+    Value(&'a RawValue),
+    AfterName(&'a str),
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for WireBody<'a> {
@@ -149,7 +158,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireBody<'a> {
                 let mut meta = Some(BodyMeta::default());
                 let (mut model, mut usage, mut error) = (false, false, false);
                 let mut first_name = None;
-                let mut last_value = None;
+                let mut last = None;
                 let mut plain = false;
                 while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
                     let Some(name) = name.filter(|n| *n != NUMBER_TOKEN) else {
@@ -159,33 +168,39 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireBody<'a> {
                         continue;
                     };
                     first_name.get_or_insert(name);
-                    let value: &'de RawValue = map.next_value()?;
-                    last_value = Some(value);
-                    let Some(m) = meta.as_mut() else { continue };
-                    let read = match name {
-                        "model" => {
-                            !std::mem::replace(&mut model, true)
-                                && serde_json::from_str(value.get()).map(|v| m.model = v).is_ok()
-                        }
-                        "usage" => {
-                            !std::mem::replace(&mut usage, true)
-                                && serde_json::from_str(value.get()).map(|v| m.usage = v).is_ok()
-                        }
-                        "error" => {
-                            !std::mem::replace(&mut error, true)
-                                && serde_json::from_str(value.get()).map(|v| m.error = v).is_ok()
-                        }
-                        _ => true,
+                    // `model`, `usage` and `error` are read in place, not
+                    // borrowed as raw JSON and parsed again. A wrong type
+                    // is an error of this pass, and the plain way (whose
+                    // `BodyMeta` is then the default) reads the line; a
+                    // repeated one is the default here, as in serde.
+                    let seen = match (name, meta.is_some()) {
+                        ("model", true) => Some(&mut model),
+                        ("usage", true) => Some(&mut usage),
+                        ("error", true) => Some(&mut error),
+                        _ => None,
                     };
-                    if !read {
-                        meta = None; // serde refuses the body: the default
+                    match (seen.map(|s| std::mem::replace(s, true)), meta.as_mut()) {
+                        (Some(false), Some(m)) => {
+                            match name {
+                                "model" => m.model = map.next_value()?,
+                                "usage" => m.usage = map.next_value()?,
+                                _ => m.error = map.next_value()?,
+                            }
+                            last = Some(End::AfterName(name));
+                        }
+                        (again, _) => {
+                            if again.is_some() {
+                                meta = None; // a repeated one: serde refuses the body
+                            }
+                            last = Some(End::Value(map.next_value::<&'de RawValue>()?));
+                        }
                     }
                 }
-                Ok(match (plain, first_name, last_value) {
-                    (false, Some(first_name), Some(last_value)) => WireBody::Object {
+                Ok(match (plain, first_name, last) {
+                    (false, Some(first_name), Some(last)) => WireBody::Object {
                         meta: meta.unwrap_or_default(),
                         first_name,
-                        last_value,
+                        last,
                     },
                     _ => WireBody::Other,
                 })
@@ -222,10 +237,10 @@ fn is_json_ws(c: u8) -> bool {
 }
 
 /// The text of an object body in `text` from its first member's name and
-/// its last member's value (both borrowed from `text`): back over
+/// where its last member ends (both borrowed from `text`): back over
 /// whitespace to its `{`, on over whitespace to its `}`. `None` if they do
 /// not lie in `text` as an object's members do.
-fn object_text<'a>(text: &'a str, first_name: &str, last_value: &RawValue) -> Option<&'a str> {
+fn object_text<'a>(text: &'a str, first_name: &str, last: End<'_>) -> Option<&'a str> {
     let base = text.as_ptr() as usize;
     let b = text.as_bytes();
     // The name's opening quote, then whitespace, then the brace.
@@ -233,10 +248,26 @@ fn object_text<'a>(text: &'a str, first_name: &str, last_value: &RawValue) -> Op
     let before = b.get(..quote)?;
     let open = before.len() - before.iter().rev().take_while(|c| is_json_ws(**c)).count();
     let open = open.checked_sub(1)?;
+    let last_value = match last {
+        End::Value(v) => v,
+        End::AfterName(name) => value_after(text, name)?,
+    };
     let value_end = (last_value.get().as_ptr() as usize).checked_sub(base)? + last_value.get().len();
     let after = b.get(value_end..)?;
     let close = value_end + after.iter().take_while(|c| is_json_ws(**c)).count();
     (b.get(open) == Some(&b'{') && b.get(close) == Some(&b'}')).then(|| text.get(open..=close))?
+}
+
+/// The value of the member named `name` (borrowed from `text`, without an
+/// escape), read again as raw JSON: past the name's closing quote,
+/// whitespace, the colon and whitespace.
+fn value_after<'a>(text: &'a str, name: &str) -> Option<&'a RawValue> {
+    let quote = (name.as_ptr() as usize).checked_sub(text.as_ptr() as usize)? + name.len();
+    let rest = text.get(quote..)?.strip_prefix('"')?;
+    let rest = rest.trim_start_matches(|c| is_json_ws(c as u8)).strip_prefix(':')?;
+    let rest = rest.trim_start_matches(|c| is_json_ws(c as u8));
+    let mut de = serde_json::Deserializer::from_str(rest);
+    <&RawValue>::deserialize(&mut de).ok()
 }
 
 /// A line's parts batchq reads: its request, status, support id, error,
@@ -264,11 +295,7 @@ fn read_line(text: &str) -> Result<ReadLine<'_>, serde_json::Error> {
         Some(r) => {
             let body = match r.body {
                 None => None,
-                Some(WireBody::Object {
-                    meta,
-                    first_name,
-                    last_value,
-                }) => match object_text(text, first_name, last_value) {
+                Some(WireBody::Object { meta, first_name, last }) => match object_text(text, first_name, last) {
                     Some(raw) => Some((raw, meta)),
                     None => return parse_plain(text),
                 },
@@ -308,9 +335,34 @@ fn parse_plain(text: &str) -> Result<ReadLine<'_>, serde_json::Error> {
     })
 }
 
-/// Parses one result line of a batch for `endpoint`; `Err` carries a
+/// What a result line says, its body borrowed from the line: what
+/// [`parse_line`] makes a [`ResultLine`] of (copying the body) and
+/// [`read_result_line_for`] a [`ResultLineView`] of (not copying it: a
+/// view has no body). Both read the line through this one function.
+struct Read<'a> {
+    key: RequestKey,
+    request_id: Option<String>,
+    outcome: ReadOutcome<'a>,
+}
+
+/// [`Outcome`] with the body borrowed.
+enum ReadOutcome<'a> {
+    Success {
+        status_code: u16,
+        body: Option<&'a str>,
+        usage: Option<Usage>,
+        model: Option<String>,
+    },
+    Error {
+        error: RequestError,
+        body: Option<&'a str>,
+        retryable: bool,
+    },
+}
+
+/// Reads one result line of a batch for `endpoint`; `Err` carries a
 /// reason (never the line's content).
-pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine> {
+fn read(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Read<'_>, MalformedLine> {
     // UTF-8 checked once, with SIMD, for the whole line: `from_slice` would
     // check the body again as it borrows it (`RawValue`), byte by byte, at a
     // fifth of ingest's time on text with accents (`make bench`).
@@ -319,14 +371,10 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
     let custom_id = line.custom_id.ok_or(MalformedLine::NoCustomId)?;
     let key = RequestKey::parse(custom_id.as_ref()).map_err(|_| MalformedLine::ForeignCustomId)?;
     let request_id = line.request_id.filter(|id| !id.is_empty());
-    let mut body_offset = None;
     let outcome = match (line.status_code, line.error) {
         (Some(status_code), _) => {
-            if (200..300).contains(&status_code) {
-                body_offset = line.body.as_ref().and_then(|(raw, _)| offset_in(text, raw));
-            }
             let (body, meta) = match line.body {
-                Some((raw, meta)) => (Some(raw.to_owned()), meta),
+                Some((raw, meta)) => (Some(raw), meta),
                 None => (None, BodyMeta::default()),
             };
             if (200..300).contains(&status_code) {
@@ -337,9 +385,9 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
                         "result line's usage lacks a count or claims over {MAX_USAGE_TOKENS} tokens; it is not counted"
                     );
                 }
-                Outcome::Success {
+                ReadOutcome::Success {
                     status_code,
-                    body: body.unwrap_or_else(|| "null".to_owned()),
+                    body,
                     usage,
                     model: meta.model,
                 }
@@ -348,7 +396,7 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
                 let code = code_string(&err.code)
                     .or(err.kind)
                     .unwrap_or_else(|| format!("http_{status_code}"));
-                Outcome::Error {
+                ReadOutcome::Error {
                     error: RequestError {
                         code,
                         message: err.message.unwrap_or_else(|| format!("HTTP {status_code}")),
@@ -361,7 +409,7 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
         }
         (None, Some(err)) => {
             let code = code_string(&err.code).unwrap_or_else(|| "unknown".to_owned());
-            Outcome::Error {
+            ReadOutcome::Error {
                 retryable: RETRYABLE_CODES.contains(&code.as_str()),
                 error: RequestError {
                     code,
@@ -373,11 +421,49 @@ pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<Resul
         }
         (None, None) => return Err(MalformedLine::NoOutcome),
     };
+    Ok(Read {
+        key,
+        request_id,
+        outcome,
+    })
+}
+
+/// Parses one result line of a batch for `endpoint`; `Err` carries a
+/// reason (never the line's content).
+pub fn parse_line(endpoint: Endpoint, number: u64, bytes: &[u8]) -> Result<ResultLine, MalformedLine> {
+    let line = read(endpoint, number, bytes)?;
+    // Where a 2xx answer's body starts in the line: it is borrowed from
+    // the line's bytes, so a pointer difference (checked to lie within).
+    let body_offset = match &line.outcome {
+        ReadOutcome::Success { body: Some(body), .. } => (body.as_ptr() as usize)
+            .checked_sub(bytes.as_ptr() as usize)
+            .filter(|start| start + body.len() <= bytes.len())
+            .map(|start| start as u64),
+        _ => None,
+    };
+    let outcome = match line.outcome {
+        ReadOutcome::Success {
+            status_code,
+            body,
+            usage,
+            model,
+        } => Outcome::Success {
+            status_code,
+            body: body.unwrap_or("null").to_owned(),
+            usage,
+            model,
+        },
+        ReadOutcome::Error { error, body, retryable } => Outcome::Error {
+            error,
+            body: body.map(str::to_owned),
+            retryable,
+        },
+    };
     Ok(ResultLine {
         number,
-        key,
+        key: line.key,
         outcome,
-        request_id,
+        request_id: line.request_id,
         body_offset,
     })
 }
@@ -448,18 +534,20 @@ pub fn read_result_line(bytes: &[u8]) -> Result<ResultLineView, MalformedLine> {
     read_result_line_for(Endpoint::ChatCompletions, bytes)
 }
 
-/// Reads one result line of a batch for `endpoint` as ingest does.
+/// Reads one result line of a batch for `endpoint` as ingest does (the
+/// same reading as [`parse_line`], without copying the body a view does
+/// not hold).
 pub fn read_result_line_for(endpoint: Endpoint, bytes: &[u8]) -> Result<ResultLineView, MalformedLine> {
-    let line = parse_line(endpoint, 0, bytes)?;
+    let line = read(endpoint, 0, bytes)?;
     Ok(match line.outcome {
-        Outcome::Success { status_code, usage, .. } => ResultLineView {
+        ReadOutcome::Success { status_code, usage, .. } => ResultLineView {
             key: line.key,
             status_code: Some(status_code),
             error_code: None,
             retryable: false,
             usage,
         },
-        Outcome::Error { error, retryable, .. } => ResultLineView {
+        ReadOutcome::Error { error, retryable, .. } => ResultLineView {
             key: line.key,
             status_code: error.status_code,
             error_code: Some(error.code),

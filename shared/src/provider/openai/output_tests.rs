@@ -257,3 +257,121 @@ fn the_providers_request_id_is_read_from_the_response_and_absent_without_one() {
     assert_eq!(with(r#"{"status_code":200,"request_id":false,"body":{}}"#), None);
     assert_eq!(with(r#"{"status_code":200,"request_id":{"a":1},"body":{}}"#), None);
 }
+
+/// `model`, `usage` and `error` are read in place during the one pass (not
+/// borrowed and parsed again); when one of them is the body's last member
+/// its value is found again from its name to find the body's end. Each
+/// body here reads as the plain way reads it, and keeps its exact text.
+#[test]
+fn members_read_in_place_read_as_the_plain_way_reads_them_wherever_they_stand() {
+    fn seen(l: &ReadLine<'_>) -> String {
+        let body = l.body.as_ref().map(|(raw, m)| {
+            let e = m.error.as_ref().map(|e| (&e.message, &e.kind, &e.code));
+            let usage = m
+                .usage
+                .as_ref()
+                .map(|u| [Endpoint::ChatCompletions, Endpoint::Embeddings, Endpoint::Responses].map(|e| u.to_usage(e)));
+            format!("{raw:?} {:?} {usage:?} {e:?}", m.model)
+        });
+        format!("{:?} {:?} {body:?}", l.status_code, l.request_id)
+    }
+    let bodies = [
+        // the last member read in place, with odd whitespace around it
+        r#"{"id":"x","model":"gpt-4o-mini"}"#,
+        "{\"id\":\"x\" ,\r\n\t\"usage\"\t:\n {\"prompt_tokens\":3,\"completion_tokens\":1} \r\n}",
+        r#"{"error":{"message":"m","type":"t","param":null,"code":null}}"#,
+        r#"{ "error" : { "message" : "m}\"{" , "code" : 12 } }"#,
+        r#"{"model":null}"#,
+        r#"{"usage":null}"#,
+        r#"{"model":"m","usage":{"prompt_tokens":1,"completion_tokens":2},"error":null}"#,
+        // unicode escapes in values read in place; an escaped name
+        r#"{"model":"caf\u00e9 \ud83d\ude00","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        r#"{"model":"m","us\u0061ge":{"prompt_tokens":1}}"#,
+        r#"{"\u006dodel":"m"}"#,
+        // numbers of every form in usage: floats, big ints, negatives, exponents
+        r#"{"usage":{"prompt_tokens":1.0,"completion_tokens":2}}"#,
+        r#"{"usage":{"prompt_tokens":1e2,"completion_tokens":2}}"#,
+        r#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":2}}"#,
+        r#"{"usage":{"prompt_tokens":18446744073709551616,"completion_tokens":2}}"#,
+        r#"{"usage":{"prompt_tokens":4294967296,"completion_tokens":2}}"#,
+        r#"{"usage":{"prompt_tokens":-0,"completion_tokens":2}}"#,
+        r#"{"usage":{"prompt_tokens":"12","completion_tokens":2}}"#,
+        r#"{"usage":{"input_tokens":5,"output_tokens":1,"input_tokens_details":{"cached_tokens":2.5}}}"#,
+        r#"{"usage":{"prompt_tokens":8,"total_tokens":8,"extra":{"deep":[[[{"a":[]}]]]}}}"#,
+        // wrong types and repeats, first, middle and last
+        r#"{"model":["m"],"x":1}"#,
+        r#"{"x":1,"usage":"none"}"#,
+        r#"{"error":"text","model":"m"}"#,
+        r#"{"model":"a","x":1,"model":"b"}"#,
+        r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":1}}"#,
+        r#"{"error":null,"error":null}"#,
+        r#"{"model":"m","model":7}"#,
+        // names that only look like ours
+        r#"{"Model":"M","models":"s","usage ":1,"x":"\"model\":\"no\""}"#,
+        // not objects
+        r#"[{"model":"m"}]"#,
+        r#""model""#,
+        "42",
+        "{}",
+    ];
+    for body in bodies {
+        for status in ["200", "500"] {
+            for sep in [":", " :\r\n "] {
+                let text = format!(
+                    r#"{{"custom_id"{sep}"{KEY}","response"{sep}{{"status_code"{sep}{status},"request_id":"r","body"{sep}{body}}},"error":null}}"#
+                );
+                let one_pass = read_line(&text).unwrap();
+                let plain = parse_plain(&text).unwrap();
+                assert_eq!(seen(&one_pass), seen(&plain), "{text}");
+                assert_eq!(one_pass.body.map(|(raw, _)| raw), Some(body), "{text}");
+            }
+        }
+    }
+}
+
+/// A view ([`read_result_line_for`], which does not copy the body) says
+/// what [`parse_line`] says of the same line, for every endpoint.
+#[test]
+fn a_view_of_a_line_says_what_the_parsed_line_says() {
+    let lines = [
+        format!(
+            r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"model":"m","usage":{{"prompt_tokens":9,"completion_tokens":4}}}}}}}}"#
+        ),
+        format!(
+            r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":{{"usage":{{"prompt_tokens":9,"total_tokens":9}}}}}}}}"#
+        ),
+        format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":null}}}}"#),
+        format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":200,"body":[1]}}}}"#),
+        format!(
+            r#"{{"custom_id":"{KEY}","response":{{"status_code":429,"body":{{"error":{{"message":"slow","type":"rate_limit"}}}}}}}}"#
+        ),
+        format!(r#"{{"custom_id":"{KEY}","response":{{"status_code":404}}}}"#),
+        format!(r#"{{"custom_id":"{KEY}","response":null,"error":{{"code":"batch_expired","message":"late"}}}}"#),
+        format!(r#"{{"custom_id":"{KEY}","error":{{"code":"invalid_model"}}}}"#),
+        format!(r#"{{"custom_id":"{KEY}"}}"#),
+        r#"{"custom_id":"not-ours","response":{"status_code":200,"body":{}}}"#.to_owned(),
+        r#"{"response":{"status_code":200,"body":{}}}"#.to_owned(),
+        "not json".to_owned(),
+    ];
+    for endpoint in [Endpoint::ChatCompletions, Endpoint::Embeddings, Endpoint::Responses] {
+        for text in &lines {
+            let want = parse_line(endpoint, 0, text.as_bytes()).map(|l| match l.outcome {
+                Outcome::Success { status_code, usage, .. } => ResultLineView {
+                    key: l.key,
+                    status_code: Some(status_code),
+                    error_code: None,
+                    retryable: false,
+                    usage,
+                },
+                Outcome::Error { error, retryable, .. } => ResultLineView {
+                    key: l.key,
+                    status_code: error.status_code,
+                    error_code: Some(error.code),
+                    retryable,
+                    usage: None,
+                },
+            });
+            assert_eq!(read_result_line_for(endpoint, text.as_bytes()), want, "{text}");
+        }
+    }
+}
