@@ -37,7 +37,7 @@ use crate::time::Timestamp;
 /// Lines parsed, then inserted, as one part when the checks passed before
 /// parsing. Smaller parts overlap more of the parsing with the writing but
 /// cost a store transaction each (an fsync on the embedded store).
-pub const STREAM_PART_LINES: usize = 250;
+pub const STREAM_PART_LINES: usize = 500;
 
 impl Api {
     /// `POST /v1/requests/bulk`: one outcome per non-blank line. Bad lines
