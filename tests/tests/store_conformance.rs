@@ -166,12 +166,18 @@ async fn dynamo_feed_items_of_one_entry_written_before_grouping_read_in_order_wi
         let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
         let new = NewRequest::new(
             acme.clone(),
-            CustomId::parse(&format!("new-{i}")).unwrap(),
+            CustomId::parse(format!("new-{i}")).unwrap(),
             Endpoint::ChatCompletions,
             ModelName::parse("gpt-4o-mini").unwrap(),
             body.to_string(),
         );
-        match env.store.insert(vec![new], Timestamp::from_millis(t0 + 10 + i)).await.unwrap().remove(0) {
+        match env
+            .store
+            .insert(vec![new], Timestamp::from_millis(t0 + 10 + i))
+            .await
+            .unwrap()
+            .remove(0)
+        {
             InsertOutcome::Created(r) => rs.push(r),
             other => panic!("expected Created, got {other:?}"),
         }
@@ -248,6 +254,11 @@ async fn dynamo_feed_items_of_one_entry_written_before_grouping_read_in_order_wi
     feed_keys.sort();
     assert_eq!(
         feed_keys,
-        ["00000000000000000001", "00000000000000000002", "00000000000000000004", "00000000000000000005"]
+        [
+            "00000000000000000001",
+            "00000000000000000002",
+            "00000000000000000004",
+            "00000000000000000005"
+        ]
     );
 }
