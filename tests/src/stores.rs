@@ -241,7 +241,7 @@ impl Stores {
                     for item in crate::scan_all(&env.dynamo, table).await {
                         let pk = format!("{:?}", item.get("pk"));
                         let sk = format!("{:?}", item.get("sk"));
-                        let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
+                        let sorted: BTreeMap<_, _> = item.iter().map(|(k, v)| (k.clone(), rendered(v))).collect();
                         out.insert(format!("{table}|{pk}|{sk}"), format!("{sorted:?}"));
                     }
                 }
@@ -259,6 +259,21 @@ impl Stores {
             Backing::Embedded { objects, .. } => objects.keys(),
             Backing::Emulator(env) => list_bucket(env, "").await.into_iter().map(|o| o.key).collect(),
         }
+    }
+}
+
+/// An attribute value as text, a map's members in name order at every
+/// depth (`Debug` of a map follows its hash order, which differs between
+/// two reads of the same item).
+fn rendered(v: &aws_sdk_dynamodb::types::AttributeValue) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    match v {
+        AttributeValue::M(m) => {
+            let sorted: BTreeMap<_, _> = m.iter().map(|(k, v)| (k, rendered(v))).collect();
+            format!("M({sorted:?})")
+        }
+        AttributeValue::L(l) => format!("L({:?})", l.iter().map(rendered).collect::<Vec<_>>()),
+        other => format!("{other:?}"),
     }
 }
 

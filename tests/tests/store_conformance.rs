@@ -114,3 +114,151 @@ conformance!(
     // eventually consistent listings
     listings_may_lag_behind_writes_but_reads_counters_and_conditions_do_not,
 );
+
+/// DynamoDB only (the item shapes are its own): feed items written before a
+/// transaction's entries were grouped into one item hold one entry each in
+/// their own attributes. Read with groups after them, every entry comes
+/// once, in number order, at every page size and from every entry's cursor
+/// (old items' cursors and cursors inside a group alike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamo_feed_items_of_one_entry_written_before_grouping_read_in_order_with_groups() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use batchq_core::feed::FeedCursor;
+    use batchq_core::ids::{CustomId, JobId, ModelName, TenantId};
+    use batchq_core::request::{Endpoint, InsertOutcome, NewRequest, Payload, RequestResult, RequestStatus};
+    use batchq_core::store::RequestStore;
+    use batchq_core::time::Timestamp;
+    use batchq_core::transition::RequestUpdate;
+
+    let env = batchq_tests::TestEnv::new().await;
+    let acme = TenantId::parse("acme").unwrap();
+    let t0 = 1_790_000_000_000;
+    // Two entries as the store wrote them before: one item each, sequence at 2.
+    for (seq, id) in [(1u64, "old-0"), (2, "old-1")] {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        env.dynamo
+            .put_item()
+            .table_name(&env.config.jobs_table)
+            .item("pk", s("feed#acme"))
+            .item("sk", s(&format!("{seq:020}")))
+            .item("custom_id", s(id))
+            .item("event", s("cancelled"))
+            .item("finished_at", AttributeValue::N((t0 + seq as i64).to_string()))
+            .item("model", s("gpt-4o-mini"))
+            .item("provider", s("openai"))
+            .send()
+            .await
+            .unwrap();
+    }
+    env.dynamo
+        .put_item()
+        .table_name(&env.config.jobs_table)
+        .item("pk", AttributeValue::S("feedseq#acme".into()))
+        .item("sk", AttributeValue::S("seq".into()))
+        .item("seq", AttributeValue::N("2".into()))
+        .send()
+        .await
+        .unwrap();
+
+    // Then three finished now: two in one call (a group), one alone.
+    let mut rs = Vec::new();
+    for i in 0..3 {
+        let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        let new = NewRequest::new(
+            acme.clone(),
+            CustomId::parse(format!("new-{i}")).unwrap(),
+            Endpoint::ChatCompletions,
+            ModelName::parse("gpt-4o-mini").unwrap(),
+            body.to_string(),
+        );
+        match env
+            .store
+            .insert(vec![new], Timestamp::from_millis(t0 + 10 + i))
+            .await
+            .unwrap()
+            .remove(0)
+        {
+            InsertOutcome::Created(r) => rs.push(r),
+            other => panic!("expected Created, got {other:?}"),
+        }
+    }
+    let job = JobId::generate();
+    let at = Timestamp::from_millis(t0 + 50);
+    let claims = rs.iter().map(|r| RequestUpdate::claim(r, &job, at)).collect();
+    for res in env.store.apply_many(claims).await.unwrap() {
+        res.unwrap();
+    }
+    let mut claimed = Vec::new();
+    for r in &rs {
+        claimed.push(env.store.get(&r.key).await.unwrap().unwrap());
+    }
+    let done = |i: usize| {
+        let at = Timestamp::from_millis(t0 + 60);
+        let res = RequestResult {
+            key: claimed[i].key.clone(),
+            job_id: job.clone(),
+            status_code: Some(200),
+            response: Some(Payload::Inline("{}".into())),
+            error: None,
+            usage: None,
+            batch_cost: None,
+            realtime_cost: None,
+            recorded_at: at,
+            request_id: None,
+        };
+        RequestUpdate::finish(&claimed[i], &job, RequestStatus::Completed, res, at)
+    };
+    for res in env.store.apply_many(vec![done(0), done(1)]).await.unwrap() {
+        res.unwrap();
+    }
+    env.store.apply(done(2)).await.unwrap();
+
+    let read = |after: Option<FeedCursor>, limit: u32| {
+        let store = env.store.clone();
+        let acme = acme.clone();
+        async move {
+            let mut out = Vec::new();
+            let mut cursor = after;
+            loop {
+                let page = store.feed(&acme, cursor.as_ref(), limit).await.unwrap();
+                assert!(page.entries.len() <= limit as usize);
+                if page.entries.is_empty() {
+                    return out;
+                }
+                cursor = page.next;
+                out.extend(page.entries);
+            }
+        }
+    };
+    let want = ["old-0", "old-1", "new-0", "new-1", "new-2"];
+    for limit in [1, 2, 3, 100] {
+        let all = read(None, limit).await;
+        let ids: Vec<&str> = all.iter().map(|e| e.custom_id.as_str()).collect();
+        assert_eq!(ids, want, "limit {limit}");
+        let seqs: Vec<u64> = all.iter().map(|e| e.cursor.seq_for(&acme).unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "limit {limit}");
+        for (i, e) in all.iter().enumerate() {
+            let rest = read(Some(e.cursor.clone()), limit).await;
+            let rest: Vec<&str> = rest.iter().map(|e| e.custom_id.as_str()).collect();
+            assert_eq!(rest, want[i + 1..], "limit {limit}, after entry {}", i + 1);
+        }
+    }
+    // The new entries went as one item per transaction: the two of one call
+    // in one item keyed by the last number, the third alone.
+    let items = batchq_tests::scan_all(&env.dynamo, &env.config.jobs_table).await;
+    let mut feed_keys: Vec<&str> = items
+        .iter()
+        .filter(|i| i["pk"].as_s().unwrap() == "feed#acme")
+        .map(|i| i["sk"].as_s().unwrap().as_str())
+        .collect();
+    feed_keys.sort();
+    assert_eq!(
+        feed_keys,
+        [
+            "00000000000000000001",
+            "00000000000000000002",
+            "00000000000000000004",
+            "00000000000000000005"
+        ]
+    );
+}

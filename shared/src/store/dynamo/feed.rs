@@ -3,8 +3,10 @@
 //!
 //! * `feedseq#{tenant}` / `seq`: the tenant's sequence item, `seq` = the
 //!   number of its newest entry;
-//! * `feed#{tenant}` / `{seq, 20 digits}`: one entry, expiring (TTL) with
-//!   its request.
+//! * `feed#{tenant}` / `{seq, 20 digits}`: the entries one transaction
+//!   appended, `first ..= seq` (`first` and the list `entries`, in order),
+//!   expiring (TTL) with their requests. Items written before entries were
+//!   grouped hold one entry in their own attributes: a group of one.
 //!
 //! Writing: every transaction that finishes requests of a tenant appends
 //! their entries numbered `old + 1 ..= old + k` and moves the tenant's
@@ -21,14 +23,21 @@
 //! every transaction that wrote an entry numbered `<= S` has committed by
 //! then (they form one chain of conditions ending at `S`, and transactions
 //! are serialisable with GetItem), and nothing can write a number `<= S`
-//! later. A strongly consistent Query of `after < sk <= S` then sees all
-//! of them; entries above `S` that a Query (read-committed) might see are
-//! not returned. Hence a cursor handed out is never overtaken by a late
-//! commit below it: exactly once per entry for a reader that keeps it.
+//! later. A group is keyed by its *last* number: each committed
+//! transaction's group lies wholly at or below `S` (its last number is a
+//! value the sequence took) or wholly above it (a later transaction's
+//! first number is above `S`). So a strongly consistent Query of
+//! `after < sk <= S` returns exactly the groups holding an entry in
+//! `after < n <= S` (the one holding `after + 1` ends at or above it), of
+//! which the entries above `after` are returned; groups above `S` that a
+//! Query (read-committed) might see are not. Hence a cursor handed out is
+//! never overtaken by a late commit below it, and a cursor inside a group
+//! (a page that ended within one) resumes after its entry: exactly once
+//! per entry for a reader that keeps it.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::item::{n, s, Reader};
 use super::query::QuerySpec;
@@ -50,7 +59,8 @@ fn feed_pk(t: &TenantId) -> String {
     format!("feed#{t}")
 }
 
-/// The sort key of entry `seq`: zero-padded, so text order is number order.
+/// The sort key of the group whose last entry is `seq`: zero-padded, so
+/// text order is number order.
 fn feed_sk(seq: u64) -> String {
     format!("{seq:020}")
 }
@@ -88,21 +98,23 @@ impl DynamoStore {
         TransactWriteItem::builder().update(update).build()
     }
 
-    /// The action that writes entry `seq` of `d`'s tenant.
-    pub(super) fn feed_entry_action(&self, d: &FeedDraft, seq: u64) -> TransactWriteItem {
+    /// The action that writes the entries `drafts` of `tenant`, numbered
+    /// `first ..`, as one item: one write of their size instead of one item
+    /// (at least 1 KB: 2 write units in a transaction) per entry.
+    pub(super) fn feed_group_action(&self, tenant: &TenantId, drafts: &[FeedDraft], first: u64) -> TransactWriteItem {
+        let last = first + drafts.len() as u64 - 1;
         let mut item: Item = HashMap::from([
-            (PK.to_owned(), s(feed_pk(&d.tenant))),
-            (SK.to_owned(), s(feed_sk(seq))),
-            ("custom_id".to_owned(), s(d.custom_id.as_str())),
-            ("event".to_owned(), s(d.event.as_str())),
-            ("finished_at".to_owned(), n(d.finished_at.millis())),
-            ("model".to_owned(), s(d.model.as_str())),
-            ("provider".to_owned(), s(d.provider.as_str())),
+            (PK.to_owned(), s(feed_pk(tenant))),
+            (SK.to_owned(), s(feed_sk(last))),
+            (FIRST_ATTR.to_owned(), n(first)),
+            (
+                ENTRIES_ATTR.to_owned(),
+                AttributeValue::L(drafts.iter().map(|d| AttributeValue::M(entry_attrs(d))).collect()),
+            ),
         ]);
-        if let Some(j) = &d.job {
-            item.insert("job_id".into(), s(j.as_str()));
-        }
-        if let Some(exp) = self.expiry(d.finished_at) {
+        // The group goes with the last of its requests (they finished in
+        // one transaction, at one time).
+        if let Some(exp) = drafts.iter().filter_map(|d| self.expiry(d.finished_at)).max() {
             item.insert(EXPIRES_AT.into(), n(exp));
         }
         let put = Put::builder()
@@ -147,7 +159,11 @@ impl DynamoStore {
                 })
                 .await?;
             for item in &items {
-                entries.push(entry_from_item(tenant, item)?);
+                for entry in entries_of_item(tenant, item)? {
+                    if entry.seq > from && entry.seq <= upto {
+                        entries.push(entry.entry);
+                    }
+                }
             }
             match next {
                 Some(c) => cursor = Some(c),
@@ -159,9 +175,64 @@ impl DynamoStore {
     }
 }
 
-fn entry_from_item(tenant: &TenantId, item: &Item) -> Result<FeedEntry, StoreError> {
+const FIRST_ATTR: &str = "first";
+const ENTRIES_ATTR: &str = "entries";
+
+/// One entry's attributes (an item's own, before entries were grouped).
+fn entry_attrs(d: &FeedDraft) -> Item {
+    let mut item: Item = HashMap::from([
+        ("custom_id".to_owned(), s(d.custom_id.as_str())),
+        ("event".to_owned(), s(d.event.as_str())),
+        ("finished_at".to_owned(), n(d.finished_at.millis())),
+        ("model".to_owned(), s(d.model.as_str())),
+        ("provider".to_owned(), s(d.provider.as_str())),
+    ]);
+    if let Some(j) = &d.job {
+        item.insert("job_id".into(), s(j.as_str()));
+    }
+    item
+}
+
+/// An entry read, with its number.
+struct Numbered {
+    seq: u64,
+    entry: FeedEntry,
+}
+
+/// The entries of a feed item, in order: a group's, or the one entry of an
+/// item written before entries were grouped.
+fn entries_of_item(tenant: &TenantId, item: &Item) -> Result<Vec<Numbered>, StoreError> {
     let r = Reader::new(item, "feed entry");
-    let seq = r.parse(SK, |v| v.parse::<u64>().map_err(|e| e.to_string()))?;
+    let last = r.parse(SK, |v| v.parse::<u64>().map_err(|e| e.to_string()))?;
+    let Some(list) = item.get(ENTRIES_ATTR) else {
+        return Ok(vec![Numbered {
+            seq: last,
+            entry: entry_from_attrs(tenant, item)?.numbered(last),
+        }]);
+    };
+    let list = list
+        .as_l()
+        .map_err(|_| r.corrupt(format!("{ENTRIES_ATTR} is not a list")))?;
+    let first = r.opt_n::<u64>(FIRST_ATTR)?.unwrap_or(last);
+    if list.is_empty() || first + list.len() as u64 - 1 != last {
+        return Err(r.corrupt(format!("a group of {} entries from {first} keyed {last}", list.len())));
+    }
+    list.iter()
+        .zip(first..)
+        .map(|(v, seq)| {
+            let attrs = v
+                .as_m()
+                .map_err(|_| r.corrupt(format!("an entry of {ENTRIES_ATTR} is not a map")))?;
+            Ok(Numbered {
+                seq,
+                entry: entry_from_attrs(tenant, attrs)?.numbered(seq),
+            })
+        })
+        .collect()
+}
+
+fn entry_from_attrs(tenant: &TenantId, item: &Item) -> Result<FeedDraft, StoreError> {
+    let r = Reader::new(item, "feed entry");
     let draft = FeedDraft {
         tenant: tenant.clone(),
         custom_id: r.parse("custom_id", |v| CustomId::parse(v).map_err(|e| e.message))?,
@@ -176,5 +247,5 @@ fn entry_from_item(tenant: &TenantId, item: &Item) -> Result<FeedEntry, StoreErr
         model: r.parse("model", |v| ModelName::parse(v).map_err(|e| e.message))?,
         provider: r.parse("provider", |v| ProviderName::parse(v).map_err(|e| e.message))?,
     };
-    Ok(draft.numbered(seq))
+    Ok(draft)
 }

@@ -209,12 +209,12 @@ impl DynamoStore {
             let mut bytes = 0;
             while let Some((_, unit)) = pending.front() {
                 let more = CounterDeltas::of(&unit.counters, shard);
+                // A tenant's entries are one item, with its sequence item.
                 let feed_actions = match &unit.feed {
-                    None => 0,
-                    Some(d) if feeds.iter().any(|(t, _)| *t == d.tenant) => 1,
-                    Some(_) => 2,
+                    Some(d) if !feeds.iter().any(|(t, _)| *t == d.tenant) => 2,
+                    _ => 0,
                 };
-                let feed_count: usize = feeds.iter().map(|(_, ds)| ds.len() + 1).sum();
+                let feed_count = 2 * feeds.len();
                 let too_many =
                     count + unit.actions.len() + deltas.len() + deltas.new_items_in(&more) + feed_count + feed_actions
                         > TXN_MAX_ACTIONS;
@@ -253,9 +253,7 @@ impl DynamoStore {
                     }
                 };
                 let new = old + drafts.len() as u64;
-                for (k, d) in drafts.iter().enumerate() {
-                    txn.push(self.feed_entry_action(d, old + 1 + k as u64));
-                }
+                txn.push(self.feed_group_action(tenant, drafts, old + 1));
                 seq_actions.push(txn.len());
                 txn.push(self.feed_seq_action(tenant, old, new));
                 moved.push((tenant.clone(), new));
