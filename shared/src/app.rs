@@ -396,10 +396,11 @@ pub fn inline_limits(config: &Config) -> InlineLimits {
     }
 }
 
-#[cfg(feature = "embedded")]
 /// Inline limits of the embedded store: SQLite rows hold a body or a
 /// response of any size the API accepts (10 MiB), so only input and
-/// result files go to the data directory's files.
+/// result files go to the data directory's files. Not behind the
+/// `embedded` feature: batchq-core's own tests use it with the memory
+/// store, and `cargo test -p batchq-core` builds without that feature.
 pub fn embedded_inline_limits() -> InlineLimits {
     InlineLimits {
         body_max: 16 * 1024 * 1024,
