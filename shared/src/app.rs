@@ -390,10 +390,7 @@ impl App {
 
 /// The inline limits configured for bodies and responses.
 pub fn inline_limits(config: &Config) -> InlineLimits {
-    InlineLimits {
-        body_max: config.limits.inline_body_max_bytes,
-        result_max: config.limits.inline_result_max_bytes,
-    }
+    InlineLimits::configured(&config.limits)
 }
 
 /// Inline limits of the embedded store: SQLite rows hold a body or a

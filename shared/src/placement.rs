@@ -25,6 +25,15 @@ pub struct Object {
 }
 
 impl InlineLimits {
+    /// The limits the configuration sets
+    /// (`BATCHQ_INLINE_BODY_MAX_BYTES`, `BATCHQ_INLINE_RESULT_MAX_BYTES`).
+    pub fn configured(limits: &crate::config::Limits) -> Self {
+        Self {
+            body_max: limits.inline_body_max_bytes,
+            result_max: limits.inline_result_max_bytes,
+        }
+    }
+
     /// Whether a body of `bytes` bytes lives in the object store.
     pub fn body_is_object(&self, bytes: u64) -> bool {
         bytes > self.body_max

@@ -405,10 +405,7 @@ impl Ingester {
         let keys: Vec<RequestKey> = lines.iter().map(|(_, l)| l.key.clone()).collect();
         let states = self.core.ports.requests.get_many(&keys).await?;
         let now = self.core.now();
-        let limits = InlineLimits {
-            body_max: self.core.config.limits.inline_body_max_bytes,
-            result_max: self.core.config.limits.inline_result_max_bytes,
-        };
+        let limits = InlineLimits::configured(&self.core.config.limits);
         let mut updates = Vec::with_capacity(lines.len());
         for (line_at, line) in lines {
             let Some(req) = states.get(&line.key) else {
