@@ -71,6 +71,8 @@ pub(crate) struct E2e {
     /// batchq's own figure of its AWS overhead for the run, dollars:
     /// `aws_overhead_usd` of `/v1/savings` (the whole run's tenant).
     pub(crate) recorded_overhead_usd: Option<f64>,
+    /// Of it, what batchq folded at enqueue: `enqueue_aws_overhead_usd`.
+    pub(crate) recorded_enqueue_usd: Option<f64>,
 }
 
 pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> {
@@ -217,11 +219,14 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
     let (resp, _) = enqueue.invoke(api_get_event("/v1/savings", "group_by=model")).await?;
     let (status, body) = status_of(&resp);
     let dollars = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
-    let recorded_overhead_usd = if status == 200 {
-        dollars(&body["total"]["aws_overhead_usd"])
+    let (recorded_overhead_usd, recorded_enqueue_usd) = if status == 200 {
+        (
+            dollars(&body["total"]["aws_overhead_usd"]),
+            dollars(&body["enqueue_aws_overhead_usd"]),
+        )
     } else {
         eprintln!("bench: /v1/savings answered {status}: {body}");
-        None
+        (None, None)
     };
 
     for f in [enqueue, submit, poll, ingest] {
@@ -235,6 +240,7 @@ pub(crate) async fn end_to_end(env: &Env, sizes: &Sizes) -> Result<E2e, String> 
         result_bytes,
         body_bytes,
         recorded_overhead_usd,
+        recorded_enqueue_usd,
     })
 }
 

@@ -326,8 +326,21 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
         bulk,
     };
     let model_usd = overhead.total * sizes.requests as f64 / 1000.0;
+    let enqueue_phases: f64 = e2e
+        .phases
+        .iter()
+        .filter(|p| p.name.starts_with("enqueue"))
+        .map(|p| Overhead::per_1000(&phase_counts(p)).total * p.requests as f64 / 1000.0)
+        .sum();
+    let kept = Counts {
+        requests: counts.requests,
+        dynamodb_bytes: counts.dynamodb_bytes,
+        ..Default::default()
+    };
     let recorded_overhead = RecordedOverhead {
         batchq_usd: e2e.recorded_overhead_usd,
+        batchq_enqueue_usd: e2e.recorded_enqueue_usd,
+        model_enqueue_usd: enqueue_phases + Overhead::per_1000(&kept).total * counts.requests as f64 / 1000.0,
         model_usd,
         difference_pct: e2e
             .recorded_overhead_usd
@@ -378,25 +391,27 @@ async fn run(quick: bool, rss_requests: Option<usize>, only: Option<Only>, out_p
 /// The overhead and write units of a request enqueued by `enqueue` (one of
 /// the two enqueue phases) over its whole life: that phase's share per
 /// request, plus the shared phases' (submit, poll, ingest) and storage.
+/// What the model counts of one phase.
+fn phase_counts(p: &Phase) -> Counts {
+    let (put, get) = p.meter.s3_billed();
+    Counts {
+        requests: p.requests,
+        api_gateway_units: p.api_gateway_units,
+        lambda_invocations: p.invocations,
+        lambda_mb_ms: p.lambda_mb_ms,
+        wcu: p.meter.wcu(),
+        rcu: p.meter.rcu(),
+        s3_put_class: put,
+        s3_get_class: get,
+        ..Default::default()
+    }
+}
+
 fn by_mode(phases: &[Phase], enqueue: &str, storage: &Counts) -> Mode {
     let mine = || {
         phases
             .iter()
             .filter(move |p| p.requests > 0 && (p.name == enqueue || !p.name.starts_with("enqueue")))
-    };
-    let phase_counts = |p: &Phase| {
-        let (put, get) = p.meter.s3_billed();
-        Counts {
-            requests: p.requests,
-            api_gateway_units: p.api_gateway_units,
-            lambda_invocations: p.invocations,
-            lambda_mb_ms: p.lambda_mb_ms,
-            wcu: p.meter.wcu(),
-            rcu: p.meter.rcu(),
-            s3_put_class: put,
-            s3_get_class: get,
-            ..Default::default()
-        }
     };
     Mode {
         overhead_per_1000_usd: mine().map(|p| Overhead::per_1000(&phase_counts(p)).total).sum::<f64>()

@@ -55,6 +55,11 @@ pub(crate) struct RecordedOverhead {
     pub(crate) model_usd: f64,
     /// (batchq − model) / model, in percent.
     pub(crate) difference_pct: Option<f64>,
+    /// Of batchq's figure, what it folded at enqueue (`enqueue_aws_overhead_usd`).
+    pub(crate) batchq_enqueue_usd: Option<f64>,
+    /// The model's share of the same: the enqueue phases and the bytes kept
+    /// in DynamoDB (which batchq counts as it enqueues).
+    pub(crate) model_enqueue_usd: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,6 +178,14 @@ pub(crate) fn print_table(r: &Results) {
             if d.abs() <= 1.0 { "ok" } else { "over" }
         ),
         _ => println!("   batchq's own aws_overhead_usd: not read"),
+    }
+    if let (Some(b), Some(e)) = (ro.batchq_usd, ro.batchq_enqueue_usd) {
+        println!(
+            "     of which enqueue: batchq ${e:.5}, the model ${:.5}; submit to ingest: batchq ${:.5}, the model ${:.5}",
+            ro.model_enqueue_usd,
+            b - e,
+            ro.model_usd - ro.model_enqueue_usd
+        );
     }
     for (name, m, ratio) in [
         ("single", &r.modes.single, r.modes.overhead_to_saving_single),

@@ -196,6 +196,39 @@ pub struct UsageTally {
     used: Mutex<AwsUsage>,
     /// Everything ever added, never taken (what tests check the meter against).
     lifetime: Mutex<AwsUsage>,
+    /// The Lambda invocation running now, whose bill so far a take
+    /// includes (see [`UsageTally::begin_invocation`]).
+    running: Mutex<Option<Running>>,
+}
+
+/// A Lambda invocation in progress and what of its bill was already taken.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    started: std::time::Instant,
+    memory_mb: u32,
+    api_units: u64,
+    /// Milliseconds of it already taken (whole ms: Lambda bills the
+    /// invocation's time rounded up, so the rest is billed at its end).
+    charged_ms: u64,
+    /// Its request (and API Gateway units) already taken.
+    request_charged: bool,
+}
+
+impl Running {
+    /// The bill of this invocation from what was taken up to `elapsed_ms`
+    /// (whole milliseconds), marked as taken.
+    fn charge_to(&mut self, elapsed_ms: u64) -> AwsUsage {
+        let mut u = AwsUsage::default();
+        if !self.request_charged {
+            u.lambda_requests = 1;
+            u.api_units = self.api_units;
+            self.request_charged = true;
+        }
+        let ms = elapsed_ms.saturating_sub(self.charged_ms);
+        u.lambda_mb_ms = ms * u64::from(self.memory_mb);
+        self.charged_ms += ms;
+        u
+    }
 }
 
 impl UsageTally {
@@ -203,8 +236,7 @@ impl UsageTally {
     pub fn on_aws() -> Self {
         Self {
             on: true,
-            used: Mutex::default(),
-            lifetime: Mutex::default(),
+            ..Self::default()
         }
     }
 
@@ -243,8 +275,60 @@ impl UsageTally {
     }
 
     /// What was used since the last take; the tally starts again from zero.
+    /// When an invocation is running (see [`Self::begin_invocation`]), its
+    /// request and its time so far are part of what is taken, so the write
+    /// a take is folded into carries the invocation that makes it, not only
+    /// the ones before (a process's last invocation would otherwise never
+    /// be counted).
     pub fn take(&self) -> AwsUsage {
+        let elapsed = self.running().map(|r| r.started.elapsed());
+        self.take_after(elapsed)
+    }
+
+    /// [`Self::take`] with the running invocation's time so far given.
+    fn take_after(&self, elapsed: Option<std::time::Duration>) -> AwsUsage {
+        if let (true, Some(elapsed)) = (self.on, elapsed) {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = running.as_mut() {
+                let so_far = r.charge_to(elapsed.as_millis() as u64);
+                self.add(&so_far);
+            }
+        }
         std::mem::take(&mut *self.used())
+    }
+
+    fn running(&self) -> Option<Running> {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A Lambda invocation starts: until [`Self::end_invocation`], a take
+    /// includes its bill so far. One invocation at a time is followed (Lambda
+    /// runs one per process); one that starts while another runs is billed
+    /// whole at its end. Returns whether this one is followed.
+    pub fn begin_invocation(&self, memory_mb: u32, api_units: u64) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.is_some() {
+            return false;
+        }
+        *running = Some(Running {
+            started: std::time::Instant::now(),
+            memory_mb,
+            api_units,
+            charged_ms: 0,
+            request_charged: false,
+        });
+        true
+    }
+
+    /// The followed invocation ended after `ms`: adds what of its bill no
+    /// take has included (Lambda bills the whole time rounded up to the
+    /// millisecond, at least 1 ms, so the parts add up to that).
+    pub fn end_invocation(&self, ms: f64) {
+        let taken = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut r) = taken {
+            let rest = r.charge_to(ms.ceil().max(1.0) as u64);
+            self.add(&rest);
+        }
     }
 
     /// What was used since the last take, left in the tally.
@@ -283,15 +367,21 @@ impl LambdaMeter {
 
     /// Runs one invocation's handler and adds its bill; `api_bytes`: the
     /// body of the HTTP request it answers, when API Gateway sent it.
+    /// A take of the tally while the handler runs includes the
+    /// invocation's bill so far ([`UsageTally::begin_invocation`]).
     pub async fn invocation<F: std::future::Future>(&self, api_bytes: Option<u64>, handler: F) -> F::Output {
+        let api_units = api_bytes.map_or(0, |bytes| AWS_LIST.api_units(bytes));
+        let followed = self.usage.begin_invocation(self.memory_mb, api_units);
         let started = std::time::Instant::now();
         let out = handler.await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut bill = AwsUsage::lambda_invocation(ms, self.memory_mb);
-        if let Some(bytes) = api_bytes {
-            bill.api_units = AWS_LIST.api_units(bytes);
+        if followed {
+            self.usage.end_invocation(ms);
+        } else {
+            let mut bill = AwsUsage::lambda_invocation(ms, self.memory_mb);
+            bill.api_units = api_units;
+            self.usage.add(&bill);
         }
-        self.usage.add(&bill);
         out
     }
 }
@@ -402,6 +492,53 @@ mod tests {
         assert_eq!(first.s3_put_class, 2);
         assert!(t.take().is_zero());
         assert_eq!(t.take_cost(), Money::ZERO);
+    }
+
+    #[test]
+    fn an_invocation_taken_while_it_runs_bills_only_the_rest_at_its_end() {
+        let t = UsageTally::on_aws();
+        assert!(t.begin_invocation(512, 2));
+        t.record(|u| u.wcu += 3.0);
+        let first = t.take_after(Some(std::time::Duration::from_micros(5_700)));
+        assert_eq!(first.wcu, 3.0);
+        assert_eq!((first.lambda_requests, first.api_units), (1, 2));
+        assert_eq!(first.lambda_mb_ms, 5 * 512);
+        // A second take: only the time since, no second request.
+        let second = t.take_after(Some(std::time::Duration::from_micros(9_100)));
+        assert_eq!((second.lambda_requests, second.api_units), (0, 0));
+        assert_eq!(second.lambda_mb_ms, 4 * 512);
+        t.end_invocation(12.2);
+        let rest = t.take();
+        assert_eq!((rest.lambda_requests, rest.api_units), (0, 0));
+        assert_eq!(rest.lambda_mb_ms, 4 * 512, "13 ms billed, 9 taken before");
+        // The parts add up to what the invocation is billed, once.
+        let whole = t.lifetime();
+        assert_eq!(whole.lambda_mb_ms, AwsUsage::lambda_invocation(12.2, 512).lambda_mb_ms);
+        assert_eq!((whole.lambda_requests, whole.api_units), (1, 2));
+    }
+
+    #[test]
+    fn an_invocation_nothing_took_is_billed_whole_at_its_end_and_the_next_is_followed() {
+        let t = UsageTally::on_aws();
+        assert!(t.begin_invocation(256, 1));
+        assert!(!t.begin_invocation(256, 1), "one at a time is followed");
+        t.end_invocation(0.3);
+        let u = t.take();
+        assert_eq!((u.lambda_requests, u.api_units, u.lambda_mb_ms), (1, 1, 256));
+        assert!(t.begin_invocation(256, 0));
+        t.end_invocation(2.5);
+        assert_eq!(t.take().lambda_mb_ms, 3 * 256);
+        // A take with nothing running adds no time.
+        assert!(t.take_after(None).is_zero());
+    }
+
+    #[test]
+    fn a_tally_that_is_off_bills_no_invocation() {
+        let t = UsageTally::default();
+        t.begin_invocation(512, 1);
+        assert!(t.take_after(Some(std::time::Duration::from_millis(5))).is_zero());
+        t.end_invocation(7.0);
+        assert!(t.take().is_zero());
     }
 
     #[test]

@@ -151,6 +151,16 @@ async fn batchq_counts_every_dynamodb_unit_and_s3_request_the_meter_charges_it()
     .await;
     assert_eq!(c.status, 200, "{}", c.body);
     assert_eq!(c.body["summary"]["created"], 30, "{}", c.body);
+    // The bulk call folded its own use before it answered (its last
+    // transaction's units too): its process holds only the folding update's
+    // own write unit, not a call's worth left for a next call that may never come.
+    assert_eq!(
+        enqueue_app.ports.usage.peek(),
+        AwsUsage {
+            wcu: 1.0,
+            ..AwsUsage::default()
+        }
+    );
 
     // Submit, poll (the fake ends the batch at once; poll copies its file), ingest.
     let submitted = batchq_submit::handle(&submitter, scheduled_event())

@@ -90,6 +90,14 @@ impl Api {
             }
         }
         inserts.settle(&mut outcomes).await?;
+        if outcomes.iter().any(|l| l.outcome == Outcome::Created) {
+            // The call's own AWS use (its last transaction's units, its time)
+            // is folded now rather than by the process's next call.
+            let hour = crate::activity::Hour::of(self.ports.clock.now());
+            if let Err(e) = self.ports.requests.settle_overhead(tenant, hour).await {
+                tracing::warn!(error = %e, "could not record the call's AWS overhead; the next call carries it");
+            }
+        }
 
         let count = |o: Outcome| outcomes.iter().filter(|l| l.outcome == o).count();
         if count(Outcome::Rejected) == outcomes.len() {

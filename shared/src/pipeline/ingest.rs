@@ -407,7 +407,7 @@ impl Ingester {
         let now = self.core.now();
         let limits = InlineLimits::configured(&self.core.config.limits);
         let mut updates = Vec::with_capacity(lines.len());
-        for (line_at, line) in lines {
+        for (line_at, mut line) in lines {
             let Some(req) = states.get(&line.key) else {
                 report.not_in_job += 1;
                 tracing::warn!(job = %job.id, line = line.number, request = %line.key, "result line for an unknown request");
@@ -421,7 +421,7 @@ impl Ingester {
             report.job_lines += 1;
             // Totals come from the file, for every line of this job, whether
             // this run or an earlier one applied it; they are added once.
-            let (mut result, cost_model) = self.result_of(job, req, &line, now);
+            let mut result = self.take_result(job, req, &mut line, now);
             // An answer is read from the copy of the file it came in (kept
             // as long as the result), not copied into the row.
             if let (Outcome::Success { .. }, Some(Payload::Inline(_))) = (&line.outcome, &result.response) {
@@ -445,7 +445,7 @@ impl Ingester {
                     _ => {
                         totals.unpriced_requests += 1;
                         tenant.unpriced_requests += 1;
-                        tracing::debug!(model = cost_model, "no price for model");
+                        tracing::debug!(model = billed_model(job, &line), "no price for model");
                     }
                 }
             }
@@ -482,13 +482,15 @@ impl Ingester {
     }
 
     /// The stored result of a line, with its cost when the model is priced.
-    pub(super) fn result_of<'a>(
+    /// A 2xx answer's body is moved out of the line into the result (not
+    /// copied: answers are kilobytes each); the rest of the line is left.
+    pub(super) fn take_result(
         &self,
-        job: &'a Job,
+        job: &Job,
         req: &Request,
-        line: &'a ResultLine,
+        line: &mut ResultLine,
         now: crate::time::Timestamp,
-    ) -> (RequestResult, &'a str) {
+    ) -> RequestResult {
         let mut result = RequestResult {
             key: req.key.clone(),
             job_id: job.id.clone(),
@@ -501,22 +503,19 @@ impl Ingester {
             recorded_at: now,
             request_id: line.request_id.clone(),
         };
-        let mut model = job.model.as_str();
-        match &line.outcome {
+        let model = billed_model(job, line).to_owned();
+        match &mut line.outcome {
             Outcome::Success {
                 status_code,
                 body,
                 usage,
-                model: billed,
+                ..
             } => {
                 result.status_code = Some(*status_code);
-                result.response = Some(Payload::Inline(body.clone()));
+                result.response = Some(Payload::Inline(std::mem::take(body)));
                 result.usage = *usage;
-                if let Some(m) = billed.as_deref() {
-                    model = m;
-                }
                 if let Some(u) = usage {
-                    if let Some(cost) = self.prices.cost(job.provider, model, u) {
+                    if let Some(cost) = self.prices.cost(job.provider, &model, u) {
                         result.batch_cost = Some(cost.batch);
                         result.realtime_cost = Some(cost.realtime);
                     }
@@ -528,7 +527,15 @@ impl Ingester {
                 result.response = body.clone().map(Payload::Inline);
             }
         }
-        (result, model)
+        result
+    }
+}
+
+/// The model a line is priced as: the one the provider billed, else the job's.
+fn billed_model<'a>(job: &'a Job, line: &'a ResultLine) -> &'a str {
+    match &line.outcome {
+        Outcome::Success { model: Some(m), .. } => m,
+        _ => job.model.as_str(),
     }
 }
 

@@ -137,7 +137,7 @@ impl Ingester {
     async fn apply_late_chunk(
         &self,
         job: &Job,
-        lines: Vec<ResultLine>,
+        mut lines: Vec<ResultLine>,
         sums: &mut Sums,
         report: &mut LateReport,
     ) -> Result<(), PipelineError> {
@@ -145,13 +145,13 @@ impl Ingester {
         let states = self.core.ports.requests.get_many(&keys).await?;
         let now = self.core.now();
         let mut updates = Vec::new();
-        for line in &lines {
+        for line in &mut lines {
             let Some(req) = states.get(&line.key) else {
                 report.skipped += 1;
                 continue;
             };
             report.answers += 1;
-            let (result, _) = self.result_of(job, req, line, now);
+            let result = self.take_result(job, req, line, now);
             let ours = req.job_id.as_ref() == Some(&job.id);
             // Used: the request waits in the queue, is still (or again) this
             // job's, or was finished by this answer in an earlier run.

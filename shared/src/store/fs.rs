@@ -65,6 +65,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How much older than this process's start a temporary file of its pid
+/// must be to be another process's (see [`FsObjects::open`]).
+const CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl FsObjects {
     /// The writers' default buffer bound (as the S3 adapter's default part size).
     pub const DEFAULT_PART_BYTES: u64 = 8 * 1024 * 1024;
@@ -94,7 +98,16 @@ impl FsObjects {
         for entry in std::fs::read_dir(&tmp).map_err(io(&tmp))? {
             let entry = entry.map_err(io(&tmp))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < started);
+            // A file's time comes from the kernel's coarse clock, which can
+            // lag `SystemTime::now` by a few milliseconds: a file this process
+            // created just after it started could look older than the start.
+            // Only a file older by more than the margin is another process's
+            // (one that had our pid before); one kept by the margin is
+            // removed at a later open.
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t + CLOCK_MARGIN < started);
             if old || !name.starts_with(&ours) {
                 let path = entry.path();
                 let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));

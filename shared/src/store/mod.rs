@@ -225,6 +225,16 @@ pub trait RequestStore: Send + Sync {
     /// empty): following from it gives only entries appended later. A new
     /// webhook endpoint starts here.
     async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError>;
+
+    /// Folds what the process's AWS usage tally holds (on AWS) into
+    /// `tenant`'s overhead of `hour` now, in a write of its own, instead of
+    /// leaving it to the next write that carries the tally. A bulk call ends
+    /// with it: its last transaction's own units, and its own time, would
+    /// otherwise wait in the tally for the process's next call (and be lost
+    /// if there is none). Stores that use no AWS have nothing to fold.
+    async fn settle_overhead(&self, _tenant: &TenantId, _hour: Hour) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// How inserting one queued row ended.
@@ -277,6 +287,11 @@ pub trait RequestRows: Send + Sync {
     /// empty): following from it gives only entries appended later. A new
     /// webhook endpoint starts here.
     async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError>;
+
+    /// As [`RequestStore::settle_overhead`].
+    async fn settle_overhead(&self, _tenant: &TenantId, _hour: Hour) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The job rows.

@@ -345,6 +345,10 @@ impl<S: RequestRows> RequestStore for PlacedStore<S> {
     async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
         self.rows.feed_end(tenant).await
     }
+
+    async fn settle_overhead(&self, tenant: &TenantId, hour: Hour) -> Result<(), StoreError> {
+        self.rows.settle_overhead(tenant, hour).await
+    }
 }
 
 /// Whether `key` names a chunk of bodies ([`keys::body_chunk`]).

@@ -356,16 +356,16 @@ impl Poller {
                 }
             }
             if chunk.len() >= CHUNK_LINES || (done && !chunk.is_empty()) {
-                let lines = std::mem::take(&mut chunk);
+                let mut lines = std::mem::take(&mut chunk);
                 let keys: Vec<_> = lines.iter().map(|l| l.key.clone()).collect();
                 let states = self.core.ports.requests.get_many(&keys).await?;
                 let now = self.core.now();
-                for l in &lines {
+                for l in &mut lines {
                     let Some(req) = states.get(&l.key) else {
                         continue;
                     };
                     found.answers += 1;
-                    let (result, _) = self.ingester.result_of(job, req, l, now);
+                    let result = self.ingester.take_result(job, req, l, now);
                     // Paid, with nothing in return: a cost without a saving.
                     let tenant = by_tenant.entry(req.tenant.clone()).or_default();
                     if let Some(b) = result.batch_cost {

@@ -455,6 +455,10 @@ impl RequestRows for DynamoStore {
         self.read_feed(tenant, after, limit).await
     }
 
+    async fn settle_overhead(&self, tenant: &TenantId, hour: Hour) -> Result<(), StoreError> {
+        self.settle_overhead_now(tenant, hour).await
+    }
+
     async fn feed_end(&self, tenant: &TenantId) -> Result<Option<FeedCursor>, StoreError> {
         // The sequence item is read consistently: every entry up to it has committed.
         let seq = self.feed_seq(tenant).await?;

@@ -10,14 +10,16 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::TransactWriteItem;
 
-use super::counters::{shard_of, CounterDeltas};
-use super::item::err_msg;
+use super::counters::{activity_pk, shard_of, CounterDeltas};
+use super::item::{err_msg, n, s};
+use super::schema::{PK, SK};
 use super::{DynamoStore, Item};
-use crate::activity::ActivityCount;
+use crate::activity::{ActivityCount, Hour};
 use crate::counters::{Counter, Delta};
 use crate::feed::FeedDraft;
 use crate::ids::RequestKey;
 use crate::ids::TenantId;
+use crate::overhead::AWS_LIST;
 use crate::retry::{GaveUp, RetryPolicy, Verdict};
 use crate::store::StoreError;
 
@@ -119,6 +121,37 @@ impl DynamoStore {
             Counter::Activity(tenant, hour, ActivityCount::AwsOverhead),
             i64::try_from(picos).unwrap_or(i64::MAX),
         )]
+    }
+
+    /// Takes the usage tally and adds its price to `tenant`'s overhead of
+    /// `hour` in one update of its activity item (shard 0; a read sums the
+    /// shards). What a failed update took goes back to the tally.
+    pub(super) async fn settle_overhead_now(&self, tenant: &TenantId, hour: Hour) -> Result<(), StoreError> {
+        let Some(usage) = &self.usage else { return Ok(()) };
+        let taken = usage.take();
+        let picos = taken.cost(&AWS_LIST).picodollars();
+        if picos <= 0 {
+            usage.give_back(&taken);
+            return Ok(());
+        }
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.jobs_table)
+            .key(PK, s(activity_pk(tenant, 0)))
+            .key(SK, s(hour.to_string()))
+            .update_expression("ADD #o :o")
+            .expression_attribute_names("#o", ActivityCount::AwsOverhead.name())
+            .expression_attribute_values(":o", n(i64::try_from(picos).unwrap_or(i64::MAX)))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                usage.give_back(&taken);
+                Err(StoreError::backend("dynamodb UpdateItem", err_msg(e)))
+            }
+        }
     }
 
     /// Runs one transaction, retrying contention and throttling (another
