@@ -112,7 +112,12 @@ pub(super) fn merge_recent_keys(tx: &Transaction<'_>, op: &'static str) -> Resul
 
 /// Moves the recent keys when they have grown past [`recent_keys_limit`]
 /// (`added`: the keys this transaction added to them).
-fn merge_recent_keys_if_due(tx: &Transaction<'_>, recent: &std::sync::atomic::AtomicI64, added: i64, op: &'static str) -> Result<(), StoreError> {
+fn merge_recent_keys_if_due(
+    tx: &Transaction<'_>,
+    recent: &std::sync::atomic::AtomicI64,
+    added: i64,
+    op: &'static str,
+) -> Result<(), StoreError> {
     use std::sync::atomic::Ordering;
     if added == 0 {
         return Ok(());

@@ -461,7 +461,12 @@ async fn a_version_4_database_is_upgraded_and_its_requests_are_found_by_key_with
     {
         // A data directory as version 4 left it: a unique index on the key.
         let conn = Connection::open(&db).unwrap();
-        for step in [schema::SCHEMA_V1, schema::SCHEMA_V2, schema::SCHEMA_V3, schema::SCHEMA_V4] {
+        for step in [
+            schema::SCHEMA_V1,
+            schema::SCHEMA_V2,
+            schema::SCHEMA_V3,
+            schema::SCHEMA_V4,
+        ] {
             conn.execute_batch(step).unwrap();
         }
         conn.execute_batch("PRAGMA user_version = 4").unwrap();
