@@ -26,8 +26,12 @@ const IDLE: Duration = Duration::from_secs(1);
 /// The shortest time between two checkpoints. Each one syncs the database
 /// file; after every small commit (one enqueue each) that doubled the
 /// syncs, while a checkpoint that waits a moment copies a page written by
-/// several commits once.
-const MIN_GAP: Duration = Duration::from_millis(100);
+/// several commits once. 500 ms rather than 100: during a bulk enqueue a
+/// checkpoint then covers about ten commits, whose key and index pages
+/// it copies once instead of two or three times (the probe: 7.3 against
+/// 7.7 KB written per request); the WAL stays far below the writer's
+/// backstop (a few tens of MB at 20,000 requests/s).
+const MIN_GAP: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Signal {

@@ -68,6 +68,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     retention: Option<Duration>,
+    /// About how many keys `recent_keys` holds (see schema version 5).
+    recent_keys: Arc<std::sync::atomic::AtomicI64>,
     /// Runs the WAL checkpoints beside the writer (dropped before the lock).
     checkpointer: Arc<checkpoint::Checkpointer>,
     /// The data directory's lock, held as long as any clone lives.
@@ -134,11 +136,15 @@ impl SqliteStore {
         .map_err(fail)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
+        let recent_keys: i64 = conn
+            .query_row("SELECT count(*) FROM recent_keys", [], |r| r.get(0))
+            .map_err(fail)?;
         let checkpointer = checkpoint::Checkpointer::start(path, sync)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
             retention: options.retention,
+            recent_keys: Arc::new(recent_keys.into()),
             checkpointer: Arc::new(checkpointer),
             _lock: lock,
         })
@@ -203,7 +209,12 @@ impl SqliteStore {
             let op = "purge_expired";
             let terminal = schema::terminal_list();
             let mut n = 0u64;
-            for (table, column, of_request) in [("bodies", "request_row", "rowid"), ("results", "key", "key")] {
+            for (table, column, of_request) in [
+                ("bodies", "request_row", "id"),
+                ("results", "key", "key"),
+                ("recent_keys", "key", "key"),
+                ("request_keys", "key", "key"),
+            ] {
                 tx.execute(
                     &format!(
                         "DELETE FROM {table} WHERE {column} IN (SELECT {of_request} FROM requests \

@@ -82,9 +82,65 @@ fn queue_columns(r: &Request) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The `requests.id` of the request whose key is `?1` (NULL when none):
+/// a key is in `recent_keys` or in `request_keys` (schema version 5).
+pub(super) const ROW_OF_KEY: &str = "coalesce((SELECT request_row FROM recent_keys WHERE key = ?1), \
+     (SELECT request_row FROM request_keys WHERE key = ?1))";
+
+/// The fewest keys `recent_keys` holds before they move to `request_keys`.
+const RECENT_KEYS_MIN: i64 = 1_024;
+
+/// How many keys `recent_keys` may hold over a table of `rows` requests
+/// before they move: about `sqrt(1000 * rows)` (10,000 at 100,000 rows),
+/// where a bulk insert's commits rewrite about as many bytes of the small
+/// table as the moves do of the large one.
+pub(super) fn recent_keys_limit(rows: i64) -> i64 {
+    // `f64` is exact far beyond any table's row count.
+    (((rows.max(0) as f64) * 1000.0).sqrt() as i64).max(RECENT_KEYS_MIN)
+}
+
+/// Moves every key of `recent_keys` into `request_keys`, in key order.
+/// Inside the caller's transaction: a key is in one table or the other at
+/// every commit.
+pub(super) fn merge_recent_keys(tx: &Transaction<'_>, op: &'static str) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "INSERT INTO request_keys (key, request_row) SELECT key, request_row FROM recent_keys ORDER BY key; \
+         DELETE FROM recent_keys;",
+    )
+    .map_err(db(op))
+}
+
+/// Moves the recent keys when they have grown past [`recent_keys_limit`]
+/// (`added`: the keys this transaction added to them).
+fn merge_recent_keys_if_due(
+    tx: &Transaction<'_>,
+    recent: &std::sync::atomic::AtomicI64,
+    added: i64,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
+    if added == 0 {
+        return Ok(());
+    }
+    let held = recent.fetch_add(added, Ordering::Relaxed) + added;
+    if held < RECENT_KEYS_MIN {
+        return Ok(());
+    }
+    let rows: i64 = tx
+        .query_row("SELECT coalesce(max(id), 0) FROM requests", [], |r| r.get(0))
+        .map_err(db(op))?;
+    if held >= recent_keys_limit(rows) {
+        merge_recent_keys(tx, op)?;
+        // A rollback after this leaves the count low: the keys move later,
+        // which costs bytes, never a lookup.
+        recent.store(0, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 fn read_request(tx: &Transaction<'_>, key: &RequestKey, op: &'static str) -> Result<Option<Request>, StoreError> {
     let mut stmt = tx
-        .prepare_cached("SELECT row FROM requests WHERE key = ?1")
+        .prepare_cached(&format!("SELECT row FROM requests WHERE id = {ROW_OF_KEY}"))
         .map_err(db(op))?;
     match one(stmt.query_row([key.as_str()], |r| r.get::<_, String>(0)), op)? {
         Some(json) => from_json("request", key.as_str(), &json).map(Some),
@@ -96,10 +152,10 @@ fn read_request(tx: &Transaction<'_>, key: &RequestKey, op: &'static str) -> Res
 fn write_request(tx: &Transaction<'_>, r: &Request, op: &'static str) -> Result<(), StoreError> {
     let (queue, queue_order) = queue_columns(r);
     let mut stmt = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE requests SET status = ?2, queue = ?3, queue_order = ?4, job_id = ?5, \
-             expires_at = ?6, row = ?7 WHERE key = ?1",
-        )
+             expires_at = ?6, row = ?7 WHERE id = {ROW_OF_KEY}"
+        ))
         .map_err(db(op))?;
     stmt.execute(params![
         r.key.as_str(),
@@ -166,16 +222,24 @@ impl SqliteStore {
 #[async_trait]
 impl RequestRows for SqliteStore {
     async fn insert_rows(&self, rows: Vec<QueuedRow>) -> Result<Vec<RowInsert>, StoreError> {
+        let recent = self.recent_keys.clone();
         self.tx("insert", true, move |tx| {
             let op = "insert";
             let mut deltas = Deltas::default();
             let mut out = Vec::with_capacity(rows.len());
+            let mut found = tx
+                .prepare_cached(&format!("SELECT row FROM requests WHERE id = {ROW_OF_KEY}"))
+                .map_err(db(op))?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO requests (key, tenant, status, queue, queue_order, job_id, expires_at, row) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(db(op))?;
+            let mut key_row = tx
+                .prepare_cached("INSERT INTO recent_keys (key, request_row) VALUES (?1, ?2)")
+                .map_err(db(op))?;
+            let mut added = 0;
             let mut body = tx
                 .prepare_cached("INSERT OR REPLACE INTO bodies (request_row, kind, payload) VALUES (?1, ?2, ?3)")
                 .map_err(db(op))?;
@@ -184,8 +248,13 @@ impl RequestRows for SqliteStore {
                 body: payload,
             } in rows
             {
+                if let Some(json) = one(found.query_row([row.key.as_str()], |r| r.get::<_, String>(0)), op)? {
+                    let existing = from_json("request", row.key.as_str(), &json)?;
+                    out.push(RowInsert::Exists(Box::new(existing)));
+                    continue;
+                }
                 let (queue, queue_order) = queue_columns(&row);
-                let written = insert
+                insert
                     .execute(params![
                         row.key.as_str(),
                         row.tenant.as_str(),
@@ -197,16 +266,11 @@ impl RequestRows for SqliteStore {
                         to_json("request", &row)?,
                     ])
                     .map_err(db(op))?;
-                if written == 0 {
-                    let existing = read_request(tx, &row.key, op)?.ok_or_else(|| StoreError::Corrupt {
-                        entity: "request",
-                        id: row.key.to_string(),
-                        reason: "refused as existing but not found".into(),
-                    })?;
-                    out.push(RowInsert::Exists(Box::new(existing)));
-                    continue;
-                }
                 let request_row = tx.last_insert_rowid();
+                key_row
+                    .execute(params![row.key.as_str(), request_row])
+                    .map_err(db(op))?;
+                added += 1;
                 match &payload {
                     Payload::Inline(json) => body.execute(params![request_row, BODY_INLINE, json]),
                     other => body.execute(params![request_row, BODY_PAYLOAD_JSON, to_json("body", other)?]),
@@ -216,6 +280,7 @@ impl RequestRows for SqliteStore {
                 out.push(RowInsert::Written);
             }
             deltas.write(tx, op)?;
+            merge_recent_keys_if_due(tx, &recent, added, op)?;
             Ok(out)
         })
         .await
@@ -264,10 +329,9 @@ impl RequestRows for SqliteStore {
         self.tx("bodies", false, move |tx| {
             let op = "bodies";
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT b.kind, b.payload FROM requests r JOIN bodies b ON b.request_row = r.rowid \
-                     WHERE r.key = ?1",
-                )
+                .prepare_cached(&format!(
+                    "SELECT kind, payload FROM bodies WHERE request_row = {ROW_OF_KEY}"
+                ))
                 .map_err(db(op))?;
             let mut out = HashMap::with_capacity(keys.len());
             for k in keys {

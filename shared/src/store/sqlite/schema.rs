@@ -10,7 +10,7 @@ use crate::request::RequestStatus;
 use crate::store::dir_lock::DataDirError;
 
 /// The schema this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1. Each table's `row` (or `payload`, `totals`) column is the
 /// whole domain value as JSON; the other columns are what queries select,
@@ -159,7 +159,7 @@ INSERT INTO tenant_counts (tenant, counter, n)
 /// even after the newest entries were purged); a tenant's feed is its rows
 /// in `seq` order. An entry expires with its request. Upgrading an older
 /// database enters its finished requests, in the order they finished.
-const SCHEMA_V4: &str = r#"
+pub(super) const SCHEMA_V4: &str = r#"
 CREATE TABLE feed (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant      TEXT NOT NULL,
@@ -178,6 +178,56 @@ INSERT INTO feed (tenant, custom_id, event, finished_at, job_id, model, provider
            job_id, json_extract(row, '$.model'), coalesce(json_extract(row, '$.provider'), 'openai'), expires_at
     FROM requests WHERE status IN ('completed', 'failed', 'cancelled')
     ORDER BY json_extract(row, '$.updated_at'), rowid;
+"#;
+
+/// Version 5: a request is found by its key through two key tables, not
+/// a unique index on `requests.key`.
+///
+/// Keys are hashes: each insert into one index of every key dirtied a
+/// random page of it, so every commit of a bulk insert (500 requests)
+/// rewrote most of that index into the WAL, and each checkpoint again:
+/// about half the bytes a bulk enqueue wrote at 100,000 rows. Now a new
+/// key goes into `recent_keys`, small, so a commit dirties few pages; when
+/// it has grown to about the square root of 1,000 times the table's rows,
+/// its keys move into `request_keys` in one sorted pass (each of its pages
+/// written once per move, not once per commit) inside the inserting
+/// transaction ([`super::requests::merge_recent_keys`]). A key is in
+/// exactly one of the two, always in the same transaction as its row;
+/// every lookup by key reads both ([`super::requests::ROW_OF_KEY`]).
+///
+/// `requests` is rebuilt without its `UNIQUE` key (SQLite cannot drop the
+/// index of a column constraint), with `id` naming the `rowid` that
+/// `bodies.request_row` and the key tables refer to (an `INTEGER PRIMARY
+/// KEY`, which keeps its values through a `VACUUM`); the rows keep their
+/// `rowid`s.
+pub(super) const SCHEMA_V5: &str = r#"
+CREATE TABLE requests_v5 (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    queue       TEXT,
+    queue_order TEXT,
+    job_id      TEXT,
+    expires_at  INTEGER,
+    row         TEXT NOT NULL
+);
+INSERT INTO requests_v5 (id, key, tenant, status, queue, queue_order, job_id, expires_at, row)
+    SELECT rowid, key, tenant, status, queue, queue_order, job_id, expires_at, row FROM requests;
+DROP TABLE requests;
+ALTER TABLE requests_v5 RENAME TO requests;
+CREATE INDEX requests_queue ON requests (queue, queue_order) WHERE queue IS NOT NULL;
+CREATE INDEX requests_job ON requests (job_id, key) WHERE job_id IS NOT NULL;
+CREATE INDEX requests_expiry ON requests (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE request_keys (
+    key         TEXT PRIMARY KEY,
+    request_row INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE recent_keys (
+    key         TEXT PRIMARY KEY,
+    request_row INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO request_keys (key, request_row) SELECT key, id FROM requests ORDER BY key;
 "#;
 
 /// The `tenant_counts` name of a tenant's queued requests of `model`.
@@ -220,7 +270,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DataDirE
         .map_err(fail)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fail)?;
     match version {
-        0..=3 => {
+        0..=4 => {
             if version == 0 {
                 tx.execute_batch(SCHEMA_V1).map_err(fail)?;
             }
@@ -230,7 +280,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DataDirE
             if version < 3 {
                 tx.execute_batch(SCHEMA_V3).map_err(fail)?;
             }
-            tx.execute_batch(SCHEMA_V4).map_err(fail)?;
+            if version < 4 {
+                tx.execute_batch(SCHEMA_V4).map_err(fail)?;
+            }
+            tx.execute_batch(SCHEMA_V5).map_err(fail)?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(fail)?;
         }

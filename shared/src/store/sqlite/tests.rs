@@ -151,6 +151,8 @@ async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_res
         .await
         .unwrap();
     let (done, waiting) = (created(&out[0]), created(&out[1]));
+    // Their keys moved to `request_keys`: the purge deletes from it too.
+    move_recent_keys(&rows).await;
     let mut job = Job::new(JobId::generate(), ProviderKind::OpenAi, &group(), ts(0), ts(1));
     store.create_job(&job).await.unwrap();
     store.apply(RequestUpdate::claim(&done, &job.id, ts(1))).await.unwrap();
@@ -205,6 +207,7 @@ async fn purge_deletes_finished_requests_and_jobs_once_expired_and_keeps_the_res
         .is_empty());
     let snap = rows.snapshot().await.unwrap();
     assert!(!snap.keys().any(|k| k.contains(done.key.as_str())), "{snap:?}");
+    assert_eq!(key_tables(&rows).await, (vec![], vec![waiting.key.to_string()]));
     drop((store, rows));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -361,5 +364,152 @@ async fn a_version_3_database_is_upgraded_and_its_finished_requests_enter_the_fe
     assert_eq!(more.entries.len(), 1);
     assert_eq!(more.entries[0].custom_id.as_str(), "waiting");
     drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Moves every key of `recent_keys` into `request_keys` now.
+async fn move_recent_keys(rows: &SqliteStore) {
+    rows.tx("test", true, |tx| requests::merge_recent_keys(tx, "test"))
+        .await
+        .unwrap();
+}
+
+/// The keys in `recent_keys` and in `request_keys`, each in key order.
+async fn key_tables(rows: &SqliteStore) -> (Vec<String>, Vec<String>) {
+    rows.tx("test", false, |tx| {
+        let keys = |table: &str| -> Vec<String> {
+            let mut stmt = tx.prepare(&format!("SELECT key FROM {table} ORDER BY key")).unwrap();
+            let keys = stmt.query_map([], |r| r.get(0)).unwrap();
+            keys.map(Result::unwrap).collect()
+        };
+        Ok((keys("recent_keys"), keys("request_keys")))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_is_found_and_never_inserted_twice_whether_it_is_recent_or_moved() {
+    let (dir, db) = temp_db();
+    let rows = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    let store = rows.clone().placed(Arc::new(MemoryObjects::default()), LIMITS);
+    let moved = created(&store.insert(vec![request("moved")], ts(0)).await.unwrap()[0]);
+    move_recent_keys(&rows).await;
+    let recent = created(&store.insert(vec![request("recent")], ts(1)).await.unwrap()[0]);
+    assert_eq!(
+        key_tables(&rows).await,
+        (vec![recent.key.to_string()], vec![moved.key.to_string()])
+    );
+
+    for r in [&moved, &recent] {
+        assert_eq!(store.get(&r.key).await.unwrap().as_ref(), Some(r));
+    }
+    let bodies = store.bodies(&[moved.key.clone(), recent.key.clone()]).await.unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[&moved.key], request("moved").body_json);
+
+    // Posted again: both found, nothing written.
+    let before = rows.snapshot().await.unwrap();
+    let again = store
+        .insert(vec![request("moved"), request("recent")], ts(2))
+        .await
+        .unwrap();
+    assert!(
+        again.iter().all(|o| matches!(o, InsertOutcome::Existing(_))),
+        "{again:?}"
+    );
+    assert_eq!(rows.snapshot().await.unwrap(), before);
+
+    // Updates find each of them.
+    let job = JobId::generate();
+    for r in [&moved, &recent] {
+        store.apply(RequestUpdate::claim(r, &job, ts(3))).await.unwrap();
+        let back = store.get(&r.key).await.unwrap().unwrap();
+        assert_eq!((back.status, back.job_id), (RequestStatus::Claimed, Some(job.clone())));
+    }
+    drop((store, rows));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn recent_keys_move_to_request_keys_once_they_reach_their_limit() {
+    assert_eq!(requests::recent_keys_limit(0), 1_024);
+    assert_eq!(requests::recent_keys_limit(100_000), 10_000);
+    let (dir, db) = temp_db();
+    let rows = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    let store = rows.clone().placed(Arc::new(MemoryObjects::default()), LIMITS);
+    let first: Vec<NewRequest> = (0..1_000).map(|i| request(&format!("r{i}"))).collect();
+    store.insert(first, ts(0)).await.unwrap();
+    assert_eq!(key_tables(&rows).await.0.len(), 1_000, "below the limit: still recent");
+    let rest: Vec<NewRequest> = (1_000..1_024).map(|i| request(&format!("r{i}"))).collect();
+    store.insert(rest, ts(1)).await.unwrap();
+    let (recent, moved) = key_tables(&rows).await;
+    assert_eq!((recent.len(), moved.len()), (0, 1_024));
+    // A store opened later counts what is still recent.
+    store.insert(vec![request("after")], ts(2)).await.unwrap();
+    drop((store, rows));
+    let rows = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    assert_eq!(rows.recent_keys.load(std::sync::atomic::Ordering::Relaxed), 1);
+    drop(rows);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_version_4_database_is_upgraded_and_its_requests_are_found_by_key_with_their_bodies() {
+    let (dir, db) = temp_db();
+    let old = crate::transition::queued(&request("old"), ts(0));
+    {
+        // A data directory as version 4 left it: a unique index on the key.
+        let conn = Connection::open(&db).unwrap();
+        for step in [
+            schema::SCHEMA_V1,
+            schema::SCHEMA_V2,
+            schema::SCHEMA_V3,
+            schema::SCHEMA_V4,
+        ] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
+        // A row deleted before it, so `rowid`s must be kept, not renumbered.
+        for (key, tenant) in [("gone", "x"), (old.key.as_str(), "acme")] {
+            conn.execute(
+                "INSERT INTO requests (key, tenant, status, queue, queue_order, row) VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+                rusqlite::params![
+                    key,
+                    tenant,
+                    old.queue_group().key(),
+                    order_key(old.created_at, key),
+                    serde_json::to_string(&old).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute("DELETE FROM requests WHERE key = 'gone'", []).unwrap();
+        conn.execute(
+            "INSERT INTO bodies (request_row, kind, payload) SELECT rowid, 1, ?1 FROM requests WHERE key = ?2",
+            rusqlite::params![request("old").body_json, old.key.as_str()],
+        )
+        .unwrap();
+    }
+    let rows = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    let store = rows.clone().placed(Arc::new(MemoryObjects::default()), LIMITS);
+    assert_eq!(store.get(&old.key).await.unwrap(), Some(old.clone()));
+    let bodies = store.bodies(std::slice::from_ref(&old.key)).await.unwrap();
+    assert_eq!(bodies[&old.key], request("old").body_json);
+    let again = store.insert(vec![request("old"), request("new")], ts(1)).await.unwrap();
+    assert!(matches!(again[0], InsertOutcome::Existing(_)), "{again:?}");
+    let new = created(&again[1]);
+    assert_eq!(
+        key_tables(&rows).await,
+        (vec![new.key.to_string()], vec![old.key.to_string()])
+    );
+    let queued = store.queued(&group(), None, 10).await.unwrap();
+    assert_eq!(queued.items.len(), 2);
+    drop((store, rows));
+    let conn = Connection::open(&db).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!((version, check.as_str()), (SCHEMA_VERSION, "ok"));
+    drop(conn);
     std::fs::remove_dir_all(&dir).unwrap();
 }
