@@ -98,7 +98,6 @@ fn world(schedule: RetrySchedule) -> World {
     let dispatcher = Dispatcher::new(
         hooks.clone(),
         store.clone(),
-        store.clone(),
         clock.clone(),
         sender.clone(),
         config,
