@@ -157,7 +157,8 @@ impl crate::store::DeliveryReads for DynamoStore {
     async fn get_with_result(
         &self,
         key: &crate::ids::RequestKey,
-    ) -> Result<Option<(crate::request::Request, Option<crate::request::RequestResult>)>, crate::store::StoreError> {
+    ) -> Result<Option<(crate::request::Request, Option<crate::request::RequestResult>)>, crate::store::StoreError>
+    {
         crate::store::RequestRows::get_with_result(self, key).await
     }
 
