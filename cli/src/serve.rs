@@ -76,7 +76,7 @@ pub async fn serve(ctx: &Ctx, addr: SocketAddr, submit_every: Duration, poll_eve
         .into());
     }
     let webhook_config = WebhookConfig::from_env()?;
-    let dispatcher = match app.webhooks.is_some() {
+    let dispatcher = match app.webhooks().is_some() {
         true => {
             let sender = HttpSender::new(&webhook_config).map_err(|e| format!("webhook HTTP client: {e}"))?;
             app.dispatcher(webhook_config.clone(), Arc::new(sender))

@@ -81,6 +81,8 @@ pub struct EmbeddedStores {
     pub dir: Arc<DataDir>,
     pub store: Arc<PlacedStore<SqliteStore>>,
     pub objects: Arc<FsObjects>,
+    /// The webhook store: its own database file in the data directory.
+    pub webhooks: Arc<crate::store::webhooks::sqlite::SqliteWebhooks>,
     /// Jobs a process that is gone left leased (in the middle of a submit);
     /// their leases ended when this process opened the directory.
     pub leases_ended: Vec<crate::ids::JobId>,
@@ -117,10 +119,6 @@ pub struct App {
     /// The provider instances and the routes to them (the environment's one
     /// provider unless `BATCHQ_PROVIDERS_FILE` names a table).
     pub providers: Arc<ProviderTable>,
-    /// The webhook store (endpoints, feed positions, deliveries): the
-    /// embedded store's own database file, or on AWS its own DynamoDB table
-    /// (`BATCHQ_WEBHOOKS_TABLE`; `None` when that is not set).
-    pub webhooks: Option<Arc<dyn crate::store::webhooks::WebhookStore>>,
 }
 
 impl App {
@@ -165,11 +163,11 @@ impl App {
                 dir,
                 store,
                 objects,
+                webhooks: Arc::new(webhooks),
                 leases_ended,
             }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
-            webhooks: Some(Arc::new(webhooks)),
         })
     }
 
@@ -179,6 +177,25 @@ impl App {
             Backend::Aws(a) => Some(a),
             #[cfg(feature = "embedded")]
             Backend::Embedded(_) => None,
+        }
+    }
+
+    /// The webhook store (endpoints, feed positions, deliveries): the
+    /// embedded store's own database file, or on AWS its own DynamoDB table
+    /// (`BATCHQ_WEBHOOKS_TABLE`; `None` when that is not set).
+    ///
+    /// Made a trait object here, not when the app is built: only the
+    /// functions that call this (through [`App::api`] or
+    /// [`App::dispatcher`]) link the store's methods (issue #20, binary
+    /// sizes; submit and ingest never touch webhooks).
+    pub fn webhooks(&self) -> Option<Arc<dyn crate::store::webhooks::WebhookStore>> {
+        match &self.backend {
+            Backend::Aws(a) => a
+                .webhooks
+                .clone()
+                .map(|w| w as Arc<dyn crate::store::webhooks::WebhookStore>),
+            #[cfg(feature = "embedded")]
+            Backend::Embedded(e) => Some(e.webhooks.clone()),
         }
     }
 
@@ -217,11 +234,10 @@ impl App {
             backend: Backend::Aws(AwsStores {
                 store,
                 objects: s3,
-                webhooks: webhooks.clone(),
+                webhooks,
             }),
             sdk,
             prices: Arc::new(PriceBook::bundled()),
-            webhooks: webhooks.map(|w| w as Arc<dyn crate::store::webhooks::WebhookStore>),
         }
     }
 
@@ -342,12 +358,10 @@ impl App {
 
     /// The HTTP API over this app's ports.
     pub fn api(&self) -> Api {
-        let api = Api::new(self.ports.clone(), &self.config.limits)
-            .with_routing(Arc::new(self.providers.routing.clone()))
-            .with_prices(self.prices.clone());
-        match &self.webhooks {
+        let api = self.api_without_webhooks();
+        match self.webhooks() {
             Some(store) => api.with_webhooks(
-                store.clone(),
+                store,
                 crate::webhook::target::TargetPolicy {
                     allow_private: std::env::var(crate::config::WEBHOOK_ALLOW_PRIVATE)
                         .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
@@ -357,6 +371,15 @@ impl App {
         }
     }
 
+    /// The HTTP API without the webhook store (its `/v1/webhooks` routes
+    /// answer as when no webhook table is configured): what the poll
+    /// function's daily reports read, which so links no webhook store.
+    pub fn api_without_webhooks(&self) -> Api {
+        Api::new(self.ports.clone(), &self.config.limits)
+            .with_routing(Arc::new(self.providers.routing.clone()))
+            .with_prices(self.prices.clone())
+    }
+
     /// The webhook delivery engine over this app's stores, sending with
     /// `sender`; `None` when this app has no webhook store.
     pub fn dispatcher(
@@ -364,11 +387,10 @@ impl App {
         config: crate::pipeline::dispatch::WebhookConfig,
         sender: Arc<dyn crate::pipeline::dispatch::WebhookSender>,
     ) -> Option<crate::pipeline::dispatch::Dispatcher> {
-        let store = self.webhooks.clone()?;
+        let store = self.webhooks()?;
         Some(crate::pipeline::dispatch::Dispatcher::new(
             store,
-            self.ports.requests.clone(),
-            self.ports.jobs.clone(),
+            Arc::new(self.ports.clone()),
             self.ports.clock.clone(),
             sender,
             config,
@@ -386,6 +408,35 @@ impl App {
     pub fn poller(&self, providers: impl Into<Providers>) -> Poller {
         Poller::new(self.core(), providers, self.ingester())
     }
+}
+
+/// The deliver function's wiring: the webhook table and the requests' and
+/// jobs' tables read as they are ([`crate::store::DeliveryReads`] over
+/// [`DynamoStore`]), without an [`App`]: an `App` builds every store
+/// (request and job writes, S3, savings) and so links every method of
+/// each into the binary, which deliver never calls (issue #20, binary
+/// sizes). `None` when `BATCHQ_WEBHOOKS_TABLE` is not set. Reads and sends
+/// exactly what [`App::dispatcher`] over the same tables does.
+pub async fn aws_dispatcher(
+    config: &Config,
+    webhooks: crate::pipeline::dispatch::WebhookConfig,
+    sender: Arc<dyn crate::pipeline::dispatch::WebhookSender>,
+) -> Option<crate::pipeline::dispatch::Dispatcher> {
+    let table = config.webhooks_table.as_ref()?;
+    let sdk = crate::aws::sdk_config(config).await;
+    let usage = Arc::new(crate::overhead::UsageTally::on_aws());
+    let dynamo = crate::aws::dynamo_client(&sdk, &usage);
+    let store = Arc::new(DynamoWebhooks::new(dynamo.clone(), table).with_retention(config.policy.retention));
+    let tables = DynamoStore::new(dynamo, &config.requests_table, &config.jobs_table)
+        .with_retention(config.policy.retention)
+        .with_usage(usage);
+    Some(crate::pipeline::dispatch::Dispatcher::new(
+        store,
+        Arc::new(tables),
+        Arc::new(SystemClock),
+        sender,
+        webhooks,
+    ))
 }
 
 /// The inline limits configured for bodies and responses.

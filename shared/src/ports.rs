@@ -7,8 +7,14 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
+use crate::feed::{FeedCursor, FeedPage};
+use crate::ids::{RequestKey, TenantId};
+use crate::job::Job;
 use crate::overhead::UsageTally;
-use crate::store::{JobStore, ObjectStore, RequestStore, SavingsStore};
+use crate::request::{Request, RequestResult};
+use crate::store::{DeliveryReads, JobStore, ObjectStore, Page, RequestStore, SavingsStore, StoreError};
 use crate::time::Clock;
 
 #[derive(Clone)]
@@ -43,5 +49,26 @@ impl Ports {
     pub fn with_usage(mut self, usage: Arc<UsageTally>) -> Self {
         self.usage = usage;
         self
+    }
+}
+
+/// Webhook delivery's reads through the request and job stores.
+#[async_trait]
+impl DeliveryReads for Ports {
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
+        self.requests.feed(tenant, after, limit).await
+    }
+
+    async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError> {
+        self.requests.get_with_result(key).await
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError> {
+        self.jobs.list_jobs(tenant, cursor, limit).await
     }
 }

@@ -203,7 +203,7 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
     };
     let sender = Arc::new(HttpSender::new(&webhooks).unwrap());
     let ports = p.ports();
-    let dispatcher = Dispatcher::new(hooks.clone(), ports.requests, ports.jobs, ports.clock, sender, webhooks);
+    let dispatcher = Dispatcher::new(hooks.clone(), Arc::new(ports.clone()), ports.clock, sender, webhooks);
     let mut lines = Vec::new();
 
     // The stream's event: the three results and the job's end are made

@@ -333,10 +333,7 @@ async fn each_role_allows_the_calls_its_function_makes_and_no_more() {
     // Private targets allowed: the webhook endpoint is on loopback.
     let api = batchq_enqueue::with_provider_webhooks(
         enqueue_app.api().with_webhooks(
-            enqueue_app
-                .webhooks
-                .clone()
-                .expect("the test stack has a webhook table"),
+            enqueue_app.webhooks().expect("the test stack has a webhook table"),
             TargetPolicy { allow_private: true },
         ),
         &enqueue_config,

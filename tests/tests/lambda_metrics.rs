@@ -123,8 +123,7 @@ async fn every_metric_appears_in_an_emf_line_of_the_lambda_path() {
     let ports = p.ports();
     let dispatcher = Dispatcher::new(
         hooks,
-        ports.requests,
-        ports.jobs,
+        Arc::new(ports.clone()),
         ports.clock,
         Arc::new(Answers200),
         WebhookConfig::default(),

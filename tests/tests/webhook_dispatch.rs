@@ -95,14 +95,7 @@ fn world(schedule: RetrySchedule) -> World {
         schedule,
         ..WebhookConfig::default()
     };
-    let dispatcher = Dispatcher::new(
-        hooks.clone(),
-        store.clone(),
-        store.clone(),
-        clock.clone(),
-        sender.clone(),
-        config,
-    );
+    let dispatcher = Dispatcher::new(hooks.clone(), store.clone(), clock.clone(), sender.clone(), config);
     World {
         requests: store.clone(),
         jobs: store,

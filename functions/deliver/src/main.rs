@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use batchq_core::app::App;
 use batchq_core::config::Config;
 use batchq_core::pipeline::dispatch::{HttpSender, WebhookConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -13,13 +12,14 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     batchq_core::telemetry::init(&config);
-    let app = App::from_config(config).await;
     let webhooks = WebhookConfig::from_env()?;
     let sender = Arc::new(HttpSender::new(&webhooks)?);
-    let dispatcher = app
-        .dispatcher(webhooks, sender)
+    // Not an `App`: deliver reads the tables and sends, nothing more
+    // (`aws_dispatcher` says why that keeps the binary small).
+    let dispatcher = batchq_core::app::aws_dispatcher(&config, webhooks, sender)
+        .await
         .ok_or("BATCHQ_WEBHOOKS_TABLE is not set: deliver has no webhook table")?;
-    let namespace = app.config.metrics_namespace.clone();
+    let namespace = config.metrics_namespace.clone();
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         batchq_deliver::handle(&dispatcher, &namespace, event)
     }))

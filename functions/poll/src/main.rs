@@ -13,8 +13,9 @@ async fn main() -> Result<(), Error> {
     batchq_core::telemetry::init(&config);
     let app = App::from_config(config).await.with_configured_tables().await?;
     let poller = app.poller(app.providers().await?);
+    // The reports read figures through the API; none of them is a webhook's.
     let reports = Reports::new(
-        app.api(),
+        app.api_without_webhooks(),
         app.ports.objects.clone(),
         app.config.report_tenants.clone(),
         app.config.report_webhook_url.clone(),

@@ -28,7 +28,7 @@ use crate::config;
 use crate::feed::{FeedCursor, FeedEntry};
 use crate::ids::TenantId;
 use crate::store::webhooks::{EndpointState, JobMark, WebhookStore, MATERIALISE_MAX};
-use crate::store::{JobStore, RequestStore, StoreError};
+use crate::store::{DeliveryReads, StoreError};
 use crate::time::Clock;
 use crate::webhook::delivery::{Delivery, DeliveryId, RetrySchedule};
 use crate::webhook::endpoint::{DeliveryMode, Endpoint, EndpointId, EndpointUrl, EventType};
@@ -251,8 +251,8 @@ impl RunReport {
 #[derive(Clone)]
 pub struct Dispatcher {
     pub store: Arc<dyn WebhookStore>,
-    pub requests: Arc<dyn RequestStore>,
-    pub jobs: Arc<dyn JobStore>,
+    /// The request feed, requests with their results and the jobs list.
+    pub reads: Arc<dyn DeliveryReads>,
     pub clock: Arc<dyn Clock>,
     pub sender: Arc<dyn WebhookSender>,
     pub config: WebhookConfig,
@@ -279,16 +279,14 @@ const MATERIALISE_MAX_BYTES: usize = 3 * 1024 * 1024;
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn WebhookStore>,
-        requests: Arc<dyn RequestStore>,
-        jobs: Arc<dyn JobStore>,
+        reads: Arc<dyn DeliveryReads>,
         clock: Arc<dyn Clock>,
         sender: Arc<dyn WebhookSender>,
         config: WebhookConfig,
     ) -> Self {
         Self {
             store,
-            requests,
-            jobs,
+            reads,
             clock,
             sender,
             config,
@@ -419,7 +417,7 @@ impl Dispatcher {
             }
             if state.endpoint.wants_requests() {
                 let page = self
-                    .requests
+                    .reads
                     .feed(&state.endpoint.tenant, state.cursor.as_ref(), 1)
                     .await?;
                 if let Some(e) = page.entries.first() {
@@ -462,7 +460,7 @@ impl Dispatcher {
         let mut new = 0;
         if endpoint.wants_requests() {
             let page = self
-                .requests
+                .reads
                 .feed(&endpoint.tenant, state.cursor.as_ref(), self.config.feed_page)
                 .await?;
             let facts = self.request_facts(endpoint, page.entries).await?;
@@ -519,7 +517,7 @@ impl Dispatcher {
                 out.push((entry.cursor, None));
                 continue;
             }
-            let (request, result) = match self.requests.get_with_result(&entry.key()).await? {
+            let (request, result) = match self.reads.get_with_result(&entry.key()).await? {
                 Some((r, res)) => (Some(r), res),
                 None => (None, None),
             };
@@ -595,7 +593,7 @@ impl Dispatcher {
         let mut after_mark = Vec::new();
         let mut cursor = None;
         'pages: loop {
-            let page = self.jobs.list_jobs(Some(&endpoint.tenant), cursor, JOB_PAGE).await?;
+            let page = self.reads.list_jobs(Some(&endpoint.tenant), cursor, JOB_PAGE).await?;
             for j in page.items {
                 let mark = JobMark::new(j.created_at, j.id.clone());
                 if state.jobs.as_ref().is_some_and(|m| mark <= *m) {

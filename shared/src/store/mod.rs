@@ -294,6 +294,50 @@ pub trait RequestRows: Send + Sync {
     }
 }
 
+/// What webhook delivery reads of requests and jobs: the three reads of
+/// [`RequestStore`] and [`JobStore`] the dispatcher makes, as its own port.
+/// Built over the whole ports ([`crate::ports::Ports`]) by every caller
+/// that has them, and over the DynamoDB row store alone by the deliver
+/// function, which so links neither the request and job writes nor S3
+/// (issue #20, binary sizes). Each method is the same as the one it names.
+#[async_trait]
+pub trait DeliveryReads: Send + Sync {
+    /// [`RequestStore::feed`].
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError>;
+
+    /// [`RequestStore::get_with_result`].
+    async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError>;
+
+    /// [`JobStore::list_jobs`].
+    async fn list_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError>;
+}
+
+/// A store of both requests and jobs reads for delivery through them.
+#[async_trait]
+impl<T: RequestStore + JobStore + ?Sized> DeliveryReads for T {
+    async fn feed(&self, tenant: &TenantId, after: Option<&FeedCursor>, limit: u32) -> Result<FeedPage, StoreError> {
+        RequestStore::feed(self, tenant, after, limit).await
+    }
+
+    async fn get_with_result(&self, key: &RequestKey) -> Result<Option<(Request, Option<RequestResult>)>, StoreError> {
+        RequestStore::get_with_result(self, key).await
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Job>, StoreError> {
+        JobStore::list_jobs(self, tenant, cursor, limit).await
+    }
+}
+
 /// The job rows.
 #[async_trait]
 pub trait JobStore: Send + Sync {

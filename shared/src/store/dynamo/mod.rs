@@ -139,3 +139,35 @@ impl DynamoStore {
         &self.jobs_table
     }
 }
+
+/// The deliver function's reads straight from the tables: the same reads
+/// `PlacedStore` makes of them (it hands these three to its rows as they
+/// are), without S3 or the write paths in that function's binary.
+#[async_trait::async_trait]
+impl crate::store::DeliveryReads for DynamoStore {
+    async fn feed(
+        &self,
+        tenant: &crate::ids::TenantId,
+        after: Option<&crate::feed::FeedCursor>,
+        limit: u32,
+    ) -> Result<crate::feed::FeedPage, crate::store::StoreError> {
+        crate::store::RequestRows::feed(self, tenant, after, limit).await
+    }
+
+    async fn get_with_result(
+        &self,
+        key: &crate::ids::RequestKey,
+    ) -> Result<Option<(crate::request::Request, Option<crate::request::RequestResult>)>, crate::store::StoreError>
+    {
+        crate::store::RequestRows::get_with_result(self, key).await
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: Option<&crate::ids::TenantId>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<crate::store::Page<crate::job::Job>, crate::store::StoreError> {
+        crate::store::JobStore::list_jobs(self, tenant, cursor, limit).await
+    }
+}
