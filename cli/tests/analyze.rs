@@ -351,10 +351,33 @@ fn a_local_price_table_named_by_batchq_pricing_file_is_used_and_s3_is_refused() 
 
 #[test]
 fn embeddings_whose_saving_would_not_pay_batchqs_aws_overhead_are_flagged_and_summaries_are_not() {
+    // About 2,200 tokens per embeddings call: at the bundled prices
+    // (text-embedding-3-small at half price in batch) a saving of about
+    // $0.00002 a call, which covers batchq's estimate in bulk (about
+    // $0.00001: twelve to thirteen write units, an 8 KB body kept a month).
     let v = analyze_json(&[]);
-    // About 2,000 tokens per embeddings call on text-embedding-3-small: a
-    // saving of about $0.00001 a call, less than the DynamoDB writes and
-    // storage of an 8 KB body and a vector.
+    let search = &group(&v, "search-indexing")["batchable"];
+    assert_eq!(search["saving_covers_aws_overhead"], true, "{search}");
+    // With a batch price only a tenth below real time, the saving per call
+    // (about $0.000004) no longer pays for that: the group is flagged.
+    let dir = std::env::temp_dir().join(format!("batchq-analyze-thin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = dir.join("prices.json");
+    std::fs::write(
+        &table,
+        r#"{"source": "https://example.com/prices", "as_of": "2026-11-01", "providers": {"openai": {
+            "text-embedding-3-small": {"realtime": {"input": "0.02"}, "batch": {"input": "0.018"}},
+            "gpt-4o-mini-2024-07-18": {"realtime": {"input": "0.15", "output": "0.6"},
+                                       "batch": {"input": "0.075", "output": "0.3"}}}}}"#,
+    )
+    .unwrap();
+    let file = sample();
+    let out = batchq_with(
+        &["analyze", file.to_str().unwrap(), "--json"],
+        &[("BATCHQ_PRICING_FILE", table.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let search = &group(&v, "search-indexing")["batchable"];
     assert_eq!(search["saving_covers_aws_overhead"], false, "{search}");
     let money = |x: &Value| x.as_str().unwrap().parse::<f64>().unwrap();
@@ -369,7 +392,11 @@ fn embeddings_whose_saving_would_not_pay_batchqs_aws_overhead_are_flagged_and_su
         "{nightly}"
     );
 
-    let out = batchq(&["analyze", sample().to_str().unwrap()]);
+    let out = batchq_with(
+        &["analyze", file.to_str().unwrap()],
+        &[("BATCHQ_PRICING_FILE", table.to_str().unwrap())],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("Where the saving would not cover batchq's own AWS overhead") && text.contains("search-indexing"),

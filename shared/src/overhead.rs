@@ -389,27 +389,47 @@ impl LambdaMeter {
 /// A rough AWS overhead of one request over its whole life, for `batchq
 /// analyze` (before any request was sent): a body of `body_bytes` and a
 /// result of `result_bytes`, enqueued one per call or in bulk. The units
-/// follow from DynamoDB's rules and batchq's writes (docs/performance.md,
-/// section 3): the body item written in a transaction (2 WCU per KB), the
-/// state item and its index entries at enqueue, claim and finish, the
-/// result item (a pointer into the result file) in the finishing
-/// transaction, and the counter items (one
-/// call's own when enqueued singly, shared by a thousand in bulk); storage
-/// as [`AwsUsage::priced`] counts it.
+/// follow from DynamoDB's rules and batchq's writes (docs/performance.md
+/// has them measured phase by phase):
+///
+/// - enqueue, one per call: the body item and the state item in a
+///   transaction (2 units per KB each), the queue-index entry, and the
+///   call's own counter items; in bulk: the body goes into a chunk object
+///   shared by up to 4 MB of bodies (an S3 PUT each) and the state item
+///   (under 1 KB) points into it, the counter items are shared by the call;
+/// - claim: the state item in a transaction, the queue-index entry out and
+///   the job-index entry in, plus a share of the transaction's counters;
+/// - finish: the state item and the result item (a pointer into the result
+///   file copy) in a transaction, the job-index entry, plus a share of the
+///   transaction's counter and feed items;
+///
+/// storage as [`AwsUsage::priced`] counts it ([`stored_bytes`]).
 pub fn estimate_per_request(p: &AwsPrices, body_bytes: u64, result_bytes: u64, single: bool) -> Money {
+    estimate_usage(p, body_bytes, result_bytes, single).cost(p)
+}
+
+/// The usage behind [`estimate_per_request`].
+pub fn estimate_usage(p: &AwsPrices, body_bytes: u64, result_bytes: u64, single: bool) -> AwsUsage {
     let kb = |b: u64| b.div_ceil(1024).max(1) as f64;
-    // enqueue: body (transactional), state item and queue-index entry.
-    let mut wcu = 2.0 * kb(body_bytes) + 2.0 + 1.0;
-    // the enqueue call's counter items (a bulk call shares its own).
-    wcu += if single { 6.0 } else { 0.1 };
-    // claim: state item, queue-index out, job-index in.
-    wcu += 2.0 + 2.0;
-    // finish: state item and job-index entry, result item (transactional;
-    // it points into the result file copy, or to its own object).
-    wcu += 2.0 + 1.0 + 2.0;
-    // reads: the body at submit and the state at finish, eventually consistent.
-    let rcu = 0.5 * (body_bytes.div_ceil(4096).max(1) as f64) + 1.0;
-    let u = AwsUsage {
+    let enqueue_wcu = if single {
+        // body item and state item (transactional), queue index, counters.
+        2.0 * kb(body_bytes) + 2.0 + 1.0 + 6.0
+    } else {
+        // state item with the chunk pointer (transactional), queue index,
+        // the call's counters shared (the chunk's PUT, shared by up to
+        // 4 MB of bodies, is a few billionths of a dollar a request).
+        2.0 + 1.0 + 0.1
+    };
+    // claim, then finish.
+    let wcu = enqueue_wcu + (2.0 + 2.0 + 0.1) + (2.0 + 2.0 + 1.0 + 0.5);
+    // reads: the body at submit (the chunk range in bulk) and the state at
+    // finish, eventually consistent.
+    let rcu = if single {
+        0.5 * (body_bytes.div_ceil(4096).max(1) as f64) + 1.0
+    } else {
+        0.5 + 1.0
+    };
+    AwsUsage {
         api_units: u64::from(single),
         wcu,
         rcu,
@@ -417,8 +437,7 @@ pub fn estimate_per_request(p: &AwsPrices, body_bytes: u64, result_bytes: u64, s
         s3_input_bytes: body_bytes,
         s3_result_bytes: result_bytes,
         ..AwsUsage::default()
-    };
-    u.cost(p)
+    }
 }
 
 /// The bytes a new request keeps in DynamoDB, as its storage is estimated:
@@ -539,6 +558,18 @@ mod tests {
         assert!(t.take_after(Some(std::time::Duration::from_millis(5))).is_zero());
         t.end_invocation(7.0);
         assert!(t.take().is_zero());
+    }
+
+    #[test]
+    fn a_bulk_request_is_estimated_without_the_body_item_a_single_one_writes() {
+        // A 4.3 KB body, as the bench's requests average.
+        let single = estimate_usage(&AWS_LIST, 4_300, 2_000, true);
+        let bulk = estimate_usage(&AWS_LIST, 4_300, 2_000, false);
+        assert!((single.wcu - bulk.wcu - (2.0 * 5.0 + 6.0 - 0.1)).abs() < 1e-9);
+        // What `make bench` measured per request over its life (section 3 of
+        // docs/performance.md): about 12.7 units in bulk, 28.4 singly.
+        assert!((12.0..=13.5).contains(&bulk.wcu), "{bulk:?}");
+        assert!((27.0..=30.0).contains(&single.wcu), "{single:?}");
     }
 
     #[test]

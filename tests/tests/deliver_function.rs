@@ -290,3 +290,64 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
         listed.body
     );
 }
+
+/// Deliver's `main` builds its dispatcher from the configuration alone
+/// (`app::aws_dispatcher`: the webhook table and the tables read as they
+/// are, no `App`); wired that way it finds and sends what the stream names.
+#[tokio::test]
+async fn deliver_wired_from_its_configuration_alone_sends_each_event_once() {
+    let p = Pipeline::start_on(StoreKind::Emulator, FakeConfig::default(), |_| {}).await;
+    let config = p.config().clone();
+    let table = config
+        .webhooks_table
+        .clone()
+        .expect("the test tables include a webhook table");
+    let sdk = batchq_core::aws::sdk_config(&config).await;
+    let hooks: Arc<dyn WebhookStore> = Arc::new(DynamoWebhooks::new(
+        batchq_core::aws::dynamo_client(&sdk, &Arc::new(batchq_core::overhead::UsageTally::on_aws())),
+        table,
+    ));
+    let api = p
+        .api()
+        .with_webhooks(hooks.clone(), TargetPolicy { allow_private: true });
+    let tenant = TenantId::default_tenant();
+    let receiver = Receiver::start(0).await;
+    let created = api
+        .handle(
+            &tenant,
+            ApiRequest::post(
+                "/v1/webhooks/endpoints",
+                "application/json",
+                json!({"url": receiver.url, "events": ["request.completed"]}).to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    p.clock.advance(Duration::from_millis(10));
+    let reqs: Vec<_> = (0..2).map(|i| chat(i, "gpt-4o-mini")).collect();
+    p.enqueue(&reqs).await;
+    p.settle(&keys(&reqs), 8).await;
+    assert!(p.all_terminal(&keys(&reqs)).await);
+
+    let webhooks = WebhookConfig {
+        target: TargetPolicy { allow_private: true },
+        ..WebhookConfig::default()
+    };
+    let sender = Arc::new(HttpSender::new(&webhooks).unwrap());
+    let dispatcher = batchq_core::app::aws_dispatcher(&config, webhooks, sender)
+        .await
+        .expect("BATCHQ_WEBHOOKS_TABLE is set");
+    let (r, _) = batchq_deliver::handle_metered(&dispatcher, "batchq/test", stream_event(&tenant, 1)).await;
+    let first = r.unwrap();
+    assert_eq!(
+        (first["materialised"].as_u64(), first["delivered"].as_u64()),
+        (Some(2), Some(2)),
+        "{first}"
+    );
+    let (r, _) = batchq_deliver::handle_metered(&dispatcher, "batchq/test", schedule_event()).await;
+    assert_eq!(r.unwrap()["delivered"], 0);
+    let got = receiver.got();
+    assert_eq!(got.len(), 2, "each completed request once");
+    let ids: BTreeSet<_> = got.iter().map(|g| g.headers["webhook-id"].clone()).collect();
+    assert_eq!(ids.len(), 2);
+}
