@@ -149,15 +149,21 @@ fn total(lines: &[String], name: &str) -> f64 {
         .sum()
 }
 
-#[tokio::test]
-async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled_run_and_nothing_is_sent_twice() {
-    let p = Pipeline::start_on(StoreKind::Emulator, FakeConfig::default(), |_| {}).await;
-    let config = p.config().clone();
+/// The pipeline's API with the emulator's webhook table, and an endpoint
+/// of `tenant` for `events` at a receiver that refuses its first
+/// `refuse_first` POSTs.
+async fn with_endpoint(
+    p: &Pipeline,
+    tenant: &TenantId,
+    refuse_first: usize,
+    events: Value,
+) -> (Arc<dyn WebhookStore>, batchq_core::api::Api, Receiver, WebhookSecret) {
+    let config = p.config();
     let table = config
         .webhooks_table
         .clone()
         .expect("the test tables include a webhook table");
-    let sdk = batchq_core::aws::sdk_config(&config).await;
+    let sdk = batchq_core::aws::sdk_config(config).await;
     let hooks: Arc<dyn WebhookStore> = Arc::new(DynamoWebhooks::new(
         batchq_core::aws::dynamo_client(&sdk, &Arc::new(batchq_core::overhead::UsageTally::on_aws())),
         table,
@@ -165,22 +171,29 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
     let api = p
         .api()
         .with_webhooks(hooks.clone(), TargetPolicy { allow_private: true });
-    let tenant = TenantId::default_tenant();
-
-    // The receiver refuses the first two POSTs.
-    let receiver = Receiver::start(2).await;
+    let receiver = Receiver::start(refuse_first).await;
     let created = api
         .handle(
-            &tenant,
+            tenant,
             ApiRequest::post(
                 "/v1/webhooks/endpoints",
                 "application/json",
-                json!({"url": receiver.url, "events": ["request.completed", "job.finished"]}).to_string(),
+                json!({"url": receiver.url, "events": events}).to_string(),
             ),
         )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let secret = WebhookSecret::parse(created.body["secret"].as_str().unwrap()).unwrap();
+    (hooks, api, receiver, secret)
+}
+
+#[tokio::test]
+async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled_run_and_nothing_is_sent_twice() {
+    let p = Pipeline::start_on(StoreKind::Emulator, FakeConfig::default(), |_| {}).await;
+    let tenant = TenantId::default_tenant();
+    // The receiver refuses the first two POSTs.
+    let (hooks, api, receiver, secret) =
+        with_endpoint(&p, &tenant, 2, json!(["request.completed", "job.finished"])).await;
 
     p.clock.advance(Duration::from_millis(10));
     let reqs: Vec<_> = (0..3).map(|i| chat(i, "gpt-4o-mini")).collect();
@@ -298,31 +311,8 @@ async fn the_stream_wakes_deliver_a_failed_delivery_arrives_on_a_later_scheduled
 async fn deliver_wired_from_its_configuration_alone_sends_each_event_once() {
     let p = Pipeline::start_on(StoreKind::Emulator, FakeConfig::default(), |_| {}).await;
     let config = p.config().clone();
-    let table = config
-        .webhooks_table
-        .clone()
-        .expect("the test tables include a webhook table");
-    let sdk = batchq_core::aws::sdk_config(&config).await;
-    let hooks: Arc<dyn WebhookStore> = Arc::new(DynamoWebhooks::new(
-        batchq_core::aws::dynamo_client(&sdk, &Arc::new(batchq_core::overhead::UsageTally::on_aws())),
-        table,
-    ));
-    let api = p
-        .api()
-        .with_webhooks(hooks.clone(), TargetPolicy { allow_private: true });
     let tenant = TenantId::default_tenant();
-    let receiver = Receiver::start(0).await;
-    let created = api
-        .handle(
-            &tenant,
-            ApiRequest::post(
-                "/v1/webhooks/endpoints",
-                "application/json",
-                json!({"url": receiver.url, "events": ["request.completed"]}).to_string(),
-            ),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
+    let (_, _, receiver, _) = with_endpoint(&p, &tenant, 0, json!(["request.completed"])).await;
     p.clock.advance(Duration::from_millis(10));
     let reqs: Vec<_> = (0..2).map(|i| chat(i, "gpt-4o-mini")).collect();
     p.enqueue(&reqs).await;
