@@ -29,6 +29,21 @@ fn batchq_with(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run batchq")
 }
 
+/// `batchq analyze` of the sample with `extra` arguments, its prices read
+/// from a local table of `table` (`BATCHQ_PRICING_FILE`) named `name`.
+fn analyze_with_prices(name: &str, table: &str, extra: &[&str]) -> Output {
+    let dir = std::env::temp_dir().join(format!("batchq-analyze-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prices.json");
+    std::fs::write(&path, table).unwrap();
+    let file = sample();
+    let mut args = vec!["analyze", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = batchq_with(&args, &[("BATCHQ_PRICING_FILE", path.to_str().unwrap())]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
 fn analyze_json(extra: &[&str]) -> Value {
     let file = sample();
     let mut args = vec!["analyze", file.to_str().unwrap(), "--json"];
@@ -316,22 +331,14 @@ fn a_missing_log_fails_on_stderr() {
 
 #[test]
 fn a_local_price_table_named_by_batchq_pricing_file_is_used_and_s3_is_refused() {
-    let dir = std::env::temp_dir().join(format!("batchq-analyze-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let table = dir.join("prices.json");
     // Only the embeddings model, at round prices.
-    std::fs::write(
-        &table,
+    let out = analyze_with_prices(
+        "round",
         r#"{"source": "https://example.com/prices", "as_of": "2026-11-01", "providers": {"openai": {
             "text-embedding-3-small": {"realtime": {"input": "0.04"}, "batch": {"input": "0.01"}}}}}"#,
-    )
-    .unwrap();
-    let file = sample();
-    let out = batchq_with(
-        &["analyze", file.to_str().unwrap(), "--json"],
-        &[("BATCHQ_PRICING_FILE", table.to_str().unwrap())],
+        &["--json"],
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    let file = sample();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["prices"]["as_of"], "2026-11-01");
@@ -360,22 +367,11 @@ fn embeddings_whose_saving_would_not_pay_batchqs_aws_overhead_are_flagged_and_su
     assert_eq!(search["saving_covers_aws_overhead"], true, "{search}");
     // With a batch price only a tenth below real time, the saving per call
     // (about $0.000004) no longer pays for that: the group is flagged.
-    let dir = std::env::temp_dir().join(format!("batchq-analyze-thin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let table = dir.join("prices.json");
-    std::fs::write(
-        &table,
-        r#"{"source": "https://example.com/prices", "as_of": "2026-11-01", "providers": {"openai": {
+    let thin = r#"{"source": "https://example.com/prices", "as_of": "2026-11-01", "providers": {"openai": {
             "text-embedding-3-small": {"realtime": {"input": "0.02"}, "batch": {"input": "0.018"}},
             "gpt-4o-mini-2024-07-18": {"realtime": {"input": "0.15", "output": "0.6"},
-                                       "batch": {"input": "0.075", "output": "0.3"}}}}}"#,
-    )
-    .unwrap();
-    let file = sample();
-    let out = batchq_with(
-        &["analyze", file.to_str().unwrap(), "--json"],
-        &[("BATCHQ_PRICING_FILE", table.to_str().unwrap())],
-    );
+                                       "batch": {"input": "0.075", "output": "0.3"}}}}}"#;
+    let out = analyze_with_prices("thin", thin, &["--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let search = &group(&v, "search-indexing")["batchable"];
@@ -392,11 +388,7 @@ fn embeddings_whose_saving_would_not_pay_batchqs_aws_overhead_are_flagged_and_su
         "{nightly}"
     );
 
-    let out = batchq_with(
-        &["analyze", file.to_str().unwrap()],
-        &[("BATCHQ_PRICING_FILE", table.to_str().unwrap())],
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
+    let out = analyze_with_prices("thin", thin, &[]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("Where the saving would not cover batchq's own AWS overhead") && text.contains("search-indexing"),
